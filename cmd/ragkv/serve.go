@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ragkv/ragkv/server"
+)
+
+// serveConfig is the whole service configuration: YAML file (--config) first, then any
+// flag given on the command line overrides it. Feature files add their own section.
+type serveConfig struct {
+	Listen      string `yaml:"listen"`
+	AdminListen string `yaml:"admin_listen"`
+	DataDir     string `yaml:"data_dir"`
+	LogLevel    string `yaml:"log_level"`
+	// StopTimeout bounds the graceful stop on SIGTERM.
+	StopTimeout time.Duration `yaml:"stop_timeout"`
+
+	Cache cacheConfig `yaml:"cache"`
+}
+
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		Listen:      "127.0.0.1:7431",
+		AdminListen: "127.0.0.1:7432",
+		DataDir:     "./data",
+		LogLevel:    "info",
+		StopTimeout: 30 * time.Second,
+		Cache:       defaultCacheConfig(),
+	}
+}
+
+// serveEnv is what components get besides the config.
+type serveEnv struct {
+	log *slog.Logger
+	reg prometheus.Registerer
+}
+
+// serveComponent builds one part of the service (chunk cache, retrieval, engine, ...)
+// and returns the server option that attaches it plus a closer run after the server
+// stopped. Feature files append to serveComponents from init, in dependency order.
+type serveComponent struct {
+	name  string
+	build func(ctx context.Context, cfg *serveConfig, env *serveEnv, deps map[string]any) (opt server.Option, value any, closer io.Closer, err error)
+}
+
+var serveComponents []serveComponent
+
+var (
+	serveCfg     = defaultServeConfig()
+	serveCfgFile string
+	serveCmd     = &cobra.Command{
+		Use:   "serve",
+		Short: "Run the ragkv service (gRPC + admin HTTP)",
+		Args:  cobra.NoArgs,
+		RunE:  runServe,
+	}
+)
+
+func init() {
+	f := serveCmd.Flags()
+	f.StringVar(&serveCfgFile, "config", "", "YAML config file (flags given on the command line override it)")
+	f.StringVar(&serveCfg.Listen, "listen", serveCfg.Listen, "gRPC listen address")
+	f.StringVar(&serveCfg.AdminListen, "admin-listen", serveCfg.AdminListen, "admin HTTP listen address (/metrics, /healthz); empty disables it")
+	f.StringVar(&serveCfg.DataDir, "data-dir", serveCfg.DataDir, "directory for persistent data")
+	f.StringVar(&serveCfg.LogLevel, "log-level", serveCfg.LogLevel, "log level: debug, info, warn, error")
+	f.DurationVar(&serveCfg.StopTimeout, "stop-timeout", serveCfg.StopTimeout, "how long a graceful stop waits for in-flight RPCs")
+	rootCmd.AddCommand(serveCmd)
+}
+
+// loadServeConfig applies the YAML file under the flags that were set explicitly.
+func loadServeConfig(cmd *cobra.Command) error {
+	if serveCfgFile == "" {
+		return nil
+	}
+	changed := map[string]string{}
+	cmd.Flags().Visit(func(fl *pflagFlag) { changed[fl.Name] = fl.Value.String() })
+	b, err := os.ReadFile(serveCfgFile)
+	if err != nil {
+		return flagErr("config", "%v", err)
+	}
+	cfg := defaultServeConfig()
+	dec := yaml.NewDecoder(bytesReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return flagErr("config", "%s: %v", serveCfgFile, err)
+	}
+	serveCfg = cfg
+	for name, val := range changed {
+		if name == "config" {
+			continue
+		}
+		if err := cmd.Flags().Set(name, val); err != nil {
+			return flagErr(name, "%v", err)
+		}
+	}
+	return nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, flagErr("log-level", "unknown level %q (want debug, info, warn or error)", s)
+	}
+	return l, nil
+}
+
+func runServe(cmd *cobra.Command, _ []string) error {
+	if err := loadServeConfig(cmd); err != nil {
+		return err
+	}
+	cfg := &serveCfg
+	level, err := parseLogLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	env := &serveEnv{log: log, reg: reg}
+	ctx := cmd.Context()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return flagErr("data-dir", "%v", err)
+	}
+
+	opts := []server.Option{server.WithLogger(log), server.WithMetrics(reg)}
+	var closers []io.Closer
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i].Close(); err != nil {
+				log.Error("close component", "err", err)
+			}
+		}
+	}()
+	deps := map[string]any{}
+	for _, c := range serveComponents {
+		opt, val, closer, err := c.build(ctx, cfg, env, deps)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", c.name, err)
+		}
+		if closer != nil {
+			closers = append(closers, closer)
+		}
+		if opt != nil {
+			opts = append(opts, opt)
+		}
+		deps[c.name] = val
+	}
+	srv, err := server.New(opts...)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return flagErr("listen", "%v", err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(lis) }()
+	if cfg.AdminListen != "" {
+		alis, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			srv.Stop(context.Background())
+			return flagErr("admin-listen", "%v", err)
+		}
+		go func() { errc <- srv.ServeAdmin(alis) }()
+	}
+	// Tests and scripts read this line to learn the bound addresses.
+	fmt.Fprintf(os.Stdout, "ragkv serving grpc=%s\n", lis.Addr())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("signal received; stopping gracefully")
+	case serveErr = <-errc:
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
+	defer cancel()
+	srv.Stop(stopCtx)
+	log.Info("stopped")
+	return serveErr
+}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// grpcMetrics counts RPCs and their latency per method and status code.
+type grpcMetrics struct {
+	handled *prometheus.CounterVec
+	seconds *prometheus.HistogramVec
+}
+
+func newGRPCMetrics(reg prometheus.Registerer) *grpcMetrics {
+	m := &grpcMetrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragkv_grpc_handled_total",
+			Help: "RPCs completed, by full method name and gRPC status code.",
+		}, []string{"method", "code"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ragkv_grpc_handling_seconds",
+			Help:    "RPC handling time, by full method name.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"method"}),
+	}
+	reg.MustRegister(m.handled, m.seconds)
+	return m
+}
+
+func (m *grpcMetrics) observe(method string, start time.Time, err error) {
+	m.handled.WithLabelValues(method, status.Code(err).String()).Inc()
+	m.seconds.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+func (m *grpcMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.observe(info.FullMethod, start, err)
+	return resp, err
+}
+
+func (m *grpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	m.observe(info.FullMethod, start, err)
+	return err
+}
