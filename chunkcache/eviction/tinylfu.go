@@ -1,0 +1,130 @@
+package eviction
+
+import "math/bits"
+
+// tinyLFU is the TinyLFU admission filter (Einziger, Friedman, Manes, "TinyLFU: A Highly
+// Efficient Cache Admission Policy", ACM TOS 2017): a count-min sketch of 4-bit counters
+// (4 rows, conservative update) behind a doorkeeper Bloom filter that absorbs first
+// accesses, with a periodic reset that halves every counter and clears the doorkeeper
+// after 10·width recorded accesses, so that frequencies age. A new entry is admitted
+// only if its estimated frequency exceeds that of the entry it would displace.
+type tinyLFU struct {
+	width   uint64   // counters per row, a power of two
+	table   []uint64 // 4 rows × width 4-bit counters, 16 per word
+	door    []uint64 // doorkeeper bits
+	samples uint64
+	period  uint64
+}
+
+const (
+	sketchRows     = 4
+	minSketchWidth = 64
+	maxSketchWidth = 1 << 26
+)
+
+func newTinyLFU(entries int) *tinyLFU {
+	f := &tinyLFU{}
+	f.resize(entries)
+	return f
+}
+
+func sketchWidthFor(entries int) uint64 {
+	w := uint64(minSketchWidth)
+	if entries > minSketchWidth {
+		w = uint64(1) << bits.Len64(uint64(entries-1))
+	}
+	if w > maxSketchWidth {
+		w = maxSketchWidth
+	}
+	return w
+}
+
+func (f *tinyLFU) resize(entries int) {
+	f.width = sketchWidthFor(entries)
+	f.table = make([]uint64, sketchRows*f.width/16)
+	f.door = make([]uint64, f.width/8) // 8 doorkeeper bits per counter
+	f.samples = 0
+	f.period = 10 * f.width
+}
+
+// grow enlarges the sketch (dropping its history) when the tracker holds more entries
+// than the sketch has counters per row. It never shrinks.
+func (f *tinyLFU) grow(entries int) {
+	if uint64(entries) > f.width && f.width < maxSketchWidth {
+		f.resize(2 * entries)
+	}
+}
+
+func (f *tinyLFU) counterPos(h uint64, row int) (word int, shift uint) {
+	h1, h2 := h&0xffffffff, (h>>32)|1
+	j := (h1 + uint64(row)*h2) & (f.width - 1)
+	k := uint64(row)*f.width + j
+	return int(k >> 4), uint(k&15) * 4
+}
+
+func (f *tinyLFU) doorBits(h uint64) (a, b uint64) {
+	n := uint64(len(f.door)) * 64
+	return mix64(h) & (n - 1), (h >> 17) & (n - 1)
+}
+
+func (f *tinyLFU) inDoor(h uint64) bool {
+	a, b := f.doorBits(h)
+	return f.door[a>>6]&(1<<(a&63)) != 0 && f.door[b>>6]&(1<<(b&63)) != 0
+}
+
+// record counts one access of the key with hash h.
+func (f *tinyLFU) record(h uint64) {
+	if !f.inDoor(h) {
+		a, b := f.doorBits(h)
+		f.door[a>>6] |= 1 << (a & 63)
+		f.door[b>>6] |= 1 << (b & 63)
+	} else {
+		// Conservative update: raise only the counters equal to the minimum.
+		m := f.sketchMin(h)
+		if m < 15 {
+			for r := 0; r < sketchRows; r++ {
+				w, s := f.counterPos(h, r)
+				if (f.table[w]>>s)&15 == m {
+					f.table[w] += 1 << s
+				}
+			}
+		}
+	}
+	f.samples++
+	if f.samples >= f.period {
+		f.reset()
+	}
+}
+
+func (f *tinyLFU) sketchMin(h uint64) uint64 {
+	m := uint64(15)
+	for r := 0; r < sketchRows; r++ {
+		w, s := f.counterPos(h, r)
+		if c := (f.table[w] >> s) & 15; c < m {
+			m = c
+		}
+	}
+	return m
+}
+
+// estimate returns the approximate recent access count of the key with hash h.
+func (f *tinyLFU) estimate(h uint64) uint64 {
+	m := f.sketchMin(h)
+	if f.inDoor(h) {
+		m++
+	}
+	return m
+}
+
+// admit reports whether a candidate should displace the victim.
+func (f *tinyLFU) admit(candidate, victim uint64) bool {
+	return f.estimate(candidate) > f.estimate(victim)
+}
+
+func (f *tinyLFU) reset() {
+	for i, w := range f.table {
+		f.table[i] = (w >> 1) & 0x7777777777777777
+	}
+	clear(f.door)
+	f.samples /= 2
+}

@@ -1,0 +1,444 @@
+package eviction
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+)
+
+// TrackerStats is a snapshot of a tracker's accounting and counters.
+type TrackerStats struct {
+	Policy          string `json:"policy"`
+	Admission       string `json:"admission"`
+	Entries         int    `json:"entries"`
+	UsedBytes       int64  `json:"used_bytes"`
+	CapacityBytes   int64  `json:"capacity_bytes"`
+	PinnedBytes     int64  `json:"pinned_bytes"` // soft + hard
+	SoftPinnedBytes int64  `json:"soft_pinned_bytes"`
+	HardPinnedBytes int64  `json:"hard_pinned_bytes"`
+	// Evictions counts victims returned by Reserve and SetCapacity.
+	Evictions uint64 `json:"evictions"`
+	// Admissions counts new keys accepted by Reserve; Rejections counts ErrNotAdmitted.
+	Admissions uint64 `json:"admissions"`
+	Rejections uint64 `json:"rejections"`
+	// Updates counts Reserve calls on an already tracked key.
+	Updates uint64 `json:"updates"`
+	// Hits counts Touch calls on tracked keys, Misses on untracked ones.
+	Hits   uint64 `json:"hits"`
+	Misses uint64 `json:"misses"`
+}
+
+// EntryInfo describes one tracked entry.
+type EntryInfo struct {
+	Size int64
+	Cost float64
+	Pin  Pin
+	Hits uint32 // accesses since insert (insert counts as one), saturating
+}
+
+// Tracker decides which entries of one cache tier to evict. It does no I/O: the tier
+// performs the moves it returns. It is safe for concurrent use.
+type Tracker struct {
+	mu  sync.Mutex
+	cfg Config
+	s   *store
+	pol policy
+	adm *tinyLFU // nil: admit everything
+
+	soft list // soft-pinned entries, most recently used at the head
+
+	used, softBytes, hardBytes int64
+	highBytes, lowBytes        int64
+	clock                      uint64
+
+	evictions, admissions, rejections, updates, hits, misses uint64
+}
+
+// NewTracker returns an empty tracker for cfg (defaults applied, then validated).
+func NewTracker(cfg Config) (*Tracker, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, s: newStore(), soft: newList()}
+	t.pol = newPolicy(cfg.Policy, t.s, cfg.Capacity)
+	if cfg.Admission == AdmissionTinyLFU {
+		t.adm = newTinyLFU(0)
+	}
+	t.setMarks()
+	return t, nil
+}
+
+func (t *Tracker) setMarks() {
+	c := float64(t.cfg.Capacity)
+	t.highBytes = min(t.cfg.Capacity, int64(math.Floor(t.cfg.HighWatermark*c)))
+	t.lowBytes = min(t.highBytes, int64(math.Floor(t.cfg.LowWatermark*c)))
+}
+
+// Reserve accounts a new entry of size bytes whose hit saves cost (recompute cost, e.g.
+// prefill FLOPs or token count). It returns the keys that must be evicted (already
+// removed from the accounting) so that, after the caller removes them, usage ≤ capacity.
+// If k is already tracked, its size and cost are updated (its pin is kept, and it is
+// never its own victim). Errors: ErrNotAdmitted (the admission filter said no; nothing
+// changed), ErrNoSpace (room cannot be made without evicting hard-pinned entries, or
+// size > capacity; nothing changed), ErrInvalid (negative size, negative or non-finite
+// cost).
+func (t *Tracker) Reserve(k Key, size int64, cost float64) (victims []Key, err error) {
+	return t.AppendReserve(nil, k, size, cost)
+}
+
+// AppendReserve is Reserve appending the victims to dst, so that a caller reusing dst
+// allocates nothing in steady state.
+func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]Key, error) {
+	if size < 0 {
+		return dst, fmt.Errorf("%w: size %d", ErrInvalid, size)
+	}
+	if cost < 0 || math.IsNaN(cost) || math.IsInf(cost, 0) {
+		return dst, fmt.Errorf("%w: cost %v", ErrInvalid, cost)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if size > t.cfg.Capacity {
+		return dst, fmt.Errorf("%w: entry of %d bytes exceeds capacity %d", ErrNoSpace, size, t.cfg.Capacity)
+	}
+	i, tracked := t.s.idx[k]
+	var h, oldSize uint64 = 0, 0
+	pin := Unpinned
+	if tracked {
+		e := &t.s.ents[i]
+		h, oldSize, pin = e.hash, uint64(e.size), e.pin
+	} else {
+		h = keyHash(k)
+		if t.adm != nil {
+			t.adm.record(h)
+		}
+	}
+	newUsed := t.used - int64(oldSize) + size
+	if newUsed > t.highBytes {
+		evictable := t.used - t.hardBytes
+		if tracked && pin != HardPin {
+			evictable -= int64(oldSize)
+		}
+		if newUsed-evictable > t.cfg.Capacity {
+			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned", ErrNoSpace, size, t.hardBytes, t.cfg.Capacity)
+		}
+		if !tracked && t.adm != nil {
+			if v := t.nextVictim(); v != nilIdx && !t.adm.admit(h, t.s.ents[v].hash) {
+				t.rejections++
+				return dst, ErrNotAdmitted
+			}
+		}
+	}
+	if tracked {
+		t.detach(i)
+	}
+	// Evict down to the low watermark (best effort: whatever is evictable), which the
+	// feasibility check above guarantees brings usage within capacity.
+	if newUsed > t.highBytes {
+		for t.used+size > t.lowBytes {
+			v := t.nextVictim()
+			if v == nilIdx {
+				break
+			}
+			dst = append(dst, t.s.ents[v].key)
+			t.evict(v)
+		}
+	}
+	t.clock++
+	if tracked {
+		e := &t.s.ents[i]
+		e.size, e.cost, e.tick = size, cost, t.clock
+		t.attach(i, true)
+		t.updates++
+	} else {
+		i = t.s.alloc(k)
+		e := &t.s.ents[i]
+		e.size, e.cost, e.tick, e.hits = size, cost, t.clock, 1
+		t.attach(i, false)
+		t.admissions++
+		if t.adm != nil {
+			t.adm.grow(len(t.s.idx))
+		}
+	}
+	return dst, nil
+}
+
+// nextVictim returns the entry to evict next: the policy's choice among unpinned
+// entries, else the least recently used soft-pinned entry, else nilIdx.
+func (t *Tracker) nextVictim() int32 {
+	if v := t.pol.victim(); v != nilIdx {
+		return v
+	}
+	return t.soft.tail
+}
+
+func (t *Tracker) evict(i int32) {
+	e := &t.s.ents[i]
+	if e.pin == Unpinned {
+		t.pol.remove(i, true)
+		t.used -= e.size
+	} else {
+		t.detach(i)
+	}
+	t.s.release(i)
+	t.evictions++
+}
+
+// detach takes entry i out of its ordering structure and the usage accounting.
+func (t *Tracker) detach(i int32) {
+	e := &t.s.ents[i]
+	switch e.pin {
+	case Unpinned:
+		t.pol.remove(i, false)
+	case SoftPin:
+		t.soft.unlink(t.s, i)
+		t.softBytes -= e.size
+	case HardPin:
+		t.hardBytes -= e.size
+	}
+	t.used -= e.size
+}
+
+// attach puts entry i into the structure for its pin and into the accounting.
+func (t *Tracker) attach(i int32, restored bool) {
+	e := &t.s.ents[i]
+	t.used += e.size
+	switch e.pin {
+	case Unpinned:
+		t.pol.insert(i, restored)
+	case SoftPin:
+		t.soft.pushHead(t.s, i)
+		t.softBytes += e.size
+	case HardPin:
+		t.hardBytes += e.size
+	}
+}
+
+// Touch records a hit on k. It returns false (and counts a miss) if k is not tracked.
+func (t *Tracker) Touch(k Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.s.idx[k]
+	if !ok {
+		t.misses++
+		return false
+	}
+	t.hits++
+	t.clock++
+	e := &t.s.ents[i]
+	e.tick = t.clock
+	if e.hits < math.MaxUint32 {
+		e.hits++
+	}
+	if t.adm != nil {
+		t.adm.record(e.hash)
+	}
+	switch e.pin {
+	case Unpinned:
+		t.pol.hit(i)
+	case SoftPin:
+		t.soft.moveHead(t.s, i)
+	}
+	return true
+}
+
+// Remove forgets k (the caller deleted it or moved it out of the tier). It returns
+// false if k is not tracked.
+func (t *Tracker) Remove(k Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.s.idx[k]
+	if !ok {
+		return false
+	}
+	t.detach(i)
+	t.s.release(i)
+	return true
+}
+
+// Contains reports whether k is tracked.
+func (t *Tracker) Contains(k Key) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.s.idx[k]
+	return ok
+}
+
+// Lookup returns what the tracker knows about k.
+func (t *Tracker) Lookup(k Key) (EntryInfo, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.s.idx[k]
+	if !ok {
+		return EntryInfo{}, false
+	}
+	e := &t.s.ents[i]
+	return EntryInfo{Size: e.size, Cost: e.cost, Pin: e.pin, Hits: e.hits}, true
+}
+
+// SetPin sets k's pin. It returns false if k is not tracked or p is not a known pin.
+func (t *Tracker) SetPin(k Key, p Pin) bool {
+	if p > HardPin {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.s.idx[k]
+	if !ok {
+		return false
+	}
+	if t.s.ents[i].pin == p {
+		return true
+	}
+	t.detach(i)
+	t.s.ents[i].pin = p
+	t.attach(i, true)
+	return true
+}
+
+// Pin returns k's pin (Unpinned if k is not tracked).
+func (t *Tracker) Pin(k Key) Pin {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i, ok := t.s.idx[k]; ok {
+		return t.s.ents[i].pin
+	}
+	return Unpinned
+}
+
+// SetPolicy switches the eviction policy at run time. Every entry stays tracked; the
+// new policy is seeded with the unpinned entries in recency order along with their hit
+// counts. Switching to the current policy is a no-op.
+func (t *Tracker) SetPolicy(name string) error {
+	c := Config{Policy: name}
+	c.EnsureDefaults()
+	if !validPolicy(c.Policy) {
+		return fmt.Errorf("%w %q (want one of %v)", ErrUnknownPolicy, name, policyNames)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.Policy == t.cfg.Policy {
+		return nil
+	}
+	order := make([]int32, 0, len(t.s.idx))
+	for _, i := range t.s.idx {
+		if t.s.ents[i].pin == Unpinned {
+			order = append(order, i)
+		}
+	}
+	sort.Slice(order, func(a, b int) bool { return t.s.ents[order[a]].tick < t.s.ents[order[b]].tick })
+	for _, i := range order {
+		t.pol.remove(i, false)
+	}
+	t.pol = newPolicy(c.Policy, t.s, t.cfg.Capacity)
+	for _, i := range order {
+		t.pol.insert(i, true)
+	}
+	t.cfg.Policy = c.Policy
+	return nil
+}
+
+// SetAdmission switches the admission filter ("none"/"" or "tinylfu"). Enabling
+// TinyLFU starts with an empty sketch.
+func (t *Tracker) SetAdmission(name string) error {
+	c := Config{Admission: name}
+	c.EnsureDefaults()
+	if !validAdmission(c.Admission) {
+		return fmt.Errorf("%w: admission %q (want none or tinylfu)", ErrUnknownPolicy, name)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.Admission == t.cfg.Admission {
+		return nil
+	}
+	t.cfg.Admission = c.Admission
+	if c.Admission == AdmissionTinyLFU {
+		t.adm = newTinyLFU(len(t.s.idx))
+	} else {
+		t.adm = nil
+	}
+	return nil
+}
+
+// SetCapacity changes the byte capacity. Shrinking evicts (to the low watermark) and
+// returns the victims. ErrNoSpace (nothing changed) if the hard-pinned bytes exceed
+// the new capacity; ErrInvalid if bytes ≤ 0.
+func (t *Tracker) SetCapacity(bytes int64) (victims []Key, err error) {
+	if bytes <= 0 {
+		return nil, fmt.Errorf("%w: capacity %d bytes (must be > 0)", ErrInvalid, bytes)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.hardBytes > bytes {
+		return nil, fmt.Errorf("%w: %d bytes are hard-pinned, more than the new capacity %d", ErrNoSpace, t.hardBytes, bytes)
+	}
+	t.cfg.Capacity = bytes
+	t.setMarks()
+	t.pol.setCapacity(bytes)
+	if t.used > t.highBytes {
+		for t.used > t.lowBytes {
+			v := t.nextVictim()
+			if v == nilIdx {
+				break
+			}
+			victims = append(victims, t.s.ents[v].key)
+			t.evict(v)
+		}
+	}
+	return victims, nil
+}
+
+// SetWatermarks changes the watermarks (0 < low ≤ high ≤ 1). They apply from the next
+// Reserve on.
+func (t *Tracker) SetWatermarks(high, low float64) error {
+	if err := validWatermarks(high, low); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cfg.HighWatermark, t.cfg.LowWatermark = high, low
+	t.setMarks()
+	return nil
+}
+
+// Config returns the current configuration (reflecting run-time changes).
+func (t *Tracker) Config() Config {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cfg
+}
+
+// Stats returns a snapshot of the accounting and counters.
+func (t *Tracker) Stats() TrackerStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TrackerStats{
+		Policy:          t.cfg.Policy,
+		Admission:       t.cfg.Admission,
+		Entries:         len(t.s.idx),
+		UsedBytes:       t.used,
+		CapacityBytes:   t.cfg.Capacity,
+		PinnedBytes:     t.softBytes + t.hardBytes,
+		SoftPinnedBytes: t.softBytes,
+		HardPinnedBytes: t.hardBytes,
+		Evictions:       t.evictions,
+		Admissions:      t.admissions,
+		Rejections:      t.rejections,
+		Updates:         t.updates,
+		Hits:            t.hits,
+		Misses:          t.misses,
+	}
+}
+
+// Keys returns a snapshot of the tracked keys (in no particular order), for restart and
+// recovery accounting.
+func (t *Tracker) Keys() []Key {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Key, 0, len(t.s.idx))
+	for k := range t.s.idx {
+		out = append(out, k)
+	}
+	return out
+}
