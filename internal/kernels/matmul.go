@@ -1,0 +1,62 @@
+package kernels
+
+import "fmt"
+
+// workerScratch is one worker's private scratch memory.
+type workerScratch struct {
+	row []float32 // one dequantized weight row
+}
+
+// sharedScratch is scratch memory shared by the workers of one call.
+type sharedScratch struct{}
+
+func growF32(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+// MatMul computes out[i*w.Rows + r] = Σ_c x[i*w.Cols + c] · W[r][c] for i in [0,n): x is
+// n×w.Cols row-major float32 activations (n = tokens; n == 1 is the decode matvec), out is
+// caller-owned with len ≥ n*w.Rows. Every supported w.Type works. It returns ErrShape or
+// ErrUnsupportedType (wrapped) on bad input and writes nothing then.
+func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("%w: negative token count %d", ErrShape, n)
+	}
+	if len(x) < n*w.Cols {
+		return fmt.Errorf("%w: x has %d values, need %d×%d", ErrShape, len(x), n, w.Cols)
+	}
+	if len(out) < n*w.Rows {
+		return fmt.Errorf("%w: out has %d values, need %d×%d", ErrShape, len(out), n, w.Rows)
+	}
+	if n == 0 || w.Rows == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.matMulRef(out, x, n, w)
+	return nil
+}
+
+// matMulRef is the simple reference product: dequantize each weight row, then dot it
+// with every activation row.
+func (p *Pool) matMulRef(out, x []float32, n int, w *Mat) {
+	rb := w.RowBytes()
+	cols, rows := w.Cols, w.Rows
+	p.run(rows, 1, func(wid, lo, hi int) {
+		s := &p.scratch[wid]
+		s.row = growF32(s.row, cols)
+		row := s.row
+		for r := lo; r < hi; r++ {
+			dequantizeRow(row, w.Data[r*rb:(r+1)*rb], w.Type)
+			for i := range n {
+				out[i*rows+r] = dot(x[i*cols:(i+1)*cols], row)
+			}
+		}
+	})
+}

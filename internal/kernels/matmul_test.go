@@ -1,0 +1,263 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+)
+
+var allTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K}
+
+// randomMat returns a rows×cols matrix of type typ with random contents and its
+// dequantized values. Float and q8_0/q4_0 weights are quantized from normal samples with
+// occasional outliers; k-quant blocks get random bytes with small random super-scales.
+func randomMat(rng *rand.Rand, typ DType, rows, cols int) (Mat, []float32) {
+	rb, err := RowBytes(typ, cols)
+	if err != nil {
+		panic(err)
+	}
+	data := make([]byte, rows*rb)
+	src := make([]float32, cols)
+	for r := range rows {
+		row := data[r*rb : (r+1)*rb]
+		switch typ {
+		case Q4_K, Q5_K, Q6_K:
+			for i := range row {
+				row[i] = byte(rng.IntN(256))
+			}
+			bb := typ.BlockBytes()
+			for b := 0; b < len(row); b += bb {
+				d := F32ToF16(float32(rng.Float64()*0.02 + 1e-4))
+				if typ == Q6_K {
+					binary.LittleEndian.PutUint16(row[b+208:], d)
+				} else {
+					binary.LittleEndian.PutUint16(row[b:], d)
+					binary.LittleEndian.PutUint16(row[b+2:], F32ToF16(float32(rng.Float64()*0.02)))
+				}
+			}
+		default:
+			for i := range src {
+				src[i] = float32(rng.NormFloat64())
+				if rng.IntN(50) == 0 {
+					src[i] *= 8
+				}
+			}
+			if err := Quantize(row, src, typ); err != nil {
+				panic(err)
+			}
+		}
+	}
+	deq := make([]float32, rows*cols)
+	if err := Dequantize(deq, data, typ); err != nil {
+		panic(err)
+	}
+	return Mat{Type: typ, Rows: rows, Cols: cols, Data: data}, deq
+}
+
+func randomF32(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
+
+// checkMatMul compares out against a float64 product of x and the dequantized weights.
+// The tolerance is 1e-5·Σ|x·w| (float32 accumulation) plus, for quantized weights, the
+// exact worst-case effect of quantizing each 32-block of activations to 8 bits:
+// Σ_c |w_c|·amax_block(c)/254.
+func checkMatMul(t *testing.T, out, x []float32, n int, w *Mat, deq []float32) {
+	t.Helper()
+	quantAct := w.Type.BlockElems() > 1
+	bad := 0
+	for i := range n {
+		xr := x[i*w.Cols : (i+1)*w.Cols]
+		var amax []float64
+		if quantAct {
+			amax = make([]float64, (w.Cols+31)/32)
+			for c, v := range xr {
+				amax[c/32] = math.Max(amax[c/32], math.Abs(float64(v)))
+			}
+		}
+		for r := range w.Rows {
+			wr := deq[r*w.Cols : (r+1)*w.Cols]
+			var want, mag, qerr float64
+			for c := range xr {
+				p := float64(xr[c]) * float64(wr[c])
+				want += p
+				mag += math.Abs(p)
+				if quantAct {
+					qerr += math.Abs(float64(wr[c])) * amax[c/32] / 254
+				}
+			}
+			tol := 1e-5*mag + 1.0001*qerr + 1e-30
+			got := float64(out[i*w.Rows+r])
+			if math.Abs(got-want) > tol || math.IsNaN(got) {
+				if bad < 5 {
+					t.Errorf("%v %d×%d n=%d: out[%d][%d] = %g, want %g ± %g", w.Type, w.Rows, w.Cols, n, i, r, got, want, tol)
+				}
+				bad++
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d wrong outputs", bad)
+	}
+}
+
+func TestMatMulAllTypes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, threads := range []int{1, 2, 3} {
+		p := NewPool(threads)
+		defer p.Close()
+		for _, typ := range allTypes {
+			be := typ.BlockElems()
+			colsList := []int{256, 512, 768}
+			if be == 1 {
+				colsList = []int{1, 7, 16, 33, 256, 300}
+			} else if be == 32 {
+				colsList = []int{32, 96, 256, 544}
+			}
+			for _, cols := range colsList {
+				for _, rows := range []int{1, 5, 16, 33, 70} {
+					for _, n := range []int{1, 3, 17} {
+						name := fmt.Sprintf("t%d/%v/%dx%d/n%d", threads, typ, rows, cols, n)
+						w, deq := randomMat(rng, typ, rows, cols)
+						x := randomF32(rng, n*cols)
+						out := make([]float32, n*rows+3)
+						for i := range out {
+							out[i] = float32(math.NaN())
+						}
+						if err := p.MatMul(out, x, n, &w); err != nil {
+							t.Fatalf("%s: %v", name, err)
+						}
+						for i := n * rows; i < len(out); i++ {
+							if !math.IsNaN(float64(out[i])) {
+								t.Fatalf("%s: wrote past n*rows", name)
+							}
+						}
+						t.Run(name, func(t *testing.T) { checkMatMul(t, out, x, n, &w, deq) })
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulLarger exercises tile edges and multi-block inner loops at sizes closer to a
+// model's (rows and tokens not multiples of any tile).
+func TestMatMulLarger(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	p := NewPool(2)
+	defer p.Close()
+	for _, typ := range allTypes {
+		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}} {
+			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
+			x := randomF32(rng, sh.n*sh.cols)
+			out := make([]float32, sh.n*sh.rows)
+			if err := p.MatMul(out, x, sh.n, &w); err != nil {
+				t.Fatal(err)
+			}
+			t.Run(fmt.Sprintf("%v/%dx%d/n%d", typ, sh.rows, sh.cols, sh.n), func(t *testing.T) {
+				checkMatMul(t, out, x, sh.n, &w, deq)
+			})
+		}
+	}
+}
+
+func TestMatMulErrors(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	w := F32Mat(4, 8, make([]float32, 32))
+	out := make([]float32, 8)
+	x := make([]float32, 16)
+	if err := p.MatMul(out, x[:15], 2, &w); !errors.Is(err, ErrShape) {
+		t.Errorf("short x: %v", err)
+	}
+	if err := p.MatMul(out[:7], x, 2, &w); !errors.Is(err, ErrShape) {
+		t.Errorf("short out: %v", err)
+	}
+	bad := Mat{Type: Q8_0, Rows: 2, Cols: 48, Data: make([]byte, 200)}
+	if err := p.MatMul(out, x, 1, &bad); !errors.Is(err, ErrShape) {
+		t.Errorf("cols not a block multiple: %v", err)
+	}
+	short := Mat{Type: Q8_0, Rows: 2, Cols: 32, Data: make([]byte, 67)}
+	if err := p.MatMul(out, make([]float32, 32), 1, &short); !errors.Is(err, ErrShape) {
+		t.Errorf("short data: %v", err)
+	}
+	unk := Mat{Type: DType(99), Rows: 1, Cols: 1, Data: make([]byte, 4)}
+	if err := p.MatMul(out, x, 1, &unk); !errors.Is(err, ErrUnsupportedType) {
+		t.Errorf("unknown type: %v", err)
+	}
+	if err := p.MatMul(out, x, 0, &w); err != nil {
+		t.Errorf("n=0: %v", err)
+	}
+}
+
+func TestParallelCoverage(t *testing.T) {
+	for _, threads := range []int{1, 2, 3, 8} {
+		p := NewPool(threads)
+		if p.Threads() != threads {
+			t.Fatalf("Threads() = %d", p.Threads())
+		}
+		for _, n := range []int{0, 1, 2, 3, 7, 8, 9, 100, 1001} {
+			hits := make([]atomic.Int32, n)
+			var calls atomic.Int32
+			p.Parallel(n, func(lo, hi int) {
+				calls.Add(1)
+				if lo >= hi {
+					t.Errorf("empty range [%d,%d)", lo, hi)
+				}
+				for i := lo; i < hi; i++ {
+					hits[i].Add(1)
+				}
+			})
+			for i := range hits {
+				if hits[i].Load() != 1 {
+					t.Fatalf("threads=%d n=%d: index %d covered %d times", threads, n, i, hits[i].Load())
+				}
+			}
+			if int(calls.Load()) > threads {
+				t.Fatalf("threads=%d n=%d: %d calls", threads, n, calls.Load())
+			}
+		}
+		p.Close()
+		p.Close() // idempotent
+		ran := 0
+		p.Parallel(10, func(lo, hi int) { ran += hi - lo })
+		if ran != 10 {
+			t.Fatalf("after Close: covered %d", ran)
+		}
+	}
+}
+
+func TestPoolConcurrentCallers(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	w, deq := randomMat(rng, Q8_0, 40, 256)
+	x := randomF32(rng, 3*256)
+	outs := make([][]float32, 4)
+	done := make(chan struct{})
+	for g := range outs {
+		outs[g] = make([]float32, 3*40)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 20 {
+				if err := p.MatMul(outs[g], x, 3, &w); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	for range outs {
+		<-done
+	}
+	for g := range outs {
+		checkMatMul(t, outs[g], x, 3, &w, deq)
+	}
+}

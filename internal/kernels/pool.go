@@ -1,0 +1,127 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+)
+
+// Pool owns a fixed set of worker goroutines that kernels split their work over. The
+// engine creates one Pool and closes it when done. Calls on one Pool (MatMul, Parallel)
+// are serialized: a call waits until the previous one has finished. Scratch buffers
+// (packed weight panels, activations quantized to 8 bits) belong to the Pool and only
+// grow, so steady-state calls allocate nothing.
+//
+// A function passed to Parallel must not call back into the same Pool: that would wait
+// for itself forever.
+type Pool struct {
+	threads int
+
+	mu      sync.Mutex // serializes kernel calls; guards everything below
+	closed  bool
+	workers []chan task // workers[w-1] feeds worker w; the caller runs share 0
+	done    sync.WaitGroup
+	exited  sync.WaitGroup
+	scratch []workerScratch // per worker, indexed by worker id
+	shared  sharedScratch
+}
+
+// task is one share of a parallel job.
+type task struct {
+	fn     func(w, lo, hi int)
+	ufn    func(lo, hi int) // Parallel's function, when fn is nil
+	lo, hi int
+}
+
+// NewPool starts a pool of threads workers (threads ≤ 0: runtime.GOMAXPROCS(0)). The
+// calling goroutine counts as one of them: threads-1 goroutines are started.
+func NewPool(threads int) *Pool {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	p := &Pool{threads: threads, scratch: make([]workerScratch, threads)}
+	p.workers = make([]chan task, threads-1)
+	for i := range p.workers {
+		ch := make(chan task, 1)
+		p.workers[i] = ch
+		p.exited.Add(1)
+		go p.worker(i+1, ch)
+	}
+	return p
+}
+
+func (p *Pool) worker(id int, ch chan task) {
+	defer p.exited.Done()
+	for t := range ch {
+		if t.fn != nil {
+			t.fn(id, t.lo, t.hi)
+		} else {
+			t.ufn(t.lo, t.hi)
+		}
+		p.done.Done()
+	}
+}
+
+// Threads is the number of workers (including the calling goroutine).
+func (p *Pool) Threads() int { return p.threads }
+
+// Close stops the workers and waits for them to exit. Calls made after Close still work,
+// on the calling goroutine only.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for _, ch := range p.workers {
+		close(ch)
+	}
+	p.exited.Wait()
+	p.workers = nil
+}
+
+// Parallel runs fn over [0,n) split into contiguous ranges, one per worker, and returns
+// when all have finished. fn must not call methods of p.
+func (p *Pool) Parallel(n int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runTasks(n, 1, task{ufn: fn})
+}
+
+// run splits [0,n) into at most len(workers)+1 contiguous ranges whose boundaries are
+// multiples of align (except n itself) and runs fn(worker, lo, hi) on each. p.mu is held.
+func (p *Pool) run(n, align int, fn func(w, lo, hi int)) { p.runTasks(n, align, task{fn: fn}) }
+
+func (p *Pool) runTasks(n, align int, t task) {
+	if n <= 0 {
+		return
+	}
+	chunks := (n + align - 1) / align
+	parts := min(len(p.workers)+1, chunks)
+	if parts <= 1 {
+		t.lo, t.hi = 0, n
+		p.runLocal(t)
+		return
+	}
+	p.done.Add(parts - 1)
+	for i := 1; i < parts; i++ {
+		lo := min(n, chunks*i/parts*align)
+		hi := min(n, chunks*(i+1)/parts*align)
+		t.lo, t.hi = lo, hi
+		p.workers[i-1] <- t
+	}
+	t.lo, t.hi = 0, min(n, chunks/parts*align)
+	p.runLocal(t)
+	p.done.Wait()
+}
+
+func (p *Pool) runLocal(t task) {
+	if t.fn != nil {
+		t.fn(0, t.lo, t.hi)
+	} else {
+		t.ufn(t.lo, t.hi)
+	}
+}
