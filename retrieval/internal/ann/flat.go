@@ -1,0 +1,30 @@
+package ann
+
+// flatIndex is an exact scan over a private copy of the vectors.
+type flatIndex struct {
+	dim  int
+	vecs []float32
+}
+
+func newFlat(vecs []float32, dim int) *flatIndex {
+	return &flatIndex{dim: dim, vecs: append([]float32(nil), vecs...)}
+}
+
+const flatBlock = 256
+
+func (f *flatIndex) search(q []float32, s *scratch) {
+	d := f.dim
+	n := len(f.vecs) / d
+	if cap(s.buf) < flatBlock {
+		s.buf = make([]float32, flatBlock)
+	}
+	buf := s.buf[:flatBlock]
+	for lo := 0; lo < n; lo += flatBlock {
+		hi := min(lo+flatBlock, n)
+		out := buf[:hi-lo]
+		dotRows(out, q, f.vecs[lo*d:hi*d], d)
+		for i, sc := range out {
+			s.top.push(sc, int32(lo+i))
+		}
+	}
+}
