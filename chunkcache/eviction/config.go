@@ -67,7 +67,7 @@ const (
 // DefaultPolicy is the policy used when Config.Policy is empty.
 const DefaultPolicy = PolicyLRU
 
-var policyNames = []string{PolicyLRU}
+var policyNames = []string{PolicyLRU, PolicyLFU, PolicyS3FIFO, PolicyGDSF}
 
 // Policies returns the eviction policy names, for CLI help and validation.
 func Policies() []string { return append([]string(nil), policyNames...) }

@@ -28,6 +28,12 @@ func newPolicy(name string, s *store, capacity int64) policy {
 	switch name {
 	case PolicyLRU:
 		p = newLRU(s)
+	case PolicyLFU:
+		p = newLFU(s)
+	case PolicyS3FIFO:
+		p = newS3FIFO(s)
+	case PolicyGDSF:
+		p = newGDSF(s)
 	}
 	if p != nil {
 		p.setCapacity(capacity)

@@ -47,12 +47,32 @@ func (f *tinyLFU) resize(entries int) {
 	f.period = 10 * f.width
 }
 
-// grow enlarges the sketch (dropping its history) when the tracker holds more entries
-// than the sketch has counters per row. It never shrinks.
-func (f *tinyLFU) grow(entries int) {
-	if uint64(entries) > f.width && f.width < maxSketchWidth {
-		f.resize(2 * entries)
-	}
+// needsGrow reports whether the tracker holds more entries than the sketch has
+// counters per row; the tracker then calls regrow.
+func (f *tinyLFU) needsGrow(entries int) bool {
+	return uint64(entries) > f.width && f.width < maxSketchWidth
+}
+
+// regrow enlarges the sketch for entries and carries over the estimates of the given
+// (tracked) hashes; the history of untracked keys is dropped. It never shrinks.
+func (f *tinyLFU) regrow(entries int, tracked func(yield func(h uint64))) {
+	old := *f
+	f.resize(entries)
+	tracked(func(h uint64) {
+		n := old.estimate(h)
+		if n > 0 {
+			a, b := f.doorBits(h)
+			f.door[a>>6] |= 1 << (a & 63)
+			f.door[b>>6] |= 1 << (b & 63)
+			n--
+		}
+		for r := 0; r < sketchRows; r++ {
+			w, s := f.counterPos(h, r)
+			if c := (f.table[w] >> s) & 15; c < n {
+				f.table[w] += (n - c) << s
+			}
+		}
+	})
 }
 
 func (f *tinyLFU) counterPos(h uint64, row int) (word int, shift uint) {

@@ -157,11 +157,17 @@ func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]K
 		e.size, e.cost, e.tick, e.hits = size, cost, t.clock, 1
 		t.attach(i, false)
 		t.admissions++
-		if t.adm != nil {
-			t.adm.grow(len(t.s.idx))
+		if t.adm != nil && t.adm.needsGrow(len(t.s.idx)) {
+			t.adm.regrow(len(t.s.idx), t.trackedHashes)
 		}
 	}
 	return dst, nil
+}
+
+func (t *Tracker) trackedHashes(yield func(h uint64)) {
+	for _, i := range t.s.idx {
+		yield(t.s.ents[i].hash)
+	}
 }
 
 // nextVictim returns the entry to evict next: the policy's choice among unpinned
