@@ -1,0 +1,263 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+)
+
+// LoadHF reads a HuggingFace tokenizer.json (model type BPE). Byte-level models (a
+// ByteLevel pre-tokenizer or decoder: Llama 3, Qwen2, SmolLM, GPT-2) become a BPE
+// tokenizer with the file's split regex; SentencePiece-derived models (byte_fallback,
+// U+2581 spaces: Llama 2, Mistral) become an SPM tokenizer whose piece scores follow
+// the merge ranks.
+func LoadHF(path string) (Tokenizer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	t, err := ParseHF(b)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
+	}
+	return t, nil
+}
+
+type hfFile struct {
+	AddedTokens []struct {
+		ID      int    `json:"id"`
+		Content string `json:"content"`
+		Special bool   `json:"special"`
+	} `json:"added_tokens"`
+	Normalizer    *hfComponent `json:"normalizer"`
+	PreTokenizer  *hfComponent `json:"pre_tokenizer"`
+	PostProcessor *hfComponent `json:"post_processor"`
+	Decoder       *hfComponent `json:"decoder"`
+	Model         struct {
+		Type         string          `json:"type"`
+		Vocab        map[string]int  `json:"vocab"`
+		Merges       json.RawMessage `json:"merges"`
+		ByteFallback bool            `json:"byte_fallback"`
+		IgnoreMerges bool            `json:"ignore_merges"`
+		UnkToken     *string         `json:"unk_token"`
+	} `json:"model"`
+}
+
+type hfComponent struct {
+	Type           string          `json:"type"`
+	Pattern        *hfPattern      `json:"pattern"`
+	AddPrefixSpace bool            `json:"add_prefix_space"`
+	UseRegex       *bool           `json:"use_regex"`
+	Pretokenizers  []*hfComponent  `json:"pretokenizers"`
+	Normalizers    []*hfComponent  `json:"normalizers"`
+	Decoders       []*hfComponent  `json:"decoders"`
+	Processors     []*hfComponent  `json:"processors"`
+	Single         json.RawMessage `json:"single"`
+	Prepend        string          `json:"prepend"`
+	Content        string          `json:"content"`
+}
+
+type hfPattern struct {
+	Regex  string `json:"Regex"`
+	String string `json:"String"`
+}
+
+func (c *hfComponent) walk(fn func(*hfComponent)) {
+	if c == nil {
+		return
+	}
+	fn(c)
+	for _, l := range [][]*hfComponent{c.Pretokenizers, c.Normalizers, c.Decoders, c.Processors} {
+		for _, s := range l {
+			s.walk(fn)
+		}
+	}
+}
+
+// ParseHF parses the bytes of a tokenizer.json (see LoadHF).
+func ParseHF(b []byte) (Tokenizer, error) {
+	var f hfFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if f.Model.Type != "BPE" {
+		return nil, fmt.Errorf("%w: model type %q (only BPE)", ErrUnsupported, f.Model.Type)
+	}
+	n := 0
+	for _, id := range f.Model.Vocab {
+		if id < 0 {
+			return nil, fmt.Errorf("%w: negative token id %d", ErrFormat, id)
+		}
+		n = max(n, id+1)
+	}
+	for _, a := range f.AddedTokens {
+		if a.ID < 0 {
+			return nil, fmt.Errorf("%w: negative added token id %d", ErrFormat, a.ID)
+		}
+		n = max(n, a.ID+1)
+	}
+	if n == 0 || n > 1<<24 {
+		return nil, fmt.Errorf("%w: vocabulary size %d", ErrFormat, n)
+	}
+	tokens := make([]string, n)
+	have := make([]bool, n)
+	for s, id := range f.Model.Vocab {
+		tokens[id], have[id] = s, true
+	}
+	special := map[int]bool{}
+	types := make([]int32, n)
+	for i := range types {
+		types[i] = TypeNormal
+	}
+	for _, a := range f.AddedTokens {
+		tokens[a.ID], have[a.ID] = a.Content, true
+		if a.Special {
+			special[a.ID] = true
+			types[a.ID] = TypeControl
+		} else {
+			types[a.ID] = TypeUserDefined
+		}
+	}
+	for i, ok := range have {
+		if !ok {
+			tokens[i] = fmt.Sprintf("<unused%d>", i)
+			types[i] = TypeUnused
+			special[i] = true
+		}
+	}
+	merges, err := parseHFMerges(f.Model.Merges)
+	if err != nil {
+		return nil, err
+	}
+	id := func(s string) int {
+		for _, a := range f.AddedTokens {
+			if a.Content == s {
+				return a.ID
+			}
+		}
+		if v, ok := f.Model.Vocab[s]; ok {
+			return v
+		}
+		return -1
+	}
+	unk := -1
+	if f.Model.UnkToken != nil {
+		unk = id(*f.Model.UnkToken)
+	}
+	// BOS: the first special token of the single-sequence template, if any.
+	bos, eos := -1, -1
+	f.PostProcessor.walk(func(c *hfComponent) {
+		if c.Type != "TemplateProcessing" || len(c.Single) == 0 {
+			return
+		}
+		var items []map[string]struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(c.Single, &items) != nil {
+			return
+		}
+		if len(items) > 0 {
+			if st, ok := items[0]["SpecialToken"]; ok && bos < 0 {
+				bos = id(st.ID)
+			}
+		}
+	})
+	for _, s := range []string{"<|begin_of_text|>", "<s>", "<|endoftext|>"} {
+		if bos < 0 && s != "<|endoftext|>" {
+			bos = id(s)
+		}
+	}
+	for _, s := range []string{"<|end_of_text|>", "</s>", "<|endoftext|>", "<|im_end|>"} {
+		if eos < 0 {
+			eos = id(s)
+		}
+	}
+	byteLevel, pattern, prefixSpace, nfc := false, "", false, false
+	f.PreTokenizer.walk(func(c *hfComponent) {
+		switch c.Type {
+		case "ByteLevel":
+			byteLevel = true
+			prefixSpace = c.AddPrefixSpace
+			if (c.UseRegex == nil || *c.UseRegex) && pattern == "" {
+				pattern = PatternGPT2
+			}
+		case "Split":
+			if c.Pattern != nil && c.Pattern.Regex != "" {
+				pattern = c.Pattern.Regex
+			}
+		}
+	})
+	f.Decoder.walk(func(c *hfComponent) {
+		if c.Type == "ByteLevel" {
+			byteLevel = true
+		}
+	})
+	f.Normalizer.walk(func(c *hfComponent) {
+		if c.Type == "NFC" {
+			nfc = true
+		}
+	})
+	if byteLevel {
+		return NewBPE(BPEOptions{Tokens: tokens, Types: types, Merges: merges, Pattern: pattern, BOS: bos, EOS: eos, Unknown: unk,
+			IgnoreMerges: f.Model.IgnoreMerges, NFC: nfc, AddPrefixSpace: prefixSpace, Special: special})
+	}
+	if !f.Model.ByteFallback {
+		return nil, fmt.Errorf("%w: BPE model that is neither byte-level nor byte-fallback", ErrUnsupported)
+	}
+	// SentencePiece-derived BPE: score each piece by the rank of the merge that makes it.
+	scores := make([]float32, n)
+	for i := range scores {
+		scores[i] = -1e9
+	}
+	for r, m := range merges {
+		if v, ok := f.Model.Vocab[m[0]+m[1]]; ok && scores[v] == -1e9 {
+			scores[v] = -float32(r)
+		}
+	}
+	for i, tok := range tokens {
+		if _, ok := parseBytePiece(tok); ok {
+			types[i] = TypeByte
+		} else if len([]rune(tok)) == 1 && scores[i] == -1e9 {
+			scores[i] = float32(-math.MaxInt32)
+		}
+	}
+	if nfc {
+		return nil, fmt.Errorf("%w: NFC normalizer on a SentencePiece-style model", ErrUnsupported)
+	}
+	return NewSPM(SPMOptions{Pieces: tokens, Scores: scores, Types: types, SpaceMarker: true, BOS: bos, EOS: eos, Unknown: unk})
+}
+
+func parseHFMerges(raw json.RawMessage) ([][2]string, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var asStrings []string
+	if err := json.Unmarshal(raw, &asStrings); err == nil {
+		out := make([][2]string, len(asStrings))
+		for i, m := range asStrings {
+			k := -1
+			if len(m) > 1 {
+				k = strings.IndexByte(m[1:], ' ')
+			}
+			if k < 0 {
+				return nil, fmt.Errorf("%w: merge %d %q has no separating space", ErrFormat, i, m)
+			}
+			out[i] = [2]string{m[:k+1], m[k+2:]}
+		}
+		return out, nil
+	}
+	var asPairs [][]string
+	if err := json.Unmarshal(raw, &asPairs); err != nil {
+		return nil, fmt.Errorf("%w: merges: %v", ErrFormat, err)
+	}
+	out := make([][2]string, len(asPairs))
+	for i, p := range asPairs {
+		if len(p) != 2 {
+			return nil, fmt.Errorf("%w: merge %d has %d parts", ErrFormat, i, len(p))
+		}
+		out[i] = [2]string{p[0], p[1]}
+	}
+	return out, nil
+}
