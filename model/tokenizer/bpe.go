@@ -35,8 +35,8 @@ func PreTokenizerPattern(pre string) (string, error) {
 
 // BPEOptions describes a byte-level BPE vocabulary.
 type BPEOptions struct {
-	Tokens []string   // vocabulary in byte-to-unicode form (GPT-2 mapping)
-	Types  []int32    // optional token types (TypeControl marks special tokens)
+	Tokens []string    // vocabulary in byte-to-unicode form (GPT-2 mapping)
+	Types  []int32     // optional token types (TypeControl marks special tokens)
 	Merges [][2]string // merges in rank order
 	// Pattern is the pre-tokenizer split regex (regexp2 syntax); empty: PatternGPT2.
 	Pattern  string

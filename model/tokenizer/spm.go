@@ -341,4 +341,3 @@ func (t *SPM) Decode(ids []int) string {
 	}
 	return string(sb)
 }
-
