@@ -4,11 +4,17 @@ import "fmt"
 
 // workerScratch is one worker's private scratch memory.
 type workerScratch struct {
-	row []float32 // one dequantized weight row
+	row  []float32 // one dequantized weight row
+	wf   []float32 // packed float W panels
+	tile []float32 // one micro-tile, for edge tiles
+	wq   []byte    // packed quantized W panels
 }
 
 // sharedScratch is scratch memory shared by the workers of one call.
-type sharedScratch struct{}
+type sharedScratch struct {
+	xf []float32 // packed float X panels
+	xq []byte    // quantized, packed X panels
+}
 
 func growF32(b []float32, n int) []float32 {
 	if cap(b) < n {
@@ -39,7 +45,14 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.matMulRef(out, x, n, w)
+	switch {
+	case n < gemmMinTokens:
+		p.matMulRef(out, x, n, w)
+	case w.Type == F32 || w.Type == F16 || w.Type == BF16:
+		p.gemmFloat(out, x, n, w)
+	default:
+		p.matMulRef(out, x, n, w)
+	}
 	return nil
 }
 

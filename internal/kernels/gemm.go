@@ -1,0 +1,166 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Float GEMM (f32, f16 and bf16 weights), blocked as in BLIS: X is packed once per call
+// into panels of nrF tokens (k-major: panel[c*nrF + j] = x[j][c]); each worker owns a range
+// of output rows (or, when there are few rows, of token panels), and for every kcF-wide
+// slice of the inner dimension packs mcF rows of W, converted to float32, into panels of
+// mrF rows (panel[c*mrF + r] = W[r][c]). The micro-kernel multiplies one W panel by one X
+// panel into an nrF×mrF tile of out.
+const (
+	mrF = 32  // W rows per micro-tile (two 16-lane vectors)
+	nrF = 12  // tokens per micro-tile
+	kcF = 256 // inner-dimension slice
+	mcF = 256 // W rows packed at a time
+)
+
+// gemmMinTokens is the smallest n that takes the packed GEMM path; below it the
+// matrix-vector kernels run (they read each weight once per token without packing).
+const gemmMinTokens = 4
+
+func (p *Pool) gemmFloat(out, x []float32, n int, w *Mat) {
+	k, m := w.Cols, w.Rows
+	npan := (n + nrF - 1) / nrF
+	sh := &p.shared
+	sh.xf = growF32(sh.xf, npan*k*nrF)
+	xp := sh.xf
+	p.run(npan, 1, func(_, lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], x, n, k, jp*nrF)
+		}
+	})
+	rowChunks := (m + mrF - 1) / mrF
+	if rowChunks >= p.threads || npan < p.threads {
+		p.run(m, mrF, func(wid, lo, hi int) { p.gemmFloatRange(wid, out, xp, n, w, lo, hi, 0, npan) })
+	} else {
+		p.run(npan, 1, func(wid, lo, hi int) { p.gemmFloatRange(wid, out, xp, n, w, 0, m, lo, hi) })
+	}
+}
+
+// packXF32 packs tokens [j0, j0+nrF) of x (n×k) into one k-major panel, zero-padding
+// tokens past n.
+func packXF32(dst, x []float32, n, k, j0 int) {
+	for j := range nrF {
+		if j0+j >= n {
+			for c := range k {
+				dst[c*nrF+j] = 0
+			}
+			continue
+		}
+		row := x[(j0+j)*k : (j0+j+1)*k]
+		for c, v := range row {
+			dst[c*nrF+j] = v
+		}
+	}
+}
+
+func (p *Pool) gemmFloatRange(wid int, out, xp []float32, n int, w *Mat, r0, r1, jp0, jp1 int) {
+	ws := &p.scratch[wid]
+	k, m := w.Cols, w.Rows
+	ws.wf = growF32(ws.wf, mcF*kcF)
+	ws.tile = growF32(ws.tile, nrF*mrF)
+	for pc := 0; pc < k; pc += kcF {
+		kc := min(kcF, k-pc)
+		for ic := r0; ic < r1; ic += mcF {
+			mc := min(mcF, r1-ic)
+			packWFloat(ws.wf, w, ic, mc, pc, kc)
+			for jp := jp0; jp < jp1; jp++ {
+				xpan := xp[jp*k*nrF+pc*nrF : jp*k*nrF+(pc+kc)*nrF]
+				ntok := min(nrF, n-jp*nrF)
+				for ir := 0; ir < mc; ir += mrF {
+					nr := min(mrF, mc-ir)
+					wpan := ws.wf[ir*kc : (ir+mrF)*kc]
+					o := jp*nrF*m + ic + ir
+					if ntok == nrF && nr == mrF {
+						microF32(kc, wpan, xpan, out[o:o+(nrF-1)*m+mrF], m, pc > 0)
+						continue
+					}
+					microF32(kc, wpan, xpan, ws.tile, mrF, false)
+					for j := range ntok {
+						dst := out[o+j*m : o+j*m+nr]
+						src := ws.tile[j*mrF : j*mrF+nr]
+						if pc > 0 {
+							for r := range dst {
+								dst[r] += src[r]
+							}
+						} else {
+							copy(dst, src)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// packWFloat packs rows [r0, r0+mc) × columns [c0, c0+kc) of w, converted to float32, into
+// panels of mrF rows: dst[(r/mrF)*kc*mrF + c*mrF + r%mrF]; rows past mc are zero.
+func packWFloat(dst []float32, w *Mat, r0, mc, c0, kc int) {
+	npan := (mc + mrF - 1) / mrF
+	for pi := range npan {
+		pan := dst[pi*kc*mrF : (pi+1)*kc*mrF]
+		for rr := range mrF {
+			r := pi*mrF + rr
+			if r >= mc {
+				for c := range kc {
+					pan[c*mrF+rr] = 0
+				}
+				continue
+			}
+			row := r0 + r
+			switch w.Type {
+			case F32:
+				src := w.f32Data()[row*w.Cols+c0 : row*w.Cols+c0+kc]
+				for c, v := range src {
+					pan[c*mrF+rr] = v
+				}
+			case F16:
+				src := w.Data[(row*w.Cols+c0)*2 : (row*w.Cols+c0+kc)*2]
+				for c := range kc {
+					pan[c*mrF+rr] = F16ToF32(binary.LittleEndian.Uint16(src[2*c:]))
+				}
+			case BF16:
+				src := w.Data[(row*w.Cols+c0)*2 : (row*w.Cols+c0+kc)*2]
+				for c := range kc {
+					pan[c*mrF+rr] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*c:])) << 16)
+				}
+			}
+		}
+	}
+}
+
+// microF32 runs the float micro-kernel: c[j*ldc+r] (+)= Σ_k a[k*mrF+r]·b[k*nrF+j].
+func microF32(kc int, a, b, c []float32, ldc int, accum bool) {
+	_ = a[kc*mrF-1]
+	_ = b[kc*nrF-1]
+	_ = c[(nrF-1)*ldc+mrF-1]
+	if useAVX512 {
+		gemmF32x32x12(kc, &a[0], &b[0], &c[0], ldc, accum)
+		return
+	}
+	var acc [nrF][mrF]float32
+	for kk := range kc {
+		av := a[kk*mrF : kk*mrF+mrF]
+		bv := b[kk*nrF : kk*nrF+nrF]
+		for j, bj := range bv {
+			row := &acc[j]
+			for r, ar := range av {
+				row[r] += ar * bj
+			}
+		}
+	}
+	for j := range nrF {
+		dst := c[j*ldc : j*ldc+mrF]
+		if accum {
+			for r := range dst {
+				dst[r] += acc[j][r]
+			}
+		} else {
+			copy(dst, acc[j][:])
+		}
+	}
+}
