@@ -51,7 +51,7 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	case w.Type == F32 || w.Type == F16 || w.Type == BF16:
 		p.gemmFloat(out, x, n, w)
 	default:
-		p.matMulRef(out, x, n, w)
+		p.gemmQuant(out, x, n, w)
 	}
 	return nil
 }

@@ -1,0 +1,327 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Quantized GEMM (q8_0, q4_0, q4_K, q5_K, q6_K weights) with int8 dot products.
+//
+// Every block format is rewritten while packing into one form: sub-blocks of L elements
+// (L = 32, or 16 for q6_K whose scales cover 16 elements) of unsigned bytes u with a float
+// scale s and a negated offset o per (row, sub-block), so that w = s·u + o:
+// q8_0 u = q+128, o = −128·d; q4_0 u = q, o = −8·d; q4_K/q5_K u = q, s = d·sc, o = −dmin·m;
+// q6_K u = q, s = d·sc, o = −32·s. The activations are quantized per L-block to int8
+// (x ≈ dx·q, as ggml's q8_0 does) once per call, with sx = dx·Σq, so that
+// Σ w·x ≈ Σ_sub s·dx·Σ(u·q) + o·sx; the integer sums Σ(u·q) are what VPDPBUSD computes
+// (unsigned × signed bytes).
+//
+// Packed W panel of mrQ rows, per sub-block: L/4 steps × 64 bytes (row r's 4 bytes at
+// 4r), then mrQ float32 scales, then mrQ float32 offsets. Packed X panel of nrQ tokens, per
+// sub-block: L/4 steps × 48 bytes (token j's 4 bytes at 4j), then nrQ float32 dx, then nrQ
+// float32 sx.
+const (
+	mrQ = 16   // W rows per micro-tile
+	nrQ = 12   // tokens per micro-tile
+	kcQ = 1024 // inner-dimension slice (a multiple of 256)
+	mcQ = 256  // W rows packed at a time
+)
+
+// subLen is the sub-block length L of a quantized type in the packed form.
+func subLen(t DType) int {
+	if t == Q6_K {
+		return 16
+	}
+	return 32
+}
+
+func wSubBytes(l int) int { return l/4*64 + 2*4*mrQ }
+func xSubBytes(l int) int { return l/4*48 + 2*4*nrQ }
+
+func (p *Pool) gemmQuant(out, x []float32, n int, w *Mat) {
+	k, m := w.Cols, w.Rows
+	l := subLen(w.Type)
+	nsub := k / l
+	xs := xSubBytes(l)
+	npan := (n + nrQ - 1) / nrQ
+	sh := &p.shared
+	sh.xq = growBytes(sh.xq, npan*nsub*xs)
+	xq := sh.xq
+	p.run(npan, 1, func(_, lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			packXQ8(xq[jp*nsub*xs:(jp+1)*nsub*xs], x, n, k, jp*nrQ, l)
+		}
+	})
+	rowChunks := (m + mrQ - 1) / mrQ
+	if rowChunks >= p.threads || npan < p.threads {
+		p.run(m, mrQ, func(wid, lo, hi int) { p.gemmQuantRange(wid, out, xq, n, w, lo, hi, 0, npan) })
+	} else {
+		p.run(npan, 1, func(wid, lo, hi int) { p.gemmQuantRange(wid, out, xq, n, w, 0, m, lo, hi) })
+	}
+}
+
+func growBytes(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// packXQ8 quantizes tokens [j0, j0+nrQ) of x (n×k) per l-block to int8 and packs them
+// into one panel; tokens past n are zero.
+func packXQ8(dst []byte, x []float32, n, k, j0, l int) {
+	steps := l / 4
+	xs := xSubBytes(l)
+	nsub := k / l
+	var q [32]int8
+	for j := range nrQ {
+		if j0+j >= n {
+			for g := range nsub {
+				sub := dst[g*xs : (g+1)*xs]
+				for s := range steps {
+					binary.LittleEndian.PutUint32(sub[s*48+4*j:], 0)
+				}
+				binary.LittleEndian.PutUint32(sub[steps*48+4*j:], 0)
+				binary.LittleEndian.PutUint32(sub[steps*48+48+4*j:], 0)
+			}
+			continue
+		}
+		row := x[(j0+j)*k : (j0+j+1)*k]
+		for g := range nsub {
+			blk := row[g*l : (g+1)*l]
+			var amax float32
+			for _, v := range blk {
+				amax = max(amax, math.Float32frombits(math.Float32bits(v)&0x7fffffff))
+			}
+			d := amax / 127
+			var id float32
+			if d != 0 {
+				id = 1 / d
+			}
+			sum := 0
+			for i, v := range blk {
+				qi := int(math.RoundToEven(float64(v * id)))
+				qi = max(-127, min(127, qi))
+				q[i] = int8(qi)
+				sum += qi
+			}
+			sub := dst[g*xs : (g+1)*xs]
+			for s := range steps {
+				o := s*48 + 4*j
+				sub[o], sub[o+1], sub[o+2], sub[o+3] = byte(q[4*s]), byte(q[4*s+1]), byte(q[4*s+2]), byte(q[4*s+3])
+			}
+			binary.LittleEndian.PutUint32(sub[steps*48+4*j:], math.Float32bits(d))
+			binary.LittleEndian.PutUint32(sub[steps*48+48+4*j:], math.Float32bits(d*float32(sum)))
+		}
+	}
+}
+
+func (p *Pool) gemmQuantRange(wid int, out []float32, xq []byte, n int, w *Mat, r0, r1, jp0, jp1 int) {
+	ws := &p.scratch[wid]
+	k, m := w.Cols, w.Rows
+	l := subLen(w.Type)
+	steps := l / 4
+	nsubK := k / l
+	xs, wsb := xSubBytes(l), wSubBytes(l)
+	ws.wq = growBytes(ws.wq, mcQ/mrQ*(kcQ/l)*wsb)
+	ws.tile = growF32(ws.tile, nrF*mrF)
+	for pc := 0; pc < k; pc += kcQ {
+		kc := min(kcQ, k-pc)
+		nsub := kc / l
+		for ic := r0; ic < r1; ic += mcQ {
+			mc := min(mcQ, r1-ic)
+			packWQ(ws.wq, w, ic, mc, pc, kc)
+			for jp := jp0; jp < jp1; jp++ {
+				xo := (jp*nsubK + pc/l) * xs
+				xpan := xq[xo : xo+nsub*xs]
+				ntok := min(nrQ, n-jp*nrQ)
+				for ir := 0; ir < mc; ir += mrQ {
+					nr := min(mrQ, mc-ir)
+					wpan := ws.wq[ir/mrQ*nsub*wsb : (ir/mrQ+1)*nsub*wsb]
+					o := jp*nrQ*m + ic + ir
+					if ntok == nrQ && nr == mrQ {
+						microQ8(nsub, steps, wpan, xpan, out[o:o+(nrQ-1)*m+mrQ], m, pc > 0)
+						continue
+					}
+					microQ8(nsub, steps, wpan, xpan, ws.tile, mrQ, false)
+					for j := range ntok {
+						dst := out[o+j*m : o+j*m+nr]
+						src := ws.tile[j*mrQ : j*mrQ+nr]
+						if pc > 0 {
+							for r := range dst {
+								dst[r] += src[r]
+							}
+						} else {
+							copy(dst, src)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// unpackBlock rewrites one ggml block of type t into the packed form's unsigned values u
+// (BlockElems of them) and per-sub-block scales sc and offsets of.
+func unpackBlock(t DType, b []byte, u []byte, sc, of []float32) {
+	switch t {
+	case Q8_0:
+		d := f16At(b, 0)
+		for j := range qk8_0 {
+			u[j] = b[2+j] ^ 0x80
+		}
+		sc[0], of[0] = d, -128*d
+	case Q4_0:
+		d := f16At(b, 0)
+		for j := range qk4_0 / 2 {
+			u[j] = b[2+j] & 0xf
+			u[j+16] = b[2+j] >> 4
+		}
+		sc[0], of[0] = d, -8*d
+	case Q4_K, Q5_K:
+		d := f16At(b, 0)
+		dmin := f16At(b, 2)
+		scales := b[4:16]
+		var qh, ql []byte
+		if t == Q4_K {
+			ql = b[16 : 16+128]
+		} else {
+			qh = b[16:48]
+			ql = b[48 : 48+128]
+		}
+		for t2 := range 4 {
+			s1, m1 := scaleMinK4(2*t2, scales)
+			s2, m2 := scaleMinK4(2*t2+1, scales)
+			sc[2*t2], of[2*t2] = d*float32(s1), -(dmin * float32(m1))
+			sc[2*t2+1], of[2*t2+1] = d*float32(s2), -(dmin * float32(m2))
+			q := ql[32*t2 : 32*t2+32]
+			lo, hi := u[64*t2:64*t2+32], u[64*t2+32:64*t2+64]
+			for i := range 32 {
+				lo[i] = q[i] & 0xf
+				hi[i] = q[i] >> 4
+			}
+			if qh != nil {
+				b1, b2 := uint8(1)<<(2*t2), uint8(2)<<(2*t2)
+				for i := range 32 {
+					if qh[i]&b1 != 0 {
+						lo[i] += 16
+					}
+					if qh[i]&b2 != 0 {
+						hi[i] += 16
+					}
+				}
+			}
+		}
+	case Q6_K:
+		d := f16At(b, 208)
+		for h := range 2 {
+			ql := b[64*h : 64*h+64]
+			qh := b[128+32*h : 128+32*h+32]
+			y := u[128*h : 128*h+128]
+			for i := range 32 {
+				y[i] = ql[i]&0xf | (qh[i]&3)<<4
+				y[i+32] = ql[i+32]&0xf | ((qh[i]>>2)&3)<<4
+				y[i+64] = ql[i]>>4 | ((qh[i]>>4)&3)<<4
+				y[i+96] = ql[i+32]>>4 | ((qh[i]>>6)&3)<<4
+			}
+		}
+		for i := range 16 {
+			s := d * float32(int8(b[192+i]))
+			sc[i], of[i] = s, -32*s
+		}
+	}
+}
+
+// packWQ packs rows [r0, r0+mc) × columns [c0, c0+kc) of the quantized w into panels of
+// mrQ rows in the packed form; rows past mc are zero.
+func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int) {
+	t := w.Type
+	l := subLen(t)
+	steps := l / 4
+	wsb := wSubBytes(l)
+	be, bb := t.BlockElems(), t.BlockBytes()
+	nsub := kc / l
+	subsPerBlock := be / l
+	rb := w.RowBytes()
+	var u [256]byte
+	var sc, of [16]float32
+	npan := (mc + mrQ - 1) / mrQ
+	for pi := range npan {
+		pan := dst[pi*nsub*wsb : (pi+1)*nsub*wsb]
+		for rr := range mrQ {
+			r := pi*mrQ + rr
+			if r >= mc {
+				for g := range nsub {
+					sub := pan[g*wsb : (g+1)*wsb]
+					for s := range steps {
+						binary.LittleEndian.PutUint32(sub[s*64+4*rr:], 0)
+					}
+					binary.LittleEndian.PutUint32(sub[steps*64+4*rr:], 0)
+					binary.LittleEndian.PutUint32(sub[steps*64+64+4*rr:], 0)
+				}
+				continue
+			}
+			row := w.Data[(r0+r)*rb : (r0+r+1)*rb]
+			for bi := range kc / be {
+				blk := row[(c0/be+bi)*bb : (c0/be+bi+1)*bb]
+				unpackBlock(t, blk, u[:be], sc[:], of[:])
+				for sb := range subsPerBlock {
+					sub := pan[(bi*subsPerBlock+sb)*wsb : (bi*subsPerBlock+sb+1)*wsb]
+					for s := range steps {
+						copy(sub[s*64+4*rr:s*64+4*rr+4], u[sb*l+4*s:sb*l+4*s+4])
+					}
+					binary.LittleEndian.PutUint32(sub[steps*64+4*rr:], math.Float32bits(sc[sb]))
+					binary.LittleEndian.PutUint32(sub[steps*64+64+4*rr:], math.Float32bits(of[sb]))
+				}
+			}
+		}
+	}
+}
+
+// microQ8 runs the quantized micro-kernel over nsub sub-blocks of 4·steps elements:
+// c[j*ldc+r] (+)= Σ_sub s_r·dx_j·Σ(u·q) + o_r·sx_j for r < mrQ, j < nrQ.
+func microQ8(nsub, steps int, a, b []byte, c []float32, ldc int, accum bool) {
+	wsb, xs := steps*64+2*4*mrQ, steps*48+2*4*nrQ
+	_ = a[nsub*wsb-1]
+	_ = b[nsub*xs-1]
+	_ = c[(nrQ-1)*ldc+mrQ-1]
+	if useVNNI {
+		gemmQ8x16x12(nsub, steps, &a[0], &b[0], &c[0], ldc, accum)
+		return
+	}
+	var acc [nrQ][mrQ]float32
+	for g := range nsub {
+		wa := a[g*wsb : (g+1)*wsb]
+		xb := b[g*xs : (g+1)*xs]
+		var isum [nrQ][mrQ]int32
+		for s := range steps {
+			for j := range nrQ {
+				q0, q1 := int32(int8(xb[s*48+4*j])), int32(int8(xb[s*48+4*j+1]))
+				q2, q3 := int32(int8(xb[s*48+4*j+2])), int32(int8(xb[s*48+4*j+3]))
+				for r := range mrQ {
+					o := s*64 + 4*r
+					isum[j][r] += int32(wa[o])*q0 + int32(wa[o+1])*q1 + int32(wa[o+2])*q2 + int32(wa[o+3])*q3
+				}
+			}
+		}
+		for j := range nrQ {
+			dx := math.Float32frombits(binary.LittleEndian.Uint32(xb[steps*48+4*j:]))
+			sx := math.Float32frombits(binary.LittleEndian.Uint32(xb[steps*48+48+4*j:]))
+			for r := range mrQ {
+				s := math.Float32frombits(binary.LittleEndian.Uint32(wa[steps*64+4*r:]))
+				o := math.Float32frombits(binary.LittleEndian.Uint32(wa[steps*64+64+4*r:]))
+				acc[j][r] += float32(isum[j][r])*dx*s + o*sx
+			}
+		}
+	}
+	for j := range nrQ {
+		dst := c[j*ldc : j*ldc+mrQ]
+		if accum {
+			for r := range dst {
+				dst[r] += acc[j][r]
+			}
+		} else {
+			copy(dst, acc[j][:])
+		}
+	}
+}
