@@ -56,6 +56,8 @@ const (
 	PolicyLFU    = "lfu"    // least frequently used with dynamic aging (LFU-DA)
 	PolicyS3FIFO = "s3fifo" // S3-FIFO: small FIFO, main FIFO, ghost queue
 	PolicyGDSF   = "gdsf"   // Greedy-Dual-Size-Frequency: cost per byte with aging
+	// PolicyWTinyLFU is W-TinyLFU: window LRU + TinyLFU-filtered segmented LRU.
+	PolicyWTinyLFU = "wtinylfu"
 )
 
 // Admission filter names.
@@ -67,7 +69,7 @@ const (
 // DefaultPolicy is the policy used when Config.Policy is empty.
 const DefaultPolicy = PolicyLRU
 
-var policyNames = []string{PolicyLRU, PolicyLFU, PolicyS3FIFO, PolicyGDSF}
+var policyNames = []string{PolicyLRU, PolicyLFU, PolicyS3FIFO, PolicyGDSF, PolicyWTinyLFU}
 
 // Policies returns the eviction policy names, for CLI help and validation.
 func Policies() []string { return append([]string(nil), policyNames...) }

@@ -34,6 +34,8 @@ func newPolicy(name string, s *store, capacity int64) policy {
 		p = newS3FIFO(s)
 	case PolicyGDSF:
 		p = newGDSF(s)
+	case PolicyWTinyLFU:
+		p = newWTinyLFU(s)
 	}
 	if p != nil {
 		p.setCapacity(capacity)
