@@ -1,0 +1,31 @@
+// Package store owns ragkv's storage tiers: the Tier interface that the chunk cache
+// stacks (fastest first), and its two implementations, Memory (host RAM) and Badger
+// (local disk, github.com/dgraph-io/badger/v4).
+//
+// A tier stores opaque objects under 32-byte content keys. An object is a small
+// manifest plus a list of parts (for the chunk cache: the KV blob header and metadata,
+// then one part per transformer layer), and every part can be read on its own, so a
+// consumer can start on layer 0 while later layers are still being read.
+//
+// A tier does no eviction and enforces no budget: the chunk cache decides what each
+// tier holds (package chunkcache/eviction) and asks the tier to store, read and delete.
+// A future GPU tier (device memory) or shared remote tier implements the same
+// interface; nothing in it assumes host memory or a local file.
+//
+// # Atomicity and recovery (Badger)
+//
+// Badger.Put writes every part and then the object's record in ONE Badger transaction,
+// and readers require the record: a put that is interrupted (error, context, crash,
+// SIGKILL) leaves nothing readable, because Badger replays only committed transactions
+// from its write-ahead log. OpenBadger additionally removes parts without a record and
+// records whose parts are missing, so a restart always sees whole objects. Each part is
+// its own Badger value; values above ValueThreshold live in the value log and are read
+// with Item.ValueCopy into the caller's buffer (no per-read allocation once the buffer
+// is large enough). A reader holds a read-only transaction, i.e. a consistent snapshot:
+// a concurrent Delete or overwrite never tears an object that is being read.
+//
+// Why Badger and not plain files: atomic multi-value commits, crash recovery, prefix
+// scans for restart accounting and value-log space reclamation come with it; `ragkv
+// bench store --tier disk` compares its read throughput with plain files in the same
+// directory (target ≥ 0.7 of plain-file speed).
+package store

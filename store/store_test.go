@@ -1,0 +1,332 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func openBadger(t *testing.T, dir string) *Badger {
+	t.Helper()
+	b, err := OpenBadger(context.Background(), BadgerOptions{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func tiers(t *testing.T) map[string]Tier {
+	b := openBadger(t, t.TempDir())
+	t.Cleanup(func() { b.Close() })
+	return map[string]Tier{"memory": NewMemory(), "disk": b}
+}
+
+func testObject(seed uint64, parts, partSize int) Object {
+	r := rand.New(rand.NewPCG(seed, 3))
+	o := Object{Manifest: []byte(fmt.Sprintf("manifest-%d", seed))}
+	for i := 0; i < parts; i++ {
+		p := make([]byte, partSize+i)
+		for j := range p {
+			p[j] = byte(r.Uint32())
+		}
+		o.Parts = append(o.Parts, p)
+	}
+	return o
+}
+
+func key(i int) Key {
+	var k Key
+	k[0], k[1], k[31] = byte(i), byte(i>>8), 0xAB
+	return k
+}
+
+func checkObject(t *testing.T, tier Tier, k Key, want Object) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := tier.Open(ctx, k)
+	if err != nil {
+		t.Fatalf("%s: open: %v", tier.Name(), err)
+	}
+	defer r.Close()
+	if !bytes.Equal(r.Manifest(), want.Manifest) {
+		t.Fatalf("%s: manifest %q, want %q", tier.Name(), r.Manifest(), want.Manifest)
+	}
+	if r.NumParts() != len(want.Parts) || r.Size() != want.Size() {
+		t.Fatalf("%s: %d parts / %d bytes, want %d / %d", tier.Name(), r.NumParts(), r.Size(), len(want.Parts), want.Size())
+	}
+	var buf []byte
+	// Read in reverse: every part reads on its own.
+	for i := len(want.Parts) - 1; i >= 0; i-- {
+		if r.PartSize(i) != int64(len(want.Parts[i])) {
+			t.Fatalf("part %d size %d", i, r.PartSize(i))
+		}
+		buf, err = r.ReadPart(ctx, i, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, want.Parts[i]) {
+			t.Fatalf("%s: part %d differs", tier.Name(), i)
+		}
+	}
+	if _, err := r.ReadPart(ctx, len(want.Parts), nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("%s: out-of-range part: %v", tier.Name(), err)
+	}
+}
+
+func TestTierConformance(t *testing.T) {
+	ctx := context.Background()
+	for name, tier := range tiers(t) {
+		t.Run(name, func(t *testing.T) {
+			a, b := testObject(1, 4, 3000), testObject(2, 2, 10)
+			if err := tier.Put(ctx, key(1), a); err != nil {
+				t.Fatal(err)
+			}
+			if err := tier.Put(ctx, key(2), b); err != nil {
+				t.Fatal(err)
+			}
+			checkObject(t, tier, key(1), a)
+			checkObject(t, tier, key(2), b)
+			if ok, err := tier.Has(ctx, key(1)); !ok || err != nil {
+				t.Fatalf("Has = %v, %v", ok, err)
+			}
+			if ok, err := tier.Has(ctx, key(3)); ok || err != nil {
+				t.Fatalf("Has(absent) = %v, %v", ok, err)
+			}
+			if _, err := tier.Open(ctx, key(3)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Open(absent) = %v", err)
+			}
+			// A reader is a snapshot: overwrite and delete do not disturb it.
+			r, err := tier.Open(ctx, key(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := testObject(3, 2, 50) // fewer parts than a
+			if err := tier.Put(ctx, key(1), c); err != nil {
+				t.Fatal(err)
+			}
+			checkObject(t, tier, key(1), c)
+			if err := tier.Delete(ctx, key(1)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.ReadPart(ctx, 3, nil)
+			if err != nil || !bytes.Equal(got, a.Parts[3]) {
+				t.Fatalf("snapshot read after delete: %v", err)
+			}
+			r.Close()
+			if err := tier.Delete(ctx, key(1)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("second delete: %v", err)
+			}
+			seen := map[Key]int64{}
+			if err := tier.Scan(ctx, func(in Info) error {
+				seen[in.Key] = in.Size
+				if string(in.Manifest) != string(b.Manifest) {
+					return fmt.Errorf("manifest %q", in.Manifest)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(seen) != 1 || seen[key(2)] != b.Size() {
+				t.Fatalf("scan saw %v", seen)
+			}
+			// Overwriting with fewer parts leaves no stale parts (disk: checked below).
+			if err := tier.Put(ctx, key(4), testObject(4, 5, 100)); err != nil {
+				t.Fatal(err)
+			}
+			small := testObject(5, 1, 100)
+			if err := tier.Put(ctx, key(4), small); err != nil {
+				t.Fatal(err)
+			}
+			checkObject(t, tier, key(4), small)
+			if bt, ok := tier.(*Badger); ok {
+				if n := countParts(t, bt, key(4)); n != 1 {
+					t.Fatalf("disk holds %d parts for a 1-part object", n)
+				}
+			}
+			if _, err := tier.Open(ctx, key(4)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tier.Put(ctx, key(9), Object{Parts: make([][]byte, MaxParts+1)}); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("too many parts: %v", err)
+			}
+		})
+	}
+}
+
+func countParts(t *testing.T, b *Badger, k Key) int {
+	n := 0
+	prefix := append([]byte{prefixPart}, k[:]...)
+	if err := b.DB().View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestMemoryBytes(t *testing.T) {
+	m := NewMemory()
+	ctx := context.Background()
+	a := testObject(1, 3, 100)
+	_ = m.Put(ctx, key(1), a)
+	_ = m.Put(ctx, key(1), a)
+	_ = m.Put(ctx, key(2), a)
+	if m.Bytes() != 2*a.Size() || m.Len() != 2 {
+		t.Fatalf("bytes %d len %d", m.Bytes(), m.Len())
+	}
+	_ = m.Delete(ctx, key(1))
+	if m.Bytes() != a.Size() {
+		t.Fatalf("bytes %d", m.Bytes())
+	}
+}
+
+func TestBadgerPersistsAndRepairs(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	b := openBadger(t, dir)
+	objs := map[Key]Object{}
+	for i := 0; i < 20; i++ {
+		o := testObject(uint64(i), 1+i%4, 5000)
+		objs[key(i)] = o
+		if err := b.Put(ctx, key(i), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Damage from outside: an orphan part, and an object that lost a part.
+	if err := b.DB().Update(func(txn *badger.Txn) error {
+		if err := txn.Set(partKey(nil, key(100), 0), []byte("orphan")); err != nil {
+			return err
+		}
+		return txn.Delete(partKey(nil, key(3), 0))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = openBadger(t, dir)
+	defer b.Close()
+	delete(objs, key(3))
+	n := 0
+	if err := b.Scan(ctx, func(in Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(objs) {
+		t.Fatalf("after reopen %d objects, want %d", n, len(objs))
+	}
+	for k, o := range objs {
+		checkObject(t, b, k, o)
+	}
+	if countParts(t, b, key(100)) != 0 || countParts(t, b, key(3)) != 0 {
+		t.Fatal("repair left orphan parts")
+	}
+}
+
+func TestTiersConcurrent(t *testing.T) {
+	ctx := context.Background()
+	for name, tier := range tiers(t) {
+		t.Run(name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			errc := make(chan error, 8)
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var buf []byte
+					for i := 0; i < 50; i++ {
+						k := key(i % 5)
+						o := testObject(uint64(i%5), 3, 1000) // same content per key
+						switch i % 3 {
+						case 0:
+							if err := tier.Put(ctx, k, o); err != nil {
+								errc <- err
+								return
+							}
+						case 1:
+							r, err := tier.Open(ctx, k)
+							if errors.Is(err, ErrNotFound) {
+								continue
+							}
+							if err != nil {
+								errc <- err
+								return
+							}
+							for p := 0; p < r.NumParts(); p++ {
+								if buf, err = r.ReadPart(ctx, p, buf); err != nil || !bytes.Equal(buf, o.Parts[p]) {
+									errc <- fmt.Errorf("torn read of part %d: %v", p, err)
+								}
+							}
+							r.Close()
+						case 2:
+							if err := tier.Delete(ctx, k); err != nil && !errors.Is(err, ErrNotFound) {
+								errc <- err
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errc)
+			for err := range errc {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestClosedTier(t *testing.T) {
+	ctx := context.Background()
+	b := openBadger(t, t.TempDir())
+	b.Close()
+	m := NewMemory()
+	m.Close()
+	for _, tier := range []Tier{b, m} {
+		if err := tier.Put(ctx, key(1), testObject(1, 1, 1)); err == nil {
+			t.Errorf("%s: put after close succeeded", tier.Name())
+		}
+		if _, err := tier.Open(ctx, key(1)); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: open after close: %v", tier.Name(), err)
+		}
+	}
+}
+
+func TestDecodeRecordRejectsGarbage(t *testing.T) {
+	good := encodeRecord(&Object{Manifest: []byte("m"), Parts: [][]byte{make([]byte, 7)}})
+	if r, err := decodeRecord(good); err != nil || r.size != 8 {
+		t.Fatalf("good record: %+v %v", r, err)
+	}
+	for n := 0; n < len(good); n++ {
+		if _, err := decodeRecord(good[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated record (%d bytes) accepted: %v", n, err)
+		}
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(encodeRecord(&Object{Manifest: []byte("m"), Parts: [][]byte{make([]byte, 7), nil}}))
+	f.Add([]byte(recordMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRecord(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatal(err)
+			}
+			return
+		}
+		if int64(len(r.manifest)) > int64(len(b)) {
+			t.Fatal("manifest longer than input")
+		}
+	})
+}
