@@ -52,6 +52,7 @@ func TestScanResistance(t *testing.T) {
 		{PolicyS3FIFO, AdmissionNone, 45}, // one-hit wonders die in the small queue
 		{PolicyLFU, AdmissionNone, 45},
 		{PolicyLRU, AdmissionTinyLFU, 45}, // TinyLFU rejects the scan
+		{PolicyWTinyLFU, AdmissionNone, 45},
 	} {
 		if got := hotSurvival(t, tc.pol, tc.adm); got < tc.min || got <= lruKept {
 			t.Errorf("%s/%s kept %d of 50 hot keys through a scan (LRU kept %d), want ≥ %d", tc.pol, tc.adm, got, lruKept, tc.min)
