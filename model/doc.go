@@ -1,0 +1,43 @@
+// Package model is ragkv's pure-Go inference engine for Llama-family transformers
+// (Llama 2/3, Mistral, Qwen2, SmolLM, llama2.c's tinyllamas): loaders, the forward pass,
+// KV capture and the partial-layer recompute that CacheBlend and Cache-Craft build on.
+//
+// Architecture (Touvron et al., "LLaMA", 2023): RMSNorm, rotary position embeddings
+// (Su et al., RoFormer, 2021) in either the interleaved-pair layout (llama2.c, GGUF
+// "llama") or the rotate-half layout (HuggingFace checkpoints, GGUF "qwen2"), grouped-query
+// attention (Ainslie et al., 2023), SwiGLU feed-forward; optional Q/K/V biases (Qwen2) and
+// tied embeddings. Files: llama2.c checkpoints (run.c format) with their tokenizer files,
+// GGUF v3 (package model/gguf) and safetensors with HF config.json/tokenizer.json.
+// Numbers follow llama2.c's run.c (float32 activations); weight products go through
+// internal/kernels (f32, f16, bf16, q8_0, q4_K, q6_K ... weights).
+//
+// # Computation API
+//
+// Everything is expressed with one primitive, a layer step over a set of token rows:
+//
+//   - Model.Embed writes token embeddings (the residual stream entering layer 0).
+//   - Model.LayerStep runs layer l for n tokens given their residual-stream inputs x
+//     (overwritten in place with the layer's output) and absolute positions, against a
+//     caller-supplied KV whose layer l holds every token to attend to. The n tokens' fresh
+//     K (post-RoPE) and V are written into the KV at the given rows first, then each
+//     query attends to every KV row whose position is ≤ its own (the causal mask by
+//     absolute position, whatever the row order). Options return the fresh K/V separately,
+//     skip the write, stop after K/V (for deviation checks), or record the attention mass
+//     each query pays to positions outside a span (Cache-Craft).
+//   - Model.Logits applies the final norm and the classifier to chosen hidden states.
+//   - Model.Extend runs all layers for new tokens appended to a KV (prefill of a chunk,
+//     a continuation after a fused cache, decode); Model.Prefill is Extend on a new KV.
+//   - Model.RotateK re-rotates cached K rows from old to new positions (RoPE delta,
+//     rotation by the angle difference, computed in float64).
+//   - State is a decode session with preallocated buffers: no allocation per token.
+//
+// # Buffer ownership
+//
+// A KV owns its slices; methods that take a KV read and write it in place and never keep
+// a reference after returning. Slices passed in (x, positions, rows, output buffers) are
+// caller-owned: the model reads or writes them only during the call. Slices returned by
+// State (logits) alias the State and are valid until its next call. Weights may alias a
+// memory-mapped file: they are valid until Model.Close. A Model is safe for concurrent use
+// (each call has its own scratch; kernel calls on the shared Pool are serialized); a KV or
+// a State is not.
+package model

@@ -1,0 +1,572 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/ragkv/ragkv/internal/kernels"
+)
+
+// Span is a half-open range [Lo, Hi) of absolute positions.
+type Span struct{ Lo, Hi int }
+
+// StepOptions tunes Model.LayerStep.
+type StepOptions struct {
+	// SkipWrite leaves the KV unchanged: attention then sees the KV's existing rows
+	// (including the stale K/V at the step's own rows, if they are there).
+	SkipWrite bool
+	// KVOnly stops after computing the fresh K/V (no attention, x unchanged): for
+	// deviation checks. Combine with FreshK/FreshV and/or the KV write.
+	KVOnly bool
+	// FreshK and FreshV, if not nil (len ≥ n×KVDim), receive the n tokens' fresh K
+	// (post-RoPE) and V.
+	FreshK, FreshV []float32
+	// Outside, if not nil, is a span of absolute positions; OutsideMass (len ≥ n)
+	// receives, for each query, the attention mass paid to KV rows whose position is
+	// outside it, averaged over heads.
+	Outside     *Span
+	OutsideMass []float32
+}
+
+// scratch holds the per-call buffers of a forward computation for up to cap tokens.
+type scratch struct {
+	m      *Model
+	cap    int
+	xb     []float32 // n×Dim
+	xb2    []float32 // n×Dim
+	q      []float32 // n×QDim
+	k, v   []float32 // n×KVDim
+	att    []float32 // n×QDim
+	hb     []float32 // n×Hidden
+	hb2    []float32 // n×Hidden
+	mass   []float32 // n×Heads
+	cs     []float32 // per token: cos, sin for each pair
+	rows   []int
+	pos    []int
+	scores [][]float32 // per worker slot
+
+	// attention parameters of the current call
+	aN      int
+	aPos    []int
+	aKV     *KV
+	aLayer  int
+	aSpan   *Span
+	attnFn  func(lo, hi int)
+	slots   int
+	itemsPW int
+}
+
+func (m *Model) newScratch(n int) *scratch {
+	s := &scratch{m: m}
+	s.slots = m.pool.Threads()
+	s.scores = make([][]float32, s.slots)
+	s.attnFn = s.attnRange
+	s.grow(n)
+	return s
+}
+
+func (s *scratch) grow(n int) {
+	if n <= s.cap {
+		return
+	}
+	c := &s.m.Config
+	s.cap = n
+	s.xb = make([]float32, n*c.Dim)
+	s.xb2 = make([]float32, n*c.Dim)
+	s.q = make([]float32, n*c.QDim())
+	s.k = make([]float32, n*c.KVDim())
+	s.v = make([]float32, n*c.KVDim())
+	s.att = make([]float32, n*c.QDim())
+	s.hb = make([]float32, n*c.Hidden)
+	s.hb2 = make([]float32, n*c.Hidden)
+	s.mass = make([]float32, n*c.Heads)
+	s.cs = make([]float32, c.HeadDim)
+	s.rows = make([]int, n)
+	s.pos = make([]int, n)
+}
+
+func (s *scratch) growScores(t int) {
+	for i := range s.scores {
+		if cap(s.scores[i]) < t {
+			s.scores[i] = make([]float32, max(t, 2*cap(s.scores[i])))
+		}
+	}
+}
+
+func rmsnorm(out, x, w []float32, eps float32) {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	inv := float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+	for i, v := range x {
+		out[i] = w[i] * (inv * v)
+	}
+}
+
+// ropeCS fills cs with cos, sin of pos×freq_i for each pair i.
+func (m *Model) ropeCS(cs []float32, pos float64) {
+	for i, f := range m.rope {
+		sn, cn := math.Sincos(pos * f)
+		cs[2*i], cs[2*i+1] = float32(cn), float32(sn)
+	}
+}
+
+// rotate applies the rotation in cs to every head of vec (heads×HeadDim).
+func (m *Model) rotate(vec []float32, heads int, cs []float32) {
+	hd := m.Config.HeadDim
+	half := hd / 2
+	for h := 0; h < heads; h++ {
+		v := vec[h*hd : (h+1)*hd]
+		if m.Config.Rope == RopeInterleaved {
+			for i := 0; i < half; i++ {
+				c, sn := cs[2*i], cs[2*i+1]
+				a, b := v[2*i], v[2*i+1]
+				v[2*i] = a*c - b*sn
+				v[2*i+1] = a*sn + b*c
+			}
+		} else {
+			for i := 0; i < half; i++ {
+				c, sn := cs[2*i], cs[2*i+1]
+				a, b := v[i], v[i+half]
+				v[i] = a*c - b*sn
+				v[i+half] = a*sn + b*c
+			}
+		}
+	}
+}
+
+// RotateK re-rotates K rows (n×KVDim, in place) from positions oldPos to newPos: each
+// pair is rotated by (newPos−oldPos)×freq, the exact RoPE delta.
+func (m *Model) RotateK(k []float32, oldPos, newPos []int) error {
+	kvDim := m.Config.KVDim()
+	if len(oldPos) != len(newPos) || len(k) < len(oldPos)*kvDim {
+		return fmt.Errorf("%w: RotateK with %d old, %d new positions and %d values", ErrInvalid, len(oldPos), len(newPos), len(k))
+	}
+	cs := make([]float32, m.Config.HeadDim)
+	last := math.MinInt
+	for i := range oldPos {
+		d := newPos[i] - oldPos[i]
+		if d == 0 {
+			continue
+		}
+		if d != last {
+			m.ropeCS(cs, float64(d))
+			last = d
+		}
+		m.rotate(k[i*kvDim:(i+1)*kvDim], m.Config.KVHeads, cs)
+	}
+	return nil
+}
+
+// ShiftKV moves every row of kv to a new position: K of all layers is re-rotated and
+// kv.Pos updated.
+func (m *Model) ShiftKV(kv *KV, newPos []int) error {
+	if err := kv.check(&m.Config); err != nil {
+		return err
+	}
+	if len(newPos) != kv.Len() {
+		return fmt.Errorf("%w: ShiftKV with %d positions for %d rows", ErrInvalid, len(newPos), kv.Len())
+	}
+	for l := 0; l < kv.Layers; l++ {
+		if err := m.RotateK(kv.K[l][:kv.Len()*kv.KVDim], kv.Pos, newPos); err != nil {
+			return err
+		}
+	}
+	copy(kv.Pos, newPos)
+	return nil
+}
+
+// Embed writes the embeddings of tokens into dst (len ≥ len(tokens)×Dim).
+func (m *Model) Embed(dst []float32, tokens []int) error {
+	d := m.Config.Dim
+	if len(dst) < len(tokens)*d {
+		return fmt.Errorf("%w: Embed buffer of %d for %d tokens", ErrInvalid, len(dst), len(tokens))
+	}
+	e := &m.w.embed
+	for i, t := range tokens {
+		if t < 0 || t >= m.Config.Vocab {
+			return fmt.Errorf("%w: token id %d outside vocabulary of %d", ErrInvalid, t, m.Config.Vocab)
+		}
+		if err := kernels.Dequantize(dst[i*d:(i+1)*d], e.Row(t), e.Type); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Logits applies the final RMSNorm and the classifier to n hidden states x (n×Dim, not
+// modified), writing dst (len ≥ n×Vocab).
+func (m *Model) Logits(dst, x []float32, n int) error {
+	c := &m.Config
+	if len(x) < n*c.Dim || len(dst) < n*c.Vocab {
+		return fmt.Errorf("%w: Logits buffers too small for %d tokens", ErrInvalid, n)
+	}
+	xn := make([]float32, n*c.Dim)
+	return m.logits(dst, x, xn, n)
+}
+
+func (m *Model) logits(dst, x, xn []float32, n int) error {
+	c := &m.Config
+	for i := 0; i < n; i++ {
+		rmsnorm(xn[i*c.Dim:(i+1)*c.Dim], x[i*c.Dim:(i+1)*c.Dim], m.w.norm, c.NormEps)
+	}
+	return m.pool.MatMul(dst[:n*c.Vocab], xn[:n*c.Dim], n, &m.w.out)
+}
+
+// LayerStep runs layer l for n = len(pos) tokens: x (n×Dim) holds their residual-stream
+// inputs and receives their outputs; pos their absolute positions; rows the KV rows that
+// hold them (kv.Pos[rows[i]] must equal pos[i]). Their fresh K/V are written into kv
+// layer l at rows (unless o.SkipWrite), then each token attends to every row of kv layer
+// l whose position is ≤ its own. Only layer l of kv is read or written.
+func (m *Model) LayerStep(ctx context.Context, l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := &m.Config
+	n := len(pos)
+	if l < 0 || l >= c.Layers {
+		return fmt.Errorf("%w: layer %d of %d", ErrInvalid, l, c.Layers)
+	}
+	if err := kv.check(c); err != nil {
+		return err
+	}
+	if len(rows) != n || len(x) < n*c.Dim {
+		return fmt.Errorf("%w: LayerStep with %d positions, %d rows, %d values", ErrInvalid, n, len(rows), len(x))
+	}
+	for i, r := range rows {
+		if r < 0 || r >= kv.Len() || kv.Pos[r] != pos[i] {
+			return fmt.Errorf("%w: row %d does not hold position %d", ErrInvalid, r, pos[i])
+		}
+	}
+	if o == nil {
+		o = &StepOptions{}
+	}
+	if o.FreshK != nil && len(o.FreshK) < n*c.KVDim() || o.FreshV != nil && len(o.FreshV) < n*c.KVDim() {
+		return fmt.Errorf("%w: FreshK/FreshV shorter than %d×%d", ErrInvalid, n, c.KVDim())
+	}
+	if o.Outside != nil && len(o.OutsideMass) < n {
+		return fmt.Errorf("%w: OutsideMass shorter than %d", ErrInvalid, n)
+	}
+	s := m.newScratch(n)
+	return s.layer(l, x, pos, rows, kv, o)
+}
+
+// layer is LayerStep without validation, on preallocated scratch.
+func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
+	m := s.m
+	c := &m.Config
+	w := &m.w.layers[l]
+	n := len(pos)
+	d, qd, kd := c.Dim, c.QDim(), c.KVDim()
+	xb, q, k, v := s.xb[:n*d], s.q[:n*qd], s.k[:n*kd], s.v[:n*kd]
+	for i := 0; i < n; i++ {
+		rmsnorm(xb[i*d:(i+1)*d], x[i*d:(i+1)*d], w.attnNorm, c.NormEps)
+	}
+	if err := m.pool.MatMul(q, xb, n, &w.wq); err != nil {
+		return err
+	}
+	if err := m.pool.MatMul(k, xb, n, &w.wk); err != nil {
+		return err
+	}
+	if err := m.pool.MatMul(v, xb, n, &w.wv); err != nil {
+		return err
+	}
+	if w.bq != nil {
+		for i := 0; i < n; i++ {
+			kernels.Axpy(q[i*qd:(i+1)*qd], 1, w.bq)
+			kernels.Axpy(k[i*kd:(i+1)*kd], 1, w.bk)
+			kernels.Axpy(v[i*kd:(i+1)*kd], 1, w.bv)
+		}
+	}
+	for i := 0; i < n; i++ {
+		m.ropeCS(s.cs, float64(pos[i]))
+		m.rotate(q[i*qd:(i+1)*qd], c.Heads, s.cs)
+		m.rotate(k[i*kd:(i+1)*kd], c.KVHeads, s.cs)
+	}
+	if o.FreshK != nil {
+		copy(o.FreshK, k)
+	}
+	if o.FreshV != nil {
+		copy(o.FreshV, v)
+	}
+	if !o.SkipWrite {
+		for i, r := range rows {
+			copy(kv.K[l][r*kd:(r+1)*kd], k[i*kd:(i+1)*kd])
+			copy(kv.V[l][r*kd:(r+1)*kd], v[i*kd:(i+1)*kd])
+		}
+	}
+	if o.KVOnly {
+		return nil
+	}
+	// Attention, parallel over (token, head) items split into one range per worker slot.
+	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
+	s.growScores(kv.Len())
+	items := n * c.Heads
+	s.itemsPW = (items + s.slots - 1) / s.slots
+	m.pool.Parallel(s.slots, s.attnFn)
+	s.aKV, s.aPos = nil, nil
+	if o.Outside != nil {
+		for i := 0; i < n; i++ {
+			var t float32
+			for h := 0; h < c.Heads; h++ {
+				t += s.mass[i*c.Heads+h]
+			}
+			o.OutsideMass[i] = t / float32(c.Heads)
+		}
+	}
+	xb2 := s.xb2[:n*d]
+	if err := m.pool.MatMul(xb2, s.att[:n*qd], n, &w.wo); err != nil {
+		return err
+	}
+	kernels.Axpy(x[:n*d], 1, xb2)
+	// SwiGLU feed-forward.
+	for i := 0; i < n; i++ {
+		rmsnorm(xb[i*d:(i+1)*d], x[i*d:(i+1)*d], w.ffnNorm, c.NormEps)
+	}
+	hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
+	if err := m.pool.MatMul(hb, xb, n, &w.w1); err != nil {
+		return err
+	}
+	if err := m.pool.MatMul(hb2, xb, n, &w.w3); err != nil {
+		return err
+	}
+	for i, g := range hb {
+		hb[i] = g * float32(1/(1+math.Exp(float64(-g)))) * hb2[i]
+	}
+	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
+		return err
+	}
+	kernels.Axpy(x[:n*d], 1, xb2)
+	return nil
+}
+
+// attnRange handles worker slots [lo, hi) of the current attention call.
+func (s *scratch) attnRange(lo, hi int) {
+	c := &s.m.Config
+	hd, qd, kd := c.HeadDim, c.QDim(), c.KVDim()
+	group := c.Heads / c.KVHeads
+	kv := s.aKV
+	T := kv.Len()
+	K, V := kv.K[s.aLayer], kv.V[s.aLayer]
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	items := s.aN * c.Heads
+	for slot := lo; slot < hi; slot++ {
+		sc := s.scores[slot][:T]
+		for it := slot * s.itemsPW; it < min((slot+1)*s.itemsPW, items); it++ {
+			i, h := it/c.Heads, it%c.Heads
+			p := s.aPos[i]
+			qv := s.q[i*qd+h*hd : i*qd+(h+1)*hd]
+			off := (h / group) * hd
+			maxv := float32(math.Inf(-1))
+			for j := 0; j < T; j++ {
+				if kv.Pos[j] > p {
+					sc[j] = float32(math.Inf(-1))
+					continue
+				}
+				sv := kernels.Dot(qv, K[j*kd+off:j*kd+off+hd]) * scale
+				sc[j] = sv
+				if sv > maxv {
+					maxv = sv
+				}
+			}
+			var sum float32
+			for j := range sc {
+				if sc[j] == float32(math.Inf(-1)) {
+					sc[j] = 0
+					continue
+				}
+				e := float32(math.Exp(float64(sc[j] - maxv)))
+				sc[j] = e
+				sum += e
+			}
+			out := s.att[i*qd+h*hd : i*qd+(h+1)*hd]
+			for t := range out {
+				out[t] = 0
+			}
+			inv := 1 / sum
+			var outside float32
+			for j, e := range sc {
+				if e == 0 {
+					continue
+				}
+				a := e * inv
+				kernels.Axpy(out, a, V[j*kd+off:j*kd+off+hd])
+				if s.aSpan != nil && (kv.Pos[j] < s.aSpan.Lo || kv.Pos[j] >= s.aSpan.Hi) {
+					outside += a
+				}
+			}
+			s.mass[it] = outside
+		}
+	}
+}
+
+// ExtendOptions tunes Model.Extend and Model.Prefill.
+type ExtendOptions struct {
+	// Logits lists indices (into the new tokens) whose next-token logits to return.
+	Logits []int
+	// Outside, if set, records for every new token and layer the attention mass paid to
+	// positions outside this span (averaged over heads), in Result.OutsideMass.
+	Outside *Span
+}
+
+// Result is what Extend returns besides the updated KV.
+type Result struct {
+	// Logits holds len(opts.Logits) rows of Vocab values, in the order requested.
+	Logits []float32
+	// OutsideMass[l][i] is token i's outside-span attention mass at layer l (if asked).
+	OutsideMass [][]float32
+}
+
+// Extend appends tokens at absolute positions pos to kv (reserving room as needed), runs
+// all layers over them attending to every kv row at a position ≤ their own, and returns
+// the requested logits. kv may be empty, hold a prefix, or a fused cache.
+func (m *Model) Extend(ctx context.Context, kv *KV, tokens, pos []int, o ExtendOptions) (*Result, error) {
+	c := &m.Config
+	if err := kv.check(c); err != nil {
+		return nil, err
+	}
+	n := len(tokens)
+	if len(pos) != n || n == 0 {
+		return nil, fmt.Errorf("%w: Extend with %d tokens and %d positions", ErrInvalid, n, len(pos))
+	}
+	for _, i := range o.Logits {
+		if i < 0 || i >= n {
+			return nil, fmt.Errorf("%w: logits index %d of %d tokens", ErrInvalid, i, n)
+		}
+	}
+	s := m.newScratch(n)
+	res := &Result{}
+	if o.Outside != nil {
+		res.OutsideMass = make([][]float32, c.Layers)
+		for l := range res.OutsideMass {
+			res.OutsideMass[l] = make([]float32, n)
+		}
+	}
+	if len(o.Logits) > 0 {
+		res.Logits = make([]float32, len(o.Logits)*c.Vocab)
+	}
+	x := make([]float32, n*c.Dim)
+	if err := s.forward(ctx, kv, tokens, pos, x, o.Outside, res.OutsideMass); err != nil {
+		return nil, err
+	}
+	if len(o.Logits) > 0 {
+		sel := make([]float32, len(o.Logits)*c.Dim)
+		for j, i := range o.Logits {
+			copy(sel[j*c.Dim:(j+1)*c.Dim], x[i*c.Dim:(i+1)*c.Dim])
+		}
+		if err := m.logits(res.Logits, sel, s.xb, len(o.Logits)); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// forward appends tokens to kv and runs every layer; x (n×Dim) receives the final hidden
+// states (before the final norm). It allocates only if kv or s must grow.
+func (s *scratch) forward(ctx context.Context, kv *KV, tokens, pos []int, x []float32, span *Span, mass [][]float32) error {
+	m := s.m
+	n := len(tokens)
+	s.grow(n)
+	if err := m.Embed(x, tokens); err != nil {
+		return err
+	}
+	kv.Reserve(n)
+	base := kv.Len()
+	rows := s.rows[:n]
+	for i := range rows {
+		rows[i] = base + i
+	}
+	kv.Pos = append(kv.Pos, pos...)
+	var so StepOptions
+	so.Outside = span
+	for l := 0; l < m.Config.Layers; l++ {
+		if err := ctx.Err(); err != nil {
+			kv.Pos = kv.Pos[:base]
+			return err
+		}
+		if mass != nil {
+			so.OutsideMass = mass[l]
+		}
+		if err := s.layer(l, x, pos, rows, kv, &so); err != nil {
+			kv.Pos = kv.Pos[:base]
+			return err
+		}
+	}
+	return nil
+}
+
+// Prefill runs tokens at positions posOffset, posOffset+1, ... through the model and
+// returns their KV (with room for extra more rows) and the requested logits.
+func (m *Model) Prefill(ctx context.Context, tokens []int, posOffset, extra int, o ExtendOptions) (*KV, *Result, error) {
+	kv := NewKV(&m.Config, len(tokens)+max(extra, 0))
+	pos := make([]int, len(tokens))
+	for i := range pos {
+		pos[i] = posOffset + i
+	}
+	res, err := m.Extend(ctx, kv, tokens, pos, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kv, res, nil
+}
+
+// State is a decoding session: a KV cache and preallocated buffers, so that Feed with
+// one token allocates nothing (as long as the KV has capacity). Not safe for concurrent
+// use.
+type State struct {
+	m      *Model
+	KV     *KV
+	s      *scratch
+	x      []float32
+	logits []float32
+	pos    []int
+	next   int
+}
+
+// NewState starts a session over kv (nil: an empty KV with room for capacity rows).
+// New tokens go at the position after the largest one in kv.
+func (m *Model) NewState(kv *KV, capacity int) *State {
+	if kv == nil {
+		kv = NewKV(&m.Config, capacity)
+	} else {
+		kv.Reserve(capacity)
+	}
+	st := &State{m: m, KV: kv, s: m.newScratch(1), x: make([]float32, m.Config.Dim), logits: make([]float32, m.Config.Vocab),
+		pos: make([]int, 1)}
+	for _, q := range kv.Pos {
+		st.next = max(st.next, q+1)
+	}
+	return st
+}
+
+// NextPos is the position the next token will take.
+func (st *State) NextPos() int { return st.next }
+
+// Feed appends tokens and returns the logits after the last one (aliasing the State,
+// valid until the next call).
+func (st *State) Feed(ctx context.Context, tokens ...int) ([]float32, error) {
+	n := len(tokens)
+	if n == 0 {
+		return nil, fmt.Errorf("%w: Feed of no tokens", ErrInvalid)
+	}
+	c := &st.m.Config
+	next := st.next
+	if cap(st.pos) < n {
+		st.pos = make([]int, n)
+		st.x = make([]float32, n*c.Dim)
+	}
+	pos := st.pos[:n]
+	for i := range pos {
+		pos[i] = next + i
+	}
+	if err := st.s.forward(ctx, st.KV, tokens, pos, st.x[:n*c.Dim], nil, nil); err != nil {
+		return nil, err
+	}
+	st.next += n
+	if err := st.m.logits(st.logits, st.x[(n-1)*c.Dim:n*c.Dim], st.s.xb, 1); err != nil {
+		return nil, err
+	}
+	return st.logits, nil
+}

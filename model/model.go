@@ -1,0 +1,405 @@
+package model
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/model/gguf"
+	"github.com/ragkv/ragkv/model/internal/llama2c"
+	"github.com/ragkv/ragkv/model/tokenizer"
+)
+
+// Options configures Open.
+type Options struct {
+	// Tokenizer is a tokenizer file to use instead of the model's own: a llama2.c
+	// tokenizer (.bin) or a HuggingFace tokenizer.json. Empty: the GGUF metadata, the
+	// tokenizer.json beside a safetensors model, or tokenizer.bin / tok<vocab>.bin beside
+	// a llama2.c checkpoint.
+	Tokenizer string
+	// Threads for a Pool the model creates (≤ 0: GOMAXPROCS). Ignored when Pool is set.
+	Threads int
+	// Pool is a shared kernels pool; the model does not close it.
+	Pool *kernels.Pool
+}
+
+// Model is a loaded transformer: configuration, weights, tokenizer and the kernels pool
+// its computations run on.
+type Model struct {
+	Config Config
+	Tok    tokenizer.Tokenizer
+	// Path is the file the model was loaded from; Format is "gguf", "llama2c" or
+	// "safetensors"; WeightType is the dominant weight type (of the Q projection).
+	Path       string
+	Format     string
+	WeightType kernels.DType
+
+	w       weights
+	pool    *kernels.Pool
+	ownPool bool
+	closers []func() error
+	rope    []float64 // per pair index i: theta^(-2i/headDim)
+}
+
+type layerWeights struct {
+	attnNorm, ffnNorm []float32
+	wq, wk, wv, wo    kernels.Mat
+	w1, w2, w3        kernels.Mat // gate, down, up
+	bq, bk, bv        []float32   // nil without biases
+}
+
+type weights struct {
+	embed  kernels.Mat // Vocab × Dim
+	layers []layerWeights
+	norm   []float32
+	out    kernels.Mat // Vocab × Dim
+}
+
+// Pool returns the kernels pool the model runs on.
+func (m *Model) Pool() *kernels.Pool { return m.pool }
+
+// Close releases the weights (memory mappings) and the pool if the model created it.
+func (m *Model) Close() error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c())
+	}
+	m.closers = nil
+	if m.ownPool && m.pool != nil {
+		m.pool.Close()
+		m.pool = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Open loads a model file: GGUF (by its magic), a safetensors file or a directory with
+// HF config.json, or otherwise a llama2.c checkpoint.
+func Open(path string, o Options) (*Model, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	var m *Model
+	switch {
+	case st.IsDir() || strings.HasSuffix(path, ".safetensors"):
+		m, err = loadHF(path, o)
+	default:
+		var magic [4]byte
+		fd, err2 := os.Open(path)
+		if err2 != nil {
+			return nil, fmt.Errorf("model: %w", err2)
+		}
+		_, _ = fd.Read(magic[:])
+		fd.Close()
+		if string(magic[:]) == gguf.Magic {
+			m, err = loadGGUF(path, o)
+		} else {
+			m, err = loadLlama2C(path, o)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Model) finish(o Options) error {
+	if err := m.Config.Validate(); err != nil {
+		return fmt.Errorf("model %s: %w", m.Path, err)
+	}
+	if o.Tokenizer != "" {
+		tok, err := loadTokenizerFile(o.Tokenizer, m.Config.Vocab)
+		if err != nil {
+			return err
+		}
+		m.Tok = tok
+	}
+	if m.Tok == nil {
+		return fmt.Errorf("model %s: %w: no tokenizer (give one with a tokenizer file)", m.Path, ErrFormat)
+	}
+	if m.Tok.VocabSize() > m.Config.Vocab {
+		return fmt.Errorf("model %s: %w: tokenizer has %d tokens, the model %d", m.Path, ErrFormat, m.Tok.VocabSize(), m.Config.Vocab)
+	}
+	half := m.Config.HeadDim / 2
+	m.rope = make([]float64, half)
+	for i := range m.rope {
+		m.rope[i] = math.Pow(m.Config.RopeTheta, -float64(2*i)/float64(m.Config.HeadDim))
+	}
+	if o.Pool != nil {
+		m.pool = o.Pool
+	} else {
+		m.pool = kernels.NewPool(o.Threads)
+		m.ownPool = true
+	}
+	m.WeightType = m.w.layers[0].wq.Type
+	return nil
+}
+
+func loadTokenizerFile(path string, vocab int) (tokenizer.Tokenizer, error) {
+	if strings.HasSuffix(path, ".json") {
+		return tokenizer.LoadHF(path)
+	}
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 4 && string(b[:4]) == gguf.Magic {
+		f, err := gguf.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return tokenizer.FromGGUF(f)
+	}
+	return tokenizer.LoadLlama2C(path, vocab)
+}
+
+// f32s converts little-endian float32 bytes.
+func f32s(b []byte) []float32 {
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
+}
+
+func loadLlama2C(path string, o Options) (*Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	ck, err := llama2c.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w: %w", path, ErrFormat, err)
+	}
+	c := ck.Config
+	m := &Model{Path: path, Format: "llama2c"}
+	m.Config = Config{Arch: "llama", Dim: c.Dim, Hidden: c.Hidden, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads,
+		HeadDim: c.Dim / c.Heads, Vocab: c.Vocab, Ctx: c.SeqLen, RopeTheta: 10000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: c.Shared}
+	mat := func(t llama2c.Tensor) kernels.Mat {
+		return kernels.Mat{Type: kernels.F32, Rows: t.Rows, Cols: t.Cols, Data: t.Bytes(b)}
+	}
+	m.w.embed = mat(ck.Tensors["token_embedding"])
+	m.w.out = m.w.embed
+	if !c.Shared {
+		m.w.out = mat(ck.Tensors["wcls"])
+	}
+	m.w.norm = f32s(ck.Tensors["rms_final"].Bytes(b))
+	for l := 0; l < c.Layers; l++ {
+		m.w.layers = append(m.w.layers, layerWeights{
+			attnNorm: f32s(ck.Layer("rms_att", l).Bytes(b)),
+			ffnNorm:  f32s(ck.Layer("rms_ffn", l).Bytes(b)),
+			wq:       mat(ck.Layer("wq", l)), wk: mat(ck.Layer("wk", l)), wv: mat(ck.Layer("wv", l)), wo: mat(ck.Layer("wo", l)),
+			w1: mat(ck.Layer("w1", l)), w2: mat(ck.Layer("w2", l)), w3: mat(ck.Layer("w3", l)),
+		})
+	}
+	if o.Tokenizer == "" {
+		dir := filepath.Dir(path)
+		for _, name := range []string{"tokenizer.bin", fmt.Sprintf("tok%d.bin", c.Vocab)} {
+			p := filepath.Join(dir, name)
+			if _, err := os.Stat(p); err == nil {
+				tok, err := tokenizer.LoadLlama2C(p, c.Vocab)
+				if err != nil {
+					return nil, err
+				}
+				m.Tok = tok
+				break
+			}
+		}
+	}
+	if err := m.finish(o); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func loadGGUF(path string, o Options) (_ *Model, err error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("model %s: %w: %s", path, ErrFormat, fmt.Sprintf(format, args...))
+	}
+	arch, err := f.String("general.architecture")
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	m := &Model{Path: path, Format: "gguf"}
+	c := &m.Config
+	c.Arch = arch
+	switch arch {
+	case "llama", "mistral":
+		c.Rope = RopeInterleaved
+	case "qwen2":
+		c.Rope = RopeHalf
+		c.QKVBias = true
+	default:
+		return nil, fmt.Errorf("model %s: %w: architecture %q (supported: llama, mistral, qwen2)", path, ErrUnsupported, arch)
+	}
+	u := func(key string, def int, required bool) (int, error) {
+		v, err := f.Uint(arch + "." + key)
+		if errors.Is(err, gguf.ErrNotFound) && !required {
+			return def, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("model: %w", err)
+		}
+		if v > 1<<30 {
+			return 0, bad("%s.%s = %d out of range", arch, key, v)
+		}
+		return int(v), nil
+	}
+	if c.Dim, err = u("embedding_length", 0, true); err != nil {
+		return nil, err
+	}
+	if c.Hidden, err = u("feed_forward_length", 0, true); err != nil {
+		return nil, err
+	}
+	if c.Layers, err = u("block_count", 0, true); err != nil {
+		return nil, err
+	}
+	if c.Heads, err = u("attention.head_count", 0, true); err != nil {
+		return nil, err
+	}
+	if c.KVHeads, err = u("attention.head_count_kv", c.Heads, false); err != nil {
+		return nil, err
+	}
+	if c.Ctx, err = u("context_length", 2048, false); err != nil {
+		return nil, err
+	}
+	if c.Heads == 0 || c.Dim%c.Heads != 0 {
+		return nil, bad("embedding length %d not divisible by %d heads", c.Dim, c.Heads)
+	}
+	c.HeadDim = c.Dim / c.Heads
+	if kl, err := u("attention.key_length", c.HeadDim, false); err != nil {
+		return nil, err
+	} else if kl != c.HeadDim {
+		return nil, fmt.Errorf("model %s: %w: key length %d differs from embedding/heads %d", path, ErrUnsupported, kl, c.HeadDim)
+	}
+	if rd, err := u("rope.dimension_count", c.HeadDim, false); err != nil {
+		return nil, err
+	} else if rd != c.HeadDim {
+		return nil, fmt.Errorf("model %s: %w: partial RoPE (%d of %d dimensions)", path, ErrUnsupported, rd, c.HeadDim)
+	}
+	c.RopeTheta = 10000
+	if v, err := f.Float(arch + ".rope.freq_base"); err == nil {
+		c.RopeTheta = v
+	}
+	if v, ok := f.Lookup(arch + ".rope.scaling.type"); ok {
+		if s, _ := v.V.(string); s != "" && s != "none" {
+			return nil, fmt.Errorf("model %s: %w: RoPE scaling %q", path, ErrUnsupported, s)
+		}
+	}
+	if v, err := f.Float(arch + ".rope.scaling.factor"); err == nil && v != 0 && v != 1 {
+		return nil, fmt.Errorf("model %s: %w: RoPE scaling factor %g", path, ErrUnsupported, v)
+	}
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		return nil, fmt.Errorf("model %s: %w: RoPE frequency factors (Llama 3.1 scaling)", path, ErrUnsupported)
+	}
+	eps, err := f.Float(arch + ".attention.layer_norm_rms_epsilon")
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	c.NormEps = float32(eps)
+
+	mat := func(name string, rows, cols int) (kernels.Mat, error) {
+		ti, b, err := f.TensorData(name)
+		if err != nil {
+			return kernels.Mat{}, fmt.Errorf("model: %w", err)
+		}
+		if len(ti.Dims) != 2 || ti.Dims[0] != uint64(cols) || (rows >= 0 && ti.Dims[1] != uint64(rows)) {
+			return kernels.Mat{}, bad("tensor %q has shape %v, want [%d %d]", name, ti.Dims, cols, rows)
+		}
+		mt := kernels.Mat{Type: kernels.DType(ti.Type), Rows: int(ti.Dims[1]), Cols: cols, Data: b}
+		if err := mt.Validate(); err != nil {
+			return kernels.Mat{}, fmt.Errorf("model %s: tensor %q: %w: %w", path, name, ErrUnsupported, err)
+		}
+		return mt, nil
+	}
+	vec := func(name string, n int) ([]float32, error) {
+		ti, b, err := f.TensorData(name)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		if len(ti.Dims) != 1 || ti.Dims[0] != uint64(n) {
+			return nil, bad("tensor %q has shape %v, want [%d]", name, ti.Dims, n)
+		}
+		out := make([]float32, n)
+		if err := kernels.Dequantize(out, b, kernels.DType(ti.Type)); err != nil {
+			return nil, fmt.Errorf("model %s: tensor %q: %w", path, name, err)
+		}
+		return out, nil
+	}
+	if m.w.embed, err = mat("token_embd.weight", -1, c.Dim); err != nil {
+		return nil, err
+	}
+	c.Vocab = m.w.embed.Rows
+	if _, ok := f.Tensor("output.weight"); ok {
+		if m.w.out, err = mat("output.weight", c.Vocab, c.Dim); err != nil {
+			return nil, err
+		}
+	} else {
+		m.w.out, c.Tied = m.w.embed, true
+	}
+	if m.w.norm, err = vec("output_norm.weight", c.Dim); err != nil {
+		return nil, err
+	}
+	kvDim := c.KVHeads * c.HeadDim
+	for l := 0; l < c.Layers; l++ {
+		p := fmt.Sprintf("blk.%d.", l)
+		var lw layerWeights
+		steps := []struct {
+			dst        *kernels.Mat
+			name       string
+			rows, cols int
+		}{
+			{&lw.wq, "attn_q", c.Dim, c.Dim}, {&lw.wk, "attn_k", kvDim, c.Dim}, {&lw.wv, "attn_v", kvDim, c.Dim},
+			{&lw.wo, "attn_output", c.Dim, c.Dim}, {&lw.w1, "ffn_gate", c.Hidden, c.Dim}, {&lw.w2, "ffn_down", c.Dim, c.Hidden},
+			{&lw.w3, "ffn_up", c.Hidden, c.Dim},
+		}
+		for _, s := range steps {
+			if *s.dst, err = mat(p+s.name+".weight", s.rows, s.cols); err != nil {
+				return nil, err
+			}
+		}
+		if lw.attnNorm, err = vec(p+"attn_norm.weight", c.Dim); err != nil {
+			return nil, err
+		}
+		if lw.ffnNorm, err = vec(p+"ffn_norm.weight", c.Dim); err != nil {
+			return nil, err
+		}
+		if c.QKVBias {
+			if lw.bq, err = vec(p+"attn_q.bias", c.Dim); err != nil {
+				return nil, err
+			}
+			if lw.bk, err = vec(p+"attn_k.bias", kvDim); err != nil {
+				return nil, err
+			}
+			if lw.bv, err = vec(p+"attn_v.bias", kvDim); err != nil {
+				return nil, err
+			}
+		}
+		m.w.layers = append(m.w.layers, lw)
+	}
+	if o.Tokenizer == "" {
+		if m.Tok, err = tokenizer.FromGGUF(f); err != nil {
+			return nil, err
+		}
+	}
+	m.closers = append(m.closers, f.Close)
+	if err := m.finish(o); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func loadHF(path string, o Options) (*Model, error) {
+	return nil, fmt.Errorf("model %s: %w: safetensors loading not implemented yet", path, ErrUnsupported)
+}
