@@ -23,6 +23,11 @@ func main() {
 	p("#include \"textflag.h\"")
 	gemmF32()
 	gemmQ8()
+	matvecFloat("F32")
+	matvecFloat("F16")
+	matvecFloat("BF16")
+	matvecQ8_0()
+	vecOps()
 	os.Stdout.WriteString(b.String())
 }
 
@@ -143,6 +148,315 @@ func gemmQ8() {
 			p("\tADDQ DX, DI")
 		}
 	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// matvecFloat writes matvec<T>x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32):
+// out[i] = Σ_c W_i[c]·x[c] for the 4 rows W_i = w + i·ldw bytes, whose elements are of type
+// T (F32, F16 or BF16). Any k ≥ 0; the tail is handled with a mask.
+func matvecFloat(t string) {
+	esize := map[string]int{"F32": 4, "F16": 2, "BF16": 2}[t]
+	load := func(off int, base string, dst int, masked bool) {
+		mem := fmt.Sprintf("%d(%s)", off, base)
+		z := ""
+		k := ""
+		if masked {
+			z = ".Z"
+			k = "K1, "
+		}
+		switch t {
+		case "F32":
+			p("\tVMOVUPS%s %s, %sZ%d", z, mem, k, dst)
+		case "F16":
+			if masked {
+				p("\tVMOVDQU16.Z %s, K1, Y%d", mem, dst)
+				p("\tVCVTPH2PS Y%d, Z%d", dst, dst)
+			} else {
+				p("\tVCVTPH2PS %s, Z%d", mem, dst)
+			}
+		case "BF16":
+			p("\tVPMOVZXWD%s %s, %sZ%d", z, mem, k, dst)
+			p("\tVPSLLD $16, Z%d, Z%d", dst, dst)
+		}
+	}
+	name := "matvec" + t + "x4"
+	p("")
+	p("// func %s(k int, w unsafe.Pointer, ldw int, x *float32, out *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ k+0(FP), CX")
+	p("\tMOVQ w+8(FP), AX")
+	p("\tMOVQ ldw+16(FP), DX")
+	p("\tMOVQ x+24(FP), BX")
+	p("\tLEAQ (AX)(DX*1), R8")
+	p("\tLEAQ (R8)(DX*1), R9")
+	p("\tLEAQ (R9)(DX*1), R10")
+	// Accumulators: Z16..Z19 rows 0..3 (even c-chunk), Z20..Z23 (odd c-chunk).
+	for r := 16; r < 24; r++ {
+		p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	rows := []string{"AX", "R8", "R9", "R10"}
+	p("\tCMPQ CX, $32")
+	p("\tJLT %s_tail16", name)
+	p("%s_loop32:", name)
+	p("\tVMOVUPS (BX), Z0")
+	p("\tVMOVUPS 64(BX), Z1")
+	for i, r := range rows {
+		load(0, r, 2+i, false)
+		load(16*esize, r, 6+i, false)
+	}
+	for i := range rows {
+		p("\tVFMADD231PS Z0, Z%d, Z%d", 2+i, 16+i)
+		p("\tVFMADD231PS Z1, Z%d, Z%d", 6+i, 20+i)
+	}
+	p("\tADDQ $128, BX")
+	for _, r := range rows {
+		p("\tADDQ $%d, %s", 32*esize, r)
+	}
+	p("\tSUBQ $32, CX")
+	p("\tCMPQ CX, $32")
+	p("\tJGE %s_loop32", name)
+	p("%s_tail16:", name)
+	p("\tCMPQ CX, $16")
+	p("\tJLT %s_tail", name)
+	p("\tVMOVUPS (BX), Z0")
+	for i, r := range rows {
+		load(0, r, 2+i, false)
+		p("\tVFMADD231PS Z0, Z%d, Z%d", 2+i, 16+i)
+	}
+	p("\tADDQ $64, BX")
+	for _, r := range rows {
+		p("\tADDQ $%d, %s", 16*esize, r)
+	}
+	p("\tSUBQ $16, CX")
+	p("%s_tail:", name)
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_reduce", name)
+	p("\tMOVL $1, R11")
+	p("\tSHLL CX, R11")
+	p("\tDECL R11")
+	p("\tKMOVW R11, K1")
+	p("\tVMOVUPS.Z (BX), K1, Z0")
+	for i, r := range rows {
+		load(0, r, 2+i, true)
+		p("\tVFMADD231PS Z0, Z%d, Z%d", 2+i, 16+i)
+	}
+	p("%s_reduce:", name)
+	p("\tMOVQ out+32(FP), DI")
+	for i := range rows {
+		p("\tVADDPS Z%d, Z%d, Z%d", 20+i, 16+i, 16+i)
+	}
+	hsum4(name)
+	p("\tVMOVUPS X0, (DI)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// hsum4 reduces Z16..Z19 to their four sums in X0 (lanes 0..3). Clobbers Z0..Z7.
+func hsum4(name string) {
+	for i := 0; i < 4; i++ {
+		p("\tVEXTRACTF64X4 $1, Z%d, Y%d", 16+i, 4+i)
+		p("\tVADDPS Y%d, Y%d, Y%d", 4+i, 16+i, i)
+	}
+	for i := 0; i < 4; i++ {
+		p("\tVEXTRACTF128 $1, Y%d, X%d", i, 4+i)
+		p("\tVADDPS X%d, X%d, X%d", 4+i, i, i)
+	}
+	p("\tVHADDPS X1, X0, X0")
+	p("\tVHADDPS X3, X2, X2")
+	p("\tVHADDPS X2, X0, X0")
+}
+
+// matvecQ8_0 writes matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32):
+// 4 rows of q8_0 blocks (row i at w + i·ldw bytes) dotted with activations quantized per
+// 32-block. xq holds per block 96 bytes: 32 int8 q, then 8 int32 −128·(sum of each 4 q),
+// then float32 dx at 64, padding to 96... see matvec.go.
+func matvecQ8_0() {
+	name := "matvecQ8_0x4"
+	p("")
+	p("DATA ·q8bias<>+0(SB)/8, $0x8080808080808080")
+	p("GLOBL ·q8bias<>(SB), RODATA|NOPTR, $8")
+	p("")
+	p("// func %s(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
+	p("\tMOVQ nblk+0(FP), CX")
+	p("\tMOVQ w+8(FP), AX")
+	p("\tMOVQ ldw+16(FP), DX")
+	p("\tMOVQ xq+24(FP), BX")
+	p("\tLEAQ (AX)(DX*1), R8")
+	p("\tLEAQ (R8)(DX*1), R9")
+	p("\tLEAQ (R9)(DX*1), R10")
+	p("\tVPBROADCASTQ ·q8bias<>(SB), Y15")
+	for r := 16; r < 20; r++ {
+		p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	rows := []string{"AX", "R8", "R9", "R10"}
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_reduce", name)
+	p("%s_loop:", name)
+	p("\tVMOVDQU (BX), Y0")        // q
+	p("\tVBROADCASTSS 64(BX), Y1") // dx
+	for i, r := range rows {
+		p("\tVMOVDQU 32(BX), Y%d", 2+i)      // init: −128·Σ4 q
+		p("\tVPXOR 2(%s), Y15, Y%d", r, 6+i) // u = w ^ 0x80
+		p("\tVPDPBUSD Y0, Y%d, Y%d", 6+i, 2+i)
+		p("\tVCVTDQ2PS Y%d, Y%d", 2+i, 2+i)
+		p("\tMOVWLZX (%s), R11", r)
+		p("\tVMOVD R11, X%d", 10+i)
+		p("\tVCVTPH2PS X%d, X%d", 10+i, 10+i)
+		p("\tVBROADCASTSS X%d, Y%d", 10+i, 10+i)
+		p("\tVMULPS Y1, Y%d, Y%d", 10+i, 10+i)
+		p("\tVFMADD231PS Y%d, Y%d, Y%d", 10+i, 2+i, 16+i)
+	}
+	p("\tADDQ $96, BX")
+	for _, r := range rows {
+		p("\tADDQ $34, %s", r)
+	}
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_reduce:", name)
+	p("\tMOVQ out+32(FP), DI")
+	hsum4(name)
+	p("\tVMOVUPS X0, (DI)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// vecOps writes dotF32(n int, a, b *float32) float32, axpyF32(n int, a float32, x, y *float32)
+// and scaleF32(n int, a float32, x *float32).
+func vecOps() {
+	p("")
+	p("// func dotF32(n int, a, b *float32) float32")
+	p("TEXT ·dotF32(SB), NOSPLIT, $0-28")
+	p("\tMOVQ n+0(FP), CX")
+	p("\tMOVQ a+8(FP), AX")
+	p("\tMOVQ b+16(FP), BX")
+	for r := 16; r < 20; r++ {
+		p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	p("\tCMPQ CX, $64")
+	p("\tJLT dot_tail16")
+	p("dot_loop64:")
+	for i := 0; i < 4; i++ {
+		p("\tVMOVUPS %d(AX), Z%d", 64*i, i)
+		p("\tVFMADD231PS %d(BX), Z%d, Z%d", 64*i, i, 16+i)
+	}
+	p("\tADDQ $256, AX")
+	p("\tADDQ $256, BX")
+	p("\tSUBQ $64, CX")
+	p("\tCMPQ CX, $64")
+	p("\tJGE dot_loop64")
+	p("dot_tail16:")
+	p("\tCMPQ CX, $16")
+	p("\tJLT dot_tail")
+	p("\tVMOVUPS (AX), Z0")
+	p("\tVFMADD231PS (BX), Z0, Z16")
+	p("\tADDQ $64, AX")
+	p("\tADDQ $64, BX")
+	p("\tSUBQ $16, CX")
+	p("\tJMP dot_tail16")
+	p("dot_tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ dot_reduce")
+	p("\tMOVL $1, R11")
+	p("\tSHLL CX, R11")
+	p("\tDECL R11")
+	p("\tKMOVW R11, K1")
+	p("\tVMOVUPS.Z (AX), K1, Z0")
+	p("\tVMOVUPS.Z (BX), K1, Z1")
+	p("\tVFMADD231PS Z1, Z0, Z17")
+	p("dot_reduce:")
+	p("\tVADDPS Z17, Z16, Z16")
+	p("\tVADDPS Z19, Z18, Z18")
+	p("\tVADDPS Z18, Z16, Z0")
+	p("\tVEXTRACTF64X4 $1, Z0, Y1")
+	p("\tVADDPS Y1, Y0, Y0")
+	p("\tVEXTRACTF128 $1, Y0, X1")
+	p("\tVADDPS X1, X0, X0")
+	p("\tVHADDPS X0, X0, X0")
+	p("\tVHADDPS X0, X0, X0")
+	p("\tVMOVSS X0, ret+24(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+
+	p("")
+	p("// func axpyF32(n int, a float32, x, y *float32)")
+	p("TEXT ·axpyF32(SB), NOSPLIT, $0-32")
+	p("\tMOVQ n+0(FP), CX")
+	p("\tVBROADCASTSS a+8(FP), Z15")
+	p("\tMOVQ x+16(FP), AX")
+	p("\tMOVQ y+24(FP), BX")
+	p("axpy_loop32:")
+	p("\tCMPQ CX, $32")
+	p("\tJLT axpy_tail16")
+	p("\tVMOVUPS (BX), Z0")
+	p("\tVMOVUPS 64(BX), Z1")
+	p("\tVFMADD231PS (AX), Z15, Z0")
+	p("\tVFMADD231PS 64(AX), Z15, Z1")
+	p("\tVMOVUPS Z0, (BX)")
+	p("\tVMOVUPS Z1, 64(BX)")
+	p("\tADDQ $128, AX")
+	p("\tADDQ $128, BX")
+	p("\tSUBQ $32, CX")
+	p("\tJMP axpy_loop32")
+	p("axpy_tail16:")
+	p("\tCMPQ CX, $16")
+	p("\tJLT axpy_tail")
+	p("\tVMOVUPS (BX), Z0")
+	p("\tVFMADD231PS (AX), Z15, Z0")
+	p("\tVMOVUPS Z0, (BX)")
+	p("\tADDQ $64, AX")
+	p("\tADDQ $64, BX")
+	p("\tSUBQ $16, CX")
+	p("axpy_tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ axpy_done")
+	p("\tMOVL $1, R11")
+	p("\tSHLL CX, R11")
+	p("\tDECL R11")
+	p("\tKMOVW R11, K1")
+	p("\tVMOVUPS.Z (BX), K1, Z0")
+	p("\tVMOVUPS.Z (AX), K1, Z1")
+	p("\tVFMADD231PS Z1, Z15, Z0")
+	p("\tVMOVUPS Z0, K1, (BX)")
+	p("axpy_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+
+	p("")
+	p("// func scaleF32(n int, a float32, x *float32)")
+	p("TEXT ·scaleF32(SB), NOSPLIT, $0-24")
+	p("\tMOVQ n+0(FP), CX")
+	p("\tVBROADCASTSS a+8(FP), Z15")
+	p("\tMOVQ x+16(FP), AX")
+	p("scale_loop32:")
+	p("\tCMPQ CX, $32")
+	p("\tJLT scale_tail16")
+	p("\tVMULPS (AX), Z15, Z0")
+	p("\tVMULPS 64(AX), Z15, Z1")
+	p("\tVMOVUPS Z0, (AX)")
+	p("\tVMOVUPS Z1, 64(AX)")
+	p("\tADDQ $128, AX")
+	p("\tSUBQ $32, CX")
+	p("\tJMP scale_loop32")
+	p("scale_tail16:")
+	p("\tCMPQ CX, $16")
+	p("\tJLT scale_tail")
+	p("\tVMULPS (AX), Z15, Z0")
+	p("\tVMOVUPS Z0, (AX)")
+	p("\tADDQ $64, AX")
+	p("\tSUBQ $16, CX")
+	p("scale_tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJZ scale_done")
+	p("\tMOVL $1, R11")
+	p("\tSHLL CX, R11")
+	p("\tDECL R11")
+	p("\tKMOVW R11, K1")
+	p("\tVMOVUPS.Z (AX), K1, Z0")
+	p("\tVMULPS Z0, Z15, Z0")
+	p("\tVMOVUPS Z0, K1, (AX)")
+	p("scale_done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

@@ -2,7 +2,11 @@
 
 package kernels
 
-import "github.com/klauspost/cpuid/v2"
+import (
+	"unsafe"
+
+	"github.com/klauspost/cpuid/v2"
+)
 
 // useAVX512 selects the AVX-512 float kernels, useVNNI the AVX512_VNNI int8 kernels.
 // Tests clear them to exercise the pure-Go kernels on the same machine.
@@ -22,3 +26,55 @@ func gemmF32x32x12(kc int, a, b, c *float32, ldc int, accum bool)
 //
 //go:noescape
 func gemmQ8x16x12(nsub, steps int, a, b *byte, c *float32, ldc int, accum bool)
+
+// matvec<T>x4 computes out[i] = Σ_c W_i[c]·x[c] over k ≥ 0 columns for the four rows
+// W_i = w + i·ldw bytes of element type T.
+//
+//go:noescape
+func matvecF32x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32)
+
+//go:noescape
+func matvecF16x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32)
+
+//go:noescape
+func matvecBF16x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32)
+
+// matvecQ8_0x4 dots four q8_0 rows (nblk blocks each, row i at w + i·ldw) with activations
+// quantized by quantXMatvec.
+//
+//go:noescape
+func matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32)
+
+//go:noescape
+func dotF32(n int, a, b *float32) float32
+
+//go:noescape
+func axpyF32(n int, a float32, x, y *float32)
+
+//go:noescape
+func scaleF32(n int, a float32, x *float32)
+
+func dot(a, b []float32) float32 {
+	if useAVX512 && len(a) > 0 {
+		_ = b[len(a)-1]
+		return dotF32(len(a), &a[0], &b[0])
+	}
+	return dotGeneric(a, b)
+}
+
+func axpy(y []float32, a float32, x []float32) {
+	if useAVX512 && len(y) > 0 {
+		_ = x[len(y)-1]
+		axpyF32(len(y), a, &x[0], &y[0])
+		return
+	}
+	axpyGeneric(y, a, x)
+}
+
+func scale(x []float32, a float32) {
+	if useAVX512 && len(x) > 0 {
+		scaleF32(len(x), a, &x[0])
+		return
+	}
+	scaleGeneric(x, a)
+}

@@ -2,6 +2,8 @@
 
 package kernels
 
+import "unsafe"
+
 // No assembly on this platform: the pure-Go kernels run.
 var (
 	useAVX512 = false
@@ -11,3 +13,13 @@ var (
 func gemmF32x32x12(kc int, a, b, c *float32, ldc int, accum bool) {}
 
 func gemmQ8x16x12(nsub, steps int, a, b *byte, c *float32, ldc int, accum bool) {}
+
+func matvecF32x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32)  {}
+func matvecF16x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32)  {}
+func matvecBF16x4(k int, w unsafe.Pointer, ldw int, x *float32, out *float32) {}
+func matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32) {
+}
+
+func dot(a, b []float32) float32               { return dotGeneric(a, b) }
+func axpy(y []float32, a float32, x []float32) { axpyGeneric(y, a, x) }
+func scale(x []float32, a float32)             { scaleGeneric(x, a) }

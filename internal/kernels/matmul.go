@@ -46,6 +46,8 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case n < gemmMinTokens && matVecFast(w.Type):
+		p.matVec(out, x, n, w)
 	case n < gemmMinTokens:
 		p.matMulRef(out, x, n, w)
 	case w.Type == F32 || w.Type == F16 || w.Type == BF16:

@@ -1,0 +1,103 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+	"unsafe"
+)
+
+// Matrix-vector products for few tokens (decode): each worker takes a range of weight rows
+// and streams them once, four rows at a time, against every token; nothing is packed, so
+// the speed is bounded by memory bandwidth.
+
+// xqMatvecBytes is the size of one quantized 32-block of activations for matvecQ8_0x4:
+// 32 int8 q, 8 int32 −128·(q[4i]+…+q[4i+3]), float32 dx, padding.
+const xqMatvecBytes = 96
+
+// matVecFast reports whether the fast matrix-vector kernels cover w's type here.
+func matVecFast(t DType) bool {
+	if !useAVX512 {
+		return false
+	}
+	switch t {
+	case F32, F16, BF16:
+		return true
+	case Q8_0:
+		return useVNNI
+	}
+	return false
+}
+
+func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
+	k, m := w.Cols, w.Rows
+	rb := w.RowBytes()
+	var xq []byte
+	nblk := k / qk8_0
+	if w.Type == Q8_0 {
+		p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
+		xq = p.shared.xq
+		for i := range n {
+			quantXMatvec(xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
+		}
+	}
+	base := unsafe.Pointer(unsafe.SliceData(w.Data))
+	p.run(m, 4, func(wid, lo, hi int) {
+		var res [4]float32
+		r := lo
+		for ; r+4 <= hi; r += 4 {
+			wp := unsafe.Add(base, r*rb)
+			for i := range n {
+				switch w.Type {
+				case F32:
+					matvecF32x4(k, wp, rb, &x[i*k], &res[0])
+				case F16:
+					matvecF16x4(k, wp, rb, &x[i*k], &res[0])
+				case BF16:
+					matvecBF16x4(k, wp, rb, &x[i*k], &res[0])
+				case Q8_0:
+					matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				}
+				copy(out[i*m+r:i*m+r+4], res[:])
+			}
+		}
+		if r < hi {
+			s := &p.scratch[wid]
+			s.row = growF32(s.row, k)
+			for ; r < hi; r++ {
+				dequantizeRow(s.row, w.Data[r*rb:(r+1)*rb], w.Type)
+				for i := range n {
+					out[i*m+r] = dot(x[i*k:(i+1)*k], s.row)
+				}
+			}
+		}
+	})
+}
+
+// quantXMatvec quantizes one activation row per 32-block to int8 in the layout of
+// matvecQ8_0x4.
+func quantXMatvec(dst []byte, x []float32) {
+	for b := 0; b < len(x)/qk8_0; b++ {
+		blk := x[b*qk8_0 : (b+1)*qk8_0]
+		o := dst[b*xqMatvecBytes : (b+1)*xqMatvecBytes]
+		var amax float32
+		for _, v := range blk {
+			amax = max(amax, math.Float32frombits(math.Float32bits(v)&0x7fffffff))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		for g := range 8 {
+			s := 0
+			for t := range 4 {
+				q := int(math.RoundToEven(float64(blk[4*g+t] * id)))
+				q = max(-127, min(127, q))
+				o[4*g+t] = byte(int8(q))
+				s += q
+			}
+			binary.LittleEndian.PutUint32(o[32+4*g:], uint32(int32(-128*s)))
+		}
+		binary.LittleEndian.PutUint32(o[64:], math.Float32bits(d))
+	}
+}
