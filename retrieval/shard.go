@@ -1,0 +1,453 @@
+package retrieval
+
+import (
+	"bufio"
+	"container/heap"
+	"slices"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/ragkv/ragkv/retrieval/internal/lexical"
+	"github.com/ragkv/ragkv/retrieval/internal/pca"
+)
+
+// Shard directory files.
+const (
+	shardMetaFile     = "shard.json"
+	shardPassagesFile = "passages.bin"
+	shardVectorsFile  = "vectors.f32"
+	shardCodesFile    = "codes.bin"
+	shardLexicalDir   = "lexical"
+)
+
+// shardRef is a shard as the manifest lists it.
+type shardRef struct {
+	Dir      string `json:"dir"`
+	Passages int    `json:"passages"`
+	// ANN is set when the shard's dense search uses the approximate index.
+	ANN bool `json:"ann,omitempty"`
+}
+
+type shardMeta struct {
+	Passages int  `json:"passages"`
+	Dim      int  `json:"dim"`
+	CodeDim  int  `json:"code_dim"`
+	Int8     bool `json:"int8"`
+	// Compressed: codes.bin holds PCA-projected (and maybe quantized) vectors;
+	// otherwise the scan reads the full vectors, held in RAM.
+	Compressed bool `json:"compressed"`
+}
+
+// shard is an open, immutable shard.
+type shard struct {
+	dir  string
+	ref  shardRef
+	meta shardMeta
+	n    int
+	lex  *lexical.Shard
+	pids []string
+	// chunk holds the 32-byte SHA-256 of every passage text.
+	chunk []byte
+
+	vecFile *os.File  // full vectors, read for rescoring when compressed
+	full    []float32 // full vectors in RAM when not compressed
+	codesF  []float32 // compressed float codes (n × CodeDim)
+	codesI8 []int8    // compressed int8 codes (n × CodeDim)
+
+	users    atomic.Int32 // snapshots holding the shard
+	obsolete atomic.Bool  // delete the directory when the last user is gone
+}
+
+// shardInput is what a shard is built from: passages sorted by id.
+type shardInput struct {
+	pids   []string
+	texts  []string // text indexed by BM25 (title + text)
+	chunks [][32]byte
+	vecs   [][]float32 // full vectors, nil for lexical collections
+}
+
+// buildShard writes a shard into dir (which must not exist) and syncs it.
+func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Projection, quant *pca.Quantizer) (shardMeta, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return shardMeta{}, fmt.Errorf("retrieval: %w", err)
+	}
+	n := len(in.pids)
+	meta := shardMeta{Passages: n}
+	if _, err := lexical.Build(ctx, filepath.Join(dir, shardLexicalDir), in.texts); err != nil {
+		return meta, err
+	}
+	if err := writeSynced(filepath.Join(dir, shardPassagesFile), func(w io.Writer) error {
+		var hdr [binary.MaxVarintLen64]byte
+		for i, pid := range in.pids {
+			k := binary.PutUvarint(hdr[:], uint64(len(pid)))
+			if _, err := w.Write(hdr[:k]); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(w, pid); err != nil {
+				return err
+			}
+			if _, err := w.Write(in.chunks[i][:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return meta, err
+	}
+	if in.vecs != nil {
+		meta.Dim = len(in.vecs[0])
+		if err := writeSynced(filepath.Join(dir, shardVectorsFile), func(w io.Writer) error {
+			return writeF32s(w, in.vecs)
+		}); err != nil {
+			return meta, err
+		}
+		if proj != nil || quant != nil {
+			meta.Compressed = true
+			meta.CodeDim = meta.Dim
+			if proj != nil {
+				meta.CodeDim = proj.Out()
+			}
+			meta.Int8 = quant != nil
+			err := writeSynced(filepath.Join(dir, shardCodesFile), func(w io.Writer) error {
+				pv := make([]float32, meta.CodeDim)
+				buf := make([]float32, meta.Dim)
+				code := make([]int8, meta.CodeDim)
+				cb := make([]byte, meta.CodeDim)
+				for i, v := range in.vecs {
+					if i%4096 == 0 {
+						if err := ctx.Err(); err != nil {
+							return err
+						}
+					}
+					compress(v, proj, pv, buf)
+					if quant != nil {
+						quant.Encode(pv, code)
+						for j, c := range code {
+							cb[j] = byte(c)
+						}
+						if _, err := w.Write(cb); err != nil {
+							return err
+						}
+						continue
+					}
+					if err := writeF32s(w, [][]float32{pv}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return meta, err
+			}
+		}
+	}
+	b, _ := json.Marshal(meta)
+	if err := writeSynced(filepath.Join(dir, shardMetaFile), func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+		return meta, err
+	}
+	return meta, syncDir(dir)
+}
+
+// compress projects v (when proj is set) into dst, or copies it.
+func compress(v []float32, proj *pca.Projection, dst, buf []float32) {
+	if proj != nil {
+		proj.Project(v, dst, buf)
+		return
+	}
+	copy(dst, v)
+}
+
+func writeF32s(w io.Writer, vs [][]float32) error {
+	var b []byte
+	for _, v := range vs {
+		b = b[:0]
+		for _, x := range v {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeSynced(path string, fill func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("retrieval: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := fill(bw); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("retrieval: write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("retrieval: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("retrieval: sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("retrieval: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("retrieval: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// openShard opens a built shard and checks it against the manifest.
+func openShard(dir string, ref shardRef, m *manifest) (*shard, error) {
+	b, err := os.ReadFile(filepath.Join(dir, shardMetaFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: shard %s: %v", ErrCorrupt, ref.Dir, err)
+	}
+	sh := &shard{dir: dir, ref: ref}
+	if err := json.Unmarshal(b, &sh.meta); err != nil {
+		return nil, fmt.Errorf("%w: shard %s: %v", ErrCorrupt, ref.Dir, err)
+	}
+	sh.n = sh.meta.Passages
+	if sh.n != ref.Passages || (m.Dim > 0 && sh.meta.Dim != m.Dim) {
+		return nil, fmt.Errorf("%w: shard %s holds %d passages of dim %d, manifest says %d of dim %d",
+			ErrCorrupt, ref.Dir, sh.n, sh.meta.Dim, ref.Passages, m.Dim)
+	}
+	if err := sh.loadPassages(); err != nil {
+		return nil, err
+	}
+	sh.lex, err = lexical.Open(filepath.Join(dir, shardLexicalDir))
+	if err != nil {
+		return nil, err
+	}
+	if int(sh.lex.Stats().Docs) != sh.n {
+		_ = sh.lex.Close()
+		return nil, fmt.Errorf("%w: shard %s: lexical index holds %d passages, want %d", ErrCorrupt, ref.Dir, sh.lex.Stats().Docs, sh.n)
+	}
+	if err := sh.loadVectors(); err != nil {
+		sh.close()
+		return nil, err
+	}
+	sh.users.Store(1)
+	return sh, nil
+}
+
+func (sh *shard) loadPassages() error {
+	b, err := os.ReadFile(filepath.Join(sh.dir, shardPassagesFile))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	sh.pids = make([]string, 0, sh.n)
+	sh.chunk = make([]byte, 0, 32*sh.n)
+	for len(b) > 0 {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l+32 {
+			return fmt.Errorf("%w: shard %s: truncated passage table", ErrCorrupt, sh.ref.Dir)
+		}
+		sh.pids = append(sh.pids, string(b[k:k+int(l)]))
+		sh.chunk = append(sh.chunk, b[k+int(l):k+int(l)+32]...)
+		b = b[k+int(l)+32:]
+	}
+	if len(sh.pids) != sh.n {
+		return fmt.Errorf("%w: shard %s: %d passage ids, want %d", ErrCorrupt, sh.ref.Dir, len(sh.pids), sh.n)
+	}
+	return nil
+}
+
+func (sh *shard) loadVectors() error {
+	if sh.meta.Dim == 0 {
+		return nil
+	}
+	vpath := filepath.Join(sh.dir, shardVectorsFile)
+	if !sh.meta.Compressed {
+		full, err := readF32File(vpath, sh.n*sh.meta.Dim)
+		if err != nil {
+			return err
+		}
+		sh.full = full
+		return nil
+	}
+	f, err := os.Open(vpath)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != int64(4*sh.n*sh.meta.Dim) {
+		_ = f.Close()
+		return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
+	}
+	sh.vecFile = f
+	cpath := filepath.Join(sh.dir, shardCodesFile)
+	if sh.meta.Int8 {
+		b, err := os.ReadFile(cpath)
+		if err != nil || len(b) != sh.n*sh.meta.CodeDim {
+			return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardCodesFile)
+		}
+		sh.codesI8 = make([]int8, len(b))
+		for i, x := range b {
+			sh.codesI8[i] = int8(x)
+		}
+		return nil
+	}
+	sh.codesF, err = readF32File(cpath, sh.n*sh.meta.CodeDim)
+	return err
+}
+
+func readF32File(path string, n int) ([]float32, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if len(b) != 4*n {
+		return nil, fmt.Errorf("%w: %s holds %d bytes, want %d", ErrCorrupt, path, len(b), 4*n)
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out, nil
+}
+
+// denseRAMBytes is what the dense scan keeps in memory.
+func (sh *shard) denseRAMBytes() float64 {
+	return float64(4*len(sh.full) + 4*len(sh.codesF) + len(sh.codesI8))
+}
+
+func (sh *shard) chunkID(ord uint32) string {
+	const hexd = "0123456789abcdef"
+	b := sh.chunk[32*int(ord) : 32*int(ord)+32]
+	out := make([]byte, 64)
+	for i, x := range b {
+		out[2*i], out[2*i+1] = hexd[x>>4], hexd[x&15]
+	}
+	return string(out)
+}
+
+// scanTop returns the r best passages by compressed score (for int8 codes q holds the
+// quantizer's query weights), best first, ties by ordinal (= passage id order).
+func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32) []cand {
+	h := candHeap(dst[:0])
+	d := sh.meta.CodeDim
+	if !sh.meta.Compressed {
+		d = sh.meta.Dim
+	}
+	for i := 0; i < sh.n; i++ {
+		var s float32
+		switch {
+		case sh.codesI8 != nil:
+			s = pca.DotI8(q, sh.codesI8[i*d:(i+1)*d])
+		case sh.codesF != nil:
+			s = pca.DotF32(q, sh.codesF[i*d:(i+1)*d])
+		default:
+			s = pca.DotF32(q, sh.full[i*d:(i+1)*d])
+		}
+		c := cand{shard: si, ord: uint32(i), score: float64(s)}
+		if len(h) < r {
+			heap.Push(&h, c)
+		} else if worseInShard(h[0], c) {
+			h[0] = c
+			heap.Fix(&h, 0)
+		}
+	}
+	out := []cand(h)
+	sortInShard(out)
+	return out
+}
+
+// fullScores writes the full-vector inner product of q with each listed passage.
+func (sh *shard) fullScores(q []float32, ords []uint32, out []float64, buf []byte) ([]byte, error) {
+	d := sh.meta.Dim
+	if sh.full != nil {
+		for i, o := range ords {
+			out[i] = float64(pca.DotF32(q, sh.full[int(o)*d:(int(o)+1)*d]))
+		}
+		return buf, nil
+	}
+	if cap(buf) < 4*d {
+		buf = make([]byte, 4*d)
+	}
+	buf = buf[:4*d]
+	v := make([]float32, d)
+	for i, o := range ords {
+		if _, err := sh.vecFile.ReadAt(buf, int64(o)*int64(4*d)); err != nil {
+			return buf, fmt.Errorf("retrieval: read vector %d of shard %s: %w", o, sh.ref.Dir, err)
+		}
+		for j := range v {
+			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+		}
+		out[i] = float64(pca.DotF32(q, v))
+	}
+	return buf, nil
+}
+
+func (sh *shard) unref() {
+	if sh.users.Add(-1) == 0 {
+		sh.close()
+		if sh.obsolete.Load() {
+			_ = os.RemoveAll(sh.dir)
+		}
+	}
+}
+
+func (sh *shard) close() {
+	if sh.lex != nil {
+		_ = sh.lex.Close()
+	}
+	if sh.vecFile != nil {
+		_ = sh.vecFile.Close()
+	}
+}
+
+// cand is a candidate passage: shard index, ordinal in the shard, score.
+type cand struct {
+	shard int32
+	ord   uint32
+	score float64
+}
+
+// worseInShard orders candidates of one shard: lower score is worse; on equal scores
+// the larger ordinal (later passage id) is worse.
+func worseInShard(a, b cand) bool {
+	if a.score != b.score {
+		return a.score < b.score
+	}
+	return a.ord > b.ord
+}
+
+// candHeap is a min-heap on worseInShard (its root is the worst kept candidate).
+type candHeap []cand
+
+func (h candHeap) Len() int           { return len(h) }
+func (h candHeap) Less(i, j int) bool { return worseInShard(h[i], h[j]) }
+func (h candHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *candHeap) Push(x any)        { *h = append(*h, x.(cand)) }
+func (h *candHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func sortInShard(cs []cand) {
+	slices.SortFunc(cs, func(a, b cand) int {
+		if worseInShard(b, a) {
+			return -1
+		}
+		if worseInShard(a, b) {
+			return 1
+		}
+		return 0
+	})
+}
