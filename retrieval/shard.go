@@ -3,7 +3,6 @@ package retrieval
 import (
 	"bufio"
 	"container/heap"
-	"slices"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -12,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
