@@ -6,9 +6,12 @@ import "math/bits"
 // Efficient Cache Admission Policy", ACM TOS 2017): a count-min sketch of 4-bit counters
 // (4 rows, conservative update) behind a doorkeeper Bloom filter that absorbs first
 // accesses, with a periodic reset that halves every counter and clears the doorkeeper
-// after 10·width recorded accesses, so that frequencies age. A new entry is admitted
-// only if its estimated frequency exceeds that of the entry it would displace.
+// after 10·slots recorded accesses (slots ≥ the tracked entries), so that frequencies
+// age. A new entry is admitted only if its estimated frequency exceeds that of the
+// entry it would displace. Sizing follows the tracked entry count: when it outgrows
+// slots the sketch is rebuilt larger, carrying over the tracked keys' estimates.
 type tinyLFU struct {
+	slots   uint64   // entries the sketch is sized for, a power of two
 	width   uint64   // counters per row, a power of two
 	table   []uint64 // 4 rows × width 4-bit counters, 16 per word
 	door    []uint64 // doorkeeper bits
@@ -17,9 +20,16 @@ type tinyLFU struct {
 }
 
 const (
-	sketchRows     = 4
-	minSketchWidth = 64
-	maxSketchWidth = 1 << 26
+	// sketchWidthMul counters per row per sized-for entry (as Caffeine's sketch): a
+	// sample of 10·entries accesses touches many more distinct keys than the cache
+	// holds, and a narrower sketch overestimates the tail through collisions.
+	sketchWidthMul = 4
+	// doorBitsPerSample doorkeeper bits per access of the sample period (2 probes:
+	// ≈15% false positives if every sampled access were a distinct key).
+	doorBitsPerSample = 4
+	sketchRows        = 4
+	minSketchWidth    = 64
+	maxSketchWidth    = 1 << 26
 )
 
 func newTinyLFU(entries int) *tinyLFU {
@@ -40,17 +50,18 @@ func sketchWidthFor(entries int) uint64 {
 }
 
 func (f *tinyLFU) resize(entries int) {
-	f.width = sketchWidthFor(entries)
+	f.slots = sketchWidthFor(entries)
+	f.width = f.slots * sketchWidthMul
 	f.table = make([]uint64, sketchRows*f.width/16)
-	f.door = make([]uint64, f.width/8) // 8 doorkeeper bits per counter
+	f.period = 10 * f.slots
+	f.door = make([]uint64, max(1, (uint64(1)<<bits.Len64(f.period*doorBitsPerSample-1))/64))
 	f.samples = 0
-	f.period = 10 * f.width
 }
 
-// needsGrow reports whether the tracker holds more entries than the sketch has
-// counters per row; the tracker then calls regrow.
+// needsGrow reports whether the tracker holds more entries than the sketch is sized
+// for; the caller then calls regrow.
 func (f *tinyLFU) needsGrow(entries int) bool {
-	return uint64(entries) > f.width && f.width < maxSketchWidth
+	return uint64(entries) > f.slots && f.slots < maxSketchWidth
 }
 
 // regrow enlarges the sketch for entries and carries over the estimates of the given
