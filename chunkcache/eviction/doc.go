@@ -20,6 +20,13 @@
 //     priority = L + freq·cost/size, where cost is the recompute cost a hit saves (e.g.
 //     prefill FLOPs or tokens) and L, the inflation clock, is raised to each evicted
 //     priority, so entries not touched for a while decay relative to new ones. O(log n).
+//   - "wtinylfu": W-TinyLFU (Einziger et al. 2017, §4; Caffeine's policy): a window
+//     LRU of 1% of the bytes, then a segmented LRU (80% protected) that a window
+//     overflow enters only if its TinyLFU estimate beats main's victim. O(1).
+//
+// The default is "lru" (predictable); "s3fifo", "wtinylfu" or TinyLFU admission do
+// better on skewed and scan-polluted traces, and "gdsf" (with TinyLFU) saves the most
+// recompute cost when sizes and cost per byte vary (see `ragkv bench eviction`).
 //
 // Admission: an optional TinyLFU filter (Einziger, Friedman, Manes, "TinyLFU: A Highly
 // Efficient Cache Admission Policy", ACM Transactions on Storage 2017): a count-min
