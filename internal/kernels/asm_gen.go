@@ -28,6 +28,7 @@ func main() {
 	matvecFloat("BF16")
 	matvecQ8_0()
 	vecOps()
+	matvecKQuants()
 	os.Stdout.WriteString(b.String())
 }
 
@@ -457,6 +458,214 @@ func vecOps() {
 	p("\tVMULPS Z0, Z15, Z0")
 	p("\tVMOVUPS Z0, K1, (AX)")
 	p("scale_done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// hsumZ writes the horizontal sum of Z<src> into X<dst> lane 0 (clobbers Y<tmp>, X<tmp>).
+func hsumZ(src, dst, tmp int) {
+	p("\tVEXTRACTF64X4 $1, Z%d, Y%d", src, tmp)
+	p("\tVADDPS Y%d, Y%d, Y%d", tmp, src, dst)
+	p("\tVEXTRACTF128 $1, Y%d, X%d", dst, tmp)
+	p("\tVADDPS X%d, X%d, X%d", tmp, dst, dst)
+	p("\tVHADDPS X%d, X%d, X%d", dst, dst, dst)
+	p("\tVHADDPS X%d, X%d, X%d", dst, dst, dst)
+}
+
+// f16Bcst converts the f16 at mem to float32 and broadcasts it into Y<dst>.
+func f16Bcst(mem string, dst int) {
+	p("\tMOVWLZX %s, R8", mem)
+	p("\tVMOVD R8, X%d", dst)
+	p("\tVCVTPH2PS X%d, X%d", dst, dst)
+	p("\tVBROADCASTSS X%d, Y%d", dst, dst)
+}
+
+// matvecKQuants writes matvecQ4K, matvecQ5K and matvecQ6K(nsb int, w unsafe.Pointer,
+// x, xs *float32) float32: the dot product of one row of nsb super-blocks with float32
+// activations x, given xs, the sums of x per sub-block (32 elements for q4_K/q5_K, 16 for
+// q6_K). Every block is dequantized in registers: Σ w·x = Σ_sub s·Σ(u·x) − o·xs_sub.
+func matvecKQuants() {
+	p("")
+	p("DATA ·nib<>+0(SB)/4, $0x0000000f")
+	p("GLOBL ·nib<>(SB), RODATA|NOPTR, $4")
+	p("DATA ·bit4<>+0(SB)/4, $0x00000010")
+	p("GLOBL ·bit4<>(SB), RODATA|NOPTR, $4")
+	p("DATA ·two4<>+0(SB)/4, $0x00000030")
+	p("GLOBL ·two4<>(SB), RODATA|NOPTR, $4")
+	for _, q5 := range []bool{false, true} {
+		name, bsize, qoff := "matvecQ4K", 144, 16
+		if q5 {
+			name, bsize, qoff = "matvecQ5K", 176, 48
+		}
+		p("")
+		p("// func %s(nsb int, w unsafe.Pointer, x, xs *float32) float32", name)
+		p("TEXT ·%s(SB), NOSPLIT, $32-36", name)
+		p("\tMOVQ nsb+0(FP), CX")
+		p("\tMOVQ w+8(FP), AX")
+		p("\tMOVQ x+16(FP), BX")
+		p("\tMOVQ xs+24(FP), SI")
+		p("\tVPBROADCASTD ·nib<>(SB), Z31")
+		p("\tVPBROADCASTD ·bit4<>(SB), Z28")
+		p("\tVPXORD Z30, Z30, Z30")
+		p("\tVPXORD Z29, Z29, Z29")
+		p("\tTESTQ CX, CX")
+		p("\tJZ %s_done", name)
+		p("%s_loop:", name)
+		// 6-bit scales and mins (get_scale_min_k4, eight at once).
+		p("\tMOVL 4(AX), R9")   // u0
+		p("\tMOVL 8(AX), R10")  // u1
+		p("\tMOVL 12(AX), R11") // u2
+		p("\tMOVL R9, R12")
+		p("\tANDL $0x3f3f3f3f, R12") // sc0..3
+		p("\tMOVL R10, R13")
+		p("\tANDL $0x3f3f3f3f, R13") // m0..3
+		p("\tMOVL R11, DX")
+		p("\tANDL $0x0f0f0f0f, DX")
+		p("\tSHRL $6, R9")
+		p("\tANDL $0x03030303, R9")
+		p("\tSHLL $4, R9")
+		p("\tORL R9, DX") // sc4..7
+		p("\tSHRL $4, R11")
+		p("\tANDL $0x0f0f0f0f, R11")
+		p("\tSHRL $6, R10")
+		p("\tANDL $0x03030303, R10")
+		p("\tSHLL $4, R10")
+		p("\tORL R10, R11") // m4..7
+		p("\tSHLQ $32, DX")
+		p("\tORQ DX, R12")
+		p("\tSHLQ $32, R11")
+		p("\tORQ R11, R13")
+		p("\tVMOVQ R12, X24")
+		p("\tVPMOVZXBD X24, Y24")
+		p("\tVCVTDQ2PS Y24, Y24")
+		p("\tVMOVQ R13, X25")
+		p("\tVPMOVZXBD X25, Y25")
+		p("\tVCVTDQ2PS Y25, Y25")
+		f16Bcst("(AX)", 6)
+		p("\tVMULPS Y6, Y24, Y24")
+		f16Bcst("2(AX)", 7)
+		p("\tVMULPS Y7, Y25, Y25")
+		p("\tVFMADD231PS (SI), Y25, Y29") // mins · x sums
+		p("\tVMOVUPS Y24, (SP)")
+		if q5 {
+			p("\tVPMOVZXBD 16(AX), Z26") // qh[0:16]
+			p("\tVPMOVZXBD 32(AX), Z27") // qh[16:32]
+		}
+		for t := 0; t < 4; t++ {
+			b := 4 * t
+			for c := 0; c < 2; c++ {
+				p("\tVPMOVZXBD %d(AX), Z%d", qoff+32*t+16*c, b)
+				p("\tVPANDD Z31, Z%d, Z%d", b, b+1)
+				p("\tVPSRLD $4, Z%d, Z%d", b, b)
+				if q5 {
+					h := 26 + c
+					// low nibble gets qh bit 2t at bit 4, high nibble bit 2t+1
+					for i, bit := range []int{2 * t, 2*t + 1} {
+						dst := b + 1
+						if i == 1 {
+							dst = b
+						}
+						if bit <= 4 {
+							p("\tVPSLLD $%d, Z%d, Z23", 4-bit, h)
+						} else {
+							p("\tVPSRLD $%d, Z%d, Z23", bit-4, h)
+						}
+						p("\tVPTERNLOGD $0xf8, Z28, Z23, Z%d", dst)
+					}
+				}
+				p("\tVCVTDQ2PS Z%d, Z%d", b+1, b+1)
+				p("\tVCVTDQ2PS Z%d, Z%d", b, b)
+				lo := (64*t + 16*c) * 4
+				hi := (64*t + 32 + 16*c) * 4
+				if c == 0 {
+					p("\tVMULPS %d(BX), Z%d, Z%d", lo, b+1, b+2)
+					p("\tVMULPS %d(BX), Z%d, Z%d", hi, b, b+3)
+				} else {
+					p("\tVFMADD231PS %d(BX), Z%d, Z%d", lo, b+1, b+2)
+					p("\tVFMADD231PS %d(BX), Z%d, Z%d", hi, b, b+3)
+				}
+			}
+			p("\tVFMADD231PS.BCST %d(SP), Z%d, Z30", 8*t, b+2)
+			p("\tVFMADD231PS.BCST %d(SP), Z%d, Z30", 8*t+4, b+3)
+		}
+		p("\tADDQ $%d, AX", bsize)
+		p("\tADDQ $1024, BX")
+		p("\tADDQ $32, SI")
+		p("\tDECQ CX")
+		p("\tJNZ %s_loop", name)
+		p("%s_done:", name)
+		hsumZ(30, 0, 1)
+		hsumZ(29, 2, 3)
+		p("\tVSUBSS X2, X0, X0")
+		p("\tVMOVSS X0, ret+32(FP)")
+		p("\tVZEROUPPER")
+		p("\tRET")
+	}
+
+	name := "matvecQ6K"
+	p("")
+	p("// func %s(nsb int, w unsafe.Pointer, x, xs *float32) float32", name)
+	p("TEXT ·%s(SB), NOSPLIT, $64-36", name)
+	p("\tMOVQ nsb+0(FP), CX")
+	p("\tMOVQ w+8(FP), AX")
+	p("\tMOVQ x+16(FP), BX")
+	p("\tMOVQ xs+24(FP), SI")
+	p("\tVPBROADCASTD ·nib<>(SB), Z31")
+	p("\tVPBROADCASTD ·two4<>(SB), Z28")
+	p("\tVPXORD Z30, Z30, Z30")
+	p("\tVPXORD Z29, Z29, Z29")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	p("\tVPMOVSXBD 192(AX), Z24")
+	p("\tVCVTDQ2PS Z24, Z24")
+	f16Bcst("208(AX)", 6)
+	p("\tVSHUFF64X2 $0, Z6, Z6, Z6")
+	p("\tVMULPS Z6, Z24, Z24")
+	p("\tVFMADD231PS (SI), Z24, Z29")
+	p("\tVMOVUPS Z24, (SP)")
+	for h := 0; h < 2; h++ {
+		ql, qh := 64*h, 128+32*h
+		for c := 0; c < 2; c++ {
+			l0 := 16 * c
+			p("\tVPMOVZXBD %d(AX), Z0", ql+l0)    // A = ql[l]
+			p("\tVPMOVZXBD %d(AX), Z1", ql+32+l0) // B = ql[l+32]
+			p("\tVPMOVZXBD %d(AX), Z2", qh+l0)    // H = qh[l]
+			// q1 = (A&15) | (H<<4)&0x30; q2 = (B&15) | (H<<2)&0x30; q3 = (A>>4) | H&0x30; q4 = (B>>4) | (H>>2)&0x30
+			p("\tVPANDD Z31, Z0, Z4")
+			p("\tVPSLLD $4, Z2, Z8")
+			p("\tVPTERNLOGD $0xf8, Z28, Z8, Z4")
+			p("\tVPANDD Z31, Z1, Z5")
+			p("\tVPSLLD $2, Z2, Z9")
+			p("\tVPTERNLOGD $0xf8, Z28, Z9, Z5")
+			p("\tVPSRLD $4, Z0, Z6")
+			p("\tVPTERNLOGD $0xf8, Z28, Z2, Z6")
+			p("\tVPSRLD $4, Z1, Z7")
+			p("\tVPSRLD $2, Z2, Z10")
+			p("\tVPTERNLOGD $0xf8, Z28, Z10, Z7")
+			for i := 0; i < 4; i++ {
+				r := 4 + i
+				sub := 8*h + 2*i + c
+				xoff := (128*h + 32*i + l0) * 4
+				p("\tVCVTDQ2PS Z%d, Z%d", r, r)
+				p("\tVMULPS %d(BX), Z%d, Z%d", xoff, r, r)
+				p("\tVFMADD231PS.BCST %d(SP), Z%d, Z30", 4*sub, r)
+			}
+		}
+	}
+	p("\tADDQ $210, AX")
+	p("\tADDQ $1024, BX")
+	p("\tADDQ $64, SI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	hsumZ(30, 0, 1)
+	hsumZ(29, 2, 3)
+	p("\tMOVL $0x42000000, R8") // 32.0
+	p("\tVMOVD R8, X3")
+	p("\tVMULSS X3, X2, X2")
+	p("\tVSUBSS X2, X0, X0")
+	p("\tVMOVSS X0, ret+32(FP)")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

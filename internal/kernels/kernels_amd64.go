@@ -78,3 +78,16 @@ func scale(x []float32, a float32) {
 	}
 	scaleGeneric(x, a)
 }
+
+// matvecQ4K, matvecQ5K and matvecQ6K return the dot product of one row of nsb k-quant
+// super-blocks with float32 activations x; xs holds the sums of x per sub-block (32
+// elements for q4_K/q5_K, 16 for q6_K).
+//
+//go:noescape
+func matvecQ4K(nsb int, w unsafe.Pointer, x, xs *float32) float32
+
+//go:noescape
+func matvecQ5K(nsb int, w unsafe.Pointer, x, xs *float32) float32
+
+//go:noescape
+func matvecQ6K(nsb int, w unsafe.Pointer, x, xs *float32) float32

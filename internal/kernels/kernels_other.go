@@ -23,3 +23,7 @@ func matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *f
 func dot(a, b []float32) float32               { return dotGeneric(a, b) }
 func axpy(y []float32, a float32, x []float32) { axpyGeneric(y, a, x) }
 func scale(x []float32, a float32)             { scaleGeneric(x, a) }
+
+func matvecQ4K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }
+func matvecQ5K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }
+func matvecQ6K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }

@@ -72,7 +72,11 @@ func randomF32(rng *rand.Rand, n int) []float32 {
 // Σ_c |w_c|·amax_block(c)/254.
 func checkMatMul(t *testing.T, out, x []float32, n int, w *Mat, deq []float32) {
 	t.Helper()
-	quantAct := w.Type.BlockElems() > 1
+	checkMatMulTol(t, out, x, n, w, deq, w.Type.BlockElems() > 1)
+}
+
+func checkMatMulTol(t *testing.T, out, x []float32, n int, w *Mat, deq []float32, quantAct bool) {
+	t.Helper()
 	bad := 0
 	for i := range n {
 		xr := x[i*w.Cols : (i+1)*w.Cols]
@@ -259,5 +263,29 @@ func TestPoolConcurrentCallers(t *testing.T) {
 	}
 	for g := range outs {
 		checkMatMul(t, outs[g], x, 3, &w, deq)
+	}
+}
+
+// TestMatVecKQuantsExact checks the decode path of the k-quants, which dequantizes in
+// registers and keeps float32 activations, against the tight float tolerance.
+func TestMatVecKQuantsExact(t *testing.T) {
+	if !matVecFast(Q4_K) {
+		t.Skip("no fast matrix-vector kernels for k-quants on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	p := NewPool(2)
+	defer p.Close()
+	for _, typ := range []DType{Q4_K, Q5_K, Q6_K} {
+		for _, cols := range []int{256, 512, 2048} {
+			for n := 1; n < gemmMinTokens; n++ {
+				w, deq := randomMat(rng, typ, 13, cols)
+				x := randomF32(rng, n*cols)
+				out := make([]float32, n*13)
+				if err := p.MatMul(out, x, n, &w); err != nil {
+					t.Fatal(err)
+				}
+				checkMatMulTol(t, out, x, n, &w, deq, false)
+			}
+		}
 	}
 }

@@ -24,6 +24,8 @@ func matVecFast(t DType) bool {
 		return true
 	case Q8_0:
 		return useVNNI
+	case Q4_K, Q5_K, Q6_K:
+		return true
 	}
 	return false
 }
@@ -41,6 +43,11 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 		}
 	}
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
+	switch w.Type {
+	case Q4_K, Q5_K, Q6_K:
+		p.matVecK(out, x, n, w)
+		return
+	}
 	p.run(m, 4, func(wid, lo, hi int) {
 		var res [4]float32
 		r := lo
@@ -100,4 +107,43 @@ func quantXMatvec(dst []byte, x []float32) {
 		}
 		binary.LittleEndian.PutUint32(o[64:], math.Float32bits(d))
 	}
+}
+
+// matVecK is matVec for the k-quants: blocks are dequantized in registers and dotted with
+// the float32 activations (no activation quantization).
+func (p *Pool) matVecK(out, x []float32, n int, w *Mat) {
+	k, m := w.Cols, w.Rows
+	rb := w.RowBytes()
+	l := subLen(w.Type)
+	nsub := k / l
+	p.shared.xf = growF32(p.shared.xf, n*nsub)
+	xs := p.shared.xf
+	for i := range n {
+		for g := range nsub {
+			var s float32
+			for _, v := range x[i*k+g*l : i*k+(g+1)*l] {
+				s += v
+			}
+			xs[i*nsub+g] = s
+		}
+	}
+	nsb := k / qkK
+	base := unsafe.Pointer(unsafe.SliceData(w.Data))
+	p.run(m, 4, func(_, lo, hi int) {
+		for r := lo; r < hi; r++ {
+			wp := unsafe.Add(base, r*rb)
+			for i := range n {
+				var v float32
+				switch w.Type {
+				case Q4_K:
+					v = matvecQ4K(nsb, wp, &x[i*k], &xs[i*nsub])
+				case Q5_K:
+					v = matvecQ5K(nsb, wp, &x[i*k], &xs[i*nsub])
+				case Q6_K:
+					v = matvecQ6K(nsb, wp, &x[i*k], &xs[i*nsub])
+				}
+				out[i*m+r] = v
+			}
+		}
+	})
 }
