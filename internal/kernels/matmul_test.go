@@ -154,12 +154,24 @@ func TestMatMulAllTypes(t *testing.T) {
 
 // TestMatMulLarger exercises tile edges and multi-block inner loops at sizes closer to a
 // model's (rows and tokens not multiples of any tile).
-func TestMatMulLarger(t *testing.T) {
+func TestMatMulLarger(t *testing.T) { testMatMulLarger(t) }
+
+// TestPureGoKernels runs the shape tests with the assembly kernels switched off, so that
+// the pure-Go kernels (what other platforms run) are checked here too.
+func TestPureGoKernels(t *testing.T) {
+	a, v := useAVX512, useVNNI
+	useAVX512, useVNNI = false, false
+	defer func() { useAVX512, useVNNI = a, v }()
+	testMatMulLarger(t)
+	TestVectorHelpers(t)
+}
+
+func testMatMulLarger(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p := NewPool(2)
 	defer p.Close()
 	for _, typ := range allTypes {
-		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}} {
+		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {290, 1280, 14}, {16, 256, 50}} {
 			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
 			x := randomF32(rng, sh.n*sh.cols)
 			out := make([]float32, sh.n*sh.rows)
