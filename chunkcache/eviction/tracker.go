@@ -80,8 +80,8 @@ func (t *Tracker) setMarks() {
 // prefill FLOPs or token count). It returns the keys that must be evicted (already
 // removed from the accounting) so that, after the caller removes them, usage ≤ capacity.
 // If k is already tracked, its size and cost are updated (its pin is kept, and it is
-// never its own victim). Errors: ErrNotAdmitted (the admission filter said no; nothing
-// changed), ErrNoSpace (room cannot be made without evicting hard-pinned entries, or
+// never its own victim). Errors: ErrNotAdmitted (the admission filter said no; no
+// entry changed, though the filter counted the access), ErrNoSpace (room cannot be made without evicting hard-pinned entries, or
 // size > capacity; nothing changed), ErrInvalid (negative size, negative or non-finite
 // cost).
 func (t *Tracker) Reserve(k Key, size int64, cost float64) (victims []Key, err error) {
