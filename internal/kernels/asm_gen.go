@@ -29,6 +29,9 @@ func main() {
 	matvecQ8_0()
 	vecOps()
 	matvecKQuants()
+	for _, t := range []string{"F32", "F16", "BF16"} {
+		packTranspose(t)
+	}
 	os.Stdout.WriteString(b.String())
 }
 
@@ -666,6 +669,105 @@ func matvecKQuants() {
 	p("\tVMULSS X3, X2, X2")
 	p("\tVSUBSS X2, X0, X0")
 	p("\tVMOVSS X0, ret+32(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// packTranspose writes pack<T>T16(nblk int, src unsafe.Pointer, lds int, dst *float32):
+// for 16 rows (row r at src + r·lds bytes) and nblk blocks of 16 columns, converts to
+// float32 and transposes: dst[(16b+c)·32 + r] = row_r[16b+c] (the float GEMM's panel
+// layout, whose stride is mrF = 32 floats).
+func packTranspose(t string) {
+	name := "pack" + t + "T16"
+	esize := map[string]int{"F32": 4, "F16": 2, "BF16": 2}[t]
+	p("")
+	p("// func %s(nblk int, src unsafe.Pointer, lds int, dst *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
+	p("\tMOVQ nblk+0(FP), CX")
+	p("\tMOVQ src+8(FP), AX")
+	p("\tMOVQ lds+16(FP), DX")
+	p("\tMOVQ dst+24(FP), DI")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	p("\tMOVQ AX, SI")
+	p("\tLEAQ (AX)(DX*8), R8")
+	for r := 0; r < 16; r++ {
+		base := "SI"
+		idx := r
+		if r >= 8 {
+			base = "R8"
+			idx = r - 8
+		}
+		// rows via base + {0,1,2,4}·DX and a running pointer for the others
+		var mem string
+		switch idx {
+		case 0:
+			mem = fmt.Sprintf("(%s)", base)
+		case 1:
+			mem = fmt.Sprintf("(%s)(DX*1)", base)
+		case 2:
+			mem = fmt.Sprintf("(%s)(DX*2)", base)
+		case 4:
+			mem = fmt.Sprintf("(%s)(DX*4)", base)
+		default:
+			p("\tLEAQ (%s)(DX*%d), R9", base, map[int]int{3: 2, 5: 4, 6: 4, 7: 4}[idx])
+			switch idx {
+			case 3:
+				mem = "(R9)(DX*1)"
+			case 5:
+				mem = "(R9)(DX*1)"
+			case 6:
+				mem = "(R9)(DX*2)"
+			case 7:
+				p("\tADDQ DX, R9")
+				mem = "(R9)(DX*2)"
+			}
+		}
+		switch t {
+		case "F32":
+			p("\tVMOVUPS %s, Z%d", mem, r)
+		case "F16":
+			p("\tVCVTPH2PS %s, Z%d", mem, r)
+		case "BF16":
+			p("\tVPMOVZXWD %s, Z%d", mem, r)
+			p("\tVPSLLD $16, Z%d, Z%d", r, r)
+		}
+	}
+	// stage 1
+	for i := 0; i < 8; i++ {
+		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
+		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
+	}
+	// stage 2
+	for i := 0; i < 4; i++ {
+		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
+	}
+	// stage 3
+	for i := 0; i < 2; i++ {
+		for j := 0; j < 4; j++ {
+			a, b := 8*i+j, 8*i+4+j
+			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
+			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
+		}
+	}
+	// stage 4 and stores: column c goes to dst + c·128 bytes
+	for j := 0; j < 8; j++ {
+		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
+		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
+	}
+	for c := 0; c < 16; c++ {
+		p("\tVMOVUPS Z%d, %d(DI)", c, 128*c)
+	}
+	p("\tADDQ $%d, AX", 16*esize)
+	p("\tADDQ $2048, DI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // Float GEMM (f32, f16 and bf16 weights), blocked as in BLIS: X is packed once per call
@@ -101,12 +102,38 @@ func (p *Pool) gemmFloatRange(wid int, out, xp []float32, n int, w *Mat, r0, r1,
 // panels of mrF rows: dst[(r/mrF)*kc*mrF + c*mrF + r%mrF]; rows past mc are zero.
 func packWFloat(dst []float32, w *Mat, r0, mc, c0, kc int) {
 	npan := (mc + mrF - 1) / mrF
+	esize := 4
+	if w.Type != F32 {
+		esize = 2
+	}
+	rb := w.Cols * esize
 	for pi := range npan {
 		pan := dst[pi*kc*mrF : (pi+1)*kc*mrF]
+		cdone := 0
+		if useAVX512 && pi*mrF+mrF <= mc && kc >= 16 {
+			// Full panel: 16×16 blocks converted and transposed in registers.
+			nblk := kc / 16
+			for half := range 2 {
+				src := unsafe.Pointer(&w.Data[(r0+pi*mrF+16*half)*rb+c0*esize])
+				d := &pan[16*half]
+				switch w.Type {
+				case F32:
+					packF32T16(nblk, src, rb, d)
+				case F16:
+					packF16T16(nblk, src, rb, d)
+				case BF16:
+					packBF16T16(nblk, src, rb, d)
+				}
+			}
+			cdone = nblk * 16
+			if cdone == kc {
+				continue
+			}
+		}
 		for rr := range mrF {
 			r := pi*mrF + rr
 			if r >= mc {
-				for c := range kc {
+				for c := cdone; c < kc; c++ {
 					pan[c*mrF+rr] = 0
 				}
 				continue
@@ -115,17 +142,17 @@ func packWFloat(dst []float32, w *Mat, r0, mc, c0, kc int) {
 			switch w.Type {
 			case F32:
 				src := w.f32Data()[row*w.Cols+c0 : row*w.Cols+c0+kc]
-				for c, v := range src {
-					pan[c*mrF+rr] = v
+				for c := cdone; c < kc; c++ {
+					pan[c*mrF+rr] = src[c]
 				}
 			case F16:
 				src := w.Data[(row*w.Cols+c0)*2 : (row*w.Cols+c0+kc)*2]
-				for c := range kc {
+				for c := cdone; c < kc; c++ {
 					pan[c*mrF+rr] = F16ToF32(binary.LittleEndian.Uint16(src[2*c:]))
 				}
 			case BF16:
 				src := w.Data[(row*w.Cols+c0)*2 : (row*w.Cols+c0+kc)*2]
-				for c := range kc {
+				for c := cdone; c < kc; c++ {
 					pan[c*mrF+rr] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*c:])) << 16)
 				}
 			}

@@ -91,3 +91,15 @@ func matvecQ5K(nsb int, w unsafe.Pointer, x, xs *float32) float32
 
 //go:noescape
 func matvecQ6K(nsb int, w unsafe.Pointer, x, xs *float32) float32
+
+// pack<T>T16 converts 16 rows (row r at src + r·lds bytes) × nblk·16 columns of type T to
+// float32 and writes them transposed into a float GEMM panel: dst[c·mrF + r] = row_r[c].
+//
+//go:noescape
+func packF32T16(nblk int, src unsafe.Pointer, lds int, dst *float32)
+
+//go:noescape
+func packF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32)
+
+//go:noescape
+func packBF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32)

@@ -27,3 +27,7 @@ func scale(x []float32, a float32)             { scaleGeneric(x, a) }
 func matvecQ4K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }
 func matvecQ5K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }
 func matvecQ6K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }
+
+func packF32T16(nblk int, src unsafe.Pointer, lds int, dst *float32)  {}
+func packF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32)  {}
+func packBF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32) {}

@@ -301,3 +301,27 @@ func TestMatVecKQuantsExact(t *testing.T) {
 		}
 	}
 }
+
+// TestPackWFloat compares the register-transposing packer with the scalar one.
+func TestPackWFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, typ := range []DType{F32, F16, BF16} {
+		for _, sh := range []struct{ mc, c0, kc int }{{64, 0, 256}, {64, 16, 100}, {40, 3, 37}, {32, 5, 16}} {
+			w, deq := randomMat(rng, typ, 70, 300)
+			got := make([]float32, (sh.mc+mrF-1)/mrF*mrF*sh.kc)
+			packWFloat(got, &w, 2, sh.mc, sh.c0, sh.kc)
+			for i := range got {
+				pi, rem := i/(sh.kc*mrF), i%(sh.kc*mrF)
+				c, rr := rem/mrF, rem%mrF
+				r := pi*mrF + rr
+				var want float32
+				if r < sh.mc {
+					want = deq[(2+r)*300+sh.c0+c]
+				}
+				if got[i] != want {
+					t.Fatalf("%v %+v: panel %d c %d r %d: %g want %g", typ, sh, pi, c, rr, got[i], want)
+				}
+			}
+		}
+	}
+}
