@@ -102,7 +102,7 @@ func (s *Store) FitFusion(ctx context.Context, name string, qs []LabeledQuery, o
 	}
 	var grid []float64
 	for i := 0; ; i++ {
-		w := math.Min(1, float64(i)*opts.Step)
+		w := math.Min(1, math.Round(float64(i)*opts.Step*1e9)/1e9)
 		grid = append(grid, w)
 		if w >= 1 {
 			break

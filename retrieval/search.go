@@ -45,6 +45,9 @@ type SearchRequest struct {
 	GroupByDoc bool
 	// NoText skips loading passage texts and titles (evaluation).
 	NoText bool
+	// NoRescore ranks dense search by the compressed codes alone (diagnostics: what the
+	// rescoring with full vectors adds).
+	NoRescore bool
 }
 
 // Hit is one retrieved passage.
@@ -411,7 +414,7 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 	}
 	compressed := sn.proj != nil || sn.quant != nil
 	r := n
-	if compressed {
+	if compressed && !q.req.NoRescore {
 		r = max(n, sn.m.Options.Rescore)
 	}
 	lists := make([][]cand, len(sn.shards))
@@ -435,7 +438,9 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 	if len(all) > r {
 		all = all[:r]
 	}
-	if compressed {
+	if compressed && q.req.NoRescore {
+		// scores stay the compressed ones
+	} else if compressed {
 		if err := q.fullScores(all); err != nil {
 			return nil, false, err
 		}

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"io"
 	"slices"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/ragkv/ragkv/retrieval/beir"
 	"github.com/ragkv/ragkv/retrieval/embed"
 )
 
@@ -353,4 +354,48 @@ func (s *Store) ToolRegistry(name string) (ToolRegistryInfo, error) {
 	return r.info(), nil
 }
 
-var _ = math.Inf
+
+// LabeledToolQuery is one line of a MetaTool-style query file.
+type LabeledToolQuery struct {
+	ID    string `json:"_id"`
+	Query string `json:"query"`
+	Tool  string `json:"tool"`
+}
+
+// ReadTools parses a JSON array of {"name","description"}.
+func ReadTools(r io.Reader, name string) ([]Tool, error) {
+	var tools []Tool
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&tools); err != nil {
+		return nil, fmt.Errorf("%w: %s: want a JSON array of {\"name\",\"description\"}: %v", beir.ErrMalformed, name, err)
+	}
+	for i, t := range tools {
+		if strings.TrimSpace(t.Name) == "" {
+			return nil, fmt.Errorf("%w: %s: tool %d has no name", beir.ErrMalformed, name, i)
+		}
+	}
+	return tools, nil
+}
+
+// ReadToolQueries parses JSONL lines {"_id","query","tool"} (an "_id" is optional).
+func ReadToolQueries(r io.Reader, name string) ([]LabeledToolQuery, error) {
+	var out []LabeledToolQuery
+	err := beir.ScanJSONL(r, name, func(line int, b []byte) error {
+		var q LabeledToolQuery
+		if err := beir.DecodeStrict(b, &q); err != nil {
+			return beir.LineError(name, line, "invalid JSON: %v", err)
+		}
+		if strings.TrimSpace(q.Query) == "" {
+			return beir.LineError(name, line, `missing "query"`)
+		}
+		if strings.TrimSpace(q.Tool) == "" {
+			return beir.LineError(name, line, `missing "tool"`)
+		}
+		if q.ID == "" {
+			q.ID = fmt.Sprintf("line-%d", line)
+		}
+		out = append(out, q)
+		return nil
+	})
+	return out, err
+}
