@@ -354,7 +354,6 @@ func (s *Store) ToolRegistry(name string) (ToolRegistryInfo, error) {
 	return r.info(), nil
 }
 
-
 // LabeledToolQuery is one line of a MetaTool-style query file.
 type LabeledToolQuery struct {
 	ID    string `json:"_id"`
