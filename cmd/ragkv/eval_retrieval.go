@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"math"
@@ -495,12 +494,177 @@ func quietLogger() *slog.Logger {
 // evalHoldout reports whether a query id falls in the held-out fraction (deterministic
 // in seed and id).
 func evalHoldout(id string, seed uint64, frac float64) bool {
-	h := fnv.New64a()
 	var b [8]byte
 	for i := range b {
 		b[i] = byte(seed >> (8 * i))
 	}
-	h.Write(b[:])
-	h.Write([]byte(id))
-	return float64(h.Sum64()>>11)/float64(1<<53) < frac
+	h := sha256.Sum256(append(b[:], id...))
+	u := uint64(h[0])<<45 | uint64(h[1])<<37 | uint64(h[2])<<29 | uint64(h[3])<<21 | uint64(h[4])<<13 | uint64(h[5])<<5 | uint64(h[6])>>3
+	return float64(u)/float64(1<<53) < frac
+}
+
+// eval tools: Tool2Vec vs description embeddings on labelled tool-use queries.
+func init() {
+	var (
+		toolsPath, trainPath, testPath string
+		method, embeddings, sifWeights string
+		holdout                        float64
+		seed                           uint64
+		asJSON                         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tools",
+		Short: "Evaluate tool retrieval (Tool2Vec or description embeddings): recall@1/3/5, nDCG@5",
+		Long: `Builds a tool index from --tools (JSON [{"name","description"}]) and the labelled usage
+queries of --train (JSONL {"_id","query","tool"}), then retrieves the top 5 tools for every
+query of --test and reports recall@1, recall@3, recall@5 and nDCG@5 (one relevant tool per
+query).
+
+--method tool2vec: a tool's vector is the mean embedding of its training usage queries
+(its description's embedding when it has none). --method description: the embedding of its
+description. The GloVe-SIF embedder is fitted on the descriptions and training queries for
+both methods.
+
+Without --test, a deterministic --holdout fraction of --train (chosen by a hash of --seed
+and the query's "_id") is held out as the test set and the rest is used for training.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := retrieval.ParseToolMethod(method)
+			if err != nil {
+				return flagErr("method", "want tool2vec or description, got %q", method)
+			}
+			if embeddings == "" {
+				return flagErr("embeddings", "required (a GloVe text file, e.g. ../shared/embeddings/glove.6B.100d.top50k.txt.gz)")
+			}
+			if testPath == "" && (holdout <= 0 || holdout >= 1) {
+				return flagErr("holdout", "must be in (0, 1) when --test is not given, got %v", holdout)
+			}
+			if sifWeights != "rank" && sifWeights != "corpus" {
+				return flagErr("sif-weights", "want rank or corpus, got %q", sifWeights)
+			}
+			tf, err := os.Open(toolsPath)
+			if err != nil {
+				return flagErr("tools", "%v", err)
+			}
+			tools, err := retrieval.ReadTools(tf, toolsPath)
+			tf.Close()
+			if err != nil {
+				return flagErr("tools", "%v", err)
+			}
+			train, err := readToolQueries(trainPath)
+			if err != nil {
+				return flagErr("train", "%v", err)
+			}
+			var test []retrieval.LabeledToolQuery
+			if testPath != "" {
+				if test, err = readToolQueries(testPath); err != nil {
+					return flagErr("test", "%v", err)
+				}
+			} else {
+				var tr []retrieval.LabeledToolQuery
+				for _, q := range train {
+					if evalHoldout(q.ID, seed, holdout) {
+						test = append(test, q)
+					} else {
+						tr = append(tr, q)
+					}
+				}
+				train = tr
+			}
+			if len(test) == 0 {
+				return flagErr("test", "no test queries")
+			}
+			wv, err := embed.LoadGloVe(embeddings, 0)
+			if err != nil {
+				return flagErr("embeddings", "%v", err)
+			}
+			sif, err := embed.NewSIF(wv, embed.SIFOptions{CorpusFrequencies: sifWeights == "corpus"})
+			if err != nil {
+				return err
+			}
+			usage := make([]retrieval.ToolUsage, len(train))
+			for i, q := range train {
+				usage[i] = retrieval.ToolUsage{Query: q.Query, Tool: q.Tool}
+			}
+			start := time.Now()
+			ti, err := retrieval.BuildToolIndex(cmd.Context(), sif, tools, usage, m)
+			if err != nil {
+				return fmt.Errorf("--train: %w", err)
+			}
+			build := time.Since(start).Seconds()
+			known := map[string]bool{}
+			for _, t := range tools {
+				known[t.Name] = true
+			}
+			var r1, r3, r5, nd float64
+			prog := cliutil.NewProgress(os.Stderr, "tool queries", int64(len(test)))
+			start = time.Now()
+			for _, q := range test {
+				if !known[q.Tool] {
+					prog.Finish()
+					return flagErr("test", "query %q is labelled with unknown tool %q", q.ID, q.Tool)
+				}
+				hits, err := ti.Search(cmd.Context(), q.Query, 5)
+				if err != nil {
+					prog.Finish()
+					return err
+				}
+				for rank, h := range hits {
+					if h.Name != q.Tool {
+						continue
+					}
+					if rank < 1 {
+						r1++
+					}
+					if rank < 3 {
+						r3++
+					}
+					r5++
+					nd += 1 / math.Log2(float64(rank)+2)
+					break
+				}
+				prog.Add(1)
+			}
+			prog.Finish()
+			qsec := time.Since(start).Seconds()
+			n := float64(len(test))
+			withUsage := 0
+			for _, u := range ti.Usage {
+				if u > 0 {
+					withUsage++
+				}
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s: %d tools (%d with usage queries), %d train / %d test queries\n", m, len(tools), withUsage, len(train), len(test))
+			fmt.Fprintf(out, "recall@1 %.4f  recall@3 %.4f  recall@5 %.4f  nDCG@5 %.4f\n", r1/n, r3/n, r5/n, nd/n)
+			if !asJSON {
+				return nil
+			}
+			return cliutil.PrintJSON(out, map[string]any{
+				"eval": "tools", "method": string(m), "embedder": sif.Name(), "tools": len(tools), "tools_with_usage": withUsage,
+				"train": len(train), "test": len(test), "holdout": holdout, "seed": seed, "test_file": testPath,
+				"recall@1": r1 / n, "recall@3": r3 / n, "recall@5": r5 / n, "ndcg@5": nd / n,
+				"build_seconds": build, "qps": n / qsec,
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&toolsPath, "tools", "", `tools JSON: [{"name","description"}]`)
+	f.StringVar(&trainPath, "train", "", `labelled usage queries JSONL: {"_id","query","tool"}`)
+	f.StringVar(&testPath, "test", "", "test queries JSONL (default: hold out --holdout of --train)")
+	f.StringVar(&method, "method", "tool2vec", "tool2vec or description")
+	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip)")
+	f.StringVar(&sifWeights, "sif-weights", "rank", "SIF word probabilities: rank or corpus")
+	f.Float64Var(&holdout, "holdout", 0.2, "fraction of --train held out as the test set when --test is not given")
+	f.Uint64Var(&seed, "seed", 1, "seed of the hold-out split")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last stdout line")
+	evalCmd.AddCommand(cmd)
+}
+
+func readToolQueries(path string) ([]retrieval.LabeledToolQuery, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return retrieval.ReadToolQueries(fh, path)
 }
