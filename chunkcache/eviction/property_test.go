@@ -96,8 +96,17 @@ func (m *trackerMachine) checkVictims(t *rapid.T, victims []Key, exclude *Key) {
 	}
 }
 
-func (m *trackerMachine) Reserve(t *rapid.T) {
+func (m *trackerMachine) Reserve(t *rapid.T) { m.reserve(t, false) }
+
+// ReservePin reserves and pins in one call.
+func (m *trackerMachine) ReservePin(t *rapid.T) { m.reserve(t, true) }
+
+func (m *trackerMachine) reserve(t *rapid.T, withPin bool) {
 	k := m.key(t)
+	newPin := Unpinned
+	if withPin {
+		newPin = Pin(rapid.IntRange(0, 2).Draw(t, "pin"))
+	}
 	size := rapid.Int64Range(0, m.capacity/2+2).Draw(t, "size")
 	cost := rapid.Float64Range(0, 100).Draw(t, "cost")
 	old, tracked := m.ents[k]
@@ -109,7 +118,13 @@ func (m *trackerMachine) Reserve(t *rapid.T) {
 		hardOthers -= old.size
 	}
 
-	victims, err := m.tr.Reserve(k, size, cost)
+	var victims []Key
+	var err error
+	if withPin {
+		victims, err = m.tr.ReservePin(k, size, cost, newPin)
+	} else {
+		victims, err = m.tr.Reserve(k, size, cost)
+	}
 	switch {
 	case errors.Is(err, ErrNoSpace):
 		if size <= m.capacity && hardOthers+size <= m.capacity {
@@ -120,8 +135,8 @@ func (m *trackerMachine) Reserve(t *rapid.T) {
 		}
 		return
 	case errors.Is(err, ErrNotAdmitted):
-		if !m.admission || tracked || newUsed <= high {
-			t.Fatalf("ErrNotAdmitted without admission filter / for tracked key / without eviction need")
+		if !m.admission || tracked || newUsed <= high || newPin != Unpinned {
+			t.Fatalf("ErrNotAdmitted without admission filter / for tracked key / without eviction need / for a pinned reservation")
 		}
 		m.rejections++
 		return
@@ -149,11 +164,15 @@ func (m *trackerMachine) Reserve(t *rapid.T) {
 		delete(m.ents, v)
 	}
 	m.evictions += uint64(len(victims))
+	pin := old.pin
+	if withPin {
+		pin = newPin
+	}
 	if tracked {
-		m.ents[k] = modelEntry{size: size, pin: old.pin}
+		m.ents[k] = modelEntry{size: size, pin: pin}
 		m.updates++
 	} else {
-		m.ents[k] = modelEntry{size: size}
+		m.ents[k] = modelEntry{size: size, pin: pin}
 		m.admissions++
 	}
 	if newUsed > high && after > low {

@@ -81,16 +81,36 @@ func (t *Tracker) setMarks() {
 // removed from the accounting) so that, after the caller removes them, usage ≤ capacity.
 // If k is already tracked, its size and cost are updated (its pin is kept, and it is
 // never its own victim). Errors: ErrNotAdmitted (the admission filter said no; no
-// entry changed, though the filter counted the access), ErrNoSpace (room cannot be made without evicting hard-pinned entries, or
-// size > capacity; nothing changed), ErrInvalid (negative size, negative or non-finite
-// cost).
+// entry changed, though the filter counted the access), ErrNoSpace (room cannot be
+// made without evicting hard-pinned entries, or size > capacity; nothing changed),
+// ErrInvalid (negative size, negative or non-finite cost).
 func (t *Tracker) Reserve(k Key, size int64, cost float64) (victims []Key, err error) {
-	return t.AppendReserve(nil, k, size, cost)
+	return t.reserve(nil, k, size, cost, false, Unpinned)
 }
 
 // AppendReserve is Reserve appending the victims to dst, so that a caller reusing dst
 // allocates nothing in steady state.
 func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]Key, error) {
+	return t.reserve(dst, k, size, cost, false, Unpinned)
+}
+
+// ReservePin is Reserve that also sets k's pin to p in the same critical section, so a
+// concurrent Reserve cannot evict k between the two (as it could between Reserve and
+// SetPin). A pinned reservation (p ≠ Unpinned) bypasses the admission filter: pinning
+// is an explicit request to keep the entry.
+func (t *Tracker) ReservePin(k Key, size int64, cost float64, p Pin) (victims []Key, err error) {
+	return t.AppendReservePin(nil, k, size, cost, p)
+}
+
+// AppendReservePin is ReservePin appending the victims to dst.
+func (t *Tracker) AppendReservePin(dst []Key, k Key, size int64, cost float64, p Pin) ([]Key, error) {
+	if p > HardPin {
+		return dst, fmt.Errorf("%w: pin %d", ErrInvalid, p)
+	}
+	return t.reserve(dst, k, size, cost, true, p)
+}
+
+func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin) ([]Key, error) {
 	if size < 0 {
 		return dst, fmt.Errorf("%w: size %d", ErrInvalid, size)
 	}
@@ -123,7 +143,7 @@ func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]K
 		if newUsed-evictable > t.cfg.Capacity {
 			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned", ErrNoSpace, size, t.hardBytes, t.cfg.Capacity)
 		}
-		if !tracked && t.adm != nil {
+		if !tracked && t.adm != nil && (!setPin || newPin == Unpinned) {
 			if v := t.nextVictim(); v != nilIdx && !t.adm.admit(h, t.s.ents[v].hash) {
 				t.rejections++
 				return dst, ErrNotAdmitted
@@ -149,12 +169,18 @@ func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]K
 	if tracked {
 		e := &t.s.ents[i]
 		e.size, e.cost, e.tick = size, cost, t.clock
+		if setPin {
+			e.pin = newPin
+		}
 		t.attach(i, true)
 		t.updates++
 	} else {
 		i = t.s.alloc(k)
 		e := &t.s.ents[i]
 		e.size, e.cost, e.tick, e.hits = size, cost, t.clock, 1
+		if setPin {
+			e.pin = newPin
+		}
 		t.attach(i, false)
 		t.admissions++
 		if t.adm != nil && t.adm.needsGrow(len(t.s.idx)) {

@@ -218,3 +218,31 @@ func TestAppendReserveAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestReservePin(t *testing.T) {
+	tr := mustTracker(t, Config{Policy: PolicyLRU, Admission: AdmissionTinyLFU, Capacity: 3})
+	for i := 0; i < 3; i++ {
+		mustReserve(t, tr, testKey(i), 1, 1)
+		for r := 0; r < 5; r++ {
+			tr.Touch(testKey(i))
+		}
+	}
+	if _, err := tr.Reserve(testKey(9), 1, 1); !errors.Is(err, ErrNotAdmitted) {
+		t.Fatalf("unpinned one-off: %v, want ErrNotAdmitted", err)
+	}
+	// A pinned reservation bypasses admission and is pinned on return.
+	v, err := tr.ReservePin(testKey(9), 1, 1, HardPin)
+	if err != nil || !slices.Equal(v, keysOf(0)) {
+		t.Fatalf("ReservePin = %x, %v; want victim 0", v, err)
+	}
+	if tr.Pin(testKey(9)) != HardPin || tr.Stats().HardPinnedBytes != 1 {
+		t.Fatalf("pin not set: %v %+v", tr.Pin(testKey(9)), tr.Stats())
+	}
+	// Re-reserving with a new pin updates it.
+	if _, err := tr.ReservePin(testKey(9), 2, 1, SoftPin); err != nil || tr.Pin(testKey(9)) != SoftPin {
+		t.Fatalf("ReservePin update: %v, pin %v", err, tr.Pin(testKey(9)))
+	}
+	if _, err := tr.ReservePin(testKey(9), 1, 1, Pin(7)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad pin: %v", err)
+	}
+}
