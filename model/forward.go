@@ -55,6 +55,11 @@ type scratch struct {
 	attnFn  func(lo, hi int)
 	slots   int
 	itemsPW int
+
+	// GEMM attention buffers and block parameters
+	kh, vt, qg, og, sc, rowInv []float32
+	smB0, smNB, smTb, smG      int
+	softmaxFn                  func(lo, hi int)
 }
 
 func (m *Model) newScratch(n int) *scratch {
@@ -62,6 +67,7 @@ func (m *Model) newScratch(n int) *scratch {
 	s.slots = m.pool.Threads()
 	s.scores = make([][]float32, s.slots)
 	s.attnFn = s.attnRange
+	s.softmaxFn = s.softmaxRows
 	s.grow(n)
 	return s
 }
@@ -302,10 +308,16 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	}
 	// Attention, parallel over (token, head) items split into one range per worker slot.
 	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
-	s.growScores(kv.Len())
-	items := n * c.Heads
-	s.itemsPW = (items + s.slots - 1) / s.slots
-	m.pool.Parallel(s.slots, s.attnFn)
+	if n >= gemmAttnMin {
+		if err := s.attnGEMM(); err != nil {
+			return err
+		}
+	} else {
+		s.growScores(kv.Len())
+		items := n * c.Heads
+		s.itemsPW = (items + s.slots - 1) / s.slots
+		m.pool.Parallel(s.slots, s.attnFn)
+	}
 	s.aKV, s.aPos = nil, nil
 	if o.Outside != nil {
 		for i := 0; i < n; i++ {
@@ -333,7 +345,7 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 		return err
 	}
 	for i, g := range hb {
-		hb[i] = g * float32(1/(1+math.Exp(float64(-g)))) * hb2[i]
+		hb[i] = silu(g) * hb2[i]
 	}
 	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
 		return err
@@ -377,7 +389,7 @@ func (s *scratch) attnRange(lo, hi int) {
 					sc[j] = 0
 					continue
 				}
-				e := float32(math.Exp(float64(sc[j] - maxv)))
+				e := expf(sc[j] - maxv)
 				sc[j] = e
 				sum += e
 			}

@@ -403,3 +403,27 @@ func loadGGUF(path string, o Options) (_ *Model, err error) {
 func loadHF(path string, o Options) (*Model, error) {
 	return nil, fmt.Errorf("model %s: %w: safetensors loading not implemented yet", path, ErrUnsupported)
 }
+
+// LayerMatrices returns layer l's weight matrices by GGUF short name (attn_q, attn_k,
+// attn_v, attn_output, ffn_gate, ffn_down, ffn_up), for benchmarks. They alias the model.
+func (m *Model) LayerMatrices(l int) map[string]kernels.Mat {
+	w := &m.w.layers[l]
+	return map[string]kernels.Mat{"attn_q": w.wq, "attn_k": w.wk, "attn_v": w.wv, "attn_output": w.wo,
+		"ffn_gate": w.w1, "ffn_down": w.w2, "ffn_up": w.w3}
+}
+
+// Classifier returns the output matrix (Vocab × Dim; the token embedding when tied).
+func (m *Model) Classifier() kernels.Mat { return m.w.out }
+
+// PrefillFLOPs is the floating-point operation count of prefilling n tokens after past
+// cached ones with logits for one position: 2 per multiply-add in the projections, the
+// feed-forward, attention scores and weighted sums (causal), and the classifier.
+func (c *Config) PrefillFLOPs(past, n int) float64 {
+	proj := 2 * float64(c.Dim*c.QDim()+2*c.Dim*c.KVDim()+c.QDim()*c.Dim+3*c.Dim*c.Hidden)
+	var keys float64 // Σ over new tokens of the keys each attends to
+	for i := 0; i < n; i++ {
+		keys += float64(past + i + 1)
+	}
+	attn := 2 * 2 * float64(c.QDim()) * keys
+	return float64(c.Layers)*(proj*float64(n)+attn) + 2*float64(c.Dim*c.Vocab)
+}

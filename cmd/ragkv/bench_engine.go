@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ragkv/ragkv/internal/cliutil"
+	"github.com/ragkv/ragkv/model"
+)
+
+type benchEngineResult struct {
+	Model              string  `json:"model"`
+	WeightType         string  `json:"weight_type"`
+	Threads            int     `json:"threads"`
+	Tokens             int     `json:"tokens"`
+	DecodeTokens       int     `json:"decode_tokens"`
+	PrefillSeconds     float64 `json:"prefill_s"`
+	PrefillTokensPerS  float64 `json:"prefill_tokens_per_s"`
+	PrefillGFLOPs      float64 `json:"prefill_gflops"`
+	DecodeTokensPerS   float64 `json:"decode_tokens_per_s"`
+	GemmGFLOPs         float64 `json:"gemm_gflops"`
+	PrefillVsGemm      float64 `json:"prefill_vs_gemm"`
+	MatmulShareOfFLOPs float64 `json:"matmul_share_of_flops"`
+}
+
+// bench engine: prefill and decode speed of the in-process engine, with the kernels'
+// matrix-product rate for the same weight shapes measured in the same run.
+func init() {
+	var (
+		modelPath               string
+		tokens, decode, threads int
+		iters                   int
+		seed                    uint64
+		asJSON                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "engine",
+		Short: "Measure prefill and decode speed of a model file (compare: the kernels' GEMM rate at its shapes)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if modelPath == "" {
+				return flagErr("model", "a model file is required")
+			}
+			if _, err := os.Stat(modelPath); err != nil {
+				return flagErr("model", "%v", err)
+			}
+			if tokens <= 0 {
+				return flagErr("tokens", "must be positive, got %d", tokens)
+			}
+			if decode < 0 {
+				return flagErr("decode", "must be ≥ 0, got %d", decode)
+			}
+			if iters <= 0 {
+				return flagErr("iters", "must be positive, got %d", iters)
+			}
+			if threads < 0 {
+				return flagErr("threads", "must be ≥ 0, got %d", threads)
+			}
+			m, err := model.Open(modelPath, model.Options{Threads: threads})
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			c := &m.Config
+			if tokens+decode > c.Ctx {
+				return flagErr("tokens", "%d prompt + %d decode tokens exceed the model's context of %d", tokens, decode, c.Ctx)
+			}
+			ctx := cmd.Context()
+			rng := rand.New(rand.NewPCG(seed, 2))
+			toks := make([]int, tokens)
+			for i := range toks {
+				toks[i] = rng.IntN(m.Tok.VocabSize())
+			}
+			prog := cliutil.NewProgress(os.Stderr, "bench engine", int64(2*iters+1))
+			// Warm-up (grows the pool's scratch and faults in the weights).
+			if _, _, err := m.Prefill(ctx, toks[:min(tokens, 32)], 0, 0, model.ExtendOptions{Logits: []int{min(tokens, 32) - 1}}); err != nil {
+				return err
+			}
+			prog.Add(1)
+			var prefill, dec []float64
+			for it := 0; it < iters; it++ {
+				t0 := time.Now()
+				kv, res, err := m.Prefill(ctx, toks, 0, decode, model.ExtendOptions{Logits: []int{tokens - 1}})
+				if err != nil {
+					return err
+				}
+				prefill = append(prefill, time.Since(t0).Seconds())
+				prog.Add(1)
+				if decode > 0 {
+					st := m.NewState(kv, decode)
+					next := model.Argmax(res.Logits)
+					t0 = time.Now()
+					for i := 0; i < decode; i++ {
+						l, err := st.Feed(ctx, next)
+						if err != nil {
+							return err
+						}
+						next = model.Argmax(l)
+					}
+					dec = append(dec, time.Since(t0).Seconds())
+				}
+				prog.Add(1)
+			}
+			// The kernels' GEMM rate for this model's weight shapes at n = tokens.
+			var gemmFlops, gemmSecs float64
+			mats := m.LayerMatrices(0)
+			names := make([]string, 0, len(mats))
+			for k := range mats {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			pool := m.Pool()
+			for _, name := range names {
+				w := mats[name]
+				x := make([]float32, tokens*w.Cols)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				out := make([]float32, tokens*w.Rows)
+				if err := pool.MatMul(out, x, tokens, &w); err != nil {
+					return err
+				}
+				best := 0.0
+				for it := 0; it < iters; it++ {
+					t0 := time.Now()
+					if err := pool.MatMul(out, x, tokens, &w); err != nil {
+						return err
+					}
+					if s := time.Since(t0).Seconds(); best == 0 || s < best {
+						best = s
+					}
+				}
+				gemmFlops += 2 * float64(w.Rows) * float64(w.Cols) * float64(tokens)
+				gemmSecs += best
+			}
+			prog.Finish()
+			ps := engineMin(prefill)
+			flops := c.PrefillFLOPs(0, tokens)
+			r := benchEngineResult{
+				Model: modelPath, WeightType: m.WeightType.String(), Threads: pool.Threads(), Tokens: tokens, DecodeTokens: decode,
+				PrefillSeconds: ps, PrefillTokensPerS: float64(tokens) / ps, PrefillGFLOPs: flops / ps / 1e9,
+				GemmGFLOPs: gemmFlops / gemmSecs / 1e9,
+			}
+			r.MatmulShareOfFLOPs = gemmFlops * float64(c.Layers) / flops
+			r.PrefillVsGemm = r.PrefillGFLOPs / r.GemmGFLOPs
+			if decode > 0 {
+				r.DecodeTokensPerS = float64(decode) / engineMin(dec)
+			}
+			if !asJSON {
+				fmt.Printf("model %s (%s, %d threads)\n", r.Model, r.WeightType, r.Threads)
+				fmt.Printf("prefill %d tokens: %.3fs  %.1f tokens/s  %.2f GFLOP/s\n", tokens, ps, r.PrefillTokensPerS, r.PrefillGFLOPs)
+				fmt.Printf("decode  %d tokens: %.1f tokens/s\n", decode, r.DecodeTokensPerS)
+				fmt.Printf("kernels GEMM at the same shapes: %.2f GFLOP/s; prefill reaches %.0f%% of it (matmuls are %.0f%% of prefill FLOPs)\n",
+					r.GemmGFLOPs, 100*r.PrefillVsGemm, 100*r.MatmulShareOfFLOPs)
+				return nil
+			}
+			return cliutil.PrintJSON(os.Stdout, r)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&modelPath, "model", "", "model file")
+	f.IntVar(&tokens, "tokens", 512, "prompt tokens to prefill")
+	f.IntVar(&decode, "decode", 32, "tokens to decode after the prefill")
+	f.IntVar(&iters, "iters", 3, "timed repetitions (the best is reported, for prefill, decode and GEMM alike)")
+	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
+	f.Uint64Var(&seed, "seed", 1, "seed of the random prompt")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
+	benchCmd.AddCommand(cmd)
+}
+
+// engineMin is the best of the timed repetitions (the GEMM comparison is also a best
+// time, so that both are measured alike on a shared machine).
+func engineMin(x []float64) float64 { return slices.Min(x) }

@@ -1,0 +1,257 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/model/gguf"
+	"github.com/ragkv/ragkv/model/tokenizer"
+)
+
+// Shape is the architecture of a real model, for synthetic weights.
+type Shape struct {
+	Name   string
+	Config Config
+	Pre    string // GGUF tokenizer pre-tokenizer name
+}
+
+// Shapes lists the real-model shapes SynthGGUF can produce (exact dimensions, vocabulary
+// and GQA layout of the published models; RoPE scaling of Llama 3.2 omitted).
+var Shapes = map[string]Shape{
+	"smollm-135m": {Name: "smollm-135m", Pre: "smollm", Config: Config{Arch: "llama", Dim: 576, Hidden: 1536, Layers: 30, Heads: 9, KVHeads: 3,
+		HeadDim: 64, Vocab: 49152, Ctx: 2048, RopeTheta: 10000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
+	"qwen2.5-0.5b": {Name: "qwen2.5-0.5b", Pre: "qwen2", Config: Config{Arch: "qwen2", Dim: 896, Hidden: 4864, Layers: 24, Heads: 14, KVHeads: 2,
+		HeadDim: 64, Vocab: 151936, Ctx: 32768, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, QKVBias: true, Tied: true}},
+	"llama-3.2-1b": {Name: "llama-3.2-1b", Pre: "llama-bpe", Config: Config{Arch: "llama", Dim: 2048, Hidden: 8192, Layers: 16, Heads: 32, KVHeads: 8,
+		HeadDim: 64, Vocab: 128256, Ctx: 131072, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
+	"llama-3-8b": {Name: "llama-3-8b", Pre: "llama-bpe", Config: Config{Arch: "llama", Dim: 4096, Hidden: 14336, Layers: 32, Heads: 32, KVHeads: 8,
+		HeadDim: 128, Vocab: 128256, Ctx: 8192, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: false}},
+}
+
+// ShapeNames returns the shape names, sorted.
+func ShapeNames() []string {
+	var n []string
+	for k := range Shapes {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// SynthOptions configures SynthGGUF.
+type SynthOptions struct {
+	Shape  string
+	DType  kernels.DType // weight matrices: F32, F16, BF16, Q8_0 (norms and biases stay F32)
+	Seed   uint64
+	Layers int // > 0: override the layer count
+	Ctx    int // > 0: override the declared context length
+	// Progress, if not nil, is called with the bytes of tensor data written so far and
+	// the total.
+	Progress func(done, total int64)
+}
+
+// SynthTensor describes one tensor of a synthetic model.
+type SynthTensor struct {
+	Name string
+	Rows int // 1 for vectors
+	Cols int
+	Type kernels.DType
+	// Norm: filled with values near 1 (RMSNorm weights); otherwise uniform in ±Scale.
+	Norm  bool
+	Scale float32
+}
+
+// SynthPlan returns the configuration and tensors of a synthetic model.
+func SynthPlan(o SynthOptions) (Config, []SynthTensor, error) {
+	sh, ok := Shapes[o.Shape]
+	if !ok {
+		return Config{}, nil, fmt.Errorf("%w: unknown shape %q (known: %s)", ErrInvalid, o.Shape, strings.Join(ShapeNames(), ", "))
+	}
+	switch o.DType {
+	case kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0:
+	default:
+		return Config{}, nil, fmt.Errorf("%w: synthetic weights of type %s (f32, f16, bf16, q8_0)", ErrInvalid, o.DType)
+	}
+	c := sh.Config
+	if o.Layers > 0 {
+		c.Layers = o.Layers
+	}
+	if o.Ctx > 0 {
+		c.Ctx = o.Ctx
+	}
+	kvDim := c.KVDim()
+	mat := func(name string, rows, cols int) SynthTensor {
+		return SynthTensor{Name: name, Rows: rows, Cols: cols, Type: o.DType, Scale: float32(1.7 / math.Sqrt(float64(cols)))}
+	}
+	vec := func(name string, n int, norm bool) SynthTensor {
+		return SynthTensor{Name: name, Rows: 1, Cols: n, Type: kernels.F32, Norm: norm, Scale: 0.02}
+	}
+	ts := []SynthTensor{mat("token_embd.weight", c.Vocab, c.Dim)}
+	ts[0].Scale = 1
+	for l := 0; l < c.Layers; l++ {
+		p := fmt.Sprintf("blk.%d.", l)
+		ts = append(ts, vec(p+"attn_norm.weight", c.Dim, true),
+			mat(p+"attn_q.weight", c.QDim(), c.Dim), mat(p+"attn_k.weight", kvDim, c.Dim), mat(p+"attn_v.weight", kvDim, c.Dim))
+		if c.QKVBias {
+			ts = append(ts, vec(p+"attn_q.bias", c.QDim(), false), vec(p+"attn_k.bias", kvDim, false), vec(p+"attn_v.bias", kvDim, false))
+		}
+		ts = append(ts, mat(p+"attn_output.weight", c.Dim, c.QDim()), vec(p+"ffn_norm.weight", c.Dim, true),
+			mat(p+"ffn_gate.weight", c.Hidden, c.Dim), mat(p+"ffn_up.weight", c.Hidden, c.Dim), mat(p+"ffn_down.weight", c.Dim, c.Hidden))
+	}
+	ts = append(ts, vec("output_norm.weight", c.Dim, true))
+	if !c.Tied {
+		ts = append(ts, mat("output.weight", c.Vocab, c.Dim))
+	}
+	return c, ts, nil
+}
+
+// rowsData generates rows [lo, hi) of tensor t (deterministic in seed, t.Name and the
+// row index) encoded as t.Type into dst; f is scratch of at least t.Cols floats.
+func (t *SynthTensor) rowsData(dst []byte, f []float32, seed uint64, lo, hi int) error {
+	h := fnv.New64a()
+	h.Write([]byte(t.Name))
+	base := h.Sum64() ^ seed*0x9E3779B97F4A7C15
+	rb, err := kernels.RowBytes(t.Type, t.Cols)
+	if err != nil {
+		return err
+	}
+	for r := lo; r < hi; r++ {
+		s := base + uint64(r)*0xD1B54A32D192ED03
+		for i := 0; i < t.Cols; i++ {
+			s += 0x9E3779B97F4A7C15
+			z := s
+			z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+			z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+			z ^= z >> 31
+			u := float32(z>>40)/float32(1<<24)*2 - 1 // [-1, 1)
+			if t.Norm {
+				f[i] = 1 + 0.1*u
+			} else {
+				f[i] = t.Scale * u
+			}
+		}
+		if err := kernels.Quantize(dst[(r-lo)*rb:(r-lo+1)*rb], f[:t.Cols], t.Type); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SynthTensorData returns the bytes of a whole synthetic tensor (for tests).
+func SynthTensorData(t SynthTensor, seed uint64) ([]byte, error) {
+	rb, err := kernels.RowBytes(t.Type, t.Cols)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, rb*t.Rows)
+	return b, t.rowsData(b, make([]float32, t.Cols), seed, 0, t.Rows)
+}
+
+func fileType(t kernels.DType) uint32 {
+	switch t {
+	case kernels.F16:
+		return 1
+	case kernels.Q8_0:
+		return 7
+	case kernels.BF16:
+		return 32
+	}
+	return 0
+}
+
+// SynthGGUF writes a GGUF file with random weights of a real model's shape and a
+// synthetic byte-level BPE vocabulary of the right size. The output is a deterministic
+// function of the options.
+func SynthGGUF(ctx context.Context, w io.Writer, o SynthOptions) error {
+	c, ts, err := SynthPlan(o)
+	if err != nil {
+		return err
+	}
+	sh := Shapes[o.Shape]
+	pat, err := tokenizer.PreTokenizerPattern(sh.Pre)
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.Synthetic(c.Vocab, o.Seed, pat)
+	if err != nil {
+		return err
+	}
+	tkv, err := tokenizer.GGUFMetadata(tok, sh.Pre)
+	if err != nil {
+		return err
+	}
+	gw := gguf.NewWriter(w)
+	a := c.Arch + "."
+	kvs := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String(c.Arch)},
+		{Key: "general.name", Value: gguf.String(fmt.Sprintf("synthetic %s (seed %d)", o.Shape, o.Seed))},
+		{Key: "general.file_type", Value: gguf.Uint32(fileType(o.DType))},
+		{Key: a + "vocab_size", Value: gguf.Uint32(uint32(c.Vocab))},
+		{Key: a + "context_length", Value: gguf.Uint32(uint32(c.Ctx))},
+		{Key: a + "embedding_length", Value: gguf.Uint32(uint32(c.Dim))},
+		{Key: a + "feed_forward_length", Value: gguf.Uint32(uint32(c.Hidden))},
+		{Key: a + "block_count", Value: gguf.Uint32(uint32(c.Layers))},
+		{Key: a + "attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
+		{Key: a + "attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
+		{Key: a + "rope.dimension_count", Value: gguf.Uint32(uint32(c.HeadDim))},
+		{Key: a + "rope.freq_base", Value: gguf.Float32(float32(c.RopeTheta))},
+		{Key: a + "attention.layer_norm_rms_epsilon", Value: gguf.Float32(c.NormEps)},
+	}
+	for _, kv := range append(kvs, tkv...) {
+		if err := gw.AddKV(kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+	var total int64
+	for _, t := range ts {
+		dims := []uint64{uint64(t.Cols), uint64(t.Rows)}
+		if t.Rows == 1 { // vectors (norms, biases)
+			dims = dims[:1]
+		}
+		if err := gw.AddTensor(t.Name, gguf.TensorType(t.Type), dims); err != nil {
+			return err
+		}
+		rb, _ := kernels.RowBytes(t.Type, t.Cols)
+		total += int64(rb * t.Rows)
+	}
+	if err := gw.WriteHeader(); err != nil {
+		return err
+	}
+	var done int64
+	var f []float32
+	var buf []byte
+	for _, t := range ts {
+		rb, _ := kernels.RowBytes(t.Type, t.Cols)
+		chunk := max(1, (1<<22)/rb)
+		if cap(f) < t.Cols {
+			f = make([]float32, t.Cols)
+		}
+		for lo := 0; lo < t.Rows; lo += chunk {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			hi := min(lo+chunk, t.Rows)
+			if need := (hi - lo) * rb; cap(buf) < need {
+				buf = make([]byte, need)
+			}
+			b := buf[:(hi-lo)*rb]
+			if err := t.rowsData(b, f, o.Seed, lo, hi); err != nil {
+				return err
+			}
+			if _, err := gw.Write(b); err != nil {
+				return err
+			}
+			done += int64(len(b))
+			if o.Progress != nil {
+				o.Progress(done, total)
+			}
+		}
+	}
+	return gw.Finish()
+}
