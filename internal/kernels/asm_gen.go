@@ -32,6 +32,8 @@ func main() {
 	for _, t := range []string{"F32", "F16", "BF16"} {
 		packTranspose(t)
 	}
+	interleave16(8)
+	interleave16(4)
 	os.Stdout.WriteString(b.String())
 }
 
@@ -765,6 +767,92 @@ func packTranspose(t string) {
 	}
 	p("\tADDQ $%d, AX", 16*esize)
 	p("\tADDQ $2048, DI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// interleave16 writes interleave16S<steps>(nchunk int, src unsafe.Pointer, lds int, dst
+// unsafe.Pointer): for 16 rows of bytes (row r at src + r·lds) and nchunk chunks of 64
+// bytes, transposes the 16×16 matrix of 4-byte groups of each chunk and stores group
+// column j (16 rows × 4 bytes) at the quantized GEMM panel position of step j: sub-block
+// j/steps of the chunk, step j%steps (see qgemm.go; a sub-block takes steps·64 + 128 bytes).
+func interleave16(steps int) {
+	name := fmt.Sprintf("interleave16S%d", steps)
+	wsb := steps*64 + 128
+	p("")
+	p("// func %s(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
+	p("\tMOVQ nchunk+0(FP), CX")
+	p("\tMOVQ src+8(FP), AX")
+	p("\tMOVQ lds+16(FP), DX")
+	p("\tMOVQ dst+24(FP), DI")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	p("\tMOVQ AX, SI")
+	p("\tLEAQ (AX)(DX*8), R8")
+	for r := 0; r < 16; r++ {
+		base := "SI"
+		idx := r
+		if r >= 8 {
+			base, idx = "R8", r-8
+		}
+		var mem string
+		switch idx {
+		case 0:
+			mem = fmt.Sprintf("(%s)", base)
+		case 1:
+			mem = fmt.Sprintf("(%s)(DX*1)", base)
+		case 2:
+			mem = fmt.Sprintf("(%s)(DX*2)", base)
+		case 4:
+			mem = fmt.Sprintf("(%s)(DX*4)", base)
+		case 3:
+			p("\tLEAQ (%s)(DX*2), R9", base)
+			mem = "(R9)(DX*1)"
+		case 5:
+			p("\tLEAQ (%s)(DX*4), R9", base)
+			mem = "(R9)(DX*1)"
+		case 6:
+			p("\tLEAQ (%s)(DX*4), R9", base)
+			mem = "(R9)(DX*2)"
+		case 7:
+			p("\tLEAQ (%s)(DX*4), R9", base)
+			p("\tADDQ DX, R9")
+			mem = "(R9)(DX*2)"
+		}
+		p("\tVMOVDQU32 %s, Z%d", mem, r)
+	}
+	for i := 0; i < 8; i++ {
+		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
+		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
+	}
+	for i := 0; i < 4; i++ {
+		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
+	}
+	for i := 0; i < 2; i++ {
+		for j := 0; j < 4; j++ {
+			a, b := 8*i+j, 8*i+4+j
+			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
+			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
+		}
+	}
+	for j := 0; j < 8; j++ {
+		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
+		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
+	}
+	for j := 0; j < 16; j++ {
+		p("\tVMOVDQU32 Z%d, %d(DI)", j, (j/steps)*wsb+(j%steps)*64)
+	}
+	p("\tADDQ $64, AX")
+	p("\tADDQ $%d, DI", 16/steps*wsb)
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
 	p("%s_done:", name)

@@ -103,3 +103,13 @@ func packF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32)
 
 //go:noescape
 func packBF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32)
+
+// interleave16S<steps> rewrites 16 rows of unsigned bytes (row r at src + r·lds), nchunk
+// chunks of 64 bytes, into the quantized GEMM's panel layout for sub-blocks of 4·steps
+// elements (scales and offsets are left alone).
+//
+//go:noescape
+func interleave16S8(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)
+
+//go:noescape
+func interleave16S4(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)

@@ -31,3 +31,6 @@ func matvecQ6K(nsb int, w unsafe.Pointer, x, xs *float32) float32 { return 0 }
 func packF32T16(nblk int, src unsafe.Pointer, lds int, dst *float32)  {}
 func packF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32)  {}
 func packBF16T16(nblk int, src unsafe.Pointer, lds int, dst *float32) {}
+
+func interleave16S8(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer) {}
+func interleave16S4(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer) {}

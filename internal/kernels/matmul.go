@@ -8,6 +8,7 @@ type workerScratch struct {
 	wf   []float32 // packed float W panels
 	tile []float32 // one micro-tile, for edge tiles
 	wq   []byte    // packed quantized W panels
+	ut   []byte    // unpacked quantized rows, before interleaving
 }
 
 // sharedScratch is scratch memory shared by the workers of one call.
@@ -46,32 +47,12 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case n < gemmMinTokens && matVecFast(w.Type):
+	case n < gemmThreshold(w.Type):
 		p.matVec(out, x, n, w)
-	case n < gemmMinTokens:
-		p.matMulRef(out, x, n, w)
 	case w.Type == F32 || w.Type == F16 || w.Type == BF16:
 		p.gemmFloat(out, x, n, w)
 	default:
 		p.gemmQuant(out, x, n, w)
 	}
 	return nil
-}
-
-// matMulRef is the simple reference product: dequantize each weight row, then dot it
-// with every activation row.
-func (p *Pool) matMulRef(out, x []float32, n int, w *Mat) {
-	rb := w.RowBytes()
-	cols, rows := w.Cols, w.Rows
-	p.run(rows, 1, func(wid, lo, hi int) {
-		s := &p.scratch[wid]
-		s.row = growF32(s.row, cols)
-		row := s.row
-		for r := lo; r < hi; r++ {
-			dequantizeRow(row, w.Data[r*rb:(r+1)*rb], w.Type)
-			for i := range n {
-				out[i*rows+r] = dot(x[i*cols:(i+1)*cols], row)
-			}
-		}
-	})
 }

@@ -154,7 +154,15 @@ func TestMatMulAllTypes(t *testing.T) {
 
 // TestMatMulLarger exercises tile edges and multi-block inner loops at sizes closer to a
 // model's (rows and tokens not multiples of any tile).
-func TestMatMulLarger(t *testing.T) { testMatMulLarger(t) }
+func TestMatMulLarger(t *testing.T) {
+	testMatMulLarger(t)
+	// Every shape through each path: all-GEMM, and all matrix-vector where it exists.
+	defer func() { gemmMinTokens = 0 }()
+	gemmMinTokens = 1
+	testMatMulLarger(t)
+	gemmMinTokens = 1 << 20
+	testMatMulLarger(t)
+}
 
 // TestPureGoKernels runs the shape tests with the assembly kernels switched off, so that
 // the pure-Go kernels (what other platforms run) are checked here too.
@@ -289,7 +297,7 @@ func TestMatVecKQuantsExact(t *testing.T) {
 	defer p.Close()
 	for _, typ := range []DType{Q4_K, Q5_K, Q6_K} {
 		for _, cols := range []int{256, 512, 2048} {
-			for n := 1; n < gemmMinTokens; n++ {
+			for n := 1; n < gemmThreshold(typ); n += 3 {
 				w, deq := randomMat(rng, typ, 13, cols)
 				x := randomF32(rng, n*cols)
 				out := make([]float32, n*13)

@@ -35,7 +35,7 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 	rb := w.RowBytes()
 	var xq []byte
 	nblk := k / qk8_0
-	if w.Type == Q8_0 {
+	if w.Type == Q8_0 && matVecFast(Q8_0) {
 		p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
 		xq = p.shared.xq
 		for i := range n {
@@ -43,15 +43,18 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 		}
 	}
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
+	fast := matVecFast(w.Type)
 	switch w.Type {
 	case Q4_K, Q5_K, Q6_K:
-		p.matVecK(out, x, n, w)
-		return
+		if fast {
+			p.matVecK(out, x, n, w)
+			return
+		}
 	}
 	p.run(m, 4, func(wid, lo, hi int) {
 		var res [4]float32
 		r := lo
-		for ; r+4 <= hi; r += 4 {
+		for ; fast && r+4 <= hi; r += 4 {
 			wp := unsafe.Add(base, r*rb)
 			for i := range n {
 				switch w.Type {
@@ -67,7 +70,7 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 				copy(out[i*m+r:i*m+r+4], res[:])
 			}
 		}
-		if r < hi {
+		if r < hi { // the last rows, or every row of a type without a kernel here
 			s := &p.scratch[wid]
 			s.row = growF32(s.row, k)
 			for ; r < hi; r++ {

@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // Quantized GEMM (q8_0, q4_0, q4_K, q5_K, q6_K weights) with int8 dot products.
@@ -124,13 +125,14 @@ func (p *Pool) gemmQuantRange(wid int, out []float32, xq []byte, n int, w *Mat, 
 	nsubK := k / l
 	xs, wsb := xSubBytes(l), wSubBytes(l)
 	ws.wq = growBytes(ws.wq, mcQ/mrQ*(kcQ/l)*wsb)
+	ws.ut = growBytes(ws.ut, mrQ*kcQ)
 	ws.tile = growF32(ws.tile, nrF*mrF)
 	for pc := 0; pc < k; pc += kcQ {
 		kc := min(kcQ, k-pc)
 		nsub := kc / l
 		for ic := r0; ic < r1; ic += mcQ {
 			mc := min(mcQ, r1-ic)
-			packWQ(ws.wq, w, ic, mc, pc, kc)
+			packWQ(ws.wq, w, ic, mc, pc, kc, ws.ut)
 			for jp := jp0; jp < jp1; jp++ {
 				xo := (jp*nsubK + pc/l) * xs
 				xpan := xq[xo : xo+nsub*xs]
@@ -162,20 +164,24 @@ func (p *Pool) gemmQuantRange(wid int, out []float32, xq []byte, n int, w *Mat, 
 }
 
 // unpackBlock rewrites one ggml block of type t into the packed form's unsigned values u
-// (BlockElems of them) and per-sub-block scales sc and offsets of.
+// (BlockElems of them) and per-sub-block scales sc and offsets of. Bytes are processed
+// eight at a time in uint64 words (SWAR).
 func unpackBlock(t DType, b []byte, u []byte, sc, of []float32) {
+	const lo4, lo2, lo1 = 0x0f0f0f0f0f0f0f0f, 0x0303030303030303, 0x0101010101010101
+	le := binary.LittleEndian
 	switch t {
 	case Q8_0:
 		d := f16At(b, 0)
-		for j := range qk8_0 {
-			u[j] = b[2+j] ^ 0x80
+		for i := range 4 {
+			le.PutUint64(u[8*i:], le.Uint64(b[2+8*i:])^0x8080808080808080)
 		}
 		sc[0], of[0] = d, -128*d
 	case Q4_0:
 		d := f16At(b, 0)
-		for j := range qk4_0 / 2 {
-			u[j] = b[2+j] & 0xf
-			u[j+16] = b[2+j] >> 4
+		for i := range 2 {
+			v := le.Uint64(b[2+8*i:])
+			le.PutUint64(u[8*i:], v&lo4)
+			le.PutUint64(u[16+8*i:], (v>>4)&lo4)
 		}
 		sc[0], of[0] = d, -8*d
 	case Q4_K, Q5_K:
@@ -194,22 +200,16 @@ func unpackBlock(t DType, b []byte, u []byte, sc, of []float32) {
 			s2, m2 := scaleMinK4(2*t2+1, scales)
 			sc[2*t2], of[2*t2] = d*float32(s1), -(dmin * float32(m1))
 			sc[2*t2+1], of[2*t2+1] = d*float32(s2), -(dmin * float32(m2))
-			q := ql[32*t2 : 32*t2+32]
-			lo, hi := u[64*t2:64*t2+32], u[64*t2+32:64*t2+64]
-			for i := range 32 {
-				lo[i] = q[i] & 0xf
-				hi[i] = q[i] >> 4
-			}
-			if qh != nil {
-				b1, b2 := uint8(1)<<(2*t2), uint8(2)<<(2*t2)
-				for i := range 32 {
-					if qh[i]&b1 != 0 {
-						lo[i] += 16
-					}
-					if qh[i]&b2 != 0 {
-						hi[i] += 16
-					}
+			for i := range 4 {
+				v := le.Uint64(ql[32*t2+8*i:])
+				l, h := v&lo4, (v>>4)&lo4
+				if qh != nil {
+					hb := le.Uint64(qh[8*i:])
+					l |= ((hb >> (2 * t2)) & lo1) << 4
+					h |= ((hb >> (2*t2 + 1)) & lo1) << 4
 				}
+				le.PutUint64(u[64*t2+8*i:], l)
+				le.PutUint64(u[64*t2+32+8*i:], h)
 			}
 		}
 	case Q6_K:
@@ -218,11 +218,12 @@ func unpackBlock(t DType, b []byte, u []byte, sc, of []float32) {
 			ql := b[64*h : 64*h+64]
 			qh := b[128+32*h : 128+32*h+32]
 			y := u[128*h : 128*h+128]
-			for i := range 32 {
-				y[i] = ql[i]&0xf | (qh[i]&3)<<4
-				y[i+32] = ql[i+32]&0xf | ((qh[i]>>2)&3)<<4
-				y[i+64] = ql[i]>>4 | ((qh[i]>>4)&3)<<4
-				y[i+96] = ql[i+32]>>4 | ((qh[i]>>6)&3)<<4
+			for i := range 4 {
+				a, bb, hh := le.Uint64(ql[8*i:]), le.Uint64(ql[32+8*i:]), le.Uint64(qh[8*i:])
+				le.PutUint64(y[8*i:], a&lo4|(hh&lo2)<<4)
+				le.PutUint64(y[32+8*i:], bb&lo4|((hh>>2)&lo2)<<4)
+				le.PutUint64(y[64+8*i:], (a>>4)&lo4|((hh>>4)&lo2)<<4)
+				le.PutUint64(y[96+8*i:], (bb>>4)&lo4|((hh>>6)&lo2)<<4)
 			}
 		}
 		for i := range 16 {
@@ -233,8 +234,8 @@ func unpackBlock(t DType, b []byte, u []byte, sc, of []float32) {
 }
 
 // packWQ packs rows [r0, r0+mc) × columns [c0, c0+kc) of the quantized w into panels of
-// mrQ rows in the packed form; rows past mc are zero.
-func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int) {
+// mrQ rows in the packed form; rows past mc are zero. tmp is scratch for mrQ·kc bytes.
+func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int, tmp []byte) {
 	t := w.Type
 	l := subLen(t)
 	steps := l / 4
@@ -245,19 +246,54 @@ func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int) {
 	rb := w.RowBytes()
 	var u [256]byte
 	var sc, of [16]float32
+	le := binary.LittleEndian
 	npan := (mc + mrQ - 1) / mrQ
 	for pi := range npan {
 		pan := dst[pi*nsub*wsb : (pi+1)*nsub*wsb]
+		if useAVX512 && pi*mrQ+mrQ <= mc {
+			// Full panel: expand every row into tmp, then interleave 64-byte chunks of
+			// 16 rows in registers.
+			for rr := range mrQ {
+				row := w.Data[(r0+pi*mrQ+rr)*rb : (r0+pi*mrQ+rr+1)*rb]
+				ur := tmp[rr*kc : (rr+1)*kc]
+				for bi := range kc / be {
+					blk := row[(c0/be+bi)*bb : (c0/be+bi+1)*bb]
+					unpackBlock(t, blk, ur[bi*be:(bi+1)*be], sc[:], of[:])
+					for sb := range subsPerBlock {
+						sub := pan[(bi*subsPerBlock+sb)*wsb:]
+						le.PutUint32(sub[steps*64+4*rr:], math.Float32bits(sc[sb]))
+						le.PutUint32(sub[steps*64+64+4*rr:], math.Float32bits(of[sb]))
+					}
+				}
+			}
+			nchunk := kc / 64
+			if nchunk > 0 {
+				if steps == 8 {
+					interleave16S8(nchunk, unsafe.Pointer(&tmp[0]), kc, unsafe.Pointer(&pan[0]))
+				} else {
+					interleave16S4(nchunk, unsafe.Pointer(&tmp[0]), kc, unsafe.Pointer(&pan[0]))
+				}
+			}
+			for g := nchunk * 64 / l; g < nsub; g++ {
+				sub := pan[g*wsb : (g+1)*wsb]
+				for rr := range mrQ {
+					for s := range steps {
+						le.PutUint32(sub[s*64+4*rr:], le.Uint32(tmp[rr*kc+g*l+4*s:]))
+					}
+				}
+			}
+			continue
+		}
 		for rr := range mrQ {
 			r := pi*mrQ + rr
 			if r >= mc {
 				for g := range nsub {
 					sub := pan[g*wsb : (g+1)*wsb]
 					for s := range steps {
-						binary.LittleEndian.PutUint32(sub[s*64+4*rr:], 0)
+						le.PutUint32(sub[s*64+4*rr:], 0)
 					}
-					binary.LittleEndian.PutUint32(sub[steps*64+4*rr:], 0)
-					binary.LittleEndian.PutUint32(sub[steps*64+64+4*rr:], 0)
+					le.PutUint32(sub[steps*64+4*rr:], 0)
+					le.PutUint32(sub[steps*64+64+4*rr:], 0)
 				}
 				continue
 			}
@@ -268,10 +304,10 @@ func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int) {
 				for sb := range subsPerBlock {
 					sub := pan[(bi*subsPerBlock+sb)*wsb : (bi*subsPerBlock+sb+1)*wsb]
 					for s := range steps {
-						copy(sub[s*64+4*rr:s*64+4*rr+4], u[sb*l+4*s:sb*l+4*s+4])
+						le.PutUint32(sub[s*64+4*rr:], le.Uint32(u[sb*l+4*s:]))
 					}
-					binary.LittleEndian.PutUint32(sub[steps*64+4*rr:], math.Float32bits(sc[sb]))
-					binary.LittleEndian.PutUint32(sub[steps*64+64+4*rr:], math.Float32bits(of[sb]))
+					le.PutUint32(sub[steps*64+4*rr:], math.Float32bits(sc[sb]))
+					le.PutUint32(sub[steps*64+64+4*rr:], math.Float32bits(of[sb]))
 				}
 			}
 		}
