@@ -42,19 +42,22 @@ func gemmThreshold(t DType) int {
 func (p *Pool) gemmFloat(out, x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
 	npan := (n + nrF - 1) / nrF
-	sh := &p.shared
-	sh.xf = growF32(sh.xf, npan*k*nrF)
-	xp := sh.xf
-	p.run(npan, 1, func(_, lo, hi int) {
-		for jp := lo; jp < hi; jp++ {
-			packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], x, n, k, jp*nrF)
-		}
-	})
-	rowChunks := (m + mrF - 1) / mrF
-	if rowChunks >= p.threads || npan < p.threads {
-		p.run(m, mrF, func(wid, lo, hi int) { p.gemmFloatRange(wid, out, xp, n, w, lo, hi, 0, npan) })
+	p.cur.npan = npan
+	p.shared.xf = growF32(p.shared.xf, npan*k*nrF)
+	p.run(npan, 1, jobPackXF32)
+	if rowChunks := (m + mrF - 1) / mrF; rowChunks >= p.threads || npan < p.threads {
+		p.run(m, mrF, jobGemmFloatRows)
 	} else {
-		p.run(npan, 1, func(wid, lo, hi int) { p.gemmFloatRange(wid, out, xp, n, w, 0, m, lo, hi) })
+		p.run(npan, 1, jobGemmFloatPanels)
+	}
+}
+
+func (p *Pool) packXF32Range(lo, hi int) {
+	c := &p.cur
+	k := c.w.Cols
+	xp := p.shared.xf
+	for jp := lo; jp < hi; jp++ {
+		packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], c.x, c.n, k, jp*nrF)
 	}
 }
 
@@ -75,7 +78,9 @@ func packXF32(dst, x []float32, n, k, j0 int) {
 	}
 }
 
-func (p *Pool) gemmFloatRange(wid int, out, xp []float32, n int, w *Mat, r0, r1, jp0, jp1 int) {
+// gemmFloatRange computes output rows [r0, r1) for token panels [jp0, jp1).
+func (p *Pool) gemmFloatRange(wid, r0, r1, jp0, jp1 int) {
+	out, xp, n, w := p.cur.out, p.shared.xf, p.cur.n, p.cur.w
 	ws := &p.scratch[wid]
 	k, m := w.Cols, w.Rows
 	ws.wf = growF32(ws.wf, mcF*kcF)

@@ -17,6 +17,51 @@ type sharedScratch struct {
 	xq []byte    // quantized, packed X panels
 }
 
+// call describes the kernel call in progress, for the workers (see Pool.run).
+type call struct {
+	kind   jobKind
+	out, x []float32
+	n      int
+	w      *Mat
+	npan   int // token panels (GEMM)
+}
+
+type jobKind int
+
+const (
+	jobPackXF32 jobKind = iota
+	jobGemmFloatRows
+	jobGemmFloatPanels
+	jobPackXQ8
+	jobGemmQuantRows
+	jobGemmQuantPanels
+	jobMatVec
+	jobMatVecK
+)
+
+// do runs worker wid's share [lo, hi) of the current job.
+func (p *Pool) do(wid, lo, hi int) {
+	c := &p.cur
+	switch c.kind {
+	case jobPackXF32:
+		p.packXF32Range(lo, hi)
+	case jobGemmFloatRows:
+		p.gemmFloatRange(wid, lo, hi, 0, c.npan)
+	case jobGemmFloatPanels:
+		p.gemmFloatRange(wid, 0, c.w.Rows, lo, hi)
+	case jobPackXQ8:
+		p.packXQ8Range(lo, hi)
+	case jobGemmQuantRows:
+		p.gemmQuantRange(wid, lo, hi, 0, c.npan)
+	case jobGemmQuantPanels:
+		p.gemmQuantRange(wid, 0, c.w.Rows, lo, hi)
+	case jobMatVec:
+		p.matVecRange(wid, lo, hi)
+	case jobMatVecK:
+		p.matVecKRange(lo, hi)
+	}
+}
+
 func growF32(b []float32, n int) []float32 {
 	if cap(b) < n {
 		return make([]float32, n)
@@ -46,6 +91,8 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.cur = call{out: out, x: x, n: n, w: w}
+	defer func() { p.cur = call{} }() // keep no reference to the caller's buffers
 	switch {
 	case n < gemmThreshold(w.Type):
 		p.matVec(out, x, n, w)

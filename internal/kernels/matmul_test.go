@@ -333,3 +333,27 @@ func TestPackWFloat(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulNoAllocs checks that steady-state calls allocate nothing, on every path.
+func TestMatMulNoAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	p := NewPool(2)
+	defer p.Close()
+	for _, typ := range allTypes {
+		for _, n := range []int{1, 2, 64} {
+			w, _ := randomMat(rng, typ, 64, 512)
+			x := randomF32(rng, n*512)
+			out := make([]float32, n*64)
+			if err := p.MatMul(out, x, n, &w); err != nil {
+				t.Fatal(err)
+			}
+			if a := testing.AllocsPerRun(5, func() { _ = p.MatMul(out, x, n, &w) }); a != 0 {
+				t.Errorf("%v n=%d: %.1f allocations per call", typ, n, a)
+			}
+		}
+	}
+	ys := randomF32(rng, 100)
+	if a := testing.AllocsPerRun(5, func() { p.Parallel(100, func(lo, hi int) { Scale(ys[lo:hi], 1) }) }); a > 1 {
+		t.Errorf("Parallel: %.1f allocations per call", a)
+	}
+}

@@ -31,56 +31,60 @@ func matVecFast(t DType) bool {
 }
 
 func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
-	k, m := w.Cols, w.Rows
-	rb := w.RowBytes()
-	var xq []byte
-	nblk := k / qk8_0
-	if w.Type == Q8_0 && matVecFast(Q8_0) {
-		p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
-		xq = p.shared.xq
-		for i := range n {
-			quantXMatvec(xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
-		}
-	}
-	base := unsafe.Pointer(unsafe.SliceData(w.Data))
-	fast := matVecFast(w.Type)
-	switch w.Type {
-	case Q4_K, Q5_K, Q6_K:
-		if fast {
-			p.matVecK(out, x, n, w)
+	k := w.Cols
+	if matVecFast(w.Type) {
+		switch w.Type {
+		case Q8_0:
+			nblk := k / qk8_0
+			p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
+			for i := range n {
+				quantXMatvec(p.shared.xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
+			}
+		case Q4_K, Q5_K, Q6_K:
+			p.matVecK(x, n, w)
 			return
 		}
 	}
-	p.run(m, 4, func(wid, lo, hi int) {
-		var res [4]float32
-		r := lo
-		for ; fast && r+4 <= hi; r += 4 {
-			wp := unsafe.Add(base, r*rb)
+	p.run(w.Rows, 4, jobMatVec)
+}
+
+// matVecRange computes output rows [lo, hi).
+func (p *Pool) matVecRange(wid, lo, hi int) {
+	out, x, n, w := p.cur.out, p.cur.x, p.cur.n, p.cur.w
+	k, m := w.Cols, w.Rows
+	rb := w.RowBytes()
+	nblk := k / qk8_0
+	xq := p.shared.xq
+	base := unsafe.Pointer(unsafe.SliceData(w.Data))
+	fast := matVecFast(w.Type)
+	var res [4]float32
+	r := lo
+	for ; fast && r+4 <= hi; r += 4 {
+		wp := unsafe.Add(base, r*rb)
+		for i := range n {
+			switch w.Type {
+			case F32:
+				matvecF32x4(k, wp, rb, &x[i*k], &res[0])
+			case F16:
+				matvecF16x4(k, wp, rb, &x[i*k], &res[0])
+			case BF16:
+				matvecBF16x4(k, wp, rb, &x[i*k], &res[0])
+			case Q8_0:
+				matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+			}
+			copy(out[i*m+r:i*m+r+4], res[:])
+		}
+	}
+	if r < hi { // the last rows, or every row of a type without a kernel here
+		s := &p.scratch[wid]
+		s.row = growF32(s.row, k)
+		for ; r < hi; r++ {
+			dequantizeRow(s.row, w.Data[r*rb:(r+1)*rb], w.Type)
 			for i := range n {
-				switch w.Type {
-				case F32:
-					matvecF32x4(k, wp, rb, &x[i*k], &res[0])
-				case F16:
-					matvecF16x4(k, wp, rb, &x[i*k], &res[0])
-				case BF16:
-					matvecBF16x4(k, wp, rb, &x[i*k], &res[0])
-				case Q8_0:
-					matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
-				}
-				copy(out[i*m+r:i*m+r+4], res[:])
+				out[i*m+r] = dot(x[i*k:(i+1)*k], s.row)
 			}
 		}
-		if r < hi { // the last rows, or every row of a type without a kernel here
-			s := &p.scratch[wid]
-			s.row = growF32(s.row, k)
-			for ; r < hi; r++ {
-				dequantizeRow(s.row, w.Data[r*rb:(r+1)*rb], w.Type)
-				for i := range n {
-					out[i*m+r] = dot(x[i*k:(i+1)*k], s.row)
-				}
-			}
-		}
-	})
+	}
 }
 
 // quantXMatvec quantizes one activation row per 32-block to int8 in the layout of
@@ -114,9 +118,8 @@ func quantXMatvec(dst []byte, x []float32) {
 
 // matVecK is matVec for the k-quants: blocks are dequantized in registers and dotted with
 // the float32 activations (no activation quantization).
-func (p *Pool) matVecK(out, x []float32, n int, w *Mat) {
+func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
-	rb := w.RowBytes()
 	l := subLen(w.Type)
 	nsub := k / l
 	p.shared.xf = growF32(p.shared.xf, n*nsub)
@@ -130,23 +133,30 @@ func (p *Pool) matVecK(out, x []float32, n int, w *Mat) {
 			xs[i*nsub+g] = s
 		}
 	}
+	p.run(m, 4, jobMatVecK)
+}
+
+func (p *Pool) matVecKRange(lo, hi int) {
+	out, x, n, w := p.cur.out, p.cur.x, p.cur.n, p.cur.w
+	k, m := w.Cols, w.Rows
+	rb := w.RowBytes()
+	nsub := k / subLen(w.Type)
+	xs := p.shared.xf
 	nsb := k / qkK
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
-	p.run(m, 4, func(_, lo, hi int) {
-		for r := lo; r < hi; r++ {
-			wp := unsafe.Add(base, r*rb)
-			for i := range n {
-				var v float32
-				switch w.Type {
-				case Q4_K:
-					v = matvecQ4K(nsb, wp, &x[i*k], &xs[i*nsub])
-				case Q5_K:
-					v = matvecQ5K(nsb, wp, &x[i*k], &xs[i*nsub])
-				case Q6_K:
-					v = matvecQ6K(nsb, wp, &x[i*k], &xs[i*nsub])
-				}
-				out[i*m+r] = v
+	for r := lo; r < hi; r++ {
+		wp := unsafe.Add(base, r*rb)
+		for i := range n {
+			var v float32
+			switch w.Type {
+			case Q4_K:
+				v = matvecQ4K(nsb, wp, &x[i*k], &xs[i*nsub])
+			case Q5_K:
+				v = matvecQ5K(nsb, wp, &x[i*k], &xs[i*nsub])
+			case Q6_K:
+				v = matvecQ6K(nsb, wp, &x[i*k], &xs[i*nsub])
 			}
+			out[i*m+r] = v
 		}
-	})
+	}
 }

@@ -23,12 +23,13 @@ type Pool struct {
 	exited  sync.WaitGroup
 	scratch []workerScratch // per worker, indexed by worker id
 	shared  sharedScratch
+	cur     call // the kernel call in progress
 }
 
-// task is one share of a parallel job.
+// task is one share of a parallel job: Parallel's function, or (ufn nil) the Pool's
+// current kernel job p.cur.
 type task struct {
-	fn     func(w, lo, hi int)
-	ufn    func(lo, hi int) // Parallel's function, when fn is nil
+	ufn    func(lo, hi int)
 	lo, hi int
 }
 
@@ -52,8 +53,8 @@ func NewPool(threads int) *Pool {
 func (p *Pool) worker(id int, ch chan task) {
 	defer p.exited.Done()
 	for t := range ch {
-		if t.fn != nil {
-			t.fn(id, t.lo, t.hi)
+		if t.ufn == nil {
+			p.do(id, t.lo, t.hi)
 		} else {
 			t.ufn(t.lo, t.hi)
 		}
@@ -92,8 +93,13 @@ func (p *Pool) Parallel(n int, fn func(lo, hi int)) {
 }
 
 // run splits [0,n) into at most len(workers)+1 contiguous ranges whose boundaries are
-// multiples of align (except n itself) and runs fn(worker, lo, hi) on each. p.mu is held.
-func (p *Pool) run(n, align int, fn func(w, lo, hi int)) { p.runTasks(n, align, task{fn: fn}) }
+// multiples of align (except n itself) and runs job kind of the current call (p.cur) on
+// each, as p.do(worker, lo, hi). p.mu is held. Jobs are described by data in the Pool, not
+// by closures, so that dispatching allocates nothing.
+func (p *Pool) run(n, align int, kind jobKind) {
+	p.cur.kind = kind
+	p.runTasks(n, align, task{})
+}
 
 func (p *Pool) runTasks(n, align int, t task) {
 	if n <= 0 {
@@ -119,8 +125,8 @@ func (p *Pool) runTasks(n, align int, t task) {
 }
 
 func (p *Pool) runLocal(t task) {
-	if t.fn != nil {
-		t.fn(0, t.lo, t.hi)
+	if t.ufn == nil {
+		p.do(0, t.lo, t.hi)
 	} else {
 		t.ufn(t.lo, t.hi)
 	}

@@ -42,22 +42,24 @@ func xSubBytes(l int) int { return l/4*48 + 2*4*nrQ }
 func (p *Pool) gemmQuant(out, x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
-	nsub := k / l
-	xs := xSubBytes(l)
 	npan := (n + nrQ - 1) / nrQ
-	sh := &p.shared
-	sh.xq = growBytes(sh.xq, npan*nsub*xs)
-	xq := sh.xq
-	p.run(npan, 1, func(_, lo, hi int) {
-		for jp := lo; jp < hi; jp++ {
-			packXQ8(xq[jp*nsub*xs:(jp+1)*nsub*xs], x, n, k, jp*nrQ, l)
-		}
-	})
-	rowChunks := (m + mrQ - 1) / mrQ
-	if rowChunks >= p.threads || npan < p.threads {
-		p.run(m, mrQ, func(wid, lo, hi int) { p.gemmQuantRange(wid, out, xq, n, w, lo, hi, 0, npan) })
+	p.cur.npan = npan
+	p.shared.xq = growBytes(p.shared.xq, npan*(k/l)*xSubBytes(l))
+	p.run(npan, 1, jobPackXQ8)
+	if rowChunks := (m + mrQ - 1) / mrQ; rowChunks >= p.threads || npan < p.threads {
+		p.run(m, mrQ, jobGemmQuantRows)
 	} else {
-		p.run(npan, 1, func(wid, lo, hi int) { p.gemmQuantRange(wid, out, xq, n, w, 0, m, lo, hi) })
+		p.run(npan, 1, jobGemmQuantPanels)
+	}
+}
+
+func (p *Pool) packXQ8Range(lo, hi int) {
+	c := &p.cur
+	k := c.w.Cols
+	l := subLen(c.w.Type)
+	sz := (k / l) * xSubBytes(l)
+	for jp := lo; jp < hi; jp++ {
+		packXQ8(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l)
 	}
 }
 
@@ -117,7 +119,9 @@ func packXQ8(dst []byte, x []float32, n, k, j0, l int) {
 	}
 }
 
-func (p *Pool) gemmQuantRange(wid int, out []float32, xq []byte, n int, w *Mat, r0, r1, jp0, jp1 int) {
+// gemmQuantRange computes output rows [r0, r1) for token panels [jp0, jp1).
+func (p *Pool) gemmQuantRange(wid, r0, r1, jp0, jp1 int) {
+	out, xq, n, w := p.cur.out, p.shared.xq, p.cur.n, p.cur.w
 	ws := &p.scratch[wid]
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
