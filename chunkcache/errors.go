@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	eviction "github.com/ragkv/ragkv/chunkcache/internal/evictshim"
+	"github.com/ragkv/ragkv/chunkcache/eviction"
 	"github.com/ragkv/ragkv/chunkcache/internal/kvblob"
 )
 

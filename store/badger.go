@@ -386,7 +386,7 @@ func (b *Badger) Scan(ctx context.Context, fn func(Info) error) error {
 }
 
 // repair deletes parts that have no record and records that are corrupt or whose
-// parts are missing or of the wrong size. A Badger commit is atomic, so a healthy
+// parts are missing. A Badger commit is atomic, so a healthy
 // store has none; this guards against damage from outside.
 func (b *Badger) repair(ctx context.Context) error {
 	parts := map[Key]*partInfo{}
@@ -406,7 +406,9 @@ func (b *Badger) repair(ctx context.Context) error {
 				pi = &partInfo{sizes: map[int]int64{}}
 				parts[k] = pi
 			}
-			pi.sizes[int(binary.BigEndian.Uint32(kk[33:]))] = it.Item().ValueSize()
+			// Only presence is checked here: Item.ValueSize is an estimate for
+			// value-log entries. ReadPart checks the exact size.
+			pi.sizes[int(binary.BigEndian.Uint32(kk[33:]))] = 0
 		}
 		it.Close()
 		it = txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{prefixRecord}})
@@ -442,8 +444,8 @@ func (b *Badger) repair(ctx context.Context) error {
 			orphanParts = append(orphanParts, k)
 			continue
 		}
-		for i, s := range rec.sizes {
-			if got, ok := pi.sizes[i]; !ok || got != s {
+		for i := range rec.sizes {
+			if _, ok := pi.sizes[i]; !ok {
 				bad = append(bad, k)
 				break
 			}
@@ -469,7 +471,7 @@ func (b *Badger) repair(ctx context.Context) error {
 	return nil
 }
 
-// partInfo lists the part indexes (and value sizes) found for one key.
+// partInfo lists the part indexes found for one key.
 type partInfo struct{ sizes map[int]int64 }
 
 // deleteAll removes k's record and every part listed in pi (nil: none).

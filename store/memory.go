@@ -11,6 +11,7 @@ import (
 // slices without copying (see Tier's ownership rule); readers copy out of them, or view
 // them directly through PartViewer.
 type Memory struct {
+	name   string
 	mu     sync.RWMutex
 	objs   map[Key]*memObject
 	closed bool
@@ -24,11 +25,17 @@ type memObject struct {
 
 var _ Tier = (*Memory)(nil)
 
-// NewMemory returns an empty memory tier.
-func NewMemory() *Memory { return &Memory{objs: make(map[Key]*memObject)} }
+// NewMemory returns an empty memory tier named "memory".
+func NewMemory() *Memory { return NewNamedMemory("memory") }
 
-// Name returns "memory".
-func (m *Memory) Name() string { return "memory" }
+// NewNamedMemory returns an empty memory tier with another name (to stack two RAM
+// tiers, e.g. in tests, or to stand in for a future tier).
+func NewNamedMemory(name string) *Memory {
+	return &Memory{name: name, objs: make(map[Key]*memObject)}
+}
+
+// Name returns the tier's name ("memory" unless created by NewNamedMemory).
+func (m *Memory) Name() string { return m.name }
 
 // Persistent returns false.
 func (m *Memory) Persistent() bool { return false }

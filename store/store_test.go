@@ -197,7 +197,7 @@ func TestBadgerPersistsAndRepairs(t *testing.T) {
 	b := openBadger(t, dir)
 	objs := map[Key]Object{}
 	for i := 0; i < 20; i++ {
-		o := testObject(uint64(i), 1+i%4, 5000)
+		o := testObject(uint64(i), 1+i%4, 5000+(i%3)*150000) // small and value-log sized parts
 		objs[key(i)] = o
 		if err := b.Put(ctx, key(i), o); err != nil {
 			t.Fatal(err)

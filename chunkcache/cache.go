@@ -1,0 +1,781 @@
+package chunkcache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/store"
+)
+
+// Pin protects a chunk from eviction (eviction.SoftPin: evicted last; eviction.HardPin:
+// never).
+type Pin = eviction.Pin
+
+// Pins.
+const (
+	Unpinned = eviction.Unpinned
+	SoftPin  = eviction.SoftPin
+	HardPin  = eviction.HardPin
+)
+
+// Cache is the tiered chunk KV cache. It is safe for concurrent use. See the package
+// doc for the tiering, atomicity and locking rules.
+type Cache struct {
+	opts  Options
+	log   *slog.Logger
+	tiers []*tierState
+	gate  gate
+
+	// locks serialize the operations on one key (put, delete, pin, eviction,
+	// promotion). A goroutine holds at most one at a time.
+	locks [1024]sync.Mutex
+
+	mu     sync.RWMutex
+	index  map[Key]*entry
+	nsRefs map[string]int  // chunks per namespace
+	known  map[string]bool // namespaces ever seen (configured, put, or found on disk)
+}
+
+// entry is what the cache knows about a stored chunk without I/O.
+type entry struct {
+	ns   string
+	size int64
+	cost float64
+	pin  Pin
+}
+
+type tierState struct {
+	name         string
+	tier         store.Tier
+	tracker      *eviction.Tracker
+	writeThrough bool
+	persistent   bool
+
+	hits, misses, promotions, demotions atomic.Uint64
+}
+
+// New builds a cache over opts.Tiers and rebuilds its accounting from what the tiers
+// already hold (the persistent ones, after a restart). It takes ownership of the tiers:
+// on error they are closed too.
+func New(ctx context.Context, opts Options) (*Cache, error) {
+	opts.EnsureDefaults()
+	closeTiers := func() {
+		for _, t := range opts.Tiers {
+			if t.Tier != nil {
+				_ = t.Tier.Close()
+			}
+		}
+	}
+	if err := opts.Validate(); err != nil {
+		closeTiers()
+		return nil, err
+	}
+	c := &Cache{
+		opts:   opts,
+		log:    opts.Logger,
+		index:  make(map[Key]*entry),
+		nsRefs: make(map[string]int),
+		known:  make(map[string]bool),
+	}
+	c.gate.init()
+	for _, ns := range opts.Namespaces {
+		n, _ := NormalizeNamespace(ns)
+		c.known[n] = true
+	}
+	for _, tc := range opts.Tiers {
+		tr, err := eviction.NewTracker(tc.Eviction)
+		if err != nil {
+			closeTiers()
+			return nil, fmt.Errorf("tier %s: %w", tc.Tier.Name(), err)
+		}
+		c.tiers = append(c.tiers, &tierState{
+			name: tc.Tier.Name(), tier: tc.Tier, tracker: tr,
+			writeThrough: tc.WriteThrough, persistent: tc.Tier.Persistent(),
+		})
+	}
+	if err := c.recover(ctx); err != nil {
+		closeTiers()
+		return nil, err
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newCollector(c)); err != nil {
+			closeTiers()
+			return nil, fmt.Errorf("chunkcache: register metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// recover accounts every object the tiers already hold, oldest first, so that recency
+// policies start from the order chunks were written. Objects whose manifest is corrupt
+// or does not hash to their key are deleted.
+func (c *Cache) recover(ctx context.Context) error {
+	type found struct {
+		key     Key
+		ns      string
+		size    int64
+		cost    float64
+		pin     Pin
+		created int64
+	}
+	for ti, t := range c.tiers {
+		var objs []found
+		var bad []Key
+		err := t.tier.Scan(ctx, func(in store.Info) error {
+			m, err := decodeManifest(in.Manifest)
+			if err == nil {
+				var k Key
+				id := ChunkID{Namespace: m.ns, Model: m.model, DType: m.header.DType, Tokens: m.tokens}
+				if k, err = id.Key(); err == nil && k != Key(in.Key) {
+					err = fmt.Errorf("%w: manifest hashes to %s", ErrCorrupt, k.Short())
+				}
+			}
+			if err == nil && in.Parts != m.header.Layers {
+				err = fmt.Errorf("%w: %d parts for %d layers", ErrCorrupt, in.Parts, m.header.Layers)
+			}
+			if err != nil {
+				c.log.Warn("chunkcache: dropping unreadable chunk", "tier", t.name, "key", Key(in.Key).String(), "err", err)
+				bad = append(bad, Key(in.Key))
+				return nil
+			}
+			objs = append(objs, found{Key(in.Key), m.ns, in.Size, m.cost, Pin(m.pin), m.created})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("chunkcache: recover tier %s: %w", t.name, err)
+		}
+		for _, k := range bad {
+			if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("chunkcache: recover tier %s: %w", t.name, err)
+			}
+		}
+		sort.Slice(objs, func(i, j int) bool { return objs[i].created < objs[j].created })
+		var victims []victim
+		for _, o := range objs {
+			vs, err := t.tracker.Reserve(o.key, o.size, o.cost)
+			if err != nil {
+				c.log.Warn("chunkcache: chunk does not fit on restart; deleting", "tier", t.name, "key", o.key.String(), "err", err)
+				if err := t.tier.Delete(ctx, o.key); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				continue
+			}
+			for _, v := range vs {
+				victims = append(victims, victim{tier: ti, key: v})
+			}
+			if o.pin != Unpinned {
+				t.tracker.SetPin(o.key, o.pin)
+			}
+			c.mu.Lock()
+			if _, ok := c.index[o.key]; !ok {
+				c.index[o.key] = &entry{ns: o.ns, size: o.size, cost: o.cost, pin: o.pin}
+				c.nsRefs[o.ns]++
+				c.known[o.ns] = true
+			}
+			c.mu.Unlock()
+		}
+		c.processVictims(victims)
+		if len(objs) > 0 {
+			c.log.Info("chunkcache: recovered tier", "tier", t.name, "chunks", len(objs), "bytes", t.tracker.Stats().UsedBytes)
+		}
+	}
+	return nil
+}
+
+func (c *Cache) lock(k Key) *sync.Mutex {
+	return &c.locks[binary.LittleEndian.Uint16(k[:2])%uint16(len(c.locks))]
+}
+
+// namespace normalizes ns and checks that it is known.
+func (c *Cache) namespace(ns string) (string, error) {
+	ns, err := NormalizeNamespace(ns)
+	if err != nil {
+		return "", err
+	}
+	c.mu.RLock()
+	ok := c.known[ns]
+	c.mu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("%w %q", ErrUnknownNamespace, ns)
+	}
+	return ns, nil
+}
+
+// lookupEntry returns the index entry of k if it belongs to ns.
+func (c *Cache) lookupEntry(ns string, k Key) (entry, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.index[k]
+	if !ok || e.ns != ns {
+		return entry{}, false
+	}
+	return *e, true
+}
+
+func notFound(ns string, k Key) error {
+	return fmt.Errorf("%w: key %s in namespace %q", ErrNotFound, k, ns)
+}
+
+// victim is a key a tier's tracker evicted and that the tier must still demote or
+// delete.
+type victim struct {
+	tier int
+	key  Key
+}
+
+// PutResult reports where a put landed.
+type PutResult struct {
+	Key Key
+	// Tiers holding the chunk now, fastest first.
+	Tiers []string
+	// Admitted is false when every tier's admission filter rejected the chunk; then
+	// nothing was stored and Tiers is empty.
+	Admitted    bool
+	StoredBytes int64
+}
+
+// commit stores a complete object in the first tier and every write-through tier. It
+// is the single place where chunks enter the cache (puts and promotions use it).
+func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, cost float64, pin Pin) (PutResult, error) {
+	size := obj.Size()
+	res := PutResult{Key: k, StoredBytes: size}
+	var victims []victim
+	var errNoSpace, errOther error
+	rejected := 0
+
+	mu := c.lock(k)
+	mu.Lock()
+	c.mu.RLock()
+	if old, ok := c.index[k]; ok && old.pin > pin {
+		pin = old.pin // a re-put keeps an existing pin
+	}
+	c.mu.RUnlock()
+	stored := make([]bool, len(c.tiers))
+	for i, t := range c.tiers {
+		if i != 0 && !t.writeThrough {
+			continue
+		}
+		vs, err := t.tracker.Reserve(eviction.Key(k), size, cost)
+		switch {
+		case errors.Is(err, eviction.ErrNotAdmitted):
+			rejected++
+			continue
+		case errors.Is(err, eviction.ErrNoSpace):
+			errNoSpace = fmt.Errorf("tier %s: %w", t.name, err)
+			continue
+		case err != nil:
+			errOther = fmt.Errorf("tier %s: %w", t.name, err)
+			continue
+		}
+		for _, v := range vs {
+			victims = append(victims, victim{tier: i, key: v})
+		}
+		if pin != Unpinned && !t.tracker.SetPin(eviction.Key(k), pin) {
+			continue // evicted by a concurrent put before the pin took: not stored
+		}
+		if err := t.tier.Put(ctx, k, obj); err != nil {
+			t.tracker.Remove(eviction.Key(k))
+			_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
+			errOther = fmt.Errorf("tier %s: %w", t.name, err)
+			continue
+		}
+		stored[i] = true
+		res.Tiers = append(res.Tiers, t.name)
+	}
+	// A tier that was not written must not keep an older version of the chunk.
+	for i, t := range c.tiers {
+		if !stored[i] && t.tracker.Remove(eviction.Key(k)) {
+			if err := t.tier.Delete(context.WithoutCancel(ctx), k); err != nil && !errors.Is(err, store.ErrNotFound) {
+				c.log.Warn("chunkcache: delete stale copy", "tier", t.name, "key", k.String(), "err", err)
+			}
+		}
+	}
+	c.mu.Lock()
+	if len(res.Tiers) > 0 {
+		if old, ok := c.index[k]; ok {
+			old.size, old.cost, old.pin = size, cost, pin
+		} else {
+			c.index[k] = &entry{ns: ns, size: size, cost: cost, pin: pin}
+			c.nsRefs[ns]++
+		}
+		c.known[ns] = true
+	} else {
+		c.dropIndexLocked(k)
+	}
+	c.mu.Unlock()
+	mu.Unlock()
+
+	c.processVictims(victims)
+	switch {
+	case len(res.Tiers) > 0:
+		res.Admitted = true
+		if errOther != nil {
+			c.log.Warn("chunkcache: put stored in fewer tiers", "key", k.String(), "tiers", res.Tiers, "err", errOther)
+		}
+		return res, nil
+	case errOther != nil:
+		return res, fmt.Errorf("chunkcache: put %s: %w", k.Short(), errOther)
+	case errNoSpace != nil:
+		return res, fmt.Errorf("chunkcache: put %s (%d bytes): %w", k.Short(), size, errNoSpace)
+	}
+	return res, nil // rejected by every admission filter
+}
+
+// dropIndexLocked removes k from the index if no tier tracks it any more. c.mu held.
+func (c *Cache) dropIndexLocked(k Key) {
+	e, ok := c.index[k]
+	if !ok {
+		return
+	}
+	for _, t := range c.tiers {
+		if t.tracker.Contains(eviction.Key(k)) {
+			return
+		}
+	}
+	delete(c.index, k)
+	if c.nsRefs[e.ns]--; c.nsRefs[e.ns] <= 0 {
+		delete(c.nsRefs, e.ns)
+	}
+}
+
+// processVictims demotes or deletes evicted chunks, one key lock at a time. Victims of
+// the demotions themselves are processed in turn. It runs without the caller's
+// context: once a tracker has evicted a key, the tier must follow, or the budget would
+// be exceeded.
+func (c *Cache) processVictims(queue []victim) {
+	ctx := context.Background()
+	for len(queue) > 0 {
+		v := queue[0]
+		queue = queue[1:]
+		mu := c.lock(v.key)
+		mu.Lock()
+		more := c.evictOne(ctx, v)
+		mu.Unlock()
+		queue = append(queue, more...)
+	}
+}
+
+// evictOne moves v.key out of tier v.tier: into the next tier if that one does not
+// hold it yet (demotion), else just deletes it. Caller holds the key lock.
+func (c *Cache) evictOne(ctx context.Context, v victim) []victim {
+	t := c.tiers[v.tier]
+	k := v.key
+	if t.tracker.Contains(eviction.Key(k)) {
+		return nil // stored again since it was chosen
+	}
+	var more []victim
+	c.mu.RLock()
+	e, indexed := c.index[k]
+	var ent entry
+	if indexed {
+		ent = *e
+	}
+	c.mu.RUnlock()
+	if next := v.tier + 1; indexed && next < len(c.tiers) && !c.tiers[next].tracker.Contains(eviction.Key(k)) {
+		more = c.demote(ctx, v.tier, next, k, ent)
+	}
+	if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+		c.log.Warn("chunkcache: evict", "tier", t.name, "key", k.String(), "err", err)
+	}
+	c.mu.Lock()
+	c.dropIndexLocked(k)
+	c.mu.Unlock()
+	return more
+}
+
+func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) []victim {
+	src, dst := c.tiers[from], c.tiers[to]
+	obj, err := readObject(ctx, src.tier, k)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			c.log.Warn("chunkcache: demote read", "tier", src.name, "key", k.String(), "err", err)
+		}
+		return nil
+	}
+	vs, err := dst.tracker.Reserve(eviction.Key(k), obj.Size(), ent.cost)
+	if err != nil {
+		return nil // not admitted or no space below: the chunk leaves this tier only
+	}
+	if ent.pin != Unpinned && !dst.tracker.SetPin(eviction.Key(k), ent.pin) {
+		return toVictims(to, vs)
+	}
+	if err := dst.tier.Put(ctx, k, obj); err != nil {
+		dst.tracker.Remove(eviction.Key(k))
+		c.log.Warn("chunkcache: demote write", "tier", dst.name, "key", k.String(), "err", err)
+		return toVictims(to, vs)
+	}
+	src.demotions.Add(1)
+	return toVictims(to, vs)
+}
+
+func toVictims(tier int, keys []eviction.Key) []victim {
+	out := make([]victim, len(keys))
+	for i, k := range keys {
+		out[i] = victim{tier: tier, key: Key(k)}
+	}
+	return out
+}
+
+// readObject reads a whole object out of a tier (viewing memory parts without copy).
+func readObject(ctx context.Context, t store.Tier, k Key) (store.Object, error) {
+	r, err := t.Open(ctx, k)
+	if err != nil {
+		return store.Object{}, err
+	}
+	defer r.Close()
+	obj := store.Object{Manifest: append([]byte(nil), r.Manifest()...), Parts: make([][]byte, r.NumParts())}
+	pv, _ := r.(store.PartViewer)
+	for i := range obj.Parts {
+		if pv != nil {
+			obj.Parts[i], err = pv.ViewPart(i)
+		} else {
+			obj.Parts[i], err = r.ReadPart(ctx, i, nil)
+		}
+		if err != nil {
+			return store.Object{}, err
+		}
+	}
+	return obj, nil
+}
+
+// Delete removes a chunk from every tier and returns the bytes freed (summed over
+// tiers).
+func (c *Cache) Delete(ctx context.Context, ns string, k Key) (int64, error) {
+	if !c.gate.enter() {
+		return 0, ErrClosed
+	}
+	defer c.gate.exit()
+	ns, err := c.namespace(ns)
+	if err != nil {
+		return 0, err
+	}
+	mu := c.lock(k)
+	mu.Lock()
+	defer mu.Unlock()
+	e, ok := c.lookupEntry(ns, k)
+	if !ok {
+		return 0, notFound(ns, k)
+	}
+	var freed int64
+	var firstErr error
+	for _, t := range c.tiers {
+		if !t.tracker.Remove(eviction.Key(k)) {
+			continue
+		}
+		if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("chunkcache: delete %s from %s: %w", k.Short(), t.name, err)
+			}
+			continue
+		}
+		freed += e.size
+	}
+	c.mu.Lock()
+	c.dropIndexLocked(k)
+	c.mu.Unlock()
+	return freed, firstErr
+}
+
+// LookupResult says whether and where a chunk is stored.
+type LookupResult struct {
+	Key     Key
+	Present bool
+	// Tier is the fastest tier holding the chunk; Tiers lists all of them.
+	Tier        string
+	Tiers       []string
+	StoredBytes int64
+	Pin         Pin
+}
+
+// Lookup reports, for each key, whether the namespace holds it and in which tiers,
+// without loading anything or counting hits.
+func (c *Cache) Lookup(ctx context.Context, ns string, keys []Key) ([]LookupResult, error) {
+	if !c.gate.enter() {
+		return nil, ErrClosed
+	}
+	defer c.gate.exit()
+	ns, err := c.namespace(ns)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LookupResult, len(keys))
+	for i, k := range keys {
+		out[i].Key = k
+		e, ok := c.lookupEntry(ns, k)
+		if !ok {
+			continue
+		}
+		for _, t := range c.tiers {
+			if t.tracker.Contains(eviction.Key(k)) {
+				out[i].Tiers = append(out[i].Tiers, t.name)
+			}
+		}
+		if len(out[i].Tiers) > 0 {
+			out[i].Present, out[i].Tier = true, out[i].Tiers[0]
+			out[i].StoredBytes, out[i].Pin = e.size, e.pin
+		}
+	}
+	return out, nil
+}
+
+// SetPin pins (SoftPin, HardPin) or unpins (Unpinned) a chunk in every tier holding
+// it. Pins are stored with the chunk only when it is written; a pin set later lasts
+// until the process stops (after a restart the chunk has the pin it was put with).
+func (c *Cache) SetPin(ctx context.Context, ns string, k Key, p Pin) error {
+	if !c.gate.enter() {
+		return ErrClosed
+	}
+	defer c.gate.exit()
+	if p > HardPin {
+		return fmt.Errorf("%w: pin %d", ErrInvalid, p)
+	}
+	ns, err := c.namespace(ns)
+	if err != nil {
+		return err
+	}
+	mu := c.lock(k)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, ok := c.lookupEntry(ns, k); !ok {
+		return notFound(ns, k)
+	}
+	for _, t := range c.tiers {
+		t.tracker.SetPin(eviction.Key(k), p)
+	}
+	c.mu.Lock()
+	if e, ok := c.index[k]; ok {
+		e.pin = p
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// TierStats is a snapshot of one tier.
+type TierStats struct {
+	Name        string `json:"name"`
+	Persistent  bool   `json:"persistent"`
+	Bytes       int64  `json:"bytes"`
+	Capacity    int64  `json:"capacity_bytes"`
+	Entries     int64  `json:"entries"`
+	PinnedBytes int64  `json:"pinned_bytes"`
+	Hits        uint64 `json:"hits"`
+	Misses      uint64 `json:"misses"`
+	Evictions   uint64 `json:"evictions"`
+	Admissions  uint64 `json:"admissions"`
+	Rejections  uint64 `json:"rejections"`
+	Promotions  uint64 `json:"promotions"`
+	Demotions   uint64 `json:"demotions"`
+}
+
+// Stats is a snapshot of the cache.
+type Stats struct {
+	Tiers      []TierStats `json:"tiers"`
+	Chunks     int         `json:"chunks"`
+	Namespaces []string    `json:"namespaces"`
+}
+
+// Stats returns per-tier usage and counters.
+func (c *Cache) Stats() Stats {
+	var s Stats
+	for _, t := range c.tiers {
+		ts := t.tracker.Stats()
+		s.Tiers = append(s.Tiers, TierStats{
+			Name: t.name, Persistent: t.persistent,
+			Bytes: ts.UsedBytes, Capacity: ts.CapacityBytes, Entries: int64(ts.Entries), PinnedBytes: ts.PinnedBytes,
+			Hits: t.hits.Load(), Misses: t.misses.Load(),
+			Evictions: ts.Evictions, Admissions: ts.Admissions, Rejections: ts.Rejections,
+			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(),
+		})
+	}
+	c.mu.RLock()
+	s.Chunks = len(c.index)
+	for ns := range c.known {
+		s.Namespaces = append(s.Namespaces, ns)
+	}
+	c.mu.RUnlock()
+	sort.Strings(s.Namespaces)
+	return s
+}
+
+// TierPolicy is one tier's eviction configuration.
+type TierPolicy struct {
+	Tier string `json:"tier"`
+	eviction.Config
+}
+
+// Policy returns every tier's eviction configuration, fastest tier first.
+func (c *Cache) Policy() []TierPolicy {
+	out := make([]TierPolicy, len(c.tiers))
+	for i, t := range c.tiers {
+		out[i] = TierPolicy{Tier: t.name, Config: t.tracker.Config()}
+	}
+	return out
+}
+
+// TierPolicyUpdate changes one tier; nil fields keep their value.
+type TierPolicyUpdate struct {
+	Tier          string
+	Policy        *string
+	Admission     *string
+	Capacity      *int64
+	HighWatermark *float64
+	LowWatermark  *float64
+}
+
+// SetPolicy applies updates at run time. Every update is validated before any is
+// applied; a capacity shrink evicts (demoting where a lower tier exists) and fails
+// with ErrNoSpace, changing nothing for that tier, if hard-pinned chunks do not fit.
+func (c *Cache) SetPolicy(ctx context.Context, updates []TierPolicyUpdate) ([]TierPolicy, error) {
+	if !c.gate.enter() {
+		return nil, ErrClosed
+	}
+	defer c.gate.exit()
+	idx := make([]int, len(updates))
+	for ui, u := range updates {
+		idx[ui] = -1
+		for i, t := range c.tiers {
+			if t.name == u.Tier {
+				idx[ui] = i
+			}
+		}
+		if idx[ui] < 0 {
+			names := make([]string, len(c.tiers))
+			for i, t := range c.tiers {
+				names[i] = t.name
+			}
+			return nil, fmt.Errorf("%w %q (have %v)", ErrUnknownTier, u.Tier, names)
+		}
+		cfg := c.tiers[idx[ui]].tracker.Config()
+		if u.Policy != nil {
+			cfg.Policy = *u.Policy
+		}
+		if u.Admission != nil {
+			cfg.Admission = *u.Admission
+		}
+		if u.Capacity != nil {
+			cfg.Capacity = *u.Capacity
+		}
+		if u.HighWatermark != nil {
+			cfg.HighWatermark = *u.HighWatermark
+		}
+		if u.LowWatermark != nil {
+			cfg.LowWatermark = *u.LowWatermark
+		}
+		cfg.EnsureDefaults()
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("tier %s: %w", u.Tier, err)
+		}
+	}
+	for ui, u := range updates {
+		t := c.tiers[idx[ui]]
+		if u.Capacity != nil {
+			vs, err := t.tracker.SetCapacity(*u.Capacity)
+			if err != nil {
+				return c.Policy(), fmt.Errorf("tier %s: %w", t.name, err)
+			}
+			c.processVictims(toVictims(idx[ui], vs))
+		}
+		if u.HighWatermark != nil || u.LowWatermark != nil {
+			cfg := t.tracker.Config()
+			if u.HighWatermark != nil {
+				cfg.HighWatermark = *u.HighWatermark
+			}
+			if u.LowWatermark != nil {
+				cfg.LowWatermark = *u.LowWatermark
+			}
+			if err := t.tracker.SetWatermarks(cfg.HighWatermark, cfg.LowWatermark); err != nil {
+				return c.Policy(), fmt.Errorf("tier %s: %w", t.name, err)
+			}
+		}
+		if u.Policy != nil {
+			if err := t.tracker.SetPolicy(*u.Policy); err != nil {
+				return c.Policy(), fmt.Errorf("tier %s: %w", t.name, err)
+			}
+		}
+		if u.Admission != nil {
+			if err := t.tracker.SetAdmission(*u.Admission); err != nil {
+				return c.Policy(), fmt.Errorf("tier %s: %w", t.name, err)
+			}
+		}
+		c.log.Info("chunkcache: policy changed", "tier", t.name, "config", t.tracker.Config())
+	}
+	return c.Policy(), nil
+}
+
+// Tiers returns the tier names, fastest first.
+func (c *Cache) Tiers() []string {
+	out := make([]string, len(c.tiers))
+	for i, t := range c.tiers {
+		out[i] = t.name
+	}
+	return out
+}
+
+// Close waits for in-flight operations and open Readers, then closes the tiers.
+func (c *Cache) Close() error {
+	if !c.gate.close() {
+		return nil
+	}
+	var errs []error
+	for _, t := range c.tiers {
+		if err := t.tier.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close tier %s: %w", t.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// gate lets operations run until Close, which then waits for them. Unlike an RWMutex
+// it never blocks enter, so a goroutine holding a Reader can start other operations
+// while Close waits.
+type gate struct {
+	mu     sync.Mutex
+	zero   *sync.Cond
+	n      int
+	closed bool
+}
+
+func (g *gate) init() { g.zero = sync.NewCond(&g.mu) }
+
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) exit() {
+	g.mu.Lock()
+	g.n--
+	if g.n == 0 {
+		g.zero.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// close returns false if already closed.
+func (g *gate) close() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.closed = true
+	for g.n > 0 {
+		g.zero.Wait()
+	}
+	return true
+}
+
+func nowNanos() int64 { return time.Now().UnixNano() }

@@ -1,0 +1,88 @@
+package chunkcache
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/store"
+)
+
+// TierConfig is one level of the cache.
+type TierConfig struct {
+	// Tier stores the bytes. The Cache owns it from New on and closes it in Close.
+	Tier store.Tier
+	// Eviction configures the tier's tracker (policy, admission, capacity,
+	// watermarks).
+	Eviction eviction.Config
+	// WriteThrough makes every put write this tier too, not only the first tier, so
+	// that an acknowledged chunk is durable. Set it on the persistent tier.
+	WriteThrough bool
+}
+
+// Options configures a Cache.
+type Options struct {
+	// Tiers, fastest first (e.g. memory, disk). At least one.
+	Tiers []TierConfig
+	// MaxChunkBytes bounds one chunk (layer sections plus manifest). Default 1 GiB.
+	MaxChunkBytes int64
+	// Namespaces that exist from the start (default: just DefaultNamespace). Others
+	// come into existence with their first put, or when found on disk at startup.
+	Namespaces []string
+	// DisablePromotion stops copying a chunk read in full from a lower tier into the
+	// first tier.
+	DisablePromotion bool
+	// VerifyMemoryReads checks layer CRCs on reads from non-persistent tiers too
+	// (reads from persistent tiers are always checked).
+	VerifyMemoryReads bool
+	// Logger (default slog.Default()) and Registerer (nil: no metrics).
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// EnsureDefaults fills in zero fields (including each tier's eviction defaults).
+func (o *Options) EnsureDefaults() {
+	if o.MaxChunkBytes == 0 {
+		o.MaxChunkBytes = 1 << 30
+	}
+	if len(o.Namespaces) == 0 {
+		o.Namespaces = []string{DefaultNamespace}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	for i := range o.Tiers {
+		o.Tiers[i].Eviction.EnsureDefaults()
+	}
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	if len(o.Tiers) == 0 {
+		return fmt.Errorf("%w: no tiers", ErrInvalid)
+	}
+	names := map[string]bool{}
+	for i, t := range o.Tiers {
+		if t.Tier == nil {
+			return fmt.Errorf("%w: tier %d is nil", ErrInvalid, i)
+		}
+		if names[t.Tier.Name()] {
+			return fmt.Errorf("%w: two tiers named %q", ErrInvalid, t.Tier.Name())
+		}
+		names[t.Tier.Name()] = true
+		if err := t.Eviction.Validate(); err != nil {
+			return fmt.Errorf("tier %s: %w", t.Tier.Name(), err)
+		}
+	}
+	if o.MaxChunkBytes <= 0 {
+		return fmt.Errorf("%w: max chunk bytes %d", ErrInvalid, o.MaxChunkBytes)
+	}
+	for _, ns := range o.Namespaces {
+		if _, err := NormalizeNamespace(ns); err != nil {
+			return err
+		}
+	}
+	return nil
+}

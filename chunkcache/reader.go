@@ -1,0 +1,263 @@
+package chunkcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/chunkcache/internal/kvblob"
+	"github.com/ragkv/ragkv/store"
+)
+
+// ChunkInfo describes a stored chunk.
+type ChunkInfo struct {
+	Key          Key
+	Namespace    string
+	Model        Fingerprint
+	Tokens       []uint32
+	Layout       Layout
+	PositionBase int64
+	Metadata     map[string][]byte
+	Cost         float64
+	// Tier is the tier this read is served from.
+	Tier        string
+	Pin         Pin
+	StoredBytes int64
+	Created     time.Time
+	// LayerCRC is the CRC-32C of each layer section (K‖V‖KScales‖VScales).
+	LayerCRC []uint32
+}
+
+// Reader reads one chunk layer by layer, in any order; layer i is read (and its CRC
+// checked) without touching the others, so a consumer can start on layer 0 while the
+// rest is still on disk. It reads a snapshot: a concurrent delete or overwrite does
+// not affect it. A Reader is not safe for concurrent use. Close it: the cache's Close
+// waits for open Readers, and a chunk read in full from a lower tier is promoted to
+// the first tier on Close.
+type Reader struct {
+	c      *Cache
+	info   ChunkInfo
+	hdr    kvblob.Header
+	tier   int
+	r      store.Reader
+	pv     store.PartViewer
+	verify bool
+	buf    []byte
+
+	promote  bool
+	manifest []byte
+	parts    [][]byte
+	got      int
+	closed   bool
+}
+
+// Open finds the chunk in the fastest tier holding it and returns a reader. It counts
+// a hit for that tier and a miss for each faster tier (a miss in every tier when the
+// chunk is absent). Errors: ErrUnknownNamespace, ErrNotFound, ErrCorrupt.
+func (c *Cache) Open(ctx context.Context, ns string, k Key) (*Reader, error) {
+	if !c.gate.enter() {
+		return nil, ErrClosed
+	}
+	r, err := c.open(ctx, ns, k)
+	if err != nil {
+		c.gate.exit()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (c *Cache) open(ctx context.Context, ns string, k Key) (*Reader, error) {
+	ns, err := c.namespace(ns)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := c.lookupEntry(ns, k)
+	if !ok {
+		for _, t := range c.tiers {
+			t.misses.Add(1)
+		}
+		return nil, notFound(ns, k)
+	}
+	for i, t := range c.tiers {
+		if !t.tracker.Contains(eviction.Key(k)) {
+			continue
+		}
+		sr, err := t.tier.Open(ctx, k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // evicted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
+		}
+		m, err := decodeManifest(sr.Manifest())
+		if err == nil && (m.ns != ns || sr.NumParts() != m.header.Layers) {
+			err = fmt.Errorf("%w: manifest of %s does not match its record", ErrCorrupt, k.Short())
+		}
+		if err != nil {
+			sr.Close()
+			return nil, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
+		}
+		for j := 0; j < i; j++ {
+			c.tiers[j].misses.Add(1)
+		}
+		t.hits.Add(1)
+		for _, lower := range c.tiers[i:] {
+			lower.tracker.Touch(eviction.Key(k))
+		}
+		r := &Reader{
+			c: c, tier: i, r: sr, hdr: m.header,
+			verify: t.persistent || c.opts.VerifyMemoryReads,
+			info: ChunkInfo{
+				Key: k, Namespace: ns, Model: m.model, Tokens: m.tokens, Layout: m.header.Layout,
+				PositionBase: m.header.PositionBase, Metadata: m.meta, Cost: m.cost, Tier: t.name,
+				Pin: e.pin, StoredBytes: sr.Size(), Created: time.Unix(0, m.created), LayerCRC: m.header.LayerCRC,
+			},
+		}
+		r.pv, _ = sr.(store.PartViewer)
+		if i > 0 && !c.opts.DisablePromotion && sr.Size() <= c.tiers[0].tracker.Config().Capacity {
+			r.promote = true
+			r.manifest = append([]byte(nil), sr.Manifest()...)
+			r.parts = make([][]byte, m.header.Layers)
+		}
+		return r, nil
+	}
+	for _, t := range c.tiers {
+		t.misses.Add(1)
+	}
+	return nil, notFound(ns, k)
+}
+
+// Info describes the chunk. The returned value must not be modified.
+func (r *Reader) Info() *ChunkInfo { return &r.info }
+
+// Layout is the stored layout.
+func (r *Reader) Layout() Layout { return r.hdr.Layout }
+
+// NumTokens is the chunk's token count.
+func (r *Reader) NumTokens() int { return r.hdr.Tokens }
+
+// Section returns layer i's section (K‖V‖KScales‖VScales in the stored dtype), CRC
+// checked. The slice is read-only and valid until the next call on r or Close.
+func (r *Reader) Section(ctx context.Context, i int) ([]byte, error) {
+	if r.closed {
+		return nil, fmt.Errorf("%w: reader closed", ErrInvalid)
+	}
+	if i < 0 || i >= r.hdr.Layers {
+		return nil, fmt.Errorf("%w: layer %d out of range (chunk has %d layers)", ErrInvalid, i, r.hdr.Layers)
+	}
+	var s []byte
+	var err error
+	switch {
+	case r.pv != nil:
+		s, err = r.pv.ViewPart(i)
+	case r.promote && r.parts[i] == nil:
+		s, err = r.r.ReadPart(ctx, i, nil) // kept for the promotion
+	default:
+		r.buf, err = r.r.ReadPart(ctx, i, r.buf)
+		s = r.buf
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chunkcache: read %s layer %d: %w", r.info.Key.Short(), i, err)
+	}
+	if r.verify {
+		if err := r.hdr.CheckLayer(i, s); err != nil {
+			return nil, fmt.Errorf("chunkcache: read %s layer %d from %s: %w", r.info.Key.Short(), i, r.info.Tier, asInvalid(err))
+		}
+	} else if int64(len(s)) != r.hdr.LayerBytes() {
+		return nil, fmt.Errorf("%w: %s layer %d is %d bytes, want %d", ErrCorrupt, r.info.Key.Short(), i, len(s), r.hdr.LayerBytes())
+	}
+	if r.promote && r.parts[i] == nil {
+		r.parts[i] = s
+		r.got++
+	}
+	return s, nil
+}
+
+// LayerParts returns layer i split into K, V and scales (aliasing Section's result,
+// with the same validity).
+func (r *Reader) LayerParts(ctx context.Context, i int) (LayerParts, error) {
+	s, err := r.Section(ctx, i)
+	if err != nil {
+		return LayerParts{}, err
+	}
+	p, err := r.hdr.Split(s, r.hdr.Tokens)
+	return p, asInvalid(err)
+}
+
+// ReadLayer decodes layer i into caller-owned K and V buffers of tokens × kv heads ×
+// head dim float32 values each ([token][head][dim]). It allocates nothing when
+// reading from the memory tier, or once the reader's buffer has grown.
+func (r *Reader) ReadLayer(ctx context.Context, i int, k, v []float32) error {
+	s, err := r.Section(ctx, i)
+	if err != nil {
+		return err
+	}
+	return asInvalid(r.hdr.DecodeLayer(s, r.hdr.Tokens, k, v))
+}
+
+// Close releases the reader. If every layer was read from a lower tier, the chunk is
+// promoted to the first tier (subject to its admission filter).
+func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	err := r.r.Close()
+	if r.promote && r.got == r.hdr.Layers {
+		r.c.promoteChunk(r.info.Key, r.info.Namespace, store.Object{Manifest: r.manifest, Parts: r.parts}, r.info.Cost, r.tier)
+	}
+	r.parts = nil
+	r.c.gate.exit()
+	return err
+}
+
+// promoteChunk copies a chunk read from tier `from` into the first tier.
+func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, from int) {
+	ctx := context.Background()
+	first := c.tiers[0]
+	mu := c.lock(k)
+	mu.Lock()
+	e, ok := c.lookupEntry(ns, k)
+	if !ok || first.tracker.Contains(eviction.Key(k)) || !c.tiers[from].tracker.Contains(eviction.Key(k)) {
+		mu.Unlock()
+		return
+	}
+	vs, err := first.tracker.Reserve(eviction.Key(k), obj.Size(), cost)
+	if err != nil {
+		mu.Unlock()
+		return
+	}
+	if e.pin == Unpinned || first.tracker.SetPin(eviction.Key(k), e.pin) {
+		if err := first.tier.Put(ctx, k, obj); err != nil {
+			first.tracker.Remove(eviction.Key(k))
+			c.log.Warn("chunkcache: promote", "key", k.String(), "err", err)
+		} else {
+			first.promotions.Add(1)
+		}
+	}
+	mu.Unlock()
+	c.processVictims(toVictims(0, vs))
+}
+
+// GetFloat32 reads a whole chunk and decodes every layer to float32 (one K and one V
+// slice per layer). For large chunks prefer Open and ReadLayer into reused buffers.
+func (c *Cache) GetFloat32(ctx context.Context, ns string, k Key) (*ChunkInfo, [][]float32, [][]float32, error) {
+	r, err := c.Open(ctx, ns, k)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer r.Close()
+	n := r.Layout().Elems(r.NumTokens())
+	ks := make([][]float32, r.Layout().Layers)
+	vs := make([][]float32, r.Layout().Layers)
+	for i := range ks {
+		ks[i], vs[i] = make([]float32, n), make([]float32, n)
+		if err := r.ReadLayer(ctx, i, ks[i], vs[i]); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	info := r.info
+	return &info, ks, vs, nil
+}
