@@ -152,13 +152,13 @@ func TestSubsetRecompute(t *testing.T) {
 			t.Fatal(err)
 		}
 		for j, i := range S {
-			if d := maxDiff(xs[j*c.Dim:(j+1)*c.Dim], hidden[l+1][i*c.Dim:(i+1)*c.Dim]); d > 1e-5 {
+			if d := maxDiff(xs[j*c.Dim:(j+1)*c.Dim], hidden[l+1][i*c.Dim:(i+1)*c.Dim]); d > 1e-4 {
 				t.Fatalf("layer %d token %d output differs by %g", l, i, d)
 			}
-			if d := maxDiff(kv.KRow(l, perm[i]), full.KRow(l, i)); d > 1e-6 {
+			if d := maxDiff(kv.KRow(l, perm[i]), full.KRow(l, i)); d > 2e-5 {
 				t.Fatalf("layer %d token %d K differs by %g", l, i, d)
 			}
-			if d := maxDiff(freshK[j*c.KVDim():(j+1)*c.KVDim()], full.KRow(l, i)); d > 1e-6 {
+			if d := maxDiff(freshK[j*c.KVDim():(j+1)*c.KVDim()], full.KRow(l, i)); d > 2e-5 {
 				t.Fatalf("FreshK differs by %g", d)
 			}
 		}

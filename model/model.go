@@ -400,7 +400,6 @@ func loadGGUF(path string, o Options) (_ *Model, err error) {
 	return m, nil
 }
 
-
 // LayerMatrices returns layer l's weight matrices by GGUF short name (attn_q, attn_k,
 // attn_v, attn_output, ffn_gate, ffn_down, ffn_up), for benchmarks. They alias the model.
 func (m *Model) LayerMatrices(l int) map[string]kernels.Mat {
