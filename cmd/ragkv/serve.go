@@ -28,7 +28,8 @@ type serveConfig struct {
 	// StopTimeout bounds the graceful stop on SIGTERM.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
 
-	Cache cacheConfig `yaml:"cache"`
+	Cache     cacheConfig     `yaml:"cache"`
+	Retrieval retrievalConfig `yaml:"retrieval"`
 }
 
 func defaultServeConfig() serveConfig {
