@@ -77,3 +77,40 @@ func BenchmarkAxpy(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatVecSmall measures decode-sized products (smollm-135m: dim 576, hidden 1536),
+// where dispatch latency matters as much as bandwidth, with 1 and all threads.
+func BenchmarkMatVecSmall(b *testing.B) {
+	for _, threads := range []int{1, 0} {
+		p := NewPool(threads)
+		for _, typ := range []DType{F32, Q8_0} {
+			for _, sh := range []struct{ m, k int }{{576, 576}, {1536, 576}, {576, 1536}} {
+				b.Run(fmt.Sprintf("t%d/%v/m%d_k%d", p.Threads(), typ, sh.m, sh.k), func(b *testing.B) {
+					w, err := RandomMat(typ, sh.m, sh.k, 0.05, 1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					x := randomF32(rand.New(rand.NewPCG(1, 1)), sh.k)
+					out := make([]float32, sh.m)
+					for b.Loop() {
+						if err := p.MatMul(out, x, 1, &w); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(len(w.Data))*float64(b.N)/b.Elapsed().Seconds()/1e9, "weightGB/s")
+				})
+			}
+		}
+		p.Close()
+	}
+}
+
+// BenchmarkParallelDispatch measures the cost of one Pool round trip (empty job).
+func BenchmarkParallelDispatch(b *testing.B) {
+	p := NewPool(0)
+	defer p.Close()
+	fn := func(lo, hi int) {}
+	for b.Loop() {
+		p.Parallel(1024, fn)
+	}
+}
