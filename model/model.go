@@ -214,16 +214,23 @@ func loadLlama2C(path string, o Options) (*Model, error) {
 	return m, nil
 }
 
-func loadGGUF(path string, o Options) (_ *Model, err error) {
+func loadGGUF(path string, o Options) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
+		return nil, fmt.Errorf("model: %w: %w", ErrFormat, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-		}
-	}()
+	m, err := fromGGUF(f, o)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m.closers = append(m.closers, f.Close)
+	return m, nil
+}
+
+// fromGGUF builds a model over a parsed GGUF file (whose data must outlive the model).
+func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
+	path := f.Path
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("model %s: %w: %s", path, ErrFormat, fmt.Sprintf(format, args...))
 	}
@@ -393,7 +400,6 @@ func loadGGUF(path string, o Options) (_ *Model, err error) {
 			return nil, err
 		}
 	}
-	m.closers = append(m.closers, f.Close)
 	if err := m.finish(o); err != nil {
 		return nil, err
 	}
