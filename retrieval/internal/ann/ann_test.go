@@ -293,4 +293,30 @@ func TestSearchAllocs(t *testing.T) {
 }
 
 // testKinds are the kinds the generic tests cover.
-var testKinds = []Kind{KindFlat}
+var testKinds = []Kind{KindFlat, KindIVFPQ}
+
+func TestExactSearch(t *testing.T) {
+	const n, dim, k = 3000, 13, 7
+	vecs := clustered(n, dim, 30, 21)
+	qs := clustered(19, dim, 30, 22)
+	for _, threads := range []int{1, 3} {
+		got, err := ExactSearch(context.Background(), vecs, dim, qs, k, threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for qi := range got {
+			want := exactTopK(vecs, dim, qs[qi*dim:(qi+1)*dim], k)
+			if len(got[qi]) != k {
+				t.Fatalf("query %d: %d results", qi, len(got[qi]))
+			}
+			for i := range want {
+				if got[qi][i].ID != want[i].ID || math.Abs(float64(got[qi][i].Score-want[i].Score)) > 1e-5 {
+					t.Fatalf("threads %d query %d rank %d: %+v want %+v", threads, qi, i, got[qi][i], want[i])
+				}
+			}
+		}
+	}
+	if _, err := ExactSearch(context.Background(), vecs, dim, qs[:5], k, 1); !errors.Is(err, ErrDimension) {
+		t.Fatalf("ragged queries: %v", err)
+	}
+}

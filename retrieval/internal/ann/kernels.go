@@ -31,3 +31,50 @@ func dotRows(out, q, rows []float32, d int) {
 		out[i] = dot(q, rows[i*d:i*d+d])
 	}
 }
+
+// Centroid tables for dotsT: centroids are padded to a multiple of 8 and to an even
+// dimension dp, and stored in groups of 8, each group dimension-major:
+// blk[g*dp*8 + d*8 + j] is dimension d of centroid 8g+j.
+
+// packT8 lays out nc centroids of dimension dim (row-major) for dotsT.
+func packT8(cents []float32, nc, dim, dp int) []float32 {
+	groups := (nc + 7) / 8
+	blk := make([]float32, groups*dp*8)
+	for c := 0; c < nc; c++ {
+		g, j := c/8, c%8
+		for d := 0; d < dim; d++ {
+			blk[g*dp*8+d*8+j] = cents[c*dim+d]
+		}
+	}
+	return blk
+}
+
+// dotsT sets out[c] = bias[c] + q·centroid c for every c < len(out) (a multiple of 8);
+// q has dp (even) elements, blk is the packT8 layout.
+func dotsT(out, q, blk, bias []float32, dp int) {
+	groups := len(out) / 8
+	_ = blk[groups*dp*8-1]
+	_ = bias[len(out)-1]
+	_ = q[dp-1]
+	if useAVX2 {
+		dotsTAVX2(out, q, blk, bias, dp)
+		return
+	}
+	dotsTGeneric(out, q, blk, bias, dp)
+}
+
+func dotsTGeneric(out, q, blk, bias []float32, dp int) {
+	for g := 0; g < len(out)/8; g++ {
+		var acc [8]float32
+		copy(acc[:], bias[g*8:g*8+8])
+		b := blk[g*dp*8 : (g+1)*dp*8]
+		for d := 0; d < dp; d++ {
+			x := q[d]
+			row := b[d*8 : d*8+8]
+			for j := range acc {
+				acc[j] += x * row[j]
+			}
+		}
+		copy(out[g*8:], acc[:])
+	}
+}

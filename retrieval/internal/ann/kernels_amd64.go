@@ -8,3 +8,13 @@ var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 //
 //go:noescape
 func dotAVX2(a, b []float32) float32
+
+// dotsTAVX2 is dotsT with AVX2 and FMA (dp even).
+//
+//go:noescape
+func dotsTAVX2(out, q, blk, bias []float32, dp int)
+
+// scanBlocksAVX2 is scanBlocks with AVX2 byte shuffles.
+//
+//go:noescape
+func scanBlocksAVX2(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16, masks []uint32)

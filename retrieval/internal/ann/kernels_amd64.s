@@ -59,3 +59,162 @@ done:
 	VZEROUPPER
 	MOVSS X0, ret+48(FP)
 	RET
+
+// func dotsTAVX2(out, q, blk, bias []float32, dp int)
+// Four groups of 8 centroids at a time, even and odd dimensions in separate
+// accumulators (8 independent FMA chains).
+TEXT ·dotsTAVX2(SB), NOSPLIT, $0-104
+	MOVQ out_base+0(FP), DI
+	MOVQ out_len+8(FP), CX
+	SHRQ $3, CX                 // groups
+	MOVQ q_base+24(FP), SI
+	MOVQ blk_base+48(FP), BX
+	MOVQ bias_base+72(FP), R8
+	MOVQ dp+96(FP), DX
+	MOVQ DX, R9
+	SHLQ $5, R9                 // bytes per group: dp*8*4
+
+g4:
+	CMPQ CX, $4
+	JL   g1
+	VMOVUPS (R8), Y0
+	VMOVUPS 32(R8), Y1
+	VMOVUPS 64(R8), Y2
+	VMOVUPS 96(R8), Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	LEAQ (BX)(R9*1), R10
+	LEAQ (R10)(R9*1), R11
+	LEAQ (R11)(R9*1), R12
+	MOVQ SI, R13
+	MOVQ DX, AX                 // dims left
+	XORQ R14, R14               // byte offset within a group
+
+d4:
+	VBROADCASTSS (R13), Y8
+	VBROADCASTSS 4(R13), Y9
+	VFMADD231PS (BX)(R14*1), Y8, Y0
+	VFMADD231PS (R10)(R14*1), Y8, Y1
+	VFMADD231PS (R11)(R14*1), Y8, Y2
+	VFMADD231PS (R12)(R14*1), Y8, Y3
+	VFMADD231PS 32(BX)(R14*1), Y9, Y4
+	VFMADD231PS 32(R10)(R14*1), Y9, Y5
+	VFMADD231PS 32(R11)(R14*1), Y9, Y6
+	VFMADD231PS 32(R12)(R14*1), Y9, Y7
+	ADDQ $8, R13
+	ADDQ $64, R14
+	SUBQ $2, AX
+	JNZ  d4
+
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $128, DI
+	ADDQ $128, R8
+	LEAQ (R12)(R9*1), BX
+	SUBQ $4, CX
+	JMP  g4
+
+g1:
+	TESTQ CX, CX
+	JE    gdone
+	VMOVUPS (R8), Y0
+	VXORPS  Y4, Y4, Y4
+	MOVQ SI, R13
+	MOVQ DX, AX
+	XORQ R14, R14
+
+d1:
+	VBROADCASTSS (R13), Y8
+	VBROADCASTSS 4(R13), Y9
+	VFMADD231PS (BX)(R14*1), Y8, Y0
+	VFMADD231PS 32(BX)(R14*1), Y9, Y4
+	ADDQ $8, R13
+	ADDQ $64, R14
+	SUBQ $2, AX
+	JNZ  d1
+	VADDPS  Y4, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, R8
+	ADDQ R9, BX
+	DECQ CX
+	JMP  g1
+
+gdone:
+	VZEROUPPER
+	RET
+
+DATA nibbleMask<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nibbleMask<>(SB), RODATA|NOPTR, $8
+
+// func scanBlocksAVX2(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16, masks []uint32)
+// Per 32-byte chunk: split nibbles, look both up with VPSHUFB (tables broadcast to both
+// lanes), accumulate bytes into 16-bit words as (low + 256·high) and high separately;
+// low = accA - 256·accB at the end (exact modulo 2^16).
+TEXT ·scanBlocksAVX2(SB), NOSPLIT, $0-120
+	MOVQ codes_base+0(FP), SI
+	MOVQ nb+24(FP), CX
+	MOVQ m2+32(FP), DX
+	MOVQ lut_base+40(FP), BX
+	MOVQ thr+64(FP), AX
+	MOVQ acc_base+72(FP), DI
+	MOVQ masks_base+96(FP), R10
+	VPBROADCASTB nibbleMask<>(SB), Y15
+	MOVQ AX, X14
+	VPBROADCASTW X14, Y14
+
+block:
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	MOVQ BX, R8
+	MOVQ DX, R9
+
+pair:
+	VMOVDQU (SI), Y2
+	VPSRLW  $4, Y2, Y3
+	VPAND   Y15, Y2, Y2
+	VPAND   Y15, Y3, Y3
+	VBROADCASTI128 (R8), Y4
+	VBROADCASTI128 16(R8), Y5
+	VPSHUFB Y2, Y4, Y4
+	VPSHUFB Y3, Y5, Y5
+	VPADDW  Y4, Y5, Y6
+	VPSRLW  $8, Y4, Y4
+	VPSRLW  $8, Y5, Y5
+	VPADDW  Y6, Y0, Y0
+	VPADDW  Y4, Y1, Y1
+	VPADDW  Y5, Y1, Y1
+	ADDQ $32, SI
+	ADDQ $32, R8
+	DECQ R9
+	JNZ  pair
+
+	VPSLLW $8, Y1, Y2
+	VPSUBW Y2, Y0, Y0           // even vectors
+	VPUNPCKLWD Y1, Y0, Y2       // vectors 0-7 | 16-23
+	VPUNPCKHWD Y1, Y0, Y3       // vectors 8-15 | 24-31
+	VPERM2I128 $0x20, Y3, Y2, Y4
+	VPERM2I128 $0x31, Y3, Y2, Y5
+	VMOVDQU Y4, (DI)
+	VMOVDQU Y5, 32(DI)
+	VPCMPGTW Y14, Y4, Y6
+	VPCMPGTW Y14, Y5, Y7
+	VPACKSSWB Y7, Y6, Y6
+	VPERMQ $0xD8, Y6, Y6
+	VPMOVMSKB Y6, AX
+	MOVL AX, (R10)
+	ADDQ $64, DI
+	ADDQ $4, R10
+	DECQ CX
+	JNZ  block
+
+	VZEROUPPER
+	RET

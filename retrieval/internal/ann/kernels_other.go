@@ -5,3 +5,9 @@ package ann
 const useAVX2 = false
 
 func dotAVX2(a, b []float32) float32 { return dotGeneric(a, b) }
+
+func dotsTAVX2(out, q, blk, bias []float32, dp int) { dotsTGeneric(out, q, blk, bias, dp) }
+
+func scanBlocksAVX2(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16, masks []uint32) {
+	scanBlocksGeneric(codes, nb, m2, lut, thr, acc, masks)
+}

@@ -22,3 +22,85 @@ func TestDotMatchesGeneric(t *testing.T) {
 		}
 	}
 }
+
+func TestDotsTMatchesGeneric(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct{ nc, dim int }{{8, 2}, {13, 5}, {64, 32}, {100, 33}, {40, 1}} {
+		dp := tc.dim + tc.dim%2
+		cents := make([]float32, tc.nc*tc.dim)
+		for i := range cents {
+			cents[i] = float32(rng.NormFloat64())
+		}
+		blk := packT8(cents, tc.nc, tc.dim, dp)
+		np := (tc.nc + 7) / 8 * 8
+		bias := make([]float32, np)
+		for i := range bias {
+			bias[i] = float32(rng.NormFloat64())
+		}
+		q := make([]float32, dp)
+		for i := 0; i < tc.dim; i++ {
+			q[i] = float32(rng.NormFloat64())
+		}
+		got, ref := make([]float32, np), make([]float32, np)
+		dotsT(got, q, blk, bias, dp)
+		dotsTGeneric(ref, q, blk, bias, dp)
+		for c := 0; c < tc.nc; c++ {
+			want := float64(bias[c])
+			for d := 0; d < tc.dim; d++ {
+				want += float64(q[d]) * float64(cents[c*tc.dim+d])
+			}
+			for name, v := range map[string]float32{"dotsT": got[c], "generic": ref[c]} {
+				if math.Abs(float64(v)-want) > 1e-4*math.Max(1, math.Abs(want)) {
+					t.Fatalf("%s nc=%d dim=%d c=%d: %v want %v", name, tc.nc, tc.dim, c, v, want)
+				}
+			}
+		}
+	}
+}
+
+func TestScanBlocksMatchesGeneric(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, m2 := range []int{1, 2, 8, 16, 32, 64} {
+		const nb = 5
+		codes := make([]byte, nb*m2*chunkSize)
+		for i := range codes {
+			codes[i] = byte(rng.IntN(256))
+		}
+		lut := make([]byte, m2*32)
+		for i := range lut {
+			lut[i] = byte(rng.IntN(256))
+		}
+		// Sums reach 128·255 > 2^15 for m2=64: keep tables small enough there.
+		if m2 == 64 {
+			for i := range lut {
+				lut[i] /= 2
+			}
+		}
+		for _, thr := range []int{-1, 0, 1000, 2000, 32767} {
+			acc, accRef := make([]uint16, nb*32), make([]uint16, nb*32)
+			masks, masksRef := make([]uint32, nb), make([]uint32, nb)
+			scanBlocks(codes, nb, m2, lut, thr, acc, masks)
+			scanBlocksGeneric(codes, nb, m2, lut, thr, accRef, masksRef)
+			for i := range acc {
+				// Independent reference for one vector.
+				b, v := i/32, i%32
+				var want int
+				for p := 0; p < m2; p++ {
+					c := codes[b*m2*32+p*32+v]
+					want += int(lut[32*p+int(c&15)]) + int(lut[32*p+16+int(c>>4)])
+				}
+				if int(acc[i]) != want || int(accRef[i]) != want {
+					t.Fatalf("m2=%d vec %d: asm %d generic %d want %d", m2, i, acc[i], accRef[i], want)
+				}
+				if got := masks[b]>>v&1 == 1; got != (want > thr) {
+					t.Fatalf("m2=%d thr=%d vec %d: mask %v for sum %d", m2, thr, i, got, want)
+				}
+			}
+			for b := range masks {
+				if masks[b] != masksRef[b] {
+					t.Fatalf("m2=%d block %d: masks %x vs %x", m2, b, masks[b], masksRef[b])
+				}
+			}
+		}
+	}
+}

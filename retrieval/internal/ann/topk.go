@@ -61,8 +61,10 @@ func (t *topK) push(score float32, id int32) {
 		return
 	}
 	t.ids[0], t.scores[0] = id, score
-	// sift down
-	i := 0
+	t.siftDown(0, n)
+}
+
+func (t *topK) siftDown(i, n int) {
 	for {
 		l := 2*i + 1
 		if l >= n {
@@ -83,3 +85,12 @@ func (t *topK) push(score float32, id int32) {
 
 // sorted returns the kept entries (in heap order; callers sort what they need).
 func (t *topK) sorted() ([]int32, []float32) { return t.ids, t.scores }
+
+// sortDesc orders the kept entries best first (heap sort; the heap is consumed).
+func (t *topK) sortDesc() {
+	for n := len(t.ids) - 1; n > 0; n-- {
+		t.ids[0], t.ids[n] = t.ids[n], t.ids[0]
+		t.scores[0], t.scores[n] = t.scores[n], t.scores[0]
+		t.siftDown(0, n)
+	}
+}
