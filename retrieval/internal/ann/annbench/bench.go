@@ -5,9 +5,14 @@
 package annbench
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -24,7 +29,12 @@ type Config struct {
 	Seed                        int64
 	Data                        Synthetic // Dim and Seed are taken from the fields above
 	PCASample                   int       // rows used to fit the PCA (default 100,000)
-	Index                       ann.Options
+	// Index parameters (zero: ann's defaults); Kind is "ivfpq" (default), "flat" or "auto".
+	Kind                      string
+	NList, M, NProbe, Rescore int
+	// DumpDir, when set, receives base.f32, queries.f32 (full vectors) and truth.f32 (ids
+	// of the exact top k) for the FAISS comparison script in testdata/.
+	DumpDir string
 	// Sweep lists extra (nprobe, rescore) operating points measured on the same index.
 	Sweep      []Point
 	MinSeconds float64   // minimum timed duration per operating point (default 2)
@@ -100,6 +110,9 @@ func (c *Config) ensureDefaults() {
 	if c.PCADims <= 0 {
 		c.PCADims = c.Dim
 	}
+	if c.Kind == "" {
+		c.Kind = string(ann.KindIVFPQ)
+	}
 	c.Data.Dim, c.Data.Seed = c.Dim, c.Seed
 }
 
@@ -159,6 +172,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res.TruthSeconds = ph.done()
+	if cfg.DumpDir != "" {
+		if err := dump(cfg.DumpDir, full, queries, truth); err != nil {
+			return nil, err
+		}
+	}
 
 	// PCA fit and projection (counted in the build time).
 	ph = cfg.phase("pca")
@@ -177,11 +195,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.PCASeconds = ph.done()
 
 	ph = cfg.phase("build index")
-	opts := cfg.Index
-	opts.Seed = cfg.Seed
-	if opts.Threads == 0 {
-		opts.Threads = buildThreads
+	kind, err := ann.ParseKind(cfg.Kind)
+	if err != nil {
+		return nil, err
 	}
+	opts := ann.Options{Kind: kind, NList: cfg.NList, M: cfg.M, NProbe: cfg.NProbe, Rescore: cfg.Rescore,
+		Seed: cfg.Seed, Threads: buildThreads}
 	ix, err := ann.Build(ctx, proj, cfg.PCADims, opts)
 	if err != nil {
 		return nil, err
@@ -321,4 +340,41 @@ func measure(ctx context.Context, cfg *Config, ix *ann.Index, pca *PCA, queries 
 	}
 	m.QPS = float64(total.Load()) / el
 	return m, nil
+}
+
+// dump writes the data set for an external comparison (little-endian float32 files).
+func dump(dir string, full, queries []float32, truth [][]ann.Result) error {
+	ids := make([]float32, 0, len(truth)*10)
+	for _, r := range truth {
+		for _, x := range r {
+			ids = append(ids, float32(x.ID))
+		}
+	}
+	for name, v := range map[string][]float32{"base.f32": full, "queries.f32": queries, "truth.f32": ids} {
+		if err := writeF32(filepath.Join(dir, name), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeF32(path string, v []float32) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("annbench: dump: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var b [4]byte
+	for _, x := range v {
+		binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
+		w.Write(b[:])
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("annbench: dump: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("annbench: dump: %w", err)
+	}
+	return nil
 }
