@@ -148,7 +148,7 @@ func TestSubsetRecompute(t *testing.T) {
 		}
 		freshK := make([]float32, len(S)*c.KVDim())
 		mass := make([]float32, len(S))
-		if err := m.LayerStep(ctx, l, xs, sPos, sRows, kv, &StepOptions{FreshK: freshK, Outside: &Span{0, 5}, OutsideMass: mass}); err != nil {
+		if err := m.NewStepper(1).LayerStep(ctx, l, xs, sPos, sRows, kv, &StepOptions{FreshK: freshK, Outside: &Span{0, 5}, OutsideMass: mass}); err != nil {
 			t.Fatal(err)
 		}
 		for j, i := range S {
@@ -259,5 +259,26 @@ func TestSamplerDeterministic(t *testing.T) {
 	}
 	if len(seen) < 3 || seen[3] {
 		t.Fatalf("top-p 0.9 sample set %v (token 3 has p≈0.03 and must be cut)", seen)
+	}
+}
+
+func TestExpf(t *testing.T) {
+	worst := 0.0
+	for x := float32(-90); x <= 0; x += 0.001 {
+		want := math.Exp(float64(x))
+		got := float64(expf(x))
+		if want < 1e-37 {
+			continue
+		}
+		worst = math.Max(worst, math.Abs(got-want)/want)
+	}
+	if worst > 5e-7 {
+		t.Fatalf("expf relative error %g", worst)
+	}
+	for _, x := range []float32{-3, -0.5, 0, 0.5, 3} {
+		want := float64(x) / (1 + math.Exp(-float64(x)))
+		if d := math.Abs(float64(silu(x)) - want); d > 1e-6 {
+			t.Fatalf("silu(%g) off by %g", x, d)
+		}
 	}
 }

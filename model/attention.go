@@ -25,10 +25,12 @@ func expf(x float32) float32 {
 		ln2hi = 0.693359375
 		ln2lo = -2.12194440e-4
 	)
-	k := float32(math.Floor(float64(x*log2e + 0.5)))
-	r := x - k*ln2hi - k*ln2lo
+	// x ≤ 0, so truncating x·log2e − 0.5 rounds to nearest.
+	k := int32(x*log2e - 0.5)
+	kf := float32(k)
+	r := x - kf*ln2hi - kf*ln2lo
 	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return p * math.Float32frombits(uint32(int32(k)+127)<<23)
+	return p * math.Float32frombits(uint32(k+127)<<23)
 }
 
 // silu is x·sigmoid(x), with expf on a non-positive argument.
@@ -49,7 +51,9 @@ func (s *scratch) attnGEMM() error {
 	n, pos, kv := s.aN, s.aPos, s.aKV
 	T := kv.Len()
 	K, V := kv.K[s.aLayer], kv.V[s.aLayer]
-	B := max(1, min(n, attnScoreBudget/max(1, G*T)))
+	// Query blocks of at most 128 tokens keep the causal trimming effective (keys after a
+	// block's last position are skipped) while the products stay large enough to be fast.
+	B := max(1, min(n, 128, attnScoreBudget/max(1, G*T)))
 	s.kh = growF32(s.kh, T*hd)
 	s.vt = growF32(s.vt, T*hd)
 	s.qg = growF32(s.qg, G*B*hd)

@@ -60,6 +60,7 @@ type scratch struct {
 	kh, vt, qg, og, sc, rowInv []float32
 	smB0, smNB, smTb, smG      int
 	softmaxFn                  func(lo, hi int)
+	siluFn                     func(lo, hi int)
 }
 
 func (m *Model) newScratch(n int) *scratch {
@@ -68,6 +69,7 @@ func (m *Model) newScratch(n int) *scratch {
 	s.scores = make([][]float32, s.slots)
 	s.attnFn = s.attnRange
 	s.softmaxFn = s.softmaxRows
+	s.siluFn = s.siluRows
 	s.grow(n)
 	return s
 }
@@ -227,6 +229,16 @@ func (m *Model) logits(dst, x, xn []float32, n int) error {
 // layer l at rows (unless o.SkipWrite), then each token attends to every row of kv layer
 // l whose position is ≤ its own. Only layer l of kv is read or written.
 func (m *Model) LayerStep(ctx context.Context, l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
+	if o == nil {
+		o = &StepOptions{}
+	}
+	if err := m.checkStep(ctx, l, x, pos, rows, kv, o); err != nil {
+		return err
+	}
+	return m.newScratch(len(pos)).layer(l, x, pos, rows, kv, o)
+}
+
+func (m *Model) checkStep(ctx context.Context, l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -246,17 +258,37 @@ func (m *Model) LayerStep(ctx context.Context, l int, x []float32, pos, rows []i
 			return fmt.Errorf("%w: row %d does not hold position %d", ErrInvalid, r, pos[i])
 		}
 	}
-	if o == nil {
-		o = &StepOptions{}
-	}
 	if o.FreshK != nil && len(o.FreshK) < n*c.KVDim() || o.FreshV != nil && len(o.FreshV) < n*c.KVDim() {
 		return fmt.Errorf("%w: FreshK/FreshV shorter than %d×%d", ErrInvalid, n, c.KVDim())
 	}
 	if o.Outside != nil && len(o.OutsideMass) < n {
 		return fmt.Errorf("%w: OutsideMass shorter than %d", ErrInvalid, n)
 	}
-	s := m.newScratch(n)
-	return s.layer(l, x, pos, rows, kv, o)
+	return nil
+}
+
+// Stepper runs LayerStep calls on reusable scratch buffers (they grow to the largest
+// call), for callers that step many layers. Not safe for concurrent use.
+type Stepper struct {
+	m *Model
+	s *scratch
+}
+
+// NewStepper returns a Stepper with buffers for maxTokens tokens.
+func (m *Model) NewStepper(maxTokens int) *Stepper {
+	return &Stepper{m: m, s: m.newScratch(max(maxTokens, 1))}
+}
+
+// LayerStep is Model.LayerStep on the Stepper's buffers.
+func (st *Stepper) LayerStep(ctx context.Context, l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
+	if o == nil {
+		o = &StepOptions{}
+	}
+	if err := st.m.checkStep(ctx, l, x, pos, rows, kv, o); err != nil {
+		return err
+	}
+	st.s.grow(len(pos))
+	return st.s.layer(l, x, pos, rows, kv, o)
 }
 
 // layer is LayerStep without validation, on preallocated scratch.
@@ -344,9 +376,7 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(hb2, xb, n, &w.w3); err != nil {
 		return err
 	}
-	for i, g := range hb {
-		hb[i] = silu(g) * hb2[i]
-	}
+	m.pool.Parallel(n, s.siluFn)
 	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
 		return err
 	}
@@ -581,4 +611,13 @@ func (st *State) Feed(ctx context.Context, tokens ...int) ([]float32, error) {
 		return nil, err
 	}
 	return st.logits, nil
+}
+
+// siluRows applies SwiGLU's gate, hb = silu(hb)·hb2, to token rows [lo, hi).
+func (s *scratch) siluRows(lo, hi int) {
+	h := s.m.Config.Hidden
+	hb, hb2 := s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h]
+	for i, g := range hb {
+		hb[i] = silu(g) * hb2[i]
+	}
 }
