@@ -200,6 +200,9 @@ func ReadQrels(r io.Reader, name string) (Qrels, error) {
 		m[did] = score
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("%w: %s:%d: line longer than 1 MiB", ErrMalformed, name, n+1)
+		}
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if n == 0 {

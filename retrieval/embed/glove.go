@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -69,6 +70,9 @@ func ReadGloVe(r io.Reader, name string, limit int) (*WordVectors, error) {
 		}
 		for _, fb := range fields[1:] {
 			x, err := strconv.ParseFloat(string(fb), 32)
+			if err == nil && (math.IsNaN(x) || math.IsInf(x, 0)) {
+				err = strconv.ErrRange
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s:%d: %q is not a number", ErrFormat, name, line, fb)
 			}
