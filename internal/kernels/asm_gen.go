@@ -34,6 +34,7 @@ func main() {
 	}
 	interleave16(8)
 	interleave16(4)
+	matvecQ4KVNNI()
 	os.Stdout.WriteString(b.String())
 }
 
@@ -856,6 +857,100 @@ func interleave16(steps int) {
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
 	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// matvecQ4KVNNI writes matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs
+// *float32) float32: one q4_K row dotted with activations quantized per 32-block (int8 xq,
+// scales xd, xs = xd·Σq), the nibbles multiplied by VPDPBUSD 64 at a time.
+func matvecQ4KVNNI() {
+	name := "matvecQ4KQ8"
+	p("")
+	for t := 0; t < 4; t++ {
+		for i := 0; i < 16; i++ {
+			p("DATA ·q4kperm<>+%d(SB)/4, $%d", 64*t+4*i, 2*t+i/8)
+		}
+	}
+	p("GLOBL ·q4kperm<>(SB), RODATA|NOPTR, $256")
+	p("DATA ·nib8<>+0(SB)/4, $0x0f0f0f0f")
+	p("GLOBL ·nib8<>(SB), RODATA|NOPTR, $4")
+	p("")
+	p("// func %s(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-44", name)
+	p("\tMOVQ nsb+0(FP), CX")
+	p("\tMOVQ w+8(FP), AX")
+	p("\tMOVQ xq+16(FP), BX")
+	p("\tMOVQ xd+24(FP), SI")
+	p("\tMOVQ xs+32(FP), DI")
+	p("\tVPBROADCASTD ·nib8<>(SB), Y31")
+	for t := 0; t < 4; t++ {
+		p("\tVMOVDQU32 ·q4kperm<>+%d(SB), Z%d", 64*t, 26+t)
+	}
+	p("\tVPXORD Z30, Z30, Z30")
+	p("\tVPXORD Z25, Z25, Z25")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	p("\tMOVL 4(AX), R9")
+	p("\tMOVL 8(AX), R10")
+	p("\tMOVL 12(AX), R11")
+	p("\tMOVL R9, R12")
+	p("\tANDL $0x3f3f3f3f, R12")
+	p("\tMOVL R10, R13")
+	p("\tANDL $0x3f3f3f3f, R13")
+	p("\tMOVL R11, DX")
+	p("\tANDL $0x0f0f0f0f, DX")
+	p("\tSHRL $6, R9")
+	p("\tANDL $0x03030303, R9")
+	p("\tSHLL $4, R9")
+	p("\tORL R9, DX")
+	p("\tSHRL $4, R11")
+	p("\tANDL $0x0f0f0f0f, R11")
+	p("\tSHRL $6, R10")
+	p("\tANDL $0x03030303, R10")
+	p("\tSHLL $4, R10")
+	p("\tORL R10, R11")
+	p("\tSHLQ $32, DX")
+	p("\tORQ DX, R12")
+	p("\tSHLQ $32, R11")
+	p("\tORQ R11, R13")
+	p("\tVMOVQ R12, X24")
+	p("\tVPMOVZXBD X24, Y24")
+	p("\tVCVTDQ2PS Y24, Y24")
+	p("\tVMOVQ R13, X23")
+	p("\tVPMOVZXBD X23, Y23")
+	p("\tVCVTDQ2PS Y23, Y23")
+	f16Bcst("(AX)", 21)
+	p("\tVMULPS Y21, Y24, Y24")
+	p("\tVMULPS (SI), Y24, Y24") // × dx per sub-block
+	f16Bcst("2(AX)", 22)
+	p("\tVMULPS Y22, Y23, Y23")
+	p("\tVFMADD231PS (DI), Y23, Y25") // mins · sx
+	for t := 0; t < 4; t++ {
+		b := 4 * t
+		p("\tVMOVDQU %d(AX), Y%d", 16+32*t, b)
+		p("\tVPSRLW $4, Y%d, Y%d", b, b+1)
+		p("\tVPANDD Y31, Y%d, Y%d", b, b)
+		p("\tVPANDD Y31, Y%d, Y%d", b+1, b+1)
+		p("\tVINSERTI64X4 $1, Y%d, Z%d, Z%d", b+1, b, b)
+		p("\tVPXORD Z%d, Z%d, Z%d", b+2, b+2, b+2)
+		p("\tVPDPBUSD %d(BX), Z%d, Z%d", 64*t, b, b+2)
+		p("\tVCVTDQ2PS Z%d, Z%d", b+2, b+2)
+		p("\tVPERMPS Z24, Z%d, Z%d", 26+t, b+3)
+		p("\tVFMADD231PS Z%d, Z%d, Z30", b+3, b+2)
+	}
+	p("\tADDQ $144, AX")
+	p("\tADDQ $256, BX")
+	p("\tADDQ $32, SI")
+	p("\tADDQ $32, DI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	hsumZ(30, 0, 1)
+	hsumZ(25, 2, 3)
+	p("\tVSUBSS X2, X0, X0")
+	p("\tVMOVSS X0, ret+40(FP)")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

@@ -113,3 +113,9 @@ func interleave16S8(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)
 
 //go:noescape
 func interleave16S4(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)
+
+// matvecQ4KQ8 returns the dot product of one q4_K row of nsb super-blocks with
+// activations quantized per 32-block: int8 xq, scales xd, and xs = xd·Σq per block.
+//
+//go:noescape
+func matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32

@@ -2040,3 +2040,193 @@ interleave16S4_loop:
 interleave16S4_done:
 	VZEROUPPER
 	RET
+
+DATA ·q4kperm<>+0(SB)/4, $0
+DATA ·q4kperm<>+4(SB)/4, $0
+DATA ·q4kperm<>+8(SB)/4, $0
+DATA ·q4kperm<>+12(SB)/4, $0
+DATA ·q4kperm<>+16(SB)/4, $0
+DATA ·q4kperm<>+20(SB)/4, $0
+DATA ·q4kperm<>+24(SB)/4, $0
+DATA ·q4kperm<>+28(SB)/4, $0
+DATA ·q4kperm<>+32(SB)/4, $1
+DATA ·q4kperm<>+36(SB)/4, $1
+DATA ·q4kperm<>+40(SB)/4, $1
+DATA ·q4kperm<>+44(SB)/4, $1
+DATA ·q4kperm<>+48(SB)/4, $1
+DATA ·q4kperm<>+52(SB)/4, $1
+DATA ·q4kperm<>+56(SB)/4, $1
+DATA ·q4kperm<>+60(SB)/4, $1
+DATA ·q4kperm<>+64(SB)/4, $2
+DATA ·q4kperm<>+68(SB)/4, $2
+DATA ·q4kperm<>+72(SB)/4, $2
+DATA ·q4kperm<>+76(SB)/4, $2
+DATA ·q4kperm<>+80(SB)/4, $2
+DATA ·q4kperm<>+84(SB)/4, $2
+DATA ·q4kperm<>+88(SB)/4, $2
+DATA ·q4kperm<>+92(SB)/4, $2
+DATA ·q4kperm<>+96(SB)/4, $3
+DATA ·q4kperm<>+100(SB)/4, $3
+DATA ·q4kperm<>+104(SB)/4, $3
+DATA ·q4kperm<>+108(SB)/4, $3
+DATA ·q4kperm<>+112(SB)/4, $3
+DATA ·q4kperm<>+116(SB)/4, $3
+DATA ·q4kperm<>+120(SB)/4, $3
+DATA ·q4kperm<>+124(SB)/4, $3
+DATA ·q4kperm<>+128(SB)/4, $4
+DATA ·q4kperm<>+132(SB)/4, $4
+DATA ·q4kperm<>+136(SB)/4, $4
+DATA ·q4kperm<>+140(SB)/4, $4
+DATA ·q4kperm<>+144(SB)/4, $4
+DATA ·q4kperm<>+148(SB)/4, $4
+DATA ·q4kperm<>+152(SB)/4, $4
+DATA ·q4kperm<>+156(SB)/4, $4
+DATA ·q4kperm<>+160(SB)/4, $5
+DATA ·q4kperm<>+164(SB)/4, $5
+DATA ·q4kperm<>+168(SB)/4, $5
+DATA ·q4kperm<>+172(SB)/4, $5
+DATA ·q4kperm<>+176(SB)/4, $5
+DATA ·q4kperm<>+180(SB)/4, $5
+DATA ·q4kperm<>+184(SB)/4, $5
+DATA ·q4kperm<>+188(SB)/4, $5
+DATA ·q4kperm<>+192(SB)/4, $6
+DATA ·q4kperm<>+196(SB)/4, $6
+DATA ·q4kperm<>+200(SB)/4, $6
+DATA ·q4kperm<>+204(SB)/4, $6
+DATA ·q4kperm<>+208(SB)/4, $6
+DATA ·q4kperm<>+212(SB)/4, $6
+DATA ·q4kperm<>+216(SB)/4, $6
+DATA ·q4kperm<>+220(SB)/4, $6
+DATA ·q4kperm<>+224(SB)/4, $7
+DATA ·q4kperm<>+228(SB)/4, $7
+DATA ·q4kperm<>+232(SB)/4, $7
+DATA ·q4kperm<>+236(SB)/4, $7
+DATA ·q4kperm<>+240(SB)/4, $7
+DATA ·q4kperm<>+244(SB)/4, $7
+DATA ·q4kperm<>+248(SB)/4, $7
+DATA ·q4kperm<>+252(SB)/4, $7
+GLOBL ·q4kperm<>(SB), RODATA|NOPTR, $256
+DATA ·nib8<>+0(SB)/4, $0x0f0f0f0f
+GLOBL ·nib8<>(SB), RODATA|NOPTR, $4
+
+// func matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32
+TEXT ·matvecQ4KQ8(SB), NOSPLIT, $0-44
+	MOVQ nsb+0(FP), CX
+	MOVQ w+8(FP), AX
+	MOVQ xq+16(FP), BX
+	MOVQ xd+24(FP), SI
+	MOVQ xs+32(FP), DI
+	VPBROADCASTD ·nib8<>(SB), Y31
+	VMOVDQU32 ·q4kperm<>+0(SB), Z26
+	VMOVDQU32 ·q4kperm<>+64(SB), Z27
+	VMOVDQU32 ·q4kperm<>+128(SB), Z28
+	VMOVDQU32 ·q4kperm<>+192(SB), Z29
+	VPXORD Z30, Z30, Z30
+	VPXORD Z25, Z25, Z25
+	TESTQ CX, CX
+	JZ matvecQ4KQ8_done
+matvecQ4KQ8_loop:
+	MOVL 4(AX), R9
+	MOVL 8(AX), R10
+	MOVL 12(AX), R11
+	MOVL R9, R12
+	ANDL $0x3f3f3f3f, R12
+	MOVL R10, R13
+	ANDL $0x3f3f3f3f, R13
+	MOVL R11, DX
+	ANDL $0x0f0f0f0f, DX
+	SHRL $6, R9
+	ANDL $0x03030303, R9
+	SHLL $4, R9
+	ORL R9, DX
+	SHRL $4, R11
+	ANDL $0x0f0f0f0f, R11
+	SHRL $6, R10
+	ANDL $0x03030303, R10
+	SHLL $4, R10
+	ORL R10, R11
+	SHLQ $32, DX
+	ORQ DX, R12
+	SHLQ $32, R11
+	ORQ R11, R13
+	VMOVQ R12, X24
+	VPMOVZXBD X24, Y24
+	VCVTDQ2PS Y24, Y24
+	VMOVQ R13, X23
+	VPMOVZXBD X23, Y23
+	VCVTDQ2PS Y23, Y23
+	MOVWLZX (AX), R8
+	VMOVD R8, X21
+	VCVTPH2PS X21, X21
+	VBROADCASTSS X21, Y21
+	VMULPS Y21, Y24, Y24
+	VMULPS (SI), Y24, Y24
+	MOVWLZX 2(AX), R8
+	VMOVD R8, X22
+	VCVTPH2PS X22, X22
+	VBROADCASTSS X22, Y22
+	VMULPS Y22, Y23, Y23
+	VFMADD231PS (DI), Y23, Y25
+	VMOVDQU 16(AX), Y0
+	VPSRLW $4, Y0, Y1
+	VPANDD Y31, Y0, Y0
+	VPANDD Y31, Y1, Y1
+	VINSERTI64X4 $1, Y1, Z0, Z0
+	VPXORD Z2, Z2, Z2
+	VPDPBUSD 0(BX), Z0, Z2
+	VCVTDQ2PS Z2, Z2
+	VPERMPS Z24, Z26, Z3
+	VFMADD231PS Z3, Z2, Z30
+	VMOVDQU 48(AX), Y4
+	VPSRLW $4, Y4, Y5
+	VPANDD Y31, Y4, Y4
+	VPANDD Y31, Y5, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPXORD Z6, Z6, Z6
+	VPDPBUSD 64(BX), Z4, Z6
+	VCVTDQ2PS Z6, Z6
+	VPERMPS Z24, Z27, Z7
+	VFMADD231PS Z7, Z6, Z30
+	VMOVDQU 80(AX), Y8
+	VPSRLW $4, Y8, Y9
+	VPANDD Y31, Y8, Y8
+	VPANDD Y31, Y9, Y9
+	VINSERTI64X4 $1, Y9, Z8, Z8
+	VPXORD Z10, Z10, Z10
+	VPDPBUSD 128(BX), Z8, Z10
+	VCVTDQ2PS Z10, Z10
+	VPERMPS Z24, Z28, Z11
+	VFMADD231PS Z11, Z10, Z30
+	VMOVDQU 112(AX), Y12
+	VPSRLW $4, Y12, Y13
+	VPANDD Y31, Y12, Y12
+	VPANDD Y31, Y13, Y13
+	VINSERTI64X4 $1, Y13, Z12, Z12
+	VPXORD Z14, Z14, Z14
+	VPDPBUSD 192(BX), Z12, Z14
+	VCVTDQ2PS Z14, Z14
+	VPERMPS Z24, Z29, Z15
+	VFMADD231PS Z15, Z14, Z30
+	ADDQ $144, AX
+	ADDQ $256, BX
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ matvecQ4KQ8_loop
+matvecQ4KQ8_done:
+	VEXTRACTF64X4 $1, Z30, Y1
+	VADDPS Y1, Y30, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VEXTRACTF64X4 $1, Z25, Y3
+	VADDPS Y3, Y25, Y2
+	VEXTRACTF128 $1, Y2, X3
+	VADDPS X3, X2, X2
+	VHADDPS X2, X2, X2
+	VHADDPS X2, X2, X2
+	VSUBSS X2, X0, X0
+	VMOVSS X0, ret+40(FP)
+	VZEROUPPER
+	RET

@@ -122,6 +122,17 @@ func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
 	nsub := k / l
+	if w.Type == Q4_K && useQ4KQ8() {
+		// Activations quantized per 32-block for VPDPBUSD: xq, then scales xd and
+		// xd·Σq in p.shared.xf.
+		p.shared.xq = growBytes(p.shared.xq, n*k)
+		p.shared.xf = growF32(p.shared.xf, 2*n*nsub)
+		for i := range n {
+			quantX32(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k])
+		}
+		p.run(m, 4, jobMatVecK)
+		return
+	}
 	p.shared.xf = growF32(p.shared.xf, n*nsub)
 	xs := p.shared.xf
 	for i := range n {
@@ -144,6 +155,16 @@ func (p *Pool) matVecKRange(lo, hi int) {
 	xs := p.shared.xf
 	nsb := k / qkK
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
+	if w.Type == Q4_K && useQ4KQ8() {
+		xq, xd, xsd := p.shared.xq, p.shared.xf[:n*nsub], p.shared.xf[n*nsub:]
+		for r := lo; r < hi; r++ {
+			wp := unsafe.Add(base, r*rb)
+			for i := range n {
+				out[i*m+r] = matvecQ4KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
+			}
+		}
+		return
+	}
 	for r := lo; r < hi; r++ {
 		wp := unsafe.Add(base, r*rb)
 		for i := range n {
@@ -158,5 +179,35 @@ func (p *Pool) matVecKRange(lo, hi int) {
 			}
 			out[i*m+r] = v
 		}
+	}
+}
+
+// q4KFloat selects the float (register-dequantizing) q4_K decode kernel even where VNNI
+// is available (tests use it to cover both).
+var q4KFloat = false
+
+func useQ4KQ8() bool { return useVNNI && !q4KFloat }
+
+// quantX32 quantizes x per 32-block to int8 q with scales d and sums s = d·Σq.
+func quantX32(q []byte, d, s []float32, x []float32) {
+	for b := range len(x) / 32 {
+		blk := x[32*b : 32*b+32]
+		var amax float32
+		for _, v := range blk {
+			amax = max(amax, math.Float32frombits(math.Float32bits(v)&0x7fffffff))
+		}
+		db := amax / 127
+		var id float32
+		if db != 0 {
+			id = 1 / db
+		}
+		sum := 0
+		for j, v := range blk {
+			qi := int(math.RoundToEven(float64(v * id)))
+			qi = max(-127, min(127, qi))
+			q[32*b+j] = byte(int8(qi))
+			sum += qi
+		}
+		d[b], s[b] = db, db*float32(sum)
 	}
 }
