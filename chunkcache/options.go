@@ -31,6 +31,9 @@ type Options struct {
 	// Namespaces that exist from the start (default: just DefaultNamespace). Others
 	// come into existence with their first put, or when found on disk at startup.
 	Namespaces []string
+	// StrictNamespaces rejects puts to namespaces that are not in Namespaces (or on
+	// disk) with ErrUnknownNamespace, instead of creating them.
+	StrictNamespaces bool
 	// DisablePromotion stops copying a chunk read in full from a lower tier into the
 	// first tier.
 	DisablePromotion bool
@@ -86,3 +89,9 @@ func (o *Options) Validate() error {
 	}
 	return nil
 }
+
+// Policies lists the eviction policy names.
+func Policies() []string { return eviction.Policies() }
+
+// Admissions lists the admission filter names.
+func Admissions() []string { return eviction.Admissions() }

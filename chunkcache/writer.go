@@ -64,6 +64,11 @@ func (c *Cache) NewWriter(ctx context.Context, spec PutSpec) (*Writer, error) {
 		return nil, err
 	}
 	spec.Namespace = ns
+	if c.opts.StrictNamespaces {
+		if _, err := c.namespace(ns); err != nil {
+			return nil, err
+		}
+	}
 	id := spec.ID()
 	if len(spec.Tokens) > MaxTokens {
 		return nil, fmt.Errorf("%w: %d tokens (max %d)", ErrInvalid, len(spec.Tokens), MaxTokens)
