@@ -32,3 +32,38 @@ func BenchmarkPrefill(b *testing.B) {
 	}
 	b.ReportMetric(m.Config.PrefillFLOPs(0, n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// BenchmarkDecode decodes one token after a 256-token prompt ($RAGKV_BENCH_MODEL or
+// stories260K).
+func BenchmarkDecode(b *testing.B) {
+	var m *Model
+	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
+		var err error
+		if m, err = Open(p, Options{}); err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+	} else {
+		m = openStories(b, "stories260K-f32.gguf")
+	}
+	n := min(256, m.Config.Ctx/2)
+	toks := make([]int, n)
+	for i := range toks {
+		toks[i] = (i*7919 + 13) % m.Config.Vocab
+	}
+	ctx := context.Background()
+	kv, _, err := m.Prefill(ctx, toks, 0, 0, ExtendOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := m.NewState(kv, b.N+1)
+	tok := 5
+	b.ReportAllocs()
+	for b.Loop() {
+		l, err := st.Feed(ctx, tok)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok = Argmax(l)
+	}
+}

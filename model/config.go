@@ -15,6 +15,9 @@ const (
 	RopeHalf
 )
 
+// MarshalText encodes the style as its name.
+func (s RopeStyle) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 func (s RopeStyle) String() string {
 	if s == RopeHalf {
 		return "half"
@@ -24,20 +27,20 @@ func (s RopeStyle) String() string {
 
 // Config is a model's architecture.
 type Config struct {
-	Arch      string  // "llama", "qwen2", "mistral", ...
-	Dim       int     // embedding width
-	Hidden    int     // feed-forward width
-	Layers    int     // transformer blocks
-	Heads     int     // query heads
-	KVHeads   int     // key/value heads (GQA)
-	HeadDim   int     // per head
-	Vocab     int     // token ids
-	Ctx       int     // context length the file declares
-	RopeTheta float64 // RoPE base
-	NormEps   float32 // RMSNorm epsilon
-	Rope      RopeStyle
-	QKVBias   bool // Q/K/V projections have biases (Qwen2)
-	Tied      bool // classifier shares the token embedding
+	Arch      string    `json:"arch"`       // "llama", "qwen2", "mistral", ...
+	Dim       int       `json:"dim"`        // embedding width
+	Hidden    int       `json:"hidden"`     // feed-forward width
+	Layers    int       `json:"layers"`     // transformer blocks
+	Heads     int       `json:"heads"`      // query heads
+	KVHeads   int       `json:"kv_heads"`   // key/value heads (GQA)
+	HeadDim   int       `json:"head_dim"`   // per head
+	Vocab     int       `json:"vocab"`      // token ids
+	Ctx       int       `json:"ctx"`        // context length the file declares
+	RopeTheta float64   `json:"rope_theta"` // RoPE base
+	NormEps   float32   `json:"norm_eps"`   // RMSNorm epsilon
+	Rope      RopeStyle `json:"rope"`
+	QKVBias   bool      `json:"qkv_bias"` // Q/K/V projections have biases (Qwen2)
+	Tied      bool      `json:"tied"`     // classifier shares the token embedding
 }
 
 // QDim is Heads×HeadDim; KVDim is KVHeads×HeadDim.

@@ -151,15 +151,16 @@ func init() {
 			if decode > 0 {
 				r.DecodeTokensPerS = float64(decode) / engineMin(dec)
 			}
+			out := cmd.OutOrStdout()
 			if !asJSON {
-				fmt.Printf("model %s (%s, %d threads)\n", r.Model, r.WeightType, r.Threads)
-				fmt.Printf("prefill %d tokens: %.3fs  %.1f tokens/s  %.2f GFLOP/s\n", tokens, ps, r.PrefillTokensPerS, r.PrefillGFLOPs)
-				fmt.Printf("decode  %d tokens: %.1f tokens/s\n", decode, r.DecodeTokensPerS)
-				fmt.Printf("kernels GEMM at the same shapes: %.2f GFLOP/s; prefill reaches %.0f%% of it (matmuls are %.0f%% of prefill FLOPs)\n",
+				fmt.Fprintf(out, "model %s (%s, %d threads)\n", r.Model, r.WeightType, r.Threads)
+				fmt.Fprintf(out, "prefill %d tokens: %.3fs  %.1f tokens/s  %.2f GFLOP/s\n", tokens, ps, r.PrefillTokensPerS, r.PrefillGFLOPs)
+				fmt.Fprintf(out, "decode  %d tokens: %.1f tokens/s\n", decode, r.DecodeTokensPerS)
+				fmt.Fprintf(out, "kernels GEMM at the same shapes: %.2f GFLOP/s; prefill reaches %.0f%% of it (matmuls are %.0f%% of prefill FLOPs)\n",
 					r.GemmGFLOPs, 100*r.PrefillVsGemm, 100*r.MatmulShareOfFLOPs)
 				return nil
 			}
-			return cliutil.PrintJSON(os.Stdout, r)
+			return cliutil.PrintJSON(cmd.OutOrStdout(), r)
 		},
 	}
 	f := cmd.Flags()

@@ -68,7 +68,7 @@ func init() {
 				return err
 			}
 			if st.GeneratedTokens > 0 && st.DecodeTime > 0 {
-				fmt.Fprintf(os.Stderr, "achieved tok/s: %.1f (prefill %d tokens in %s)\n",
+				fmt.Fprintf(cmd.ErrOrStderr(), "achieved tok/s: %.1f (prefill %d tokens in %s)\n",
 					float64(st.GeneratedTokens)/st.DecodeTime.Seconds(), st.PromptTokens, st.PrefillTime.Round(time.Microsecond))
 			}
 			return nil

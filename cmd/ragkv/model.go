@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -85,9 +86,9 @@ func newModelInspectCmd() *cobra.Command {
 				m.Close()
 			}
 			if asJSON {
-				return cliutil.PrintJSON(os.Stdout, res)
+				return cliutil.PrintJSON(cmd.OutOrStdout(), res)
 			}
-			printModelInspect(res)
+			printModelInspect(cmd.OutOrStdout(), res)
 			return nil
 		},
 	}
@@ -121,16 +122,16 @@ func ggufValueSummary(v gguf.Value) any {
 	return a.V
 }
 
-func printModelInspect(r modelInspectResult) {
-	fmt.Printf("file:    %s (%s)\n", r.Path, r.Format)
+func printModelInspect(w io.Writer, r modelInspectResult) {
+	fmt.Fprintf(w, "file:    %s (%s)\n", r.Path, r.Format)
 	if c := r.Config; c != nil {
-		fmt.Printf("arch:    %s  dim %d  hidden %d  layers %d  heads %d/%d (kv)  head_dim %d  vocab %d  ctx %d\n",
+		fmt.Fprintf(w, "arch:    %s  dim %d  hidden %d  layers %d  heads %d/%d (kv)  head_dim %d  vocab %d  ctx %d\n",
 			c.Arch, c.Dim, c.Hidden, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.Vocab, c.Ctx)
-		fmt.Printf("rope:    %s, theta %g   norm eps %g   qkv bias %v   tied %v\n", c.Rope, c.RopeTheta, c.NormEps, c.QKVBias, c.Tied)
-		fmt.Printf("weights: %s   tokenizer: %s (%d tokens)\n", r.WeightType, r.Tokenizer, r.VocabSize)
+		fmt.Fprintf(w, "rope:    %s, theta %g   norm eps %g   qkv bias %v   tied %v\n", c.Rope, c.RopeTheta, c.NormEps, c.QKVBias, c.Tied)
+		fmt.Fprintf(w, "weights: %s   tokenizer: %s (%d tokens)\n", r.WeightType, r.Tokenizer, r.VocabSize)
 	}
 	if r.LoadError != "" {
-		fmt.Printf("load:    %s\n", r.LoadError)
+		fmt.Fprintf(w, "load:    %s\n", r.LoadError)
 	}
 	if len(r.Metadata) > 0 {
 		keys := make([]string, 0, len(r.Metadata))
@@ -138,16 +139,16 @@ func printModelInspect(r modelInspectResult) {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		fmt.Println("metadata:")
+		fmt.Fprintln(w, "metadata:")
 		for _, k := range keys {
-			fmt.Printf("  %-45s %v\n", k, r.Metadata[k])
+			fmt.Fprintf(w, "  %-45s %v\n", k, r.Metadata[k])
 		}
 	}
 	for _, t := range r.Tensors {
-		fmt.Printf("  %-32s %-5s %v\n", t.Name, t.Type, t.Dims)
+		fmt.Fprintf(w, "  %-32s %-5s %v\n", t.Name, t.Type, t.Dims)
 	}
 	if r.TensorData > 0 {
-		fmt.Printf("tensor data: %.1f MiB\n", float64(r.TensorData)/(1<<20))
+		fmt.Fprintf(w, "tensor data: %.1f MiB\n", float64(r.TensorData)/(1<<20))
 	}
 }
 
