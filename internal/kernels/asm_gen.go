@@ -35,6 +35,7 @@ func main() {
 	interleave16(8)
 	interleave16(4)
 	matvecQ4KVNNI()
+	matvecQ6KVNNI()
 	os.Stdout.WriteString(b.String())
 }
 
@@ -949,6 +950,93 @@ func matvecQ4KVNNI() {
 	p("%s_done:", name)
 	hsumZ(30, 0, 1)
 	hsumZ(25, 2, 3)
+	p("\tVSUBSS X2, X0, X0")
+	p("\tVMOVSS X0, ret+40(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// matvecQ6KVNNI writes matvecQ6KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs
+// *float32) float32: one q6_K row dotted with activations quantized per 32-block (int8
+// xq), given per 16-element sub-block the activation scale xd and xs = xd·Σq.
+func matvecQ6KVNNI() {
+	name := "matvecQ6KQ8"
+	p("")
+	for g := 0; g < 4; g++ {
+		for i := 0; i < 16; i++ {
+			p("DATA ·q6kperm<>+%d(SB)/4, $%d", 64*g+4*i, 4*g+i/4)
+		}
+	}
+	p("GLOBL ·q6kperm<>(SB), RODATA|NOPTR, $256")
+	p("DATA ·m30<>+0(SB)/4, $0x30303030")
+	p("GLOBL ·m30<>(SB), RODATA|NOPTR, $4")
+	p("")
+	p("// func %s(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-44", name)
+	p("\tMOVQ nsb+0(FP), CX")
+	p("\tMOVQ w+8(FP), AX")
+	p("\tMOVQ xq+16(FP), BX")
+	p("\tMOVQ xd+24(FP), SI")
+	p("\tMOVQ xs+32(FP), DI")
+	p("\tVPBROADCASTD ·nib8<>(SB), Y31")
+	p("\tVPBROADCASTD ·m30<>(SB), Y30")
+	for g := 0; g < 4; g++ {
+		p("\tVMOVDQU32 ·q6kperm<>+%d(SB), Z%d", 64*g, 26+g)
+	}
+	p("\tVPXORD Z24, Z24, Z24")
+	p("\tVPXORD Z25, Z25, Z25")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("%s_loop:", name)
+	p("\tVPMOVSXBD 192(AX), Z22")
+	p("\tVCVTDQ2PS Z22, Z22")
+	f16Bcst("208(AX)", 21)
+	p("\tVSHUFF64X2 $0, Z21, Z21, Z21")
+	p("\tVMULPS Z21, Z22, Z22")       // d·sc
+	p("\tVMULPS (SI), Z22, Z23")      // × dx
+	p("\tVFMADD231PS (DI), Z22, Z25") // offsets: Σ d·sc·xs
+	for h := 0; h < 2; h++ {
+		p("\tVMOVDQU %d(AX), Y0", 64*h)
+		p("\tVMOVDQU %d(AX), Y1", 64*h+32)
+		p("\tVMOVDQU %d(AX), Y2", 128+32*h)
+		p("\tVPANDD Y31, Y0, Y4")
+		p("\tVPSLLW $4, Y2, Y8")
+		p("\tVPTERNLOGD $0xf8, Y30, Y8, Y4")
+		p("\tVPANDD Y31, Y1, Y5")
+		p("\tVPSLLW $2, Y2, Y9")
+		p("\tVPTERNLOGD $0xf8, Y30, Y9, Y5")
+		p("\tVPSRLW $4, Y0, Y6")
+		p("\tVPANDD Y31, Y6, Y6")
+		p("\tVPTERNLOGD $0xf8, Y30, Y2, Y6")
+		p("\tVPSRLW $4, Y1, Y7")
+		p("\tVPANDD Y31, Y7, Y7")
+		p("\tVPSRLW $2, Y2, Y10")
+		p("\tVPTERNLOGD $0xf8, Y30, Y10, Y7")
+		p("\tVINSERTI64X4 $1, Y5, Z4, Z4")
+		p("\tVINSERTI64X4 $1, Y7, Z6, Z6")
+		p("\tVPXORD Z12, Z12, Z12")
+		p("\tVPXORD Z13, Z13, Z13")
+		p("\tVPDPBUSD %d(BX), Z4, Z12", 128*h)
+		p("\tVPDPBUSD %d(BX), Z6, Z13", 128*h+64)
+		p("\tVCVTDQ2PS Z12, Z12")
+		p("\tVCVTDQ2PS Z13, Z13")
+		p("\tVPERMPS Z23, Z%d, Z14", 26+2*h)
+		p("\tVFMADD231PS Z14, Z12, Z24")
+		p("\tVPERMPS Z23, Z%d, Z15", 27+2*h)
+		p("\tVFMADD231PS Z15, Z13, Z24")
+	}
+	p("\tADDQ $210, AX")
+	p("\tADDQ $256, BX")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $64, DI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	hsumZ(24, 0, 1)
+	hsumZ(25, 2, 3)
+	p("\tMOVL $0x42000000, R8")
+	p("\tVMOVD R8, X3")
+	p("\tVMULSS X3, X2, X2")
 	p("\tVSUBSS X2, X0, X0")
 	p("\tVMOVSS X0, ret+40(FP)")
 	p("\tVZEROUPPER")

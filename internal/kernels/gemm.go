@@ -33,7 +33,7 @@ func gemmThreshold(t DType) int {
 		return 1
 	case t == Q8_0:
 		return 40
-	case t == Q4_K && useQ4KQ8():
+	case t == Q4_K && useKQ8(t):
 		return 28
 	case t == Q4_K || t == Q5_K:
 		return 20

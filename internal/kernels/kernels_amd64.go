@@ -119,3 +119,10 @@ func interleave16S4(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)
 //
 //go:noescape
 func matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32
+
+// matvecQ6KQ8 returns the dot product of one q6_K row of nsb super-blocks with
+// activations quantized per 32-block (int8 xq), given per 16-element sub-block the scale
+// xd and xs = xd·Σq.
+//
+//go:noescape
+func matvecQ6KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32

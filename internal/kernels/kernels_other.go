@@ -38,3 +38,7 @@ func interleave16S4(nchunk int, src unsafe.Pointer, lds int, dst unsafe.Pointer)
 func matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32 {
 	return 0
 }
+
+func matvecQ6KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32 {
+	return 0
+}

@@ -289,8 +289,8 @@ func TestPoolConcurrentCallers(t *testing.T) {
 // TestMatVecKQuantsExact checks the decode path of the k-quants, which dequantizes in
 // registers and keeps float32 activations, against the tight float tolerance.
 func TestMatVecKQuantsExact(t *testing.T) {
-	q4KFloat = true
-	defer func() { q4KFloat = false }()
+	kFloat = true
+	defer func() { kFloat = false }()
 	if !matVecFast(Q4_K) {
 		t.Skip("no fast matrix-vector kernels for k-quants on this CPU")
 	}

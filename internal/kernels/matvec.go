@@ -122,13 +122,13 @@ func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
 	nsub := k / l
-	if w.Type == Q4_K && useQ4KQ8() {
-		// Activations quantized per 32-block for VPDPBUSD: xq, then scales xd and
-		// xd·Σq in p.shared.xf.
+	if useKQ8(w.Type) {
+		// Activations quantized per 32-block for VPDPBUSD: xq, then per sub-block of l
+		// elements the scale xd and xd·Σq in p.shared.xf.
 		p.shared.xq = growBytes(p.shared.xq, n*k)
 		p.shared.xf = growF32(p.shared.xf, 2*n*nsub)
 		for i := range n {
-			quantX32(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k])
+			quantXSub(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k], l)
 		}
 		p.run(m, 4, jobMatVecK)
 		return
@@ -155,12 +155,16 @@ func (p *Pool) matVecKRange(lo, hi int) {
 	xs := p.shared.xf
 	nsb := k / qkK
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
-	if w.Type == Q4_K && useQ4KQ8() {
+	if useKQ8(w.Type) {
 		xq, xd, xsd := p.shared.xq, p.shared.xf[:n*nsub], p.shared.xf[n*nsub:]
 		for r := lo; r < hi; r++ {
 			wp := unsafe.Add(base, r*rb)
 			for i := range n {
-				out[i*m+r] = matvecQ4KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
+				if w.Type == Q4_K {
+					out[i*m+r] = matvecQ4KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
+				} else {
+					out[i*m+r] = matvecQ6KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
+				}
 			}
 		}
 		return
@@ -182,14 +186,16 @@ func (p *Pool) matVecKRange(lo, hi int) {
 	}
 }
 
-// q4KFloat selects the float (register-dequantizing) q4_K decode kernel even where VNNI
+// kFloat selects the float (register-dequantizing) k-quant decode kernels even where VNNI
 // is available (tests use it to cover both).
-var q4KFloat = false
+var kFloat = false
 
-func useQ4KQ8() bool { return useVNNI && !q4KFloat }
+// useKQ8 reports whether type t decodes with the VNNI kernels (q4_K, q6_K).
+func useKQ8(t DType) bool { return useVNNI && !kFloat && (t == Q4_K || t == Q6_K) }
 
-// quantX32 quantizes x per 32-block to int8 q with scales d and sums s = d·Σq.
-func quantX32(q []byte, d, s []float32, x []float32) {
+// quantXSub quantizes x per 32-block to int8 q and gives, per sub-block of l (32 or 16)
+// elements, the scale d and s = d·Σq over the sub-block.
+func quantXSub(q []byte, d, s []float32, x []float32, l int) {
 	for b := range len(x) / 32 {
 		blk := x[32*b : 32*b+32]
 		var amax float32
@@ -201,13 +207,18 @@ func quantX32(q []byte, d, s []float32, x []float32) {
 		if db != 0 {
 			id = 1 / db
 		}
-		sum := 0
+		var sum [2]int
 		for j, v := range blk {
 			qi := int(math.RoundToEven(float64(v * id)))
 			qi = max(-127, min(127, qi))
 			q[32*b+j] = byte(int8(qi))
-			sum += qi
+			sum[j/16] += qi
 		}
-		d[b], s[b] = db, db*float32(sum)
+		if l == 32 {
+			d[b], s[b] = db, db*float32(sum[0]+sum[1])
+		} else {
+			d[2*b], s[2*b] = db, db*float32(sum[0])
+			d[2*b+1], s[2*b+1] = db, db*float32(sum[1])
+		}
 	}
 }
