@@ -282,3 +282,36 @@ func TestExpf(t *testing.T) {
 		}
 	}
 }
+
+// TestOutsideMassPaths: the outside-span attention mass from the batched (GEMM) path
+// equals the per-token (dot product) path, and lies in [0, 1].
+func TestOutsideMassPaths(t *testing.T) {
+	m := openStories(t, "stories260K.bin")
+	ctx := context.Background()
+	toks := storyTokens(m)
+	n := len(toks)
+	span := &Span{Lo: 5, Hi: 15}
+	_, batch, err := m.Prefill(ctx, toks, 0, 0, ExtendOptions{Outside: span})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := NewKV(&m.Config, n)
+	for i := 0; i < n; i++ {
+		one, err := m.Extend(ctx, kv, toks[i:i+1], []int{i}, ExtendOptions{Outside: span})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l := 0; l < m.Config.Layers; l++ {
+			a, b := batch.OutsideMass[l][i], one.OutsideMass[l][0]
+			if math.Abs(float64(a-b)) > 1e-5 || a < 0 || a > 1.00001 {
+				t.Fatalf("layer %d token %d: batched mass %g, per-token %g", l, i, a, b)
+			}
+			if i >= span.Lo && i < 2*span.Lo && l == 0 && a == 0 {
+				t.Fatalf("token %d pays no attention outside the span", i)
+			}
+		}
+	}
+	if batch.OutsideMass[0][0] != 1 {
+		t.Fatalf("token 0 (outside the span, sees only itself): mass %g", batch.OutsideMass[0][0])
+	}
+}

@@ -30,6 +30,17 @@
 //   - Model.RotateK re-rotates cached K rows from old to new positions (RoPE delta,
 //     rotation by the angle difference, computed in float64).
 //   - State is a decode session with preallocated buffers: no allocation per token.
+//   - Stepper reuses LayerStep buffers across calls (one per goroutine).
+//
+// CacheBlend over this API (Yao et al., EuroSys'25): concatenate the chunks' KVs
+// (ConcatKV), move each chunk's rows to its place in the prompt (RotateK per layer as the
+// layers load, or ShiftKV), then x = Embed(all tokens); LayerStep(0, x, all rows) (full
+// layer 0); at layer 1 LayerStep with KVOnly+SkipWrite+FreshK/FreshV for all tokens gives
+// the deviation against the cached K/V, pick S (always the query tokens), keep x only
+// for S; from layer 1 on LayerStep(l, x_S, pos_S, rows_S, kv). Logits(x of the last
+// token) gives the first token; Extend(kv, continuation) scores a continuation with full
+// attention over the fused cache. Cache-Craft's per-token outside-span attention comes
+// from ExtendOptions.Outside (precompute) or StepOptions.Outside.
 //
 // # Buffer ownership
 //
