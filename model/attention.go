@@ -14,23 +14,30 @@ const gemmAttnMin = 8
 // attnScoreBudget bounds the scores buffer (floats) of one GEMM attention block.
 const attnScoreBudget = 1 << 22
 
-// expf is a float32 exp for x ≤ 0 (relative error < 2e-7): Cody–Waite range reduction
-// and a degree-6 polynomial.
+// expTable[j] = 2^(j/64).
+var expTable = func() (t [64]float32) {
+	for j := range t {
+		t[j] = float32(math.Exp2(float64(j) / 64))
+	}
+	return t
+}()
+
+// expf is a float32 exp for x ≤ 0 (relative error < 3e-7): x = (64k+j)·ln2/64 + r with
+// |r| ≤ ln2/128, exp(x) = 2^k · 2^(j/64) · (1 + r + r²/2 + r³/6).
 func expf(x float32) float32 {
 	if x < -87.3 {
 		return 0
 	}
 	const (
-		log2e = 1.44269504088896341
-		ln2hi = 0.693359375
-		ln2lo = -2.12194440e-4
+		s     = 64 * 1.44269504088896341 // 64/ln2
+		ln2hi = 0.693359375 / 64
+		ln2lo = -2.12194440e-4 / 64
 	)
-	// x ≤ 0, so truncating x·log2e − 0.5 rounds to nearest.
-	k := int32(x*log2e - 0.5)
-	kf := float32(k)
-	r := x - kf*ln2hi - kf*ln2lo
-	p := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
-	return p * math.Float32frombits(uint32(k+127)<<23)
+	n := int32(x*s - 0.5) // x ≤ 0: truncation rounds to nearest
+	nf := float32(n)
+	r := x - nf*ln2hi - nf*ln2lo
+	p := 1 + r*(1+r*(0.5+r*(1.0/6)))
+	return p * expTable[n&63] * math.Float32frombits(uint32((n>>6)+127)<<23)
 }
 
 // silu is x·sigmoid(x), with expf on a non-positive argument.
@@ -54,6 +61,7 @@ func (s *scratch) attnGEMM() error {
 	// Query blocks of at most 128 tokens keep the causal trimming effective (keys after a
 	// block's last position are skipped) while the products stay large enough to be fast.
 	B := max(1, min(n, 128, attnScoreBudget/max(1, G*T)))
+	scale := float32(1 / math.Sqrt(float64(hd)))
 	s.kh = growF32(s.kh, T*hd)
 	s.vt = growF32(s.vt, T*hd)
 	s.qg = growF32(s.qg, G*B*hd)
@@ -99,7 +107,10 @@ func (s *scratch) attnGEMM() error {
 			for hh := 0; hh < G; hh++ {
 				for i := 0; i < nb; i++ {
 					h := g*G + hh
-					copy(qg[(hh*nb+i)*hd:(hh*nb+i+1)*hd], s.q[(b0+i)*qd+h*hd:(b0+i)*qd+(h+1)*hd])
+					dst := qg[(hh*nb+i)*hd : (hh*nb+i+1)*hd]
+					for d, v := range s.q[(b0+i)*qd+h*hd : (b0+i)*qd+(h+1)*hd] {
+						dst[d] = v * scale // the 1/√d scale folded into Q
+					}
 				}
 			}
 			sc := s.sc[:rowsN*Tb]
@@ -136,7 +147,6 @@ func (s *scratch) softmaxRows(lo, hi int) {
 	G := c.Heads / c.KVHeads
 	Tb, nb := s.smTb, s.smNB
 	kvPos := s.aKV.Pos[:Tb]
-	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
 	for r := lo; r < hi; r++ {
 		hh, i := r/nb, r%nb
 		q := s.smB0 + i
@@ -145,8 +155,7 @@ func (s *scratch) softmaxRows(lo, hi int) {
 		maxv := float32(math.Inf(-1))
 		for j, kp := range kvPos {
 			if kp <= p {
-				v := row[j] * scale
-				row[j] = v
+				v := row[j]
 				if v > maxv {
 					maxv = v
 				}
