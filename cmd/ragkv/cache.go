@@ -1,7 +1,822 @@
 package main
 
-// cacheConfig configures the chunk cache (tiers, eviction). Filled in by the chunk-cache
-// feature.
-type cacheConfig struct{}
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-func defaultCacheConfig() cacheConfig { return cacheConfig{} }
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/ragkv/ragkv/chunkcache"
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/internal/cliutil"
+	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
+	"github.com/ragkv/ragkv/server"
+	"github.com/ragkv/ragkv/store"
+)
+
+// cacheConfig configures the chunk cache: a RAM tier over a Badger disk tier in
+// <data-dir>/chunkcache. YAML section `cache:`.
+type cacheConfig struct {
+	Memory cacheTierConfig `yaml:"memory"`
+	// Disk: capacity 0 disables the disk tier (RAM only, nothing survives a restart).
+	Disk cacheTierConfig `yaml:"disk"`
+	// Dir is the Badger directory (default <data-dir>/chunkcache).
+	Dir string `yaml:"dir"`
+	// SyncWrites fsyncs every put before acknowledging it.
+	SyncWrites bool `yaml:"sync_writes"`
+	// WriteThrough writes every put to disk as well as RAM (durable acknowledgements);
+	// without it chunks reach disk only when RAM evicts them.
+	WriteThrough     bool       `yaml:"write_through"`
+	MaxChunkBytes    cacheBytes `yaml:"max_chunk_bytes"`
+	Namespaces       []string   `yaml:"namespaces"`
+	StrictNamespaces bool       `yaml:"strict_namespaces"`
+	DisablePromotion bool       `yaml:"disable_promotion"`
+}
+
+// cacheTierConfig is one tier's budget and eviction settings.
+type cacheTierConfig struct {
+	Capacity      cacheBytes `yaml:"capacity"`
+	Policy        string     `yaml:"policy"`
+	Admission     string     `yaml:"admission"`
+	HighWatermark float64    `yaml:"high_watermark"`
+	LowWatermark  float64    `yaml:"low_watermark"`
+}
+
+func defaultCacheConfig() cacheConfig {
+	return cacheConfig{
+		Memory:        cacheTierConfig{Capacity: 1 << 30, Policy: eviction.DefaultPolicy, Admission: eviction.AdmissionNone},
+		Disk:          cacheTierConfig{Capacity: 16 << 30, Policy: eviction.DefaultPolicy, Admission: eviction.AdmissionNone},
+		SyncWrites:    true,
+		WriteThrough:  true,
+		MaxChunkBytes: 1 << 30,
+		Namespaces:    []string{chunkcache.DefaultNamespace},
+	}
+}
+
+func (t cacheTierConfig) eviction() eviction.Config {
+	return eviction.Config{Policy: t.Policy, Admission: t.Admission, Capacity: int64(t.Capacity),
+		HighWatermark: t.HighWatermark, LowWatermark: t.LowWatermark}
+}
+
+// validate reports a bad value under the flag that sets it.
+func (t cacheTierConfig) validate(prefix string) error {
+	c := t.eviction()
+	c.EnsureDefaults()
+	if t.Capacity <= 0 {
+		return flagErr(prefix+"-capacity", "capacity must be > 0, got %d", t.Capacity)
+	}
+	if err := c.Validate(); err != nil {
+		switch {
+		case errors.Is(err, eviction.ErrUnknownPolicy) && strings.Contains(err.Error(), "admission"):
+			return flagErr("admission", "%v", err)
+		case errors.Is(err, eviction.ErrUnknownPolicy):
+			return flagErr("policy", "%v", err)
+		default:
+			return flagErr("high-watermark", "%v", err)
+		}
+	}
+	return nil
+}
+
+// buildChunkCache is the "chunkcache" serve component.
+func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map[string]any) (server.Option, any, io.Closer, error) {
+	cc := cfg.Cache
+	if err := cc.Memory.validate("mem"); err != nil {
+		return nil, nil, nil, err
+	}
+	if cc.Disk.Capacity < 0 {
+		return nil, nil, nil, flagErr("disk-capacity", "capacity must be ≥ 0 (0 disables the disk tier), got %d", cc.Disk.Capacity)
+	}
+	if cc.Disk.Capacity > 0 {
+		if err := cc.Disk.validate("disk"); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	log := env.log.With("component", "chunkcache")
+	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction()}}
+	dir := cc.Dir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "chunkcache")
+	}
+	if cc.Disk.Capacity > 0 {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, SyncWrites: cc.SyncWrites, Logger: log})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough})
+	}
+	c, err := chunkcache.New(ctx, chunkcache.Options{
+		Tiers: tiers, MaxChunkBytes: int64(cc.MaxChunkBytes), Namespaces: cc.Namespaces,
+		StrictNamespaces: cc.StrictNamespaces, DisablePromotion: cc.DisablePromotion,
+		Logger: log, Registerer: env.reg,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st := c.Stats()
+	log.Info("chunk cache ready", "dir", dir, "tiers", c.Tiers(), "chunks", st.Chunks)
+	return server.WithChunkCache(c), c, c, nil
+}
+
+// cacheBytes is a byte count that parses "512MiB", "4GiB", "1G", "100MB" or a plain
+// number (flags and YAML).
+type cacheBytes int64
+
+func (b *cacheBytes) String() string { return strconv.FormatInt(int64(*b), 10) }
+func (b *cacheBytes) Type() string   { return "bytes" }
+func (b *cacheBytes) Set(s string) error {
+	v, err := parseCacheBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = cacheBytes(v)
+	return nil
+}
+
+func (b *cacheBytes) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return err
+	}
+	return b.Set(s)
+}
+
+var cacheByteUnits = []struct {
+	suffix string
+	mult   float64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1},
+}
+
+func parseCacheBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := 1.0
+	for _, u := range cacheByteUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("bad byte size %q (want e.g. 512MiB, 4GiB, 100MB or a number of bytes)", s)
+	}
+	return int64(f * mult), nil
+}
+
+// cacheBothPolicy sets the policy of both tiers (--policy).
+type cacheBothPolicy struct{ cfg *cacheConfig }
+
+func (p cacheBothPolicy) String() string { return p.cfg.Memory.Policy }
+func (p cacheBothPolicy) Type() string   { return "name" }
+func (p cacheBothPolicy) Set(s string) error {
+	p.cfg.Memory.Policy, p.cfg.Disk.Policy = s, s
+	return nil
+}
+
+// cacheBothFloat sets a float field of both tiers (--high-watermark, --low-watermark).
+type cacheBothFloat struct{ mem, disk *float64 }
+
+func (p cacheBothFloat) String() string { return strconv.FormatFloat(*p.mem, 'g', -1, 64) }
+func (p cacheBothFloat) Type() string   { return "fraction" }
+func (p cacheBothFloat) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return err
+	}
+	*p.mem, *p.disk = f, f
+	return nil
+}
+
+func init() {
+	f := serveCmd.Flags()
+	cc := &serveCfg.Cache
+	f.Var(&cc.Memory.Capacity, "mem-capacity", "chunk cache RAM tier budget (e.g. 1GiB)")
+	f.Var(&cc.Disk.Capacity, "disk-capacity", "chunk cache disk tier budget (e.g. 16GiB; 0 disables the disk tier)")
+	f.Var(cacheBothPolicy{cc}, "policy", "eviction policy of both tiers: "+strings.Join(eviction.Policies(), ", "))
+	f.StringVar(&cc.Disk.Policy, "disk-policy", cc.Disk.Policy, "eviction policy of the disk tier (overrides --policy)")
+	f.StringVar(&cc.Memory.Admission, "admission", cc.Memory.Admission, "admission filter of the RAM tier: none or tinylfu")
+	f.Var(cacheBothFloat{&cc.Memory.HighWatermark, &cc.Disk.HighWatermark}, "high-watermark", "evict when usage would exceed this fraction of capacity (both tiers; default 1)")
+	f.Var(cacheBothFloat{&cc.Memory.LowWatermark, &cc.Disk.LowWatermark}, "low-watermark", "evict down to this fraction of capacity (both tiers; default = high)")
+	f.BoolVar(&cc.SyncWrites, "sync-writes", cc.SyncWrites, "fsync every chunk put before acknowledging it")
+	f.Var(&cc.MaxChunkBytes, "max-chunk-bytes", "largest chunk accepted (e.g. 1GiB)")
+	serveComponents = append(serveComponents, serveComponent{name: "chunkcache", build: buildChunkCache})
+
+	cacheCmd.AddCommand(newCacheStatsCmd(), newCacheLookupCmd(), newCacheGetCmd(), newCachePutCmd(),
+		newCacheDeleteCmd(), newCachePinCmd(true), newCachePinCmd(false), newCachePolicyCmd())
+}
+
+// cacheClientFlags are the flags every client subcommand shares.
+type cacheClientFlags struct {
+	addr      string
+	namespace string
+	timeout   time.Duration
+	json      bool
+}
+
+func (c *cacheClientFlags) register(cmd *cobra.Command, withNamespace bool) {
+	f := cmd.Flags()
+	f.StringVar(&c.addr, "addr", "127.0.0.1:7431", "address of the ragkv server")
+	f.DurationVar(&c.timeout, "timeout", 60*time.Second, "deadline of the call")
+	f.BoolVar(&c.json, "json", false, "print the result as one JSON line")
+	if withNamespace {
+		f.StringVar(&c.namespace, "namespace", "", "namespace (default \"default\")")
+	}
+}
+
+func (c *cacheClientFlags) dial(cmd *cobra.Command) (ragkvv1.ChunkCacheClient, func(), context.Context, error) {
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.DefaultMaxRecvMsgBytes), grpc.MaxCallSendMsgSize(server.DefaultMaxRecvMsgBytes)))
+	if err != nil {
+		return nil, nil, nil, flagErr("addr", "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
+	return ragkvv1.NewChunkCacheClient(conn), func() { cancel(); conn.Close() }, ctx, nil
+}
+
+// cacheRPCErr turns a gRPC status into a readable error.
+func cacheRPCErr(op string, err error) error {
+	if st, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func cacheParseKey(arg string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(arg))
+	if err != nil || len(b) != 32 {
+		return nil, usageError{fmt.Errorf("key %q: want 64 hex digits", arg)}
+	}
+	return b, nil
+}
+
+func cacheKeyRef(ns string, key []byte) *ragkvv1.ChunkRef {
+	return &ragkvv1.ChunkRef{Namespace: ns, Ref: &ragkvv1.ChunkRef_Key{Key: key}}
+}
+
+func cacheHuman(n uint64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	f, i := float64(n), 0
+	for f >= 1024 && i < len(units)-1 {
+		f, i = f/1024, i+1
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+func newCacheStatsCmd() *cobra.Command {
+	var cf cacheClientFlags
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Per-tier usage and counters",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			st, err := cl.Stats(ctx, &ragkvv1.ChunkCacheStatsRequest{})
+			if err != nil {
+				return cacheRPCErr("stats", err)
+			}
+			if cf.json {
+				return cliutil.PrintJSON(os.Stdout, st)
+			}
+			fmt.Printf("chunks: %d   namespaces: %s\n", st.Chunks, strings.Join(st.Namespaces, ", "))
+			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIER\tUSED\tCAPACITY\tENTRIES\tHITS\tMISSES\tEVICTIONS\tADMISSIONS\tREJECTED\tPROMOTED\tDEMOTED\tPINNED")
+			for _, t := range st.Tiers {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", t.Name, cacheHuman(t.Bytes), cacheHuman(t.CapacityBytes),
+					t.Entries, t.Hits, t.Misses, t.Evictions, t.Admissions, t.Rejections, t.Promotions, t.Demotions, cacheHuman(t.PinnedBytes))
+			}
+			return tw.Flush()
+		},
+	}
+	cf.register(cmd, false)
+	return cmd
+}
+
+func newCacheLookupCmd() *cobra.Command {
+	var cf cacheClientFlags
+	cmd := &cobra.Command{
+		Use:   "lookup KEY...",
+		Short: "Which chunks are present, and in which tier (nothing is loaded)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &ragkvv1.ChunkLookupRequest{Namespace: cf.namespace}
+			for _, a := range args {
+				k, err := cacheParseKey(a)
+				if err != nil {
+					return err
+				}
+				req.Keys = append(req.Keys, k)
+			}
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := cl.Lookup(ctx, req)
+			if err != nil {
+				return cacheRPCErr("lookup", err)
+			}
+			if cf.json {
+				type row struct {
+					Key     string   `json:"key"`
+					Present bool     `json:"present"`
+					Tier    string   `json:"tier,omitempty"`
+					Tiers   []string `json:"tiers,omitempty"`
+					Bytes   uint64   `json:"stored_bytes,omitempty"`
+					Pin     string   `json:"pin,omitempty"`
+				}
+				out := struct {
+					Results []row `json:"results"`
+				}{}
+				for _, r := range res.Results {
+					out.Results = append(out.Results, row{hex.EncodeToString(r.Key), r.Present, r.Tier, r.Tiers, r.StoredBytes, cachePinName(r.Pin)})
+				}
+				return cliutil.PrintJSON(os.Stdout, out)
+			}
+			for _, r := range res.Results {
+				if r.Present {
+					fmt.Printf("%x  %-7s %s  %s  pin=%s\n", r.Key, r.Tier, strings.Join(r.Tiers, "+"), cacheHuman(r.StoredBytes), cachePinName(r.Pin))
+				} else {
+					fmt.Printf("%x  absent\n", r.Key)
+				}
+			}
+			return nil
+		},
+	}
+	cf.register(cmd, true)
+	return cmd
+}
+
+func cachePinName(p ragkvv1.ChunkPin) string {
+	switch p {
+	case ragkvv1.ChunkPin_CHUNK_PIN_SOFT:
+		return "soft"
+	case ragkvv1.ChunkPin_CHUNK_PIN_HARD:
+		return "hard"
+	}
+	return "none"
+}
+
+func cacheDTypeName(d ragkvv1.ChunkKVDType) string {
+	return chunkcache.DType(d).String()
+}
+
+func newCacheGetCmd() *cobra.Command {
+	var cf cacheClientFlags
+	var layersFlag, out string
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Stream a chunk layer by layer; check its CRCs; optionally write it as a KV blob file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := cacheParseKey(args[0])
+			if err != nil {
+				return err
+			}
+			var layers []uint32
+			if layersFlag != "" {
+				for _, s := range strings.Split(layersFlag, ",") {
+					v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+					if err != nil {
+						return flagErr("layers", "bad layer %q", s)
+					}
+					layers = append(layers, uint32(v))
+				}
+			}
+			if out != "" && len(layers) > 0 {
+				return flagErr("out", "a blob file needs every layer; drop --layers")
+			}
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			start := time.Now()
+			st, err := cl.GetChunk(ctx, &ragkvv1.GetChunkRequest{Chunk: cacheKeyRef(cf.namespace, key), Layers: layers})
+			if err != nil {
+				return cacheRPCErr("get", err)
+			}
+			var info *ragkvv1.ChunkInfo
+			var sections [][]byte
+			var firstLayer time.Duration
+			var bytesRecv uint64
+			for {
+				m, err := st.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return cacheRPCErr("get", err)
+				}
+				if m.GetInfo() != nil {
+					info = m.GetInfo()
+					continue
+				}
+				f := m.GetLayer()
+				if len(sections) == 0 {
+					firstLayer = time.Since(start)
+				}
+				sec := append(append(append(append([]byte(nil), f.K...), f.V...), f.KScales...), f.VScales...)
+				if f.Crc32C != nil && chunkcache.Checksum(sec) != f.GetCrc32C() {
+					return fmt.Errorf("get: layer %d failed its CRC check", f.Layer)
+				}
+				bytesRecv += uint64(len(sec))
+				sections = append(sections, sec)
+			}
+			if info == nil {
+				return errors.New("get: the server sent no chunk info")
+			}
+			total := time.Since(start)
+			if out != "" {
+				l := info.Layout
+				h := chunkcache.BlobHeader{
+					Layout: chunkcache.Layout{Layers: int(l.Layers), KVHeads: int(l.KvHeads), HeadDim: int(l.HeadDim),
+						DType: chunkcache.DType(l.Dtype), KScale: chunkcache.ScaleMode(l.KScale), VScale: chunkcache.ScaleMode(l.VScale)},
+					Tokens: len(info.TokenIds), PositionBase: info.PositionBase,
+				}
+				blob, err := chunkcache.EncodeBlob(h, sections)
+				if err != nil {
+					return fmt.Errorf("get: %w", err)
+				}
+				if err := os.WriteFile(out, blob, 0o644); err != nil {
+					return flagErr("out", "%v", err)
+				}
+			}
+			metaKeys := make([]string, 0, len(info.Metadata))
+			for k := range info.Metadata {
+				metaKeys = append(metaKeys, k)
+			}
+			res := map[string]any{
+				"key": hex.EncodeToString(info.Key), "namespace": info.Namespace, "tier": info.Tier,
+				"layers": info.Layout.Layers, "kv_heads": info.Layout.KvHeads, "head_dim": info.Layout.HeadDim,
+				"dtype": cacheDTypeName(info.Layout.Dtype), "tokens": len(info.TokenIds), "position_base": info.PositionBase,
+				"layers_received": len(sections), "bytes_received": bytesRecv, "crc_ok": true,
+				"metadata_keys": metaKeys, "pin": cachePinName(info.Pin), "model": info.Model,
+				"first_layer_ms": float64(firstLayer.Microseconds()) / 1000, "total_ms": float64(total.Microseconds()) / 1000,
+			}
+			if out != "" {
+				res["out"] = out
+			}
+			if cf.json {
+				return cliutil.PrintJSON(os.Stdout, res)
+			}
+			fmt.Printf("chunk %x (namespace %s) from %s: %d layers × %d kv heads × %d head dim, %s, %d tokens at position %d\n",
+				info.Key, info.Namespace, info.Tier, info.Layout.Layers, info.Layout.KvHeads, info.Layout.HeadDim,
+				cacheDTypeName(info.Layout.Dtype), len(info.TokenIds), info.PositionBase)
+			fmt.Printf("received %d layers, %s, CRCs ok; first layer after %v, all after %v\n", len(sections), cacheHuman(bytesRecv), firstLayer.Round(time.Microsecond), total.Round(time.Microsecond))
+			if len(metaKeys) > 0 {
+				fmt.Printf("metadata: %s\n", strings.Join(metaKeys, ", "))
+			}
+			if out != "" {
+				fmt.Printf("wrote %s\n", out)
+			}
+			return nil
+		},
+	}
+	cf.register(cmd, true)
+	cmd.Flags().StringVar(&layersFlag, "layers", "", "comma-separated layer indexes, ascending (default: all)")
+	cmd.Flags().StringVar(&out, "out", "", "write the chunk as a KV blob file")
+	return cmd
+}
+
+func newCachePutCmd() *cobra.Command {
+	var cf cacheClientFlags
+	var (
+		in, arch, weights, tokDigest, ropeStyle, tokensFlag, dtypeFlag, pinFlag string
+		ropeTheta                                                                float64
+		layers, kvHeads, headDim, tokenCount                                     int
+		positionBase                                                             int64
+		seed                                                                     uint64
+		meta                                                                     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "put",
+		Short: "Store a chunk from a KV blob file (--in) or synthetic random KV (for trying the service)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if weights == "" {
+				return flagErr("weights-digest", "required: it identifies the model whose KV this is")
+			}
+			var toks []uint32
+			if tokensFlag != "" {
+				for _, s := range strings.Split(tokensFlag, ",") {
+					v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+					if err != nil {
+						return flagErr("tokens", "bad token id %q", s)
+					}
+					toks = append(toks, uint32(v))
+				}
+			} else {
+				for i := 0; i < tokenCount; i++ {
+					toks = append(toks, uint32(i))
+				}
+			}
+			if len(toks) == 0 {
+				return flagErr("tokens", "empty token list")
+			}
+			var layout chunkcache.Layout
+			var sections [][]byte
+			if in != "" {
+				b, err := os.ReadFile(in)
+				if err != nil {
+					return flagErr("in", "%v", err)
+				}
+				h, secs, err := chunkcache.DecodeBlob(b)
+				if err != nil {
+					return flagErr("in", "%s: %v", in, err)
+				}
+				if h.Tokens != len(toks) {
+					return flagErr("tokens", "%d token ids for a %d-token blob", len(toks), h.Tokens)
+				}
+				layout, sections, positionBase = h.Layout, secs, h.PositionBase
+			} else {
+				dt, err := chunkcache.ParseDType(dtypeFlag)
+				if err != nil {
+					return flagErr("dtype", "%v", err)
+				}
+				layout = chunkcache.Layout{Layers: layers, KVHeads: kvHeads, HeadDim: headDim, DType: dt}
+				layout.EnsureDefaults()
+				if err := layout.Validate(); err != nil {
+					return flagErr("layers", "%v", err)
+				}
+				r := rand.New(rand.NewPCG(seed, 1))
+				n := layout.Elems(len(toks))
+				k, v := make([]float32, n), make([]float32, n)
+				for l := 0; l < layers; l++ {
+					for i := range k {
+						k[i], v[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+					}
+					s, err := layout.AppendLayer(nil, len(toks), k, v)
+					if err != nil {
+						return err
+					}
+					sections = append(sections, s)
+				}
+			}
+			md := map[string][]byte{}
+			for _, kv := range meta {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return flagErr("meta", "want key=value, got %q", kv)
+				}
+				md[k] = []byte(v)
+			}
+			pin := ragkvv1.ChunkPin_CHUNK_PIN_UNPINNED
+			switch pinFlag {
+			case "", "none":
+			case "soft":
+				pin = ragkvv1.ChunkPin_CHUNK_PIN_SOFT
+			case "hard":
+				pin = ragkvv1.ChunkPin_CHUNK_PIN_HARD
+			default:
+				return flagErr("pin", "want none, soft or hard, got %q", pinFlag)
+			}
+			h := &ragkvv1.ChunkPutHeader{
+				Namespace: cf.namespace, TokenIds: toks, PositionBase: positionBase, Metadata: md, Pin: pin,
+				Model: &ragkvv1.ChunkModelFingerprint{Architecture: arch, WeightsDigest: weights, TokenizerDigest: tokDigest,
+					Rope: &ragkvv1.ChunkRoPEConfig{Theta: ropeTheta, Style: ropeStyle}},
+				Layout: server.LayoutToProto(layout),
+			}
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			st, err := cl.PutChunk(ctx)
+			if err != nil {
+				return cacheRPCErr("put", err)
+			}
+			send := func(m *ragkvv1.PutChunkRequest) error {
+				if err := st.Send(m); err != nil && !errors.Is(err, io.EOF) {
+					return cacheRPCErr("put", err)
+				}
+				return nil
+			}
+			if err := send(&ragkvv1.PutChunkRequest{Msg: &ragkvv1.PutChunkRequest_Header{Header: h}}); err != nil {
+				return err
+			}
+			for i, s := range sections {
+				p, err := layout.Split(s, len(toks))
+				if err != nil {
+					return err
+				}
+				crc := chunkcache.Checksum(s)
+				f := &ragkvv1.ChunkLayerFrame{Layer: uint32(i), K: p.K, V: p.V, KScales: p.KScales, VScales: p.VScales, Crc32C: &crc}
+				if err := send(&ragkvv1.PutChunkRequest{Msg: &ragkvv1.PutChunkRequest_Layer{Layer: f}}); err != nil {
+					return err
+				}
+			}
+			res, err := st.CloseAndRecv()
+			if err != nil {
+				return cacheRPCErr("put", err)
+			}
+			if cf.json {
+				return cliutil.PrintJSON(os.Stdout, map[string]any{"key": hex.EncodeToString(res.Key), "tiers": res.Tiers,
+					"admitted": res.Admitted, "stored_bytes": res.StoredBytes})
+			}
+			if !res.Admitted {
+				fmt.Printf("%x not admitted (every tier's admission filter preferred its current chunks)\n", res.Key)
+				return nil
+			}
+			fmt.Printf("%x stored in %s (%s)\n", res.Key, strings.Join(res.Tiers, ", "), cacheHuman(res.StoredBytes))
+			return nil
+		},
+	}
+	cf.register(cmd, true)
+	f := cmd.Flags()
+	f.StringVar(&in, "in", "", "KV blob file to store (e.g. written by `ragkv cache get --out`)")
+	f.StringVar(&arch, "arch", "llama", "model architecture")
+	f.StringVar(&weights, "weights-digest", "", "model weights digest (required)")
+	f.StringVar(&tokDigest, "tokenizer-digest", "", "tokenizer digest")
+	f.Float64Var(&ropeTheta, "rope-theta", 10000, "RoPE base frequency")
+	f.StringVar(&ropeStyle, "rope-style", "interleaved", "RoPE pairing: interleaved or half")
+	f.StringVar(&tokensFlag, "tokens", "", "comma-separated token ids")
+	f.IntVar(&tokenCount, "token-count", 16, "without --tokens: use token ids 0..n-1")
+	f.IntVar(&layers, "layers", 4, "synthetic: layers")
+	f.IntVar(&kvHeads, "kv-heads", 4, "synthetic: KV heads")
+	f.IntVar(&headDim, "head-dim", 64, "synthetic: head dim")
+	f.StringVar(&dtypeFlag, "dtype", "f16", "synthetic: stored dtype (f32, f16, bf16, int8)")
+	f.Uint64Var(&seed, "seed", 1, "synthetic: random seed")
+	f.Int64Var(&positionBase, "position-base", 0, "synthetic: position of the first token")
+	f.StringArrayVar(&meta, "meta", nil, "metadata key=value (repeatable)")
+	f.StringVar(&pinFlag, "pin", "", "pin at put time: soft or hard")
+	return cmd
+}
+
+func newCacheDeleteCmd() *cobra.Command {
+	var cf cacheClientFlags
+	cmd := &cobra.Command{
+		Use:   "delete KEY",
+		Short: "Delete a chunk from every tier",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := cacheParseKey(args[0])
+			if err != nil {
+				return err
+			}
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := cl.DeleteChunk(ctx, &ragkvv1.DeleteChunkRequest{Chunk: cacheKeyRef(cf.namespace, key)})
+			if err != nil {
+				return cacheRPCErr("delete", err)
+			}
+			if cf.json {
+				return cliutil.PrintJSON(os.Stdout, map[string]any{"key": args[0], "freed_bytes": res.FreedBytes})
+			}
+			fmt.Printf("deleted %s (%s freed)\n", args[0], cacheHuman(res.FreedBytes))
+			return nil
+		},
+	}
+	cf.register(cmd, true)
+	return cmd
+}
+
+func newCachePinCmd(pin bool) *cobra.Command {
+	var cf cacheClientFlags
+	var soft bool
+	use, short := "pin KEY", "Pin a chunk (hard: never evicted; --soft: evicted last)"
+	if !pin {
+		use, short = "unpin KEY", "Make a chunk evictable again"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := cacheParseKey(args[0])
+			if err != nil {
+				return err
+			}
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			state := "none"
+			if pin {
+				p := ragkvv1.ChunkPin_CHUNK_PIN_HARD
+				if soft {
+					p = ragkvv1.ChunkPin_CHUNK_PIN_SOFT
+				}
+				res, err := cl.Pin(ctx, &ragkvv1.PinChunkRequest{Chunk: cacheKeyRef(cf.namespace, key), Pin: p})
+				if err != nil {
+					return cacheRPCErr("pin", err)
+				}
+				state = cachePinName(res.Pin)
+			} else if _, err := cl.Unpin(ctx, &ragkvv1.UnpinChunkRequest{Chunk: cacheKeyRef(cf.namespace, key)}); err != nil {
+				return cacheRPCErr("unpin", err)
+			}
+			if cf.json {
+				return cliutil.PrintJSON(os.Stdout, map[string]any{"key": args[0], "pin": state})
+			}
+			fmt.Printf("%s pin=%s\n", args[0], state)
+			return nil
+		},
+	}
+	cf.register(cmd, true)
+	if pin {
+		cmd.Flags().BoolVar(&soft, "soft", false, "soft pin: evicted only when no unpinned chunk is left")
+	}
+	return cmd
+}
+
+func newCachePolicyCmd() *cobra.Command {
+	var cf cacheClientFlags
+	var tier, policy, admission, capacity string
+	var high, low float64
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Show, or change at run time (--tier with --policy/--admission/--capacity/--*-watermark), each tier's eviction settings",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fl := cmd.Flags()
+			u := &ragkvv1.ChunkTierPolicyUpdate{Tier: tier}
+			change := false
+			if fl.Changed("policy") {
+				u.Policy, change = &policy, true
+			}
+			if fl.Changed("admission") {
+				u.Admission, change = &admission, true
+			}
+			if fl.Changed("capacity") {
+				n, err := parseCacheBytes(capacity)
+				if err != nil {
+					return flagErr("capacity", "%v", err)
+				}
+				c := uint64(n)
+				u.CapacityBytes, change = &c, true
+			}
+			if fl.Changed("high-watermark") {
+				u.HighWatermark, change = &high, true
+			}
+			if fl.Changed("low-watermark") {
+				u.LowWatermark, change = &low, true
+			}
+			if change && tier == "" {
+				return flagErr("tier", "required with a change (memory or disk)")
+			}
+			cl, done, ctx, err := cf.dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			var pol *ragkvv1.ChunkPolicy
+			if change {
+				pol, err = cl.SetPolicy(ctx, &ragkvv1.SetChunkPolicyRequest{Tiers: []*ragkvv1.ChunkTierPolicyUpdate{u}})
+			} else {
+				pol, err = cl.GetPolicy(ctx, &ragkvv1.GetChunkPolicyRequest{})
+			}
+			if err != nil {
+				return cacheRPCErr("policy", err)
+			}
+			if cf.json {
+				return cliutil.PrintJSON(os.Stdout, pol)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIER\tPOLICY\tADMISSION\tCAPACITY\tHIGH\tLOW")
+			for _, t := range pol.Tiers {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%g\n", t.Tier, t.Policy, t.Admission, cacheHuman(t.CapacityBytes), t.HighWatermark, t.LowWatermark)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Printf("policies: %s; admission: %s\n", strings.Join(pol.AvailablePolicies, ", "), strings.Join(pol.AvailableAdmissions, ", "))
+			return nil
+		},
+	}
+	cf.register(cmd, false)
+	f := cmd.Flags()
+	f.StringVar(&tier, "tier", "", "tier to change: memory or disk")
+	f.StringVar(&policy, "policy", "", "eviction policy: "+strings.Join(eviction.Policies(), ", "))
+	f.StringVar(&admission, "admission", "", "admission filter: none or tinylfu")
+	f.StringVar(&capacity, "capacity", "", "byte budget (e.g. 2GiB); shrinking evicts")
+	f.Float64Var(&high, "high-watermark", 1, "evict when usage would exceed this fraction")
+	f.Float64Var(&low, "low-watermark", 1, "evict down to this fraction")
+	return cmd
+}
