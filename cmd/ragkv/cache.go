@@ -506,11 +506,11 @@ func newCachePutCmd() *cobra.Command {
 	var cf cacheClientFlags
 	var (
 		in, arch, weights, tokDigest, ropeStyle, tokensFlag, dtypeFlag, pinFlag string
-		ropeTheta                                                                float64
-		layers, kvHeads, headDim, tokenCount                                     int
-		positionBase                                                             int64
-		seed                                                                     uint64
-		meta                                                                     []string
+		ropeTheta                                                               float64
+		layers, kvHeads, headDim, tokenCount                                    int
+		positionBase                                                            int64
+		seed                                                                    uint64
+		meta                                                                    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "put",
