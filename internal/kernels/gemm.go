@@ -25,15 +25,17 @@ var gemmMinTokens = 0
 // gemmThreshold is the smallest n that takes the packed GEMM path for type t; below it the
 // matrix-vector kernels run (they stream each weight row once and reuse it, from cache,
 // for every token). The crossovers were measured on Zen 4 (go test -bench MatMul).
-func gemmThreshold(t DType) int {
+func (p *Pool) gemmThreshold(t DType) int {
 	switch {
 	case gemmMinTokens > 0:
 		return gemmMinTokens
-	case !matVecFast(t):
+	case p.floatAct && t.BlockElems() > 1 && !p.matVecFast(t):
+		return nrF
+	case !p.matVecFast(t):
 		return 1
 	case t == Q8_0:
 		return 40
-	case t == Q4_K && useKQ8(t):
+	case t == Q4_K && p.useKQ8(t):
 		return 28
 	case t == Q4_K || t == Q5_K:
 		return 20
@@ -91,7 +93,12 @@ func (p *Pool) gemmFloatRange(wid, r0, r1, jp0, jp1 int) {
 		kc := min(kcF, k-pc)
 		for ic := r0; ic < r1; ic += mcF {
 			mc := min(mcF, r1-ic)
-			packWFloat(ws.wf, w, ic, mc, pc, kc)
+			if w.Type.BlockElems() > 1 {
+				ws.row = growF32(ws.row, mrF*kcF)
+				packWDequant(ws.wf, w, ic, mc, pc, kc, ws.row)
+			} else {
+				packWFloat(ws.wf, w, ic, mc, pc, kc)
+			}
 			for jp := jp0; jp < jp1; jp++ {
 				xpan := xp[jp*k*nrF+pc*nrF : jp*k*nrF+(pc+kc)*nrF]
 				ntok := min(nrF, n-jp*nrF)
@@ -211,6 +218,40 @@ func microF32(kc int, a, b, c []float32, ldc int, accum bool) {
 			}
 		} else {
 			copy(dst, acc[j][:])
+		}
+	}
+}
+
+// packWDequant is packWFloat for quantized weights (the float-activation mode): each row's
+// blocks in [c0, c0+kc) are dequantized into tmp (mrF·kc floats), then transposed.
+func packWDequant(dst []float32, w *Mat, r0, mc, c0, kc int, tmp []float32) {
+	t := w.Type
+	be, bb := t.BlockElems(), t.BlockBytes()
+	rb := w.RowBytes()
+	npan := (mc + mrF - 1) / mrF
+	for pi := range npan {
+		pan := dst[pi*kc*mrF : (pi+1)*kc*mrF]
+		nv := min(mrF, mc-pi*mrF)
+		for rr := range nv {
+			row := w.Data[(r0+pi*mrF+rr)*rb:]
+			dequantizeRow(tmp[rr*kc:(rr+1)*kc], row[c0/be*bb:(c0+kc)/be*bb], t)
+		}
+		cdone := 0
+		if useAVX512 && nv == mrF && kc >= 16 {
+			nblk := kc / 16
+			for half := range 2 {
+				packF32T16(nblk, unsafe.Pointer(&tmp[16*half*kc]), 4*kc, &pan[16*half])
+			}
+			cdone = nblk * 16
+		}
+		for rr := range mrF {
+			for c := cdone; c < kc; c++ {
+				var v float32
+				if rr < nv {
+					v = tmp[rr*kc+c]
+				}
+				pan[c*mrF+rr] = v
+			}
 		}
 	}
 }

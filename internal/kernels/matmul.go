@@ -94,9 +94,9 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	p.cur = call{out: out, x: x, n: n, w: w}
 	defer func() { p.cur = call{} }() // keep no reference to the caller's buffers
 	switch {
-	case n < gemmThreshold(w.Type):
+	case n < p.gemmThreshold(w.Type):
 		p.matVec(out, x, n, w)
-	case w.Type == F32 || w.Type == F16 || w.Type == BF16:
+	case w.Type.BlockElems() == 1 || p.floatAct:
 		p.gemmFloat(out, x, n, w)
 	default:
 		p.gemmQuant(out, x, n, w)

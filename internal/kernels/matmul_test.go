@@ -291,7 +291,7 @@ func TestPoolConcurrentCallers(t *testing.T) {
 func TestMatVecKQuantsExact(t *testing.T) {
 	kFloat = true
 	defer func() { kFloat = false }()
-	if !matVecFast(Q4_K) {
+	if !(&Pool{}).matVecFast(Q4_K) {
 		t.Skip("no fast matrix-vector kernels for k-quants on this CPU")
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
@@ -299,7 +299,7 @@ func TestMatVecKQuantsExact(t *testing.T) {
 	defer p.Close()
 	for _, typ := range []DType{Q4_K, Q5_K, Q6_K} {
 		for _, cols := range []int{256, 512, 2048} {
-			for n := 1; n < gemmThreshold(typ); n += 3 {
+			for n := 1; n < p.gemmThreshold(typ); n += 3 {
 				w, deq := randomMat(rng, typ, 13, cols)
 				x := randomF32(rng, n*cols)
 				out := make([]float32, n*13)
@@ -357,5 +357,25 @@ func TestMatMulNoAllocs(t *testing.T) {
 	ys := randomF32(rng, 100)
 	if a := testing.AllocsPerRun(5, func() { p.Parallel(100, func(lo, hi int) { Scale(ys[lo:hi], 1) }) }); a > 1 {
 		t.Errorf("Parallel: %.1f allocations per call", a)
+	}
+}
+
+// TestMatMulFloatActivations checks that with float activations every quantized type
+// matches the dequantized product to float tolerance, on both paths.
+func TestMatMulFloatActivations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	p := NewPool(2)
+	defer p.Close()
+	p.SetFloatActivations(true)
+	for _, typ := range []DType{Q8_0, Q4_0, Q4_K, Q5_K, Q6_K} {
+		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 1}, {40, 512, 3}, {70, 768, 20}, {33, 1280, 13}} {
+			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
+			x := randomF32(rng, sh.n*sh.cols)
+			out := make([]float32, sh.n*sh.rows)
+			if err := p.MatMul(out, x, sh.n, &w); err != nil {
+				t.Fatal(err)
+			}
+			checkMatMulTol(t, out, x, sh.n, &w, deq, false)
+		}
 	}
 }

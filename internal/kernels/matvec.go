@@ -15,8 +15,8 @@ import (
 const xqMatvecBytes = 96
 
 // matVecFast reports whether the fast matrix-vector kernels cover w's type here.
-func matVecFast(t DType) bool {
-	if !useAVX512 {
+func (p *Pool) matVecFast(t DType) bool {
+	if !useAVX512 || (p.floatAct && t == Q8_0) {
 		return false
 	}
 	switch t {
@@ -32,7 +32,7 @@ func matVecFast(t DType) bool {
 
 func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 	k := w.Cols
-	if matVecFast(w.Type) {
+	if p.matVecFast(w.Type) {
 		switch w.Type {
 		case Q8_0:
 			nblk := k / qk8_0
@@ -56,7 +56,7 @@ func (p *Pool) matVecRange(wid, lo, hi int) {
 	nblk := k / qk8_0
 	xq := p.shared.xq
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
-	fast := matVecFast(w.Type)
+	fast := p.matVecFast(w.Type)
 	var res [4]float32
 	r := lo
 	for ; fast && r+4 <= hi; r += 4 {
@@ -122,7 +122,7 @@ func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
 	nsub := k / l
-	if useKQ8(w.Type) {
+	if p.useKQ8(w.Type) {
 		// Activations quantized per 32-block for VPDPBUSD: xq, then per sub-block of l
 		// elements the scale xd and xd·Σq in p.shared.xf.
 		p.shared.xq = growBytes(p.shared.xq, n*k)
@@ -155,7 +155,7 @@ func (p *Pool) matVecKRange(lo, hi int) {
 	xs := p.shared.xf
 	nsb := k / qkK
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
-	if useKQ8(w.Type) {
+	if p.useKQ8(w.Type) {
 		xq, xd, xsd := p.shared.xq, p.shared.xf[:n*nsub], p.shared.xf[n*nsub:]
 		for r := lo; r < hi; r++ {
 			wp := unsafe.Add(base, r*rb)
@@ -191,7 +191,9 @@ func (p *Pool) matVecKRange(lo, hi int) {
 var kFloat = false
 
 // useKQ8 reports whether type t decodes with the VNNI kernels (q4_K, q6_K).
-func useKQ8(t DType) bool { return useVNNI && !kFloat && (t == Q4_K || t == Q6_K) }
+func (p *Pool) useKQ8(t DType) bool {
+	return useVNNI && !kFloat && !p.floatAct && (t == Q4_K || t == Q6_K)
+}
 
 // quantXSub quantizes x per 32-block to int8 q and gives, per sub-block of l (32 or 16)
 // elements, the scale d and s = d·Σq over the sub-block.

@@ -16,14 +16,15 @@ import (
 type Pool struct {
 	threads int
 
-	mu      sync.Mutex // serializes kernel calls; guards everything below
-	closed  bool
-	workers []chan task // workers[w-1] feeds worker w; the caller runs share 0
-	done    sync.WaitGroup
-	exited  sync.WaitGroup
-	scratch []workerScratch // per worker, indexed by worker id
-	shared  sharedScratch
-	cur     call // the kernel call in progress
+	mu       sync.Mutex // serializes kernel calls; guards everything below
+	closed   bool
+	workers  []chan task // workers[w-1] feeds worker w; the caller runs share 0
+	done     sync.WaitGroup
+	exited   sync.WaitGroup
+	floatAct bool            // see SetFloatActivations
+	scratch  []workerScratch // per worker, indexed by worker id
+	shared   sharedScratch
+	cur      call // the kernel call in progress
 }
 
 // task is one share of a parallel job: Parallel's function, or (ufn nil) the Pool's
@@ -130,4 +131,15 @@ func (p *Pool) runLocal(t task) {
 	} else {
 		t.ufn(t.lo, t.hi)
 	}
+}
+
+// SetFloatActivations chooses how MatMul treats quantized weights. Off (the default, as
+// in ggml), activations are quantized to int8 per 32-element block and multiplied with
+// integer dot products: fastest, with an error bounded by Σ|w|·amax_block/254 per output.
+// On, weights are dequantized to float32 and multiplied with the float32 activations
+// (about half the speed for prefill; use it where results must match a float reference).
+func (p *Pool) SetFloatActivations(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.floatAct = on
 }
