@@ -121,6 +121,10 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	*c = Config{Arch: hc.ModelType, Dim: hc.Hidden, Hidden: hc.Intermediate, Layers: hc.Layers, Heads: hc.Heads, KVHeads: hc.KVHeads,
 		HeadDim: hc.HeadDim, Vocab: hc.Vocab, Ctx: hc.MaxPos, RopeTheta: hc.RopeTheta, NormEps: float32(hc.RMSNormEps), Rope: RopeHalf,
 		QKVBias: c.QKVBias, Tied: hc.Tie != nil && *hc.Tie}
+	// A sliding window changes nothing for contexts within it: cap the context there.
+	if hc.SlidingWindow != nil && *hc.SlidingWindow > 0 && (hc.UseSlidingWind == nil || *hc.UseSlidingWind) && *hc.SlidingWindow < c.Ctx {
+		c.Ctx = *hc.SlidingWindow
+	}
 	if c.HeadDim*c.Heads != c.Dim {
 		return nil, fmt.Errorf("model %s: %w: head_dim %d × %d heads ≠ hidden_size %d", cfgPath, ErrUnsupported, c.HeadDim, c.Heads, c.Dim)
 	}

@@ -16,6 +16,9 @@ const (
 	PatternGPT2 = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 	// PatternLlama3 is Llama 3's pattern.
 	PatternLlama3 = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	// PatternSmolLM is GPT-2's pattern after a split into single digits (SmolLM's
+	// Digits(individual_digits) + ByteLevel pre-tokenizers; llama.cpp's "smollm").
+	PatternSmolLM = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 	// PatternQwen2 is Qwen2's pattern (single digits).
 	PatternQwen2 = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
@@ -23,8 +26,10 @@ const (
 // PreTokenizerPattern maps a GGUF tokenizer.ggml.pre name to its split pattern.
 func PreTokenizerPattern(pre string) (string, error) {
 	switch pre {
-	case "", "default", "gpt2", "gpt-2", "smollm":
+	case "", "default", "gpt2", "gpt-2":
 		return PatternGPT2, nil
+	case "smollm":
+		return PatternSmolLM, nil
 	case "llama3", "llama-v3", "llama-bpe":
 		return PatternLlama3, nil
 	case "qwen2":

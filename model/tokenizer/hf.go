@@ -50,6 +50,7 @@ type hfComponent struct {
 	Pattern        *hfPattern      `json:"pattern"`
 	AddPrefixSpace bool            `json:"add_prefix_space"`
 	UseRegex       *bool           `json:"use_regex"`
+	Individual     bool            `json:"individual_digits"`
 	Pretokenizers  []*hfComponent  `json:"pretokenizers"`
 	Normalizers    []*hfComponent  `json:"normalizers"`
 	Decoders       []*hfComponent  `json:"decoders"`
@@ -174,9 +175,11 @@ func ParseHF(b []byte) (Tokenizer, error) {
 			eos = id(s)
 		}
 	}
-	byteLevel, pattern, prefixSpace, nfc := false, "", false, false
+	byteLevel, pattern, prefixSpace, nfc, digits := false, "", false, false, false
 	f.PreTokenizer.walk(func(c *hfComponent) {
 		switch c.Type {
+		case "Digits":
+			digits = c.Individual
 		case "ByteLevel":
 			byteLevel = true
 			prefixSpace = c.AddPrefixSpace
@@ -189,6 +192,11 @@ func ParseHF(b []byte) (Tokenizer, error) {
 			}
 		}
 	})
+	if digits && pattern == PatternGPT2 {
+		pattern = PatternSmolLM
+	} else if digits {
+		return nil, fmt.Errorf("%w: Digits pre-tokenizer with a custom split pattern", ErrUnsupported)
+	}
 	f.Decoder.walk(func(c *hfComponent) {
 		if c.Type == "ByteLevel" {
 			byteLevel = true

@@ -182,6 +182,10 @@ func TestPreTokenizeLlama3(t *testing.T) {
 	if got := q.preTokenize("x 123"); !reflect.DeepEqual(got, []string{"x", " ", "1", "2", "3"}) {
 		t.Fatalf("qwen2 split %q", got)
 	}
+	sm, _ := Synthetic(1000, 1, PatternSmolLM)
+	if got := sm.preTokenize("I have 42 cats"); !reflect.DeepEqual(got, []string{"I", " have", " ", "4", "2", " cats"}) {
+		t.Fatalf("smollm split %q", got)
+	}
 	g, _ := Synthetic(1000, 1, PatternGPT2)
 	if got := g.preTokenize("I'm 42 ok!!"); !reflect.DeepEqual(got, []string{"I", "'m", " 42", " ok", "!!"}) {
 		t.Fatalf("gpt2 split %q", got)
