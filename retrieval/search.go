@@ -323,7 +323,9 @@ func (q *query) prepareDense(ctx context.Context) error {
 		cd = sn.proj.Out()
 	}
 	pq := make([]float32, cd)
-	compress(q.qv, sn.proj, pq, make([]float32, m.Dim))
+	if !isZero(q.qv) { // a text without known words embeds to zero: every score is 0
+		compress(q.qv, sn.proj, pq, make([]float32, m.Dim))
+	}
 	if sn.quant != nil {
 		w := make([]float32, cd)
 		sn.quant.QueryWeights(pq, w)
@@ -373,12 +375,10 @@ func better(a, b *scored) int {
 // list holds every matching passage.
 func (q *query) lexTop(n int) ([]scored, bool) {
 	var all []scored
-	exhausted := true
+	total := 0
 	for i, sh := range q.sn.shards {
 		matched, acc := q.matched[i], q.accs[i]
-		if len(matched) > n {
-			exhausted = false
-		}
+		total += len(matched)
 		h := candHeap(make([]cand, 0, min(n, len(matched))))
 		for _, o := range matched {
 			c := cand{shard: int32(i), ord: o, score: acc[o]}
@@ -400,7 +400,7 @@ func (q *query) lexTop(n int) ([]scored, bool) {
 	for i := range all {
 		all[i].lexRank = i + 1
 	}
-	return all, exhausted
+	return all, total <= n
 }
 
 // denseTop returns the global top n by full-vector score: the compressed codes of every
@@ -661,3 +661,12 @@ func (h *candHeap) fix0() {
 }
 
 var _ = pca.DotF32
+
+func isZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
