@@ -61,6 +61,12 @@ type scratch struct {
 	smB0, smNB, smTb, smG      int
 	softmaxFn                  func(lo, hi int)
 	siluFn                     func(lo, hi int)
+	normFn, biasRopeFn         func(lo, hi int)
+	// per-token step parameters
+	tokX     []float32
+	tokPos   []int
+	tokNorm  []float32
+	tokLayer *layerWeights
 }
 
 func (m *Model) newScratch(n int) *scratch {
@@ -70,6 +76,8 @@ func (m *Model) newScratch(n int) *scratch {
 	s.attnFn = s.attnRange
 	s.softmaxFn = s.softmaxRows
 	s.siluFn = s.siluRows
+	s.normFn = s.normRows
+	s.biasRopeFn = s.biasRopeRows
 	s.grow(n)
 	return s
 }
@@ -299,9 +307,8 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	n := len(pos)
 	d, qd, kd := c.Dim, c.QDim(), c.KVDim()
 	xb, q, k, v := s.xb[:n*d], s.q[:n*qd], s.k[:n*kd], s.v[:n*kd]
-	for i := 0; i < n; i++ {
-		rmsnorm(xb[i*d:(i+1)*d], x[i*d:(i+1)*d], w.attnNorm, c.NormEps)
-	}
+	s.tokX, s.tokPos, s.tokNorm = x, pos, w.attnNorm
+	s.perToken(n, s.normFn)
 	if err := m.pool.MatMul(q, xb, n, &w.wq); err != nil {
 		return err
 	}
@@ -311,18 +318,8 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(v, xb, n, &w.wv); err != nil {
 		return err
 	}
-	if w.bq != nil {
-		for i := 0; i < n; i++ {
-			kernels.Axpy(q[i*qd:(i+1)*qd], 1, w.bq)
-			kernels.Axpy(k[i*kd:(i+1)*kd], 1, w.bk)
-			kernels.Axpy(v[i*kd:(i+1)*kd], 1, w.bv)
-		}
-	}
-	for i := 0; i < n; i++ {
-		m.ropeCS(s.cs, float64(pos[i]))
-		m.rotate(q[i*qd:(i+1)*qd], c.Heads, s.cs)
-		m.rotate(k[i*kd:(i+1)*kd], c.KVHeads, s.cs)
-	}
+	s.tokLayer = w
+	s.perToken(n, s.biasRopeFn)
 	if o.FreshK != nil {
 		copy(o.FreshK, k)
 	}
@@ -366,9 +363,8 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	}
 	kernels.Axpy(x[:n*d], 1, xb2)
 	// SwiGLU feed-forward.
-	for i := 0; i < n; i++ {
-		rmsnorm(xb[i*d:(i+1)*d], x[i*d:(i+1)*d], w.ffnNorm, c.NormEps)
-	}
+	s.tokNorm = w.ffnNorm
+	s.perToken(n, s.normFn)
 	hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
 	if err := m.pool.MatMul(hb, xb, n, &w.w1); err != nil {
 		return err
@@ -619,5 +615,48 @@ func (s *scratch) siluRows(lo, hi int) {
 	hb, hb2 := s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h]
 	for i, g := range hb {
 		hb[i] = silu(g) * hb2[i]
+	}
+}
+
+// perToken runs fn over token rows [0, n): on the workers when there are enough tokens
+// to pay for the hand-off, else on the calling goroutine.
+func (s *scratch) perToken(n int, fn func(lo, hi int)) {
+	if n >= 16 {
+		s.m.pool.Parallel(n, fn)
+	} else {
+		fn(0, n)
+	}
+}
+
+// normRows writes RMSNorm(tokX)·tokNorm into xb for token rows [lo, hi).
+func (s *scratch) normRows(lo, hi int) {
+	c := &s.m.Config
+	d := c.Dim
+	for i := lo; i < hi; i++ {
+		rmsnorm(s.xb[i*d:(i+1)*d], s.tokX[i*d:(i+1)*d], s.tokNorm, c.NormEps)
+	}
+}
+
+// biasRopeRows adds the Q/K/V biases and applies RoPE to Q and K for token rows [lo, hi).
+func (s *scratch) biasRopeRows(lo, hi int) {
+	m := s.m
+	c := &m.Config
+	qd, kd := c.QDim(), c.KVDim()
+	w := s.tokLayer
+	var csBuf [1024]float32
+	cs := csBuf[:]
+	if c.HeadDim > len(csBuf) {
+		cs = make([]float32, c.HeadDim)
+	}
+	for i := lo; i < hi; i++ {
+		q, k := s.q[i*qd:(i+1)*qd], s.k[i*kd:(i+1)*kd]
+		if w.bq != nil {
+			kernels.Axpy(q, 1, w.bq)
+			kernels.Axpy(k, 1, w.bk)
+			kernels.Axpy(s.v[i*kd:(i+1)*kd], 1, w.bv)
+		}
+		m.ropeCS(cs, float64(s.tokPos[i]))
+		m.rotate(q, c.Heads, cs)
+		m.rotate(k, c.KVHeads, cs)
 	}
 }
