@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/ragkv/ragkv/retrieval/embed"
+	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/pca"
 )
 
@@ -529,7 +530,7 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 		_ = os.RemoveAll(d)
 		newDirs = append(newDirs, d)
 	}
-	if err := s.buildShards(ctx, cdir, refs, parts, proj, quant, in.progress); err != nil {
+	if err := s.buildShards(ctx, cdir, m, refs, parts, proj, quant, in.progress); err != nil {
 		return IngestResult{}, err
 	}
 	if err := syncDir(cdir); err != nil {
@@ -781,7 +782,7 @@ feed:
 }
 
 // buildShards builds the listed shards with at most BuildParallelism at a time.
-func (s *Store) buildShards(ctx context.Context, cdir string, refs []shardRef, parts []*shardInput, proj *pca.Projection, quant *pca.Quantizer, progress func(string, int, int)) error {
+func (s *Store) buildShards(ctx context.Context, cdir string, m *manifest, refs []shardRef, parts []*shardInput, proj *pca.Projection, quant *pca.Quantizer, progress func(string, int, int)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, s.opts.BuildParallelism)
@@ -805,8 +806,9 @@ func (s *Store) buildShards(ctx context.Context, cdir string, refs []shardRef, p
 				return
 			}
 			defer func() { <-sem }()
-			_, err := buildShard(ctx, filepath.Join(cdir, refs[i].Dir), parts[i], proj, quant)
+			meta, err := buildShard(ctx, filepath.Join(cdir, refs[i].Dir), parts[i], proj, quant, s.annOptions(m, len(parts[i].pids)))
 			mu.Lock()
+			refs[i].ANN = meta.ANN
 			defer mu.Unlock()
 			if err != nil {
 				if firstErr == nil {
@@ -826,6 +828,22 @@ func (s *Store) buildShards(ctx context.Context, cdir string, refs []shardRef, p
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// annOptions says whether a shard of n passages gets an ANN index (nil: exact scan).
+func (s *Store) annOptions(m *manifest, n int) *ann.Options {
+	if m.Embedder == "" {
+		return nil
+	}
+	switch m.Options.DenseIndex {
+	case DenseExact:
+		return nil
+	case DenseAuto:
+		if n < m.Options.ANNThreshold {
+			return nil
+		}
+	}
+	return &ann.Options{Threads: s.opts.BuildParallelism, Seed: 1}
 }
 
 // writeRecords stores passages, document markers and dedup keys tagged with gen.
@@ -982,7 +1000,7 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 			_ = os.RemoveAll(filepath.Join(cdir, r.Dir))
 		}
 	}
-	if err := s.buildShards(ctx, cdir, refs, parts, proj, quant, nil); err != nil {
+	if err := s.buildShards(ctx, cdir, m, refs, parts, proj, quant, nil); err != nil {
 		cleanup()
 		return IngestResult{}, err
 	}

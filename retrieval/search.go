@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
-	"github.com/ragkv/ragkv/retrieval/internal/pca"
 )
 
 // RRFK is the k of reciprocal-rank fusion (Cormack, Clarke & Büttcher, SIGIR 2009).
@@ -213,7 +213,8 @@ type query struct {
 	matched [][]uint32
 	// dense
 	qv []float32 // full query vector (unit length)
-	qc []float32 // compressed query (projected; quantizer weights for int8)
+	qp []float32 // projected query (what ANN indexes are searched with)
+	qc []float32 // scan query: qp, or quantizer weights for int8 codes
 	// cached full-vector scores (shard, ord) → score
 	denseCache map[uint64]float64
 }
@@ -326,12 +327,12 @@ func (q *query) prepareDense(ctx context.Context) error {
 	if !isZero(q.qv) { // a text without known words embeds to zero: every score is 0
 		compress(q.qv, sn.proj, pq, make([]float32, m.Dim))
 	}
+	q.qp, q.qc = pq, pq
 	if sn.quant != nil {
 		w := make([]float32, cd)
 		sn.quant.QueryWeights(pq, w)
-		pq = w
+		q.qc = w
 	}
-	q.qc = pq
 	q.denseCache = map[uint64]float64{}
 	return nil
 }
@@ -409,8 +410,21 @@ func (q *query) lexTop(n int) ([]scored, bool) {
 func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 	sn := q.sn
 	total := 0
+	approx := false
 	for _, sh := range sn.shards {
 		total += sh.n
+		if sh.ann != nil {
+			if q.req.DenseIndex == DenseExact {
+				if err := sh.ensureCodes(); err != nil {
+					return nil, false, err
+				}
+			} else {
+				approx = true
+			}
+		}
+	}
+	if approx {
+		return q.denseTopApprox(ctx, n, total)
 	}
 	compressed := sn.proj != nil || sn.quant != nil
 	r := n
@@ -453,6 +467,82 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 			all[i].dense, all[i].hasD = all[i].score, true
 		}
 	}
+	if len(all) > n {
+		all = all[:n]
+	}
+	for i := range all {
+		all[i].dnR = i + 1
+	}
+	return all, n >= total, nil
+}
+
+// annScanFactor: an ANN search probes lists holding at least this many times the
+// candidates it returns.
+const annScanFactor = 20
+
+// denseTopApprox serves collections with ANN shards: every ANN shard returns its best
+// candidates already rescored with full vectors, every other shard scans its codes and
+// rescores its own best; the lists merge by full-vector score. Unlike the exact path
+// the result can depend on the shard layout (it is approximate anyway).
+func (q *query) denseTopApprox(ctx context.Context, n, total int) ([]scored, bool, error) {
+	sn := q.sn
+	r := max(n, sn.m.Options.Rescore)
+	lists := make([][]scored, len(sn.shards))
+	err := q.eachShard(func(i int, sh *shard) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if sh.ann != nil {
+			// Probe enough lists to see at least annScanFactor·r vectors: the index's
+			// default probe count is tuned for large shards.
+			p := sh.ann.Params()
+			np := p.NProbe
+			if p.NList > 0 {
+				np = min(p.NList, max(np, (annScanFactor*r*p.NList+sh.n-1)/sh.n))
+			}
+			res, err := sh.ann.SearchWith(q.qp, min(r, sh.n), ann.SearchParams{NProbe: np, Rescore: min(2*r, sh.n), Full: q.qv}, nil)
+			if err != nil {
+				return fmt.Errorf("retrieval: ANN search of shard %s: %w", sh.ref.Dir, err)
+			}
+			for _, x := range res {
+				c := cand{shard: int32(i), ord: uint32(x.ID), score: float64(x.Score)}
+				lists[i] = append(lists[i], scored{cand: c, pid: sh.pids[x.ID], dense: c.score, hasD: true})
+			}
+			return nil
+		}
+		cs := sh.scanTop(q.qc, r, make([]cand, 0, min(r, sh.n)), int32(i))
+		l := make([]scored, len(cs))
+		ords := make([]uint32, len(cs))
+		for j, c := range cs {
+			l[j] = scored{cand: c, pid: sh.pids[c.ord]}
+			ords[j] = c.ord
+		}
+		if sn.proj != nil || sn.quant != nil {
+			out := make([]float64, len(cs))
+			if _, err := sh.fullScores(q.qv, ords, out, nil); err != nil {
+				return err
+			}
+			for j := range l {
+				l[j].score = out[j]
+			}
+		}
+		for j := range l {
+			l[j].dense, l[j].hasD = l[j].score, true
+		}
+		lists[i] = l
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	var all []scored
+	for _, l := range lists {
+		for _, c := range l {
+			q.denseCache[uint64(c.shard)<<32|uint64(c.ord)] = c.dense
+			all = append(all, c)
+		}
+	}
+	slices.SortFunc(all, func(a, b scored) int { return better(&a, &b) })
 	if len(all) > n {
 		all = all[:n]
 	}
@@ -660,7 +750,6 @@ func (h *candHeap) fix0() {
 	}
 }
 
-var _ = pca.DotF32
 
 func isZero(v []float32) bool {
 	for _, x := range v {

@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 
+	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
 	"github.com/ragkv/ragkv/retrieval/internal/pca"
 )
@@ -24,6 +26,7 @@ const (
 	shardPassagesFile = "passages.bin"
 	shardVectorsFile  = "vectors.f32"
 	shardCodesFile    = "codes.bin"
+	shardANNFile      = "ann.bin"
 	shardLexicalDir   = "lexical"
 )
 
@@ -43,6 +46,9 @@ type shardMeta struct {
 	// Compressed: codes.bin holds PCA-projected (and maybe quantized) vectors;
 	// otherwise the scan reads the full vectors, held in RAM.
 	Compressed bool `json:"compressed"`
+	// ANN: ann.bin holds an approximate index over the projected (or full) float
+	// vectors; the shard then keeps only that index in RAM and rescores from disk.
+	ANN bool `json:"ann,omitempty"`
 }
 
 // shard is an open, immutable shard.
@@ -56,10 +62,14 @@ type shard struct {
 	// chunk holds the 32-byte SHA-256 of every passage text.
 	chunk []byte
 
-	vecFile *os.File  // full vectors, read for rescoring when compressed
-	full    []float32 // full vectors in RAM when not compressed
+	vecFile *os.File  // full vectors, read for rescoring when compressed or ANN
+	full    []float32 // full vectors in RAM when not compressed (and not ANN)
 	codesF  []float32 // compressed float codes (n × CodeDim)
 	codesI8 []int8    // compressed int8 codes (n × CodeDim)
+	ann     *ann.Index
+	// codesOnce loads the codes of an ANN shard when a search asks for an exact scan.
+	codesOnce sync.Once
+	codesErr  error
 
 	users    atomic.Int32 // snapshots holding the shard
 	obsolete atomic.Bool  // delete the directory when the last user is gone
@@ -74,7 +84,7 @@ type shardInput struct {
 }
 
 // buildShard writes a shard into dir (which must not exist) and syncs it.
-func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Projection, quant *pca.Quantizer) (shardMeta, error) {
+func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Projection, quant *pca.Quantizer, annOpts *ann.Options) (shardMeta, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return shardMeta{}, fmt.Errorf("retrieval: %w", err)
 	}
@@ -107,6 +117,12 @@ func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Proje
 			return writeF32s(w, in.vecs)
 		}); err != nil {
 			return meta, err
+		}
+		if annOpts != nil && n >= annMinVectors {
+			if err := buildANN(ctx, dir, in.vecs, proj, *annOpts); err != nil {
+				return meta, err
+			}
+			meta.ANN = true
 		}
 		if proj != nil || quant != nil {
 			meta.Compressed = true
@@ -153,6 +169,35 @@ func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Proje
 		return meta, err
 	}
 	return meta, syncDir(dir)
+}
+
+// annMinVectors is the smallest shard that gets an ANN index (the IVF index needs a few
+// hundred vectors to train on; smaller shards are scanned exactly).
+const annMinVectors = 1024
+
+// buildANN indexes the projected (or full) float vectors of a shard.
+func buildANN(ctx context.Context, dir string, vecs [][]float32, proj *pca.Projection, opts ann.Options) error {
+	d := len(vecs[0])
+	if proj != nil {
+		d = proj.Out()
+	}
+	flat := make([]float32, len(vecs)*d)
+	buf := make([]float32, len(vecs[0]))
+	for i, v := range vecs {
+		compress(v, proj, flat[i*d:(i+1)*d], buf)
+	}
+	opts.Kind = ann.KindIVFPQ
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	ix, err := ann.Build(ctx, flat, d, opts)
+	if err != nil {
+		return fmt.Errorf("retrieval: build ANN index: %w", err)
+	}
+	return writeSynced(filepath.Join(dir, shardANNFile), func(w io.Writer) error {
+		_, err := ix.WriteTo(w)
+		return err
+	})
 }
 
 // compress projects v (when proj is set) into dst, or copies it.
@@ -272,6 +317,72 @@ func (sh *shard) loadVectors() error {
 		return nil
 	}
 	vpath := filepath.Join(sh.dir, shardVectorsFile)
+	if sh.meta.ANN {
+		f, err := os.Open(vpath)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if st, err := f.Stat(); err != nil || st.Size() != int64(4*sh.n*sh.meta.Dim) {
+			_ = f.Close()
+			return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
+		}
+		sh.vecFile = f
+		af, err := os.Open(filepath.Join(sh.dir, shardANNFile))
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		defer af.Close()
+		ix, err := ann.Read(bufio.NewReaderSize(af, 1<<20))
+		if err != nil {
+			return fmt.Errorf("%w: shard %s: %v", ErrCorrupt, sh.ref.Dir, err)
+		}
+		if ix.Len() != sh.n {
+			return fmt.Errorf("%w: shard %s: ANN index holds %d vectors, want %d", ErrCorrupt, sh.ref.Dir, ix.Len(), sh.n)
+		}
+		ix.SetRescorer(sh)
+		sh.ann = ix
+		return nil
+	}
+	return sh.loadScanVectors()
+}
+
+// ensureCodes loads the scan codes of an ANN shard (for exact-scan requests).
+func (sh *shard) ensureCodes() error {
+	if sh.ann == nil {
+		return nil
+	}
+	sh.codesOnce.Do(func() { sh.codesErr = sh.loadCodes() })
+	return sh.codesErr
+}
+
+// Rescore implements ann.Rescorer with the full vectors on disk.
+func (sh *shard) Rescore(query []float32, ids []int32, scores []float32) {
+	d := sh.meta.Dim
+	bp := f32BufPool.Get().(*[]byte)
+	buf := *bp
+	if cap(buf) < 4*d {
+		buf = make([]byte, 4*d)
+	}
+	buf = buf[:4*d]
+	for i, id := range ids {
+		if _, err := sh.vecFile.ReadAt(buf, int64(id)*int64(4*d)); err != nil || len(query) != d {
+			scores[i] = float32(math.Inf(-1))
+			continue
+		}
+		var s float32
+		for j, x := range query {
+			s += x * math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+		}
+		scores[i] = s
+	}
+	*bp = buf
+	f32BufPool.Put(bp)
+}
+
+var f32BufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func (sh *shard) loadScanVectors() error {
+	vpath := filepath.Join(sh.dir, shardVectorsFile)
 	if !sh.meta.Compressed {
 		full, err := readF32File(vpath, sh.n*sh.meta.Dim)
 		if err != nil {
@@ -289,6 +400,19 @@ func (sh *shard) loadVectors() error {
 		return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
 	}
 	sh.vecFile = f
+	return sh.loadCodes()
+}
+
+// loadCodes reads the compressed codes (full vectors when uncompressed) into RAM.
+func (sh *shard) loadCodes() error {
+	if !sh.meta.Compressed {
+		full, err := readF32File(filepath.Join(sh.dir, shardVectorsFile), sh.n*sh.meta.Dim)
+		if err != nil {
+			return err
+		}
+		sh.full = full
+		return nil
+	}
 	cpath := filepath.Join(sh.dir, shardCodesFile)
 	if sh.meta.Int8 {
 		b, err := os.ReadFile(cpath)
@@ -301,6 +425,7 @@ func (sh *shard) loadVectors() error {
 		}
 		return nil
 	}
+	var err error
 	sh.codesF, err = readF32File(cpath, sh.n*sh.meta.CodeDim)
 	return err
 }
@@ -320,8 +445,12 @@ func readF32File(path string, n int) ([]float32, error) {
 	return out, nil
 }
 
-// denseRAMBytes is what the dense scan keeps in memory.
+// denseRAMBytes is what the dense search keeps in memory (the ANN index of an ANN
+// shard, else the scanned codes).
 func (sh *shard) denseRAMBytes() float64 {
+	if sh.ann != nil {
+		return sh.ann.BytesPerVector() * float64(sh.n)
+	}
 	return float64(4*len(sh.full) + 4*len(sh.codesF) + len(sh.codesI8))
 }
 
