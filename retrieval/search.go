@@ -750,7 +750,6 @@ func (h *candHeap) fix0() {
 	}
 }
 
-
 func isZero(v []float32) bool {
 	for _, x := range v {
 		if x != 0 {
