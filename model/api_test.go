@@ -257,27 +257,6 @@ func TestSamplerDeterministic(t *testing.T) {
 	}
 }
 
-func TestExpf(t *testing.T) {
-	worst := 0.0
-	for x := float32(-90); x <= 0; x += 0.001 {
-		want := math.Exp(float64(x))
-		got := float64(expf(x))
-		if want < 1e-37 {
-			continue
-		}
-		worst = math.Max(worst, math.Abs(got-want)/want)
-	}
-	if worst > 5e-7 {
-		t.Fatalf("expf relative error %g", worst)
-	}
-	for _, x := range []float32{-3, -0.5, 0, 0.5, 3} {
-		want := float64(x) / (1 + math.Exp(-float64(x)))
-		if d := math.Abs(float64(silu(x)) - want); d > 1e-6 {
-			t.Fatalf("silu(%g) off by %g", x, d)
-		}
-	}
-}
-
 // TestOutsideMassPaths: the outside-span attention mass from the batched (GEMM) path
 // equals the per-token (dot product) path, and lies in [0, 1].
 func TestOutsideMassPaths(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/model/internal/vmath"
 )
 
 // gemmAttnMin is the number of query tokens from which attention runs as matrix
@@ -13,41 +14,6 @@ const gemmAttnMin = 8
 
 // attnScoreBudget bounds the scores buffer (floats) of one GEMM attention block.
 const attnScoreBudget = 1 << 22
-
-// expTable[j] = 2^(j/64).
-var expTable = func() (t [64]float32) {
-	for j := range t {
-		t[j] = float32(math.Exp2(float64(j) / 64))
-	}
-	return t
-}()
-
-// expf is a float32 exp for x ≤ 0 (relative error < 3e-7): x = (64k+j)·ln2/64 + r with
-// |r| ≤ ln2/128, exp(x) = 2^k · 2^(j/64) · (1 + r + r²/2 + r³/6).
-func expf(x float32) float32 {
-	if x < -87.3 {
-		return 0
-	}
-	const (
-		s     = 64 * 1.44269504088896341 // 64/ln2
-		ln2hi = 0.693359375 / 64
-		ln2lo = -2.12194440e-4 / 64
-	)
-	n := int32(x*s - 0.5) // x ≤ 0: truncation rounds to nearest
-	nf := float32(n)
-	r := x - nf*ln2hi - nf*ln2lo
-	p := 1 + r*(1+r*(0.5+r*(1.0/6)))
-	return p * expTable[n&63] * math.Float32frombits(uint32((n>>6)+127)<<23)
-}
-
-// silu is x·sigmoid(x), with expf on a non-positive argument.
-func silu(x float32) float32 {
-	if x >= 0 {
-		return x / (1 + expf(-x))
-	}
-	e := expf(x)
-	return x * e / (1 + e)
-}
 
 // attnGEMM computes attention for the current call (s.aN queries) with matrix products.
 func (s *scratch) attnGEMM() error {
@@ -155,22 +121,14 @@ func (s *scratch) softmaxRows(lo, hi int) {
 		maxv := float32(math.Inf(-1))
 		for j, kp := range kvPos {
 			if kp <= p {
-				v := row[j]
-				if v > maxv {
+				if v := row[j]; v > maxv {
 					maxv = v
 				}
-			}
-		}
-		var sum float32
-		for j, kp := range kvPos {
-			if kp <= p {
-				e := expf(row[j] - maxv)
-				row[j] = e
-				sum += e
 			} else {
-				row[j] = 0
+				row[j] = float32(math.Inf(-1))
 			}
 		}
+		sum := vmath.ExpSum(row, maxv)
 		inv := 1 / sum
 		s.rowInv[r] = inv // P·V is normalized afterwards (n×hd work instead of n×T)
 		if s.aSpan != nil {

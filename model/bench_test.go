@@ -67,17 +67,3 @@ func BenchmarkDecode(b *testing.B) {
 		tok = Argmax(l)
 	}
 }
-
-func BenchmarkExpf(b *testing.B) {
-	x := make([]float32, 4096)
-	for i := range x {
-		x[i] = -float32(i%2000) / 100
-	}
-	var s float32
-	for b.Loop() {
-		for _, v := range x {
-			s += expf(v)
-		}
-	}
-	_ = s
-}

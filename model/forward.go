@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/model/internal/vmath"
 )
 
 // Span is a half-open range [Lo, Hi) of absolute positions.
@@ -409,16 +410,7 @@ func (s *scratch) attnRange(lo, hi int) {
 					maxv = sv
 				}
 			}
-			var sum float32
-			for j := range sc {
-				if sc[j] == float32(math.Inf(-1)) {
-					sc[j] = 0
-					continue
-				}
-				e := expf(sc[j] - maxv)
-				sc[j] = e
-				sum += e
-			}
+			sum := vmath.ExpSum(sc, maxv)
 			out := s.att[i*qd+h*hd : i*qd+(h+1)*hd]
 			for t := range out {
 				out[t] = 0
@@ -612,10 +604,7 @@ func (st *State) Feed(ctx context.Context, tokens ...int) ([]float32, error) {
 // siluRows applies SwiGLU's gate, hb = silu(hb)·hb2, to token rows [lo, hi).
 func (s *scratch) siluRows(lo, hi int) {
 	h := s.m.Config.Hidden
-	hb, hb2 := s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h]
-	for i, g := range hb {
-		hb[i] = silu(g) * hb2[i]
-	}
+	vmath.SiluMul(s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h])
 }
 
 // perToken runs fn over token rows [0, n): on the workers when there are enough tokens
