@@ -14,7 +14,8 @@ import (
 
 func openBadger(t *testing.T, dir string) *Badger {
 	t.Helper()
-	b, err := OpenBadger(context.Background(), BadgerOptions{Dir: dir, GCInterval: -1})
+	// Small segments, so that objects span several of them.
+	b, err := OpenBadger(context.Background(), BadgerOptions{Dir: dir, GCInterval: -1, SegmentBytes: 8000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,9 +136,14 @@ func TestTierConformance(t *testing.T) {
 			if len(seen) != 1 || seen[key(2)] != b.Size() {
 				t.Fatalf("scan saw %v", seen)
 			}
-			// Overwriting with fewer parts leaves no stale parts (disk: checked below).
-			if err := tier.Put(ctx, key(4), testObject(4, 5, 100)); err != nil {
+			// Overwriting with fewer parts leaves no stale segments (disk: checked below).
+			if err := tier.Put(ctx, key(4), testObject(4, 5, 3000)); err != nil {
 				t.Fatal(err)
+			}
+			if bt, ok := tier.(*Badger); ok {
+				if n := countSegments(t, bt, key(4)); n < 2 {
+					t.Fatalf("a 5-part object of 500 bytes in 8000-byte segments: %d segments", n)
+				}
 			}
 			small := testObject(5, 1, 100)
 			if err := tier.Put(ctx, key(4), small); err != nil {
@@ -145,8 +151,8 @@ func TestTierConformance(t *testing.T) {
 			}
 			checkObject(t, tier, key(4), small)
 			if bt, ok := tier.(*Badger); ok {
-				if n := countParts(t, bt, key(4)); n != 1 {
-					t.Fatalf("disk holds %d parts for a 1-part object", n)
+				if n := countSegments(t, bt, key(4)); n != 1 {
+					t.Fatalf("disk holds %d segments for a 1-part object", n)
 				}
 			}
 			if _, err := tier.Open(ctx, key(4)); err != nil {
@@ -159,9 +165,9 @@ func TestTierConformance(t *testing.T) {
 	}
 }
 
-func countParts(t *testing.T, b *Badger, k Key) int {
+func countSegments(t *testing.T, b *Badger, k Key) int {
 	n := 0
-	prefix := append([]byte{prefixPart}, k[:]...)
+	prefix := append([]byte{prefixSegment}, k[:]...)
 	if err := b.DB().View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
@@ -205,10 +211,10 @@ func TestBadgerPersistsAndRepairs(t *testing.T) {
 	}
 	// Damage from outside: an orphan part, and an object that lost a part.
 	if err := b.DB().Update(func(txn *badger.Txn) error {
-		if err := txn.Set(partKey(nil, key(100), 0), []byte("orphan")); err != nil {
+		if err := txn.Set(segKey(nil, key(100), 0), []byte("orphan")); err != nil {
 			return err
 		}
-		return txn.Delete(partKey(nil, key(3), 0))
+		return txn.Delete(segKey(nil, key(3), 0))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +234,7 @@ func TestBadgerPersistsAndRepairs(t *testing.T) {
 	for k, o := range objs {
 		checkObject(t, b, k, o)
 	}
-	if countParts(t, b, key(100)) != 0 || countParts(t, b, key(3)) != 0 {
+	if countSegments(t, b, key(100)) != 0 || countSegments(t, b, key(3)) != 0 {
 		t.Fatal("repair left orphan parts")
 	}
 }
@@ -303,8 +309,10 @@ func TestClosedTier(t *testing.T) {
 }
 
 func TestDecodeRecordRejectsGarbage(t *testing.T) {
-	good := encodeRecord(&Object{Manifest: []byte("m"), Parts: [][]byte{make([]byte, 7)}})
-	if r, err := decodeRecord(good); err != nil || r.size != 8 {
+	rec := layout([]int64{7, 5, 9}, 12)
+	rec.manifest = []byte("m")
+	good := encodeRecord(&rec)
+	if r, err := decodeRecord(good); err != nil || r.size != 22 || len(r.segs) != 2 || r.parts[2].seg != 1 || r.parts[1].off != 7 {
 		t.Fatalf("good record: %+v %v", r, err)
 	}
 	for n := 0; n < len(good); n++ {
@@ -315,7 +323,9 @@ func TestDecodeRecordRejectsGarbage(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(encodeRecord(&Object{Manifest: []byte("m"), Parts: [][]byte{make([]byte, 7), nil}}))
+	rec := layout([]int64{7, 0, 30}, 16)
+	rec.manifest = []byte("m")
+	f.Add(encodeRecord(&rec))
 	f.Add([]byte(recordMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)
@@ -327,6 +337,9 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		if int64(len(r.manifest)) > int64(len(b)) {
 			t.Fatal("manifest longer than input")
+		}
+		if !bytes.Equal(encodeRecord(&r), b) {
+			t.Fatal("decode/encode is not the identity")
 		}
 	})
 }
