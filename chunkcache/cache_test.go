@@ -496,8 +496,9 @@ func TestCorruptDiskLayerIsDetected(t *testing.T) {
 	if _, err := c.SetPolicy(ctx, []TierPolicyUpdate{{Tier: "memory", Capacity: ptr(int64(1))}}); err != nil {
 		t.Fatal(err)
 	}
-	pk := append([]byte{'p'}, k[:]...)
-	pk = append(pk, 0, 0, 0, 1)
+	// The chunk is one segment value ('s' key seg0): flip a byte inside layer 1.
+	pk := append([]byte{'s'}, k[:]...)
+	pk = append(pk, 0, 0, 0, 0)
 	if err := disk.DB().Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(pk)
 		if err != nil {
@@ -507,7 +508,7 @@ func TestCorruptDiskLayerIsDetected(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		v[3] ^= 1
+		v[encodedLayerBytes(spec)+3] ^= 1
 		return txn.Set(pk, v)
 	}); err != nil {
 		t.Fatal(err)
