@@ -6,10 +6,8 @@ package deps
 import (
 	_ "github.com/blevesearch/bleve/v2"
 	_ "github.com/dgraph-io/badger/v4"
-	_ "github.com/dlclark/regexp2"
 	_ "github.com/klauspost/cpuid/v2"
 	_ "github.com/schollz/progressbar/v3"
-	_ "golang.org/x/sys/unix"
 	_ "gonum.org/v1/gonum/mat"
 	_ "pgregory.net/rapid"
 )
