@@ -42,6 +42,15 @@
 // attention over the fused cache. Cache-Craft's per-token outside-span attention comes
 // from ExtendOptions.Outside (precompute) or StepOptions.Outside.
 //
+// # Speed
+//
+// Prefill is matrix-matrix throughout: every projection of a chunk is one kernels MatMul
+// with n = chunk tokens, and attention runs per KV head as two products (Q·Kᵀ over the
+// keys a block of up to 128 queries can see, then P·V; the query heads sharing a KV
+// head are stacked). Softmax and the SwiGLU gate use AVX2 exp (model/internal/vmath);
+// per-token work (norms, RoPE) is spread over the Pool. Decode (and calls with fewer
+// than 8 tokens) uses per-query dot products and allocates nothing per token.
+//
 // # Buffer ownership
 //
 // A KV owns its slices; methods that take a KV read and write it in place and never keep
