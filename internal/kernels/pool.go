@@ -3,6 +3,7 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Pool owns a fixed set of worker goroutines that kernels split their work over. The
@@ -24,7 +25,8 @@ type Pool struct {
 	floatAct bool            // see SetFloatActivations
 	scratch  []workerScratch // per worker, indexed by worker id
 	shared   sharedScratch
-	cur      call // the kernel call in progress
+	cur      call    // the kernel call in progress
+	dyn      dynamic // its pieces, taken by the workers in turn
 }
 
 // task is one share of a parallel job: Parallel's function, or (ufn nil) the Pool's
@@ -54,9 +56,12 @@ func NewPool(threads int) *Pool {
 func (p *Pool) worker(id int, ch chan task) {
 	defer p.exited.Done()
 	for t := range ch {
-		if t.ufn == nil {
+		switch {
+		case t.ufn == nil && t.lo < 0:
+			p.runDynamic(id)
+		case t.ufn == nil:
 			p.do(id, t.lo, t.hi)
-		} else {
+		default:
 			t.ufn(t.lo, t.hi)
 		}
 		p.done.Done()
@@ -113,22 +118,62 @@ func (p *Pool) runTasks(n, align int, t task) {
 		p.runLocal(t)
 		return
 	}
+	if t.ufn == nil {
+		// Kernel jobs are cut into up to dynChunks pieces per worker that the workers
+		// take in turn, so that a worker whose core is busy with other work takes fewer.
+		p.dyn.n, p.dyn.align = n, align
+		p.dyn.pieces = min(chunks, parts*dynChunks)
+		p.dyn.next.Store(0)
+		t.lo, t.hi = -1, -1
+	}
 	p.done.Add(parts - 1)
 	for i := 1; i < parts; i++ {
-		lo := min(n, chunks*i/parts*align)
-		hi := min(n, chunks*(i+1)/parts*align)
-		t.lo, t.hi = lo, hi
+		if t.ufn != nil {
+			t.lo = min(n, chunks*i/parts*align)
+			t.hi = min(n, chunks*(i+1)/parts*align)
+		}
 		p.workers[i-1] <- t
 	}
-	t.lo, t.hi = 0, min(n, chunks/parts*align)
+	if t.ufn != nil {
+		t.lo, t.hi = 0, min(n, chunks/parts*align)
+	}
 	p.runLocal(t)
 	p.done.Wait()
 }
 
+// dynChunks is how many pieces per worker a kernel job is cut into.
+const dynChunks = 4
+
+// dynamic describes the pieces of the kernel job in progress (see runTasks).
+type dynamic struct {
+	n, align, pieces int
+	next             atomic.Int64
+}
+
+// runDynamic runs pieces of the current kernel job until none is left.
+func (p *Pool) runDynamic(wid int) {
+	d := &p.dyn
+	chunks := (d.n + d.align - 1) / d.align
+	for {
+		i := int(d.next.Add(1) - 1)
+		if i >= d.pieces {
+			return
+		}
+		lo := min(d.n, chunks*i/d.pieces*d.align)
+		hi := min(d.n, chunks*(i+1)/d.pieces*d.align)
+		if lo < hi {
+			p.do(wid, lo, hi)
+		}
+	}
+}
+
 func (p *Pool) runLocal(t task) {
-	if t.ufn == nil {
+	switch {
+	case t.ufn == nil && t.lo < 0:
+		p.runDynamic(0)
+	case t.ufn == nil:
 		p.do(0, t.lo, t.hi)
-	} else {
+	default:
 		t.ufn(t.lo, t.hi)
 	}
 }
