@@ -15,6 +15,9 @@ const gemmAttnMin = 8
 // attnScoreBudget bounds the scores buffer (floats) of one GEMM attention block.
 const attnScoreBudget = 1 << 22
 
+// attnBlock is the largest query block of GEMM attention.
+const attnBlock = 128
+
 // attnGEMM computes attention for the current call (s.aN queries) with matrix products.
 func (s *scratch) attnGEMM() error {
 	m := s.m
@@ -26,7 +29,7 @@ func (s *scratch) attnGEMM() error {
 	K, V := kv.K[s.aLayer], kv.V[s.aLayer]
 	// Query blocks of at most 128 tokens keep the causal trimming effective (keys after a
 	// block's last position are skipped) while the products stay large enough to be fast.
-	B := max(1, min(n, 128, attnScoreBudget/max(1, G*T)))
+	B := max(1, min(n, attnBlock, attnScoreBudget/max(1, G*T)))
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	s.kh = growF32(s.kh, T*hd)
 	s.vt = growF32(s.vt, T*hd)
