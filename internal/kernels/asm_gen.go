@@ -27,6 +27,7 @@ func main() {
 	matvecFloat("F16")
 	matvecFloat("BF16")
 	matvecQ8_0()
+	matvecQ80or40(true)
 	vecOps()
 	matvecKQuants()
 	for _, t := range []string{"F32", "F16", "BF16"} {
@@ -279,12 +280,23 @@ func hsum4(name string) {
 // 4 rows of q8_0 blocks (row i at w + i·ldw bytes) dotted with activations quantized per
 // 32-block. xq holds per block 96 bytes: 32 int8 q, then 8 int32 −128·(sum of each 4 q),
 // then float32 dx at 64, padding to 96... see matvec.go.
-func matvecQ8_0() {
+func matvecQ8_0() { matvecQ80or40(false) }
+
+// matvecQ80or40 writes matvecQ8_0x4, or (q4) matvecQ4_0x4 with the same activations: q4_0
+// blocks (f16 d, 16 bytes of nibbles: low nibbles are elements 0..15, high 16..31) give
+// u = nibble and w = d·(u−8), so the integer sums start from −8·Σ4 q = (−128·Σ4 q) >> 4.
+func matvecQ80or40(q4 bool) {
 	name := "matvecQ8_0x4"
+	bsize := 34
+	if q4 {
+		name, bsize = "matvecQ4_0x4", 18
+	}
 	p("")
-	p("DATA ·q8bias<>+0(SB)/8, $0x8080808080808080")
-	p("GLOBL ·q8bias<>(SB), RODATA|NOPTR, $8")
-	p("")
+	if !q4 {
+		p("DATA ·q8bias<>+0(SB)/8, $0x8080808080808080")
+		p("GLOBL ·q8bias<>(SB), RODATA|NOPTR, $8")
+		p("")
+	}
 	p("// func %s(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
 	p("\tMOVQ nblk+0(FP), CX")
@@ -294,7 +306,11 @@ func matvecQ8_0() {
 	p("\tLEAQ (AX)(DX*1), R8")
 	p("\tLEAQ (R8)(DX*1), R9")
 	p("\tLEAQ (R9)(DX*1), R10")
-	p("\tVPBROADCASTQ ·q8bias<>(SB), Y15")
+	if q4 {
+		p("\tVPBROADCASTD ·nib8<>(SB), Y15")
+	} else {
+		p("\tVPBROADCASTQ ·q8bias<>(SB), Y15")
+	}
 	for r := 16; r < 20; r++ {
 		p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
 	}
@@ -305,8 +321,17 @@ func matvecQ8_0() {
 	p("\tVMOVDQU (BX), Y0")        // q
 	p("\tVBROADCASTSS 64(BX), Y1") // dx
 	for i, r := range rows {
-		p("\tVMOVDQU 32(BX), Y%d", 2+i)      // init: −128·Σ4 q
-		p("\tVPXOR 2(%s), Y15, Y%d", r, 6+i) // u = w ^ 0x80
+		p("\tVMOVDQU 32(BX), Y%d", 2+i) // init: −128·Σ4 q
+		if q4 {
+			p("\tVPSRAD $4, Y%d, Y%d", 2+i, 2+i)
+			p("\tVMOVDQU 2(%s), X%d", r, 6+i)
+			p("\tVPSRLW $4, X%d, X%d", 6+i, 24+i)
+			p("\tVPANDD X15, X%d, X%d", 6+i, 6+i)
+			p("\tVPANDD X15, X%d, X%d", 24+i, 24+i)
+			p("\tVINSERTI32X4 $1, X%d, Y%d, Y%d", 24+i, 6+i, 6+i)
+		} else {
+			p("\tVPXOR 2(%s), Y15, Y%d", r, 6+i) // u = w ^ 0x80
+		}
 		p("\tVPDPBUSD Y0, Y%d, Y%d", 6+i, 2+i)
 		p("\tVCVTDQ2PS Y%d, Y%d", 2+i, 2+i)
 		p("\tMOVWLZX (%s), R11", r)
@@ -318,7 +343,7 @@ func matvecQ8_0() {
 	}
 	p("\tADDQ $96, BX")
 	for _, r := range rows {
-		p("\tADDQ $34, %s", r)
+		p("\tADDQ $%d, %s", bsize, r)
 	}
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)

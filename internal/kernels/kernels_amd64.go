@@ -126,3 +126,8 @@ func matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) 
 //
 //go:noescape
 func matvecQ6KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32
+
+// matvecQ4_0x4 is matvecQ8_0x4 for q4_0 rows.
+//
+//go:noescape
+func matvecQ4_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32)

@@ -42,3 +42,5 @@ func matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) 
 func matvecQ6KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32 {
 	return 0
 }
+
+func matvecQ4_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32) {}

@@ -16,13 +16,13 @@ const xqMatvecBytes = 96
 
 // matVecFast reports whether the fast matrix-vector kernels cover w's type here.
 func (p *Pool) matVecFast(t DType) bool {
-	if !useAVX512 || (p.floatAct && t == Q8_0) {
+	if !useAVX512 || (p.floatAct && (t == Q8_0 || t == Q4_0)) {
 		return false
 	}
 	switch t {
 	case F32, F16, BF16:
 		return true
-	case Q8_0:
+	case Q8_0, Q4_0:
 		return useVNNI
 	case Q4_K, Q5_K, Q6_K:
 		return true
@@ -34,7 +34,7 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 	k := w.Cols
 	if p.matVecFast(w.Type) {
 		switch w.Type {
-		case Q8_0:
+		case Q8_0, Q4_0:
 			nblk := k / qk8_0
 			p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
 			for i := range n {
@@ -71,6 +71,8 @@ func (p *Pool) matVecRange(wid, lo, hi int) {
 				matvecBF16x4(k, wp, rb, &x[i*k], &res[0])
 			case Q8_0:
 				matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+			case Q4_0:
+				matvecQ4_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
 			}
 			copy(out[i*m+r:i*m+r+4], res[:])
 		}
