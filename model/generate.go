@@ -29,7 +29,8 @@ type GenerateStats struct {
 
 // Generate reproduces llama2.c's run.c generate loop, writing to w: the prompt (encoded
 // with BOS) is printed piece by piece, then sampled tokens, until Steps positions or a
-// BOS token; pieces that are a single unprintable byte are skipped, a leading space
+// BOS token; pieces that are a single unprintable byte are skipped (SentencePiece
+// tokenizers, as run.c does), a leading space
 // after BOS is dropped, and a final newline is printed. The prompt is prefilled as one
 // batch.
 func (m *Model) Generate(ctx context.Context, w io.Writer, prompt string, o GenerateOptions) (*GenerateStats, error) {
@@ -47,9 +48,12 @@ func (m *Model) Generate(ctx context.Context, w io.Writer, prompt string, o Gene
 	}
 	st := &GenerateStats{PromptTokens: len(toks), Tokens: append([]int(nil), toks...)}
 	bos, eos := m.Tok.BOS(), m.Tok.EOS()
+	// run.c's safe_printf drops single-byte pieces that are neither printable nor space
+	// (byte-fallback tokens); byte-level BPE pieces are raw UTF-8 fragments and all print.
+	filter := m.Tok.Kind() == "spm"
 	emit := func(prev, next int) error {
 		p := m.Tok.Piece(prev, next)
-		if len(p) == 0 || (len(p) == 1 && !(isPrint(p[0]) || isSpace(p[0]))) {
+		if len(p) == 0 || (filter && len(p) == 1 && !(isPrint(p[0]) || isSpace(p[0]))) {
 			return nil
 		}
 		_, err := w.Write(p)
