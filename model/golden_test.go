@@ -187,3 +187,19 @@ func TestQ8Greedy(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateSeeded: temperature/top-p sampling is a function of the seed.
+func TestGenerateSeeded(t *testing.T) {
+	m := openStories(t, "stories260K.bin")
+	gen := func(seed uint64) string {
+		var buf bytes.Buffer
+		if _, err := m.Generate(context.Background(), &buf, "Lily", GenerateOptions{Steps: 60, Sampler: NewSampler(1, 0.9, seed)}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	a, b, c := gen(42), gen(42), gen(43)
+	if a != b || a == c || !strings.HasPrefix(a, "Lily") {
+		t.Fatalf("seeded sampling: %q / %q / %q", a, b, c)
+	}
+}
