@@ -459,7 +459,7 @@ func (ev *retrievalEval) runSweep(dims []int) (map[string]any, error) {
 		return nil, err
 	}
 	var rows []map[string]any
-	def := 0
+	def, defNDCG, defBoth := 0, 0, 0
 	for _, d := range dims {
 		r, nr, bpv, err := score(d)
 		if err != nil {
@@ -473,6 +473,13 @@ func (ev *retrievalEval) runSweep(dims []int) (map[string]any, error) {
 		if def == 0 && nr.NDCG10/full.NDCG10 >= 0.95 {
 			def = d
 		}
+		if defNDCG == 0 && r.NDCG10/full.NDCG10 >= 0.95 {
+			defNDCG = d
+		}
+		if defBoth == 0 && r.NDCG10/full.NDCG10 >= 0.95 && r.Recall100/full.Recall100 >= 0.95 {
+			defBoth = d
+		}
+		row["recall@100_retained"] = r.Recall100 / full.Recall100
 	}
 	slices.SortFunc(rows, func(a, b map[string]any) int { return a["dims"].(int) - b["dims"].(int) })
 	for _, r := range rows {
@@ -482,6 +489,8 @@ func (ev *retrievalEval) runSweep(dims []int) (map[string]any, error) {
 	return map[string]any{
 		"eval": "retrieval", "mode": "dense", "shards": ev.shards, "full_ndcg@10": full.NDCG10, "full_recall@100": full.Recall100,
 		"full_bytes_per_vector": fullBPV, "pca_sweep": rows, "smallest_dims_retaining_95pct_without_rescore": def,
+		"smallest_dims_retaining_95pct_ndcg": defNDCG, "smallest_dims_retaining_95pct_ndcg_and_recall": defBoth,
+		"collection_default_pca_dims": retrieval.DefaultPCADims,
 		"ndcg@10": full.NDCG10, "recall@100": full.Recall100, "mrr@10": full.MRR10,
 	}, nil
 }
