@@ -491,7 +491,7 @@ func (ev *retrievalEval) runSweep(dims []int) (map[string]any, error) {
 		"full_bytes_per_vector": fullBPV, "pca_sweep": rows, "smallest_dims_retaining_95pct_without_rescore": def,
 		"smallest_dims_retaining_95pct_ndcg": defNDCG, "smallest_dims_retaining_95pct_ndcg_and_recall": defBoth,
 		"collection_default_pca_dims": retrieval.DefaultPCADims,
-		"ndcg@10": full.NDCG10, "recall@100": full.Recall100, "mrr@10": full.MRR10,
+		"ndcg@10":                     full.NDCG10, "recall@100": full.Recall100, "mrr@10": full.MRR10,
 	}, nil
 }
 
