@@ -36,6 +36,7 @@ func main() {
 	interleave16(8)
 	interleave16(4)
 	matvecQ4KVNNI()
+	matvecQ45KVNNI(true)
 	matvecQ6KVNNI()
 	os.Stdout.WriteString(b.String())
 }
@@ -890,17 +891,28 @@ func interleave16(steps int) {
 // matvecQ4KVNNI writes matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs
 // *float32) float32: one q4_K row dotted with activations quantized per 32-block (int8 xq,
 // scales xd, xs = xd·Σq), the nibbles multiplied by VPDPBUSD 64 at a time.
-func matvecQ4KVNNI() {
-	name := "matvecQ4KQ8"
-	p("")
-	for t := 0; t < 4; t++ {
-		for i := 0; i < 16; i++ {
-			p("DATA ·q4kperm<>+%d(SB)/4, $%d", 64*t+4*i, 2*t+i/8)
-		}
+func matvecQ4KVNNI() { matvecQ45KVNNI(false) }
+
+// matvecQ45KVNNI writes matvecQ4KQ8, or (q5) matvecQ5KQ8: the same with the fifth bit of
+// each value taken from qh.
+func matvecQ45KVNNI(q5 bool) {
+	name, bsize, qoff := "matvecQ4KQ8", 144, 16
+	if q5 {
+		name, bsize, qoff = "matvecQ5KQ8", 176, 48
 	}
-	p("GLOBL ·q4kperm<>(SB), RODATA|NOPTR, $256")
-	p("DATA ·nib8<>+0(SB)/4, $0x0f0f0f0f")
-	p("GLOBL ·nib8<>(SB), RODATA|NOPTR, $4")
+	p("")
+	if !q5 {
+		for t := 0; t < 4; t++ {
+			for i := 0; i < 16; i++ {
+				p("DATA ·q4kperm<>+%d(SB)/4, $%d", 64*t+4*i, 2*t+i/8)
+			}
+		}
+		p("GLOBL ·q4kperm<>(SB), RODATA|NOPTR, $256")
+		p("DATA ·nib8<>+0(SB)/4, $0x0f0f0f0f")
+		p("GLOBL ·nib8<>(SB), RODATA|NOPTR, $4")
+		p("DATA ·bit4b<>+0(SB)/4, $0x10101010")
+		p("GLOBL ·bit4b<>(SB), RODATA|NOPTR, $4")
+	}
 	p("")
 	p("// func %s(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-44", name)
@@ -910,6 +922,9 @@ func matvecQ4KVNNI() {
 	p("\tMOVQ xd+24(FP), SI")
 	p("\tMOVQ xs+32(FP), DI")
 	p("\tVPBROADCASTD ·nib8<>(SB), Y31")
+	if q5 {
+		p("\tVPBROADCASTD ·bit4b<>(SB), Y19")
+	}
 	for t := 0; t < 4; t++ {
 		p("\tVMOVDQU32 ·q4kperm<>+%d(SB), Z%d", 64*t, 26+t)
 	}
@@ -953,12 +968,25 @@ func matvecQ4KVNNI() {
 	f16Bcst("2(AX)", 22)
 	p("\tVMULPS Y22, Y23, Y23")
 	p("\tVFMADD231PS (DI), Y23, Y25") // mins · sx
+	if q5 {
+		p("\tVMOVDQU32 16(AX), Y20") // qh
+	}
 	for t := 0; t < 4; t++ {
 		b := 4 * t
-		p("\tVMOVDQU %d(AX), Y%d", 16+32*t, b)
+		p("\tVMOVDQU %d(AX), Y%d", qoff+32*t, b)
 		p("\tVPSRLW $4, Y%d, Y%d", b, b+1)
 		p("\tVPANDD Y31, Y%d, Y%d", b, b)
 		p("\tVPANDD Y31, Y%d, Y%d", b+1, b+1)
+		if q5 {
+			for i, bit := range []int{2 * t, 2*t + 1} {
+				if bit <= 4 {
+					p("\tVPSLLW $%d, Y20, Y18", 4-bit)
+				} else {
+					p("\tVPSRLW $%d, Y20, Y18", bit-4)
+				}
+				p("\tVPTERNLOGD $0xf8, Y19, Y18, Y%d", b+i)
+			}
+		}
 		p("\tVINSERTI64X4 $1, Y%d, Z%d, Z%d", b+1, b, b)
 		p("\tVPXORD Z%d, Z%d, Z%d", b+2, b+2, b+2)
 		p("\tVPDPBUSD %d(BX), Z%d, Z%d", 64*t, b, b+2)
@@ -966,7 +994,7 @@ func matvecQ4KVNNI() {
 		p("\tVPERMPS Z24, Z%d, Z%d", 26+t, b+3)
 		p("\tVFMADD231PS Z%d, Z%d, Z30", b+3, b+2)
 	}
-	p("\tADDQ $144, AX")
+	p("\tADDQ $%d, AX", bsize)
 	p("\tADDQ $256, BX")
 	p("\tADDQ $32, SI")
 	p("\tADDQ $32, DI")

@@ -25,6 +25,7 @@
 //
 // Decode (few tokens) takes matrix-vector kernels that stream each weight row once:
 // f32/f16/bf16 rows four at a time with FMA, q8_0 and q4_0 with VPDPBUSD against activations
-// quantized per 32-block, q4_K likewise (nibbles unpacked in registers, 64 per VPDPBUSD),
-// and q5_K/q6_K dequantized in registers against float32 activations.
+// quantized per 32-block, and the k-quants likewise (values unpacked in registers, 64 per
+// VPDPBUSD); with float activations (Pool.SetFloatActivations) the k-quants are
+// dequantized in registers and multiplied with FMA.
 package kernels

@@ -35,7 +35,7 @@ func (p *Pool) gemmThreshold(t DType) int {
 		return 1
 	case t == Q8_0:
 		return 40
-	case t == Q4_0 || (t == Q4_K && p.useKQ8(t)):
+	case t == Q4_0 || ((t == Q4_K || t == Q5_K) && p.useKQ8(t)):
 		return 28
 	case t == Q4_K || t == Q5_K:
 		return 20

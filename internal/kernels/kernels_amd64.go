@@ -131,3 +131,8 @@ func matvecQ6KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) 
 //
 //go:noescape
 func matvecQ4_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32)
+
+// matvecQ5KQ8 is matvecQ4KQ8 for q5_K rows.
+//
+//go:noescape
+func matvecQ5KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32

@@ -162,9 +162,12 @@ func (p *Pool) matVecKRange(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			wp := unsafe.Add(base, r*rb)
 			for i := range n {
-				if w.Type == Q4_K {
+				switch w.Type {
+				case Q4_K:
 					out[i*m+r] = matvecQ4KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
-				} else {
+				case Q5_K:
+					out[i*m+r] = matvecQ5KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
+				case Q6_K:
 					out[i*m+r] = matvecQ6KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
 				}
 			}
@@ -192,9 +195,9 @@ func (p *Pool) matVecKRange(lo, hi int) {
 // is available (tests use it to cover both).
 var kFloat = false
 
-// useKQ8 reports whether type t decodes with the VNNI kernels (q4_K, q6_K).
+// useKQ8 reports whether k-quant type t decodes with the VNNI kernels.
 func (p *Pool) useKQ8(t DType) bool {
-	return useVNNI && !kFloat && !p.floatAct && (t == Q4_K || t == Q6_K)
+	return useVNNI && !kFloat && !p.floatAct && (t == Q4_K || t == Q5_K || t == Q6_K)
 }
 
 // quantXSub quantizes x per 32-block to int8 q and gives, per sub-block of l (32 or 16)
