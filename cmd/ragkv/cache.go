@@ -45,6 +45,10 @@ type cacheConfig struct {
 	Namespaces       []string   `yaml:"namespaces"`
 	StrictNamespaces bool       `yaml:"strict_namespaces"`
 	DisablePromotion bool       `yaml:"disable_promotion"`
+
+	// diskPolicy is --disk-policy: it overrides the disk tier's policy after --policy
+	// and the YAML file, whatever the order they were given in.
+	diskPolicy string
 }
 
 // cacheTierConfig is one tier's budget and eviction settings.
@@ -72,8 +76,8 @@ func (t cacheTierConfig) eviction() eviction.Config {
 		HighWatermark: t.HighWatermark, LowWatermark: t.LowWatermark}
 }
 
-// validate reports a bad value under the flag that sets it.
-func (t cacheTierConfig) validate(prefix string) error {
+// validate reports a bad value under the flag that sets it (prefix "mem" or "disk").
+func (t cacheTierConfig) validate(prefix, policyFlag string) error {
 	c := t.eviction()
 	c.EnsureDefaults()
 	if t.Capacity <= 0 {
@@ -84,7 +88,7 @@ func (t cacheTierConfig) validate(prefix string) error {
 		case errors.Is(err, eviction.ErrUnknownPolicy) && strings.Contains(err.Error(), "admission"):
 			return flagErr("admission", "%v", err)
 		case errors.Is(err, eviction.ErrUnknownPolicy):
-			return flagErr("policy", "%v", err)
+			return flagErr(policyFlag, "%v", err)
 		default:
 			return flagErr("high-watermark", "%v", err)
 		}
@@ -95,14 +99,21 @@ func (t cacheTierConfig) validate(prefix string) error {
 // buildChunkCache is the "chunkcache" serve component.
 func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map[string]any) (server.Option, any, io.Closer, error) {
 	cc := cfg.Cache
-	if err := cc.Memory.validate("mem"); err != nil {
+	if cc.diskPolicy != "" {
+		cc.Disk.Policy = cc.diskPolicy
+	}
+	if err := cc.Memory.validate("mem", "policy"); err != nil {
 		return nil, nil, nil, err
 	}
 	if cc.Disk.Capacity < 0 {
 		return nil, nil, nil, flagErr("disk-capacity", "capacity must be ≥ 0 (0 disables the disk tier), got %d", cc.Disk.Capacity)
 	}
 	if cc.Disk.Capacity > 0 {
-		if err := cc.Disk.validate("disk"); err != nil {
+		policyFlag := "policy"
+		if cc.diskPolicy != "" {
+			policyFlag = "disk-policy"
+		}
+		if err := cc.Disk.validate("disk", policyFlag); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -210,7 +221,7 @@ func init() {
 	f.Var(&cc.Memory.Capacity, "mem-capacity", "chunk cache RAM tier budget (e.g. 1GiB)")
 	f.Var(&cc.Disk.Capacity, "disk-capacity", "chunk cache disk tier budget (e.g. 16GiB; 0 disables the disk tier)")
 	f.Var(cacheBothPolicy{cc}, "policy", "eviction policy of both tiers: "+strings.Join(eviction.Policies(), ", "))
-	f.StringVar(&cc.Disk.Policy, "disk-policy", cc.Disk.Policy, "eviction policy of the disk tier (overrides --policy)")
+	f.StringVar(&cc.diskPolicy, "disk-policy", "", "eviction policy of the disk tier (overrides --policy and the config file)")
 	f.StringVar(&cc.Memory.Admission, "admission", cc.Memory.Admission, "admission filter of the RAM tier: none or tinylfu")
 	f.Var(cacheBothFloat{&cc.Memory.HighWatermark, &cc.Disk.HighWatermark}, "high-watermark", "evict when usage would exceed this fraction of capacity (both tiers; default 1)")
 	f.Var(cacheBothFloat{&cc.Memory.LowWatermark, &cc.Disk.LowWatermark}, "low-watermark", "evict down to this fraction of capacity (both tiers; default = high)")

@@ -57,12 +57,12 @@ cache:
 		c.Disk.Capacity != 1<<30 || c.Disk.Policy != "lru" || c.SyncWrites || !c.WriteThrough || len(c.Namespaces) != 2 {
 		t.Fatalf("config %+v", c)
 	}
-	if err := c.Memory.validate("mem"); err != nil {
+	if err := c.Memory.validate("mem", "policy"); err != nil {
 		t.Fatal(err)
 	}
 	c.Memory.Policy = "mru"
 	var ue usageError
-	if err := c.Memory.validate("mem"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--policy") {
+	if err := c.Memory.validate("mem", "policy"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--policy") {
 		t.Fatalf("bad policy: %v", err)
 	}
 }
