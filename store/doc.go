@@ -14,15 +14,18 @@
 //
 // # Atomicity and recovery (Badger)
 //
-// Badger.Put writes every part and then the object's record in ONE Badger transaction,
-// and readers require the record: a put that is interrupted (error, context, crash,
-// SIGKILL) leaves nothing readable, because Badger replays only committed transactions
-// from its write-ahead log. OpenBadger additionally removes parts without a record and
-// records whose parts are missing, so a restart always sees whole objects. Each part is
-// its own Badger value; values above ValueThreshold live in the value log and are read
-// with Item.ValueCopy into the caller's buffer (no per-read allocation once the buffer
-// is large enough). A reader holds a read-only transaction, i.e. a consistent snapshot:
-// a concurrent Delete or overwrite never tears an object that is being read.
+// Badger.Put writes every segment (consecutive parts packed into one Badger value of
+// at most SegmentBytes, 64 MiB by default) and then the object's record in ONE Badger
+// transaction, and readers require the record: a put that is interrupted (error,
+// context, crash, SIGKILL) leaves nothing readable, because Badger replays only
+// committed transactions from its write-ahead log. OpenBadger additionally removes
+// segments without a record and records whose segments are missing, so a restart always
+// sees whole objects. Segment values live in Badger's value log (ValueThreshold is
+// small); a reader looks a segment up once and copies each part straight out of the
+// value log's memory map at its offset into the caller's buffer, so one layer is read
+// without copying the others and without an LSM lookup per layer. A reader holds a
+// read-only transaction, i.e. a consistent snapshot: a concurrent Delete or overwrite
+// never tears an object that is being read.
 //
 // Why Badger and not plain files: atomic multi-value commits, crash recovery, prefix
 // scans for restart accounting and value-log space reclamation come with it; `ragkv
