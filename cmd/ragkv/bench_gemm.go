@@ -21,7 +21,7 @@ func init() {
 		m, n, k, threads, iters int
 		dtype                   string
 		seed                    uint64
-		asJSON                  bool
+		asJSON, floatAct        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gemm",
@@ -67,6 +67,7 @@ unaffected by other processes sharing the cores).`,
 			out := make([]float32, n*m)
 			pool := kernels.NewPool(threads)
 			defer pool.Close()
+			pool.SetFloatActivations(floatAct)
 			ctx := cmd.Context()
 			prog := cliutil.NewProgress(os.Stderr, "bench gemm", int64(iters+1))
 			// One warm-up call (grows the pool's scratch), then the timed ones.
@@ -98,12 +99,13 @@ unaffected by other processes sharing the cores).`,
 			flops := 2 * float64(m) * float64(n) * float64(k)
 			res := map[string]any{
 				"m": m, "n": n, "k": k, "dtype": t.String(), "threads": pool.Threads(), "iters": iters,
-				"seconds":         median,
-				"seconds_best":    sorted[0],
-				"gflops":          flops / median / 1e9,
-				"gflops_best":     flops / sorted[0] / 1e9,
-				"weight_gbytes":   float64(len(w.Data)) / 1e9,
-				"weight_gb_per_s": float64(len(w.Data)) / median / 1e9,
+				"float_activations": floatAct,
+				"seconds":           median,
+				"seconds_best":      sorted[0],
+				"gflops":            flops / median / 1e9,
+				"gflops_best":       flops / sorted[0] / 1e9,
+				"weight_gbytes":     float64(len(w.Data)) / 1e9,
+				"weight_gb_per_s":   float64(len(w.Data)) / median / 1e9,
 			}
 			if cpuOK && cpu1 > cpu0 {
 				// Throughput per CPU-second: on a machine shared with other work, wall time
@@ -128,6 +130,7 @@ unaffected by other processes sharing the cores).`,
 	f.IntVar(&threads, "threads", 0, "worker threads (0: GOMAXPROCS)")
 	f.IntVar(&iters, "iters", 5, "timed iterations (after one warm-up)")
 	f.Uint64Var(&seed, "seed", 1, "random seed for weights and activations")
+	f.BoolVar(&floatAct, "float-activations", false, "quantized weights: multiply float32 activations instead of int8-quantized ones (Pool.SetFloatActivations)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last stdout line")
 	benchCmd.AddCommand(cmd)
 }
