@@ -89,6 +89,10 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	if n == 0 || w.Rows == 0 {
 		return nil
 	}
+	if w.Cols == 0 {
+		clear(out[:n*w.Rows]) // empty sums
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cur = call{out: out, x: x, n: n, w: w}

@@ -220,6 +220,14 @@ func TestMatMulErrors(t *testing.T) {
 	if err := p.MatMul(out, x, 0, &w); err != nil {
 		t.Errorf("n=0: %v", err)
 	}
+	empty := F32Mat(4, 0, nil)
+	big := make([]float32, 40)
+	for i := range big {
+		big[i] = 1
+	}
+	if err := p.MatMul(big, nil, 10, &empty); err != nil || big[39] != 0 || big[0] != 0 {
+		t.Errorf("cols=0: err %v, out %v", err, big)
+	}
 }
 
 func TestParallelCoverage(t *testing.T) {
