@@ -83,11 +83,11 @@ func init() {
 				return err
 			}
 			prog.Add(1)
-			// The kernels' GEMM rate for this model's weight shapes at n = tokens is measured
-			// in every repetition right after the prefill, so that both see the same load.
-			mats := m.LayerMatrices(0)
-			names := make([]string, 0, len(mats))
-			for k := range mats {
+			// The kernels' GEMM rate for this model's weight matrices (every layer, as the
+			// prefill multiplies them) at n = tokens, measured in every repetition right
+			// after the prefill and for about as long, so that both see the same load.
+			names := make([]string, 0, 7)
+			for k := range m.LayerMatrices(0) {
 				names = append(names, k)
 			}
 			sort.Strings(names)
@@ -98,14 +98,23 @@ func init() {
 			}
 			var cases []gemmCase
 			var gemmFlops float64
-			for _, name := range names {
-				w := mats[name]
-				x := make([]float32, tokens*w.Cols)
-				for i := range x {
-					x[i] = float32(rng.NormFloat64())
+			bufs := map[string][2][]float32{}
+			for l := 0; l < c.Layers; l++ {
+				mats := m.LayerMatrices(l)
+				for _, name := range names {
+					w := mats[name]
+					b, ok := bufs[name]
+					if !ok {
+						x := make([]float32, tokens*w.Cols)
+						for i := range x {
+							x[i] = float32(rng.NormFloat64())
+						}
+						b = [2][]float32{x, make([]float32, tokens*w.Rows)}
+						bufs[name] = b
+					}
+					cases = append(cases, gemmCase{w, b[0], b[1]})
+					gemmFlops += 2 * float64(w.Rows) * float64(w.Cols) * float64(tokens)
 				}
-				cases = append(cases, gemmCase{w, x, make([]float32, tokens*w.Rows)})
-				gemmFlops += 2 * float64(w.Rows) * float64(w.Cols) * float64(tokens)
 			}
 			var prefill, dec, gemm []float64
 			for it := 0; it < iters; it++ {
@@ -147,7 +156,7 @@ func init() {
 				PrefillSeconds: ps, PrefillTokensPerS: float64(tokens) / ps, PrefillGFLOPs: flops / ps / 1e9,
 				GemmGFLOPs: gemmFlops / gemmSecs / 1e9,
 			}
-			r.MatmulShareOfFLOPs = gemmFlops * float64(c.Layers) / flops
+			r.MatmulShareOfFLOPs = gemmFlops / flops
 			r.PrefillVsGemm = r.PrefillGFLOPs / r.GemmGFLOPs
 			if decode > 0 {
 				r.DecodeTokensPerS = float64(decode) / engineMin(dec)
