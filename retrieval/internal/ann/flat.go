@@ -24,7 +24,9 @@ func (f *flatIndex) search(q []float32, s *scratch) {
 		out := buf[:hi-lo]
 		dotRows(out, q, f.vecs[lo*d:hi*d], d)
 		for i, sc := range out {
-			s.top.push(sc, int32(lo+i))
+			if sc > s.top.thr {
+				s.top.add(sc, int32(lo+i))
+			}
 		}
 	}
 }

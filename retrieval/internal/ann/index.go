@@ -73,7 +73,14 @@ func (v *Vectors) Rescore(query []float32, ids []int32, scores []float32) {
 		return
 	}
 	n := len(v.data) / d
+	ahead := rescoreAhead // rows prefetched ahead of the dot products
+	if ahead > 0 {
+		prefetchRows(v.data, ids[:min(ahead, len(ids))], 4*d)
+	}
 	for i, id := range ids {
+		if ahead > 0 && i%ahead == 0 && i+ahead < len(ids) {
+			prefetchRows(v.data, ids[i+ahead:min(i+2*ahead, len(ids))], 4*d)
+		}
 		if id < 0 || int(id) >= n {
 			scores[i] = negInf
 			continue
@@ -81,6 +88,10 @@ func (v *Vectors) Rescore(query []float32, ids []int32, scores []float32) {
 		scores[i] = dot(query, v.data[int(id)*d:int(id)*d+d])
 	}
 }
+
+var rescoreAhead = 8
+
+var refineFactor = 1
 
 // SearchParams tune one search; zero fields take the index defaults.
 type SearchParams struct {
@@ -229,9 +240,19 @@ func (ix *Index) SearchWith(query []float32, k int, p SearchParams, dst []Result
 			np = ix.nprobe
 		}
 		np = min(max(np, 1), ix.ivf.nlist)
-		ix.ivf.search(query, np, s, rb == nil && r > k)
+		if rb != nil && refineFactor > 1 {
+			s.top.reset(r * refineFactor)
+			ix.ivf.search(query, np, s, true)
+			if len(s.top.ids) > r {
+				selectTop(s.top.ids, s.top.scores, r)
+				s.top.ids, s.top.scores = s.top.ids[:r], s.top.scores[:r]
+			}
+		} else {
+			ix.ivf.search(query, np, s, rb == nil && r > k)
+		}
 	}
-	ids, scores := s.top.sorted()
+	s.top.compact()
+	ids, scores := s.top.ids, s.top.scores
 	if rb != nil && (ix.ivf != nil || p.Full != nil) {
 		full := p.Full
 		if full == nil {
@@ -239,7 +260,15 @@ func (ix *Index) SearchWith(query []float32, k int, p SearchParams, dst []Result
 		}
 		rb.r.Rescore(full, ids, scores)
 	}
-	return appendTopK(dst, ids, scores, k), nil
+	if len(ids) > k {
+		selectTop(ids, scores, k)
+		ids, scores = ids[:k], scores[:k]
+	}
+	sortBest(ids, scores)
+	for i, id := range ids {
+		dst = append(dst, Result{ID: int(id), Score: scores[i]})
+	}
+	return dst, nil
 }
 
 // appendTopK appends the k best (ids, scores), best first, ties by ascending id.
@@ -273,7 +302,7 @@ func (ix *Index) getScratch() *scratch {
 
 // scratch is the per-search working memory, pooled.
 type scratch struct {
-	top    topK
+	top    cands
 	buf    []float32 // flat: scores of a block of rows; ivf: coarse scores
 	lists  topK      // ivf: best lists
 	lut    []float32 // ivf: float lookup tables
@@ -282,3 +311,6 @@ type scratch struct {
 	masks  []uint32  // ivf: per-block candidate masks
 	padded []float32 // ivf: query padded to M·dsub
 }
+
+// SetRefineFactorForTest is a development knob (temporary).
+func SetRefineFactorForTest(f int) { refineFactor = f }

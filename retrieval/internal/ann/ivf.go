@@ -11,8 +11,8 @@ import (
 
 const (
 	pqCentroids  = 16
-	pqTrainMax   = 65536
-	pqIters      = 20
+	pqTrainMax   = 16384
+	pqIters      = 12
 	scanBlocksAt = 8 // blocks per kernel call, so that the threshold tightens within a list
 )
 
@@ -21,12 +21,11 @@ const (
 type ivfIndex struct {
 	dim, dp    int // vector dimension; padded to even for dotsT
 	nlist, m   int // lists; sub-quantizers
-	dsub, dpq  int // dimensions per sub-quantizer; m·dsub
 	probeIP    bool
 	cents      []float32 // nlist×dim, row-major
 	coarse     *coarseTable
 	probeBias  []float32 // bias for probing (L2: -|c|²/2; IP: 0), padded like coarse.bias
-	codebook   []float32 // m × 16 × dsub
+	slots      []pqSlot  // m 4-bit sub-quantizers (see pq.go)
 	listStart  []int32   // nlist+1, in blocks
 	listLen    []int32   // nlist, vectors
 	codes      []byte    // blocks × (m/2 × 32)
@@ -38,8 +37,6 @@ func buildIVF(ctx context.Context, vecs []float32, dim int, o *Options) (*ivfInd
 	n := len(vecs) / dim
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x9e3779b97f4a7c15))
 	iv := &ivfIndex{dim: dim, dp: dim + dim%2, nlist: o.NList, m: o.M}
-	iv.dsub = (dim + o.M - 1) / o.M
-	iv.dpq = iv.m * iv.dsub
 	iv.blockBytes = iv.m / 2 * chunkSize
 
 	// Coarse quantizer on a sample.
@@ -56,26 +53,30 @@ func buildIVF(ctx context.Context, vecs []float32, dim int, o *Options) (*ivfInd
 		return nil, err
 	}
 
-	// Product quantizer on residuals of a sample.
+	// Product quantizer on residuals of a sample, bits allocated by expected
+	// inner-product error (queries follow the data: E[q_d²] ≈ E[x_d²]).
 	ps := min(n, pqTrainMax)
 	pidx := rng.Perm(n)[:ps]
 	sort.Ints(pidx)
-	res := make([]float32, ps*iv.dpq)
+	res := make([]float32, ps*dim)
+	imp := make([]float64, dim)
+	energy := make([]float64, dim)
 	for j, i := range pidx {
-		iv.residual(res[j*iv.dpq:(j+1)*iv.dpq], vecs[i*dim:(i+1)*dim], int(assign[i]))
-	}
-	iv.codebook = make([]float32, iv.m*pqCentroids*iv.dsub)
-	sub := make([]float32, ps*iv.dsub)
-	for m := 0; m < iv.m; m++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		x := vecs[i*dim : (i+1)*dim]
+		r := res[j*dim : (j+1)*dim]
+		iv.residual(r, x, int(assign[i]))
+		for d := range r {
+			imp[d] += float64(r[d]) * float64(r[d])
+			energy[d] += float64(x[d]) * float64(x[d])
 		}
-		for j := 0; j < ps; j++ {
-			copy(sub[j*iv.dsub:(j+1)*iv.dsub], res[j*iv.dpq+m*iv.dsub:])
-		}
-		cb := kmeansSmall(sub, ps, iv.dsub, pqCentroids, pqIters, rng)
-		copy(iv.codebook[m*pqCentroids*iv.dsub:], cb)
 	}
+	for d := range imp {
+		imp[d] *= energy[d] / float64(ps) / float64(ps)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	iv.slots = trainSlots(res, ps, dim, allocateSlots(imp, iv.m), rng)
 
 	// Lists: ids in increasing order within each list, codes in block layout.
 	iv.listLen = make([]int32, iv.nlist)
@@ -103,7 +104,7 @@ func buildIVF(ctx context.Context, vecs []float32, dim int, o *Options) (*ivfInd
 		if ctx.Err() != nil {
 			return
 		}
-		r := make([]float32, iv.dpq)
+		r := make([]float32, dim)
 		for i := lo; i < hi; i++ {
 			iv.residual(r, vecs[i*dim:(i+1)*dim], int(assign[i]))
 			iv.encodeAt(int(slot[i]), r)
@@ -139,28 +140,22 @@ func sampleRows(vecs []float32, n, dim, k int, rng *rand.Rand) []float32 {
 	return out
 }
 
-// residual writes x - centroid l, zero-padded to dpq, into r.
+// residual writes x - centroid l into r.
 func (iv *ivfIndex) residual(r, x []float32, l int) {
 	c := iv.cents[l*iv.dim : (l+1)*iv.dim]
 	for d := 0; d < iv.dim; d++ {
 		r[d] = x[d] - c[d]
 	}
-	clear(r[iv.dim:])
 }
 
-// encodeAt quantizes residual r into slot pos (block pos/32, lane pos%32).
+// encodeAt quantizes residual r (modified) into slot pos (block pos/32, lane pos%32).
 func (iv *ivfIndex) encodeAt(pos int, r []float32) {
 	blk := iv.codes[pos/blockVecs*iv.blockBytes:]
 	lane := pos % blockVecs
-	ds := iv.dsub
-	for m := 0; m < iv.m; m++ {
-		c := nearest(r[m*ds:(m+1)*ds], iv.codebook[m*pqCentroids*ds:(m+1)*pqCentroids*ds], pqCentroids, ds)
-		b := &blk[(m/2)*chunkSize+lane]
-		if m%2 == 0 {
-			*b = *b&0xf0 | byte(c)
-		} else {
-			*b = *b&0x0f | byte(c)<<4
-		}
+	var codes [128]byte
+	encodeSlots(iv.slots, r, codes[:iv.m])
+	for p := 0; p < iv.m/2; p++ {
+		blk[p*chunkSize+lane] = codes[2*p] | codes[2*p+1]<<4
 	}
 }
 
@@ -175,14 +170,15 @@ func (iv *ivfIndex) codeAt(pos, m int) int {
 
 func (iv *ivfIndex) memBytes() int64 {
 	return int64(len(iv.codes)) + 4*int64(len(iv.ids)) +
-		4*int64(len(iv.cents)+len(iv.coarse.blk)+len(iv.coarse.bias)+len(iv.probeBias)+len(iv.codebook)) +
+		4*int64(len(iv.cents)+len(iv.coarse.blk)+len(iv.coarse.bias)+len(iv.probeBias)) +
+		iv.slotBytes() +
 		4*int64(len(iv.listStart)+len(iv.listLen))
 }
 
 // search scans the nprobe best lists for q and leaves in s.top the best candidates with
 // their ids (not slots); refine recomputes their scores with float tables.
 func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
-	dp := max(iv.dp, iv.dpq)
+	dp := iv.dp
 	if cap(s.padded) < dp {
 		s.padded = make([]float32, dp)
 	}
@@ -199,29 +195,25 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 	dotsT(cs, qp[:iv.dp], iv.coarse.blk, iv.probeBias, iv.dp)
 	s.lists.reset(nprobe)
 	for l := 0; l < iv.nlist; l++ {
-		s.lists.push(cs[l], int32(l))
+		if c := cs[l]; !s.lists.full() || c >= s.lists.scores[0] {
+			s.lists.push(c, int32(l))
+		}
 	}
 	s.lists.sortDesc()
 
 	// Float tables and their uint8 quantization.
-	ds := iv.dsub
 	nt := iv.m * pqCentroids
 	if cap(s.lut) < nt {
 		s.lut = make([]float32, nt)
 		s.qlut = make([]uint8, nt)
 	}
 	lut, qlut := s.lut[:nt], s.qlut[:nt]
+	slotTables(iv.slots, qp, lut)
 	var biasSum, maxRange, sumRange float32
 	for m := 0; m < iv.m; m++ {
-		qs := qp[m*ds : (m+1)*ds]
-		lo, hi := float32(math.MaxFloat32), float32(-math.MaxFloat32)
-		for c := 0; c < pqCentroids; c++ {
-			cb := iv.codebook[(m*pqCentroids+c)*ds : (m*pqCentroids+c+1)*ds]
-			var v float32
-			for d := 0; d < ds; d++ {
-				v += qs[d] * cb[d]
-			}
-			lut[m*pqCentroids+c] = v
+		t := lut[m*pqCentroids : (m+1)*pqCentroids]
+		lo, hi := t[0], t[0]
+		for _, v := range t[1:] {
 			lo, hi = min(lo, v), max(hi, v)
 		}
 		biasSum += lo
@@ -233,12 +225,13 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 		scale = min(255/maxRange, 32000/sumRange)
 	}
 	for m := 0; m < iv.m; m++ {
-		lo := lut[m*pqCentroids]
-		for c := 1; c < pqCentroids; c++ {
-			lo = min(lo, lut[m*pqCentroids+c])
+		t := lut[m*pqCentroids : (m+1)*pqCentroids]
+		lo := t[0]
+		for _, v := range t[1:] {
+			lo = min(lo, v)
 		}
-		for c := 0; c < pqCentroids; c++ {
-			qlut[m*pqCentroids+c] = uint8(min(255, (lut[m*pqCentroids+c]-lo)*scale+0.5))
+		for c, v := range t {
+			qlut[m*pqCentroids+c] = uint8(min(255, (v-lo)*scale+0.5))
 		}
 	}
 	var maxSum int
@@ -266,8 +259,8 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 		for b := b0; b < b1; b += scanBlocksAt {
 			nb := min(scanBlocksAt, b1-b)
 			thr := -1
-			if top.full() {
-				t := (top.min() - base) * scale
+			if top.thr > negInf {
+				t := (top.thr - base) * scale
 				switch {
 				case t >= float32(maxSum):
 					thr = maxSum // nothing can pass
@@ -288,14 +281,15 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 				for mask != 0 {
 					i := bits.TrailingZeros32(mask)
 					mask &= mask - 1
-					top.push(base+float32(acc[j*blockVecs+i])*inv, int32((b+j)*blockVecs+i))
+					top.add(base+float32(acc[j*blockVecs+i])*inv, int32((b+j)*blockVecs+i))
 				}
 			}
 		}
 	}
 
 	// Slots to ids; float re-ranking.
-	ids, scores := top.sorted()
+	top.compact()
+	ids, scores := top.ids, top.scores
 	for i, pos := range ids {
 		if refine {
 			l := iv.listOf(int(pos))
@@ -333,7 +327,13 @@ func (iv *ivfIndex) encode(e *encoder) {
 	}
 	e.u32(flags)
 	e.f32s(iv.cents)
-	e.f32s(iv.codebook)
+	for _, sl := range iv.slots {
+		e.u32(uint32(len(sl.dims)))
+		for _, d := range sl.dims {
+			e.u32(uint32(d))
+		}
+		e.f32s(sl.cb)
+	}
 	e.i32s(iv.listLen)
 	e.bytes(iv.codes)
 	e.i32s(iv.ids)
@@ -344,26 +344,55 @@ func decodeIVF(d *decoder, dim, n int) (*ivfIndex, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if nlist < 1 || nlist > 1<<20 || nlist > n || m < 2 || m%2 != 0 || m > 128 || m > dim+dim%2 || flags > 1 {
+	if nlist < 1 || nlist > 1<<20 || nlist > n || m < 2 || m%2 != 0 || m > 128 || m > maxStages*dim || flags > 1 {
 		return nil, fmt.Errorf("%w: ivf header nlist=%d m=%d flags=%d (n=%d dim=%d)", ErrCorrupt, nlist, m, flags, n, dim)
 	}
 	iv := &ivfIndex{dim: dim, dp: dim + dim%2, nlist: nlist, m: m, probeIP: flags&1 != 0}
-	iv.dsub = (dim + m - 1) / m
-	iv.dpq = m * iv.dsub
 	iv.blockBytes = m / 2 * chunkSize
-	if uint64(nlist)*uint64(dim)+uint64(m*pqCentroids*iv.dsub)+uint64(nlist) > uint64(d.remaining()/4) {
+	if uint64(nlist)*uint64(dim)+uint64(nlist) > uint64(d.remaining()/4) {
 		return nil, fmt.Errorf("%w: ivf tables exceed the data", ErrCorrupt)
 	}
 	iv.cents = d.f32s(nlist * dim)
-	iv.codebook = d.f32s(m * pqCentroids * iv.dsub)
+	finite := func(v []float32) bool {
+		for _, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return false
+			}
+		}
+		return true
+	}
+	if !finite(iv.cents) {
+		return nil, fmt.Errorf("%w: non-finite centroid", ErrCorrupt)
+	}
+	iv.slots = make([]pqSlot, m)
+	for s := range iv.slots {
+		nd := int(d.u32())
+		if d.err != nil {
+			return nil, d.err
+		}
+		if nd < 1 || nd > maxGroup {
+			return nil, fmt.Errorf("%w: slot %d encodes %d dimensions", ErrCorrupt, s, nd)
+		}
+		dims := make([]int32, nd)
+		for j := range dims {
+			v := d.u32()
+			if v >= uint32(dim) {
+				return nil, fmt.Errorf("%w: slot %d dimension %d out of range", ErrCorrupt, s, v)
+			}
+			dims[j] = int32(v)
+		}
+		cb := d.f32s(pqCentroids * nd)
+		if d.err != nil {
+			return nil, d.err
+		}
+		if !finite(cb) {
+			return nil, fmt.Errorf("%w: non-finite codebook in slot %d", ErrCorrupt, s)
+		}
+		iv.slots[s] = pqSlot{dims: dims, cb: cb}
+	}
 	iv.listLen = d.i32s(nlist)
 	if d.err != nil {
 		return nil, d.err
-	}
-	for _, v := range append(append([]float32(nil), iv.cents...), iv.codebook...) {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("%w: non-finite quantizer value", ErrCorrupt)
-		}
 	}
 	iv.listStart = make([]int32, nlist+1)
 	total := 0
@@ -406,4 +435,12 @@ func decodeIVF(d *decoder, dim, n int) (*ivfIndex, error) {
 	}
 	iv.finishCoarse()
 	return iv, nil
+}
+
+func (iv *ivfIndex) slotBytes() int64 {
+	var b int64
+	for _, sl := range iv.slots {
+		b += 4*int64(len(sl.cb)) + 4*int64(len(sl.dims))
+	}
+	return b
 }

@@ -78,3 +78,22 @@ func dotsTGeneric(out, q, blk, bias []float32, dp int) {
 		copy(out[g*8:], acc[:])
 	}
 }
+
+// argmax is the index of the first largest element of x (len a positive multiple of 8;
+// 0 when x holds no comparable maximum, e.g. all NaN).
+func argmax(x []float32) int {
+	if useAVX2 && len(x) >= 8 && len(x)%8 == 0 {
+		return argmaxAVX2(x)
+	}
+	return argmaxGeneric(x)
+}
+
+func argmaxGeneric(x []float32) int {
+	best, bi := x[0], 0
+	for i, v := range x {
+		if v > best {
+			best, bi = v, i
+		}
+	}
+	return bi
+}

@@ -18,3 +18,13 @@ func dotsTAVX2(out, q, blk, bias []float32, dp int)
 //
 //go:noescape
 func scanBlocksAVX2(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16, masks []uint32)
+
+// prefetchRows prefetches the rows ids of data (rowBytes each) into the caches.
+//
+//go:noescape
+func prefetchRows(data []float32, ids []int32, rowBytes int)
+
+// argmaxAVX2 is argmax for a positive multiple of 8 elements.
+//
+//go:noescape
+func argmaxAVX2(x []float32) int

@@ -218,3 +218,99 @@ pair:
 
 	VZEROUPPER
 	RET
+
+// func prefetchRows(data []float32, ids []int32, rowBytes int)
+// PREFETCHT0 every cache line of rows ids[i] (rowBytes each) of data; prefetches do
+// not fault, and callers pass valid ids anyway.
+TEXT ·prefetchRows(SB), NOSPLIT, $0-56
+	MOVQ data_base+0(FP), SI
+	MOVQ ids_base+24(FP), DI
+	MOVQ ids_len+32(FP), CX
+	MOVQ rowBytes+48(FP), DX
+
+row:
+	TESTQ CX, CX
+	JE    pdone
+	MOVLQSX (DI), AX
+	IMULQ DX, AX
+	LEAQ (SI)(AX*1), BX
+	LEAQ -1(BX)(DX*1), R9       // last byte of the row
+	PREFETCHT0 (R9)
+	MOVQ DX, R8
+
+line:
+	PREFETCHT0 (BX)
+	ADDQ $64, BX
+	SUBQ $64, R8
+	JG   line
+	ADDQ $4, DI
+	DECQ CX
+	JMP  row
+
+pdone:
+	RET
+
+// func argmaxAVX2(x []float32) int
+// len(x) is a positive multiple of 8. Pass 1 finds the maximum, pass 2 its first index.
+TEXT ·argmaxAVX2(SB), NOSPLIT, $0-32
+	MOVQ x_base+0(FP), SI
+	MOVQ x_len+8(FP), CX
+	SHRQ $3, CX                 // chunks of 8
+	VMOVUPS (SI), Y0
+	VMOVAPS Y0, Y1
+	VMOVAPS Y0, Y2
+	VMOVAPS Y0, Y3
+	MOVQ SI, DI
+	MOVQ CX, DX
+
+max4:
+	CMPQ DX, $4
+	JL   max1
+	VMAXPS (DI), Y0, Y0
+	VMAXPS 32(DI), Y1, Y1
+	VMAXPS 64(DI), Y2, Y2
+	VMAXPS 96(DI), Y3, Y3
+	ADDQ $128, DI
+	SUBQ $4, DX
+	JMP  max4
+
+max1:
+	TESTQ DX, DX
+	JE    hmax
+	VMAXPS (DI), Y0, Y0
+	ADDQ $32, DI
+	DECQ DX
+	JMP  max1
+
+hmax:
+	VMAXPS Y1, Y0, Y0
+	VMAXPS Y3, Y2, Y2
+	VMAXPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4E, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xB1, X0, X1
+	VMAXPS X1, X0, X0
+	VBROADCASTSS X0, Y0
+	XORQ AX, AX
+
+find:
+	VCMPPS $0, (SI)(AX*4), Y0, Y1
+	VMOVMSKPS Y1, BX
+	TESTQ BX, BX
+	JNZ   found
+	ADDQ $8, AX
+	DECQ CX
+	JNZ  find
+	XORQ AX, AX
+	JMP  aret
+
+found:
+	BSFQ BX, BX
+	ADDQ BX, AX
+
+aret:
+	VZEROUPPER
+	MOVQ AX, ret+24(FP)
+	RET

@@ -11,3 +11,7 @@ func dotsTAVX2(out, q, blk, bias []float32, dp int) { dotsTGeneric(out, q, blk, 
 func scanBlocksAVX2(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16, masks []uint32) {
 	scanBlocksGeneric(codes, nb, m2, lut, thr, acc, masks)
 }
+
+func prefetchRows(data []float32, ids []int32, rowBytes int) {}
+
+func argmaxAVX2(x []float32) int { return argmaxGeneric(x) }

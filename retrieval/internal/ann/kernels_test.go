@@ -104,3 +104,24 @@ func TestScanBlocksMatchesGeneric(t *testing.T) {
 		}
 	}
 }
+
+func TestArgmax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{8, 16, 24, 32, 40, 64, 4096, 4104} {
+		for trial := 0; trial < 20; trial++ {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(rng.IntN(50)) // ties: the first index must win
+			}
+			if trial%5 == 0 {
+				for i := range x {
+					x[i] = float32(math.Inf(-1))
+				}
+				x[rng.IntN(n)] = -3
+			}
+			if got, want := argmax(x), argmaxGeneric(x); got != want {
+				t.Fatalf("n=%d: %d want %d", n, got, want)
+			}
+		}
+	}
+}

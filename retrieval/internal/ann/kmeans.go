@@ -76,13 +76,7 @@ func (ct *coarseTable) assign(x []float32, lo, hi int, out []int32) {
 	for i := lo; i < hi; i++ {
 		copy(q, x[i*ct.dim:(i+1)*ct.dim])
 		dotsT(sc, q, ct.blk, ct.bias, ct.dp)
-		best, bi := sc[0], 0
-		for c := 1; c < ct.k; c++ {
-			if sc[c] > best {
-				best, bi = sc[c], c
-			}
-		}
-		out[i-lo] = int32(bi)
+		out[i-lo] = int32(argmax(sc))
 	}
 }
 
@@ -210,6 +204,27 @@ func kmeansSmall(x []float32, n, dim, k, iters int, rng *rand.Rand) []float32 {
 
 // nearest is the index of the centroid closest to v (ties: the lowest index).
 func nearest(v, cents []float32, k, dim int) int {
+	if dim == 1 {
+		x := v[0]
+		best, bi := float32(math.MaxFloat32), 0
+		for c, cv := range cents[:k] {
+			if t := (x - cv) * (x - cv); t < best {
+				best, bi = t, c
+			}
+		}
+		return bi
+	}
+	if dim == 2 {
+		x, y := v[0], v[1]
+		best, bi := float32(math.MaxFloat32), 0
+		for c := 0; c < k; c++ {
+			dx, dy := x-cents[2*c], y-cents[2*c+1]
+			if t := dx*dx + dy*dy; t < best {
+				best, bi = t, c
+			}
+		}
+		return bi
+	}
 	best, bi := float32(math.MaxFloat32), 0
 	for c := 0; c < k; c++ {
 		var dd float32

@@ -38,9 +38,9 @@ type Options struct {
 	// NList is the number of inverted lists (k-means centroids). 0: about 4·√n rounded
 	// to a power of two, at least 16, at most 65,536, never more than n/16.
 	NList int
-	// M is the number of sub-quantizers (4 bits, 16 centroids each); it must be even and
-	// at most 128. 0: dim, rounded up to an even number and capped at 64, so that every
-	// sub-quantizer encodes 1 or 2 dimensions. A code takes M/2 bytes.
+	// M is the number of 4-bit sub-quantizers (a code takes M/2 bytes); it must be even,
+	// at most 128 and at most 8·dim. Bits go where the expected inner-product error is
+	// largest (see pq.go). 0: 1.5·dim rounded up to even, at most 48 (24-byte codes).
 	M int
 	// NProbe is the default number of lists scanned per query (0: NList/32, at least 1).
 	NProbe int
@@ -54,9 +54,9 @@ type Options struct {
 	// same index, byte for byte, whatever Threads is.
 	Seed int64
 	// TrainSize is the number of vectors sampled to train the coarse quantizer
-	// (0: 64·NList, at most n). The product quantizer trains on min(n, 65,536).
+	// (0: 40·NList, at most n). The product quantizer trains on min(n, 16,384).
 	TrainSize int
-	// KMeansIters is the number of Lloyd iterations (0: 12).
+	// KMeansIters is the number of Lloyd iterations (0: 10).
 	KMeansIters int
 
 	// Rescorer, when set, re-ranks the best candidates of every search exactly (it is not
@@ -86,7 +86,7 @@ func (o *Options) EnsureDefaults(n, dim int) {
 		o.Rescore = 100
 	}
 	if o.KMeansIters == 0 {
-		o.KMeansIters = 12
+		o.KMeansIters = 10
 	}
 	if o.Kind != KindIVFPQ {
 		return
@@ -100,14 +100,14 @@ func (o *Options) EnsureDefaults(n, dim int) {
 		o.NList = nl
 	}
 	if o.M == 0 {
-		m := dim + dim%2
-		o.M = min(m, 64)
+		m := (3*dim + 1) / 2
+		o.M = min(48, max(2, m+m%2))
 	}
 	if o.NProbe == 0 {
 		o.NProbe = max(o.NList/32, 1)
 	}
 	if o.TrainSize == 0 {
-		o.TrainSize = min(64*o.NList, n)
+		o.TrainSize = min(40*o.NList, n)
 	}
 }
 
@@ -148,8 +148,8 @@ func (o *Options) Validate(n, dim int) error {
 	if o.M < 2 || o.M%2 != 0 || o.M > 128 {
 		return bad("m %d must be even and in [2, 128]", o.M)
 	}
-	if o.M > dim+dim%2 {
-		return bad("m %d exceeds the dimension %d", o.M, dim)
+	if o.M > maxStages*dim {
+		return bad("m %d exceeds %d·dim=%d", o.M, maxStages, maxStages*dim)
 	}
 	if o.NProbe < 1 || o.NProbe > o.NList {
 		return bad("nprobe %d must be in [1, nlist=%d]", o.NProbe, o.NList)

@@ -155,7 +155,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		prog = cliutil.NewProgress(cfg.Progress, "generate vectors", int64(cfg.N+cfg.Queries))
 	}
 	add := func(n int) { prog.Add(int64(n)) }
-	full, err := cfg.Data.Generate(ctx, cfg.N, 0, buildThreads, add)
+	if err := cfg.Data.check(cfg.N); err != nil {
+		return nil, err
+	}
+	full, err := cfg.Data.generate(ctx, cfg.N, 0, buildThreads, add, allocF32(cfg.N*cfg.Dim))
 	if err != nil {
 		return nil, err
 	}

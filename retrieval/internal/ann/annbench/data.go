@@ -26,6 +26,13 @@ type Synthetic struct {
 
 const genChunk = 8192
 
+func (s Synthetic) check(n int) error {
+	if s.Dim <= 0 || s.Clusters <= 0 || n < 0 || s.Noise < 0 || math.IsNaN(s.Noise) || math.IsNaN(s.Decay) {
+		return fmt.Errorf("annbench: bad synthetic spec %+v for %d rows", s, n)
+	}
+	return nil
+}
+
 func (s Synthetic) centres() []float64 {
 	rng := rand.New(rand.NewPCG(uint64(s.Seed), 1))
 	c := make([]float64, s.Clusters*s.Dim)
@@ -37,15 +44,24 @@ func (s Synthetic) centres() []float64 {
 
 // Generate returns n rows; stream selects an independent sequence (database 0, queries 1).
 func (s Synthetic) Generate(ctx context.Context, n int, stream uint64, threads int, progress func(int)) ([]float32, error) {
-	if s.Dim <= 0 || s.Clusters <= 0 || n < 0 {
-		return nil, fmt.Errorf("annbench: bad synthetic spec %+v for %d rows", s, n)
+	if err := s.check(n); err != nil {
+		return nil, err
+	}
+	return s.generate(ctx, n, stream, threads, progress, make([]float32, n*s.Dim))
+}
+
+func (s Synthetic) generate(ctx context.Context, n int, stream uint64, threads int, progress func(int), out []float32) ([]float32, error) {
+	if err := s.check(n); err != nil {
+		return nil, err
+	}
+	if len(out) != n*s.Dim {
+		return nil, fmt.Errorf("annbench: output holds %d floats, want %d", len(out), n*s.Dim)
 	}
 	centres := s.centres()
 	scale := make([]float64, s.Dim)
 	for i := range scale {
 		scale[i] = math.Pow(float64(i+1), -s.Decay/2)
 	}
-	out := make([]float32, n*s.Dim)
 	nchunks := (n + genChunk - 1) / genChunk
 	var wg sync.WaitGroup
 	next := make(chan int)
