@@ -91,7 +91,6 @@ func (v *Vectors) Rescore(query []float32, ids []int32, scores []float32) {
 
 var rescoreAhead = 8
 
-var refineFactor = 1
 
 // SearchParams tune one search; zero fields take the index defaults.
 type SearchParams struct {
@@ -240,16 +239,7 @@ func (ix *Index) SearchWith(query []float32, k int, p SearchParams, dst []Result
 			np = ix.nprobe
 		}
 		np = min(max(np, 1), ix.ivf.nlist)
-		if rb != nil && refineFactor > 1 {
-			s.top.reset(r * refineFactor)
-			ix.ivf.search(query, np, s, true)
-			if len(s.top.ids) > r {
-				selectTop(s.top.ids, s.top.scores, r)
-				s.top.ids, s.top.scores = s.top.ids[:r], s.top.scores[:r]
-			}
-		} else {
-			ix.ivf.search(query, np, s, rb == nil && r > k)
-		}
+		ix.ivf.search(query, np, s, rb == nil && r > k)
 	}
 	s.top.compact()
 	ids, scores := s.top.ids, s.top.scores
@@ -311,6 +301,3 @@ type scratch struct {
 	masks  []uint32  // ivf: per-block candidate masks
 	padded []float32 // ivf: query padded to M·dsub
 }
-
-// SetRefineFactorForTest is a development knob (temporary).
-func SetRefineFactorForTest(f int) { refineFactor = f }
