@@ -91,7 +91,6 @@ func (v *Vectors) Rescore(query []float32, ids []int32, scores []float32) {
 
 var rescoreAhead = 8
 
-
 // SearchParams tune one search; zero fields take the index defaults.
 type SearchParams struct {
 	NProbe  int       // lists scanned (ivfpq); clamped to [1, NList]
