@@ -194,9 +194,13 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 	cs := s.buf[:nl]
 	dotsT(cs, qp[:iv.dp], iv.coarse.blk, iv.probeBias, iv.dp)
 	s.lists.reset(nprobe)
-	for l := 0; l < iv.nlist; l++ {
-		if c := cs[l]; !s.lists.full() || c >= s.lists.scores[0] {
+	lthr := negInf // the worst kept list score once nprobe lists are kept
+	for l, c := range cs[:iv.nlist] {
+		if c >= lthr {
 			s.lists.push(c, int32(l))
+			if s.lists.full() {
+				lthr = s.lists.scores[0]
+			}
 		}
 	}
 	s.lists.sortDesc()
@@ -210,35 +214,40 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 	lut, qlut := s.lut[:nt], s.qlut[:nt]
 	slotTables(iv.slots, qp, lut)
 	var biasSum, maxRange, sumRange float32
+	var lows [128]float32
 	for m := 0; m < iv.m; m++ {
 		t := lut[m*pqCentroids : (m+1)*pqCentroids]
 		lo, hi := t[0], t[0]
 		for _, v := range t[1:] {
-			lo, hi = min(lo, v), max(hi, v)
+			if v < lo {
+				lo = v
+			}
+			if v > hi {
+				hi = v
+			}
 		}
+		lows[m] = lo
 		biasSum += lo
-		maxRange = max(maxRange, hi-lo)
+		if hi-lo > maxRange {
+			maxRange = hi - lo
+		}
 		sumRange += hi - lo
 	}
 	scale := float32(1)
 	if maxRange > 0 {
 		scale = min(255/maxRange, 32000/sumRange)
 	}
-	for m := 0; m < iv.m; m++ {
-		t := lut[m*pqCentroids : (m+1)*pqCentroids]
-		lo := t[0]
-		for _, v := range t[1:] {
-			lo = min(lo, v)
-		}
-		for c, v := range t {
-			qlut[m*pqCentroids+c] = uint8(min(255, (v-lo)*scale+0.5))
-		}
-	}
+	// Entries round to nearest; the largest of a table rounds (hi-lo)·scale ≤ 255.
 	var maxSum int
 	for m := 0; m < iv.m; m++ {
+		lo := lows[m]
 		mx := uint8(0)
-		for c := 0; c < pqCentroids; c++ {
-			mx = max(mx, qlut[m*pqCentroids+c])
+		for c, v := range lut[m*pqCentroids : (m+1)*pqCentroids] {
+			x := uint8((v-lo)*scale + 0.5)
+			qlut[m*pqCentroids+c] = x
+			if x > mx {
+				mx = x
+			}
 		}
 		maxSum += int(mx)
 	}
@@ -281,9 +290,16 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 				for mask != 0 {
 					i := bits.TrailingZeros32(mask)
 					mask &= mask - 1
-					top.add(base+float32(acc[j*blockVecs+i])*inv, int32((b+j)*blockVecs+i))
+					if sc := base + float32(acc[j*blockVecs+i])*inv; sc > top.thr {
+						top.add(sc, int32((b+j)*blockVecs+i))
+					}
 				}
 			}
+		}
+		// A first threshold as soon as there are enough candidates: later lists are
+		// farther, and the scan filter needs it to skip codes.
+		if top.thr == negInf && len(top.ids) > top.r {
+			top.compact()
 		}
 	}
 
