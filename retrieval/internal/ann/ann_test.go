@@ -278,6 +278,9 @@ func TestConcurrentSearch(t *testing.T) {
 }
 
 func TestSearchAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
 	const dim = 16
 	vecs := clustered(2000, dim, 10, 8)
 	ix, err := Build(context.Background(), vecs, dim, Options{Kind: KindFlat})
