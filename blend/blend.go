@@ -169,11 +169,15 @@ type Stats struct {
 	Compute time.Duration `json:"compute_ns"`
 	Select  time.Duration `json:"select_ns"`
 	Total   time.Duration `json:"total_ns"`
+	// Attention is the part of Compute estimated to be attention (by its FLOP share).
+	Attention time.Duration `json:"attention_ns"`
 	// LoadHiddenFrac is 1 − Wait/(Load+Rotate): how much of the loading overlapped
 	// computation.
 	LoadHiddenFrac float64 `json:"load_hidden_frac"`
-	// FLOPs actually computed and those of a full prefill of the same prompt.
+	// FLOPs actually computed (AttnFLOPs of them in attention) and those of a full
+	// prefill of the same prompt.
 	FLOPs     float64 `json:"flops"`
+	AttnFLOPs float64 `json:"attn_flops"`
 	FullFLOPs float64 `json:"full_flops"`
 }
 
@@ -421,6 +425,9 @@ func (b *Blender) Prefill(ctx context.Context, req *Request) (*Result, error) {
 	r.stats.FullFLOPs = c.PrefillFLOPs(0, L.n)
 	if lt := r.stats.Load + r.stats.Rotate; lt > 0 {
 		r.stats.LoadHiddenFrac = math.Max(0, 1-float64(r.stats.Wait)/float64(lt))
+	}
+	if r.stats.FLOPs > 0 {
+		r.stats.Attention = time.Duration(float64(r.stats.Compute) * r.stats.AttnFLOPs / r.stats.FLOPs)
 	}
 	if L.segTok > 0 {
 		r.stats.RecomputeFrac = r.stats.Recomputed / float64(L.segTok)

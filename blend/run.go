@@ -161,7 +161,9 @@ func (r *run) step(l int, x []float32, rows []int, o *model.StepOptions) error {
 	err := r.st.LayerStep(r.ctx, l, x, rows, rows, r.kv, o)
 	r.stats.Compute += time.Since(t)
 	if o == nil || !o.KVOnly {
-		r.stats.FLOPs += layerFLOPs(&r.b.m.Config, rows)
+		all, attn := layerFLOPs(&r.b.m.Config, rows)
+		r.stats.FLOPs += all
+		r.stats.AttnFLOPs += attn
 	} else {
 		r.stats.FLOPs += kvOnlyFLOPs(&r.b.m.Config, len(rows))
 	}
@@ -243,12 +245,14 @@ func (r *run) startLoader(load []bool, from int) error {
 
 // layerFLOPs counts one layer over rows (positions equal rows): projections,
 // feed-forward and causal attention (each query over the keys at positions ≤ its own).
-func layerFLOPs(c *model.Config, rows []int) float64 {
+// It returns the total and the attention part.
+func layerFLOPs(c *model.Config, rows []int) (all, attn float64) {
 	keys := 0.0
 	for _, p := range rows {
 		keys += float64(p + 1)
 	}
-	return projFLOPs(c)*float64(len(rows)) + 4*float64(c.QDim())*keys
+	attn = 4 * float64(c.QDim()) * keys
+	return projFLOPs(c)*float64(len(rows)) + attn, attn
 }
 
 func projFLOPs(c *model.Config) float64 {

@@ -1,0 +1,284 @@
+// Package blendbench measures the time to first token of fused prefills against a full
+// prefill, side by side in one process (`ragkv bench prefill` and the blend Go
+// benchmarks): random chunks are precomputed into a chunk cache with one tier (host
+// RAM or Badger on disk), then each method builds the prompt's KV from the cache —
+// opening the chunks, loading and re-rotating their layers on the loader goroutine
+// while recomputing — up to the first generated token. The analytic bound of a method
+// is the full prefill's FLOPs divided by the FLOPs it actually computed (projections,
+// feed-forward, causal attention, classifier).
+package blendbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/ragkv/ragkv/blend"
+	"github.com/ragkv/ragkv/chunkcache"
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/model"
+	"github.com/ragkv/ragkv/store"
+)
+
+// ErrInvalid reports bad options.
+var ErrInvalid = errors.New("blendbench: invalid argument")
+
+// Options configures Run.
+type Options struct {
+	Chunks      int     // default 6
+	ChunkTokens int     // default 512
+	QueryTokens int     // default 32
+	Ratio       float64 // default 0.15
+	// Tier is "memory" or "disk" (default "memory").
+	Tier string
+	// Dir is the Badger directory of the disk tier (default: a temporary directory,
+	// removed afterwards).
+	Dir string
+	// DType of the stored KV (default F16).
+	DType chunkcache.DType
+	// Iters is the number of timed rounds; the best time of each method is kept
+	// (default 1).
+	Iters int
+	Seed  uint64
+	// Blend configures the fused methods.
+	Blend blend.Options
+	// Log receives progress lines (nil: none).
+	Log *slog.Logger
+}
+
+// EnsureDefaults fills in zero fields.
+func (o *Options) EnsureDefaults() {
+	if o.Chunks == 0 {
+		o.Chunks = 6
+	}
+	if o.ChunkTokens == 0 {
+		o.ChunkTokens = 512
+	}
+	if o.QueryTokens == 0 {
+		o.QueryTokens = 32
+	}
+	if o.Ratio == 0 {
+		o.Ratio = 0.15
+	}
+	if o.Tier == "" {
+		o.Tier = "memory"
+	}
+	if o.DType == 0 {
+		o.DType = chunkcache.F16
+	}
+	if o.Iters == 0 {
+		o.Iters = 1
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+}
+
+// Validate checks the options against the model.
+func (o *Options) Validate(c *model.Config) error {
+	switch {
+	case o.Chunks < 1 || o.ChunkTokens < 1 || o.QueryTokens < 1:
+		return fmt.Errorf("%w: %d chunks of %d tokens, %d query tokens (all must be ≥ 1)", ErrInvalid, o.Chunks, o.ChunkTokens, o.QueryTokens)
+	case !(o.Ratio > 0 && o.Ratio <= 1):
+		return fmt.Errorf("%w: ratio %g (want 0 < r ≤ 1)", ErrInvalid, o.Ratio)
+	case o.Tier != "memory" && o.Tier != "disk":
+		return fmt.Errorf("%w: tier %q (want memory or disk)", ErrInvalid, o.Tier)
+	case o.Iters < 1:
+		return fmt.Errorf("%w: iters %d", ErrInvalid, o.Iters)
+	case o.Chunks*o.ChunkTokens+o.QueryTokens > c.Ctx:
+		return fmt.Errorf("%w: %d×%d + %d tokens exceed the model's %d-token context (synthesize it with a longer --ctx)",
+			ErrInvalid, o.Chunks, o.ChunkTokens, o.QueryTokens, c.Ctx)
+	}
+	return nil
+}
+
+// MethodResult is one method's best round.
+type MethodResult struct {
+	TTFT          float64      `json:"ttft_s"`
+	Speedup       float64      `json:"speedup"`
+	Bound         float64      `json:"bound"`
+	FracOfBound   float64      `json:"frac_of_bound"`
+	RecomputeFrac float64      `json:"recompute_frac"`
+	FirstToken    int          `json:"first_token"`
+	Stats         *blend.Stats `json:"stats"`
+}
+
+// Report is the result of Run; the flat keys are the headline numbers.
+type Report struct {
+	Model       string  `json:"model"`
+	Threads     int     `json:"threads"`
+	Tier        string  `json:"tier"`
+	DType       string  `json:"dtype"`
+	Chunks      int     `json:"chunks"`
+	ChunkTokens int     `json:"chunk_tokens"`
+	QueryTokens int     `json:"query_tokens"`
+	Ratio       float64 `json:"ratio"`
+	Iters       int     `json:"iters"`
+
+	TTFTFull          float64 `json:"ttft_full_s"`
+	TTFTCacheBlend    float64 `json:"ttft_cacheblend_s"`
+	TTFTCacheCraft    float64 `json:"ttft_cachecraft_s"`
+	SpeedupCacheBlend float64 `json:"speedup_cacheblend"`
+	BoundCacheBlend   float64 `json:"bound_cacheblend"`
+	SpeedupCacheCraft float64 `json:"speedup_cachecraft"`
+	BoundCacheCraft   float64 `json:"bound_cachecraft"`
+	// LoadHiddenFrac is the share of chunk loading (read, decode, re-rotate) that
+	// overlapped computation, over both fused methods.
+	LoadHiddenFrac float64 `json:"load_hidden_frac"`
+	// SameFirstToken: the fused methods chose full's first token.
+	SameFirstToken bool `json:"same_first_token"`
+	// PrecomputeSeconds is the time to compute and store the chunks (not timed above).
+	PrecomputeSeconds float64 `json:"precompute_s"`
+	StoredBytes       int64   `json:"stored_bytes"`
+
+	Methods map[string]*MethodResult `json:"methods"`
+}
+
+// Run precomputes the chunks and times full, CacheBlend and Cache-Craft.
+func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
+	o.EnsureDefaults()
+	c := &m.Config
+	if err := o.Validate(c); err != nil {
+		return nil, err
+	}
+	logf := func(msg string, args ...any) {
+		if o.Log != nil {
+			o.Log.Info(msg, args...)
+		}
+	}
+	rng := rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15))
+	tok := func(n int) []int {
+		t := make([]int, n)
+		for i := range t {
+			t[i] = 3 + rng.IntN(c.Vocab-3)
+		}
+		return t
+	}
+	chunks := make([][]int, o.Chunks)
+	for i := range chunks {
+		chunks[i] = tok(o.ChunkTokens)
+	}
+	query := tok(o.QueryTokens)
+
+	chunkBytes := int64(c.Layers) * 2 * int64(o.ChunkTokens*c.KVDim()) * int64(o.DType.Size())
+	capacity := 2*int64(o.Chunks)*chunkBytes + 64<<20
+	var tier store.Tier
+	switch o.Tier {
+	case "memory":
+		tier = store.NewMemory()
+	case "disk":
+		dir := o.Dir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "ragkv-bench-prefill-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		b, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, Logger: quiet, GCInterval: -1})
+		if err != nil {
+			return nil, err
+		}
+		tier = b
+	}
+	cache, err := chunkcache.New(ctx, chunkcache.Options{
+		Tiers:            []chunkcache.TierConfig{{Tier: tier, Eviction: eviction.Config{Capacity: capacity}}},
+		MaxChunkBytes:    chunkBytes + 64<<20,
+		DisablePromotion: true,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		tier.Close()
+		return nil, err
+	}
+	defer cache.Close()
+	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: o.DType})
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	logf("precomputing chunks", "chunks", o.Chunks, "tokens", o.ChunkTokens, "tier", o.Tier)
+	if _, err := st.Precompute(ctx, chunks, blend.PrecomputeOptions{}); err != nil {
+		return nil, err
+	}
+	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: o.DType.String(), Chunks: o.Chunks,
+		ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens, Ratio: o.Ratio, Iters: o.Iters,
+		PrecomputeSeconds: time.Since(t0).Seconds(), StoredBytes: cache.Stats().Tiers[0].Bytes,
+		Methods: map[string]*MethodResult{}}
+
+	b, err := blend.New(m, o.Blend)
+	if err != nil {
+		return nil, err
+	}
+	// Warm up the weights (page faults of a memory-mapped file) and the pools.
+	if _, _, err := m.Prefill(ctx, query, 0, 0, model.ExtendOptions{Logits: []int{len(query) - 1}}); err != nil {
+		return nil, err
+	}
+	methods := []blend.Method{blend.Full, blend.CacheBlend, blend.CacheCraft}
+	for it := 0; it < o.Iters; it++ {
+		for _, meth := range methods {
+			t := time.Now()
+			res, first, err := prefillOnce(ctx, b, st, chunks, query, meth, o.Ratio)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", meth, err)
+			}
+			ttft := time.Since(t).Seconds()
+			logf("prefill", "method", meth, "iter", it, "ttft_s", ttft)
+			r := rep.Methods[string(meth)]
+			if r == nil || ttft < r.TTFT {
+				rep.Methods[string(meth)] = &MethodResult{TTFT: ttft, FirstToken: first, Stats: &res.Stats,
+					Bound: res.Stats.FullFLOPs / res.Stats.FLOPs, RecomputeFrac: res.Stats.RecomputeFrac}
+			}
+		}
+	}
+	full := rep.Methods[string(blend.Full)]
+	var load, wait float64
+	rep.SameFirstToken = true
+	for _, r := range rep.Methods {
+		r.Speedup = full.TTFT / r.TTFT
+		r.FracOfBound = r.Speedup / r.Bound
+		load += (r.Stats.Load + r.Stats.Rotate).Seconds()
+		wait += r.Stats.Wait.Seconds()
+		rep.SameFirstToken = rep.SameFirstToken && r.FirstToken == full.FirstToken
+	}
+	if load > 0 {
+		rep.LoadHiddenFrac = max(0, 1-wait/load)
+	}
+	cb, cc := rep.Methods[string(blend.CacheBlend)], rep.Methods[string(blend.CacheCraft)]
+	rep.TTFTFull, rep.TTFTCacheBlend, rep.TTFTCacheCraft = full.TTFT, cb.TTFT, cc.TTFT
+	rep.SpeedupCacheBlend, rep.BoundCacheBlend = cb.Speedup, cb.Bound
+	rep.SpeedupCacheCraft, rep.BoundCacheCraft = cc.Speedup, cc.Bound
+	return rep, nil
+}
+
+// prefillOnce opens the chunks from the cache (full: uses only their tokens), runs one
+// fused prefill and returns it with the greedy first token.
+func prefillOnce(ctx context.Context, b *blend.Blender, st *blend.Store, chunks [][]int, query []int, meth blend.Method, ratio float64) (*blend.Result, int, error) {
+	segs := make([]blend.Segment, len(chunks))
+	if meth == blend.Full {
+		for i, c := range chunks {
+			segs[i] = blend.Segment{Tokens: c}
+		}
+	} else {
+		for i, c := range chunks {
+			seg, closer, err := st.Open(ctx, c, nil)
+			if err != nil {
+				return nil, 0, err
+			}
+			defer closer.Close()
+			segs[i] = seg
+		}
+	}
+	res, err := b.Prefill(ctx, &blend.Request{Method: meth, Ratio: ratio, Segments: segs, Query: query})
+	if err != nil {
+		return nil, 0, err
+	}
+	return res, model.Argmax(res.Logits), nil
+}

@@ -1,0 +1,666 @@
+package blend
+
+import (
+	"container/list"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ragkv/ragkv/chunkcache"
+	"github.com/ragkv/ragkv/model"
+)
+
+// More errors.
+var (
+	// ErrHandleNotFound: a Generate handle is unknown, expired or already consumed.
+	ErrHandleNotFound = errors.New("blend: prefill handle not found (expired, evicted or consumed)")
+	// ErrChunkNotCached: a chunk given by key is not in the cache (send its text).
+	ErrChunkNotCached = errors.New("blend: chunk not in the cache")
+)
+
+// EngineOptions configures an Engine.
+type EngineOptions struct {
+	// Blend configures the fusion methods.
+	Blend Options
+	// DefaultRatio for requests that give none (default 0.15).
+	DefaultRatio float64
+	// HandleTTL is how long a prefill's KV is kept for Generate (default 5 minutes);
+	// MaxHandles and MaxHandleBytes bound them (least recently used dropped first;
+	// defaults 64 and 2 GiB).
+	HandleTTL      time.Duration
+	MaxHandles     int
+	MaxHandleBytes int64
+	// MaxConcurrent bounds the prefills, generations and precomputed chunks computing
+	// at once (default 1: they share the kernel pool anyway); others wait.
+	MaxConcurrent int
+	// ContextChunks is the default statistics context of Precompute (see
+	// PrecomputeOptions).
+	ContextChunks int
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// EnsureDefaults fills in zero fields.
+func (o *EngineOptions) EnsureDefaults() {
+	o.Blend.EnsureDefaults()
+	if o.DefaultRatio == 0 {
+		o.DefaultRatio = 0.15
+	}
+	if o.HandleTTL == 0 {
+		o.HandleTTL = 5 * time.Minute
+	}
+	if o.MaxHandles == 0 {
+		o.MaxHandles = 64
+	}
+	if o.MaxHandleBytes == 0 {
+		o.MaxHandleBytes = 2 << 30
+	}
+	if o.MaxConcurrent == 0 {
+		o.MaxConcurrent = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Validate checks the options.
+func (o *EngineOptions) Validate() error {
+	if err := o.Blend.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case !(o.DefaultRatio >= 0 && o.DefaultRatio <= 1):
+		return fmt.Errorf("%w: default ratio %g", ErrInvalid, o.DefaultRatio)
+	case o.HandleTTL < 0 || o.MaxHandles < 0 || o.MaxHandleBytes < 0 || o.MaxConcurrent < 0:
+		return fmt.Errorf("%w: negative handle TTL, handle bound or concurrency", ErrInvalid)
+	}
+	return nil
+}
+
+// Engine serves fused prefills and generation over a Store (model + chunk cache) and
+// keeps the fused KVs of recent prefills under handles. It is safe for concurrent use.
+type Engine struct {
+	st  *Store
+	b   *Blender
+	o   EngineOptions
+	log *slog.Logger
+	sem chan struct{}
+	met *engineMetrics
+
+	mu      sync.Mutex
+	handles map[string]*list.Element // of *handle
+	lru     *list.List               // front: most recent
+	bytes   int64
+}
+
+type handle struct {
+	id      string
+	kv      *model.KV
+	logits  []float32 // after the last prompt token
+	last    int       // last prompt token
+	expires time.Time
+	bytes   int64
+}
+
+// NewEngine returns an Engine.
+func NewEngine(st *Store, o EngineOptions) (*Engine, error) {
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := New(st.m, o.Blend)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{st: st, b: b, o: o, log: o.Logger, sem: make(chan struct{}, o.MaxConcurrent),
+		handles: map[string]*list.Element{}, lru: list.New()}
+	if o.Registerer != nil {
+		if e.met, err = newEngineMetrics(o.Registerer, e); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Store is the engine's store.
+func (e *Engine) Store() *Store { return e.st }
+
+// Model is the engine's model.
+func (e *Engine) Model() *model.Model { return e.st.m }
+
+func (e *Engine) acquire(ctx context.Context) (func(), error) {
+	select {
+	case e.sem <- struct{}{}:
+		return func() { <-e.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// ChunkRef names a chunk of a prompt: by key or by text.
+type ChunkRef struct {
+	Key  *chunkcache.Key
+	Text string
+}
+
+// PrefillInput is a prompt and how to prefill it.
+type PrefillInput struct {
+	Namespace string
+	System    string
+	Chunks    []ChunkRef
+	Query     string
+	Method    Method
+	// Ratio (nil: the engine's default).
+	Ratio   *float64
+	Reserve int
+	// AllLogits is not offered; Logits returns those after the query.
+}
+
+// SegmentReport describes one segment of a prefill.
+type SegmentReport struct {
+	SegmentStats
+	Kind   string // "system" or "chunk"
+	Key    chunkcache.Key
+	Source string // tier or "computed"
+	Stored bool   // computed now and admitted by the cache
+}
+
+// PrefillOutput is a served prefill.
+type PrefillOutput struct {
+	Handle     string
+	Expires    time.Time
+	FirstToken int
+	FirstText  string
+	Logits     []float32
+	Stats      Stats
+	Segments   []SegmentReport
+	CacheHits  map[string]int
+	// Prepare is the time to open the chunks and compute missing ones.
+	Prepare time.Duration
+
+	kv   *model.KV
+	last int
+}
+
+// Prefill prefills a prompt and keeps its KV under a handle.
+func (e *Engine) Prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput, error) {
+	out, err := e.prefill(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	e.keep(out)
+	return out, nil
+}
+
+func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput, error) {
+	method := in.Method
+	if method == "" {
+		method = CacheBlend
+	}
+	if _, err := ParseMethod(string(method)); err != nil {
+		return nil, err
+	}
+	ratio := e.o.DefaultRatio
+	if in.Ratio != nil {
+		ratio = *in.Ratio
+	}
+	if !(ratio >= 0 && ratio <= 1) {
+		return nil, fmt.Errorf("%w: ratio %g (want 0..1)", ErrInvalid, ratio)
+	}
+	if in.Reserve < 0 {
+		return nil, fmt.Errorf("%w: reserve %d", ErrInvalid, in.Reserve)
+	}
+	st, err := e.st.WithNamespace(in.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	release, err := e.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	t0 := time.Now()
+	m := e.st.m
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	out := &PrefillOutput{CacheHits: map[string]int{}}
+	var segs []Segment
+	// The system prefix: BOS + system text.
+	prefix := m.Tok.Encode(in.System, true, false)
+	var prefixKV *model.KV
+	var kvPrev []Hash
+	if len(prefix) > 0 {
+		seg, rep, kv, closer, err := e.segment(ctx, st, prefix, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("system prefix: %w", err)
+		}
+		if closer != nil {
+			closers = append(closers, closer)
+		}
+		rep.Kind = "system"
+		prefixKV = kv
+		kvPrev = []Hash{TokenHash(prefix)}
+		segs = append(segs, seg)
+		out.Segments = append(out.Segments, rep)
+	}
+	for i, ch := range in.Chunks {
+		var seg Segment
+		var rep SegmentReport
+		var closer io.Closer
+		switch {
+		case ch.Key != nil:
+			seg, closer, err = st.OpenKey(ctx, *ch.Key)
+			if errors.Is(err, chunkcache.ErrNotFound) {
+				return nil, fmt.Errorf("chunk %d: %w: key %s (send its text to compute it)", i, ErrChunkNotCached, ch.Key)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("chunk %d: %w", i, err)
+			}
+			rep = SegmentReport{Key: *ch.Key, Source: seg.Source.Tier()}
+		default:
+			toks := m.Tok.Encode(ch.Text, false, false)
+			if len(toks) == 0 {
+				return nil, fmt.Errorf("%w: chunk %d is empty", ErrInvalid, i)
+			}
+			if prefixKV == nil && len(prefix) > 0 && !e.cached(ctx, st, toks, kvPrev) {
+				if prefixKV, _, err = m.Prefill(ctx, prefix, 0, 0, model.ExtendOptions{}); err != nil {
+					return nil, err
+				}
+			}
+			if seg, rep, _, closer, err = e.segment(ctx, st, toks, kvPrev, prefixKV); err != nil {
+				return nil, fmt.Errorf("chunk %d: %w", i, err)
+			}
+		}
+		if closer != nil {
+			closers = append(closers, closer)
+		}
+		rep.Kind = "chunk"
+		segs = append(segs, seg)
+		out.Segments = append(out.Segments, rep)
+	}
+	for _, r := range out.Segments {
+		out.CacheHits[r.Source]++
+	}
+	query := m.Tok.Encode(in.Query, false, false)
+	out.Prepare = time.Since(t0)
+	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out.Segments {
+		if i < len(res.Stats.Segments) {
+			out.Segments[i].SegmentStats = res.Stats.Segments[i]
+		} else {
+			// A one-token last segment that became the query (empty query).
+			n := len(segs[i].Tokens)
+			out.Segments[i].SegmentStats = SegmentStats{Tokens: n, Recomputed: n}
+		}
+	}
+	out.Stats = res.Stats
+	out.Logits = res.Logits
+	out.FirstToken = model.Argmax(res.Logits)
+	out.last = res.Query[len(res.Query)-1]
+	out.FirstText = strings.ToValidUTF8(string(m.Tok.Piece(out.last, out.FirstToken)), "\uFFFD")
+	out.kv = res.KV
+	if e.met != nil {
+		e.met.observe(out)
+	}
+	return out, nil
+}
+
+// segment opens a stored segment computed after kvPrev (its Source reads the cache
+// until closer is closed), or computes it after the prefix whose KV is prefixKV and
+// stores it (returning the KV it computed).
+func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Hash, prefixKV *model.KV) (Segment, SegmentReport, *model.KV, io.Closer, error) {
+	key, err := st.Key(toks, kvPrev)
+	if err != nil {
+		return Segment{}, SegmentReport{}, nil, nil, err
+	}
+	seg, closer, err := st.OpenKey(ctx, key)
+	if err == nil {
+		return seg, SegmentReport{Key: key, Source: seg.Source.Tier()}, nil, closer, nil
+	}
+	if !errors.Is(err, chunkcache.ErrNotFound) && !errors.Is(err, chunkcache.ErrUnknownNamespace) {
+		return Segment{}, SegmentReport{}, nil, nil, err
+	}
+	kv, err := ComputeAlone(ctx, st.m, prefixKV, toks)
+	if err != nil {
+		return Segment{}, SegmentReport{}, nil, nil, err
+	}
+	meta := &Meta{KVPrev: kvPrev}
+	pr, err := st.Put(ctx, toks, kv, meta)
+	if err != nil {
+		return Segment{}, SegmentReport{}, nil, nil, err
+	}
+	return Segment{Tokens: toks, Source: &KVSource{KV: kv, TierName: "computed"}, Meta: meta},
+		SegmentReport{Key: key, Source: "computed", Stored: pr.Admitted}, kv, nil, nil
+}
+
+// cached reports whether a segment is stored (errors count as not stored).
+func (e *Engine) cached(ctx context.Context, st *Store, toks []int, kvPrev []Hash) bool {
+	ok, err := st.Has(ctx, toks, kvPrev)
+	return err == nil && ok
+}
+
+// keep stores out's KV under a new handle (unless it alone exceeds the byte bound).
+func (e *Engine) keep(out *PrefillOutput) {
+	if out.kv == nil {
+		return
+	}
+	b := int64(out.kv.Cap()) * int64(out.kv.KVDim) * int64(out.kv.Layers) * 8
+	if b > e.o.MaxHandleBytes || e.o.MaxHandles == 0 {
+		e.log.Warn("blend: prefill KV not kept: larger than the handle budget", "bytes", b, "budget", e.o.MaxHandleBytes)
+		return
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	h := &handle{id: hex.EncodeToString(id[:]), kv: out.kv, logits: append([]float32(nil), out.Logits...), last: out.last,
+		expires: time.Now().Add(e.o.HandleTTL), bytes: b}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expireLocked(time.Now())
+	for e.lru.Len() > 0 && (e.lru.Len() >= e.o.MaxHandles || e.bytes+b > e.o.MaxHandleBytes) {
+		e.dropLocked(e.lru.Back())
+	}
+	e.handles[h.id] = e.lru.PushFront(h)
+	e.bytes += b
+	out.Handle, out.Expires = h.id, h.expires
+}
+
+func (e *Engine) expireLocked(now time.Time) {
+	for el := e.lru.Back(); el != nil; {
+		prev := el.Prev()
+		if el.Value.(*handle).expires.Before(now) {
+			e.dropLocked(el)
+		}
+		el = prev
+	}
+}
+
+func (e *Engine) dropLocked(el *list.Element) {
+	h := el.Value.(*handle)
+	e.lru.Remove(el)
+	delete(e.handles, h.id)
+	e.bytes -= h.bytes
+}
+
+// take returns a handle's state: consumed, or a copy when keep.
+func (e *Engine) take(id string, keep bool) (*handle, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.expireLocked(time.Now())
+	el, ok := e.handles[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrHandleNotFound, id)
+	}
+	h := el.Value.(*handle)
+	if !keep {
+		e.dropLocked(el)
+		return h, nil
+	}
+	e.lru.MoveToFront(el)
+	c := *h
+	c.kv = h.kv.Clone()
+	return &c, nil
+}
+
+// Handles reports the number of kept prefills and their bytes.
+func (e *Engine) Handles() (int, int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lru.Len(), e.bytes
+}
+
+// GenerateInput is what Generate continues from: a handle, or a prompt to prefill.
+type GenerateInput struct {
+	Handle     string
+	KeepHandle bool
+	Prefill    *PrefillInput
+	// MaxTokens to generate (default 128).
+	MaxTokens   int
+	Temperature float32
+	TopP        float32
+	Seed        uint64
+	// IgnoreEOS keeps going past EOS/BOS.
+	IgnoreEOS bool
+}
+
+// GenerateEvent is one streamed event: the prefill (when Generate prefilled), a token,
+// or the end.
+type GenerateEvent struct {
+	Prefill *PrefillOutput
+	Token   int
+	Text    string
+	Done    *GenerateDone
+}
+
+// GenerateDone ends a generation.
+type GenerateDone struct {
+	Reason string // "eos", "max_tokens" or "context"
+	Tokens int
+	Decode time.Duration
+}
+
+// Generate decodes from a handle or a fresh prefill, calling emit for each event.
+func (e *Engine) Generate(ctx context.Context, in *GenerateInput, emit func(GenerateEvent) error) error {
+	if in.MaxTokens < 0 || in.Temperature < 0 || in.TopP < 0 || in.TopP > 1 {
+		return fmt.Errorf("%w: max tokens %d, temperature %g, top-p %g", ErrInvalid, in.MaxTokens, in.Temperature, in.TopP)
+	}
+	maxTok := in.MaxTokens
+	if maxTok == 0 {
+		maxTok = 128
+	}
+	var h *handle
+	switch {
+	case in.Handle != "" && in.Prefill != nil:
+		return fmt.Errorf("%w: give a handle or a prompt, not both", ErrInvalid)
+	case in.Handle != "":
+		var err error
+		if h, err = e.take(in.Handle, in.KeepHandle); err != nil {
+			return err
+		}
+	case in.Prefill != nil:
+		p := *in.Prefill
+		p.Reserve = max(p.Reserve, maxTok)
+		out, err := e.prefill(ctx, &p)
+		if err != nil {
+			return err
+		}
+		if err := emit(GenerateEvent{Prefill: out}); err != nil {
+			return err
+		}
+		h = &handle{kv: out.kv, logits: out.Logits, last: out.last}
+	default:
+		return fmt.Errorf("%w: no handle and no prompt", ErrInvalid)
+	}
+	release, err := e.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	m := e.st.m
+	t0 := time.Now()
+	stt := m.NewState(h.kv, maxTok)
+	smp := model.NewSampler(in.Temperature, in.TopP, in.Seed)
+	logits := append([]float32(nil), h.logits...)
+	prev := h.last
+	var text utf8Buffer
+	done := &GenerateDone{}
+	for {
+		tok := smp.Sample(logits)
+		if !in.IgnoreEOS && (tok == m.Tok.EOS() || tok == m.Tok.BOS()) {
+			done.Reason = "eos"
+			break
+		}
+		done.Tokens++
+		if err := emit(GenerateEvent{Token: tok, Text: text.add(m.Tok.Piece(prev, tok))}); err != nil {
+			return err
+		}
+		prev = tok
+		if done.Tokens >= maxTok {
+			done.Reason = "max_tokens"
+			break
+		}
+		if stt.NextPos() >= m.Config.Ctx {
+			done.Reason = "context"
+			break
+		}
+		l, err := stt.Feed(ctx, tok)
+		if err != nil {
+			return err
+		}
+		copy(logits, l)
+	}
+	done.Decode = time.Since(t0)
+	if e.met != nil {
+		e.met.generated.Add(float64(done.Tokens))
+	}
+	return emit(GenerateEvent{Done: done, Text: text.flush()})
+}
+
+// utf8Buffer turns token pieces (which may split a UTF-8 sequence) into valid strings:
+// complete characters are returned, an incomplete tail waits for the next piece.
+type utf8Buffer struct{ pending []byte }
+
+func (u *utf8Buffer) add(p []byte) string {
+	u.pending = append(u.pending, p...)
+	n := len(u.pending)
+	// Keep back an incomplete sequence at the end (at most 3 bytes).
+	for i := max(0, n-3); i < n; i++ {
+		if utf8.RuneStart(u.pending[i]) {
+			if !utf8.FullRune(u.pending[i:]) {
+				n = i
+			}
+			break
+		}
+	}
+	s := strings.ToValidUTF8(string(u.pending[:n]), "\uFFFD")
+	u.pending = append(u.pending[:0], u.pending[n:]...)
+	return s
+}
+
+func (u *utf8Buffer) flush() string {
+	s := strings.ToValidUTF8(string(u.pending), "\uFFFD")
+	u.pending = u.pending[:0]
+	return s
+}
+
+// PrecomputeChunk is one chunk of a precompute job.
+type PrecomputeChunk struct {
+	ID   string
+	Text string
+}
+
+// PrecomputeEvent reports one processed chunk.
+type PrecomputeEvent struct {
+	Index  int
+	ID     string
+	Key    chunkcache.Key
+	Status string
+	Tokens int
+	Totals PrecomputeResult
+}
+
+// Precompute tokenizes chunks (without BOS) and stores them after the system prefix
+// (BOS + system text) with Cache-Craft statistics; contextChunks 0 means the engine's
+// default.
+func (e *Engine) Precompute(ctx context.Context, ns, system string, chunks []PrecomputeChunk, contextChunks int, progress func(PrecomputeEvent) error) (*PrecomputeResult, error) {
+	st, err := e.st.WithNamespace(ns)
+	if err != nil {
+		return nil, err
+	}
+	m := e.st.m
+	toks := make([][]int, len(chunks))
+	for i, c := range chunks {
+		if toks[i] = m.Tok.Encode(c.Text, false, false); len(toks[i]) == 0 {
+			return nil, fmt.Errorf("%w: chunk %d (%q) is empty", ErrInvalid, i, c.ID)
+		}
+	}
+	if contextChunks == 0 {
+		contextChunks = e.o.ContextChunks
+	}
+	var keys []chunkcache.Key
+	prefix := m.Tok.Encode(system, true, false)
+	var kvPrev []Hash
+	if len(prefix) > 0 {
+		kvPrev = []Hash{TokenHash(prefix)}
+	}
+	for _, t := range toks {
+		k, err := st.Key(t, kvPrev)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return st.Precompute(ctx, toks, PrecomputeOptions{
+		SystemPrefix:  prefix,
+		ContextChunks: contextChunks,
+		Acquire:       e.acquire,
+		Progress: func(i int, status string, totals PrecomputeResult) error {
+			if progress == nil {
+				return nil
+			}
+			return progress(PrecomputeEvent{Index: i, ID: chunks[i].ID, Key: keys[i], Status: status, Tokens: len(toks[i]), Totals: totals})
+		},
+	})
+}
+
+type engineMetrics struct {
+	prefills  *prometheus.CounterVec
+	seconds   *prometheus.HistogramVec
+	tokens    *prometheus.CounterVec
+	chunks    *prometheus.CounterVec
+	generated prometheus.Counter
+}
+
+func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, error) {
+	m := &engineMetrics{
+		prefills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ragkv_blend_prefills_total", Help: "Fused prefills served, by method."}, []string{"method"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ragkv_blend_prefill_seconds", Help: "Prefill time (opening chunks to first token), by method.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"method"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ragkv_blend_prompt_tokens_total",
+			Help: "Prompt tokens of fused prefills: segment tokens reused or recomputed, and query tokens."}, []string{"kind"}),
+		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ragkv_blend_segments_total",
+			Help: "Prompt segments by where their KV came from (a tier, or computed on the fly)."}, []string{"source"}),
+		generated: prometheus.NewCounter(prometheus.CounterOpts{Name: "ragkv_blend_generated_tokens_total", Help: "Tokens generated."}),
+	}
+	handles := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_handles", Help: "Prefilled KVs kept for Generate."},
+		func() float64 { n, _ := e.Handles(); return float64(n) })
+	handleBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_handle_bytes", Help: "Bytes of the kept prefilled KVs."},
+		func() float64 { _, b := e.Handles(); return float64(b) })
+	for _, c := range []prometheus.Collector{m.prefills, m.seconds, m.tokens, m.chunks, m.generated, handles, handleBytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("blend: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *engineMetrics) observe(out *PrefillOutput) {
+	meth := string(out.Stats.Method)
+	m.prefills.WithLabelValues(meth).Inc()
+	m.seconds.WithLabelValues(meth).Observe((out.Prepare + out.Stats.Total).Seconds())
+	var reused, rec int
+	for _, s := range out.Segments {
+		reused += s.Reused
+		rec += s.Recomputed
+		m.chunks.WithLabelValues(s.Source).Inc()
+	}
+	m.tokens.WithLabelValues("reused").Add(float64(reused))
+	m.tokens.WithLabelValues("recomputed").Add(float64(rec))
+	m.tokens.WithLabelValues("query").Add(float64(out.Stats.Query))
+}
