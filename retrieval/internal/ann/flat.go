@@ -7,7 +7,9 @@ type flatIndex struct {
 }
 
 func newFlat(vecs []float32, dim int) *flatIndex {
-	return &flatIndex{dim: dim, vecs: append([]float32(nil), vecs...)}
+	f := &flatIndex{dim: dim, vecs: makeHuge[float32](len(vecs))}
+	copy(f.vecs, vecs)
+	return f
 }
 
 const flatBlock = 256

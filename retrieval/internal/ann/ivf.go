@@ -14,6 +14,7 @@ const (
 	pqTrainMax   = 16384
 	pqIters      = 12
 	scanBlocksAt = 8 // blocks per kernel call, so that the threshold tightens within a list
+	prefetchHead = 256
 )
 
 // ivfIndex is an inverted file whose lists hold 4-bit PQ codes of residuals in the
@@ -88,11 +89,11 @@ func buildIVF(ctx context.Context, vecs []float32, dim int, o *Options) (*ivfInd
 		iv.listStart[l+1] = iv.listStart[l] + (iv.listLen[l]+blockVecs-1)/blockVecs
 	}
 	nblocks := int(iv.listStart[iv.nlist])
-	iv.ids = make([]int32, nblocks*blockVecs)
+	iv.ids = makeHuge[int32](nblocks * blockVecs)
 	for i := range iv.ids {
 		iv.ids[i] = -1
 	}
-	iv.codes = make([]byte, nblocks*iv.blockBytes)
+	iv.codes = makeHuge[byte](nblocks * iv.blockBytes)
 	fill := make([]int32, iv.nlist)
 	slot := make([]int32, n)
 	for i, a := range assign {
@@ -260,7 +261,18 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 	acc, masks := s.acc[:scanBlocksAt*blockVecs], s.masks[:scanBlocksAt]
 	m2 := iv.m / 2
 	top := &s.top
-	for _, l32 := range s.lists.ids {
+	// The lists are scattered over the code array: start fetching the head of each
+	// one now (and its page-table entries), and each whole list one list ahead.
+	lists := s.lists.ids
+	for _, l32 := range lists {
+		b0 := int(iv.listStart[l32]) * iv.blockBytes
+		prefetchBytes(iv.codes[b0:min(b0+prefetchHead, int(iv.listStart[l32+1])*iv.blockBytes)])
+	}
+	for li, l32 := range lists {
+		if li+1 < len(lists) {
+			n := lists[li+1]
+			prefetchBytes(iv.codes[int(iv.listStart[n])*iv.blockBytes : int(iv.listStart[n+1])*iv.blockBytes])
+		}
 		l := int(l32)
 		base := cs[l] - iv.probeBias[l] + biasSum // q·centroid + Σ table minima
 		b0, b1 := int(iv.listStart[l]), int(iv.listStart[l+1])
@@ -426,8 +438,10 @@ func decodeIVF(d *decoder, dim, n int) (*ivfIndex, error) {
 	if uint64(nblocks)*uint64(iv.blockBytes+4*blockVecs) > uint64(d.remaining()) {
 		return nil, fmt.Errorf("%w: %d code blocks exceed the data", ErrCorrupt, nblocks)
 	}
-	iv.codes = d.raw(nblocks * iv.blockBytes)
-	iv.ids = d.i32s(nblocks * blockVecs)
+	iv.codes = makeHuge[byte](nblocks * iv.blockBytes)
+	copy(iv.codes, d.take(len(iv.codes)))
+	iv.ids = makeHuge[int32](nblocks * blockVecs)
+	d.i32sInto(iv.ids)
 	if d.err != nil {
 		return nil, d.err
 	}

@@ -28,3 +28,8 @@ func prefetchRows(data []float32, ids []int32, rowBytes int)
 //
 //go:noescape
 func argmaxAVX2(x []float32) int
+
+// prefetchBytes prefetches every cache line of b.
+//
+//go:noescape
+func prefetchBytes(b []byte)

@@ -314,3 +314,22 @@ aret:
 	VZEROUPPER
 	MOVQ AX, ret+24(FP)
 	RET
+
+// func prefetchBytes(b []byte)
+// PREFETCHT0 every cache line of b.
+TEXT ·prefetchBytes(SB), NOSPLIT, $0-24
+	MOVQ b_base+0(FP), SI
+	MOVQ b_len+8(FP), CX
+	TESTQ CX, CX
+	JE    bdone
+	LEAQ -1(SI)(CX*1), DX       // last byte
+	PREFETCHT0 (DX)
+
+bline:
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	SUBQ $64, CX
+	JG   bline
+
+bdone:
+	RET

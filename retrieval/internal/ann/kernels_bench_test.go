@@ -2,11 +2,9 @@ package ann
 
 import (
 	"fmt"
-	"golang.org/x/sys/unix"
 	"math/rand/v2"
 	"os"
 	"testing"
-	"unsafe"
 )
 
 // BenchmarkScanBlocks: one kernel call over 8 blocks of 32 codes with 32 sub-quantizers
@@ -60,14 +58,7 @@ func BenchmarkRescore(b *testing.B) {
 	const n, dim, r = 1_000_000, 100, 200
 	data := make([]float32, n*dim)
 	if os.Getenv("HUGE") != "" {
-		mem, err := unix.Mmap(-1, 0, n*dim*4, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := unix.Madvise(mem, unix.MADV_HUGEPAGE); err != nil {
-			b.Fatal(err)
-		}
-		data = unsafe.Slice((*float32)(unsafe.Pointer(&mem[0])), n*dim)
+		data = makeHuge[float32](n * dim)
 	}
 	for i := range data {
 		data[i] = float32(i%97) / 97

@@ -15,3 +15,5 @@ func scanBlocksAVX2(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16,
 func prefetchRows(data []float32, ids []int32, rowBytes int) {}
 
 func argmaxAVX2(x []float32) int { return argmaxGeneric(x) }
+
+func prefetchBytes(b []byte) {}

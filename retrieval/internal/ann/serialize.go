@@ -92,7 +92,8 @@ func Read(r io.Reader) (*Index, error) {
 			return nil, fmt.Errorf("%w: %d×%d vectors exceed the data", ErrCorrupt, n, dim)
 		}
 		ix.kind = KindFlat
-		ix.flat = &flatIndex{dim: dim, vecs: d.f32s(n * dim)}
+		ix.flat = &flatIndex{dim: dim, vecs: makeHuge[float32](n * dim)}
+		d.f32sInto(ix.flat.vecs)
 	case kindCodeIVFPQ:
 		ix.kind = KindIVFPQ
 		iv, err := decodeIVF(d, dim, n)
@@ -247,10 +248,22 @@ func (d *decoder) i32s(n int) []int32 {
 	return v
 }
 
-func (d *decoder) raw(n int) []byte {
-	b := d.take(n)
+func (d *decoder) i32sInto(v []int32) {
+	b := d.take(4 * len(v))
 	if b == nil {
-		return nil
+		return
 	}
-	return append([]byte(nil), b...)
+	for i := range v {
+		v[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+}
+
+func (d *decoder) f32sInto(v []float32) {
+	b := d.take(4 * len(v))
+	if b == nil {
+		return
+	}
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
 }
