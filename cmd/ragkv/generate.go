@@ -83,5 +83,6 @@ func init() {
 	f.Float64Var(&topP, "top-p", 0.9, "nucleus sampling threshold (0 or 1: off)")
 	f.Uint64Var(&seed, "seed", 0, "random seed (0: time of day)")
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
+	addRemoteGenerate(cmd) // --addr: generate on a server (cmd/ragkv/blend.go)
 	rootCmd.AddCommand(cmd)
 }

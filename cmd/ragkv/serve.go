@@ -30,6 +30,7 @@ type serveConfig struct {
 
 	Cache     cacheConfig     `yaml:"cache"`
 	Retrieval retrievalConfig `yaml:"retrieval"`
+	Inference inferenceConfig `yaml:"inference"`
 }
 
 func defaultServeConfig() serveConfig {
