@@ -294,6 +294,9 @@ type scratch struct {
 	top    cands
 	buf    []float32 // flat: scores of a block of rows; ivf: coarse scores
 	lists  topK      // ivf: best lists
+	gmax   []float32 // ivf: maxima of groups of 32 coarse scores
+	gidx   []int32
+	gtmp   []float32
 	lut    []float32 // ivf: float lookup tables
 	qlut   []uint8   // ivf: quantized lookup tables
 	acc    []uint16  // ivf: per-block sums

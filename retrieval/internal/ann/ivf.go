@@ -194,17 +194,7 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 	}
 	cs := s.buf[:nl]
 	dotsT(cs, qp[:iv.dp], iv.coarse.blk, iv.probeBias, iv.dp)
-	s.lists.reset(nprobe)
-	lthr := negInf // the worst kept list score once nprobe lists are kept
-	for l, c := range cs[:iv.nlist] {
-		if c >= lthr {
-			s.lists.push(c, int32(l))
-			if s.lists.full() {
-				lthr = s.lists.scores[0]
-			}
-		}
-	}
-	s.lists.sortDesc()
+	iv.selectLists(cs, nprobe, s)
 
 	// Float tables and their uint8 quantization.
 	nt := iv.m * pqCentroids
@@ -473,4 +463,67 @@ func (iv *ivfIndex) slotBytes() int64 {
 		b += 4*int64(len(sl.cb)) + 4*int64(len(sl.dims))
 	}
 	return b
+}
+
+// selectLists leaves in s.lists the nprobe best lists by coarse score cs, best first
+// (ties: lower list first). With many lists it first bounds the nprobe-th best score
+// from below by the nprobe-th best maximum of groups of 32 lists (nprobe distinct lists
+// reach it), so that only the groups reaching that bound are examined.
+func (iv *ivfIndex) selectLists(cs []float32, nprobe int, s *scratch) {
+	s.lists.reset(nprobe)
+	groups := iv.nlist / 32
+	if groups < 2*nprobe {
+		lthr := negInf // the worst kept list score once nprobe lists are kept
+		for l, c := range cs[:iv.nlist] {
+			if c >= lthr {
+				s.lists.push(c, int32(l))
+				if s.lists.full() {
+					lthr = s.lists.scores[0]
+				}
+			}
+		}
+		s.lists.sortDesc()
+		return
+	}
+	if cap(s.gmax) < groups {
+		s.gmax = make([]float32, groups)
+		s.gidx = make([]int32, groups)
+	}
+	gmax, gidx := s.gmax[:groups], s.gidx[:groups]
+	groupMax32(cs, gmax)
+	tmp := s.gtmp[:0]
+	tmp = append(tmp, gmax...)
+	for g := range gidx {
+		gidx[g] = int32(g)
+	}
+	selectTop(gidx, tmp, nprobe)
+	bound := tmp[0]
+	for _, v := range tmp[1:nprobe] {
+		bound = min(bound, v)
+	}
+	s.gtmp = tmp
+	lthr := bound
+	for g, m := range gmax {
+		if m < lthr {
+			continue
+		}
+		for l := 32 * g; l < 32*g+32; l++ {
+			if c := cs[l]; c >= lthr {
+				s.lists.push(c, int32(l))
+				if s.lists.full() {
+					lthr = max(bound, s.lists.scores[0])
+				}
+			}
+		}
+	}
+	// Lists past the last full group.
+	for l := 32 * groups; l < iv.nlist; l++ {
+		if c := cs[l]; c >= lthr {
+			s.lists.push(c, int32(l))
+			if s.lists.full() {
+				lthr = max(bound, s.lists.scores[0])
+			}
+		}
+	}
+	s.lists.sortDesc()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -135,5 +136,35 @@ func TestIVFSearchAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(50, func() { dst = f.ix.Search(q, 10, dst) })
 	if allocs > 0 {
 		t.Fatalf("%v allocations per search", allocs)
+	}
+}
+
+// TestSelectLists: the group-maximum pruning must pick exactly the lists a full heap
+// scan picks, ties included.
+func TestSelectLists(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for trial := 0; trial < 300; trial++ {
+		nlist := 1 + rng.IntN(3000)
+		nprobe := 1 + rng.IntN(min(nlist, 64))
+		iv := &ivfIndex{nlist: nlist}
+		cs := make([]float32, (nlist+7)/8*8)
+		for i := range cs {
+			if i < nlist {
+				cs[i] = float32(rng.IntN(40))
+			} else {
+				cs[i] = negInf
+			}
+		}
+		var s scratch
+		iv.selectLists(cs, nprobe, &s)
+		var ref topK
+		ref.reset(nprobe)
+		for l := 0; l < nlist; l++ {
+			ref.push(cs[l], int32(l))
+		}
+		ref.sortDesc()
+		if !slices.Equal(s.lists.ids, ref.ids) {
+			t.Fatalf("nlist %d nprobe %d: %v want %v", nlist, nprobe, s.lists.ids, ref.ids)
+		}
 	}
 }

@@ -97,3 +97,25 @@ func argmaxGeneric(x []float32) int {
 	}
 	return bi
 }
+
+// groupMax32 sets out[g] to the largest of x[32g : 32g+32] (NaNs aside).
+func groupMax32(x []float32, out []float32) {
+	_ = x[32*len(out)-1]
+	if useAVX2 {
+		groupMax32AVX2(x, out)
+		return
+	}
+	groupMax32Generic(x, out)
+}
+
+func groupMax32Generic(x []float32, out []float32) {
+	for g := range out {
+		m := x[32*g]
+		for _, v := range x[32*g+1 : 32*g+32] {
+			if v > m {
+				m = v
+			}
+		}
+		out[g] = m
+	}
+}

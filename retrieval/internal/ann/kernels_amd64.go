@@ -33,3 +33,8 @@ func argmaxAVX2(x []float32) int
 //
 //go:noescape
 func prefetchBytes(b []byte)
+
+// groupMax32AVX2 is groupMax32 with AVX2.
+//
+//go:noescape
+func groupMax32AVX2(x []float32, out []float32)

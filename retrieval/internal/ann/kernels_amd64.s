@@ -333,3 +333,34 @@ bline:
 
 bdone:
 	RET
+
+// func groupMax32AVX2(x []float32, out []float32)
+// out[g] = max(x[32g : 32g+32]) for g < len(out); len(x) ≥ 32·len(out).
+TEXT ·groupMax32AVX2(SB), NOSPLIT, $0-48
+	MOVQ x_base+0(FP), SI
+	MOVQ out_base+24(FP), DI
+	MOVQ out_len+32(FP), CX
+	TESTQ CX, CX
+	JE    gmdone
+
+gm:
+	VMOVUPS (SI), Y0
+	VMAXPS 32(SI), Y0, Y0
+	VMOVUPS 64(SI), Y1
+	VMAXPS 96(SI), Y1, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4E, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xB1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, (DI)
+	ADDQ $128, SI
+	ADDQ $4, DI
+	DECQ CX
+	JNZ  gm
+
+gmdone:
+	VZEROUPPER
+	RET

@@ -125,3 +125,25 @@ func TestArgmax(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupMax32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	for _, groups := range []int{1, 2, 7, 128} {
+		x := make([]float32, 32*groups+5)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		got, want := make([]float32, groups), make([]float32, groups)
+		groupMax32(x, got)
+		groupMax32Generic(x, want)
+		for g := range want {
+			m := float32(math.Inf(-1))
+			for _, v := range x[32*g : 32*g+32] {
+				m = max(m, v)
+			}
+			if got[g] != m || want[g] != m {
+				t.Fatalf("groups %d g %d: %v %v want %v", groups, g, got[g], want[g], m)
+			}
+		}
+	}
+}
