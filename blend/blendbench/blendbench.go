@@ -139,18 +139,33 @@ type Report struct {
 	Methods map[string]*MethodResult `json:"methods"`
 }
 
-// Run precomputes the chunks and times full, CacheBlend and Cache-Craft.
-func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
+// Bench is a prepared benchmark: chunks stored in a one-tier chunk cache.
+type Bench struct {
+	o       Options
+	m       *model.Model
+	cache   *chunkcache.Cache
+	st      *blend.Store
+	b       *blend.Blender
+	chunks  [][]int
+	query   []int
+	cleanup func()
+	// PrecomputeTime is how long storing the chunks took.
+	PrecomputeTime time.Duration
+}
+
+// Setup generates the chunks and query and precomputes the chunks into the tier.
+func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error) {
 	o.EnsureDefaults()
 	c := &m.Config
 	if err := o.Validate(c); err != nil {
 		return nil, err
 	}
-	logf := func(msg string, args ...any) {
-		if o.Log != nil {
-			o.Log.Info(msg, args...)
+	bn := &Bench{o: o, m: m, cleanup: func() {}}
+	defer func() {
+		if err != nil {
+			bn.Close()
 		}
-	}
+	}()
 	rng := rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15))
 	tok := func(n int) []int {
 		t := make([]int, n)
@@ -159,14 +174,15 @@ func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
 		}
 		return t
 	}
-	chunks := make([][]int, o.Chunks)
-	for i := range chunks {
-		chunks[i] = tok(o.ChunkTokens)
+	bn.chunks = make([][]int, o.Chunks)
+	for i := range bn.chunks {
+		bn.chunks[i] = tok(o.ChunkTokens)
 	}
-	query := tok(o.QueryTokens)
+	bn.query = tok(o.QueryTokens)
 
 	chunkBytes := int64(c.Layers) * 2 * int64(o.ChunkTokens*c.KVDim()) * int64(o.DType.Size())
 	capacity := 2*int64(o.Chunks)*chunkBytes + 64<<20
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var tier store.Tier
 	switch o.Tier {
 	case "memory":
@@ -178,54 +194,85 @@ func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			defer os.RemoveAll(d)
+			bn.cleanup = func() { os.RemoveAll(d) }
 			dir = d
 		}
-		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 		b, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, Logger: quiet, GCInterval: -1})
 		if err != nil {
 			return nil, err
 		}
 		tier = b
 	}
-	cache, err := chunkcache.New(ctx, chunkcache.Options{
+	bn.cache, err = chunkcache.New(ctx, chunkcache.Options{
 		Tiers:            []chunkcache.TierConfig{{Tier: tier, Eviction: eviction.Config{Capacity: capacity}}},
 		MaxChunkBytes:    chunkBytes + 64<<20,
 		DisablePromotion: true,
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:           quiet,
 	})
 	if err != nil {
 		tier.Close()
 		return nil, err
 	}
-	defer cache.Close()
-	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: o.DType})
-	if err != nil {
+	if bn.st, err = blend.NewStore(m, bn.cache, blend.StoreOptions{DType: o.DType}); err != nil {
+		return nil, err
+	}
+	if bn.b, err = blend.New(m, o.Blend); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()
-	logf("precomputing chunks", "chunks", o.Chunks, "tokens", o.ChunkTokens, "tier", o.Tier)
-	if _, err := st.Precompute(ctx, chunks, blend.PrecomputeOptions{}); err != nil {
+	if _, err := bn.st.Precompute(ctx, bn.chunks, blend.PrecomputeOptions{}); err != nil {
 		return nil, err
 	}
-	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: o.DType.String(), Chunks: o.Chunks,
-		ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens, Ratio: o.Ratio, Iters: o.Iters,
-		PrecomputeSeconds: time.Since(t0).Seconds(), StoredBytes: cache.Stats().Tiers[0].Bytes,
-		Methods: map[string]*MethodResult{}}
+	bn.PrecomputeTime = time.Since(t0)
+	return bn, nil
+}
 
-	b, err := blend.New(m, o.Blend)
+// StoredBytes is what the tier holds.
+func (bn *Bench) StoredBytes() int64 { return bn.cache.Stats().Tiers[0].Bytes }
+
+// Close releases the cache (and removes a temporary disk directory).
+func (bn *Bench) Close() error {
+	var err error
+	if bn.cache != nil {
+		err = bn.cache.Close()
+	}
+	bn.cleanup()
+	return err
+}
+
+// Prefill runs one prefill with a method from the stored chunks (full: their tokens
+// only) and returns it with the greedy first token.
+func (bn *Bench) Prefill(ctx context.Context, meth blend.Method) (*blend.Result, int, error) {
+	return prefillOnce(ctx, bn.b, bn.st, bn.chunks, bn.query, meth, bn.o.Ratio)
+}
+
+// Run precomputes the chunks and times full, CacheBlend and Cache-Craft.
+func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
+	o.EnsureDefaults()
+	logf := func(msg string, args ...any) {
+		if o.Log != nil {
+			o.Log.Info(msg, args...)
+		}
+	}
+	logf("precomputing chunks", "chunks", o.Chunks, "tokens", o.ChunkTokens, "tier", o.Tier)
+	bn, err := Setup(ctx, m, o)
 	if err != nil {
 		return nil, err
 	}
+	defer bn.Close()
+	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: o.DType.String(), Chunks: o.Chunks,
+		ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens, Ratio: o.Ratio, Iters: o.Iters,
+		PrecomputeSeconds: bn.PrecomputeTime.Seconds(), StoredBytes: bn.StoredBytes(),
+		Methods: map[string]*MethodResult{}}
 	// Warm up the weights (page faults of a memory-mapped file) and the pools.
-	if _, _, err := m.Prefill(ctx, query, 0, 0, model.ExtendOptions{Logits: []int{len(query) - 1}}); err != nil {
+	if _, _, err := m.Prefill(ctx, bn.query, 0, 0, model.ExtendOptions{Logits: []int{len(bn.query) - 1}}); err != nil {
 		return nil, err
 	}
 	methods := []blend.Method{blend.Full, blend.CacheBlend, blend.CacheCraft}
 	for it := 0; it < o.Iters; it++ {
 		for _, meth := range methods {
 			t := time.Now()
-			res, first, err := prefillOnce(ctx, b, st, chunks, query, meth, o.Ratio)
+			res, first, err := bn.Prefill(ctx, meth)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", meth, err)
 			}
