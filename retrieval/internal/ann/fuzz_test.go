@@ -11,8 +11,9 @@ import (
 // FuzzRead feeds arbitrary bytes to Read: it must fail cleanly or return an index that
 // answers searches without panicking.
 func FuzzRead(f *testing.F) {
+	// Small seeds: the fuzzer minimizes interesting inputs byte by byte.
 	for _, kind := range testKinds {
-		ix, err := Build(context.Background(), clustered(600, 8, 8, 9), 8, Options{Kind: kind, NList: 16, M: 4})
+		ix, err := Build(context.Background(), clustered(minIVFVectors, 2, 4, 9), 2, Options{Kind: kind, NList: 2, M: 2, Rescore: 3})
 		if err != nil {
 			f.Fatal(err)
 		}
