@@ -232,10 +232,10 @@ func (r *run) startLoader(load []bool, from int) error {
 			r.stats.Segments[i].Tier = s.Source.Tier()
 		}
 	}
+	t := time.Now() // before the goroutine starts: it may finish before we look
 	r.ld = startLoader(r.ctx, r.b.m, r.kv, segs, from)
 	r.ld.stats = &r.stats
 	if r.b.opts.NoPipeline {
-		t := time.Now()
 		err := r.ld.waitAll(r.ctx)
 		r.stats.Wait += time.Since(t)
 		return err
