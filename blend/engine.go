@@ -276,6 +276,11 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 			if len(toks) == 0 {
 				return nil, fmt.Errorf("%w: chunk %d is empty", ErrInvalid, i)
 			}
+			if method == Full {
+				// Nothing cached is used: do not look it up or compute it.
+				seg, rep = Segment{Tokens: toks}, SegmentReport{Source: "none"}
+				break
+			}
 			if prefixKV == nil && len(prefix) > 0 && !e.cached(ctx, st, toks, kvPrev) {
 				if prefixKV, _, err = m.Prefill(ctx, prefix, 0, 0, model.ExtendOptions{}); err != nil {
 					return nil, err
