@@ -278,7 +278,11 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 			}
 			if method == Full {
 				// Nothing cached is used: do not look it up or compute it.
-				seg, rep = Segment{Tokens: toks}, SegmentReport{Source: "none"}
+				k, err := st.Key(toks, kvPrev)
+				if err != nil {
+					return nil, err
+				}
+				seg, rep = Segment{Tokens: toks}, SegmentReport{Key: k, Source: "none"}
 				break
 			}
 			if prefixKV == nil && len(prefix) > 0 && !e.cached(ctx, st, toks, kvPrev) {
