@@ -197,13 +197,19 @@ func (r *Reader) ReadLayer(ctx context.Context, i int, k, v []float32) error {
 	return asInvalid(r.hdr.DecodeLayer(s, r.hdr.Tokens, k, v))
 }
 
-// Close releases the reader. If every layer was read from a lower tier, the chunk is
-// promoted to the first tier (subject to its admission filter).
+// Close releases the reader. If any layer was read from a lower tier, the chunk is
+// promoted to the first tier (subject to its admission filter): layers the consumer
+// skipped (fused prefill recomputes the first layers instead of loading them) are read
+// here, after the consumer is done with the chunk, so a hit still moves the chunk up.
+// A chunk that was opened but never read (a metadata look) is not promoted.
 func (r *Reader) Close() error {
 	if r.closed {
 		return nil
 	}
 	r.closed = true
+	if r.promote && r.got > 0 && r.got < r.hdr.Layers {
+		r.readRest()
+	}
 	err := r.r.Close()
 	if r.promote && r.got == r.hdr.Layers {
 		r.c.promoteChunk(r.info.Key, r.info.Namespace, store.Object{Manifest: r.manifest, Parts: r.parts}, r.info.Cost, r.tier)
@@ -211,6 +217,27 @@ func (r *Reader) Close() error {
 	r.parts = nil
 	r.c.gate.exit()
 	return err
+}
+
+// readRest reads (and checks) the layers not yet read, for the promotion. On error the
+// chunk simply stays where it is.
+func (r *Reader) readRest() {
+	ctx := context.Background()
+	for i, p := range r.parts {
+		if p != nil {
+			continue
+		}
+		s, err := r.r.ReadPart(ctx, i, nil)
+		if err == nil {
+			err = r.hdr.CheckLayer(i, s)
+		}
+		if err != nil {
+			r.c.log.Warn("chunkcache: read for promotion", "key", r.info.Key.String(), "layer", i, "err", err)
+			return
+		}
+		r.parts[i] = s
+		r.got++
+	}
 }
 
 // promoteChunk copies a chunk read from tier `from` into the first tier.
