@@ -119,6 +119,11 @@ func TestBadInput(t *testing.T) {
 	if _, err := Build(ctx, make([]float32, 8*100), 8, Options{Kind: KindIVFPQ}); !errors.Is(err, ErrTooFewVectors) {
 		t.Fatalf("ivfpq on 100 vectors: %v", err)
 	}
+	nan := clustered(300, 4, 3, 1)
+	nan[4*17+2] = float32(math.NaN())
+	if _, err := Build(ctx, nan, 4, Options{}); !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("NaN vector: %v", err)
+	}
 	if _, err := ParseKind("hnsw2"); !errors.Is(err, ErrInvalidOptions) {
 		t.Fatalf("parse kind: %v", err)
 	}
@@ -144,6 +149,9 @@ func TestBadInput(t *testing.T) {
 		if got := ix.Search(q, k, nil); len(got) != 0 {
 			t.Fatalf("k=%d gave %d results", k, len(got))
 		}
+	}
+	if _, err := ix.SearchWith([]float32{0, 0, float32(math.Inf(1)), 0, 0, 0, 0, 0}, 5, SearchParams{}, nil); !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("infinite query: %v", err)
 	}
 	if got := ix.Search(q, 1000, nil); len(got) != 100 {
 		t.Fatalf("k > n gave %d results, want all 100", len(got))
@@ -321,5 +329,31 @@ func TestExactSearch(t *testing.T) {
 	}
 	if _, err := ExactSearch(context.Background(), vecs, dim, qs[:5], k, 1); !errors.Is(err, ErrDimension) {
 		t.Fatalf("ragged queries: %v", err)
+	}
+}
+
+// TestDegenerateData: constant and duplicated vectors must build and search without
+// failing (empty clusters, zero-range tables).
+func TestDegenerateData(t *testing.T) {
+	const n, dim = 2000, 8
+	for name, vecs := range map[string][]float32{
+		"zeros": make([]float32, n*dim),
+		"dups": func() []float32 {
+			v := make([]float32, n*dim)
+			base := clustered(3, dim, 3, 5)
+			for i := 0; i < n; i++ {
+				copy(v[i*dim:], base[(i%3)*dim:(i%3+1)*dim])
+			}
+			return v
+		}(),
+	} {
+		ix, err := Build(context.Background(), vecs, dim, Options{Kind: KindIVFPQ, NList: 64})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		q := clustered(1, dim, 1, 6)
+		if got := ix.Search(q, 10, nil); len(got) != 10 {
+			t.Fatalf("%s: %d results", name, len(got))
+		}
 	}
 }

@@ -17,7 +17,18 @@ var (
 	ErrTooFewVectors  = errors.New("ann: too few vectors for this index kind")
 	ErrCorrupt        = errors.New("ann: corrupt index data")
 	ErrVersion        = errors.New("ann: unsupported index format version")
+	ErrNonFinite      = errors.New("ann: vector holds NaN or infinity")
 )
+
+// firstNonFinite is the index of the first NaN or infinite value of v, or -1.
+func firstNonFinite(v []float32) int {
+	for i, x := range v {
+		if x-x != 0 { // NaN and ±Inf
+			return i
+		}
+	}
+	return -1
+}
 
 // Result is one search hit: the row index given to Build and its inner product with the
 // query (exact when rescored, approximate otherwise). Higher is better.
@@ -126,6 +137,9 @@ func Build(ctx context.Context, vecs []float32, dim int, opts Options) (*Index, 
 		return nil, fmt.Errorf("%w: %d floats are not rows of %d", ErrDimension, len(vecs), dim)
 	}
 	n := len(vecs) / dim
+	if i := firstNonFinite(vecs); i >= 0 {
+		return nil, fmt.Errorf("%w: vector %d, dimension %d", ErrNonFinite, i/dim, i%dim)
+	}
 	opts.EnsureDefaults(n, dim)
 	if err := opts.Validate(n, dim); err != nil {
 		return nil, err
@@ -214,6 +228,9 @@ func (ix *Index) SearchWith(query []float32, k int, p SearchParams, dst []Result
 	if k <= 0 || k > maxK {
 		return dst, fmt.Errorf("%w: k = %d (want 1..%d)", ErrInvalidK, k, maxK)
 	}
+	if i := firstNonFinite(query); i >= 0 {
+		return dst, fmt.Errorf("%w: query dimension %d", ErrNonFinite, i)
+	}
 	if p.NProbe < 0 || p.Rescore < 0 || p.Rescore > maxK {
 		return dst, fmt.Errorf("%w: search params nprobe=%d rescore=%d", ErrInvalidOptions, p.NProbe, p.Rescore)
 	}
@@ -238,7 +255,15 @@ func (ix *Index) SearchWith(query []float32, k int, p SearchParams, dst []Result
 			np = ix.nprobe
 		}
 		np = min(max(np, 1), ix.ivf.nlist)
-		ix.ivf.search(query, np, s, rb == nil && r > k)
+		for {
+			ix.ivf.search(query, np, s, rb == nil && r > k)
+			// Lists are uneven: probe more when these held too few vectors.
+			if len(s.top.ids) >= min(r, ix.n) || np >= ix.ivf.nlist {
+				break
+			}
+			np = min(2*np, ix.ivf.nlist)
+			s.top.reset(r)
+		}
 	}
 	s.top.compact()
 	ids, scores := s.top.ids, s.top.scores

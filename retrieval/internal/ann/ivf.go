@@ -114,6 +114,7 @@ func buildIVF(ctx context.Context, vecs []float32, dim int, o *Options) (*ivfInd
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	iv.skipEmpty()
 	return iv, nil
 }
 
@@ -124,6 +125,17 @@ func (iv *ivfIndex) finishCoarse() {
 	if iv.probeIP {
 		for c := 0; c < iv.nlist; c++ {
 			iv.probeBias[c] = 0
+		}
+	}
+	iv.skipEmpty()
+}
+
+// skipEmpty keeps empty lists (k-means can leave some, e.g. on duplicated data) from
+// ever being probed.
+func (iv *ivfIndex) skipEmpty() {
+	for l, c := range iv.listLen {
+		if c == 0 {
+			iv.probeBias[l] = negInf
 		}
 	}
 }
@@ -264,6 +276,9 @@ func (iv *ivfIndex) search(q []float32, nprobe int, s *scratch, refine bool) {
 			prefetchBytes(iv.codes[int(iv.listStart[n])*iv.blockBytes : int(iv.listStart[n+1])*iv.blockBytes])
 		}
 		l := int(l32)
+		if iv.listLen[l] == 0 {
+			continue
+		}
 		base := cs[l] - iv.probeBias[l] + biasSum // q·centroid + Σ table minima
 		b0, b1 := int(iv.listStart[l]), int(iv.listStart[l+1])
 		remaining := int(iv.listLen[l])
