@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -17,9 +16,8 @@ func runBenchRetrieval(t *testing.T, args ...string) (string, error) {
 		"--nprobe", "32", "--rescore", "150", "--seconds", "0.2", "--sweep", "", "--dump", ""}
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
-	rootCmd.SetArgs(append(base, args...))
-	defer func() { rootCmd.SetOut(nil); rootCmd.SetArgs(nil) }()
-	err := rootCmd.ExecuteContext(context.Background())
+	defer rootCmd.SetOut(nil)
+	err := executeRoot(append(base, args...)...)
 	return out.String(), err
 }
 

@@ -81,8 +81,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 		b, _ := io.ReadAll(r)
 		outc <- b
 	}()
-	rootCmd.SetArgs(args)
-	err = rootCmd.ExecuteContext(context.Background())
+	err = executeRoot(args...)
 	w.Close()
 	os.Stdout = old
 	return string(<-outc), err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,9 +16,8 @@ func runRetrievalCLI(t *testing.T, args ...string) (map[string]any, string, erro
 	t.Helper()
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
-	rootCmd.SetArgs(args)
-	defer func() { rootCmd.SetOut(nil); rootCmd.SetArgs(nil) }()
-	err := rootCmd.ExecuteContext(context.Background())
+	defer rootCmd.SetOut(nil)
+	err := executeRoot(args...)
 	if err != nil {
 		return nil, out.String(), err
 	}
@@ -120,8 +118,8 @@ func TestEvalToolsCLI(t *testing.T) {
 	topics := map[string]string{"Zoo": "animals", "Garage": "vehicles", "Deli": "food", "Lab": "science"}
 	var b strings.Builder
 	n := 0
-	for tool, topic := range topics {
-		ws := embedtest.Topics[topic]
+	for _, tool := range []string{"Zoo", "Garage", "Deli", "Lab"} { // fixed order: deterministic ids
+		ws := embedtest.Topics[topics[tool]]
 		for i := 0; i < 25; i++ {
 			fmt.Fprintf(&b, `{"_id":"u%d","query":"the %s and %s","tool":"%s"}`+"\n", n, ws[i%10], ws[(i*3+1)%10], tool)
 			n++
@@ -141,8 +139,10 @@ func TestEvalToolsCLI(t *testing.T) {
 	if tv["test"].(float64) < 10 || tv["train"].(float64)+tv["test"].(float64) != 100 {
 		t.Fatalf("split: %v", tv)
 	}
-	// Descriptions say nothing ("a place"); usage queries carry the topic.
-	if tv["recall@1"].(float64) < 0.9 || tv["recall@3"].(float64) < de["recall@3"].(float64)+0.2 {
+	// Descriptions say nothing ("a place"): with 4 tools they rank by ties, so only
+	// recall@1 leaves room for a margin; usage queries carry the topic.
+	if tv["recall@1"].(float64) < 0.9 || tv["recall@1"].(float64) < de["recall@1"].(float64)+0.2 ||
+		tv["recall@3"].(float64) < de["recall@3"].(float64) {
 		t.Fatalf("tool2vec %v vs description %v", tv, de)
 	}
 	_, _, err = runRetrievalCLI(t, "eval", "tools", "--tools", tools, "--train", train, "--test", "", "--holdout", "1.5",

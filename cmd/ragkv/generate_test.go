@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -27,9 +26,8 @@ func runRagkv(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
-	rootCmd.SetArgs(args)
-	defer func() { rootCmd.SetOut(nil); rootCmd.SetArgs(nil) }()
-	err := rootCmd.ExecuteContext(context.Background())
+	defer rootCmd.SetOut(nil)
+	err := executeRoot(args...)
 	return out.String(), err
 }
 
