@@ -9,43 +9,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ragkv/ragkv/internal/shared"
+
 	"github.com/ragkv/ragkv/model"
 )
 
-// sharedDir finds the shared data folder ($RAGKV_SHARED, or ../shared beside the
-// module root) or skips the test.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared data: RAGKV_SHARED not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
-
 func openStories(t testing.TB) *model.Model {
 	t.Helper()
-	d := sharedDir(t)
+	d := shared.Path(t)
 	m, err := model.Open(filepath.Join(d, "models/stories260K/stories260K.bin"),
 		model.Options{Tokenizer: filepath.Join(d, "models/stories260K/tok512.bin"), Threads: 2})
 	if err != nil {
@@ -59,7 +30,7 @@ func openStories(t testing.TB) *model.Model {
 // model context.
 func stories(t testing.TB, m *model.Model, n int) [][]int {
 	t.Helper()
-	f, err := os.Open(filepath.Join(sharedDir(t), "data/stories/stories.dev.jsonl"))
+	f, err := os.Open(filepath.Join(shared.Path(t), "data/stories/stories.dev.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -206,33 +204,6 @@ func ranked(scores map[string]float64, onlyPos bool) []string {
 		return cmpString(a, b)
 	})
 	return ids
-}
-
-// sharedDir locates the shared data folder ($RAGKV_SHARED, else ../shared from the
-// module root), or "" when absent.
-func sharedDir() string {
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		return ""
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			s := filepath.Join(d, "..", "shared")
-			if _, err := os.Stat(s); err == nil {
-				return s
-			}
-			return ""
-		}
-		if filepath.Dir(d) == d {
-			return ""
-		}
-	}
 }
 
 // collapse drops later passages whose text repeats an earlier one's (Search returns each

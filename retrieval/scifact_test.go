@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ragkv/ragkv/internal/shared"
+
 	"github.com/ragkv/ragkv/retrieval/beir"
 	"github.com/ragkv/ragkv/retrieval/embed"
 )
@@ -15,11 +17,7 @@ import (
 // the measured values (BM25 0.7007, dense 0.2268 nDCG@10; see the package doc). The
 // BM25 floor is the target, 0.69: bleve's own BM25 scorer (0.679) fails it.
 func TestSciFactQualityFloor(t *testing.T) {
-	shared := sharedDir()
-	if shared == "" {
-		t.Skip("SciFact quality floor: RAGKV_SHARED not found")
-	}
-	dir := filepath.Join(shared, "data", "scifact")
+	dir := shared.Path(t, "data", "scifact")
 	f, err := os.Open(filepath.Join(dir, "corpus.jsonl"))
 	if err != nil {
 		t.Skipf("SciFact quality floor: %v", err)
@@ -40,7 +38,7 @@ func TestSciFactQualityFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wv, err := embed.LoadGloVe(filepath.Join(shared, "embeddings", "glove.6B.100d.top50k.txt.gz"), 0)
+	wv, err := embed.LoadGloVe(shared.Path(t, "embeddings", "glove.6B.100d.top50k.txt.gz"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragkv/ragkv/internal/shared"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,34 +31,8 @@ import (
 	"github.com/ragkv/ragkv/store"
 )
 
-// inferenceShared finds the shared data folder or skips.
-func inferenceShared(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("shared data: RAGKV_SHARED not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
-
 func openStoriesModel(t testing.TB) *model.Model {
-	d := inferenceShared(t)
+	d := shared.Path(t)
 	m, err := model.Open(filepath.Join(d, "models/stories260K/stories260K.bin"),
 		model.Options{Tokenizer: filepath.Join(d, "models/stories260K/tok512.bin"), Threads: 2})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ragkv/ragkv/internal/shared"
+
 	"github.com/ragkv/ragkv/blend"
 	"github.com/ragkv/ragkv/model"
 )
@@ -20,10 +22,7 @@ func benchModel(b *testing.B) (*model.Model, Options) {
 		}
 		return m, Options{}
 	}
-	d := os.Getenv("RAGKV_SHARED")
-	if d == "" {
-		d = filepath.Join("..", "..", "..", "shared")
-	}
+	d := shared.Path(b)
 	m, err := model.Open(filepath.Join(d, "models/stories260K/stories260K.bin"),
 		model.Options{Tokenizer: filepath.Join(d, "models/stories260K/tok512.bin")})
 	if err != nil {

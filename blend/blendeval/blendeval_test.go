@@ -2,45 +2,21 @@ package blendeval
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/shared"
 
 	"github.com/ragkv/ragkv/blend"
 	"github.com/ragkv/ragkv/model"
 )
-
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("shared data: RAGKV_SHARED not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
 
 // TestRunProtocol runs the protocol on a handful of stories and checks what must hold
 // whatever the numbers: full is the reference, r = 1 equals it exactly, ratio 0
 // Cache-Craft is naive, prefix is exact, recompute fractions follow the budget,
 // and recomputing helps.
 func TestRunProtocol(t *testing.T) {
-	d := sharedDir(t)
+	d := shared.Path(t)
 	m, err := model.Open(filepath.Join(d, "models/stories260K/stories260K.bin"),
 		model.Options{Tokenizer: filepath.Join(d, "models/stories260K/tok512.bin"), Threads: 2})
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragkv/ragkv/internal/shared"
+
 	"github.com/spf13/pflag"
 
 	"github.com/ragkv/ragkv/blend"
@@ -44,8 +46,8 @@ func runFresh(t *testing.T, args ...string) (string, error) {
 // TestEvalBlendJSON: the eval prints the table and exactly one JSON object last, with
 // the rows and fields the protocol defines; bad flags name the flag.
 func TestEvalBlendJSON(t *testing.T) {
-	dir := filepath.Join(engineSharedDir(t), "models", "stories260K")
-	stories := filepath.Join(engineSharedDir(t), "data", "stories", "stories.dev.jsonl")
+	dir := filepath.Join(shared.Path(t), "models", "stories260K")
+	stories := filepath.Join(shared.Path(t), "data", "stories", "stories.dev.jsonl")
 	out, err := runFresh(t, "eval", "blend", "--model", filepath.Join(dir, "stories260K.bin"), "--tokenizer", filepath.Join(dir, "tok512.bin"),
 		"--stories", stories, "--n", "4", "--ratios", "0,0.3", "--variant", "cacheblend:dev=k,gradual=1", "--json")
 	if err != nil {
@@ -97,7 +99,7 @@ func TestEvalBlendJSON(t *testing.T) {
 // (resumably), a server over it answers `ragkv prefill --addr` from the cache and
 // `ragkv generate --addr` streams text.
 func TestPrecomputePrefillGenerateCLI(t *testing.T) {
-	dir := filepath.Join(engineSharedDir(t), "models", "stories260K")
+	dir := filepath.Join(shared.Path(t), "models", "stories260K")
 	modelPath, tokPath := filepath.Join(dir, "stories260K.bin"), filepath.Join(dir, "tok512.bin")
 	work := t.TempDir()
 	chunks := filepath.Join(work, "chunks.jsonl")

@@ -9,18 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-func engineSharedDir(t *testing.T) string {
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		return d
-	}
-	d, _ := filepath.Abs(filepath.Join("..", "..", "..", "shared"))
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
+	"github.com/ragkv/ragkv/internal/shared"
+)
 
 func runRagkv(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -34,7 +25,7 @@ func runRagkv(t *testing.T, args ...string) (string, error) {
 // TestGenerateGolden: `ragkv generate --temperature 0` prints exactly llama2.c run's
 // output for every golden line, from the .bin checkpoint and from the f32 GGUF.
 func TestGenerateGolden(t *testing.T) {
-	dir := filepath.Join(engineSharedDir(t), "models", "stories260K")
+	dir := filepath.Join(shared.Path(t), "models", "stories260K")
 	f, err := os.Open(filepath.Join(dir, "golden_greedy.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +65,7 @@ func TestGenerateFlagErrors(t *testing.T) {
 	if _, err := runRagkv(t, "generate", "--model", "/nonexistent/model.gguf", "--prompt", "x"); err == nil || !strings.Contains(err.Error(), "--model") {
 		t.Fatalf("missing model: %v", err)
 	}
-	dir := filepath.Join(engineSharedDir(t), "models", "stories260K")
+	dir := filepath.Join(shared.Path(t), "models", "stories260K")
 	if _, err := runRagkv(t, "generate", "--model", filepath.Join(dir, "stories260K-f32.gguf"), "--top-p", "2"); err == nil || !strings.Contains(err.Error(), "--top-p") {
 		t.Fatalf("bad top-p: %v", err)
 	}

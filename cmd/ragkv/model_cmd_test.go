@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/shared"
 )
 
 func TestModelInspectJSON(t *testing.T) {
-	dir := filepath.Join(engineSharedDir(t), "models", "stories260K")
+	dir := filepath.Join(shared.Path(t), "models", "stories260K")
 	out, err := runRagkv(t, "model", "inspect", filepath.Join(dir, "stories260K-q8_0.gguf"), "--json")
 	if err != nil {
 		t.Fatal(err)
