@@ -38,6 +38,8 @@ func main() {
 	matvecQ4KVNNI()
 	matvecQ45KVNNI(true)
 	matvecQ6KVNNI()
+	quantPanel(8)
+	quantPanel(4)
 	os.Stdout.WriteString(b.String())
 }
 
@@ -1092,6 +1094,93 @@ func matvecQ6KVNNI() {
 	p("\tVMULSS X3, X2, X2")
 	p("\tVSUBSS X2, X0, X0")
 	p("\tVMOVSS X0, ret+40(FP)")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// quantPanel writes quantPanelS<steps>(nsub int, x *float32, dst *byte): one token's
+// activations, nsub blocks of l = 4·steps floats, quantized per block to int8 as packXQ8
+// does (d = amax/127, q = round-to-even(x/d), sx = d·Σq) and stored into a packed X panel
+// at dst (the token's column: panel + 4j): per sub-block of xSubBytes(l) bytes, 4 bytes
+// at s·48 for each step s, d at steps·48, sx at steps·48 + 48.
+func quantPanel(steps int) {
+	name := fmt.Sprintf("quantPanelS%d", steps)
+	xs := steps*48 + 96
+	p("")
+	p("// func %s(nsub int, x *float32, dst *byte)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-24", name)
+	p("\tMOVQ nsub+0(FP), CX")
+	p("\tMOVQ x+8(FP), AX")
+	p("\tMOVQ dst+16(FP), DI")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("\tMOVL $0x7fffffff, R8")
+	p("\tVPBROADCASTD R8, Z15")
+	p("\tMOVL $0x42fe0000, R8") // 127.0
+	p("\tVMOVD R8, X14")
+	p("\tMOVL $0x3f800000, R8") // 1.0
+	p("\tVMOVD R8, X13")
+	p("%s_loop:", name)
+	p("\tVMOVUPS (AX), Z0")
+	p("\tVPANDD Z15, Z0, Z2")
+	if steps == 8 {
+		p("\tVMOVUPS 64(AX), Z1")
+		p("\tVPANDD Z15, Z1, Z3")
+		p("\tVMAXPS Z3, Z2, Z2")
+	}
+	p("\tVEXTRACTF64X4 $1, Z2, Y3")
+	p("\tVMAXPS Y3, Y2, Y2")
+	p("\tVEXTRACTF128 $1, Y2, X3")
+	p("\tVMAXPS X3, X2, X2")
+	p("\tVPERMILPS $0x4e, X2, X3")
+	p("\tVMAXPS X3, X2, X2")
+	p("\tVPERMILPS $0xb1, X2, X3")
+	p("\tVMAXPS X3, X2, X2")
+	p("\tVDIVSS X14, X2, X4") // d = amax/127
+	p("\tVXORPS X5, X5, X5")
+	p("\tVUCOMISS X5, X4")
+	p("\tJEQ %s_zero", name) // d == 0: id = 0, as packXQ8
+	p("\tVDIVSS X4, X13, X5") // id = 1/d
+	p("%s_zero:", name)
+	p("\tVBROADCASTSS X5, Z5")
+	p("\tVMULPS Z5, Z0, Z0")
+	p("\tVCVTPS2DQ Z0, Z0") // round to nearest even
+	if steps == 8 {
+		p("\tVMULPS Z5, Z1, Z1")
+		p("\tVCVTPS2DQ Z1, Z1")
+		p("\tVPADDD Z1, Z0, Z6")
+	} else {
+		p("\tVMOVDQA32 Z0, Z6")
+	}
+	p("\tVEXTRACTI64X4 $1, Z6, Y7")
+	p("\tVPADDD Y7, Y6, Y6")
+	p("\tVEXTRACTI128 $1, Y6, X7")
+	p("\tVPADDD X7, X6, X6")
+	p("\tVPSHUFD $0x4e, X6, X7")
+	p("\tVPADDD X7, X6, X6")
+	p("\tVPSHUFD $0xb1, X6, X7")
+	p("\tVPADDD X7, X6, X6")
+	p("\tVCVTDQ2PS X6, X6")
+	p("\tVMULSS X6, X4, X6") // sx = d·Σq
+	p("\tVPMOVSDB Z0, X0")
+	p("\tVMOVD X0, (DI)")
+	for s := 1; s < 4; s++ {
+		p("\tVPEXTRD $%d, X0, %d(DI)", s, 48*s)
+	}
+	if steps == 8 {
+		p("\tVPMOVSDB Z1, X1")
+		p("\tVMOVD X1, 192(DI)")
+		for s := 1; s < 4; s++ {
+			p("\tVPEXTRD $%d, X1, %d(DI)", s, 192+48*s)
+		}
+	}
+	p("\tVMOVSS X4, %d(DI)", steps*48)
+	p("\tVMOVSS X6, %d(DI)", steps*48+48)
+	p("\tADDQ $%d, AX", 16*steps)
+	p("\tADDQ $%d, DI", xs)
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
 }

@@ -136,3 +136,13 @@ func matvecQ4_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *f
 //
 //go:noescape
 func matvecQ5KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32
+
+// quantPanelS<steps> quantizes one token's activations, nsub blocks of 4·steps floats,
+// into its column of a packed quantized-GEMM X panel (dst = panel + 4·token), exactly as
+// packXQ8's pure-Go loop does.
+//
+//go:noescape
+func quantPanelS8(nsub int, x *float32, dst *byte)
+
+//go:noescape
+func quantPanelS4(nsub int, x *float32, dst *byte)

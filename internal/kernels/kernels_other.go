@@ -48,3 +48,6 @@ func matvecQ4_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *f
 func matvecQ5KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) float32 {
 	return 0
 }
+
+func quantPanelS8(nsub int, x *float32, dst *byte) {}
+func quantPanelS4(nsub int, x *float32, dst *byte) {}

@@ -387,3 +387,43 @@ func TestMatMulFloatActivations(t *testing.T) {
 		}
 	}
 }
+
+// TestPackXQ8Exact checks that the assembly quantization of activations writes the same
+// bytes as the pure-Go loop (zero blocks, tiny and huge magnitudes, ties, padding tokens).
+func TestPackXQ8Exact(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512 here: only the pure-Go quantization runs")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, l := range []int{32, 16} {
+		for _, sh := range []struct{ n, k int }{{1, l}, {5, 256}, {12, 576}, {17, 1536}} {
+			x := randomF32(rng, sh.n*sh.k)
+			for i := range x {
+				switch rng.IntN(40) {
+				case 0:
+					x[i] = 0
+				case 1:
+					x[i] *= 1e-30
+				case 2:
+					x[i] *= 1e30
+				case 3:
+					x[i] = float32(rng.IntN(255)-127) / 2 // ties after scaling
+				}
+			}
+			clear(x[:l]) // an all-zero block
+			sz := (sh.k / l) * xSubBytes(l)
+			for j0 := 0; j0 < sh.n; j0 += nrQ {
+				got, want := make([]byte, sz), make([]byte, sz)
+				packXQ8(got, x, sh.n, sh.k, j0, l)
+				useAVX512 = false
+				packXQ8(want, x, sh.n, sh.k, j0, l)
+				useAVX512 = true
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("l=%d n=%d k=%d j0=%d: byte %d = %#x, pure Go %#x", l, sh.n, sh.k, j0, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -90,6 +90,15 @@ func packXQ8(dst []byte, x []float32, n, k, j0, l int) {
 			continue
 		}
 		row := x[(j0+j)*k : (j0+j+1)*k]
+		if useAVX512 && nsub > 0 {
+			_ = dst[(nsub-1)*xs+steps*48+48+4*j+3]
+			if steps == 8 {
+				quantPanelS8(nsub, &row[0], &dst[4*j])
+			} else {
+				quantPanelS4(nsub, &row[0], &dst[4*j])
+			}
+			continue
+		}
 		for g := range nsub {
 			blk := row[g*l : (g+1)*l]
 			var amax float32
