@@ -1139,7 +1139,7 @@ func quantPanel(steps int) {
 	p("\tVDIVSS X14, X2, X4") // d = amax/127
 	p("\tVXORPS X5, X5, X5")
 	p("\tVUCOMISS X5, X4")
-	p("\tJEQ %s_zero", name) // d == 0: id = 0, as packXQ8
+	p("\tJEQ %s_zero", name)  // d == 0: id = 0, as packXQ8
 	p("\tVDIVSS X4, X13, X5") // id = 1/d
 	p("%s_zero:", name)
 	p("\tVBROADCASTSS X5, Z5")
