@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/model/internal/vmath"
@@ -57,12 +58,13 @@ type scratch struct {
 	slots   int
 	itemsPW int
 
-	// GEMM attention buffers and block parameters
-	kh, vt, qg, og, sc, rowInv []float32
-	smB0, smNB, smTb, smG      int
-	softmaxFn                  func(lo, hi int)
-	siluFn                     func(lo, hi int)
-	normFn, biasRopeFn         func(lo, hi int)
+	// GEMM attention: work items, the next one to take, per-worker scratch
+	aItems             []attnItem
+	aNext              atomic.Int64
+	aSlots             []attnSlot
+	attnItemsFn        func(lo, hi int)
+	siluFn             func(lo, hi int)
+	normFn, biasRopeFn func(lo, hi int)
 	// per-token step parameters
 	tokX     []float32
 	tokPos   []int
@@ -75,7 +77,7 @@ func (m *Model) newScratch(n int) *scratch {
 	s.slots = m.pool.Threads()
 	s.scores = make([][]float32, s.slots)
 	s.attnFn = s.attnRange
-	s.softmaxFn = s.softmaxRows
+	s.attnItemsFn = s.attnItems
 	s.siluFn = s.siluRows
 	s.normFn = s.normRows
 	s.biasRopeFn = s.biasRopeRows

@@ -61,13 +61,13 @@ func (p *Pool) packXF32Range(lo, hi int) {
 	k := c.w.Cols
 	xp := p.shared.xf
 	for jp := lo; jp < hi; jp++ {
-		packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], c.x, c.n, k, jp*nrF)
+		packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], c.x, k, c.n, k, jp*nrF)
 	}
 }
 
-// packXF32 packs tokens [j0, j0+nrF) of x (n×k) into one k-major panel, zero-padding
-// tokens past n.
-func packXF32(dst, x []float32, n, k, j0 int) {
+// packXF32 packs tokens [j0, j0+nrF) of x (n×k, token j at x[j*ldx:]) into one k-major
+// panel, zero-padding tokens past n.
+func packXF32(dst, x []float32, ldx, n, k, j0 int) {
 	for j := range nrF {
 		if j0+j >= n {
 			for c := range k {
@@ -75,7 +75,7 @@ func packXF32(dst, x []float32, n, k, j0 int) {
 			}
 			continue
 		}
-		row := x[(j0+j)*k : (j0+j+1)*k]
+		row := x[(j0+j)*ldx : (j0+j)*ldx+k]
 		for c, v := range row {
 			dst[c*nrF+j] = v
 		}
