@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 
 	"github.com/ragkv/ragkv/internal/kernels"
@@ -43,7 +44,8 @@ type scratch struct {
 	hb     []float32 // n×Hidden
 	hb2    []float32 // n×Hidden
 	mass   []float32 // n×Heads
-	cs     []float32 // per token: cos, sin for each pair
+	cs     []float32 // per token: cos, sin for each pair (RoPE table of csPos)
+	csPos  []int     // the positions cs holds
 	rows   []int
 	pos    []int
 	scores [][]float32 // per worker slot
@@ -59,16 +61,19 @@ type scratch struct {
 	itemsPW int
 
 	// GEMM attention: work items, the next one to take, per-worker scratch
-	aItems             []attnItem
-	aNext              atomic.Int64
-	aSlots             []attnSlot
-	attnItemsFn        func(lo, hi int)
-	siluFn             func(lo, hi int)
-	normFn, biasRopeFn func(lo, hi int)
+	aItems                              []attnItem
+	aNext                               atomic.Int64
+	aSlots                              []attnSlot
+	attnItemsFn                         func(lo, hi int)
+	siluFn                              func(lo, hi int)
+	normFn, biasRopeFn, ropeFn, residFn func(lo, hi int)
 	// per-token step parameters
 	tokX     []float32
-	tokPos   []int
+	tokAdd   []float32 // if not nil, added to tokX (the residual) before the norm
 	tokNorm  []float32
+	tokRows  []int // KV rows receiving the fresh K/V, nil to skip the write
+	tokKV    *KV
+	tokL     int
 	tokLayer *layerWeights
 }
 
@@ -81,6 +86,8 @@ func (m *Model) newScratch(n int) *scratch {
 	s.siluFn = s.siluRows
 	s.normFn = s.normRows
 	s.biasRopeFn = s.biasRopeRows
+	s.ropeFn = s.ropeRows
+	s.residFn = s.residRows
 	s.grow(n)
 	return s
 }
@@ -100,7 +107,8 @@ func (s *scratch) grow(n int) {
 	s.hb = make([]float32, n*c.Hidden)
 	s.hb2 = make([]float32, n*c.Hidden)
 	s.mass = make([]float32, n*c.Heads)
-	s.cs = make([]float32, c.HeadDim)
+	s.cs = make([]float32, n*c.HeadDim)
+	s.csPos = make([]int, 0, n)
 	s.rows = make([]int, n)
 	s.pos = make([]int, n)
 }
@@ -113,12 +121,24 @@ func (s *scratch) growScores(t int) {
 	}
 }
 
+// rmsnorm writes w·x/rms(x) into out. The sum of squares is accumulated in float64, in
+// four independent partial sums (a single chain is bound by the add latency).
 func rmsnorm(out, x, w []float32, eps float32) {
-	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		a, b, c, d := float64(x[i]), float64(x[i+1]), float64(x[i+2]), float64(x[i+3])
+		s0 += a * a
+		s1 += b * b
+		s2 += c * c
+		s3 += d * d
 	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i]) * float64(x[i])
+	}
+	ss := (s0 + s1) + (s2 + s3)
 	inv := float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+	out, w = out[:len(x)], w[:len(x)]
 	for i, v := range x {
 		out[i] = w[i] * (inv * v)
 	}
@@ -310,7 +330,8 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	n := len(pos)
 	d, qd, kd := c.Dim, c.QDim(), c.KVDim()
 	xb, q, k, v := s.xb[:n*d], s.q[:n*qd], s.k[:n*kd], s.v[:n*kd]
-	s.tokX, s.tokPos, s.tokNorm = x, pos, w.attnNorm
+	s.ropeTable(pos)
+	s.tokX, s.tokAdd, s.tokNorm = x, nil, w.attnNorm
 	s.perToken(n, s.normFn)
 	if err := m.pool.MatMul(q, xb, n, &w.wq); err != nil {
 		return err
@@ -321,19 +342,17 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(v, xb, n, &w.wv); err != nil {
 		return err
 	}
-	s.tokLayer = w
+	s.tokLayer, s.tokRows, s.tokKV, s.tokL = w, rows, kv, l
+	if o.SkipWrite {
+		s.tokRows = nil
+	}
 	s.perToken(n, s.biasRopeFn)
+	s.tokRows, s.tokKV = nil, nil
 	if o.FreshK != nil {
 		copy(o.FreshK, k)
 	}
 	if o.FreshV != nil {
 		copy(o.FreshV, v)
-	}
-	if !o.SkipWrite {
-		for i, r := range rows {
-			copy(kv.K[l][r*kd:(r+1)*kd], k[i*kd:(i+1)*kd])
-			copy(kv.V[l][r*kd:(r+1)*kd], v[i*kd:(i+1)*kd])
-		}
 	}
 	if o.KVOnly {
 		return nil
@@ -364,10 +383,10 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(xb2, s.att[:n*qd], n, &w.wo); err != nil {
 		return err
 	}
-	kernels.Axpy(x[:n*d], 1, xb2)
-	// SwiGLU feed-forward.
-	s.tokNorm = w.ffnNorm
+	// SwiGLU feed-forward, after the residual add (done by the norm).
+	s.tokAdd, s.tokNorm = xb2, w.ffnNorm
 	s.perToken(n, s.normFn)
+	s.tokAdd = nil
 	hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
 	if err := m.pool.MatMul(hb, xb, n, &w.w1); err != nil {
 		return err
@@ -379,7 +398,9 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
 		return err
 	}
-	kernels.Axpy(x[:n*d], 1, xb2)
+	s.tokX, s.tokAdd = x, xb2
+	s.perToken(n, s.residFn)
+	s.tokX, s.tokAdd = nil, nil
 	return nil
 }
 
@@ -619,26 +640,53 @@ func (s *scratch) perToken(n int, fn func(lo, hi int)) {
 	}
 }
 
-// normRows writes RMSNorm(tokX)·tokNorm into xb for token rows [lo, hi).
+// normRows writes RMSNorm(tokX)·tokNorm into xb for token rows [lo, hi), after adding
+// tokAdd to tokX if set.
 func (s *scratch) normRows(lo, hi int) {
 	c := &s.m.Config
 	d := c.Dim
 	for i := lo; i < hi; i++ {
-		rmsnorm(s.xb[i*d:(i+1)*d], s.tokX[i*d:(i+1)*d], s.tokNorm, c.NormEps)
+		x := s.tokX[i*d : (i+1)*d]
+		if s.tokAdd != nil {
+			kernels.Axpy(x, 1, s.tokAdd[i*d:(i+1)*d])
+		}
+		rmsnorm(s.xb[i*d:(i+1)*d], x, s.tokNorm, c.NormEps)
 	}
 }
 
-// biasRopeRows adds the Q/K/V biases and applies RoPE to Q and K for token rows [lo, hi).
+// residRows adds tokAdd to tokX for token rows [lo, hi).
+func (s *scratch) residRows(lo, hi int) {
+	d := s.m.Config.Dim
+	kernels.Axpy(s.tokX[lo*d:hi*d], 1, s.tokAdd[lo*d:hi*d])
+}
+
+// ropeTable makes s.cs hold the RoPE cos, sin of every position of pos (HeadDim values
+// per token), computing them only if the positions differ from the last call's: the
+// layers of one forward pass share the table.
+func (s *scratch) ropeTable(pos []int) {
+	if slices.Equal(s.csPos, pos) {
+		return
+	}
+	s.csPos = append(s.csPos[:0], pos...)
+	s.perToken(len(pos), s.ropeFn)
+}
+
+// ropeRows fills the RoPE table rows [lo, hi) for the positions in s.csPos.
+func (s *scratch) ropeRows(lo, hi int) {
+	hd := s.m.Config.HeadDim
+	for i := lo; i < hi; i++ {
+		s.m.ropeCS(s.cs[i*hd:(i+1)*hd], float64(s.csPos[i]))
+	}
+}
+
+// biasRopeRows adds the Q/K/V biases and applies RoPE to Q and K for token rows [lo, hi),
+// then writes their K and V into the KV at tokRows (unless nil).
 func (s *scratch) biasRopeRows(lo, hi int) {
 	m := s.m
 	c := &m.Config
 	qd, kd := c.QDim(), c.KVDim()
 	w := s.tokLayer
-	var csBuf [1024]float32
-	cs := csBuf[:]
-	if c.HeadDim > len(csBuf) {
-		cs = make([]float32, c.HeadDim)
-	}
+	hd := c.HeadDim
 	for i := lo; i < hi; i++ {
 		q, k := s.q[i*qd:(i+1)*qd], s.k[i*kd:(i+1)*kd]
 		if w.bq != nil {
@@ -646,8 +694,13 @@ func (s *scratch) biasRopeRows(lo, hi int) {
 			kernels.Axpy(k, 1, w.bk)
 			kernels.Axpy(s.v[i*kd:(i+1)*kd], 1, w.bv)
 		}
-		m.ropeCS(cs, float64(s.tokPos[i]))
+		cs := s.cs[i*hd : (i+1)*hd]
 		m.rotate(q, c.Heads, cs)
 		m.rotate(k, c.KVHeads, cs)
+		if s.tokRows != nil {
+			r, l := s.tokRows[i], s.tokL
+			copy(s.tokKV.K[l][r*kd:(r+1)*kd], k)
+			copy(s.tokKV.V[l][r*kd:(r+1)*kd], s.v[i*kd:(i+1)*kd])
+		}
 	}
 }
