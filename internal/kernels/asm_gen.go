@@ -40,6 +40,7 @@ func main() {
 	matvecQ6KVNNI()
 	quantPanel(8)
 	quantPanel(4)
+	packX12()
 	os.Stdout.WriteString(b.String())
 }
 
@@ -1178,6 +1179,92 @@ func quantPanel(steps int) {
 	p("\tVMOVSS X6, %d(DI)", steps*48+48)
 	p("\tADDQ $%d, AX", 16*steps)
 	p("\tADDQ $%d, DI", xs)
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// packX12 writes packX12T16(nblk int, src unsafe.Pointer, lds int, dst *float32): for 12
+// rows of float32 (row j at src + j·lds bytes) and nblk blocks of 16 columns, the float
+// GEMM's X panel dst[c·12 + j] = row_j[c]. The 16×16 transpose network of packTranspose
+// runs with 4 rows of don't-care lanes, and each column is stored as 12 lanes.
+func packX12() {
+	name := "packX12T16"
+	p("")
+	p("// func %s(nblk int, src unsafe.Pointer, lds int, dst *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
+	p("\tMOVQ nblk+0(FP), CX")
+	p("\tMOVQ src+8(FP), AX")
+	p("\tMOVQ lds+16(FP), DX")
+	p("\tMOVQ dst+24(FP), DI")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	p("\tMOVL $0x0fff, R8")
+	p("\tKMOVW R8, K1")
+	p("%s_loop:", name)
+	p("\tMOVQ AX, SI")
+	p("\tLEAQ (AX)(DX*8), R8")
+	for r := 0; r < 12; r++ {
+		base := "SI"
+		idx := r
+		if r >= 8 {
+			base = "R8"
+			idx = r - 8
+		}
+		var mem string
+		switch idx {
+		case 0:
+			mem = fmt.Sprintf("(%s)", base)
+		case 1:
+			mem = fmt.Sprintf("(%s)(DX*1)", base)
+		case 2:
+			mem = fmt.Sprintf("(%s)(DX*2)", base)
+		case 4:
+			mem = fmt.Sprintf("(%s)(DX*4)", base)
+		default:
+			p("\tLEAQ (%s)(DX*%d), R9", base, map[int]int{3: 2, 5: 4, 6: 4, 7: 4}[idx])
+			switch idx {
+			case 3, 5:
+				mem = "(R9)(DX*1)"
+			case 6:
+				mem = "(R9)(DX*2)"
+			case 7:
+				p("\tADDQ DX, R9")
+				mem = "(R9)(DX*2)"
+			}
+		}
+		p("\tVMOVUPS %s, Z%d", mem, r)
+	}
+	// Rows 12..15 hold whatever the previous block left: their lanes are never stored.
+	for i := 0; i < 8; i++ {
+		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
+		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
+	}
+	for i := 0; i < 4; i++ {
+		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
+	}
+	for i := 0; i < 2; i++ {
+		for j := 0; j < 4; j++ {
+			a, b := 8*i+j, 8*i+4+j
+			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
+			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
+		}
+	}
+	for j := 0; j < 8; j++ {
+		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
+		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
+	}
+	for c := 0; c < 16; c++ {
+		p("\tVMOVUPS Z%d, K1, %d(DI)", c, 48*c)
+	}
+	p("\tADDQ $64, AX")
+	p("\tADDQ $768, DI")
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
 	p("%s_done:", name)

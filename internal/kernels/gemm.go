@@ -68,6 +68,19 @@ func (p *Pool) packXF32Range(lo, hi int) {
 // packXF32 packs tokens [j0, j0+nrF) of x (n×k, token j at x[j*ldx:]) into one k-major
 // panel, zero-padding tokens past n.
 func packXF32(dst, x []float32, ldx, n, k, j0 int) {
+	if useAVX512 && j0+nrF <= n && k >= 16 {
+		nblk := k / 16
+		_ = x[(j0+nrF-1)*ldx+k-1]
+		_ = dst[k*nrF-1]
+		packX12T16(nblk, unsafe.Pointer(&x[j0*ldx]), 4*ldx, &dst[0])
+		for j := range nrF {
+			row := x[(j0+j)*ldx : (j0+j)*ldx+k]
+			for c := nblk * 16; c < k; c++ {
+				dst[c*nrF+j] = row[c]
+			}
+		}
+		return
+	}
 	for j := range nrF {
 		if j0+j >= n {
 			for c := range k {

@@ -146,3 +146,9 @@ func quantPanelS8(nsub int, x *float32, dst *byte)
 
 //go:noescape
 func quantPanelS4(nsub int, x *float32, dst *byte)
+
+// packX12T16 packs 12 rows of float32 (row j at src + j·lds bytes), nblk blocks of 16
+// columns, into the float GEMM's X panel layout: dst[c·12 + j] = row_j[c].
+//
+//go:noescape
+func packX12T16(nblk int, src unsafe.Pointer, lds int, dst *float32)

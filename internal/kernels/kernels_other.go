@@ -51,3 +51,5 @@ func matvecQ5KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs *float32) 
 
 func quantPanelS8(nsub int, x *float32, dst *byte) {}
 func quantPanelS4(nsub int, x *float32, dst *byte) {}
+
+func packX12T16(nblk int, src unsafe.Pointer, lds int, dst *float32) {}
