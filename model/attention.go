@@ -45,6 +45,13 @@ func (s *scratch) attnGEMM() error {
 	if perHead := (2*s.slots + c.KVHeads - 1) / c.KVHeads; perHead > 1 {
 		B = min(B, max(16, (n+perHead-1)/perHead))
 	}
+	s.aSorted = true
+	for j := 1; j < T; j++ {
+		if kv.Pos[j] < kv.Pos[j-1] {
+			s.aSorted = false
+			break
+		}
+	}
 	s.aItems = s.aItems[:0]
 	for b0 := 0; b0 < n; b0 += B {
 		b1 := min(b0+B, n)
@@ -85,6 +92,21 @@ func (s *scratch) attnGEMM() error {
 	return nil
 }
 
+// visibleEnd returns the number of leading positions ≤ p of the non-decreasing kvPos
+// (for other orders, meaningless).
+func visibleEnd(kvPos []int, p int) int {
+	lo, hi := 0, len(kvPos)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if kvPos[mid] <= p {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
 func cost(it attnItem) int { return (it.b1 - it.b0) * it.tb }
 
 // attnItems runs worker slots [lo, hi): each takes items until none is left.
@@ -103,8 +125,14 @@ func (s *scratch) attnItems(lo, hi int) {
 	}
 }
 
+// attnChunkRows is about how many score rows (queries × the query heads of a KV head)
+// one pair of products covers inside an item: with keys in position order, each chunk
+// multiplies only by the keys its last query can see, which keeps the work wasted on the
+// causal mask to half a chunk per query.
+const attnChunkRows = 96
+
 // attnItem computes the attention output of queries [b0, b1) for the query heads of KV
-// head g.
+// head g. Score rows are ordered (query i, head hh): row i·G + hh.
 func (s *scratch) attnItem(sl *attnSlot, it attnItem) error {
 	c := &s.m.Config
 	hd, qd, kd := c.HeadDim, c.QDim(), c.KVDim()
@@ -112,72 +140,101 @@ func (s *scratch) attnItem(sl *attnSlot, it attnItem) error {
 	b0, nb, Tb, g := it.b0, it.b1-it.b0, it.tb, it.g
 	rowsN := G * nb
 	if Tb == 0 {
-		for hh := 0; hh < G; hh++ {
-			for i := b0; i < it.b1; i++ {
-				clear(s.att[i*qd+(g*G+hh)*hd : i*qd+(g*G+hh+1)*hd])
-				s.mass[i*c.Heads+g*G+hh] = 0
-			}
+		for i := b0; i < it.b1; i++ {
+			clear(s.att[i*qd+g*G*hd : i*qd+(g+1)*G*hd])
+			clear(s.mass[i*c.Heads+g*G : i*c.Heads+(g+1)*G])
 		}
 		return nil
 	}
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	// Q rows (hh, i) of the block for the G query heads sharing KV head g, scaled by 1/√d.
+	// Q rows of the block for the G query heads sharing KV head g (contiguous in q,
+	// already scaled by 1/√d).
 	sl.qg = growF32(sl.qg, rowsN*hd)
-	for hh := 0; hh < G; hh++ {
-		h := g*G + hh
-		for i := 0; i < nb; i++ {
-			dst := sl.qg[(hh*nb+i)*hd : (hh*nb+i+1)*hd]
-			for d, v := range s.q[(b0+i)*qd+h*hd : (b0+i)*qd+(h+1)*hd] {
-				dst[d] = v * scale
-			}
-		}
+	for i := 0; i < nb; i++ {
+		copy(sl.qg[i*G*hd:(i+1)*G*hd], s.q[(b0+i)*qd+g*G*hd:(b0+i)*qd+(g+1)*G*hd])
 	}
 	K, V := s.aKV.K[s.aLayer], s.aKV.V[s.aLayer]
 	sl.sc = growF32(sl.sc, rowsN*Tb)
-	if err := sl.gemm.MulABt(sl.sc, Tb, sl.qg, hd, K[g*hd:], kd, rowsN, Tb, hd); err != nil {
-		return err
-	}
 	sl.rowInv = growF32(sl.rowInv, rowsN)
-	s.softmaxRows(sl, b0, nb, Tb, g)
 	sl.og = growF32(sl.og, rowsN*hd)
-	if err := sl.gemm.MulAB(sl.og, hd, sl.sc, Tb, V[g*hd:], kd, rowsN, hd, Tb); err != nil {
-		return err
-	}
-	for hh := 0; hh < G; hh++ {
-		h := g*G + hh
-		for i := 0; i < nb; i++ {
-			inv := sl.rowInv[hh*nb+i]
-			dst := s.att[(b0+i)*qd+h*hd : (b0+i)*qd+(h+1)*hd]
-			for d, v := range sl.og[(hh*nb+i)*hd : (hh*nb+i+1)*hd] {
-				dst[d] = v * inv
+	qc := max(1, attnChunkRows/G)
+	for i0 := 0; i0 < nb; i0 += qc {
+		i1 := min(i0+qc, nb)
+		tEnd := Tb
+		if s.aSorted {
+			maxPos := s.aPos[b0+i0]
+			for _, p := range s.aPos[b0+i0 : b0+i1] {
+				maxPos = max(maxPos, p)
 			}
+			tEnd = visibleEnd(s.aKV.Pos[:Tb], maxPos)
+		}
+		r0, rows := i0*G, (i1-i0)*G
+		sc := sl.sc[r0*Tb : (r0+rows)*Tb]
+		if tEnd > 0 {
+			if err := sl.gemm.MulABt(sc, Tb, sl.qg[r0*hd:], hd, K[g*hd:], kd, rows, tEnd, hd); err != nil {
+				return err
+			}
+		}
+		s.softmaxRows(sl, b0, r0, rows, Tb, tEnd, g)
+		og := sl.og[r0*hd : (r0+rows)*hd]
+		if tEnd == 0 {
+			clear(og)
+			continue
+		}
+		if err := sl.gemm.MulAB(og, hd, sc, Tb, V[g*hd:], kd, rows, hd, tEnd); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < nb; i++ {
+		dst := s.att[(b0+i)*qd+g*G*hd : (b0+i)*qd+(g+1)*G*hd]
+		copy(dst, sl.og[i*G*hd:(i+1)*G*hd])
+		for hh := 0; hh < G; hh++ {
+			kernels.Scale(dst[hh*hd:(hh+1)*hd], sl.rowInv[i*G+hh])
 		}
 	}
 	return nil
 }
 
-// softmaxRows normalizes the score rows of one item (queries [b0, b0+nb) of the query
-// heads of KV head g, against Tb keys) with the causal mask by absolute position, leaving
-// exp(score − max) in sl.sc and 1/Σ in sl.rowInv (P·V is normalized afterwards: n×hd work
-// instead of n×T), and records outside-span mass.
-func (s *scratch) softmaxRows(sl *attnSlot, b0, nb, Tb, g int) {
+// softmaxRows normalizes score rows [r0, r0+rows) of one item (query b0 + r/G, head
+// r%G of KV head g; row stride Tb, the first tEnd columns computed) with the causal mask
+// by absolute position, leaving exp(score − max) in sl.sc (zero where masked) and 1/Σ in
+// sl.rowInv (P·V is normalized afterwards: n×hd work instead of n×T), and records
+// outside-span mass. A row that sees no key gets zero weights.
+func (s *scratch) softmaxRows(sl *attnSlot, b0, r0, rows, Tb, tEnd, g int) {
 	c := &s.m.Config
 	G := c.Heads / c.KVHeads
-	kvPos := s.aKV.Pos[:Tb]
-	for r := 0; r < G*nb; r++ {
-		hh, i := r/nb, r%nb
+	kvPos := s.aKV.Pos[:tEnd]
+	for r := r0; r < r0+rows; r++ {
+		i, hh := r/G, r%G
 		q := b0 + i
 		p := s.aPos[q]
-		row := sl.sc[r*Tb : (r+1)*Tb]
-		maxv := float32(math.Inf(-1))
-		for j, kp := range kvPos {
-			if kp <= p {
-				if v := row[j]; v > maxv {
-					maxv = v
-				}
-			} else {
-				row[j] = float32(math.Inf(-1))
+		row := sl.sc[r*Tb : r*Tb+tEnd]
+		var maxv float32
+		if s.aSorted {
+			// Keys in position order: the visible ones are a prefix.
+			end := visibleEnd(kvPos, p)
+			clear(row[end:])
+			row = row[:end]
+			maxv = float32(math.Inf(-1))
+			if end > 0 {
+				maxv = vmath.Max(row)
 			}
+		} else {
+			maxv = float32(math.Inf(-1))
+			for j, kp := range kvPos {
+				if kp <= p {
+					if v := row[j]; v > maxv {
+						maxv = v
+					}
+				} else {
+					row[j] = float32(math.Inf(-1))
+				}
+			}
+		}
+		if math.IsInf(float64(maxv), -1) {
+			clear(row)
+			sl.rowInv[r] = 0
+			s.mass[q*c.Heads+g*G+hh] = 0
+			continue
 		}
 		sum := vmath.ExpSum(row, maxv)
 		inv := 1 / sum

@@ -62,6 +62,8 @@ type scratch struct {
 
 	// GEMM attention: work items, the next one to take, per-worker scratch
 	aItems                              []attnItem
+	qScale                              float32 // 1/√HeadDim
+	aSorted                             bool    // the KV positions are non-decreasing
 	aNext                               atomic.Int64
 	aSlots                              []attnSlot
 	attnItemsFn                         func(lo, hi int)
@@ -88,6 +90,7 @@ func (m *Model) newScratch(n int) *scratch {
 	s.biasRopeFn = s.biasRopeRows
 	s.ropeFn = s.ropeRows
 	s.residFn = s.residRows
+	s.qScale = float32(1 / math.Sqrt(float64(m.Config.HeadDim)))
 	s.grow(n)
 	return s
 }
@@ -412,7 +415,6 @@ func (s *scratch) attnRange(lo, hi int) {
 	kv := s.aKV
 	T := kv.Len()
 	K, V := kv.K[s.aLayer], kv.V[s.aLayer]
-	scale := float32(1 / math.Sqrt(float64(hd)))
 	items := s.aN * c.Heads
 	for slot := lo; slot < hi; slot++ {
 		sc := s.scores[slot][:T]
@@ -427,7 +429,7 @@ func (s *scratch) attnRange(lo, hi int) {
 					sc[j] = float32(math.Inf(-1))
 					continue
 				}
-				sv := kernels.Dot(qv, K[j*kd+off:j*kd+off+hd]) * scale
+				sv := kernels.Dot(qv, K[j*kd+off:j*kd+off+hd]) // q is scaled by 1/√d
 				sc[j] = sv
 				if sv > maxv {
 					maxv = sv
@@ -696,6 +698,7 @@ func (s *scratch) biasRopeRows(lo, hi int) {
 		}
 		cs := s.cs[i*hd : (i+1)*hd]
 		m.rotate(q, c.Heads, cs)
+		kernels.Scale(q, s.qScale) // attention's 1/√d, folded into Q
 		m.rotate(k, c.KVHeads, cs)
 		if s.tokRows != nil {
 			r, l := s.tokRows[i], s.tokL

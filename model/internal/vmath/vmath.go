@@ -1,5 +1,5 @@
 // Package vmath holds the engine's element-wise float32 math that is too hot for scalar
-// Go: exp for softmax and the SwiGLU gate. On amd64 with AVX2 and FMA the loops run in
+// Go: exp for softmax and the SwiGLU gate, and the row maximum of softmax. On amd64 with AVX2 and FMA the loops run in
 // Go assembly (8 lanes; Cody–Waite range reduction and a degree-6 polynomial, relative
 // error < 3e-7); elsewhere, and for the tails, the same formula in Go.
 package vmath
@@ -21,6 +21,23 @@ func ExpSum(x []float32, m float32) float32 {
 		s += e
 	}
 	return s
+}
+
+// Max returns the largest element of a non-empty x (with NaNs, which one wins is
+// unspecified).
+func Max(x []float32) float32 {
+	m := x[0]
+	n := 0
+	if useAVX2 && len(x) >= 8 {
+		n = len(x) &^ 7
+		m = maxAVX2(x[:n])
+	}
+	for _, v := range x[n:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m
 }
 
 // SiluMul sets h[i] = silu(h[i])·u[i] = h[i]·u[i] / (1 + exp(−h[i])).

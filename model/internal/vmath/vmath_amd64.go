@@ -9,3 +9,6 @@ func expSumAVX2(x []float32, m float32) float32
 
 //go:noescape
 func siluMulAVX2(h, u []float32)
+
+//go:noescape
+func maxAVX2(x []float32) float32

@@ -10,4 +10,5 @@ func TestPureGo(t *testing.T) {
 	defer func() { useAVX2 = saved }()
 	TestExpSum(t)
 	TestSiluMul(t)
+	TestMax(t)
 }

@@ -2,6 +2,7 @@ package vmath
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -88,5 +89,20 @@ func BenchmarkExpSum(b *testing.B) {
 			x[i] = -float32(i%300) * 0.1
 		}
 		ExpSum(x, 0)
+	}
+}
+
+func TestMax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 1; n < 200; n++ {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64()) - 100
+		}
+		at := rng.IntN(n)
+		x[at] = 7 // the maximum, anywhere (including the tail)
+		if got := Max(x); got != 7 {
+			t.Fatalf("n=%d, max at %d: Max = %v", n, at, got)
+		}
 	}
 }
