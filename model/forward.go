@@ -62,6 +62,8 @@ type scratch struct {
 
 	// GEMM attention: work items, the next one to take, per-worker scratch
 	aItems                              []attnItem
+	mmOuts                              [3][]float32 // MatMulMulti arguments
+	mmWs                                [3]*kernels.Mat
 	qScale                              float32 // 1/√HeadDim
 	aSorted                             bool    // the KV positions are non-decreasing
 	aNext                               atomic.Int64
@@ -336,13 +338,11 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	s.ropeTable(pos)
 	s.tokX, s.tokAdd, s.tokNorm = x, nil, w.attnNorm
 	s.perToken(n, s.normFn)
-	if err := m.pool.MatMul(q, xb, n, &w.wq); err != nil {
-		return err
-	}
-	if err := m.pool.MatMul(k, xb, n, &w.wk); err != nil {
-		return err
-	}
-	if err := m.pool.MatMul(v, xb, n, &w.wv); err != nil {
+	s.mmOuts[0], s.mmOuts[1], s.mmOuts[2] = q, k, v
+	s.mmWs[0], s.mmWs[1], s.mmWs[2] = &w.wq, &w.wk, &w.wv
+	err := m.pool.MatMulMulti(s.mmOuts[:3], xb, n, s.mmWs[:3])
+	s.mmOuts = [3][]float32{}
+	if err != nil {
 		return err
 	}
 	s.tokLayer, s.tokRows, s.tokKV, s.tokL = w, rows, kv, l
@@ -391,10 +391,11 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	s.perToken(n, s.normFn)
 	s.tokAdd = nil
 	hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
-	if err := m.pool.MatMul(hb, xb, n, &w.w1); err != nil {
-		return err
-	}
-	if err := m.pool.MatMul(hb2, xb, n, &w.w3); err != nil {
+	s.mmOuts[0], s.mmOuts[1] = hb, hb2
+	s.mmWs[0], s.mmWs[1] = &w.w1, &w.w3
+	err = m.pool.MatMulMulti(s.mmOuts[:2], xb, n, s.mmWs[:2])
+	s.mmOuts = [3][]float32{}
+	if err != nil {
 		return err
 	}
 	m.pool.Parallel(n, s.siluFn)

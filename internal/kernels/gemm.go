@@ -43,14 +43,17 @@ func (p *Pool) gemmThreshold(t DType) int {
 	return 12
 }
 
-func (p *Pool) gemmFloat(out, x []float32, n int, w *Mat) {
-	k, m := w.Cols, w.Rows
-	npan := (n + nrF - 1) / nrF
-	p.cur.npan = npan
+// gemmFloat multiplies the current call's matrices (p.cur.ws) by its activations, packed
+// once for all of them.
+func (p *Pool) gemmFloat() {
+	c := &p.cur
+	k := c.ws[0].Cols
+	npan := (c.n + nrF - 1) / nrF
+	c.npan = npan
 	p.shared.xf = growF32(p.shared.xf, npan*k*nrF)
 	p.run(npan, 1, jobPackXF32)
-	if rowChunks := (m + mrF - 1) / mrF; rowChunks >= p.threads || npan < p.threads {
-		p.run(m, mrF, jobGemmFloatRows)
+	if rows := c.virtualRows(mrF); rows/mrF >= p.threads || npan < p.threads {
+		p.run(rows, mrF, jobGemmFloatRows)
 	} else {
 		p.run(npan, 1, jobGemmFloatPanels)
 	}
@@ -58,7 +61,7 @@ func (p *Pool) gemmFloat(out, x []float32, n int, w *Mat) {
 
 func (p *Pool) packXF32Range(lo, hi int) {
 	c := &p.cur
-	k := c.w.Cols
+	k := c.ws[0].Cols
 	xp := p.shared.xf
 	for jp := lo; jp < hi; jp++ {
 		packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], c.x, k, c.n, k, jp*nrF)
@@ -95,9 +98,9 @@ func packXF32(dst, x []float32, ldx, n, k, j0 int) {
 	}
 }
 
-// gemmFloatRange computes output rows [r0, r1) for token panels [jp0, jp1).
-func (p *Pool) gemmFloatRange(wid, r0, r1, jp0, jp1 int) {
-	out, xp, n, w := p.cur.out, p.shared.xf, p.cur.n, p.cur.w
+// gemmFloatRange computes output rows [r0, r1) of out = x·wᵀ for token panels [jp0, jp1).
+func (p *Pool) gemmFloatRange(wid int, out []float32, w *Mat, r0, r1, jp0, jp1 int) {
+	xp, n := p.shared.xf, p.cur.n
 	ws := &p.scratch[wid]
 	k, m := w.Cols, w.Rows
 	ws.wf = growF32(ws.wf, mcF*kcF)

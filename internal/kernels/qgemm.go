@@ -39,15 +39,18 @@ func subLen(t DType) int {
 func wSubBytes(l int) int { return l/4*64 + 2*4*mrQ }
 func xSubBytes(l int) int { return l/4*48 + 2*4*nrQ }
 
-func (p *Pool) gemmQuant(out, x []float32, n int, w *Mat) {
-	k, m := w.Cols, w.Rows
-	l := subLen(w.Type)
-	npan := (n + nrQ - 1) / nrQ
-	p.cur.npan = npan
+// gemmQuant multiplies the current call's matrices (p.cur.ws, all with the same sub-block
+// length) by its activations, quantized and packed once for all of them.
+func (p *Pool) gemmQuant() {
+	c := &p.cur
+	k := c.ws[0].Cols
+	l := subLen(c.ws[0].Type)
+	npan := (c.n + nrQ - 1) / nrQ
+	c.npan = npan
 	p.shared.xq = growBytes(p.shared.xq, npan*(k/l)*xSubBytes(l))
 	p.run(npan, 1, jobPackXQ8)
-	if rowChunks := (m + mrQ - 1) / mrQ; rowChunks >= p.threads || npan < p.threads {
-		p.run(m, mrQ, jobGemmQuantRows)
+	if rows := c.virtualRows(mrQ); rows/mrQ >= p.threads || npan < p.threads {
+		p.run(rows, mrQ, jobGemmQuantRows)
 	} else {
 		p.run(npan, 1, jobGemmQuantPanels)
 	}
@@ -55,8 +58,8 @@ func (p *Pool) gemmQuant(out, x []float32, n int, w *Mat) {
 
 func (p *Pool) packXQ8Range(lo, hi int) {
 	c := &p.cur
-	k := c.w.Cols
-	l := subLen(c.w.Type)
+	k := c.ws[0].Cols
+	l := subLen(c.ws[0].Type)
 	sz := (k / l) * xSubBytes(l)
 	for jp := lo; jp < hi; jp++ {
 		packXQ8(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l)
@@ -128,9 +131,9 @@ func packXQ8(dst []byte, x []float32, n, k, j0, l int) {
 	}
 }
 
-// gemmQuantRange computes output rows [r0, r1) for token panels [jp0, jp1).
-func (p *Pool) gemmQuantRange(wid, r0, r1, jp0, jp1 int) {
-	out, xq, n, w := p.cur.out, p.shared.xq, p.cur.n, p.cur.w
+// gemmQuantRange computes output rows [r0, r1) of out = x·wᵀ for token panels [jp0, jp1).
+func (p *Pool) gemmQuantRange(wid int, out []float32, w *Mat, r0, r1, jp0, jp1 int) {
+	xq, n := p.shared.xq, p.cur.n
 	ws := &p.scratch[wid]
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
