@@ -86,6 +86,7 @@ const (
 	jobGemmQuantPanels
 	jobMatVec
 	jobMatVecK
+	jobMatVecMulti
 )
 
 // do runs worker wid's share [lo, hi) of the current job.
@@ -108,6 +109,8 @@ func (p *Pool) do(wid, lo, hi int) {
 		p.matVecRange(wid, lo, hi)
 	case jobMatVecK:
 		p.matVecKRange(lo, hi)
+	case jobMatVecMulti:
+		p.matVecMultiRange(wid, lo, hi)
 	}
 }
 
@@ -154,9 +157,10 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 // MatMulMulti computes outs[i] = MatMul(x, ws[i]) for matrices that share Cols (the
 // attention's Q/K/V projections, the feed-forward's gate and up), in one call: when all
 // take the GEMM path with one packed form of the activations (float, or quantized with
-// one sub-block length), x is packed (quantized) once for all of them and the workers
-// share out the rows of all the matrices together; otherwise it is MatMul for each. The
-// validation and results are those of MatMul; ws and outs are only read during the call.
+// one sub-block length), or all the matrix-vector path with float, q8_0 or q4_0 weights,
+// x is packed (quantized) once for all of them and the workers share out the rows of all
+// the matrices together; otherwise it is MatMul for each. The validation and results are
+// those of MatMul; ws and outs are only read during the call.
 func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) error {
 	if len(outs) != len(ws) {
 		return fmt.Errorf("%w: %d outputs for %d matrices", ErrShape, len(outs), len(ws))
@@ -172,14 +176,17 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 	if len(ws) == 0 || n == 0 {
 		return nil
 	}
-	shared := ws[0].Cols > 0
+	gemm, matVec := ws[0].Cols > 0, ws[0].Cols > 0 && p.matVecMultiOK(ws)
 	for _, w := range ws {
 		if w.Rows == 0 || n < p.gemmThreshold(w.Type) || p.floatForm(w.Type) != p.floatForm(ws[0].Type) ||
 			!p.floatForm(w.Type) && subLen(w.Type) != subLen(ws[0].Type) {
-			shared = false
+			gemm = false
+		}
+		if w.Rows == 0 || n >= p.gemmThreshold(w.Type) {
+			matVec = false
 		}
 	}
-	if !shared {
+	if !gemm && !matVec {
 		for i, w := range ws {
 			if err := p.MatMul(outs[i], x, n, w); err != nil {
 				return err
@@ -191,6 +198,10 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 	defer p.mu.Unlock()
 	p.cur = call{x: x, n: n, ws: ws, outs: outs}
 	defer func() { p.cur = call{} }()
+	if matVec {
+		p.matVecMulti()
+		return nil
+	}
 	if p.floatForm(ws[0].Type) {
 		p.gemmFloat()
 	} else {

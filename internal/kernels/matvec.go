@@ -31,15 +31,10 @@ func (p *Pool) matVecFast(t DType) bool {
 }
 
 func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
-	k := w.Cols
 	if p.matVecFast(w.Type) {
 		switch w.Type {
 		case Q8_0, Q4_0:
-			nblk := k / qk8_0
-			p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
-			for i := range n {
-				quantXMatvec(p.shared.xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
-			}
+			p.quantXMatvecAll(x, n, w.Cols)
 		case Q4_K, Q5_K, Q6_K:
 			p.matVecK(x, n, w)
 			return
@@ -48,9 +43,63 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 	p.run(w.Rows, 4, jobMatVec)
 }
 
-// matVecRange computes output rows [lo, hi).
-func (p *Pool) matVecRange(wid, lo, hi int) {
-	out, x, n, w := p.cur.out, p.cur.x, p.cur.n, p.cur.w
+// quantXMatvecAll quantizes the n activation rows (k each) for matvecQ8_0x4/matvecQ4_0x4.
+func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
+	nblk := k / qk8_0
+	p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
+	for i := range n {
+		quantXMatvec(p.shared.xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
+	}
+}
+
+// matVecMultiOK reports whether the matrices can share one matrix-vector job (MatMulMulti
+// with few tokens): float, q8_0 and q4_0 weights, whose activations are used as they are or
+// quantized in one layout.
+func (p *Pool) matVecMultiOK(ws []*Mat) bool {
+	for _, w := range ws {
+		switch w.Type {
+		case F32, F16, BF16, Q8_0, Q4_0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// matVecMulti runs the current call's matrices (p.cur.ws) as one matrix-vector job over
+// their concatenated rows (each starting at a multiple of 4).
+func (p *Pool) matVecMulti() {
+	c := &p.cur
+	for _, w := range c.ws {
+		if p.matVecFast(w.Type) && (w.Type == Q8_0 || w.Type == Q4_0) {
+			p.quantXMatvecAll(c.x, c.n, w.Cols)
+			break
+		}
+	}
+	p.run(c.virtualRows(4), 4, jobMatVecMulti)
+}
+
+// matVecRange computes output rows [lo, hi) of the current call's matrix.
+func (p *Pool) matVecRange(wid, lo, hi int) { p.matVecRows(wid, p.cur.out, p.cur.w, lo, hi) }
+
+// matVecMultiRange computes rows [lo, hi) of the concatenated rows of p.cur.ws.
+func (p *Pool) matVecMultiRange(wid, lo, hi int) {
+	c := &p.cur
+	base := 0
+	for i, w := range c.ws {
+		if r0, r1 := max(lo-base, 0), min(hi-base, w.Rows); r0 < r1 {
+			p.matVecRows(wid, c.outs[i], w, r0, r1)
+		}
+		base += (w.Rows + 3) / 4 * 4
+		if base >= hi {
+			return
+		}
+	}
+}
+
+// matVecRows computes rows [lo, hi) of out = x·wᵀ.
+func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
+	x, n := p.cur.x, p.cur.n
 	k, m := w.Cols, w.Rows
 	rb := w.RowBytes()
 	nblk := k / qk8_0

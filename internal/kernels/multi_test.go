@@ -27,7 +27,7 @@ func TestMatMulMulti(t *testing.T) {
 		for _, fa := range []bool{false, true} {
 			p.SetFloatActivations(fa)
 			for _, st := range sets {
-				for _, n := range []int{1, 13, 50} {
+				for _, n := range []int{1, 3, 13, 50} {
 					const cols = 512
 					rows := []int{70, 16, 33}[:len(st.types)]
 					ws := make([]*Mat, len(st.types))
