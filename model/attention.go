@@ -45,13 +45,6 @@ func (s *scratch) attnGEMM() error {
 	if perHead := (2*s.slots + c.KVHeads - 1) / c.KVHeads; perHead > 1 {
 		B = min(B, max(16, (n+perHead-1)/perHead))
 	}
-	s.aSorted = true
-	for j := 1; j < T; j++ {
-		if kv.Pos[j] < kv.Pos[j-1] {
-			s.aSorted = false
-			break
-		}
-	}
 	s.aItems = s.aItems[:0]
 	for b0 := 0; b0 < n; b0 += B {
 		b1 := min(b0+B, n)

@@ -362,6 +362,13 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	}
 	// Attention, parallel over (token, head) items split into one range per worker slot.
 	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
+	s.aSorted = true
+	for j := 1; j < kv.Len(); j++ {
+		if kv.Pos[j] < kv.Pos[j-1] {
+			s.aSorted = false
+			break
+		}
+	}
 	if n >= gemmAttnMin {
 		if err := s.attnGEMM(); err != nil {
 			return err
@@ -408,7 +415,9 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	return nil
 }
 
-// attnRange handles worker slots [lo, hi) of the current attention call.
+// attnRange handles worker slots [lo, hi) of the current attention call (few queries):
+// per (query, head), the scores against every key at once (kernels.DotRows), the
+// softmax, and the weighted sum of the values (kernels.AxpyRows).
 func (s *scratch) attnRange(lo, hi int) {
 	c := &s.m.Config
 	hd, qd, kd := c.HeadDim, c.QDim(), c.KVDim()
@@ -418,42 +427,49 @@ func (s *scratch) attnRange(lo, hi int) {
 	K, V := kv.K[s.aLayer], kv.V[s.aLayer]
 	items := s.aN * c.Heads
 	for slot := lo; slot < hi; slot++ {
-		sc := s.scores[slot][:T]
 		for it := slot * s.itemsPW; it < min((slot+1)*s.itemsPW, items); it++ {
 			i, h := it/c.Heads, it%c.Heads
 			p := s.aPos[i]
-			qv := s.q[i*qd+h*hd : i*qd+(h+1)*hd]
+			qv := s.q[i*qd+h*hd : i*qd+(h+1)*hd] // scaled by 1/√d
 			off := (h / group) * hd
-			maxv := float32(math.Inf(-1))
-			for j := 0; j < T; j++ {
-				if kv.Pos[j] > p {
-					sc[j] = float32(math.Inf(-1))
-					continue
-				}
-				sv := kernels.Dot(qv, K[j*kd+off:j*kd+off+hd]) // q is scaled by 1/√d
-				sc[j] = sv
-				if sv > maxv {
-					maxv = sv
-				}
-			}
-			sum := vmath.ExpSum(sc, maxv)
 			out := s.att[i*qd+h*hd : i*qd+(h+1)*hd]
-			for t := range out {
-				out[t] = 0
+			end := T
+			if s.aSorted {
+				end = visibleEnd(kv.Pos[:T], p) // keys in position order: a visible prefix
 			}
-			inv := 1 / sum
-			var outside float32
-			for j, e := range sc {
-				if e == 0 {
-					continue
-				}
-				a := e * inv
-				kernels.Axpy(out, a, V[j*kd+off:j*kd+off+hd])
-				if s.aSpan != nil && (kv.Pos[j] < s.aSpan.Lo || kv.Pos[j] >= s.aSpan.Hi) {
-					outside += a
+			sc := s.scores[slot][:end]
+			maxv := float32(math.Inf(-1))
+			if end > 0 {
+				kernels.DotRows(sc, qv, K[off:], kd)
+				if s.aSorted {
+					maxv = vmath.Max(sc)
+				} else {
+					for j, v := range sc {
+						if kv.Pos[j] > p {
+							sc[j] = float32(math.Inf(-1))
+						} else if v > maxv {
+							maxv = v
+						}
+					}
 				}
 			}
-			s.mass[it] = outside
+			clear(out)
+			if math.IsInf(float64(maxv), -1) { // no visible key
+				s.mass[it] = 0
+				continue
+			}
+			inv := 1 / vmath.ExpSum(sc, maxv)
+			kernels.AxpyRows(out, sc, V[off:], kd)
+			kernels.Scale(out, inv)
+			if s.aSpan != nil {
+				var outside float32
+				for j, e := range sc {
+					if kv.Pos[j] < s.aSpan.Lo || kv.Pos[j] >= s.aSpan.Hi {
+						outside += e
+					}
+				}
+				s.mass[it] = outside * inv
+			}
 		}
 	}
 }

@@ -41,6 +41,7 @@ func main() {
 	quantPanel(8)
 	quantPanel(4)
 	packX12()
+	axpyRows()
 	os.Stdout.WriteString(b.String())
 }
 
@@ -1267,6 +1268,73 @@ func packX12() {
 	p("\tADDQ $768, DI")
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
+	p("%s_done:", name)
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// axpyRows writes axpyRowsF32(cols, rows int, a *float32, m unsafe.Pointer, ldm int, y
+// *float32): y[c] += Σ_j a[j]·row_j[c] for c < cols (a multiple of 16) and j < rows ≥ 1,
+// row j at m + j·ldm bytes. Up to 64 columns at a time stay in registers while the rows
+// stream by, even and odd rows into separate accumulators.
+func axpyRows() {
+	name := "axpyRowsF32"
+	p("")
+	p("// func %s(cols, rows int, a *float32, m unsafe.Pointer, ldm int, y *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	p("\tMOVQ cols+0(FP), CX")
+	p("\tMOVQ rows+8(FP), R8")
+	p("\tMOVQ a+16(FP), BX")
+	p("\tMOVQ m+24(FP), SI")
+	p("\tMOVQ ldm+32(FP), DX")
+	p("\tMOVQ y+40(FP), DI")
+	for _, w := range []int{4, 1} {
+		lbl := fmt.Sprintf("%s_c%d", name, 16*w)
+		p("%s:", lbl)
+		p("\tCMPQ CX, $%d", 16*w)
+		if w == 4 {
+			p("\tJLT %s_c16", name)
+		} else {
+			p("\tJLT %s_done", name)
+		}
+		for i := 0; i < w; i++ {
+			p("\tVMOVUPS %d(DI), Z%d", 64*i, i)
+			p("\tVPXORD Z%d, Z%d, Z%d", 8+i, 8+i, 8+i)
+		}
+		p("\tMOVQ SI, R9")
+		p("\tMOVQ BX, R10")
+		p("\tMOVQ R8, R11")
+		p("%s_pair:", lbl)
+		p("\tCMPQ R11, $2")
+		p("\tJLT %s_last", lbl)
+		p("\tVBROADCASTSS (R10), Z4")
+		p("\tVBROADCASTSS 4(R10), Z5")
+		p("\tLEAQ (R9)(DX*1), R12")
+		for i := 0; i < w; i++ {
+			p("\tVFMADD231PS %d(R9), Z4, Z%d", 64*i, i)
+			p("\tVFMADD231PS %d(R12), Z5, Z%d", 64*i, 8+i)
+		}
+		p("\tADDQ $8, R10")
+		p("\tLEAQ (R9)(DX*2), R9")
+		p("\tSUBQ $2, R11")
+		p("\tJMP %s_pair", lbl)
+		p("%s_last:", lbl)
+		p("\tTESTQ R11, R11")
+		p("\tJZ %s_store", lbl)
+		p("\tVBROADCASTSS (R10), Z4")
+		for i := 0; i < w; i++ {
+			p("\tVFMADD231PS %d(R9), Z4, Z%d", 64*i, i)
+		}
+		p("%s_store:", lbl)
+		for i := 0; i < w; i++ {
+			p("\tVADDPS Z%d, Z%d, Z%d", 8+i, i, i)
+			p("\tVMOVUPS Z%d, %d(DI)", i, 64*i)
+		}
+		p("\tADDQ $%d, DI", 64*w)
+		p("\tADDQ $%d, SI", 64*w)
+		p("\tSUBQ $%d, CX", 16*w)
+		p("\tJMP %s", lbl)
+	}
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")

@@ -152,3 +152,9 @@ func quantPanelS4(nsub int, x *float32, dst *byte)
 //
 //go:noescape
 func packX12T16(nblk int, src unsafe.Pointer, lds int, dst *float32)
+
+// axpyRowsF32 adds Σ_j a[j]·row_j[c] to y[c] for c < cols (a multiple of 16) and the
+// rows ≥ 1 rows row_j at m + j·ldm bytes.
+//
+//go:noescape
+func axpyRowsF32(cols, rows int, a *float32, m unsafe.Pointer, ldm int, y *float32)

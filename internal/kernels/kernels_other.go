@@ -53,3 +53,5 @@ func quantPanelS8(nsub int, x *float32, dst *byte) {}
 func quantPanelS4(nsub int, x *float32, dst *byte) {}
 
 func packX12T16(nblk int, src unsafe.Pointer, lds int, dst *float32) {}
+
+func axpyRowsF32(cols, rows int, a *float32, m unsafe.Pointer, ldm int, y *float32) {}

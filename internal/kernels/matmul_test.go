@@ -172,6 +172,7 @@ func TestPureGoKernels(t *testing.T) {
 	defer func() { useAVX512, useVNNI = a, v }()
 	testMatMulLarger(t)
 	TestVectorHelpers(t)
+	TestRowHelpers(t)
 }
 
 func testMatMulLarger(t *testing.T) {

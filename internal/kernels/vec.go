@@ -1,5 +1,7 @@
 package kernels
 
+import "unsafe"
+
 // Dot returns Σ a[i]·b[i] over min(len(a), len(b)) elements.
 func Dot(a, b []float32) float32 {
 	n := min(len(a), len(b))
@@ -14,6 +16,53 @@ func Axpy(y []float32, a float32, x []float32) {
 
 // Scale computes x[i] *= a.
 func Scale(x []float32, a float32) { scale(x, a) }
+
+// DotRows sets out[j] = Σ_c x[c]·m[j·ld + c] for j < len(out), c < len(x): x dotted with
+// rows of m at stride ld (attention scores of one query against cached keys). It panics
+// if m is too short, as indexing would.
+func DotRows(out, x, m []float32, ld int) {
+	if len(out) == 0 {
+		return
+	}
+	if len(x) == 0 {
+		clear(out)
+		return
+	}
+	_ = m[(len(out)-1)*ld+len(x)-1]
+	j := 0
+	if useAVX512 {
+		for ; j+4 <= len(out); j += 4 {
+			matvecF32x4(len(x), unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
+		}
+	}
+	for ; j < len(out); j++ {
+		out[j] = dot(x, m[j*ld:j*ld+len(x)])
+	}
+}
+
+// AxpyRows adds Σ_j a[j]·m[j·ld + c] to y[c] for c < len(y), j < len(a): a weighted sum
+// of rows of m at stride ld (attention's weighted values). It panics if m is too short,
+// as indexing would.
+func AxpyRows(y, a, m []float32, ld int) {
+	if len(y) == 0 || len(a) == 0 {
+		return
+	}
+	_ = m[(len(a)-1)*ld+len(y)-1]
+	n := 0
+	if useAVX512 {
+		if n = len(y) &^ 15; n > 0 {
+			axpyRowsF32(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
+		}
+	}
+	if n < len(y) {
+		for j, aj := range a {
+			row := m[j*ld+n : j*ld+len(y)]
+			for c, v := range row {
+				y[n+c] += aj * v
+			}
+		}
+	}
+}
 
 func dotGeneric(a, b []float32) float32 {
 	var s0, s1, s2, s3 float32

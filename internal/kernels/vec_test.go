@@ -46,3 +46,51 @@ func TestVectorHelpers(t *testing.T) {
 		}
 	}
 }
+
+// TestRowHelpers checks DotRows and AxpyRows against float64 sums for row counts and
+// widths around the vector sizes, with a row stride larger than the width.
+func TestRowHelpers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, rows := range []int{0, 1, 2, 3, 4, 5, 9, 130} {
+		for _, cols := range []int{0, 1, 15, 16, 17, 64, 80, 128, 131} {
+			ld := cols + 5
+			m := randomF32(rng, max(0, (rows-1)*ld+cols))
+			x := randomF32(rng, cols)
+			out := randomF32(rng, rows+1)
+			keep := out[rows]
+			DotRows(out[:rows], x, m, ld)
+			for j := range rows {
+				var want, mag float64
+				for c := range cols {
+					p := float64(x[c]) * float64(m[j*ld+c])
+					want += p
+					mag += math.Abs(p)
+				}
+				if math.Abs(float64(out[j])-want) > 1e-5*mag+1e-6 {
+					t.Fatalf("DotRows %d×%d: out[%d] = %g, want %g", rows, cols, j, out[j], want)
+				}
+			}
+			if out[rows] != keep {
+				t.Fatalf("DotRows %d×%d wrote past out", rows, cols)
+			}
+			a := randomF32(rng, rows)
+			y := randomF32(rng, cols+1)
+			y0 := append([]float32(nil), y...)
+			AxpyRows(y[:cols], a, m, ld)
+			for c := range cols {
+				want, mag := float64(y0[c]), math.Abs(float64(y0[c]))
+				for j := range rows {
+					p := float64(a[j]) * float64(m[j*ld+c])
+					want += p
+					mag += math.Abs(p)
+				}
+				if math.Abs(float64(y[c])-want) > 1e-5*mag+1e-6 {
+					t.Fatalf("AxpyRows %d×%d: y[%d] = %g, want %g", rows, cols, c, y[c], want)
+				}
+			}
+			if y[cols] != y0[cols] {
+				t.Fatalf("AxpyRows %d×%d wrote past y", rows, cols)
+			}
+		}
+	}
+}
