@@ -281,6 +281,11 @@ func hsum4(name string) {
 	p("\tVHADDPS X2, X0, X0")
 }
 
+// matvecPrefetch is the software prefetch distance of the q8_0/q4_0 matrix-vector
+// kernels, in bytes (measured on Zen 4 with smollm-135m's 576-column rows: 8 KiB takes a
+// stream of small matrices from 6.3 to 9.3 GB/s on one core).
+const matvecPrefetch = 8192
+
 // matvecQ8_0 writes matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32):
 // 4 rows of q8_0 blocks (row i at w + i·ldw bytes) dotted with activations quantized per
 // 32-block. xq holds per block 96 bytes: 32 int8 q, then 8 int32 −128·(sum of each 4 q),
@@ -345,6 +350,12 @@ func matvecQ80or40(q4 bool) {
 		p("\tVBROADCASTSS X%d, Y%d", 10+i, 10+i)
 		p("\tVMULPS Y1, Y%d, Y%d", 10+i, 10+i)
 		p("\tVFMADD231PS Y%d, Y%d, Y%d", 10+i, 2+i, 16+i)
+	}
+	// Short rows (small models) end before the hardware prefetchers ramp up: fetch what
+	// the calls for the next rows will read, matvecPrefetch bytes ahead (past the
+	// matrix, a harmless hint).
+	for _, r := range rows {
+		p("\tPREFETCHT0 %d(%s)", matvecPrefetch, r)
 	}
 	p("\tADDQ $96, BX")
 	for _, r := range rows {
