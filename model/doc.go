@@ -45,11 +45,20 @@
 // # Speed
 //
 // Prefill is matrix-matrix throughout: every projection of a chunk is one kernels MatMul
-// with n = chunk tokens, and attention runs per KV head as two products (Q·Kᵀ over the
-// keys a block of up to 128 queries can see, then P·V; the query heads sharing a KV
-// head are stacked). Softmax and the SwiGLU gate use AVX2 exp (model/internal/vmath);
-// per-token work (norms, RoPE) is spread over the Pool. Decode (and calls with fewer
-// than 8 tokens) uses per-query dot products and allocates nothing per token.
+// with n = chunk tokens, the Q/K/V projections and the gate/up pair each one
+// kernels.MatMulMulti (the activations are packed or quantized once, and the workers share
+// out the rows of all the matrices). Attention is cut into (query block of up to 128,
+// KV head) items that the workers take whole, largest first: each stacks the block's
+// queries of the query heads sharing the KV head and runs Q·Kᵀ, the softmax and P·V itself
+// (kernels.SerialGemm, K and V read in place with their row stride), in chunks of about 96
+// score rows; when the KV positions are in order, a chunk multiplies only by the keys its
+// last query can see and the softmax works on the visible prefix. Softmax, its row maximum
+// and the SwiGLU gate use AVX2 (model/internal/vmath). Per-token work (norms with the
+// residual add, RoPE with the KV-cache write) is spread over the Pool; the RoPE cos/sin
+// table is computed once per set of positions and shared by the layers; 1/√d is folded into
+// Q. Decode (and calls with fewer than 8 tokens) scores each query against all keys with
+// kernels.DotRows and sums the values with kernels.AxpyRows, and allocates nothing per
+// token.
 //
 // # Buffer ownership
 //

@@ -11,7 +11,9 @@ import (
 // engine creates one Pool and closes it when done. Calls on one Pool (MatMul, Parallel)
 // are serialized: a call waits until the previous one has finished. Scratch buffers
 // (packed weight panels, activations quantized to 8 bits) belong to the Pool and only
-// grow, so steady-state calls allocate nothing.
+// grow, so steady-state calls allocate nothing. Between calls a worker polls for its next
+// task for up to spinWait (yielding to other goroutines) before it blocks, so that a run
+// of short calls keeps every core busy.
 //
 // A function passed to Parallel must not call back into the same Pool: that would wait
 // for itself forever.
