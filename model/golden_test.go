@@ -11,33 +11,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/shared"
 )
 
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared data: RAGKV_SHARED not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
-
 func storiesPath(t testing.TB, name string) string {
-	return filepath.Join(sharedDir(t), "models/stories260K", name)
+	return filepath.Join(shared.Path(t), "models/stories260K", name)
 }
 
 func openStories(t testing.TB, name string) *Model {

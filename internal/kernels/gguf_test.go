@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/shared"
 )
 
 // A tiny self-contained GGUF v3 reader for the test vectors (the real parser lives in
@@ -160,37 +162,8 @@ func readTestGGUF(b []byte) (map[string]testTensor, error) {
 	return out, nil
 }
 
-// sharedDir finds the shared data folder: $RAGKV_SHARED, or ../shared beside the module root.
-func sharedDir(t testing.TB) string {
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
-		t.Skipf("kernels: RAGKV_SHARED not found (%s)", d)
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("kernels: RAGKV_SHARED not found (no go.mod above the package)")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skipf("kernels: RAGKV_SHARED not found (%s)", d)
-	}
-	return d
-}
-
 func loadQuantVectors(t testing.TB) map[string]testTensor {
-	path := filepath.Join(sharedDir(t), "testdata", "quant_vectors.gguf")
+	path := filepath.Join(shared.Path(t), "testdata", "quant_vectors.gguf")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

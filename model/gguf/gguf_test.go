@@ -6,37 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/shared"
 )
 
-// sharedDir finds the shared data folder ($RAGKV_SHARED, or ../shared beside the module root).
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared data: RAGKV_SHARED not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
-
 func sharedGGUFs(t testing.TB) []string {
-	d := sharedDir(t)
+	d := shared.Path(t)
 	return []string{
 		filepath.Join(d, "models/stories260K/stories260K-f32.gguf"),
 		filepath.Join(d, "models/stories260K/stories260K-f16.gguf"),

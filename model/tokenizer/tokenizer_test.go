@@ -9,31 +9,10 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/ragkv/ragkv/internal/shared"
+
 	"github.com/ragkv/ragkv/model/gguf"
 )
-
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("RAGKV_SHARED"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared data: RAGKV_SHARED not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("shared data: RAGKV_SHARED not found")
-	}
-	return d
-}
 
 type goldenLogits struct {
 	Prompt string `json:"prompt"`
@@ -41,7 +20,7 @@ type goldenLogits struct {
 }
 
 func loadGolden(t *testing.T) []goldenLogits {
-	b, err := os.ReadFile(filepath.Join(sharedDir(t), "models/stories260K/golden_logits.json"))
+	b, err := os.ReadFile(filepath.Join(shared.Path(t), "models/stories260K/golden_logits.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +32,7 @@ func loadGolden(t *testing.T) []goldenLogits {
 }
 
 func llama2c(t testing.TB) *SPM {
-	tok, err := LoadLlama2C(filepath.Join(sharedDir(t), "models/stories260K/tok512.bin"), 512)
+	tok, err := LoadLlama2C(filepath.Join(shared.Path(t), "models/stories260K/tok512.bin"), 512)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +40,7 @@ func llama2c(t testing.TB) *SPM {
 }
 
 func ggufTok(t testing.TB) Tokenizer {
-	f, err := gguf.Open(filepath.Join(sharedDir(t), "models/stories260K/stories260K-f32.gguf"))
+	f, err := gguf.Open(filepath.Join(shared.Path(t), "models/stories260K/stories260K-f32.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +133,7 @@ func TestSPMPiece(t *testing.T) {
 }
 
 func TestParseLlama2CErrors(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(sharedDir(t), "models/stories260K/tok512.bin"))
+	b, err := os.ReadFile(filepath.Join(shared.Path(t), "models/stories260K/tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
