@@ -108,7 +108,7 @@ type Report struct {
 // RunSuite replays every trace through every configuration at every size (fractions
 // of the working set), computes Belady's optimum for unit-size traces, and summarizes.
 // Replays run on up to workers goroutines (≤ 0: GOMAXPROCS); progress, if not nil, is
-// called after each replay (from the worker goroutines).
+// called after each replay (from the worker goroutines, one call at a time).
 func RunSuite(ctx context.Context, traces []*Trace, sizes []float64, configs []Config, workers int, progress func()) (Report, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -155,6 +155,7 @@ func RunSuite(ctx context.Context, traces []*Trace, sizes []float64, configs []C
 	var wg sync.WaitGroup
 	var once sync.Once
 	var firstErr error
+	var progressMu sync.Mutex // progress is called from the workers, one call at a time
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -176,7 +177,9 @@ func RunSuite(ctx context.Context, traces []*Trace, sizes []float64, configs []C
 				}
 				j.out.Result = res
 				if progress != nil {
+					progressMu.Lock()
 					progress()
+					progressMu.Unlock()
 				}
 			}
 		}()
