@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
 	"github.com/ragkv/ragkv/server"
@@ -52,9 +54,12 @@ type serveEnv struct {
 
 // serveComponent builds one part of the service (chunk cache, retrieval, engine, ...)
 // and returns the server option that attaches it plus a closer run after the server
-// stopped. Feature files append to serveComponents from init, in dependency order.
+// stopped. Feature files append to serveComponents from init; components are built after
+// the ones they name in needs (whose values they find in deps), whatever the order of
+// registration.
 type serveComponent struct {
 	name  string
+	needs []string
 	build func(ctx context.Context, cfg *serveConfig, env *serveEnv, deps map[string]any) (opt server.Option, value any, closer io.Closer, err error)
 }
 
@@ -88,13 +93,13 @@ func loadServeConfig(cmd *cobra.Command) error {
 		return nil
 	}
 	changed := map[string]string{}
-	cmd.Flags().Visit(func(fl *pflagFlag) { changed[fl.Name] = fl.Value.String() })
+	cmd.Flags().Visit(func(fl *pflag.Flag) { changed[fl.Name] = fl.Value.String() })
 	b, err := os.ReadFile(serveCfgFile)
 	if err != nil {
 		return flagErr("config", "%v", err)
 	}
 	cfg := defaultServeConfig()
-	dec := yaml.NewDecoder(bytesReader(b))
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return flagErr("config", "%s: %v", serveCfgFile, err)
@@ -147,8 +152,12 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			}
 		}
 	}()
+	order, err := orderComponents(serveComponents)
+	if err != nil {
+		return err
+	}
 	deps := map[string]any{}
-	for _, c := range serveComponents {
+	for _, c := range order {
 		opt, val, closer, err := c.build(ctx, cfg, env, deps)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", c.name, err)
@@ -193,4 +202,47 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	srv.Stop(stopCtx)
 	log.Info("stopped")
 	return serveErr
+}
+
+// orderComponents returns the components with each one after those it needs (stable
+// otherwise), or an error naming a missing or circular dependency.
+func orderComponents(cs []serveComponent) ([]serveComponent, error) {
+	byName := make(map[string]serveComponent, len(cs))
+	for _, c := range cs {
+		byName[c.name] = c
+	}
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[string]int{}
+	var out []serveComponent
+	var visit func(c serveComponent) error
+	visit = func(c serveComponent) error {
+		switch state[c.name] {
+		case done:
+			return nil
+		case visiting:
+			return fmt.Errorf("serve components: circular dependency through %q", c.name)
+		}
+		state[c.name] = visiting
+		for _, n := range c.needs {
+			d, ok := byName[n]
+			if !ok {
+				return fmt.Errorf("serve component %q needs %q, which is not registered", c.name, n)
+			}
+			if err := visit(d); err != nil {
+				return err
+			}
+		}
+		state[c.name] = done
+		out = append(out, c)
+		return nil
+	}
+	for _, c := range cs {
+		if err := visit(c); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

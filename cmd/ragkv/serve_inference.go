@@ -47,7 +47,7 @@ func init() {
 	f.StringVar(&ic.KVDType, "kv-dtype", "f16", "stored chunk KV dtype: f32, f16, bf16 or int8 (part of the chunk keys)")
 	f.IntVar(&ic.Threads, "inference-threads", 0, "kernel threads of the inference service (0: all cores)")
 	f.DurationVar(&ic.HandleTTL, "handle-ttl", 5*time.Minute, "how long a prefilled KV is kept for Generate")
-	serveComponents = append(serveComponents, serveComponent{name: "inference", build: buildInference})
+	serveComponents = append(serveComponents, serveComponent{name: "inference", needs: []string{"chunkcache"}, build: buildInference})
 }
 
 // buildInference is the "inference" serve component; it needs deps["chunkcache"].
