@@ -280,12 +280,6 @@ func New(m *model.Model, o Options) (*Blender, error) {
 	return &Blender{m: m, opts: o}, nil
 }
 
-// Model is the model the Blender runs.
-func (b *Blender) Model() *model.Model { return b.m }
-
-// Options returns the options in effect.
-func (b *Blender) Options() Options { return b.opts }
-
 // layout is a request placed at positions: segment i covers [start[i], start[i]+n[i]).
 type layout struct {
 	segs   []Segment

@@ -132,12 +132,6 @@ func NewEngine(st *Store, o EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// Store is the engine's store.
-func (e *Engine) Store() *Store { return e.st }
-
-// Model is the engine's model.
-func (e *Engine) Model() *model.Model { return e.st.m }
-
 func (e *Engine) acquire(ctx context.Context) (func(), error) {
 	select {
 	case e.sem <- struct{}{}:

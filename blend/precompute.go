@@ -24,18 +24,10 @@ func ComputeAlone(ctx context.Context, m *model.Model, prefixKV *model.KV, token
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.Extend(ctx, kv, tokens, positions(p, len(tokens)), model.ExtendOptions{}); err != nil {
+	if _, err := m.Extend(ctx, kv, tokens, rangeRows(p, p+len(tokens)), model.ExtendOptions{}); err != nil {
 		return nil, err
 	}
 	return kv.Slice(p, p+len(tokens)), nil
-}
-
-func positions(from, n int) []int {
-	p := make([]int, n)
-	for i := range p {
-		p[i] = from + i
-	}
-	return p
 }
 
 // ContextStats appends tokens to ctxKV (at the positions after its last row) and
@@ -46,7 +38,7 @@ func ContextStats(ctx context.Context, m *model.Model, ctxKV *model.KV, tokens [
 	for _, p := range ctxKV.Pos {
 		start = max(start, p+1)
 	}
-	res, err := m.Extend(ctx, ctxKV, tokens, positions(start, len(tokens)),
+	res, err := m.Extend(ctx, ctxKV, tokens, rangeRows(start, start+len(tokens)),
 		model.ExtendOptions{Outside: &model.Span{Lo: start, Hi: start + len(tokens)}})
 	if err != nil {
 		return nil, err
@@ -214,7 +206,7 @@ func (s *Store) contextStats(ctx context.Context, prefixKV *model.KV, kvPrev []H
 	prev := append([]Hash(nil), kvPrev...)
 	for j := lo; j < i; j++ {
 		start := ctxKV.Len()
-		if _, err := s.m.Extend(ctx, ctxKV, chunks[j], positions(start, len(chunks[j])), model.ExtendOptions{}); err != nil {
+		if _, err := s.m.Extend(ctx, ctxKV, chunks[j], rangeRows(start, start+len(chunks[j])), model.ExtendOptions{}); err != nil {
 			return nil, err
 		}
 		prev = append(prev, TokenHash(chunks[j]))

@@ -26,7 +26,7 @@ type run struct {
 func (r *run) do() error {
 	switch r.method {
 	case Full:
-		return r.selective(r.rangeRows(0, r.L.n), 0, nil)
+		return r.selective(rangeRows(0, r.L.n))
 	case Prefix:
 		e := 0
 		for e < len(r.L.segs) && r.L.exact[e] {
@@ -44,13 +44,13 @@ func (r *run) do() error {
 			return err
 		}
 		defer r.ld.stop()
-		return r.selective(r.rangeRows(from, r.L.n), 0, nil)
+		return r.selective(rangeRows(from, r.L.n))
 	case Naive:
 		if err := r.startLoader(r.cached(), 0); err != nil {
 			return err
 		}
 		defer r.ld.stop()
-		return r.selective(r.forced(), 0, nil)
+		return r.selective(r.forced())
 	case CacheCraft:
 		t := time.Now()
 		sel := r.craftPlan()
@@ -59,17 +59,18 @@ func (r *run) do() error {
 			return err
 		}
 		defer r.ld.stop()
-		return r.selective(mergeRows(sel, r.forced()), 0, nil)
+		return r.selective(mergeRows(sel, r.forced()))
 	case CacheBlend:
 		return r.cacheBlend()
 	}
 	return fmt.Errorf("%w: method %q", ErrInvalid, r.method)
 }
 
-func (r *run) rangeRows(lo, hi int) []int {
-	rows := make([]int, 0, hi-lo)
-	for i := lo; i < hi; i++ {
-		rows = append(rows, i)
+// rangeRows returns lo, lo+1, …, hi−1 (rows, or the positions of consecutive tokens).
+func rangeRows(lo, hi int) []int {
+	rows := make([]int, hi-lo)
+	for i := range rows {
+		rows[i] = lo + i
 	}
 	return rows
 }
@@ -89,10 +90,10 @@ func (r *run) forced() []int {
 	var rows []int
 	for i, s := range r.L.segs {
 		if s.Source == nil {
-			rows = append(rows, r.rangeRows(r.L.start[i], r.L.start[i]+len(s.Tokens))...)
+			rows = append(rows, rangeRows(r.L.start[i], r.L.start[i]+len(s.Tokens))...)
 		}
 	}
-	return append(rows, r.rangeRows(r.L.qStart, r.L.n)...)
+	return append(rows, rangeRows(r.L.qStart, r.L.n)...)
 }
 
 // candidates are the rows whose cached KV may be reused.
@@ -100,7 +101,7 @@ func (r *run) candidates() []int {
 	var rows []int
 	for i, s := range r.L.segs {
 		if s.Source != nil {
-			rows = append(rows, r.rangeRows(r.L.start[i], r.L.start[i]+len(s.Tokens))...)
+			rows = append(rows, rangeRows(r.L.start[i], r.L.start[i]+len(s.Tokens))...)
 		}
 	}
 	return rows
@@ -170,22 +171,17 @@ func (r *run) step(l int, x []float32, rows []int, o *model.StepOptions) error {
 	return err
 }
 
-// selective runs layers [from, Layers) for rows (sorted, the query last), starting from
-// hidden states x (nil: the embeddings), waiting for each layer's cached rows, then
-// computes the logits.
-func (r *run) selective(rows []int, from int, x []float32) error {
+// selective recomputes rows (sorted, the query last) in every layer from their
+// embeddings, waiting for each layer's cached rows, then computes the logits.
+func (r *run) selective(rows []int) error {
 	c := &r.b.m.Config
-	if x == nil {
-		x = make([]float32, len(rows)*c.Dim)
-		if err := r.b.m.Embed(x, r.tokensOf(rows)); err != nil {
-			return err
-		}
+	x := make([]float32, len(rows)*c.Dim)
+	if err := r.b.m.Embed(x, r.tokensOf(rows)); err != nil {
+		return err
 	}
-	if r.method != CacheBlend {
-		r.count(rows, 1)
-	}
+	r.count(rows, 1)
 	r.finishCounts(rows)
-	for l := from; l < c.Layers; l++ {
+	for l := 0; l < c.Layers; l++ {
 		if err := r.wait(l); err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ func (r *run) cacheBlend() error {
 		return err
 	}
 	defer r.ld.stop()
-	all := r.rangeRows(0, L.n)
+	all := rangeRows(0, L.n)
 	x := make([]float32, L.n*c.Dim)
 	if err := r.b.m.Embed(x, L.allTokens()); err != nil {
 		return err
@@ -47,7 +47,7 @@ func (r *run) cacheBlend() error {
 		return err
 	}
 	t := time.Now()
-	dev := r.deviation(chk, cand, cand, fk, fv)
+	dev := r.deviation(chk, cand, cand, fk, fv) // the fresh rows are all rows: cand indexes them
 	if o.scoreHook != nil {
 		dev = o.scoreHook(cand)
 	}
@@ -82,7 +82,7 @@ func (r *run) cacheBlend() error {
 					cs, idx = append(cs, row), append(idx, i)
 				}
 			}
-			keep := topRows(cs, r.deviationAt(l, cs, idx, fk, fv), want)
+			keep := topRows(cs, r.deviation(l, cs, idx, fk, fv), want)
 			for i, row := range S {
 				copy(r.kv.K[l][row*kd:(row+1)*kd], fk[i*kd:(i+1)*kd])
 				copy(r.kv.V[l][row*kd:(row+1)*kd], fv[i*kd:(i+1)*kd])
@@ -107,16 +107,10 @@ func (r *run) cacheBlend() error {
 	return r.finish(xs, S)
 }
 
-// deviation scores rows at layer l: fresh K/V row i of rows is fresh[fi[i]] (here rows
-// index the fresh buffers directly).
-func (r *run) deviation(l int, rows, fi []int, fk, fv []float32) []float64 {
-	return r.deviationAt(l, rows, fi, fk, fv)
-}
-
-// deviationAt scores each row by how far its fresh K/V (row fi[i] of fk/fv) is from the
+// deviation scores each row by how far its fresh K/V (row fi[i] of fk/fv) is from the
 // cached row at layer l: squared L2 distance of K ("k"), of V ("v"), or both, each
 // divided by its mean over the rows ("kv"); "random" ignores them.
-func (r *run) deviationAt(l int, rows, fi []int, fk, fv []float32) []float64 {
+func (r *run) deviation(l int, rows, fi []int, fk, fv []float32) []float64 {
 	kd := r.kv.KVDim
 	dk := make([]float64, len(rows))
 	dv := make([]float64, len(rows))
@@ -287,7 +281,7 @@ func (r *run) craftPlan() []int {
 		if alloc[i] == 0 {
 			continue
 		}
-		cand := r.rangeRows(L.start[i], L.start[i]+len(s.Tokens))
+		cand := rangeRows(L.start[i], L.start[i]+len(s.Tokens))
 		rows = append(rows, topRows(cand, tokenScores(s, o.CraftScore), alloc[i])...)
 	}
 	slices.Sort(rows)

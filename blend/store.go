@@ -123,15 +123,6 @@ func NewStore(m *model.Model, c *chunkcache.Cache, o StoreOptions) (*Store, erro
 	return &Store{m: m, cache: c, o: o}, nil
 }
 
-// Cache is the chunk cache.
-func (s *Store) Cache() *chunkcache.Cache { return s.cache }
-
-// Model is the model.
-func (s *Store) Model() *model.Model { return s.m }
-
-// Namespace is the namespace the Store uses.
-func (s *Store) Namespace() string { return s.o.Namespace }
-
 // WithNamespace returns a Store on another namespace of the same cache.
 func (s *Store) WithNamespace(ns string) (*Store, error) {
 	n, err := chunkcache.NormalizeNamespace(ns)
