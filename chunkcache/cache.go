@@ -160,7 +160,7 @@ func (c *Cache) recover(ctx context.Context) error {
 		sort.Slice(objs, func(i, j int) bool { return objs[i].created < objs[j].created })
 		var victims []victim
 		for _, o := range objs {
-			vs, err := t.tracker.Reserve(o.key, o.size, o.cost)
+			vs, err := t.tracker.ReservePin(o.key, o.size, o.cost, o.pin)
 			if err != nil {
 				c.log.Warn("chunkcache: chunk does not fit on restart; deleting", "tier", t.name, "key", o.key.String(), "err", err)
 				if err := t.tier.Delete(ctx, o.key); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -170,9 +170,6 @@ func (c *Cache) recover(ctx context.Context) error {
 			}
 			for _, v := range vs {
 				victims = append(victims, victim{tier: ti, key: v})
-			}
-			if o.pin != Unpinned {
-				t.tracker.SetPin(o.key, o.pin)
 			}
 			c.mu.Lock()
 			if _, ok := c.index[o.key]; !ok {
@@ -237,7 +234,7 @@ type PutResult struct {
 	// Tiers holding the chunk now, fastest first.
 	Tiers []string
 	// Admitted is false when every tier's admission filter rejected the chunk; then
-	// nothing was stored and Tiers is empty.
+	// nothing was stored and Tiers is empty. A pinned chunk bypasses admission.
 	Admitted    bool
 	StoredBytes int64
 }
@@ -263,7 +260,9 @@ func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, 
 		if i != 0 && !t.writeThrough {
 			continue
 		}
-		vs, err := t.tracker.Reserve(eviction.Key(k), size, cost)
+		// Reserving and pinning in one tracker call: a concurrent put cannot evict
+		// the chunk before its pin takes.
+		vs, err := t.tracker.ReservePin(eviction.Key(k), size, cost, pin)
 		switch {
 		case errors.Is(err, eviction.ErrNotAdmitted):
 			rejected++
@@ -277,9 +276,6 @@ func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, 
 		}
 		for _, v := range vs {
 			victims = append(victims, victim{tier: i, key: v})
-		}
-		if pin != Unpinned && !t.tracker.SetPin(eviction.Key(k), pin) {
-			continue // evicted by a concurrent put before the pin took: not stored
 		}
 		if err := t.tier.Put(ctx, k, obj); err != nil {
 			t.tracker.Remove(eviction.Key(k))
@@ -400,12 +396,9 @@ func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) []vi
 		}
 		return nil
 	}
-	vs, err := dst.tracker.Reserve(eviction.Key(k), obj.Size(), ent.cost)
+	vs, err := dst.tracker.ReservePin(eviction.Key(k), obj.Size(), ent.cost, ent.pin)
 	if err != nil {
 		return nil // not admitted or no space below: the chunk leaves this tier only
-	}
-	if ent.pin != Unpinned && !dst.tracker.SetPin(eviction.Key(k), ent.pin) {
-		return toVictims(to, vs)
 	}
 	if err := dst.tier.Put(ctx, k, obj); err != nil {
 		dst.tracker.Remove(eviction.Key(k))

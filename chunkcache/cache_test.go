@@ -395,6 +395,47 @@ func TestPinsAndNoSpace(t *testing.T) {
 	}
 }
 
+// TestPinnedPutBypassesAdmission: a pin is an explicit request to keep a chunk, so a
+// pinned put is reserved and pinned in one step and never rejected by TinyLFU.
+func TestPinnedPutBypassesAdmission(t *testing.T) {
+	ctx := context.Background()
+	spec0, _, _ := testChunk(0, "", F32, 1, 64)
+	size := int64(encodedLayerBytes(spec0)) + 1000
+	c, err := New(ctx, Options{Logger: slog.New(slog.DiscardHandler), Tiers: []TierConfig{{Tier: store.NewMemory(),
+		Eviction: eviction.Config{Capacity: 3 * size, Admission: eviction.AdmissionTinyLFU}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		spec, ks, vs := testChunk(uint64(i), "", F32, 1, 64)
+		put(t, c, spec, ks, vs)
+		for j := 0; j < 3; j++ { // make the cached chunks popular
+			r, err := c.Open(ctx, "", keyOf(t, spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Close()
+		}
+	}
+	specU, ksu, vsu := testChunk(10, "", F32, 1, 64)
+	if res, err := c.PutFloat32(ctx, specU, ksu, vsu); err != nil || res.Admitted {
+		t.Fatalf("unpinned newcomer: admitted %v, err %v; want a TinyLFU rejection", res.Admitted, err)
+	}
+	for i, p := range []Pin{SoftPin, HardPin} {
+		spec, ks, vs := testChunk(uint64(20+i), "", F32, 1, 64)
+		spec.Pin = p
+		res, err := c.PutFloat32(ctx, spec, ks, vs)
+		if err != nil || !res.Admitted {
+			t.Fatalf("%v-pinned newcomer: admitted %v, err %v", p, res.Admitted, err)
+		}
+		lr, _ := c.Lookup(ctx, "", []Key{res.Key})
+		if !lr[0].Present || lr[0].Pin != p {
+			t.Fatalf("%v-pinned newcomer: lookup %+v", p, lr[0])
+		}
+	}
+}
+
 func TestBadInputChangesNothing(t *testing.T) {
 	c, _, _ := openCache(t, cacheSetup{dir: t.TempDir(), memCap: 1 << 20, diskCap: 1 << 22, writeThrough: true})
 	defer c.Close()

@@ -251,18 +251,16 @@ func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, f
 		mu.Unlock()
 		return
 	}
-	vs, err := first.tracker.Reserve(eviction.Key(k), obj.Size(), cost)
+	vs, err := first.tracker.ReservePin(eviction.Key(k), obj.Size(), cost, e.pin)
 	if err != nil {
 		mu.Unlock()
 		return
 	}
-	if e.pin == Unpinned || first.tracker.SetPin(eviction.Key(k), e.pin) {
-		if err := first.tier.Put(ctx, k, obj); err != nil {
-			first.tracker.Remove(eviction.Key(k))
-			c.log.Warn("chunkcache: promote", "key", k.String(), "err", err)
-		} else {
-			first.promotions.Add(1)
-		}
+	if err := first.tier.Put(ctx, k, obj); err != nil {
+		first.tracker.Remove(eviction.Key(k))
+		c.log.Warn("chunkcache: promote", "key", k.String(), "err", err)
+	} else {
+		first.promotions.Add(1)
 	}
 	mu.Unlock()
 	c.processVictims(toVictims(0, vs))

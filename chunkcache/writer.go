@@ -30,7 +30,8 @@ type PutSpec struct {
 	// Cost is the recompute cost a hit saves (prefill FLOPs or tokens), used by
 	// cost-aware eviction; 0 means the token count.
 	Cost float64
-	// Pin protects the chunk from eviction from the start.
+	// Pin protects the chunk from eviction from the start; a pinned chunk bypasses
+	// the tiers' admission filters (it is reserved and pinned in one tracker step).
 	Pin Pin
 }
 
