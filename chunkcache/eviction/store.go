@@ -36,7 +36,8 @@ type store struct {
 
 func newStore() *store { return &store{idx: make(map[Key]int32)} }
 
-func (s *store) alloc(k Key) int32 {
+// alloc adds k, whose keyHash is h, to the slab and the index.
+func (s *store) alloc(k Key, h uint64) int32 {
 	var i int32
 	if n := len(s.free); n > 0 {
 		i = s.free[n-1]
@@ -45,7 +46,7 @@ func (s *store) alloc(k Key) int32 {
 		s.ents = append(s.ents, entry{})
 		i = int32(len(s.ents) - 1)
 	}
-	s.ents[i] = entry{key: k, hash: keyHash(k), live: true, prev: nilIdx, next: nilIdx, hpos: nilIdx}
+	s.ents[i] = entry{key: k, hash: h, live: true, prev: nilIdx, next: nilIdx, hpos: nilIdx}
 	s.idx[k] = i
 	return i
 }
@@ -122,9 +123,4 @@ func (l *list) moveHead(s *store, i int32) {
 	}
 	l.unlink(s, i)
 	l.pushHead(s, i)
-}
-
-// resize accounts a size change of member i (called before e.size changes).
-func (l *list) resize(s *store, i int32, newSize int64) {
-	l.bytes += newSize - s.ents[i].size
 }

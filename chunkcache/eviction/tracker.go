@@ -175,7 +175,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		t.attach(i, true)
 		t.updates++
 	} else {
-		i = t.s.alloc(k)
+		i = t.s.alloc(k, h)
 		e := &t.s.ents[i]
 		e.size, e.cost, e.tick, e.hits = size, cost, t.clock, 1
 		if setPin {
