@@ -233,9 +233,20 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	}()
 	out := &PrefillOutput{CacheHits: map[string]int{}}
 	var segs []Segment
-	// The system prefix: BOS + system text.
+	// The system prefix: BOS + system text. Its exact KV is needed only to compute a
+	// missing chunk; when the prefix itself comes from the cache it is computed then,
+	// once.
 	prefix := m.Tok.Encode(in.System, true, false)
 	var prefixKV *model.KV
+	prefixKVFn := func() (*model.KV, error) {
+		if prefixKV == nil && len(prefix) > 0 {
+			var err error
+			if prefixKV, _, err = m.Prefill(ctx, prefix, 0, 0, model.ExtendOptions{}); err != nil {
+				return nil, fmt.Errorf("system prefix: %w", err)
+			}
+		}
+		return prefixKV, nil
+	}
 	var kvPrev []Hash
 	if len(prefix) > 0 {
 		seg, rep, kv, closer, err := e.segment(ctx, st, prefix, nil, nil)
@@ -246,7 +257,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 			closers = append(closers, closer)
 		}
 		rep.Kind = "system"
-		prefixKV = kv
+		prefixKV = kv // nil when it came from the cache
 		kvPrev = []Hash{TokenHash(prefix)}
 		segs = append(segs, seg)
 		out.Segments = append(out.Segments, rep)
@@ -279,12 +290,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 				seg, rep = Segment{Tokens: toks}, SegmentReport{Key: k, Source: "none"}
 				break
 			}
-			if prefixKV == nil && len(prefix) > 0 && !e.cached(ctx, st, toks, kvPrev) {
-				if prefixKV, _, err = m.Prefill(ctx, prefix, 0, 0, model.ExtendOptions{}); err != nil {
-					return nil, err
-				}
-			}
-			if seg, rep, _, closer, err = e.segment(ctx, st, toks, kvPrev, prefixKV); err != nil {
+			if seg, rep, _, closer, err = e.segment(ctx, st, toks, kvPrev, prefixKVFn); err != nil {
 				return nil, fmt.Errorf("chunk %d: %w", i, err)
 			}
 		}
@@ -326,9 +332,10 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 }
 
 // segment opens a stored segment computed after kvPrev (its Source reads the cache
-// until closer is closed), or computes it after the prefix whose KV is prefixKV and
-// stores it (returning the KV it computed).
-func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Hash, prefixKV *model.KV) (Segment, SegmentReport, *model.KV, io.Closer, error) {
+// until closer is closed), or computes it after the prefix whose exact KV prefixKV
+// returns (called only then; nil: no prefix) and stores it (returning the KV it
+// computed).
+func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Hash, prefixKV func() (*model.KV, error)) (Segment, SegmentReport, *model.KV, io.Closer, error) {
 	key, err := st.Key(toks, kvPrev)
 	if err != nil {
 		return Segment{}, SegmentReport{}, nil, nil, err
@@ -340,7 +347,13 @@ func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Ha
 	if !errors.Is(err, chunkcache.ErrNotFound) && !errors.Is(err, chunkcache.ErrUnknownNamespace) {
 		return Segment{}, SegmentReport{}, nil, nil, err
 	}
-	kv, err := ComputeAlone(ctx, st.m, prefixKV, toks)
+	var pkv *model.KV
+	if prefixKV != nil {
+		if pkv, err = prefixKV(); err != nil {
+			return Segment{}, SegmentReport{}, nil, nil, err
+		}
+	}
+	kv, err := ComputeAlone(ctx, st.m, pkv, toks)
 	if err != nil {
 		return Segment{}, SegmentReport{}, nil, nil, err
 	}
@@ -351,12 +364,6 @@ func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Ha
 	}
 	return Segment{Tokens: toks, Source: &KVSource{KV: kv, TierName: "computed"}, Meta: meta},
 		SegmentReport{Key: key, Source: "computed", Stored: pr.Admitted}, kv, nil, nil
-}
-
-// cached reports whether a segment is stored (errors count as not stored).
-func (e *Engine) cached(ctx context.Context, st *Store, toks []int, kvPrev []Hash) bool {
-	ok, err := st.Has(ctx, toks, kvPrev)
-	return err == nil && ok
 }
 
 // keep stores out's KV under a new handle (unless it alone exceeds the byte bound).
@@ -596,28 +603,15 @@ func (e *Engine) Precompute(ctx context.Context, ns, system string, chunks []Pre
 	if contextChunks == 0 {
 		contextChunks = e.o.ContextChunks
 	}
-	var keys []chunkcache.Key
-	prefix := m.Tok.Encode(system, true, false)
-	var kvPrev []Hash
-	if len(prefix) > 0 {
-		kvPrev = []Hash{TokenHash(prefix)}
-	}
-	for _, t := range toks {
-		k, err := st.Key(t, kvPrev)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
 	return st.Precompute(ctx, toks, PrecomputeOptions{
-		SystemPrefix:  prefix,
+		SystemPrefix:  m.Tok.Encode(system, true, false),
 		ContextChunks: contextChunks,
 		Acquire:       e.acquire,
 		Progress: func(i int, status string, totals PrecomputeResult) error {
 			if progress == nil {
 				return nil
 			}
-			return progress(PrecomputeEvent{Index: i, ID: chunks[i].ID, Key: keys[i], Status: status, Tokens: len(toks[i]), Totals: totals})
+			return progress(PrecomputeEvent{Index: i, ID: chunks[i].ID, Key: totals.Keys[i], Status: status, Tokens: len(toks[i]), Totals: totals})
 		},
 	})
 }

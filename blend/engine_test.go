@@ -134,3 +134,50 @@ func TestUTF8Buffer(t *testing.T) {
 		t.Fatalf("invalid byte passed through: %q", got)
 	}
 }
+
+// TestEngineMissingChunkAfterCachedPrefix: a chunk computed on the fly after a system
+// prefix that came from the cache is stored with the same KV as one computed in the
+// call that also computed the prefix (the prefix KV it is computed after is exact).
+func TestEngineMissingChunkAfterCachedPrefix(t *testing.T) {
+	ctx := context.Background()
+	const system, c1, c2 = "A story.", "Tom had a dog.", "The dog was big."
+	warm := testEngine(t, EngineOptions{})
+	if _, err := warm.Prefill(ctx, &PrefillInput{System: system, Chunks: []ChunkRef{{Text: c1}}, Query: "The"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := warm.Prefill(ctx, &PrefillInput{System: system, Chunks: []ChunkRef{{Text: c2}}, Query: "The"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Segments[0].Source != "memory" || out.Segments[1].Source != "computed" {
+		t.Fatalf("sources %q, %q: want the prefix from memory, the chunk computed", out.Segments[0].Source, out.Segments[1].Source)
+	}
+	cold := testEngine(t, EngineOptions{})
+	if _, err := cold.Prefill(ctx, &PrefillInput{System: system, Chunks: []ChunkRef{{Text: c2}}, Query: "The"}); err != nil {
+		t.Fatal(err)
+	}
+	m := warm.st.m
+	toks := m.Tok.Encode(c2, false, false)
+	kvPrev := []Hash{TokenHash(m.Tok.Encode(system, true, false))}
+	var got [2][][]float32
+	for i, e := range []*Engine{warm, cold} {
+		seg, closer, err := e.st.Open(ctx, toks, kvPrev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closer.Close()
+		n := seg.Source.Rows() * m.Config.KVDim()
+		for l := 0; l < m.Config.Layers; l++ {
+			k, v := make([]float32, n), make([]float32, n)
+			if err := seg.Source.ReadLayer(ctx, l, k, v); err != nil {
+				t.Fatal(err)
+			}
+			got[i] = append(got[i], k, v)
+		}
+	}
+	for j := range got[0] {
+		if d := maxAbsDiff(got[0][j], got[1][j]); d != 0 || len(got[0][j]) != len(got[1][j]) {
+			t.Fatalf("layer %d (%s): stored KVs differ by %g", j/2, []string{"K", "V"}[j%2], d)
+		}
+	}
+}

@@ -57,8 +57,8 @@ type PrecomputeOptions struct {
 	// (default 1; negative: no statistics).
 	ContextChunks int
 	// Progress, if set, is called after each chunk with its index, what happened to
-	// it ("computed", "skipped" or "rejected") and the counts so far; an error stops
-	// the job.
+	// it ("computed", "skipped" or "rejected") and the counts so far (with the keys of
+	// the chunks up to this one); an error stops the job.
 	Progress func(i int, status string, totals PrecomputeResult) error
 	// Acquire, if set, is called before computing each chunk and the function it
 	// returns after (e.g. a concurrency limit shared with other work).
