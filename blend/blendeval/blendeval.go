@@ -397,7 +397,7 @@ func prepare(ctx context.Context, m *model.Model, prompt []int, k int, cc Contex
 	case ContextSame:
 		ctxKV := model.NewKV(&m.Config, n)
 		for i := range segs {
-			st, err := contextStats(ctx, m, ctxKV, segs[i].Tokens, hashes[:i])
+			st, err := blend.ContextStats(ctx, m, ctxKV, segs[i].Tokens, hashes[:i])
 			if err != nil {
 				return nil, err
 			}
@@ -411,11 +411,11 @@ func prepare(ctx context.Context, m *model.Model, prompt []int, k int, cc Contex
 		for i := range segs {
 			ctxKV := model.NewKV(&m.Config, n+len(other))
 			for j := 0; j < i; j++ {
-				if _, err := contextStats(ctx, m, ctxKV, bounds(other, j), nil); err != nil {
+				if _, err := blend.ContextStats(ctx, m, ctxKV, bounds(other, j), nil); err != nil {
 					return nil, err
 				}
 			}
-			st, err := contextStats(ctx, m, ctxKV, segs[i].Tokens, ohash[:i])
+			st, err := blend.ContextStats(ctx, m, ctxKV, segs[i].Tokens, ohash[:i])
 			if err != nil {
 				return nil, err
 			}
@@ -425,19 +425,4 @@ func prepare(ctx context.Context, m *model.Model, prompt []int, k int, cc Contex
 	last := &segs[k-1]
 	last.Tokens = last.Tokens[:len(last.Tokens)-1]
 	return segs, nil
-}
-
-// contextStats appends toks to ctxKV (positions after its rows) and returns their
-// Cache-Craft statistics: per layer and token the attention mass outside the chunk.
-func contextStats(ctx context.Context, m *model.Model, ctxKV *model.KV, toks []int, prev []blend.Hash) (*blend.CraftStats, error) {
-	start := ctxKV.Len()
-	pos := make([]int, len(toks))
-	for j := range pos {
-		pos[j] = start + j
-	}
-	res, err := m.Extend(ctx, ctxKV, toks, pos, model.ExtendOptions{Outside: &model.Span{Lo: start, Hi: start + len(toks)}})
-	if err != nil {
-		return nil, err
-	}
-	return blend.NewCraftStats(prev, res.OutsideMass), nil
 }
