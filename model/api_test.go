@@ -289,3 +289,24 @@ func TestOutsideMassPaths(t *testing.T) {
 		t.Fatalf("token 0 (outside the span, sees only itself): mass %g", batch.OutsideMass[0][0])
 	}
 }
+
+// TestExtendRepeatedLogits: Logits may name one index several times (more requested rows
+// than new tokens); each copy equals the single request.
+func TestExtendRepeatedLogits(t *testing.T) {
+	m := openStories(t, "stories260K.bin")
+	ctx := context.Background()
+	_, one, err := m.Prefill(ctx, []int{1, 403}, 0, 0, ExtendOptions{Logits: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rep, err := m.Prefill(ctx, []int{1, 403}, 0, 0, ExtendOptions{Logits: []int{1, 1, 0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := m.Config.Vocab
+	for _, j := range []int{0, 1, 3} {
+		if d := maxDiff(rep.Logits[j*v:(j+1)*v], one.Logits); d != 0 {
+			t.Fatalf("repeated logits row %d differs by %g", j, d)
+		}
+	}
+}

@@ -126,7 +126,7 @@ func (s *scratch) growScores(t int) {
 	}
 }
 
-// rmsnorm writes w·x/rms(x) into out. The sum of squares is accumulated in float64, in
+// rmsnorm writes w·x/rms(x) into out (which may be x). The sum of squares is accumulated in float64, in
 // four independent partial sums (a single chain is bound by the add latency).
 func rmsnorm(out, x, w []float32, eps float32) {
 	var s0, s1, s2, s3 float64
@@ -251,6 +251,7 @@ func (m *Model) Logits(dst, x []float32, n int) error {
 	return m.logits(dst, x, xn, n)
 }
 
+// logits is Logits with xn (n×Dim, may be x) receiving the normalized states.
 func (m *Model) logits(dst, x, xn []float32, n int) error {
 	c := &m.Config
 	for i := 0; i < n; i++ {
@@ -524,11 +525,13 @@ func (m *Model) Extend(ctx context.Context, kv *KV, tokens, pos []int, o ExtendO
 		return nil, err
 	}
 	if len(o.Logits) > 0 {
+		// Normalized in place: o.Logits may repeat an index, so there can be more
+		// rows than s.xb holds.
 		sel := make([]float32, len(o.Logits)*c.Dim)
 		for j, i := range o.Logits {
 			copy(sel[j*c.Dim:(j+1)*c.Dim], x[i*c.Dim:(i+1)*c.Dim])
 		}
-		if err := m.logits(res.Logits, sel, s.xb, len(o.Logits)); err != nil {
+		if err := m.logits(res.Logits, sel, sel, len(o.Logits)); err != nil {
 			return nil, err
 		}
 	}
