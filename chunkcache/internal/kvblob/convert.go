@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/ragkv/ragkv/internal/kernels"
 )
 
 // AppendLayer appends layer section built from float32 K and V (each tokens·channels
@@ -78,11 +80,11 @@ func encodeFloat(dst []byte, d DType, x []float32) {
 		}
 	case F16:
 		for i, f := range x {
-			binary.LittleEndian.PutUint16(dst[2*i:], F32ToF16(f))
+			binary.LittleEndian.PutUint16(dst[2*i:], kernels.F32ToF16(f))
 		}
 	case BF16:
 		for i, f := range x {
-			binary.LittleEndian.PutUint16(dst[2*i:], F32ToBF16(f))
+			binary.LittleEndian.PutUint16(dst[2*i:], kernels.F32ToBF16(f))
 		}
 	}
 }
@@ -100,7 +102,7 @@ func decodeFloat(out []float32, d DType, src []byte) {
 		}
 	case BF16:
 		for i := range out {
-			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
+			out[i] = kernels.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
 	}
 }
@@ -197,67 +199,6 @@ func q8(f float32) int8 {
 	return int8(r)
 }
 
-// F32ToF16 converts to IEEE 754 binary16, rounding to nearest even; overflow gives
-// ±Inf, NaN stays NaN.
-func F32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
-		}
-		return sign | 0x7c00
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		if e < -10 {
-			return sign
-		}
-		mant |= 0x800000
-		shift := uint32(14 - e)
-		half := uint32(1) << (shift - 1)
-		rem := mant & (1<<shift - 1)
-		m := mant >> shift
-		if rem > half || (rem == half && m&1 == 1) {
-			m++
-		}
-		return sign | uint16(m)
-	}
-	h := sign | uint16(e)<<10 | uint16(mant>>13)
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++ // a carry into the exponent is the correct rounding (up to Inf)
-	}
-	return h
-}
-
-// F16ToF32 converts an IEEE 754 binary16 value exactly.
-func F16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp == 0:
-		if mant == 0 {
-			return math.Float32frombits(sign)
-		}
-		e := uint32(127 - 15 + 1)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
-}
-
 var (
 	f16Once sync.Once
 	f16Tab  *[1 << 16]float32
@@ -268,22 +209,9 @@ func f16Table() *[1 << 16]float32 {
 	f16Once.Do(func() {
 		t := new([1 << 16]float32)
 		for i := range t {
-			t[i] = F16ToF32(uint16(i))
+			t[i] = kernels.F16ToF32(uint16(i))
 		}
 		f16Tab = t
 	})
 	return f16Tab
 }
-
-// F32ToBF16 converts to bfloat16, rounding to nearest even; NaN becomes a quiet NaN.
-func F32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
-
-// BF16ToF32 converts a bfloat16 value exactly.
-func BF16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }

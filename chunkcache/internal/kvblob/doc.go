@@ -35,7 +35,8 @@
 // as in KIVI (Liu et al., "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV
 // Cache", ICML 2024): keys have outlier channels, values do not.
 //
-// f16 and bf16 conversions round to nearest even (bf16 keeps NaN a quiet NaN).
+// f16 and bf16 conversions are internal/kernels' (the same ones the model loaders use):
+// round to nearest even, overflow to ±Inf, NaN stays a quiet NaN.
 //
 // The decoder never trusts the input: it bounds every count before allocating,
 // recomputes the section size from the layout, and checks both CRCs; truncated or

@@ -48,9 +48,6 @@ const (
 	Int8         DType = 4
 )
 
-// DTypes lists the valid dtypes.
-func DTypes() []DType { return []DType{F32, F16, BF16, Int8} }
-
 // Size is the element size in bytes (0 for an invalid dtype).
 func (d DType) Size() int {
 	switch d {
@@ -64,7 +61,7 @@ func (d DType) Size() int {
 	return 0
 }
 
-// Valid reports whether d is one of DTypes().
+// Valid reports whether d is F32, F16, BF16 or Int8.
 func (d DType) Valid() bool { return d.Size() != 0 }
 
 func (d DType) String() string {
@@ -117,19 +114,6 @@ func (m ScaleMode) String() string {
 		return "per-channel"
 	}
 	return fmt.Sprintf("scale(%d)", uint8(m))
-}
-
-// ParseScaleMode parses "per-token", "per-channel" or "none".
-func ParseScaleMode(s string) (ScaleMode, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "none":
-		return ScaleNone, nil
-	case "per-token", "token":
-		return ScalePerToken, nil
-	case "per-channel", "channel":
-		return ScalePerChannel, nil
-	}
-	return ScaleNone, fmt.Errorf("%w: unknown scale mode %q (want per-token or per-channel)", ErrInvalid, s)
 }
 
 // Layout is the shape and encoding of a chunk's KV cache.

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/kernels"
 )
 
 func layouts() []Layout {
@@ -119,18 +121,19 @@ func checkClose(t *testing.T, l Layout, tokens int, want, got []float32, mode Sc
 	}
 }
 
+// The blob format relies on these properties of internal/kernels' conversions.
 func TestF16Conversion(t *testing.T) {
 	// Every finite f16 value survives f16→f32→f16.
 	for i := 0; i < 1<<16; i++ {
 		h := uint16(i)
-		f := F16ToF32(h)
+		f := kernels.F16ToF32(h)
 		if math.IsNaN(float64(f)) {
 			if h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
 				t.Fatalf("%04x decoded to NaN", h)
 			}
 			continue
 		}
-		if got := F32ToF16(f); got != h {
+		if got := kernels.F32ToF16(f); got != h {
 			t.Fatalf("f16 %04x -> %v -> %04x", h, f, got)
 		}
 	}
@@ -144,25 +147,25 @@ func TestF16Conversion(t *testing.T) {
 		{float32(1 + 3*math.Ldexp(1, -11)), 0x3c02}, {float32(math.Ldexp(1, -14)), 0x0400},
 	}
 	for _, c := range cases {
-		if got := F32ToF16(c.in); got != c.want {
-			t.Errorf("F32ToF16(%v) = %04x, want %04x", c.in, got, c.want)
+		if got := kernels.F32ToF16(c.in); got != c.want {
+			t.Errorf("kernels.F32ToF16(%v) = %04x, want %04x", c.in, got, c.want)
 		}
 	}
 	// Random values round to a nearest representable neighbour.
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 100000; i++ {
 		x := float32(math.Ldexp(r.Float64()*2-1, r.IntN(40)-25))
-		h := F32ToF16(x)
+		h := kernels.F32ToF16(x)
 		if h&0x7c00 == 0x7c00 {
 			continue
 		}
-		d := math.Abs(float64(F16ToF32(h)) - float64(x))
+		d := math.Abs(float64(kernels.F16ToF32(h)) - float64(x))
 		for _, nb := range []uint16{h + 1, h - 1} {
 			if nb&0x7c00 == 0x7c00 || (nb^h)&0x8000 != 0 {
 				continue
 			}
-			if dn := math.Abs(float64(F16ToF32(nb)) - float64(x)); dn < d {
-				t.Fatalf("F32ToF16(%v) = %04x, but %04x is nearer", x, h, nb)
+			if dn := math.Abs(float64(kernels.F16ToF32(nb)) - float64(x)); dn < d {
+				t.Fatalf("kernels.F32ToF16(%v) = %04x, but %04x is nearer", x, h, nb)
 			}
 		}
 	}
@@ -171,21 +174,21 @@ func TestF16Conversion(t *testing.T) {
 func TestBF16Conversion(t *testing.T) {
 	for i := 0; i < 1<<16; i++ {
 		h := uint16(i)
-		f := BF16ToF32(h)
+		f := kernels.BF16ToF32(h)
 		if math.IsNaN(float64(f)) {
-			if !math.IsNaN(float64(BF16ToF32(F32ToBF16(f)))) {
+			if !math.IsNaN(float64(kernels.BF16ToF32(kernels.F32ToBF16(f)))) {
 				t.Fatalf("NaN %04x lost", h)
 			}
 			continue
 		}
-		if got := F32ToBF16(f); got != h {
+		if got := kernels.F32ToBF16(f); got != h {
 			t.Fatalf("bf16 %04x -> %v -> %04x", h, f, got)
 		}
 	}
-	if got := F32ToBF16(float32(1 + math.Ldexp(1, -8))); got != 0x3f80 {
+	if got := kernels.F32ToBF16(float32(1 + math.Ldexp(1, -8))); got != 0x3f80 {
 		t.Errorf("tie rounds to even: got %04x", got)
 	}
-	if got := F32ToBF16(float32(1 + 3*math.Ldexp(1, -8))); got != 0x3f82 {
+	if got := kernels.F32ToBF16(float32(1 + 3*math.Ldexp(1, -8))); got != 0x3f82 {
 		t.Errorf("tie rounds to even (up): got %04x", got)
 	}
 }
