@@ -47,7 +47,6 @@ type scratch struct {
 	cs     []float32 // per token: cos, sin for each pair (RoPE table of csPos)
 	csPos  []int     // the positions cs holds
 	rows   []int
-	pos    []int
 	scores [][]float32 // per worker slot
 
 	// attention parameters of the current call
@@ -115,7 +114,6 @@ func (s *scratch) grow(n int) {
 	s.cs = make([]float32, n*c.HeadDim)
 	s.csPos = make([]int, 0, n)
 	s.rows = make([]int, n)
-	s.pos = make([]int, n)
 }
 
 func (s *scratch) growScores(t int) {
