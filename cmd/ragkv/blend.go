@@ -27,6 +27,7 @@ import (
 	"github.com/ragkv/ragkv/internal/cliutil"
 	"github.com/ragkv/ragkv/model"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
+	"github.com/ragkv/ragkv/retrieval/beir"
 	"github.com/ragkv/ragkv/server"
 	"github.com/ragkv/ragkv/store"
 )
@@ -52,28 +53,22 @@ func readChunksFile(flag, path string, needText bool) ([]jsonlChunk, error) {
 	}
 	defer f.Close()
 	var out []jsonlChunk
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
+	err = beir.ScanJSONL(f, path, func(line int, b []byte) error {
 		var c jsonlChunk
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			return nil, flagErr(flag, "%s:%d: %v", path, line, err)
+		if err := json.Unmarshal(b, &c); err != nil {
+			return fmt.Errorf("%s:%d: %v", path, line, err)
 		}
 		if c.Text == "" && (needText || c.Key == "") {
-			return nil, flagErr(flag, "%s:%d: no \"text\"", path, line)
+			return fmt.Errorf("%s:%d: no \"text\"", path, line)
 		}
 		if c.ID == "" {
 			c.ID = fmt.Sprint(line)
 		}
 		out = append(out, c)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, flagErr(flag, "%s: %v", path, err)
+		return nil
+	})
+	if err != nil {
+		return nil, flagErr(flag, "%v", err)
 	}
 	if len(out) == 0 {
 		return nil, flagErr(flag, "%s: no chunks", path)

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +15,7 @@ import (
 	"github.com/ragkv/ragkv/blend/blendeval"
 	"github.com/ragkv/ragkv/internal/cliutil"
 	"github.com/ragkv/ragkv/model"
+	"github.com/ragkv/ragkv/retrieval/beir"
 )
 
 // eval blend: quality of fused prefills against a full prefill (package blendeval).
@@ -151,25 +152,23 @@ func readStories(path string, m *model.Model, n int) ([][]int, error) {
 	}
 	defer f.Close()
 	var out [][]int
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	line := 0
-	for sc.Scan() && (n == 0 || len(out) < n) {
-		line++
-		if len(strings.TrimSpace(sc.Text())) == 0 {
-			continue
+	errEnough := errors.New("enough stories")
+	err = beir.ScanJSONL(f, path, func(line int, b []byte) error {
+		if n > 0 && len(out) == n {
+			return errEnough
 		}
 		var s struct {
 			Text *string `json:"text"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil || s.Text == nil {
-			return nil, flagErr("stories", "%s:%d: want a JSON object with a \"text\" string", path, line)
+		if err := json.Unmarshal(b, &s); err != nil || s.Text == nil {
+			return fmt.Errorf("%s:%d: want a JSON object with a \"text\" string", path, line)
 		}
 		toks := m.Tok.Encode(*s.Text, true, false)
 		out = append(out, toks[:min(len(toks), m.Config.Ctx)])
-	}
-	if err := sc.Err(); err != nil {
-		return nil, flagErr("stories", "%s: %v", path, err)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, flagErr("stories", "%v", err)
 	}
 	if len(out) == 0 {
 		return nil, flagErr("stories", "%s: no stories", path)
