@@ -119,6 +119,11 @@ statistics context does not cross batches). --keys-out writes {"id","key"} lines
 			if batch < 1 {
 				return flagErr("batch", "must be ≥ 1, got %d", batch)
 			}
+			if contextChunks == 0 {
+				// No chunks of context: no statistics pass, locally and through a
+				// server alike (the RPC reads 0 as "the server's default").
+				contextChunks = -1
+			}
 			var keysW *bufio.Writer
 			if keysOut != "" {
 				f, err := os.Create(keysOut)
@@ -186,7 +191,7 @@ statistics context does not cross batches). --keys-out writes {"id","key"} lines
 	f.IntVar(&batch, "batch", 256, "chunks per PrecomputeChunks call (with --addr)")
 	f.StringVar(&ns, "namespace", "", "chunk cache namespace (default \"default\")")
 	f.StringVar(&system, "system", "", "system text after the BOS token (the prefix every chunk is computed after)")
-	f.IntVar(&contextChunks, "context-chunks", 1, "chunks before each one in its Cache-Craft statistics pass (negative: no statistics)")
+	f.IntVar(&contextChunks, "context-chunks", 1, "chunks before each one in its Cache-Craft statistics pass (0 or negative: no statistics)")
 	f.StringVar(&keysOut, "keys-out", "", "write {\"id\",\"key\"} lines (chunk-cache keys) to this file")
 	f.BoolVar(&asJSON, "json", false, "print the counts as one JSON object as the last line")
 	return cmd
@@ -204,9 +209,6 @@ type precomputeLocalArgs struct {
 }
 
 func precomputeLocal(ctx context.Context, a precomputeLocalArgs, chunks []jsonlChunk, res *blend.PrecomputeResult, record func(string, []byte) error) error {
-	if a.contextChunks == 0 {
-		a.contextChunks = -1
-	}
 	m, err := model.Open(a.modelPath, model.Options{Tokenizer: a.tokPath, Threads: a.threads})
 	if err != nil {
 		return err
