@@ -8,8 +8,6 @@ import (
 	"math"
 	"regexp"
 	"strings"
-
-	"github.com/ragkv/ragkv/chunkcache/internal/kvblob"
 )
 
 // KeyVersion is the version of the content-key scheme, hashed into every key. Bump it
@@ -151,8 +149,8 @@ func (id *ChunkID) Validate() error {
 	if len(id.Tokens) == 0 {
 		return fmt.Errorf("%w: empty token list", ErrInvalid)
 	}
-	if len(id.Tokens) > kvblob.MaxTokens {
-		return fmt.Errorf("%w: %d tokens (max %d)", ErrInvalid, len(id.Tokens), kvblob.MaxTokens)
+	if len(id.Tokens) > MaxTokens {
+		return fmt.Errorf("%w: %d tokens (max %d)", ErrInvalid, len(id.Tokens), MaxTokens)
 	}
 	return nil
 }

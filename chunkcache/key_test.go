@@ -81,6 +81,8 @@ func TestKeyValidation(t *testing.T) {
 		"architecture":     func(id *ChunkID) { id.Model.Architecture = "" },
 		"weights digest":   func(id *ChunkID) { id.Model.WeightsDigest = "" },
 		"namespace":        func(id *ChunkID) { id.Namespace = "no spaces" },
+		// The bound a put and the manifest enforce, not the wider blob-format bound.
+		fmt.Sprintf("(max %d)", MaxTokens): func(id *ChunkID) { id.Tokens = make([]uint32, MaxTokens+1) },
 	}
 	for want, mutate := range bad {
 		id := base

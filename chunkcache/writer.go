@@ -71,9 +71,6 @@ func (c *Cache) NewWriter(ctx context.Context, spec PutSpec) (*Writer, error) {
 		}
 	}
 	id := spec.ID()
-	if len(spec.Tokens) > MaxTokens {
-		return nil, fmt.Errorf("%w: %d tokens (max %d)", ErrInvalid, len(spec.Tokens), MaxTokens)
-	}
 	k, err := id.Key()
 	if err != nil {
 		return nil, err
