@@ -84,28 +84,13 @@ func Open(path string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	var m *Model
 	switch {
 	case st.IsDir() || strings.HasSuffix(path, ".safetensors"):
-		m, err = loadHF(path, o)
-	default:
-		var magic [4]byte
-		fd, err2 := os.Open(path)
-		if err2 != nil {
-			return nil, fmt.Errorf("model: %w", err2)
-		}
-		_, _ = fd.Read(magic[:])
-		fd.Close()
-		if string(magic[:]) == gguf.Magic {
-			m, err = loadGGUF(path, o)
-		} else {
-			m, err = loadLlama2C(path, o)
-		}
+		return loadHF(path, o)
+	case gguf.HasMagic(path):
+		return loadGGUF(path, o)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	return loadLlama2C(path, o)
 }
 
 func (m *Model) finish(o Options) error {
@@ -144,7 +129,7 @@ func loadTokenizerFile(path string, vocab int) (tokenizer.Tokenizer, error) {
 	if strings.HasSuffix(path, ".json") {
 		return tokenizer.LoadHF(path)
 	}
-	if b, err := os.ReadFile(path); err == nil && len(b) >= 4 && string(b[:4]) == gguf.Magic {
+	if gguf.HasMagic(path) {
 		f, err := gguf.Open(path)
 		if err != nil {
 			return nil, err

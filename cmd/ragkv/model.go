@@ -52,7 +52,7 @@ func newModelInspectCmd() *cobra.Command {
 				return usageError{fmt.Errorf("model file: %w", err)}
 			}
 			res := modelInspectResult{Path: path}
-			if b := modelFileMagic(path); b == gguf.Magic {
+			if gguf.HasMagic(path) {
 				res.Format = "gguf"
 				f, err := gguf.Open(path)
 				if err != nil {
@@ -97,20 +97,7 @@ func newModelInspectCmd() *cobra.Command {
 	return cmd
 }
 
-func modelFileMagic(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var b [4]byte
-	if n, _ := f.Read(b[:]); n < 4 {
-		return ""
-	}
-	return string(b[:])
-}
-
-// summarize shortens long arrays for display.
+// ggufValueSummary shortens long arrays for display.
 func ggufValueSummary(v gguf.Value) any {
 	a, ok := v.V.(gguf.Array)
 	if !ok {

@@ -245,6 +245,25 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+func TestHasMagic(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		data string
+		want bool
+	}{{"GGUF\x03\x00\x00\x00", true}, {"GGUF", true}, {"GGU", false}, {"ggml-ish", false}, {"", false}} {
+		p := filepath.Join(dir, "f")
+		if err := os.WriteFile(p, []byte(c.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := HasMagic(p); got != c.want {
+			t.Errorf("HasMagic(%q) = %v, want %v", c.data, got, c.want)
+		}
+	}
+	if HasMagic(filepath.Join(dir, "missing")) {
+		t.Error("HasMagic of a missing file")
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add(buildSample(f))
 	f.Add([]byte("GGUF\x03\x00\x00\x00"))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"sort"
@@ -69,6 +70,19 @@ func Open(path string) (*File, error) {
 	}
 	f.unmap = unmap
 	return f, nil
+}
+
+// HasMagic reports whether the file at path starts with the GGUF magic. It reads four
+// bytes; a file that cannot be read gives false (opening it then says why).
+func HasMagic(path string) bool {
+	fd, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer fd.Close()
+	var b [len(Magic)]byte
+	_, err = io.ReadFull(fd, b[:])
+	return err == nil && string(b[:]) == Magic
 }
 
 // Close releases the file's memory mapping. Tensor data returned earlier must not be
