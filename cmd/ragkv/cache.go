@@ -270,11 +270,11 @@ func cacheRPCErr(op string, err error) error {
 }
 
 func cacheParseKey(arg string) ([]byte, error) {
-	b, err := hex.DecodeString(strings.TrimSpace(arg))
-	if err != nil || len(b) != 32 {
-		return nil, usageError{fmt.Errorf("key %q: want 64 hex digits", arg)}
+	k, err := chunkcache.ParseKey(arg)
+	if err != nil {
+		return nil, usageError{err}
 	}
-	return b, nil
+	return k[:], nil
 }
 
 func cacheKeyRef(ns string, key []byte) *ragkvv1.ChunkRef {
