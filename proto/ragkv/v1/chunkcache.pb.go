@@ -1877,7 +1877,7 @@ func (x *ChunkCacheStatsResponse) GetChunks() uint64 {
 type ChunkTierPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tier          string                 `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
-	Policy        string                 `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`       // lru, lfu, s3fifo, gdsf
+	Policy        string                 `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`       // lru, lfu, s3fifo, gdsf, wtinylfu
 	Admission     string                 `protobuf:"bytes,3,opt,name=admission,proto3" json:"admission,omitempty"` // none, tinylfu
 	CapacityBytes uint64                 `protobuf:"varint,4,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
 	HighWatermark float64                `protobuf:"fixed64,5,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
