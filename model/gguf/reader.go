@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"sort"
+
+	"github.com/ragkv/ragkv/model/internal/mmap"
 )
 
 // Magic is the first four bytes of a GGUF file.
@@ -57,15 +59,17 @@ type File struct {
 
 // Open memory-maps and parses the GGUF file at path. Close releases the mapping.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := mmap.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gguf: %w", err)
+	}
+	if len(data) == 0 {
+		_ = unmap()
+		return nil, fmt.Errorf("gguf %s: %w: empty file", path, ErrMalformed)
 	}
 	f, err := Parse(path, data)
 	if err != nil {
-		if unmap != nil {
-			_ = unmap()
-		}
+		_ = unmap()
 		return nil, err
 	}
 	f.unmap = unmap
@@ -559,30 +563,3 @@ func (f *File) TensorData(name string) (TensorInfo, []byte, error) {
 
 // Bytes returns the whole file's bytes (aliasing the mapping).
 func (f *File) Bytes() []byte { return f.data }
-
-func mapFile(path string) ([]byte, func() error, error) {
-	fd, err := os.Open(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %w", err)
-	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("gguf %s: %w", path, err)
-	}
-	size := st.Size()
-	if size == 0 {
-		return nil, nil, fmt.Errorf("gguf %s: %w: empty file", path, ErrMalformed)
-	}
-	if int64(int(size)) != size {
-		return nil, nil, fmt.Errorf("gguf %s: file too large to map", path)
-	}
-	if b, unmap, err := mmap(fd, int(size)); err == nil {
-		return b, unmap, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("gguf %s: %w", path, err)
-	}
-	return b, func() error { return nil }, nil
-}

@@ -11,10 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 
-	"golang.org/x/sys/unix"
+	"github.com/ragkv/ragkv/model/internal/mmap"
 )
 
 // ErrFormat marks a malformed file.
@@ -43,24 +42,9 @@ var dtypeSize = map[string]int{"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8
 
 // Open memory-maps and parses a file.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	b, unmap, err := mmap.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("safetensors %s: %w", path, err)
-	}
-	var b []byte
-	unmap := func() error { return nil }
-	if st.Size() > 0 {
-		if mb, err := unix.Mmap(int(fd.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED); err == nil {
-			b = mb
-			unmap = func() error { return unix.Munmap(mb) }
-		} else if b, err = io.ReadAll(fd); err != nil {
-			return nil, fmt.Errorf("safetensors %s: %w", path, err)
-		}
 	}
 	f, err := Parse(path, b)
 	if err != nil {
