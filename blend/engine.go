@@ -157,16 +157,17 @@ type PrefillInput struct {
 	// Ratio (nil: the engine's default).
 	Ratio   *float64
 	Reserve int
-	// AllLogits is not offered; Logits returns those after the query.
 }
 
 // SegmentReport describes one segment of a prefill.
 type SegmentReport struct {
 	SegmentStats
-	Kind   string // "system" or "chunk"
-	Key    chunkcache.Key
-	Source string // tier or "computed"
-	Stored bool   // computed now and admitted by the cache
+	Kind string // "system" or "chunk"
+	Key  chunkcache.Key
+	// Source is the tier the KV came from, "computed" (missing: computed now) or
+	// "none" (a chunk given by text to Full, which reads no cache).
+	Source string
+	Stored bool // computed now and admitted by the cache
 }
 
 // PrefillOutput is a served prefill.
@@ -449,8 +450,9 @@ type GenerateInput struct {
 	IgnoreEOS bool
 }
 
-// GenerateEvent is one streamed event: the prefill (when Generate prefilled), a token,
-// or the end.
+// GenerateEvent is one streamed event: the prefill (when Generate prefilled), a token
+// (Token and the complete characters of Text so far), or the end (Done, with Text the
+// rest of an incomplete UTF-8 sequence).
 type GenerateEvent struct {
 	Prefill *PrefillOutput
 	Token   int

@@ -148,25 +148,24 @@ func (s *inferenceService) Generate(req *ragkvv1.GenerateRequest, stream grpc.Se
 		return invalidArg("generate: give a prefill handle or a prefill request")
 	}
 	err := s.e.Generate(stream.Context(), in, func(ev blend.GenerateEvent) error {
-		var msg *ragkvv1.GenerateResponse
-		switch {
-		case ev.Prefill != nil:
-			msg = &ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Prefill{Prefill: prefillResponse(ev.Prefill, wantLogits)}}
-		case ev.Done != nil:
-			if ev.Text != "" {
-				// The tail of an incomplete UTF-8 sequence.
-				if err := stream.Send(&ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Token{Token: &ragkvv1.GenerateToken{Text: ev.Text}}}); err != nil {
-					return err
-				}
-			}
-			msg = &ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Done{Done: &ragkvv1.GenerateDone{
-				Reason: ev.Done.Reason, Tokens: uint32(ev.Done.Tokens), DecodeSeconds: ev.Done.Decode.Seconds()}}}
-		default:
-			msg = &ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Token{Token: &ragkvv1.GenerateToken{Id: uint32(ev.Token), Text: ev.Text}}}
-		}
-		return stream.Send(msg)
+		return stream.Send(generateResponse(ev, wantLogits))
 	})
 	return toStatus(err)
+}
+
+// generateResponse is the stream message of one Generate event: the prefill (with its
+// logits if asked), one token, or the end (with the rest of an incomplete UTF-8
+// sequence, which must not read as a token).
+func generateResponse(ev blend.GenerateEvent, logits bool) *ragkvv1.GenerateResponse {
+	switch {
+	case ev.Prefill != nil:
+		return &ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Prefill{Prefill: prefillResponse(ev.Prefill, logits)}}
+	case ev.Done != nil:
+		return &ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Done{Done: &ragkvv1.GenerateDone{
+			Reason: ev.Done.Reason, Tokens: uint32(ev.Done.Tokens), DecodeSeconds: ev.Done.Decode.Seconds(), Text: ev.Text}}}
+	default:
+		return &ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Token{Token: &ragkvv1.GenerateToken{Id: uint32(ev.Token), Text: ev.Text}}}
+	}
 }
 
 // maxPrecomputeChunks bounds one PrecomputeChunks request.

@@ -474,7 +474,7 @@ func generate(t *testing.T, cl ragkvv1.InferenceClient, req *ragkvv1.GenerateReq
 		switch {
 		case msg.GetPrefill() != nil:
 			sawPrefill = true
-		case msg.GetToken() != nil && msg.GetToken().Text != "" || msg.GetToken() != nil && msg.GetToken().Id != 0:
+		case msg.GetToken() != nil: // one message per token
 			toks = append(toks, int(msg.GetToken().Id))
 		case msg.GetDone() != nil:
 			done = msg.GetDone()
@@ -487,4 +487,24 @@ func generate(t *testing.T, cl ragkvv1.InferenceClient, req *ragkvv1.GenerateReq
 		t.Fatalf("prefill message sent: %v", sawPrefill)
 	}
 	return toks
+}
+
+// TestGenerateResponse: every Generate event is one message; the end carries the rest
+// of an incomplete UTF-8 sequence itself, so that token messages are exactly the tokens.
+func TestGenerateResponse(t *testing.T) {
+	tok := generateResponse(blend.GenerateEvent{Token: 7, Text: "a"}, false).GetToken()
+	if tok == nil || tok.Id != 7 || tok.Text != "a" {
+		t.Fatalf("token event: %v", tok)
+	}
+	msg := generateResponse(blend.GenerateEvent{Done: &blend.GenerateDone{Reason: "max_tokens", Tokens: 3}, Text: "\uFFFD"}, false)
+	if d := msg.GetDone(); d == nil || d.Text != "\uFFFD" || d.Tokens != 3 || d.Reason != "max_tokens" || msg.GetToken() != nil {
+		t.Fatalf("done event with a tail: %v", msg)
+	}
+	out := &blend.PrefillOutput{Logits: []float32{1, 2}, Stats: blend.Stats{Method: blend.Naive}}
+	if p := generateResponse(blend.GenerateEvent{Prefill: out}, true).GetPrefill(); p == nil || len(p.Logits) != 2 || p.Breakdown.Method != "naive" {
+		t.Fatalf("prefill event: %v", p)
+	}
+	if p := generateResponse(blend.GenerateEvent{Prefill: out}, false).GetPrefill(); p == nil || p.Logits != nil {
+		t.Fatalf("prefill event without logits: %v", p)
+	}
 }

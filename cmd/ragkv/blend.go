@@ -520,7 +520,7 @@ func runRemoteGenerate(cmd *cobra.Command) error {
 			out.Flush()
 		case msg.GetDone() != nil:
 			d := msg.GetDone()
-			out.WriteString("\n")
+			out.WriteString(d.Text + "\n")
 			if d.DecodeSeconds > 0 {
 				fmt.Fprintf(os.Stderr, "%d tokens (%s), %.1f tokens/s\n", d.Tokens, d.Reason, float64(d.Tokens)/d.DecodeSeconds)
 			}

@@ -233,7 +233,8 @@ type PrefillSegment struct {
 	Recomputed uint32 `protobuf:"varint,5,opt,name=recomputed,proto3" json:"recomputed,omitempty"`
 	// The cached KV was computed in exactly this context (reusable as is).
 	Exact bool `protobuf:"varint,6,opt,name=exact,proto3" json:"exact,omitempty"`
-	// Where the KV came from: a tier name, or "computed" (missing: computed now).
+	// Where the KV came from: a tier name, "computed" (missing: computed now) or
+	// "none" (a chunk given by text to the full method, which reads no cache).
 	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
 	// Cache-Craft's impact CCI×(1−β).
 	Impact float64 `protobuf:"fixed64,8,opt,name=impact,proto3" json:"impact,omitempty"`
@@ -361,7 +362,7 @@ type PrefillBreakdown struct {
 	TotalSeconds     float64 `protobuf:"fixed64,15,opt,name=total_seconds,json=totalSeconds,proto3" json:"total_seconds,omitempty"`
 	// Share of the loading that overlapped computation.
 	LoadHiddenFrac float64 `protobuf:"fixed64,16,opt,name=load_hidden_frac,json=loadHiddenFrac,proto3" json:"load_hidden_frac,omitempty"`
-	// Segments served per source (tier name or "computed").
+	// Segments served per source (as in PrefillSegment.source).
 	CacheHits map[string]uint32 `protobuf:"bytes,17,rep,name=cache_hits,json=cacheHits,proto3" json:"cache_hits,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// FLOPs computed and those of a full prefill.
 	Flops         float64 `protobuf:"fixed64,18,opt,name=flops,proto3" json:"flops,omitempty"`
@@ -812,6 +813,9 @@ type GenerateDone struct {
 	Reason        string  `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	Tokens        uint32  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
 	DecodeSeconds float64 `protobuf:"fixed64,3,opt,name=decode_seconds,json=decodeSeconds,proto3" json:"decode_seconds,omitempty"`
+	// Text not yet sent with a token: the rest of a UTF-8 sequence that the last tokens
+	// left incomplete (as U+FFFD).
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -865,6 +869,13 @@ func (x *GenerateDone) GetDecodeSeconds() float64 {
 		return x.DecodeSeconds
 	}
 	return 0
+}
+
+func (x *GenerateDone) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
 }
 
 type GenerateResponse struct {
@@ -1019,10 +1030,12 @@ func (x *PrecomputeChunk) GetText() string {
 }
 
 type PrecomputeChunksRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	System    string                 `protobuf:"bytes,2,opt,name=system,proto3" json:"system,omitempty"`
-	Chunks    []*PrecomputeChunk     `protobuf:"bytes,3,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chunk-cache namespace and system text, as in PrefillRequest: a chunk's key depends
+	// on both, so a prompt finds it only under the same ones.
+	Namespace string             `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	System    string             `protobuf:"bytes,2,opt,name=system,proto3" json:"system,omitempty"`
+	Chunks    []*PrecomputeChunk `protobuf:"bytes,3,rep,name=chunks,proto3" json:"chunks,omitempty"`
 	// Chunks before each one forming its statistics context (0: 1; negative: none).
 	ContextChunks int32 `protobuf:"varint,4,opt,name=context_chunks,json=contextChunks,proto3" json:"context_chunks,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1279,11 +1292,12 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x06source\"3\n" +
 	"\rGenerateToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04text\"e\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"y\n" +
 	"\fGenerateDone\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\rR\x06tokens\x12%\n" +
-	"\x0edecode_seconds\x18\x03 \x01(\x01R\rdecodeSeconds\"\xaf\x01\n" +
+	"\x0edecode_seconds\x18\x03 \x01(\x01R\rdecodeSeconds\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\xaf\x01\n" +
 	"\x10GenerateResponse\x125\n" +
 	"\aprefill\x18\x01 \x01(\v2\x19.ragkv.v1.PrefillResponseH\x00R\aprefill\x12/\n" +
 	"\x05token\x18\x02 \x01(\v2\x17.ragkv.v1.GenerateTokenH\x00R\x05token\x12,\n" +

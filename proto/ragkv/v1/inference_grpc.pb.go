@@ -43,7 +43,7 @@ type InferenceClient interface {
 	Prefill(ctx context.Context, in *PrefillRequest, opts ...grpc.CallOption) (*PrefillResponse, error)
 	// Generate prefills the same input (or takes over a Prefill handle) and streams
 	// tokens until EOS, max_tokens or the context's end: first a PrefillResponse (when it
-	// prefilled), then GenerateToken messages, then GenerateDone.
+	// prefilled), then one GenerateToken message per token, then GenerateDone.
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateResponse], error)
 	// PrecomputeChunks computes each chunk's KV alone after the system prefix and stores
 	// it in the chunk cache with Cache-Craft's statistics (from a pass where the chunk
@@ -118,7 +118,7 @@ type InferenceServer interface {
 	Prefill(context.Context, *PrefillRequest) (*PrefillResponse, error)
 	// Generate prefills the same input (or takes over a Prefill handle) and streams
 	// tokens until EOS, max_tokens or the context's end: first a PrefillResponse (when it
-	// prefilled), then GenerateToken messages, then GenerateDone.
+	// prefilled), then one GenerateToken message per token, then GenerateDone.
 	Generate(*GenerateRequest, grpc.ServerStreamingServer[GenerateResponse]) error
 	// PrecomputeChunks computes each chunk's KV alone after the system prefix and stores
 	// it in the chunk cache with Cache-Craft's statistics (from a pass where the chunk
