@@ -595,7 +595,8 @@ func TestChunkCacheConcurrentClients(t *testing.T) {
 						return
 					}
 					for i := range c.f {
-						if !bytes.Equal(got[i].K, c.f[i].K) || !bytes.Equal(got[i].V, c.f[i].V) || !bytes.Equal(got[i].VScales, c.f[i].VScales) {
+						if !bytes.Equal(got[i].K, c.f[i].K) || !bytes.Equal(got[i].V, c.f[i].V) ||
+							!bytes.Equal(got[i].KScales, c.f[i].KScales) || !bytes.Equal(got[i].VScales, c.f[i].VScales) {
 							errc <- fmt.Errorf("get: layer %d differs", i)
 							return
 						}
