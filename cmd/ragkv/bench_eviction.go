@@ -48,6 +48,7 @@ Traces (--requests each, default 10^6; --seed):
 Reports hit ratio, byte hit ratio and recompute cost saved per (trace, size, policy);
 min_best_vs_belady is, over the unit-size traces and sizes, the smallest ratio of the
 best online configuration's hit ratio to Belady's (target ≥ 0.85).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if requests < 1000 {
 				return flagErr("requests", "must be at least 1000, got %d", requests)
