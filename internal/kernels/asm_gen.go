@@ -1,6 +1,8 @@
 //go:build ignore
 
-// asm_gen writes kernels_amd64.s: the AVX-512 micro-kernels of the GEMMs.
+// asm_gen writes kernels_amd64.s: the AVX-512 kernels of package kernels (GEMM
+// micro-kernels, matrix-vector kernels, packing and quantization of panels, vector
+// helpers).
 //
 //	go run asm_gen.go > kernels_amd64.s
 package main
@@ -26,7 +28,7 @@ func main() {
 	matvecFloat("F32")
 	matvecFloat("F16")
 	matvecFloat("BF16")
-	matvecQ8_0()
+	matvecQ80or40(false)
 	matvecQ80or40(true)
 	vecOps()
 	matvecKQuants()
@@ -35,7 +37,7 @@ func main() {
 	}
 	interleave16(8)
 	interleave16(4)
-	matvecQ4KVNNI()
+	matvecQ45KVNNI(false)
 	matvecQ45KVNNI(true)
 	matvecQ6KVNNI()
 	quantPanel(8)
@@ -260,14 +262,14 @@ func matvecFloat(t string) {
 	for i := range rows {
 		p("\tVADDPS Z%d, Z%d, Z%d", 20+i, 16+i, 16+i)
 	}
-	hsum4(name)
+	hsum4()
 	p("\tVMOVUPS X0, (DI)")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
 
 // hsum4 reduces Z16..Z19 to their four sums in X0 (lanes 0..3). Clobbers Z0..Z7.
-func hsum4(name string) {
+func hsum4() {
 	for i := 0; i < 4; i++ {
 		p("\tVEXTRACTF64X4 $1, Z%d, Y%d", 16+i, 4+i)
 		p("\tVADDPS Y%d, Y%d, Y%d", 4+i, 16+i, i)
@@ -286,14 +288,11 @@ func hsum4(name string) {
 // stream of small matrices from 6.3 to 9.3 GB/s on one core).
 const matvecPrefetch = 8192
 
-// matvecQ8_0 writes matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq unsafe.Pointer, out *float32):
-// 4 rows of q8_0 blocks (row i at w + i·ldw bytes) dotted with activations quantized per
-// 32-block. xq holds per block 96 bytes: 32 int8 q, then 8 int32 −128·(sum of each 4 q),
-// then float32 dx at 64, padding to 96... see matvec.go.
-func matvecQ8_0() { matvecQ80or40(false) }
-
-// matvecQ80or40 writes matvecQ8_0x4, or (q4) matvecQ4_0x4 with the same activations: q4_0
-// blocks (f16 d, 16 bytes of nibbles: low nibbles are elements 0..15, high 16..31) give
+// matvecQ80or40 writes matvecQ8_0x4(nblk int, w unsafe.Pointer, ldw int, xq
+// unsafe.Pointer, out *float32): 4 rows of q8_0 blocks (row i at w + i·ldw bytes) dotted
+// with activations quantized per 32-block, 96 bytes per block (xqMatvecBytes): 32 int8 q,
+// 8 int32 −128·(sum of each 4 q), float32 dx, padding. Or (q4) matvecQ4_0x4 with the same
+// activations: q4_0 blocks (f16 d, 16 bytes of nibbles: low nibbles are elements 0..15, high 16..31) give
 // u = nibble and w = d·(u−8), so the integer sums start from −8·Σ4 q = (−128·Σ4 q) >> 4.
 func matvecQ80or40(q4 bool) {
 	name := "matvecQ8_0x4"
@@ -365,7 +364,7 @@ func matvecQ80or40(q4 bool) {
 	p("\tJNZ %s_loop", name)
 	p("%s_reduce:", name)
 	p("\tMOVQ out+32(FP), DI")
-	hsum4(name)
+	hsum4()
 	p("\tVMOVUPS X0, (DI)")
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -559,30 +558,7 @@ func matvecKQuants() {
 		p("\tTESTQ CX, CX")
 		p("\tJZ %s_done", name)
 		p("%s_loop:", name)
-		// 6-bit scales and mins (get_scale_min_k4, eight at once).
-		p("\tMOVL 4(AX), R9")   // u0
-		p("\tMOVL 8(AX), R10")  // u1
-		p("\tMOVL 12(AX), R11") // u2
-		p("\tMOVL R9, R12")
-		p("\tANDL $0x3f3f3f3f, R12") // sc0..3
-		p("\tMOVL R10, R13")
-		p("\tANDL $0x3f3f3f3f, R13") // m0..3
-		p("\tMOVL R11, DX")
-		p("\tANDL $0x0f0f0f0f, DX")
-		p("\tSHRL $6, R9")
-		p("\tANDL $0x03030303, R9")
-		p("\tSHLL $4, R9")
-		p("\tORL R9, DX") // sc4..7
-		p("\tSHRL $4, R11")
-		p("\tANDL $0x0f0f0f0f, R11")
-		p("\tSHRL $6, R10")
-		p("\tANDL $0x03030303, R10")
-		p("\tSHLL $4, R10")
-		p("\tORL R10, R11") // m4..7
-		p("\tSHLQ $32, DX")
-		p("\tORQ DX, R12")
-		p("\tSHLQ $32, R11")
-		p("\tORQ R11, R13")
+		scalesMinsK4()
 		p("\tVMOVQ R12, X24")
 		p("\tVPMOVZXBD X24, Y24")
 		p("\tVCVTDQ2PS Y24, Y24")
@@ -738,37 +714,7 @@ func packTranspose(t string) {
 	p("\tMOVQ AX, SI")
 	p("\tLEAQ (AX)(DX*8), R8")
 	for r := 0; r < 16; r++ {
-		base := "SI"
-		idx := r
-		if r >= 8 {
-			base = "R8"
-			idx = r - 8
-		}
-		// rows via base + {0,1,2,4}·DX and a running pointer for the others
-		var mem string
-		switch idx {
-		case 0:
-			mem = fmt.Sprintf("(%s)", base)
-		case 1:
-			mem = fmt.Sprintf("(%s)(DX*1)", base)
-		case 2:
-			mem = fmt.Sprintf("(%s)(DX*2)", base)
-		case 4:
-			mem = fmt.Sprintf("(%s)(DX*4)", base)
-		default:
-			p("\tLEAQ (%s)(DX*%d), R9", base, map[int]int{3: 2, 5: 4, 6: 4, 7: 4}[idx])
-			switch idx {
-			case 3:
-				mem = "(R9)(DX*1)"
-			case 5:
-				mem = "(R9)(DX*1)"
-			case 6:
-				mem = "(R9)(DX*2)"
-			case 7:
-				p("\tADDQ DX, R9")
-				mem = "(R9)(DX*2)"
-			}
-		}
+		mem := rowMem(r)
 		switch t {
 		case "F32":
 			p("\tVMOVUPS %s, Z%d", mem, r)
@@ -779,32 +725,8 @@ func packTranspose(t string) {
 			p("\tVPSLLD $16, Z%d, Z%d", r, r)
 		}
 	}
-	// stage 1
-	for i := 0; i < 8; i++ {
-		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
-		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
-	}
-	// stage 2
-	for i := 0; i < 4; i++ {
-		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
-		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
-		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
-		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
-		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
-	}
-	// stage 3
-	for i := 0; i < 2; i++ {
-		for j := 0; j < 4; j++ {
-			a, b := 8*i+j, 8*i+4+j
-			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
-			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
-		}
-	}
-	// stage 4 and stores: column c goes to dst + c·128 bytes
-	for j := 0; j < 8; j++ {
-		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
-		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
-	}
+	transpose16()
+	// column c goes to dst + c·128 bytes
 	for c := 0; c < 16; c++ {
 		p("\tVMOVUPS Z%d, %d(DI)", c, 128*c)
 	}
@@ -838,59 +760,9 @@ func interleave16(steps int) {
 	p("\tMOVQ AX, SI")
 	p("\tLEAQ (AX)(DX*8), R8")
 	for r := 0; r < 16; r++ {
-		base := "SI"
-		idx := r
-		if r >= 8 {
-			base, idx = "R8", r-8
-		}
-		var mem string
-		switch idx {
-		case 0:
-			mem = fmt.Sprintf("(%s)", base)
-		case 1:
-			mem = fmt.Sprintf("(%s)(DX*1)", base)
-		case 2:
-			mem = fmt.Sprintf("(%s)(DX*2)", base)
-		case 4:
-			mem = fmt.Sprintf("(%s)(DX*4)", base)
-		case 3:
-			p("\tLEAQ (%s)(DX*2), R9", base)
-			mem = "(R9)(DX*1)"
-		case 5:
-			p("\tLEAQ (%s)(DX*4), R9", base)
-			mem = "(R9)(DX*1)"
-		case 6:
-			p("\tLEAQ (%s)(DX*4), R9", base)
-			mem = "(R9)(DX*2)"
-		case 7:
-			p("\tLEAQ (%s)(DX*4), R9", base)
-			p("\tADDQ DX, R9")
-			mem = "(R9)(DX*2)"
-		}
-		p("\tVMOVDQU32 %s, Z%d", mem, r)
+		p("\tVMOVDQU32 %s, Z%d", rowMem(r), r)
 	}
-	for i := 0; i < 8; i++ {
-		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
-		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
-	}
-	for i := 0; i < 4; i++ {
-		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
-		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
-		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
-		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
-		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
-	}
-	for i := 0; i < 2; i++ {
-		for j := 0; j < 4; j++ {
-			a, b := 8*i+j, 8*i+4+j
-			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
-			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
-		}
-	}
-	for j := 0; j < 8; j++ {
-		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
-		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
-	}
+	transpose16()
 	for j := 0; j < 16; j++ {
 		p("\tVMOVDQU32 Z%d, %d(DI)", j, (j/steps)*wsb+(j%steps)*64)
 	}
@@ -903,13 +775,10 @@ func interleave16(steps int) {
 	p("\tRET")
 }
 
-// matvecQ4KVNNI writes matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs
+// matvecQ45KVNNI writes matvecQ4KQ8(nsb int, w unsafe.Pointer, xq unsafe.Pointer, xd, xs
 // *float32) float32: one q4_K row dotted with activations quantized per 32-block (int8 xq,
-// scales xd, xs = xd·Σq), the nibbles multiplied by VPDPBUSD 64 at a time.
-func matvecQ4KVNNI() { matvecQ45KVNNI(false) }
-
-// matvecQ45KVNNI writes matvecQ4KQ8, or (q5) matvecQ5KQ8: the same with the fifth bit of
-// each value taken from qh.
+// scales xd, xs = xd·Σq), the nibbles multiplied by VPDPBUSD 64 at a time. Or (q5)
+// matvecQ5KQ8: the same with the fifth bit of each value taken from qh.
 func matvecQ45KVNNI(q5 bool) {
 	name, bsize, qoff := "matvecQ4KQ8", 144, 16
 	if q5 {
@@ -948,29 +817,7 @@ func matvecQ45KVNNI(q5 bool) {
 	p("\tTESTQ CX, CX")
 	p("\tJZ %s_done", name)
 	p("%s_loop:", name)
-	p("\tMOVL 4(AX), R9")
-	p("\tMOVL 8(AX), R10")
-	p("\tMOVL 12(AX), R11")
-	p("\tMOVL R9, R12")
-	p("\tANDL $0x3f3f3f3f, R12")
-	p("\tMOVL R10, R13")
-	p("\tANDL $0x3f3f3f3f, R13")
-	p("\tMOVL R11, DX")
-	p("\tANDL $0x0f0f0f0f, DX")
-	p("\tSHRL $6, R9")
-	p("\tANDL $0x03030303, R9")
-	p("\tSHLL $4, R9")
-	p("\tORL R9, DX")
-	p("\tSHRL $4, R11")
-	p("\tANDL $0x0f0f0f0f, R11")
-	p("\tSHRL $6, R10")
-	p("\tANDL $0x03030303, R10")
-	p("\tSHLL $4, R10")
-	p("\tORL R10, R11")
-	p("\tSHLQ $32, DX")
-	p("\tORQ DX, R12")
-	p("\tSHLQ $32, R11")
-	p("\tORQ R11, R13")
+	scalesMinsK4()
 	p("\tVMOVQ R12, X24")
 	p("\tVPMOVZXBD X24, Y24")
 	p("\tVCVTDQ2PS Y24, Y24")
@@ -1200,8 +1047,8 @@ func quantPanel(steps int) {
 
 // packX12 writes packX12T16(nblk int, src unsafe.Pointer, lds int, dst *float32): for 12
 // rows of float32 (row j at src + j·lds bytes) and nblk blocks of 16 columns, the float
-// GEMM's X panel dst[c·12 + j] = row_j[c]. The 16×16 transpose network of packTranspose
-// runs with 4 rows of don't-care lanes, and each column is stored as 12 lanes.
+// GEMM's X panel dst[c·12 + j] = row_j[c]. transpose16 runs with 4 rows of don't-care
+// lanes, and each column is stored as 12 lanes.
 func packX12() {
 	name := "packX12T16"
 	p("")
@@ -1219,59 +1066,10 @@ func packX12() {
 	p("\tMOVQ AX, SI")
 	p("\tLEAQ (AX)(DX*8), R8")
 	for r := 0; r < 12; r++ {
-		base := "SI"
-		idx := r
-		if r >= 8 {
-			base = "R8"
-			idx = r - 8
-		}
-		var mem string
-		switch idx {
-		case 0:
-			mem = fmt.Sprintf("(%s)", base)
-		case 1:
-			mem = fmt.Sprintf("(%s)(DX*1)", base)
-		case 2:
-			mem = fmt.Sprintf("(%s)(DX*2)", base)
-		case 4:
-			mem = fmt.Sprintf("(%s)(DX*4)", base)
-		default:
-			p("\tLEAQ (%s)(DX*%d), R9", base, map[int]int{3: 2, 5: 4, 6: 4, 7: 4}[idx])
-			switch idx {
-			case 3, 5:
-				mem = "(R9)(DX*1)"
-			case 6:
-				mem = "(R9)(DX*2)"
-			case 7:
-				p("\tADDQ DX, R9")
-				mem = "(R9)(DX*2)"
-			}
-		}
-		p("\tVMOVUPS %s, Z%d", mem, r)
+		p("\tVMOVUPS %s, Z%d", rowMem(r), r)
 	}
 	// Rows 12..15 hold whatever the previous block left: their lanes are never stored.
-	for i := 0; i < 8; i++ {
-		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
-		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
-	}
-	for i := 0; i < 4; i++ {
-		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
-		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
-		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
-		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
-		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
-	}
-	for i := 0; i < 2; i++ {
-		for j := 0; j < 4; j++ {
-			a, b := 8*i+j, 8*i+4+j
-			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
-			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
-		}
-	}
-	for j := 0; j < 8; j++ {
-		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
-		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
-	}
+	transpose16()
 	for c := 0; c < 16; c++ {
 		p("\tVMOVUPS Z%d, K1, %d(DI)", c, 48*c)
 	}
@@ -1349,4 +1147,88 @@ func axpyRows() {
 	p("%s_done:", name)
 	p("\tVZEROUPPER")
 	p("\tRET")
+}
+
+// scalesMinsK4 unpacks the eight 6-bit scales and mins of the q4_K/q5_K block at AX
+// (get_scale_min_k4, eight at once) into R12 (scales, one byte each) and R13 (mins).
+// Clobbers R9, R10, R11 and DX.
+func scalesMinsK4() {
+	p("\tMOVL 4(AX), R9")   // u0
+	p("\tMOVL 8(AX), R10")  // u1
+	p("\tMOVL 12(AX), R11") // u2
+	p("\tMOVL R9, R12")
+	p("\tANDL $0x3f3f3f3f, R12") // sc0..3
+	p("\tMOVL R10, R13")
+	p("\tANDL $0x3f3f3f3f, R13") // m0..3
+	p("\tMOVL R11, DX")
+	p("\tANDL $0x0f0f0f0f, DX")
+	p("\tSHRL $6, R9")
+	p("\tANDL $0x03030303, R9")
+	p("\tSHLL $4, R9")
+	p("\tORL R9, DX") // sc4..7
+	p("\tSHRL $4, R11")
+	p("\tANDL $0x0f0f0f0f, R11")
+	p("\tSHRL $6, R10")
+	p("\tANDL $0x03030303, R10")
+	p("\tSHLL $4, R10")
+	p("\tORL R10, R11") // m4..7
+	p("\tSHLQ $32, DX")
+	p("\tORQ DX, R12")
+	p("\tSHLQ $32, R11")
+	p("\tORQ R11, R13")
+}
+
+// rowMem returns the memory operand of row r < 16 of a block whose row 0 is at SI, row 8
+// at R8 and rows lie DX bytes apart: base + {0,1,2,4}·DX directly, the other rows
+// through R9 (set here).
+func rowMem(r int) string {
+	base, idx := "SI", r
+	if r >= 8 {
+		base, idx = "R8", r-8
+	}
+	switch idx {
+	case 0:
+		return fmt.Sprintf("(%s)", base)
+	case 1, 2, 4:
+		return fmt.Sprintf("(%s)(DX*%d)", base, idx)
+	case 3:
+		p("\tLEAQ (%s)(DX*2), R9", base)
+		return "(R9)(DX*1)"
+	case 5:
+		p("\tLEAQ (%s)(DX*4), R9", base)
+		return "(R9)(DX*1)"
+	case 6:
+		p("\tLEAQ (%s)(DX*4), R9", base)
+		return "(R9)(DX*2)"
+	}
+	p("\tLEAQ (%s)(DX*4), R9", base)
+	p("\tADDQ DX, R9")
+	return "(R9)(DX*2)"
+}
+
+// transpose16 transposes the 16×16 matrix of 32-bit lanes whose row r is in Zr
+// (r < 16): afterwards Zc holds column c. Clobbers Z16..Z31.
+func transpose16() {
+	for i := 0; i < 8; i++ { // 32-bit interleave of row pairs
+		p("\tVUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
+		p("\tVUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
+	}
+	for i := 0; i < 4; i++ { // 64-bit interleave
+		t0, t1, t2, t3 := 16+4*i, 17+4*i, 18+4*i, 19+4*i
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t2, t0, 4*i)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t2, t0, 4*i+1)
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t3, t1, 4*i+2)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t3, t1, 4*i+3)
+	}
+	for i := 0; i < 2; i++ { // 128-bit lanes
+		for j := 0; j < 4; j++ {
+			a, b := 8*i+j, 8*i+4+j
+			p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", b, a, 16+8*i+j)
+			p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", b, a, 16+8*i+4+j)
+		}
+	}
+	for j := 0; j < 8; j++ { // 128-bit lanes across the halves
+		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 24+j, 16+j, j)
+		p("\tVSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 24+j, 16+j, j+8)
+	}
 }
