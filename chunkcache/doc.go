@@ -48,7 +48,8 @@
 // tier in `ragkv serve`, so an acknowledged chunk survives a crash). A chunk a tier
 // evicts is demoted to the next tier if that tier does not hold it yet, and deleted
 // from the last tier. A chunk read in full from a lower tier is promoted into the
-// first tier when the Reader closes (subject to that tier's admission filter). After a
+// first tier when the Reader closes (subject to that tier's admission filter; a pinned
+// chunk bypasses admission filters, in puts, demotions and promotions alike). After a
 // restart the trackers are rebuilt from the persistent tiers, oldest chunk first.
 //
 // # Atomicity and concurrency

@@ -463,8 +463,8 @@ func (t *Tracker) Stats() TrackerStats {
 	}
 }
 
-// Keys returns a snapshot of the tracked keys (in no particular order), for restart and
-// recovery accounting.
+// Keys returns a snapshot of the tracked keys (in no particular order), for tests and
+// tools.
 func (t *Tracker) Keys() []Key {
 	t.mu.Lock()
 	defer t.mu.Unlock()
