@@ -175,7 +175,7 @@ type Stats struct {
 	// computation.
 	LoadHiddenFrac float64 `json:"load_hidden_frac"`
 	// FLOPs actually computed (AttnFLOPs of them in attention) and those of a full
-	// prefill of the same prompt.
+	// prefill of the same prompt with the same logits.
 	FLOPs     float64 `json:"flops"`
 	AttnFLOPs float64 `json:"attn_flops"`
 	FullFLOPs float64 `json:"full_flops"`
@@ -416,7 +416,9 @@ func (b *Blender) Prefill(ctx context.Context, req *Request) (*Result, error) {
 		return nil, err
 	}
 	r.stats.Total = time.Since(t0)
-	r.stats.FullFLOPs = c.PrefillFLOPs(0, L.n)
+	// A full prefill of the same request computes the same logits (PrefillFLOPs counts
+	// one row of them).
+	r.stats.FullFLOPs = c.PrefillFLOPs(0, L.n) + float64(len(r.logits)/c.Vocab-1)*2*float64(c.Dim*c.Vocab)
 	if lt := r.stats.Load + r.stats.Rotate; lt > 0 {
 		r.stats.LoadHiddenFrac = math.Max(0, 1-float64(r.stats.Wait)/float64(lt))
 	}

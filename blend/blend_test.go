@@ -3,6 +3,7 @@ package blend
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/ragkv/ragkv/model"
@@ -34,6 +35,9 @@ func TestRatioOneEqualsFull(t *testing.T) {
 			t.Fatal(err)
 		}
 		kvEqual(t, "full vs model.Prefill", full.KV, ref)
+		if st := full.Stats; math.Abs(st.FLOPs/st.FullFLOPs-1) > 1e-12 {
+			t.Fatalf("full computed %g FLOPs, a full prefill %g", st.FLOPs, st.FullFLOPs)
+		}
 		if d := maxAbsDiff(full.Logits, res.Logits); d != 0 {
 			t.Fatalf("full vs model.Prefill: logits differ by %g", d)
 		}
