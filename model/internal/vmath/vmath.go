@@ -1,7 +1,8 @@
 // Package vmath holds the engine's element-wise float32 math that is too hot for scalar
 // Go: exp for softmax and the SwiGLU gate, and the row maximum of softmax. On amd64 with AVX2 and FMA the loops run in
 // Go assembly (8 lanes; Cody–Waite range reduction and a degree-6 polynomial, relative
-// error < 3e-7); elsewhere, and for the tails, the same formula in Go.
+// error < 3e-7); elsewhere (or with the purego build tag, as in internal/kernels), and
+// for the tails, the same formula in Go.
 package vmath
 
 import "math"

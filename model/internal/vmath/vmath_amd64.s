@@ -1,3 +1,5 @@
+//go:build amd64 && !purego
+
 #include "textflag.h"
 
 // Polynomial coefficients 1/720 .. 1/2, each replicated over 8 lanes (memory operands).
