@@ -119,6 +119,24 @@ func unicodeToBytes(s string) ([]byte, bool) {
 	return out, true
 }
 
+// splitMerges splits merges written "left right" (tokenizer.json, GGUF
+// tokenizer.ggml.merges) at the first space after the first byte (a left part may
+// itself be a space).
+func splitMerges(ms []string) ([][2]string, error) {
+	out := make([][2]string, len(ms))
+	for i, m := range ms {
+		k := -1
+		if len(m) > 1 {
+			k = strings.IndexByte(m[1:], ' ')
+		}
+		if k < 0 {
+			return nil, fmt.Errorf("%w: merge %d %q has no separating space", ErrFormat, i, m)
+		}
+		out[i] = [2]string{m[:k+1], m[k+2:]}
+	}
+	return out, nil
+}
+
 // NewBPE builds a byte-level BPE tokenizer.
 func NewBPE(o BPEOptions) (*BPE, error) {
 	n := len(o.Tokens)

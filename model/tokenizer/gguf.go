@@ -85,16 +85,9 @@ func FromGGUF(f *gguf.File) (Tokenizer, error) {
 		if !ok {
 			return nil, wrap(fmt.Errorf("%w: tokenizer.ggml.merges is not a string array", ErrFormat))
 		}
-		merges := make([][2]string, len(ms))
-		for i, m := range ms {
-			k := -1
-			if len(m) > 1 {
-				k = strings.IndexByte(m[1:], ' ')
-			}
-			if k < 0 {
-				return nil, wrap(fmt.Errorf("%w: merge %d %q has no separating space", ErrFormat, i, m))
-			}
-			merges[i] = [2]string{m[:k+1], m[k+2:]}
+		merges, err := splitMerges(ms)
+		if err != nil {
+			return nil, wrap(err)
 		}
 		pre := ""
 		if v, err := f.String("tokenizer.ggml.pre"); err == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strings"
 )
 
 // LoadHF reads a HuggingFace tokenizer.json (model type BPE). Byte-level models (a
@@ -165,8 +164,8 @@ func ParseHF(b []byte) (Tokenizer, error) {
 			}
 		}
 	})
-	for _, s := range []string{"<|begin_of_text|>", "<s>", "<|endoftext|>"} {
-		if bos < 0 && s != "<|endoftext|>" {
+	for _, s := range []string{"<|begin_of_text|>", "<s>"} {
+		if bos < 0 {
 			bos = id(s)
 		}
 	}
@@ -243,18 +242,7 @@ func parseHFMerges(raw json.RawMessage) ([][2]string, error) {
 	}
 	var asStrings []string
 	if err := json.Unmarshal(raw, &asStrings); err == nil {
-		out := make([][2]string, len(asStrings))
-		for i, m := range asStrings {
-			k := -1
-			if len(m) > 1 {
-				k = strings.IndexByte(m[1:], ' ')
-			}
-			if k < 0 {
-				return nil, fmt.Errorf("%w: merge %d %q has no separating space", ErrFormat, i, m)
-			}
-			out[i] = [2]string{m[:k+1], m[k+2:]}
-		}
-		return out, nil
+		return splitMerges(asStrings)
 	}
 	var asPairs [][]string
 	if err := json.Unmarshal(raw, &asPairs); err != nil {
