@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ErrFormat marks a malformed checkpoint.
@@ -70,10 +71,16 @@ func Parse(b []byte) (*Checkpoint, error) {
 	kvDim := hs * c.KVHeads
 	L := c.Layers
 	ck := &Checkpoint{Config: c, Tensors: map[string]Tensor{}}
-	off := HeaderSize
+	// need counts the bytes the header implies, saturating: the sizes of large headers
+	// (up to 2^62 bytes per tensor) can sum past 2^64 and must not wrap around to the
+	// file size. Offsets are only meaningful when need fits the file.
+	need := uint64(HeaderSize)
 	add := func(name string, rows, cols int) {
-		ck.Tensors[name] = Tensor{Name: name, Rows: rows, Cols: cols, Off: off}
-		off += rows * cols * 4
+		ck.Tensors[name] = Tensor{Name: name, Rows: rows, Cols: cols, Off: int(min(need, math.MaxInt))}
+		n := uint64(rows) * uint64(cols) * 4
+		if need += n; need < n {
+			need = math.MaxUint64
+		}
 	}
 	add("token_embedding", c.Vocab, c.Dim)
 	add("rms_att", L, c.Dim)
@@ -91,11 +98,11 @@ func Parse(b []byte) (*Checkpoint, error) {
 	if !c.Shared {
 		add("wcls", c.Vocab, c.Dim)
 	}
-	if off > len(b) {
-		return nil, fmt.Errorf("%w: truncated: the header needs %d bytes of weights, the file has %d", ErrFormat, off, len(b))
+	if need > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: truncated: the header needs %d bytes of weights, the file has %d", ErrFormat, need, len(b))
 	}
-	if off != len(b) {
-		return nil, fmt.Errorf("%w: %d unexpected trailing bytes after the weights", ErrFormat, len(b)-off)
+	if need != uint64(len(b)) {
+		return nil, fmt.Errorf("%w: %d unexpected trailing bytes after the weights", ErrFormat, uint64(len(b))-need)
 	}
 	return ck, nil
 }

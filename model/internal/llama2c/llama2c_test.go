@@ -38,9 +38,21 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseSizeOverflow: a header whose tensor sizes sum past 2^64 bytes, wrapping to
+// exactly the file size (36 bytes), is rejected rather than giving out-of-range tensors.
+func TestParseSizeOverflow(t *testing.T) {
+	// dim = layers = 2^20, kv_dim = 2^18, hidden = 524287, vocab = 2^20−1: the weights
+	// need 4·(2^62 + seq_len·head_size) bytes.
+	b := append(header(1<<20, 524287, 1<<20, 1<<19, 1<<17, 1<<20-1, 1), make([]byte, 8)...)
+	if _, err := Parse(b); err == nil {
+		t.Fatal("a header needing 2^64+8 bytes of weights accepted for a 36-byte file")
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add(header(8, 16, 2, 2, 1, 10, 4))
 	f.Add(header(8, 16, 2, 2, 1, -10, 4))
+	f.Add(append(header(1<<20, 524287, 1<<20, 1<<19, 1<<17, 1<<20-1, 1), make([]byte, 8)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ck, err := Parse(b)
 		if err != nil {
