@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -179,5 +180,40 @@ func TestEngineMissingChunkAfterCachedPrefix(t *testing.T) {
 		if d := maxAbsDiff(got[0][j], got[1][j]); d != 0 || len(got[0][j]) != len(got[1][j]) {
 			t.Fatalf("layer %d (%s): stored KVs differ by %g", j/2, []string{"K", "V"}[j%2], d)
 		}
+	}
+}
+
+// TestEngineKeyOfAnotherModel: a chunk given by key whose KV another model computed
+// (same shape, other weights) is refused, not fused into this model's prompt.
+func TestEngineKeyOfAnotherModel(t *testing.T) {
+	ctx := context.Background()
+	e := testEngine(t, EngineOptions{})
+	m := e.st.m
+	o := e.st.o
+	o.Fingerprint.WeightsDigest = "sha256:another-model"
+	other, err := NewStore(m, e.st.cache, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := m.Tok.Encode("Tom had a dog.", false, false)
+	kv, err := ComputeAlone(ctx, m, nil, toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, err := other.Put(ctx, toks, kv, nil); err != nil || !pr.Admitted {
+		t.Fatalf("put: %+v %v", pr, err)
+	}
+	key, err := other.Key(toks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, closer, err := other.OpenKey(ctx, key)
+	if err != nil {
+		t.Fatalf("the model that stored it: %v", err)
+	}
+	closer.Close()
+	_, err = e.Prefill(ctx, &PrefillInput{Chunks: []ChunkRef{{Key: &key}}, Query: "The dog"})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "another model") {
+		t.Fatalf("prefill with another model's chunk: %v", err)
 	}
 }

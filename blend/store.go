@@ -218,7 +218,8 @@ func (s *Store) Open(ctx context.Context, tokens []int, kvPrev []Hash) (Segment,
 	return s.OpenKey(ctx, k)
 }
 
-// OpenKey returns a stored segment by key (its tokens come from the cache).
+// OpenKey returns a stored segment by key (its tokens come from the cache). A chunk
+// that this model did not compute (by its fingerprint) is refused with ErrInvalid.
 func (s *Store) OpenKey(ctx context.Context, k chunkcache.Key) (Segment, io.Closer, error) {
 	r, err := s.cache.Open(ctx, s.o.Namespace, k)
 	if err != nil {
@@ -237,6 +238,13 @@ func (s *Store) OpenKey(ctx context.Context, k chunkcache.Key) (Segment, io.Clos
 			r.Close()
 			return Segment{}, nil, fmt.Errorf("chunk %s: %w", k.Short(), err)
 		}
+	}
+	// A key names any chunk of the cache: its KV is usable only if this model computed
+	// it, in the context its metadata says (the key of a segment folds both in).
+	if info.Model != s.fingerprint(meta.KVPrev) {
+		r.Close()
+		return Segment{}, nil, fmt.Errorf("%w: chunk %s holds the KV of another model (weights %s), or of another context than its metadata says",
+			ErrInvalid, k.Short(), info.Model.WeightsDigest)
 	}
 	toks := make([]int, len(info.Tokens))
 	for i, t := range info.Tokens {
