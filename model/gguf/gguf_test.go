@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -242,6 +243,30 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, "missing.gguf")); err == nil {
 		t.Fatal("missing file opened")
+	}
+}
+
+// TestRowSizeOverflow: a row length whose byte size wraps past 2^64 (f32 with 2^62+32
+// elements: 128 bytes modulo 2^64) is rejected, not taken as a 128-byte tensor.
+func TestRowSizeOverflow(t *testing.T) {
+	le := binary.LittleEndian
+	b := []byte(Magic)
+	b = le.AppendUint32(b, 3)
+	b = le.AppendUint64(b, 1) // tensors
+	b = le.AppendUint64(b, 0) // metadata
+	b = le.AppendUint64(b, 1)
+	b = append(b, 't')
+	b = le.AppendUint32(b, 1)        // dimensions
+	b = le.AppendUint64(b, 1<<62+32) // ne[0]
+	b = le.AppendUint32(b, uint32(TensorF32))
+	b = le.AppendUint64(b, 0) // offset
+	b = append(b, make([]byte, alignUp(uint64(len(b)), DefaultAlignment)-uint64(len(b))+128)...)
+	if f, err := Parse("wrap.gguf", b); !errors.Is(err, ErrMalformed) {
+		var size uint64
+		if err == nil {
+			size, _ = f.Tensors[0].Size()
+		}
+		t.Fatalf("2^62+32 f32 elements: err %v, size %d", err, size)
 	}
 }
 

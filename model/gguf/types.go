@@ -255,7 +255,11 @@ func (t TensorInfo) Size() (uint64, error) {
 		return 0, fmt.Errorf("%w: tensor %q row length %d is not a multiple of the %s block size %d", ErrMalformed, t.Name, t.Dims[0], ti.Name, ti.BlockElems)
 	}
 	const limit = 1 << 62
-	n := t.Dims[0] / uint64(ti.BlockElems) * uint64(ti.BlockBytes)
+	n := t.Dims[0] / uint64(ti.BlockElems)
+	if n > limit/uint64(ti.BlockBytes) {
+		return 0, fmt.Errorf("%w: tensor %q size overflows", ErrMalformed, t.Name)
+	}
+	n *= uint64(ti.BlockBytes)
 	for _, d := range t.Dims[1:] {
 		if d != 0 && n > limit/d {
 			return 0, fmt.Errorf("%w: tensor %q size overflows", ErrMalformed, t.Name)
