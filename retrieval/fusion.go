@@ -134,7 +134,13 @@ func (s *Store) FitFusion(ctx context.Context, name string, qs []LabeledQuery, o
 		nd[qi] = make([]float64, len(grid))
 		for gi, w := range grid {
 			q.w = w
-			ranked := q.post(q.fuse(slices.Clone(lex), slices.Clone(den)))
+			fused, err := q.fuse(slices.Clone(lex), slices.Clone(den))
+			if err != nil {
+				q.free()
+				sn.release()
+				return FitResult{}, err
+			}
+			ranked := q.post(fused)
 			docs := make([]string, 0, 10)
 			for _, h := range ranked {
 				if len(docs) == 10 {

@@ -224,7 +224,6 @@ var accPool = sync.Pool{New: func() any { return new([]float64) }}
 func (q *query) free() {
 	for _, a := range q.accs {
 		if a != nil {
-			a := a
 			accPool.Put(&a)
 		}
 	}
@@ -232,7 +231,6 @@ func (q *query) free() {
 }
 
 func (q *query) prepare(ctx context.Context) error {
-	m := q.sn.m
 	needLex := q.mode == ModeBM25 || q.mode == ModeHybrid
 	needDense := q.mode == ModeDense || q.mode == ModeHybrid
 	if needLex && strings.TrimSpace(q.req.Query) == "" {
@@ -274,7 +272,6 @@ func (q *query) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	_ = m
 	return nil
 }
 
@@ -384,10 +381,10 @@ func (q *query) lexTop(n int) ([]scored, bool) {
 		for _, o := range matched {
 			c := cand{shard: int32(i), ord: o, score: acc[o]}
 			if len(h) < n {
-				h.pushC(c)
+				h.push(c)
 			} else if worseInShard(h[0], c) {
 				h[0] = c
-				h.fix0()
+				h.fixRoot()
 			}
 		}
 		for _, c := range h {
@@ -452,9 +449,12 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 	if len(all) > r {
 		all = all[:r]
 	}
-	if compressed && q.req.NoRescore {
-		// scores stay the compressed ones
-	} else if compressed {
+	switch {
+	case !compressed: // the scan scored the full vectors
+		for i := range all {
+			all[i].dense, all[i].hasD = all[i].score, true
+		}
+	case !q.req.NoRescore:
 		if err := q.fullScores(all); err != nil {
 			return nil, false, err
 		}
@@ -462,11 +462,7 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 			all[i].score = all[i].dense
 		}
 		slices.SortFunc(all, func(a, b scored) int { return better(&a, &b) })
-	} else {
-		for i := range all {
-			all[i].dense, all[i].hasD = all[i].score, true
-		}
-	}
+	} // NoRescore: the scores stay the compressed ones
 	if len(all) > n {
 		all = all[:n]
 	}
@@ -519,7 +515,7 @@ func (q *query) denseTopApprox(ctx context.Context, n, total int) ([]scored, boo
 		}
 		if sn.proj != nil || sn.quant != nil {
 			out := make([]float64, len(cs))
-			if _, err := sh.fullScores(q.qv, ords, out, nil); err != nil {
+			if err := sh.fullScores(q.qv, ords, out); err != nil {
 				return err
 			}
 			for j := range l {
@@ -563,7 +559,6 @@ func (q *query) fullScores(cs []scored) error {
 		}
 		byShard[cs[i].shard] = append(byShard[cs[i].shard], i)
 	}
-	var buf []byte
 	for si, idx := range byShard {
 		sh := q.sn.shards[si]
 		ords := make([]uint32, len(idx))
@@ -571,8 +566,7 @@ func (q *query) fullScores(cs []scored) error {
 			ords[j] = cs[i].ord
 		}
 		out := make([]float64, len(idx))
-		var err error
-		if buf, err = sh.fullScores(q.qv, ords, out, buf); err != nil {
+		if err := sh.fullScores(q.qv, ords, out); err != nil {
 			return err
 		}
 		for j, i := range idx {
@@ -601,12 +595,13 @@ func (q *query) rank(ctx context.Context, n int) ([]scored, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return q.fuse(lex, den), lexEx && denEx, nil
+	fused, err := q.fuse(lex, den)
+	return fused, lexEx && denEx, err
 }
 
 // fuse merges the lexical and dense candidate lists; every candidate gets both raw
 // scores (BM25 from the shard accumulators, dense from the full vectors).
-func (q *query) fuse(lex, den []scored) []scored {
+func (q *query) fuse(lex, den []scored) ([]scored, error) {
 	idx := map[uint64]int{}
 	var all []scored
 	for _, l := range [][]scored{lex, den} {
@@ -637,7 +632,9 @@ func (q *query) fuse(lex, den []scored) []scored {
 		}
 	}
 	if len(missing) > 0 {
-		_ = q.fullScores(missing) // errors surface as dense 0; vectors were readable moments ago
+		if err := q.fullScores(missing); err != nil {
+			return nil, err
+		}
 		for j, i := range missIdx {
 			all[i].dense, all[i].hasD = missing[j].dense, true
 		}
@@ -666,7 +663,7 @@ func (q *query) fuse(lex, den []scored) []scored {
 		}
 	}
 	slices.SortFunc(all, func(a, b scored) int { return better(&a, &b) })
-	return all
+	return all, nil
 }
 
 func norm01(x, lo, hi float64) float64 {
@@ -714,40 +711,6 @@ func (q *query) post(ranked []scored) []scored {
 		out = append(out, c)
 	}
 	return out
-}
-
-func (h *candHeap) pushC(c cand) {
-	*h = append(*h, c)
-	hh := *h
-	i := len(hh) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !worseInShard(hh[i], hh[p]) {
-			break
-		}
-		hh[i], hh[p] = hh[p], hh[i]
-		i = p
-	}
-}
-
-func (h *candHeap) fix0() {
-	hh := *h
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(hh) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(hh) && worseInShard(hh[r], hh[l]) {
-			m = r
-		}
-		if !worseInShard(hh[m], hh[i]) {
-			return
-		}
-		hh[i], hh[m] = hh[m], hh[i]
-		i = m
-	}
 }
 
 func isZero(v []float32) bool {

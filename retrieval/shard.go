@@ -2,9 +2,9 @@ package retrieval
 
 import (
 	"bufio"
-	"container/heap"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -316,17 +316,10 @@ func (sh *shard) loadVectors() error {
 	if sh.meta.Dim == 0 {
 		return nil
 	}
-	vpath := filepath.Join(sh.dir, shardVectorsFile)
 	if sh.meta.ANN {
-		f, err := os.Open(vpath)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		if err := sh.openVecFile(); err != nil {
+			return err
 		}
-		if st, err := f.Stat(); err != nil || st.Size() != int64(4*sh.n*sh.meta.Dim) {
-			_ = f.Close()
-			return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
-		}
-		sh.vecFile = f
 		af, err := os.Open(filepath.Join(sh.dir, shardANNFile))
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -355,43 +348,62 @@ func (sh *shard) ensureCodes() error {
 	return sh.codesErr
 }
 
-// Rescore implements ann.Rescorer with the full vectors on disk.
+// Rescore implements ann.Rescorer with the full vectors on disk (a vector that cannot
+// be read scores −Inf: the interface has no error).
 func (sh *shard) Rescore(query []float32, ids []int32, scores []float32) {
-	d := sh.meta.Dim
-	bp := f32BufPool.Get().(*[]byte)
-	buf := *bp
-	if cap(buf) < 4*d {
-		buf = make([]byte, 4*d)
-	}
-	buf = buf[:4*d]
+	sc := getVecScratch(sh.meta.Dim)
+	defer vecScratchPool.Put(sc)
 	for i, id := range ids {
-		if _, err := sh.vecFile.ReadAt(buf, int64(id)*int64(4*d)); err != nil || len(query) != d {
+		if len(query) != sh.meta.Dim || sh.readVector(uint32(id), sc) != nil {
 			scores[i] = float32(math.Inf(-1))
 			continue
 		}
-		var s float32
-		for j, x := range query {
-			s += x * math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
-		}
-		scores[i] = s
+		scores[i] = pca.DotF32(query, sc.v)
 	}
-	*bp = buf
-	f32BufPool.Put(bp)
 }
 
-var f32BufPool = sync.Pool{New: func() any { return new([]byte) }}
+// vecScratch is the buffer of one full vector read from disk.
+type vecScratch struct {
+	b []byte
+	v []float32
+}
 
+var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
+
+func getVecScratch(d int) *vecScratch {
+	sc := vecScratchPool.Get().(*vecScratch)
+	if cap(sc.v) < d {
+		sc.b, sc.v = make([]byte, 4*d), make([]float32, d)
+	}
+	sc.b, sc.v = sc.b[:4*d], sc.v[:d]
+	return sc
+}
+
+// readVector reads the full vector of passage ord from disk into sc.v.
+func (sh *shard) readVector(ord uint32, sc *vecScratch) error {
+	if _, err := sh.vecFile.ReadAt(sc.b, int64(ord)*int64(len(sc.b))); err != nil {
+		return fmt.Errorf("retrieval: read vector %d of shard %s: %w", ord, sh.ref.Dir, err)
+	}
+	for j := range sc.v {
+		sc.v[j] = math.Float32frombits(binary.LittleEndian.Uint32(sc.b[4*j:]))
+	}
+	return nil
+}
+
+// loadScanVectors prepares a shard searched by scanning: compressed codes in RAM with
+// the full vectors on disk for rescoring, or the full vectors in RAM.
 func (sh *shard) loadScanVectors() error {
-	vpath := filepath.Join(sh.dir, shardVectorsFile)
-	if !sh.meta.Compressed {
-		full, err := readF32File(vpath, sh.n*sh.meta.Dim)
-		if err != nil {
+	if sh.meta.Compressed {
+		if err := sh.openVecFile(); err != nil {
 			return err
 		}
-		sh.full = full
-		return nil
 	}
-	f, err := os.Open(vpath)
+	return sh.loadCodes()
+}
+
+// openVecFile opens the full vectors for reading on demand (rescoring).
+func (sh *shard) openVecFile() error {
+	f, err := os.Open(filepath.Join(sh.dir, shardVectorsFile))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -400,7 +412,7 @@ func (sh *shard) loadScanVectors() error {
 		return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
 	}
 	sh.vecFile = f
-	return sh.loadCodes()
+	return nil
 }
 
 // loadCodes reads the compressed codes (full vectors when uncompressed) into RAM.
@@ -454,14 +466,9 @@ func (sh *shard) denseRAMBytes() float64 {
 	return float64(4*len(sh.full) + 4*len(sh.codesF) + len(sh.codesI8))
 }
 
+// chunkID is the ChunkID of passage ord (the hex of its stored SHA-256).
 func (sh *shard) chunkID(ord uint32) string {
-	const hexd = "0123456789abcdef"
-	b := sh.chunk[32*int(ord) : 32*int(ord)+32]
-	out := make([]byte, 64)
-	for i, x := range b {
-		out[2*i], out[2*i+1] = hexd[x>>4], hexd[x&15]
-	}
-	return string(out)
+	return hex.EncodeToString(sh.chunk[32*int(ord) : 32*int(ord)+32])
 }
 
 // scanTop returns the r best passages by compressed score (for int8 codes q holds the
@@ -484,10 +491,10 @@ func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32) []cand {
 		}
 		c := cand{shard: si, ord: uint32(i), score: float64(s)}
 		if len(h) < r {
-			heap.Push(&h, c)
+			h.push(c)
 		} else if worseInShard(h[0], c) {
 			h[0] = c
-			heap.Fix(&h, 0)
+			h.fixRoot()
 		}
 	}
 	out := []cand(h)
@@ -496,29 +503,23 @@ func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32) []cand {
 }
 
 // fullScores writes the full-vector inner product of q with each listed passage.
-func (sh *shard) fullScores(q []float32, ords []uint32, out []float64, buf []byte) ([]byte, error) {
+func (sh *shard) fullScores(q []float32, ords []uint32, out []float64) error {
 	d := sh.meta.Dim
 	if sh.full != nil {
 		for i, o := range ords {
 			out[i] = float64(pca.DotF32(q, sh.full[int(o)*d:(int(o)+1)*d]))
 		}
-		return buf, nil
+		return nil
 	}
-	if cap(buf) < 4*d {
-		buf = make([]byte, 4*d)
-	}
-	buf = buf[:4*d]
-	v := make([]float32, d)
+	sc := getVecScratch(d)
+	defer vecScratchPool.Put(sc)
 	for i, o := range ords {
-		if _, err := sh.vecFile.ReadAt(buf, int64(o)*int64(4*d)); err != nil {
-			return buf, fmt.Errorf("retrieval: read vector %d of shard %s: %w", o, sh.ref.Dir, err)
+		if err := sh.readVector(o, sc); err != nil {
+			return err
 		}
-		for j := range v {
-			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
-		}
-		out[i] = float64(pca.DotF32(q, v))
+		out[i] = float64(pca.DotF32(q, sc.v))
 	}
-	return buf, nil
+	return nil
 }
 
 func (sh *shard) unref() {
@@ -558,15 +559,40 @@ func worseInShard(a, b cand) bool {
 // candHeap is a min-heap on worseInShard (its root is the worst kept candidate).
 type candHeap []cand
 
-func (h candHeap) Len() int           { return len(h) }
-func (h candHeap) Less(i, j int) bool { return worseInShard(h[i], h[j]) }
-func (h candHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *candHeap) Push(x any)        { *h = append(*h, x.(cand)) }
-func (h *candHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+// push adds c.
+func (h *candHeap) push(c cand) {
+	*h = append(*h, c)
+	hh := *h
+	i := len(hh) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !worseInShard(hh[i], hh[p]) {
+			break
+		}
+		hh[i], hh[p] = hh[p], hh[i]
+		i = p
+	}
+}
+
+// fixRoot restores the heap after its root was replaced.
+func (h *candHeap) fixRoot() {
+	hh := *h
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(hh) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(hh) && worseInShard(hh[r], hh[l]) {
+			m = r
+		}
+		if !worseInShard(hh[m], hh[i]) {
+			return
+		}
+		hh[i], hh[m] = hh[m], hh[i]
+		i = m
+	}
 }
 
 func sortInShard(cs []cand) {
