@@ -236,17 +236,10 @@ func (in *Ingest) Add(ctx context.Context, docs ...Document) error {
 		}
 		in.docs[d.ID] = true
 		in.res.Docs++
-		var chunks []string
-		if in.base.Embedder == ClientVectors || in.base.Options.ChunkWords < 0 {
-			chunks = Chunk(d.Text, -1, 0)
-			if len(chunks) == 0 {
-				chunks = []string{""}
-			}
-		} else {
-			chunks = Chunk(d.Text, in.base.Options.ChunkWords, in.base.Options.ChunkOverlap)
-			if len(chunks) == 0 {
-				chunks = []string{""} // a title-only document is one passage
-			}
+		// (A client-vector collection has negative ChunkWords: one passage per document.)
+		chunks := Chunk(d.Text, in.base.Options.ChunkWords, in.base.Options.ChunkOverlap)
+		if len(chunks) == 0 {
+			chunks = []string{""} // a title-only document is one passage
 		}
 		for ci, text := range chunks {
 			p := &pendingPassage{pid: PassageID(d.ID, ci), doc: d.ID, title: d.Title, text: text, vec: d.Vector}
@@ -504,29 +497,10 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 	}
 
 	// Split into shards by a hash of the passage id; build them in parallel.
-	nsh := min(in.opts.Shards, max(1, len(ps)))
-	parts := make([]*shardInput, nsh)
-	for i := range parts {
-		parts[i] = &shardInput{}
-	}
-	if len(ps) == 0 {
-		nsh, parts = 0, nil
-	}
-	for _, p := range ps {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(p.pid))
-		si := parts[int(h.Sum32()%uint32(nsh))]
-		si.pids = append(si.pids, p.pid)
-		si.texts = append(si.texts, indexText(p.title, p.text))
-		si.chunks = append(si.chunks, p.chunk)
-		if p.vec != nil {
-			si.vecs = append(si.vecs, p.vec)
-		}
-	}
-	refs := make([]shardRef, nsh)
-	for i := range refs {
-		refs[i] = shardRef{Dir: fmt.Sprintf("g%06d-s%03d", gen, i), Passages: len(parts[i].pids)}
-		d := filepath.Join(cdir, refs[i].Dir)
+	parts, refs := partition(ps, in.opts.Shards, gen)
+	nsh := len(refs)
+	for _, r := range refs {
+		d := filepath.Join(cdir, r.Dir)
 		_ = os.RemoveAll(d)
 		newDirs = append(newDirs, d)
 	}
@@ -589,6 +563,35 @@ func (s *Store) hook(point string) error {
 		return s.opts.testHook(point)
 	}
 	return nil
+}
+
+// partition splits passages sorted by id into at most shards shards of generation gen
+// by a hash of the passage id (none when there are no passages).
+func partition(ps []*pendingPassage, shards int, gen uint64) ([]*shardInput, []shardRef) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	nsh := min(shards, len(ps))
+	parts := make([]*shardInput, nsh)
+	for i := range parts {
+		parts[i] = &shardInput{}
+	}
+	for _, p := range ps {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(p.pid))
+		si := parts[int(h.Sum32()%uint32(nsh))]
+		si.pids = append(si.pids, p.pid)
+		si.texts = append(si.texts, indexText(p.title, p.text))
+		si.chunks = append(si.chunks, p.chunk)
+		if p.vec != nil {
+			si.vecs = append(si.vecs, p.vec)
+		}
+	}
+	refs := make([]shardRef, nsh)
+	for i := range refs {
+		refs[i] = shardRef{Dir: fmt.Sprintf("g%06d-s%03d", gen, i), Passages: len(parts[i].pids)}
+	}
+	return parts, refs
 }
 
 // indexText is what BM25 indexes for a passage: its document title and its text.
@@ -971,29 +974,10 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 		return IngestResult{}, fmt.Errorf("retrieval: rebuild %q: read passages: %w", name, err)
 	}
 	cdir := filepath.Join(s.opts.Dir, "collections", name)
-	nsh := min(shards, max(1, len(recs)))
-	if len(recs) == 0 {
-		nsh = 0
-	}
-	parts := make([]*shardInput, nsh)
-	refs := make([]shardRef, nsh)
-	for i := range parts {
-		parts[i] = &shardInput{}
-	}
-	for _, p := range recs { // recs are in passage-id order (Badger key order)
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(p.pid))
-		si := parts[int(h.Sum32()%uint32(nsh))]
-		si.pids = append(si.pids, p.pid)
-		si.texts = append(si.texts, indexText(p.title, p.text))
-		si.chunks = append(si.chunks, p.chunk)
-		if p.vec != nil {
-			si.vecs = append(si.vecs, p.vec)
-		}
-	}
-	for i := range refs {
-		refs[i] = shardRef{Dir: fmt.Sprintf("g%06d-s%03d", gen, i), Passages: len(parts[i].pids)}
-		_ = os.RemoveAll(filepath.Join(cdir, refs[i].Dir))
+	parts, refs := partition(recs, shards, gen) // recs are in passage-id order (Badger key order)
+	nsh := len(refs)
+	for _, r := range refs {
+		_ = os.RemoveAll(filepath.Join(cdir, r.Dir))
 	}
 	cleanup := func() {
 		for _, r := range refs {
@@ -1008,7 +992,6 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 		cleanup()
 		return IngestResult{}, err
 	}
-	old := m.Shards
 	m.Generation = gen
 	m.Shards = refs
 	if err := s.writeManifest(m); err != nil {
@@ -1030,7 +1013,6 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 			sh.obsolete.Store(true)
 		}
 	}
-	_ = old
 	prevSn.retire()
 	return IngestResult{Collection: name, Generation: gen, Shards: nsh, TotalDocs: m.Docs, TotalPass: m.Passages, Seconds: time.Since(start).Seconds()}, nil
 }
