@@ -626,3 +626,62 @@ func TestHTTPEmbedderIsADropIn(t *testing.T) {
 		t.Fatalf("embedding server down: %v", err)
 	}
 }
+
+// TestToolIndexBatchesEmbeddings: building a tool index costs a few embedding requests
+// in all (not one per tool), and a Tool2Vec vector is the normalized mean of its usage
+// queries' embeddings.
+func TestToolIndexBatchesEmbeddings(t *testing.T) {
+	ctx := context.Background()
+	srv := embedtest.NewServer(t)
+	he, err := embed.NewHTTP(ctx, embed.HTTPOptions{URL: srv.URL, Model: "test", Dim: embedtest.Dim, BatchSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := []string{"dog", "car", "bread", "gene", "fur", "engine", "soup", "protein"}
+	var tools []Tool
+	var usage []ToolUsage
+	for i := 0; i < 45; i++ {
+		name := fmt.Sprintf("tool%02d", i)
+		tools = append(tools, Tool{Name: name, Description: "about the " + words[i%len(words)]})
+		if i < 40 {
+			usage = append(usage, ToolUsage{Query: "my " + words[(i+1)%len(words)], Tool: name},
+				ToolUsage{Query: "a " + words[(i+2)%len(words)] + " and a " + words[(i+3)%len(words)], Tool: name})
+		}
+	}
+	ti, err := BuildToolIndex(ctx, he, tools, usage, ToolMethodTool2Vec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := srv.Batches(); len(b) > 3 {
+		t.Errorf("%d embedding requests (%v) for %d tools and %d usage queries", len(b), b, len(tools), len(usage))
+	}
+	wv := embedtest.WordVectors(t)
+	for i, tool := range tools {
+		var texts []string
+		for _, u := range usage {
+			if u.Tool == tool.Name {
+				texts = append(texts, u.Query)
+			}
+		}
+		if ti.Usage[i] != len(texts) {
+			t.Errorf("%s: usage %d, want %d", tool.Name, ti.Usage[i], len(texts))
+		}
+		if len(texts) == 0 {
+			texts = []string{tool.Description}
+		}
+		want := make([]float32, embedtest.Dim)
+		for _, text := range texts {
+			v := embedtest.MeanVector(wv, text)
+			embed.Normalize(v)
+			for j, x := range v {
+				want[j] += x
+			}
+		}
+		embed.Normalize(want)
+		for j := range want {
+			if math.Abs(float64(want[j]-ti.Vectors[i][j])) > 1e-5 {
+				t.Fatalf("%s: vector %v, want %v", tool.Name, ti.Vectors[i], want)
+			}
+		}
+	}
+}

@@ -136,32 +136,44 @@ func BuildToolIndex(ctx context.Context, e embed.Embedder, tools []Tool, usage [
 		}
 	}
 	ti.emb = e
-	descs := make([]string, len(tools))
+	// Two Embed calls in all (batched by the embedder): the descriptions that make a
+	// vector, then every usage query, grouped by tool.
+	var descIdx []int
+	var descs, queries []string
 	for i, t := range tools {
-		descs[i] = t.Description
+		if method == ToolMethodDescription || len(byTool[i]) == 0 {
+			descIdx = append(descIdx, i)
+			descs = append(descs, t.Description)
+		} else {
+			queries = append(queries, byTool[i]...)
+		}
 	}
 	dv, err := e.Embed(ctx, descs)
 	if err != nil {
 		return nil, fmt.Errorf("retrieval: embed tool descriptions: %w", err)
 	}
+	for j, i := range descIdx {
+		ti.Vectors[i] = dv[j]
+	}
+	qv, err := e.Embed(ctx, queries)
+	if err != nil {
+		return nil, fmt.Errorf("retrieval: embed usage queries: %w", err)
+	}
 	for i := range tools {
-		if method == ToolMethodDescription || len(byTool[i]) == 0 {
-			ti.Vectors[i] = dv[i]
+		n := len(byTool[i])
+		if method == ToolMethodDescription || n == 0 {
 			continue
 		}
-		qv, err := e.Embed(ctx, byTool[i])
-		if err != nil {
-			return nil, fmt.Errorf("retrieval: embed usage queries of %q: %w", tools[i].Name, err)
-		}
 		mean := make([]float32, e.Dim())
-		for _, v := range qv {
+		for _, v := range qv[:n] {
 			for j, x := range v {
 				mean[j] += x
 			}
 		}
+		qv = qv[n:]
 		embed.Normalize(mean)
 		ti.Vectors[i] = mean
-		ti.Usage[i] = len(qv)
+		ti.Usage[i] = n
 	}
 	return ti, nil
 }
