@@ -114,3 +114,25 @@ func TestReadQueriesAndQrels(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateIsDeterministic: the averages are summed in a fixed order, so the same run
+// gives the same float64s every time (map iteration order varies between calls).
+func TestEvaluateIsDeterministic(t *testing.T) {
+	qrels := Qrels{}
+	run := map[string][]string{}
+	for i := 0; i < 200; i++ {
+		qid := "q" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		qrels[qid] = map[string]int{"d1": 1, "d2": 1 + i%3, "d3": 1}
+		ranked := []string{"n0"}
+		for j := 0; j < i%9; j++ {
+			ranked = append(ranked, "n")
+		}
+		run[qid] = append(ranked, "d2", "d1")
+	}
+	first := Evaluate(run, qrels)
+	for i := 0; i < 50; i++ {
+		if got := Evaluate(run, qrels); got != first {
+			t.Fatalf("call %d: %+v, first call %+v", i, got, first)
+		}
+	}
+}

@@ -211,15 +211,6 @@ func ReadQrels(r io.Reader, name string) (Qrels, error) {
 	return q, nil
 }
 
-// OpenFile opens path for one of the readers above.
-func OpenFile(path string) (*os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
 // LoadQueries reads a queries file by path.
 func LoadQueries(path string) ([]Query, error) {
 	f, err := os.Open(path)

@@ -85,7 +85,13 @@ func (q Qrels) HasRelevant(qid string) bool {
 // scores 0. Documents whose id equals the query id are dropped first.
 func Evaluate(run map[string][]string, qrels Qrels) Scores {
 	var s Scores
-	for qid, rel := range qrels {
+	qids := make([]string, 0, len(qrels))
+	for qid := range qrels {
+		qids = append(qids, qid)
+	}
+	sort.Strings(qids) // a fixed summation order: the same run gives the same float64s
+	for _, qid := range qids {
+		rel := qrels[qid]
 		if !qrels.HasRelevant(qid) {
 			continue
 		}
@@ -108,22 +114,4 @@ func Evaluate(run map[string][]string, qrels Qrels) Scores {
 		s.MRR10 /= n
 	}
 	return s
-}
-
-// PerQueryNDCG returns nDCG@k for every judged query (used to fit fusion weights).
-func PerQueryNDCG(run map[string][]string, qrels Qrels, k int) map[string]float64 {
-	out := map[string]float64{}
-	for qid, rel := range qrels {
-		if !qrels.HasRelevant(qid) {
-			continue
-		}
-		var filtered []string
-		for _, d := range run[qid] {
-			if d != qid {
-				filtered = append(filtered, d)
-			}
-		}
-		out[qid] = NDCG(filtered, rel, k)
-	}
-	return out
 }
