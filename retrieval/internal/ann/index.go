@@ -45,16 +45,6 @@ type Rescorer interface {
 	Rescore(query []float32, ids []int32, scores []float32)
 }
 
-// RescoreFunc adapts a per-vector function to Rescorer.
-type RescoreFunc func(query []float32, id int) float32
-
-// Rescore implements Rescorer.
-func (f RescoreFunc) Rescore(query []float32, ids []int32, scores []float32) {
-	for i, id := range ids {
-		scores[i] = f(query, int(id))
-	}
-}
-
 // Vectors is a Rescorer over full vectors held row-major in memory (or in a
 // memory-mapped file viewed as []float32).
 type Vectors struct {

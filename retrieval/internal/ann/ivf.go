@@ -20,12 +20,11 @@ const (
 // ivfIndex is an inverted file whose lists hold 4-bit PQ codes of residuals in the
 // fast-scan block layout (see fastscan.go).
 type ivfIndex struct {
-	dim, dp    int // vector dimension; padded to even for dotsT
-	nlist, m   int // lists; sub-quantizers
-	probeIP    bool
+	dim, dp    int       // vector dimension; padded to even for dotsT
+	nlist, m   int       // lists; sub-quantizers
 	cents      []float32 // nlist×dim, row-major
 	coarse     *coarseTable
-	probeBias  []float32 // bias for probing (L2: -|c|²/2; IP: 0), padded like coarse.bias
+	probeBias  []float32 // coarse.bias (lists probed by L2 distance), -Inf on empty lists
 	slots      []pqSlot  // m 4-bit sub-quantizers (see pq.go)
 	listStart  []int32   // nlist+1, in blocks
 	listLen    []int32   // nlist, vectors
@@ -122,11 +121,6 @@ func buildIVF(ctx context.Context, vecs []float32, dim int, o *Options) (*ivfInd
 func (iv *ivfIndex) finishCoarse() {
 	iv.coarse = newCoarseTable(iv.cents, iv.nlist, iv.dim)
 	iv.probeBias = append([]float32(nil), iv.coarse.bias...)
-	if iv.probeIP {
-		for c := 0; c < iv.nlist; c++ {
-			iv.probeBias[c] = 0
-		}
-	}
 	iv.skipEmpty()
 }
 
@@ -354,11 +348,7 @@ func (iv *ivfIndex) listOf(pos int) int {
 func (iv *ivfIndex) encode(e *encoder) {
 	e.u32(uint32(iv.nlist))
 	e.u32(uint32(iv.m))
-	var flags uint32
-	if iv.probeIP {
-		flags |= 1
-	}
-	e.u32(flags)
+	e.u32(0) // flags: none defined
 	e.f32s(iv.cents)
 	for _, sl := range iv.slots {
 		e.u32(uint32(len(sl.dims)))
@@ -377,10 +367,10 @@ func decodeIVF(d *decoder, dim, n int) (*ivfIndex, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if nlist < 1 || nlist > 1<<20 || nlist > n || m < 2 || m%2 != 0 || m > 128 || m > maxStages*dim || flags > 1 {
+	if nlist < 1 || nlist > 1<<20 || nlist > n || m < 2 || m%2 != 0 || m > 128 || m > maxStages*dim || flags != 0 {
 		return nil, fmt.Errorf("%w: ivf header nlist=%d m=%d flags=%d (n=%d dim=%d)", ErrCorrupt, nlist, m, flags, n, dim)
 	}
-	iv := &ivfIndex{dim: dim, dp: dim + dim%2, nlist: nlist, m: m, probeIP: flags&1 != 0}
+	iv := &ivfIndex{dim: dim, dp: dim + dim%2, nlist: nlist, m: m}
 	iv.blockBytes = m / 2 * chunkSize
 	if uint64(nlist)*uint64(dim)+uint64(nlist) > uint64(d.remaining()/4) {
 		return nil, fmt.Errorf("%w: ivf tables exceed the data", ErrCorrupt)
