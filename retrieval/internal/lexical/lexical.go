@@ -145,7 +145,7 @@ func Build(ctx context.Context, dir string, texts []string) (Stats, error) {
 			}
 		}
 		// Our own token count equals bleve's field length (len of the analyzed token
-		// stream, see document.TextField.Analyze); Open cross-checks it on a posting.
+		// stream, see document.TextField.Analyze); TestLengthsMatchBleveNorms checks it.
 		n := len(a.Analyze([]byte(text)))
 		binary.LittleEndian.PutUint32(lengths[4*i:], uint32(n))
 		st.TotalLength += int64(n)
