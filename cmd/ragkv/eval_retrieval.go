@@ -74,6 +74,14 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 			if (fitQueries == "") != (fitQrels == "") {
 				return flagErr("fit-queries", "--fit-queries and --fit-qrels go together")
 			}
+			switch retrieval.Dedup(dedup) {
+			case retrieval.DedupExact, retrieval.DedupMinHash, retrieval.DedupNone:
+			default:
+				return flagErr("dedup", "want exact, minhash or none, got %q", dedup)
+			}
+			if sifWeights != "corpus" && sifWeights != "rank" {
+				return flagErr("sif-weights", "want rank or corpus, got %q", sifWeights)
+			}
 			if m != retrieval.ModeBM25 && embeddings == "" {
 				return flagErr("embeddings", "required for --mode %s (a GloVe text file, e.g. ../shared/embeddings/glove.6B.100d.top50k.txt.gz)", mode)
 			}
@@ -141,9 +149,6 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 				sif, err := embed.NewSIF(wv, embed.SIFOptions{CorpusFrequencies: sifWeights == "corpus"})
 				if err != nil {
 					return err
-				}
-				if sifWeights != "corpus" && sifWeights != "rank" {
-					return flagErr("sif-weights", "want rank or corpus, got %q", sifWeights)
 				}
 				embs = append(embs, sif)
 			}

@@ -106,6 +106,14 @@ func TestEvalRetrievalCLI(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--shards") {
 		t.Fatalf("0 shards: %v", err)
 	}
+	_, _, err = runRetrievalCLI(t, append(common, "--mode", "bm25", "--shards", "1", "--dedup", "fuzzy")...)
+	if err == nil || !strings.Contains(err.Error(), "--dedup") {
+		t.Fatalf("unknown dedup: %v", err)
+	}
+	_, _, err = runRetrievalCLI(t, append(common, "--mode", "dense", "--shards", "1", "--embeddings", glove, "--sif-weights", "zipf")...)
+	if err == nil || !strings.Contains(err.Error(), "--sif-weights") {
+		t.Fatalf("unknown sif weights: %v", err)
+	}
 }
 
 func TestEvalToolsCLI(t *testing.T) {

@@ -477,6 +477,9 @@ func newCollectionCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: generation %d, %d shards (%.1f s)\n", res.GetCollection(), res.GetGeneration(), res.GetShards(), res.GetSeconds())
+			if asJSON {
+				return cliutil.PrintJSON(cmd.OutOrStdout(), res)
+			}
 			return nil
 		},
 	}
