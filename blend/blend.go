@@ -118,7 +118,8 @@ type Request struct {
 	Budget int
 	// AllLogits returns the logits after every query token (otherwise only the last).
 	AllLogits bool
-	// Reserve is extra KV capacity for decoding after the prefill.
+	// Reserve is extra KV capacity for decoding after the prefill (capped at the model
+	// context, where decoding ends).
 	Reserve int
 }
 
@@ -330,8 +331,8 @@ func (b *Blender) place(req *Request) (*layout, error) {
 	L.segTok = pos
 	L.qStart = pos
 	L.n = pos + len(L.query)
-	if L.n+req.Reserve > c.Ctx {
-		return nil, fmt.Errorf("%w: %d tokens (+%d reserved) > %d", ErrTooLong, L.n, req.Reserve, c.Ctx)
+	if L.n > c.Ctx {
+		return nil, fmt.Errorf("%w: %d tokens > %d", ErrTooLong, L.n, c.Ctx)
 	}
 	for _, t := range L.allTokens() {
 		if t < 0 || t >= c.Vocab {
@@ -402,7 +403,7 @@ func (b *Blender) Prefill(ctx context.Context, req *Request) (*Result, error) {
 	}
 	c := &b.m.Config
 	r := &run{b: b, L: L, req: req, method: method, ctx: ctx}
-	r.kv = model.NewKV(c, L.n+max(req.Reserve, 0))
+	r.kv = model.NewKV(c, min(L.n+max(req.Reserve, 0), c.Ctx))
 	for i := 0; i < L.n; i++ {
 		r.kv.Pos = append(r.kv.Pos, i)
 	}

@@ -217,3 +217,31 @@ func TestEngineKeyOfAnotherModel(t *testing.T) {
 		t.Fatalf("prefill with another model's chunk: %v", err)
 	}
 }
+
+// TestGenerateToContextEnd: Generate from a prompt that leaves less room than
+// MaxTokens stops at the context's end (reason "context") instead of refusing the
+// prompt.
+func TestGenerateToContextEnd(t *testing.T) {
+	ctx := context.Background()
+	e := testEngine(t, EngineOptions{})
+	c := &e.st.m.Config
+	chunk := strings.Repeat("Tom had a big dog. ", 30)
+	var n int
+	var done *GenerateDone
+	err := e.Generate(ctx, &GenerateInput{Prefill: &PrefillInput{Chunks: []ChunkRef{{Text: chunk}}, Query: "The dog", Method: Naive},
+		MaxTokens: c.Ctx, IgnoreEOS: true}, func(ev GenerateEvent) error {
+		if ev.Prefill != nil {
+			n = ev.Prefill.Stats.Tokens
+		}
+		if ev.Done != nil {
+			done = ev.Done
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || done == nil || done.Reason != "context" || done.Tokens != c.Ctx-n+1 {
+		t.Fatalf("%d prompt tokens of %d: done %+v", n, c.Ctx, done)
+	}
+}

@@ -130,7 +130,8 @@ type PrefillRequest struct {
 	Ratio *float64 `protobuf:"fixed64,6,opt,name=ratio,proto3,oneof" json:"ratio,omitempty"`
 	// Return the logits after the query.
 	ReturnLogits bool `protobuf:"varint,7,opt,name=return_logits,json=returnLogits,proto3" json:"return_logits,omitempty"`
-	// KV capacity to reserve for generating after the prefill.
+	// KV capacity to reserve for generating after the prefill (capped at the model
+	// context).
 	ReserveTokens uint32 `protobuf:"varint,8,opt,name=reserve_tokens,json=reserveTokens,proto3" json:"reserve_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
