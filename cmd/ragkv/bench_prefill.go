@@ -66,12 +66,10 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 				return flagErr("threads", "must be ≥ 0, got %d", threads)
 			}
 			o.Tier, o.Dir, o.DType = tier, dir, dt
-			o.Blend = blend.Options{Deviation: deviation, Gradual: gradual, NoPipeline: noPipeline}
-			bo := o.Blend
-			bo.EnsureDefaults()
-			if err := bo.Validate(); err != nil {
-				return flagErr("deviation", "%v", err)
+			if o.Blend, err = blendFlags(deviation, gradual); err != nil {
+				return err
 			}
+			o.Blend.NoPipeline = noPipeline
 			m, err := model.Open(modelPath, model.Options{Tokenizer: tokPath, Threads: threads})
 			if err != nil {
 				return err

@@ -66,15 +66,13 @@ stale=1, check=L (cacheblend) and score=sum|first|max, global=1 (cachecraft).`,
 			if err != nil {
 				return flagErr("ratios", "%v", err)
 			}
-			o := blendeval.Options{Chunks: chunks, Ratios: rs, Context: blendeval.Context(craftCtx),
-				Blend: blend.Options{Deviation: deviation, Gradual: gradual}}
+			bo, err := blendFlags(deviation, gradual)
+			if err != nil {
+				return err
+			}
+			o := blendeval.Options{Chunks: chunks, Ratios: rs, Context: blendeval.Context(craftCtx), Blend: bo}
 			if err := o.Validate(); err != nil {
 				return flagErr("craft-context", "%v", err)
-			}
-			bo := o.Blend
-			bo.EnsureDefaults()
-			if err := bo.Validate(); err != nil {
-				return flagErr("deviation", "%v", err)
 			}
 			for _, s := range variants {
 				v, err := blendeval.ParseVariant(s)
@@ -122,6 +120,18 @@ stale=1, check=L (cacheblend) and score=sum|first|max, global=1 (cachecraft).`,
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	evalCmd.AddCommand(cmd)
+}
+
+// blendFlags checks the --deviation and --gradual flags of `eval blend` and `bench
+// prefill` (each error names its flag) and returns the options they set.
+func blendFlags(deviation string, gradual float64) (blend.Options, error) {
+	for flag, o := range map[string]blend.Options{"deviation": {Deviation: deviation}, "gradual": {Gradual: gradual}} {
+		o.EnsureDefaults()
+		if err := o.Validate(); err != nil {
+			return blend.Options{}, flagErr(flag, "%v", err)
+		}
+	}
+	return blend.Options{Deviation: deviation, Gradual: gradual}, nil
 }
 
 func parseRatios(s string) ([]float64, error) {
