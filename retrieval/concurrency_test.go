@@ -2,6 +2,7 @@ package retrieval
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,3 +61,42 @@ var errNoHits = errorString("search returned no hits or a bad generation")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// TestStaleHandleAfterDelete: a search or writer that looked a collection up just before
+// it was deleted neither uses its closed shards nor writes a manifest for it (which would
+// resurrect it with deleted shard directories, and make the next Open fail).
+func TestStaleHandleAfterDelete(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	ingest(t, st, "c", nil, 2, fixtureDocs(10))
+	c, err := st.collection("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if sn, err := c.pin(); !errors.Is(err, ErrCollectionNotFound) {
+		if sn != nil {
+			sn.release()
+		}
+		t.Fatalf("pin of a deleted collection: %v", err)
+	}
+	if err := st.lockLive(ctx, c); !errors.Is(err, ErrCollectionNotFound) {
+		t.Fatalf("write lock of a deleted collection: %v", err)
+	}
+	ingest(t, st, "c", nil, 1, fixtureDocs(4)) // recreated: the stale handle shares its lock
+	if err := st.lockLive(ctx, c); !errors.Is(err, ErrCollectionNotFound) {
+		t.Fatalf("write lock through the handle of the deleted collection: %v", err)
+	}
+	if err := st.SetFusionWeights(ctx, "c", &FusionWeights{BM25: 0.5}); err != nil {
+		t.Fatal(err) // the recreated collection's lock was released
+	}
+	st.Close()
+	st = openStore(t, dir)
+	defer st.Close()
+	if info, err := st.Collection("c"); err != nil || info.Docs != 4 || info.Fusion == nil {
+		t.Fatalf("reopened: %+v, %v", info, err)
+	}
+}

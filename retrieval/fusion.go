@@ -96,10 +96,6 @@ func (s *Store) FitFusion(ctx context.Context, name string, qs []LabeledQuery, o
 	if len(judged) < opts.Folds {
 		return FitResult{}, fmt.Errorf("%w: %d labelled queries with a relevant document; need at least %d", ErrInvalidArgument, len(judged), opts.Folds)
 	}
-	c, err := s.collection(name)
-	if err != nil {
-		return FitResult{}, err
-	}
 	var grid []float64
 	for i := 0; ; i++ {
 		w := math.Min(1, math.Round(float64(i)*opts.Step*1e9)/1e9)
@@ -110,7 +106,10 @@ func (s *Store) FitFusion(ctx context.Context, name string, qs []LabeledQuery, o
 	}
 	// nd[q][g]: nDCG@10 of query q at grid weight g.
 	nd := make([][]float64, len(judged))
-	sn := c.acquire()
+	sn, err := s.pin(name)
+	if err != nil {
+		return FitResult{}, err
+	}
 	for qi, lq := range judged {
 		if err := ctx.Err(); err != nil {
 			sn.release()
@@ -213,11 +212,8 @@ func (s *Store) SetFusionWeights(ctx context.Context, name string, fw *FusionWei
 	if fw != nil && (fw.BM25 < 0 || fw.BM25 > 1 || math.IsNaN(fw.BM25)) {
 		return fmt.Errorf("%w: fusion weight %v must be in [0, 1]", ErrInvalidArgument, fw.BM25)
 	}
-	c, err := s.collection(name)
+	c, err := s.lockCollection(ctx, name)
 	if err != nil {
-		return err
-	}
-	if err := c.lock(ctx); err != nil {
 		return err
 	}
 	defer c.unlock()

@@ -932,11 +932,8 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 	if shards < 1 || shards > maxShards {
 		return IngestResult{}, fmt.Errorf("%w: shards %d must be in [1, %d]", ErrInvalidArgument, shards, maxShards)
 	}
-	c, err := s.collection(name)
+	c, err := s.lockCollection(ctx, name)
 	if err != nil {
-		return IngestResult{}, err
-	}
-	if err := c.lock(ctx); err != nil {
 		return IngestResult{}, err
 	}
 	defer c.unlock()

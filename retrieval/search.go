@@ -119,11 +119,10 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 	if req.FusionWeight != nil && (*req.FusionWeight < 0 || *req.FusionWeight > 1 || math.IsNaN(*req.FusionWeight)) {
 		return nil, fmt.Errorf("%w: fusion weight %v must be in [0, 1]", ErrInvalidArgument, *req.FusionWeight)
 	}
-	c, err := s.collection(req.Collection)
+	sn, err := s.pin(req.Collection)
 	if err != nil {
 		return nil, err
 	}
-	sn := c.acquire()
 	defer sn.release()
 	m := sn.m
 	if mode == ModeDefault {

@@ -372,13 +372,51 @@ func (s *Store) Collections() []CollectionInfo {
 	return out
 }
 
+// pin returns the named collection's current snapshot, pinned until release.
+func (s *Store) pin(name string) (*snapshot, error) {
+	c, err := s.collection(name)
+	if err != nil {
+		return nil, err
+	}
+	return c.pin()
+}
+
+// lockCollection returns the named collection with its write lock held (the caller
+// unlocks it).
+func (s *Store) lockCollection(ctx context.Context, name string) (*collection, error) {
+	c, err := s.collection(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.lockLive(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// lockLive takes c's write lock and checks that c is still the collection of its name:
+// a delete may have run since c was looked up (c's lock is then the lock of a deleted
+// collection, or of the one recreated under the name).
+func (s *Store) lockLive(ctx context.Context, c *collection) error {
+	if err := c.lock(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	live := s.colls[c.name] == c
+	s.mu.Unlock()
+	if !live {
+		c.unlock()
+		return fmt.Errorf("%w: %q", ErrCollectionNotFound, c.name)
+	}
+	return nil
+}
+
 // Collection describes one collection.
 func (s *Store) Collection(name string) (CollectionInfo, error) {
-	c, err := s.collection(name)
+	sn, err := s.pin(name)
 	if err != nil {
 		return CollectionInfo{}, err
 	}
-	sn := c.acquire()
 	defer sn.release()
 	m := sn.m
 	info := CollectionInfo{Name: m.Name, Generation: m.Generation, Docs: m.Docs, Passages: m.Passages,
@@ -399,11 +437,8 @@ func (s *Store) Collection(name string) (CollectionInfo, error) {
 
 // DeleteCollection removes a collection and its data.
 func (s *Store) DeleteCollection(ctx context.Context, name string) error {
-	c, err := s.collection(name)
+	c, err := s.lockCollection(ctx, name)
 	if err != nil {
-		return err
-	}
-	if err := c.lock(ctx); err != nil {
 		return err
 	}
 	defer c.unlock()
@@ -457,7 +492,22 @@ func (c *collection) lock(ctx context.Context) error {
 
 func (c *collection) unlock() { <-c.wmu }
 
-// acquire returns the current snapshot, pinned until release.
+// pin is acquire for a caller that looked the collection up without its write lock:
+// the collection may have been deleted since (its snapshot is then retired while still
+// current, and its shards closed).
+func (c *collection) pin() (*snapshot, error) {
+	sn := c.acquire()
+	// With our reference counted, either retire sees it (and leaves the shards open
+	// until our release) or we see retired.
+	if sn.retired.Load() {
+		sn.release()
+		return nil, fmt.Errorf("%w: %q", ErrCollectionNotFound, c.name)
+	}
+	return sn, nil
+}
+
+// acquire returns the current snapshot, pinned until release. Callers hold the write
+// lock of a live collection, or use pin.
 func (c *collection) acquire() *snapshot {
 	for {
 		sn := c.cur.Load()
