@@ -115,31 +115,46 @@ func (p *Pool) gemmFloatRange(wid int, out []float32, w *Mat, r0, r1, jp0, jp1 i
 			} else {
 				packWFloat(ws.wf, w, ic, mc, pc, kc)
 			}
-			for jp := jp0; jp < jp1; jp++ {
-				xpan := xp[jp*k*nrF+pc*nrF : jp*k*nrF+(pc+kc)*nrF]
-				ntok := min(nrF, n-jp*nrF)
-				for ir := 0; ir < mc; ir += mrF {
-					nr := min(mrF, mc-ir)
-					wpan := ws.wf[ir*kc : (ir+mrF)*kc]
-					o := jp*nrF*m + ic + ir
-					if ntok == nrF && nr == mrF {
-						microF32(kc, wpan, xpan, out[o:o+(nrF-1)*m+mrF], m, pc > 0)
-						continue
-					}
-					microF32(kc, wpan, xpan, ws.tile, mrF, false)
-					for j := range ntok {
-						dst := out[o+j*m : o+j*m+nr]
-						src := ws.tile[j*mrF : j*mrF+nr]
-						if pc > 0 {
-							for r := range dst {
-								dst[r] += src[r]
-							}
-						} else {
-							copy(dst, src)
-						}
-					}
-				}
+			macroF32(out, m, ws.wf, xp, ws.tile, n, k, ic, mc, pc, kc, jp0, jp1)
+		}
+	}
+}
+
+// macroF32 multiplies one packed block of W (mc rows from row ic, inner columns
+// [pc, pc+kc), in wf as packWFloat lays it out) by token panels [jp0, jp1) of the packed X
+// (xp: k×nrF floats per panel, packXF32's layout) for n tokens in all: c[j*ldc + ic + r]
+// receives the product (added to it when pc > 0: an earlier inner slice is there). tile
+// holds nrF×mrF floats for the edge tiles.
+func macroF32(c []float32, ldc int, wf, xp, tile []float32, n, k, ic, mc, pc, kc, jp0, jp1 int) {
+	for jp := jp0; jp < jp1; jp++ {
+		xpan := xp[jp*k*nrF+pc*nrF : jp*k*nrF+(pc+kc)*nrF]
+		ntok := min(nrF, n-jp*nrF)
+		for ir := 0; ir < mc; ir += mrF {
+			nr := min(mrF, mc-ir)
+			wpan := wf[ir*kc : (ir+mrF)*kc]
+			o := jp*nrF*ldc + ic + ir
+			if ntok == nrF && nr == mrF {
+				microF32(kc, wpan, xpan, c[o:o+(nrF-1)*ldc+mrF], ldc, pc > 0)
+				continue
 			}
+			microF32(kc, wpan, xpan, tile, mrF, false)
+			storeTile(c[o:], ldc, tile, mrF, ntok, nr, pc > 0)
+		}
+	}
+}
+
+// storeTile writes (accum: adds) the first ntok rows × nr columns of a micro-tile (row
+// stride ldt) into c (row stride ldc): the edge tiles of the GEMMs.
+func storeTile(c []float32, ldc int, tile []float32, ldt, ntok, nr int, accum bool) {
+	for j := range ntok {
+		dst := c[j*ldc : j*ldc+nr]
+		src := tile[j*ldt : j*ldt+nr]
+		if accum {
+			for r := range dst {
+				dst[r] += src[r]
+			}
+		} else {
+			copy(dst, src)
 		}
 	}
 }

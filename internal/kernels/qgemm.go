@@ -162,17 +162,7 @@ func (p *Pool) gemmQuantRange(wid int, out []float32, w *Mat, r0, r1, jp0, jp1 i
 						continue
 					}
 					microQ8(nsub, steps, wpan, xpan, ws.tile, mrQ, false)
-					for j := range ntok {
-						dst := out[o+j*m : o+j*m+nr]
-						src := ws.tile[j*mrQ : j*mrQ+nr]
-						if pc > 0 {
-							for r := range dst {
-								dst[r] += src[r]
-							}
-						} else {
-							copy(dst, src)
-						}
-					}
+					storeTile(out[o:], m, ws.tile, mrQ, ntok, nr, pc > 0)
 				}
 			}
 		}

@@ -90,31 +90,7 @@ func (g *SerialGemm) mul(c []float32, ldc int, a []float32, lda int, b []float32
 			} else {
 				packWF32Strided(g.wf, b, ldb, ic, mc, pc, kc)
 			}
-			for jp := range npan {
-				xpan := g.xf[jp*k*nrF+pc*nrF : jp*k*nrF+(pc+kc)*nrF]
-				ntok := min(nrF, n-jp*nrF)
-				for ir := 0; ir < mc; ir += mrF {
-					nr := min(mrF, mc-ir)
-					wpan := g.wf[ir*kc : (ir+mrF)*kc]
-					o := jp*nrF*ldc + ic + ir
-					if ntok == nrF && nr == mrF {
-						microF32(kc, wpan, xpan, c[o:o+(nrF-1)*ldc+mrF], ldc, pc > 0)
-						continue
-					}
-					microF32(kc, wpan, xpan, g.tile, mrF, false)
-					for j := range ntok {
-						dst := c[o+j*ldc : o+j*ldc+nr]
-						src := g.tile[j*mrF : j*mrF+nr]
-						if pc > 0 {
-							for r := range dst {
-								dst[r] += src[r]
-							}
-						} else {
-							copy(dst, src)
-						}
-					}
-				}
-			}
+			macroF32(c, ldc, g.wf, g.xf, g.tile, n, k, ic, mc, pc, kc, 0, npan)
 		}
 	}
 }
