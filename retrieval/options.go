@@ -133,7 +133,7 @@ type Options struct {
 	// Logger and Registerer are injected (defaults: slog.Default(), no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	// testHook, when set, is called at named points of a commit (crash tests).
+	// testHook, when set, is called at named points of a commit or delete (crash tests).
 	testHook func(point string) error
 }
 

@@ -685,3 +685,37 @@ func TestToolIndexBatchesEmbeddings(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashedDeleteLeavesNothing: a delete that stops after its commit point (the
+// manifest is gone) is completed by the next Open, so that nothing of the deleted
+// collection resurfaces in one created later under the same name.
+func TestCrashedDeleteLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	docs := fixtureDocs(30)
+	ingest(t, st, "c", nil, 2, docs[:20])
+	st.opts.testHook = func(p string) error {
+		if p == "manifest-deleted" {
+			return errors.New("injected crash at " + p)
+		}
+		return nil
+	}
+	if err := st.DeleteCollection(ctx, "c"); err == nil || !strings.Contains(err.Error(), "injected crash") {
+		t.Fatalf("delete: %v", err)
+	}
+	st.Close()
+	st = openStore(t, dir)
+	defer st.Close()
+	if _, err := st.Collection("c"); !errors.Is(err, ErrCollectionNotFound) {
+		t.Fatalf("deleted collection after reopen: %v", err)
+	}
+	ingest(t, st, "c", nil, 1, docs[20:])
+	// The deleted collection's documents are new to the recreated one.
+	if r := ingest(t, st, "c", nil, 1, docs[:20]); r.Docs != 20 || r.DocsSkipped != 0 {
+		t.Fatalf("re-ingest of the deleted documents: %+v", r)
+	}
+	if r, err := st.Rebuild(ctx, "c", 2); err != nil || r.TotalPass != int64(len(allPassages(t, st, "c"))) {
+		t.Fatalf("rebuild: %+v, %v", r, err)
+	}
+}

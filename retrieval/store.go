@@ -442,11 +442,24 @@ func (s *Store) DeleteCollection(ctx context.Context, name string) error {
 		return err
 	}
 	defer c.unlock()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(kManifest + name)) }); err != nil {
+	// The manifest goes and a pending marker comes in one transaction: if the keys are
+	// not all dropped below (the process dies, DropPrefix fails), Open's recovery drops
+	// every key of the name (there is no committed generation), so that they cannot
+	// resurface in a collection created later under the name.
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete([]byte(kManifest + name)); err != nil {
+			return err
+		}
+		return txn.Set([]byte(kPending+name), genValue(0))
+	})
+	if err != nil {
 		return fmt.Errorf("retrieval: delete %q: %w", name, err)
 	}
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("retrieval: delete %q: %w", name, err)
+	}
+	if err := s.hook("manifest-deleted"); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if s.locks == nil {
@@ -465,6 +478,9 @@ func (s *Store) DeleteCollection(ctx context.Context, name string) error {
 		prefixes = append(prefixes, collKey(p, name))
 	}
 	if err := s.db.DropPrefix(prefixes...); err != nil {
+		return fmt.Errorf("retrieval: delete %q: %w", name, err)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(kPending + name)) }); err != nil {
 		return fmt.Errorf("retrieval: delete %q: %w", name, err)
 	}
 	return nil
