@@ -532,9 +532,12 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 	m.Shards = append(m.Shards, refs...)
 	m.Docs += int64(in.res.Docs)
 	m.Passages += int64(len(ps))
-	if in.created {
+	if in.created { // the collection's directory entry must be durable before the commit point
 		if err := os.MkdirAll(cdir, 0o755); err != nil {
 			return IngestResult{}, fmt.Errorf("retrieval: %w", err)
+		}
+		if err := syncDir(filepath.Dir(cdir)); err != nil {
+			return IngestResult{}, err
 		}
 	}
 	if err := s.writeManifest(m); err != nil {
