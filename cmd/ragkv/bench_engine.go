@@ -147,9 +147,10 @@ func init() {
 				}
 				prog.Add(1)
 			}
-			gemmSecs := engineMin(gemm)
 			prog.Finish()
-			ps := engineMin(prefill)
+			// Best times throughout (prefill, decode and the GEMM comparison alike), so
+			// that all are measured the same way on a shared machine.
+			ps, gemmSecs := slices.Min(prefill), slices.Min(gemm)
 			flops := c.PrefillFLOPs(0, tokens)
 			r := benchEngineResult{
 				Model: modelPath, WeightType: m.WeightType.String(), Threads: pool.Threads(), Tokens: tokens, DecodeTokens: decode,
@@ -159,7 +160,7 @@ func init() {
 			r.MatmulShareOfFLOPs = gemmFlops / flops
 			r.PrefillVsGemm = r.PrefillGFLOPs / r.GemmGFLOPs
 			if decode > 0 {
-				r.DecodeTokensPerS = float64(decode) / engineMin(dec)
+				r.DecodeTokensPerS = float64(decode) / slices.Min(dec)
 			}
 			out := cmd.OutOrStdout()
 			if !asJSON {
@@ -183,7 +184,3 @@ func init() {
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	benchCmd.AddCommand(cmd)
 }
-
-// engineMin is the best of the timed repetitions (the GEMM comparison is also a best
-// time, so that both are measured alike on a shared machine).
-func engineMin(x []float64) float64 { return slices.Min(x) }
