@@ -176,6 +176,7 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 	if len(ws) == 0 || n == 0 {
 		return nil
 	}
+	p.mu.Lock() // the plan depends on floatAct
 	gemm, matVec := ws[0].Cols > 0, ws[0].Cols > 0 && p.matVecMultiOK(ws)
 	for _, w := range ws {
 		if w.Rows == 0 || n < p.gemmThreshold(w.Type) || p.floatForm(w.Type) != p.floatForm(ws[0].Type) ||
@@ -187,6 +188,7 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 		}
 	}
 	if !gemm && !matVec {
+		p.mu.Unlock()
 		for i, w := range ws {
 			if err := p.MatMul(outs[i], x, n, w); err != nil {
 				return err
@@ -194,7 +196,6 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 		}
 		return nil
 	}
-	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cur = call{x: x, n: n, ws: ws, outs: outs}
 	defer func() { p.cur = call{} }()

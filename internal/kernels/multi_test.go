@@ -94,3 +94,39 @@ func TestMatMulMultiErrorsAndAllocs(t *testing.T) {
 		t.Errorf("%.1f allocations per call", al)
 	}
 }
+
+// TestMatMulMultiConcurrentSetFloat: SetFloatActivations while MatMulMulti calls run on
+// the same Pool (run with -race: MatMulMulti chose its path reading the setting without
+// the Pool's lock). Results stay within the int8-activation tolerance either way.
+func TestMatMulMultiConcurrentSetFloat(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	rng := rand.New(rand.NewPCG(31, 32))
+	const n, cols = 20, 256
+	w1, d1 := randomMat(rng, Q8_0, 48, cols)
+	w2, d2 := randomMat(rng, Q8_0, 16, cols)
+	x := randomF32(rng, n*cols)
+	outs := [][]float32{make([]float32, n*48), make([]float32, n*16)}
+	stop := make(chan struct{})
+	toggled := make(chan struct{})
+	go func() {
+		defer close(toggled)
+		for on := true; ; on = !on {
+			select {
+			case <-stop:
+				return
+			default:
+				p.SetFloatActivations(on)
+			}
+		}
+	}()
+	for range 30 {
+		if err := p.MatMulMulti(outs, x, n, []*Mat{&w1, &w2}); err != nil {
+			t.Fatal(err)
+		}
+		checkMatMul(t, outs[0], x, n, &w1, d1)
+		checkMatMul(t, outs[1], x, n, &w2, d2)
+	}
+	close(stop)
+	<-toggled
+}
