@@ -36,6 +36,6 @@
 // Hand-written code instead of a library: the Go HNSW and IVF libraries keep full float
 // vectors (hundreds of bytes per vector) and have no SIMD fast-scan; the memory target
 // (≤ 40 bytes per vector) and the throughput target need both. Assembly (amd64) is
-// limited to five leaf kernels (dot product, centroid scores, argmax, fast-scan,
-// prefetch) with portable Go twins that the tests check them against.
+// limited to six leaf kernels (dot product, centroid scores, argmax, maxima of groups
+// of 32, fast-scan, prefetch) with portable Go twins that the tests check them against.
 package ann
