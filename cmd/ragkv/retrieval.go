@@ -52,13 +52,13 @@ type retrievalConfig struct {
 func (c *retrievalConfig) buildEmbedders(ctx context.Context, flagPrefix string) ([]embed.Embedder, error) {
 	var out []embed.Embedder
 	if c.Embeddings != "" {
-		wv, err := embed.LoadGloVe(c.Embeddings, 0)
-		if err != nil {
-			return nil, flagErr(flagPrefix+"embeddings", "%v", err)
-		}
 		w := c.SIFWeights
 		if w != "" && w != "rank" && w != "corpus" {
 			return nil, flagErr(flagPrefix+"sif-weights", "want rank or corpus, got %q", w)
+		}
+		wv, err := embed.LoadGloVe(c.Embeddings, 0)
+		if err != nil {
+			return nil, flagErr(flagPrefix+"embeddings", "%v", err)
 		}
 		sif, err := embed.NewSIF(wv, embed.SIFOptions{CorpusFrequencies: w == "corpus"})
 		if err != nil {
