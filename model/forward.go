@@ -359,7 +359,9 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if o.KVOnly {
 		return nil
 	}
-	// Attention, parallel over (token, head) items split into one range per worker slot.
+	// Attention: from gemmAttnMin queries on as matrix products over (query block, KV
+	// head) items (attnGEMM), else per (query, head) item, one range of items per worker
+	// slot (attnRange).
 	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
 	s.aSorted = true
 	for j := 1; j < kv.Len(); j++ {
