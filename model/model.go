@@ -12,6 +12,7 @@ import (
 	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/model/gguf"
 	"github.com/ragkv/ragkv/model/internal/llama2c"
+	"github.com/ragkv/ragkv/model/internal/mmap"
 	"github.com/ragkv/ragkv/model/tokenizer"
 )
 
@@ -149,17 +150,22 @@ func f32s(b []byte) []float32 {
 	return out
 }
 
-func loadLlama2C(path string, o Options) (*Model, error) {
-	b, err := os.ReadFile(path)
+func loadLlama2C(path string, o Options) (_ *Model, err error) {
+	b, release, err := mmap.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	m := &Model{Path: path, Format: "llama2c", closers: []func() error{release}}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
 	ck, err := llama2c.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w: %w", path, ErrFormat, err)
 	}
 	c := ck.Config
-	m := &Model{Path: path, Format: "llama2c"}
 	m.Config = Config{Arch: "llama", Dim: c.Dim, Hidden: c.Hidden, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads,
 		HeadDim: c.Dim / c.Heads, Vocab: c.Vocab, Ctx: c.SeqLen, RopeTheta: 10000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: c.Shared}
 	mat := func(t llama2c.Tensor) kernels.Mat {
