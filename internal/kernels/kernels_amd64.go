@@ -2,6 +2,8 @@
 
 package kernels
 
+//go:generate sh -c "go run asm_gen.go > kernels_amd64.s"
+
 import (
 	"unsafe"
 
