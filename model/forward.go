@@ -477,7 +477,8 @@ func (s *scratch) attnRange(lo, hi int) {
 
 // ExtendOptions tunes Model.Extend and Model.Prefill.
 type ExtendOptions struct {
-	// Logits lists indices (into the new tokens) whose next-token logits to return.
+	// Logits lists indices (into the new tokens) whose next-token logits to return, in
+	// that order (an index may repeat).
 	Logits []int
 	// Outside, if set, records for every new token and layer the attention mass paid to
 	// positions outside this span (averaged over heads), in Result.OutsideMass.
