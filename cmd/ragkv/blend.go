@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ragkv/ragkv/blend"
@@ -28,7 +26,6 @@ import (
 	"github.com/ragkv/ragkv/model"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/retrieval/beir"
-	"github.com/ragkv/ragkv/server"
 	"github.com/ragkv/ragkv/store"
 )
 
@@ -77,10 +74,9 @@ func readChunksFile(flag, path string, needText bool) ([]jsonlChunk, error) {
 }
 
 func dialInference(addr string) (ragkvv1.InferenceClient, func(), error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.DefaultMaxRecvMsgBytes), grpc.MaxCallSendMsgSize(server.DefaultMaxRecvMsgBytes)))
+	conn, err := dialServer(addr)
 	if err != nil {
-		return nil, nil, flagErr("addr", "%v", err)
+		return nil, nil, err
 	}
 	return ragkvv1.NewInferenceClient(conn), func() { conn.Close() }, nil
 }

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/ragkv/ragkv/chunkcache"
@@ -252,10 +250,9 @@ func (c *cacheClientFlags) register(cmd *cobra.Command, withNamespace bool) {
 }
 
 func (c *cacheClientFlags) dial(cmd *cobra.Command) (ragkvv1.ChunkCacheClient, func(), context.Context, error) {
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.DefaultMaxRecvMsgBytes), grpc.MaxCallSendMsgSize(server.DefaultMaxRecvMsgBytes)))
+	conn, err := dialServer(c.addr)
 	if err != nil {
-		return nil, nil, nil, flagErr("addr", "%v", err)
+		return nil, nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
 	return ragkvv1.NewChunkCacheClient(conn), func() { cancel(); conn.Close() }, ctx, nil

@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ragkv/ragkv/internal/cliutil"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
@@ -164,7 +162,7 @@ func init() {
 		default:
 			return flagErr("dedup", "want exact, minhash or none, got %q", dedup)
 		}
-		conn, err := dialRetrieval(addr)
+		conn, err := dialServer(addr)
 		if err != nil {
 			return err
 		}
@@ -244,15 +242,6 @@ func init() {
 	rootCmd.AddCommand(newQueryCmd(), newToolsCmd(), newCollectionCmd())
 }
 
-func dialRetrieval(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.DefaultMaxRecvMsgBytes), grpc.MaxCallSendMsgSize(server.DefaultMaxRecvMsgBytes)))
-	if err != nil {
-		return nil, flagErr("addr", "%v", err)
-	}
-	return conn, nil
-}
-
 func newQueryCmd() *cobra.Command {
 	var (
 		addr, collection, query, mode, fusion string
@@ -292,7 +281,7 @@ func newQueryCmd() *cobra.Command {
 			if cmd.Flags().Changed("weight") {
 				req.FusionWeight = &weight
 			}
-			conn, err := dialRetrieval(addr)
+			conn, err := dialServer(addr)
 			if err != nil {
 				return err
 			}
@@ -377,7 +366,7 @@ func newToolsCmd() *cobra.Command {
 					req.Usage = append(req.Usage, &ragkvv1.ToolUsageQuery{Query: u.Query, Tool: u.Tool})
 				}
 			}
-			conn, err := dialRetrieval(addr)
+			conn, err := dialServer(addr)
 			if err != nil {
 				return err
 			}
@@ -406,7 +395,7 @@ func newToolsCmd() *cobra.Command {
 			if registry == "" {
 				return flagErr("registry", "required")
 			}
-			conn, err := dialRetrieval(addr)
+			conn, err := dialServer(addr)
 			if err != nil {
 				return err
 			}
@@ -446,7 +435,7 @@ func newCollectionCmd() *cobra.Command {
 	desc := &cobra.Command{
 		Use: "describe", Short: "Describe a collection", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := dialRetrieval(addr)
+			conn, err := dialServer(addr)
 			if err != nil {
 				return err
 			}
@@ -467,7 +456,7 @@ func newCollectionCmd() *cobra.Command {
 	rebuild := &cobra.Command{
 		Use: "rebuild", Short: "Re-shard a collection from its stored passages", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := dialRetrieval(addr)
+			conn, err := dialServer(addr)
 			if err != nil {
 				return err
 			}
@@ -506,7 +495,7 @@ func newCollectionCmd() *cobra.Command {
 				}
 				req.Queries = append(req.Queries, lq)
 			}
-			conn, err := dialRetrieval(addr)
+			conn, err := dialServer(addr)
 			if err != nil {
 				return err
 			}

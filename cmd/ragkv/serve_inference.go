@@ -98,7 +98,7 @@ func buildInference(_ context.Context, cfg *serveConfig, env *serveEnv, deps map
 	})
 	if err != nil {
 		m.Close()
-		return nil, nil, nil, flagErr("model", "inference options: %v", err)
+		return nil, nil, nil, usageError{fmt.Errorf("inference settings (the inference: section of --config, or --handle-ttl): %w", err)}
 	}
 	log.Info("inference ready", "model", ic.Model, "arch", m.Config.Arch, "layers", m.Config.Layers, "ctx", m.Config.Ctx,
 		"kv_dtype", dt.String(), "fingerprint_s", time.Since(t0).Seconds())
