@@ -11,12 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ragkv/ragkv/internal/cliutil"
+	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/model"
 )
 
 type benchEngineResult struct {
 	Model              string  `json:"model"`
+	CPUPath            string  `json:"cpu_path"`
 	WeightType         string  `json:"weight_type"`
 	Threads            int     `json:"threads"`
 	Tokens             int     `json:"tokens"`
@@ -153,7 +155,7 @@ func init() {
 			ps, gemmSecs := slices.Min(prefill), slices.Min(gemm)
 			flops := c.PrefillFLOPs(0, tokens)
 			r := benchEngineResult{
-				Model: modelPath, WeightType: m.WeightType.String(), Threads: pool.Threads(), Tokens: tokens, DecodeTokens: decode,
+				Model: modelPath, CPUPath: cpu.Active().String(), WeightType: m.WeightType.String(), Threads: pool.Threads(), Tokens: tokens, DecodeTokens: decode,
 				PrefillSeconds: ps, PrefillTokensPerS: float64(tokens) / ps, PrefillGFLOPs: flops / ps / 1e9,
 				GemmGFLOPs: gemmFlops / gemmSecs / 1e9,
 			}
@@ -164,7 +166,7 @@ func init() {
 			}
 			out := cmd.OutOrStdout()
 			if !asJSON {
-				fmt.Fprintf(out, "model %s (%s, %d threads)\n", r.Model, r.WeightType, r.Threads)
+				fmt.Fprintf(out, "model %s (%s, %d threads, kernel path %s)\n", r.Model, r.WeightType, r.Threads, r.CPUPath)
 				fmt.Fprintf(out, "prefill %d tokens: %.3fs  %.1f tokens/s  %.2f GFLOP/s\n", tokens, ps, r.PrefillTokensPerS, r.PrefillGFLOPs)
 				fmt.Fprintf(out, "decode  %d tokens: %.1f tokens/s\n", decode, r.DecodeTokensPerS)
 				fmt.Fprintf(out, "kernels GEMM at the same shapes: %.2f GFLOP/s; prefill reaches %.0f%% of it (matmuls are %.0f%% of prefill FLOPs)\n",

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/ragkv/ragkv/internal/shared"
 )
 
@@ -25,6 +26,38 @@ func TestBenchGemmCLI(t *testing.T) {
 		args := []string{"bench", "gemm", "--m", "64", "--n", "4", "--k", "256", "--dtype", "q8_0", "--" + c.flag, c.val}
 		if _, err := runRagkv(t, args...); err == nil || !strings.Contains(err.Error(), "--"+c.flag) {
 			t.Fatalf("--%s %s: %v", c.flag, c.val, err)
+		}
+	}
+}
+
+// TestBenchGemmCPUPath: --cpu selects the kernel path and cpu_path reports it; a path
+// the CPU cannot run, or no path at all, is an error naming --cpu.
+func TestBenchGemmCPUPath(t *testing.T) {
+	for _, p := range cpu.Available() {
+		out, err := runRagkv(t, "bench", "gemm", "--m", "64", "--n", "24", "--k", "256", "--iters", "1", "--cpu", p.String(), "--json")
+		if err != nil {
+			t.Fatalf("--cpu %v: %v", p, err)
+		}
+		if r := lastJSON(t, out); r["cpu_path"] != p.String() || !(r["gflops"].(float64) > 0) {
+			t.Fatalf("--cpu %v: %v", p, r)
+		}
+	}
+	out, err := runRagkv(t, "bench", "gemm", "--m", "64", "--n", "4", "--k", "256", "--iters", "1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := lastJSON(t, out); r["cpu_path"] != cpu.Best().String() {
+		t.Fatalf("default path %v, want %v", r["cpu_path"], cpu.Best())
+	}
+	bad := []string{"sse9"}
+	for _, p := range []cpu.Path{cpu.AVX512, cpu.AVX2, cpu.NEON} {
+		if !cpu.Supports(p) {
+			bad = append(bad, p.String())
+		}
+	}
+	for _, v := range bad {
+		if _, err := runRagkv(t, "bench", "gemm", "--m", "64", "--n", "4", "--k", "256", "--cpu", v); err == nil || !strings.Contains(err.Error(), "--cpu") {
+			t.Fatalf("--cpu %s: %v", v, err)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ragkv/ragkv/internal/cliutil"
+	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/internal/kernels/cputime"
 )
@@ -28,7 +29,7 @@ func init() {
 		Short: "Measure the kernels' matrix product (W m×k of --dtype times X n×k, f32 activations)",
 		Long: `Measure the kernels' matrix product. The shape is read as ggml reads it: W is m×k
 (m output rows), X is n×k (n tokens), out is n×m, 2·m·n·k FLOPs per call.
-JSON keys: gflops (median over --iters calls after one warm-up), gflops_best, seconds,
+JSON keys: cpu_path (the kernel path that ran, see --cpu), gflops (median over --iters calls after one warm-up), gflops_best, seconds,
 seconds_best, weight_gb_per_s, and where the platform reports process CPU time,
 cpu_seconds (per call) and gflops_per_core (FLOPs per CPU-second: the per-core rate,
 unaffected by other processes sharing the cores).`,
@@ -100,6 +101,8 @@ unaffected by other processes sharing the cores).`,
 			res := map[string]any{
 				"m": m, "n": n, "k": k, "dtype": t.String(), "threads": pool.Threads(), "iters": iters,
 				"float_activations": floatAct,
+				"cpu_path":          cpu.Active().String(),
+				"cpu_features":      cpu.Features(),
 				"seconds":           median,
 				"seconds_best":      sorted[0],
 				"gflops":            flops / median / 1e9,
@@ -115,8 +118,8 @@ unaffected by other processes sharing the cores).`,
 				res["gflops_per_core"] = flops / cpuPerIter / 1e9
 			}
 			if !asJSON {
-				fmt.Fprintf(cmd.OutOrStdout(), "gemm %v m=%d n=%d k=%d threads=%d: %.1f GFLOP/s median, %.1f best (%.4f s median over %d iterations)\n",
-					t, m, n, k, pool.Threads(), res["gflops"], res["gflops_best"], median, iters)
+				fmt.Fprintf(cmd.OutOrStdout(), "gemm %v m=%d n=%d k=%d threads=%d path=%s: %.1f GFLOP/s median, %.1f best (%.4f s median over %d iterations)\n",
+					t, m, n, k, pool.Threads(), cpu.Active(), res["gflops"], res["gflops_best"], median, iters)
 				return nil
 			}
 			return cliutil.PrintJSON(cmd.OutOrStdout(), res)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -13,6 +14,8 @@ import (
 // an earlier test set.
 func executeRoot(args ...string) error {
 	resetFlags(rootCmd)
+	saved := cpu.Active() // --cpu changes the process-wide kernel path
+	defer cpu.Set(saved)
 	rootCmd.SetArgs(args)
 	defer rootCmd.SetArgs(nil)
 	return rootCmd.ExecuteContext(context.Background())

@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ragkv/ragkv/internal/cpu"
 )
 
 var (
@@ -32,8 +34,33 @@ var (
 	modelCmd = &cobra.Command{Use: "model", Short: "Model files: inspect, synthesize"}
 )
 
+// cpuFlag is the global --cpu flag: the kernel path (see internal/cpu) every command runs.
+var cpuFlag string
+
 func init() {
 	rootCmd.AddCommand(benchCmd, evalCmd, cacheCmd, modelCmd)
+	rootCmd.PersistentFlags().StringVar(&cpuFlag, "cpu", "",
+		"kernel path: avx512, avx2, neon or generic (default: RAGKV_CPU, else the best this CPU runs)")
+	rootCmd.PersistentPreRunE = func(*cobra.Command, []string) error { return applyCPUPath() }
+}
+
+// applyCPUPath selects the kernel path from --cpu, or reports a RAGKV_CPU that named a path
+// this CPU cannot run.
+func applyCPUPath() error {
+	if cpuFlag == "" {
+		if err := cpu.EnvError(); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+	p, err := cpu.Parse(cpuFlag)
+	if err != nil {
+		return flagErr("cpu", "%v", err)
+	}
+	if err := cpu.Set(p); err != nil {
+		return flagErr("cpu", "%v", err)
+	}
+	return nil
 }
 
 func main() {

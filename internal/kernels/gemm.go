@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"github.com/ragkv/ragkv/internal/cpu"
+
 	"encoding/binary"
 	"math"
 	"unsafe"
@@ -71,7 +73,7 @@ func (p *Pool) packXF32Range(lo, hi int) {
 // packXF32 packs tokens [j0, j0+nrF) of x (n×k, token j at x[j*ldx:]) into one k-major
 // panel, zero-padding tokens past n.
 func packXF32(dst, x []float32, ldx, n, k, j0 int) {
-	if useAVX512 && j0+nrF <= n && k >= 16 {
+	if cpu.HasAVX512() && j0+nrF <= n && k >= 16 {
 		nblk := k / 16
 		_ = x[(j0+nrF-1)*ldx+k-1]
 		_ = dst[k*nrF-1]
@@ -171,7 +173,7 @@ func packWFloat(dst []float32, w *Mat, r0, mc, c0, kc int) {
 	for pi := range npan {
 		pan := dst[pi*kc*mrF : (pi+1)*kc*mrF]
 		cdone := 0
-		if useAVX512 && pi*mrF+mrF <= mc && kc >= 16 {
+		if cpu.HasAVX512() && pi*mrF+mrF <= mc && kc >= 16 {
 			// Full panel: 16×16 blocks converted and transposed in registers.
 			nblk := kc / 16
 			for half := range 2 {
@@ -226,7 +228,7 @@ func microF32(kc int, a, b, c []float32, ldc int, accum bool) {
 	_ = a[kc*mrF-1]
 	_ = b[kc*nrF-1]
 	_ = c[(nrF-1)*ldc+mrF-1]
-	if useAVX512 {
+	if cpu.HasAVX512() {
 		gemmF32x32x12(kc, &a[0], &b[0], &c[0], ldc, accum)
 		return
 	}
@@ -268,7 +270,7 @@ func packWDequant(dst []float32, w *Mat, r0, mc, c0, kc int, tmp []float32) {
 			dequantizeRow(tmp[rr*kc:(rr+1)*kc], row[c0/be*bb:(c0+kc)/be*bb], t)
 		}
 		cdone := 0
-		if useAVX512 && nv == mrF && kc >= 16 {
+		if cpu.HasAVX512() && nv == mrF && kc >= 16 {
 			nblk := kc / 16
 			for half := range 2 {
 				packF32T16(nblk, unsafe.Pointer(&tmp[16*half*kc]), 4*kc, &pan[16*half])

@@ -4,18 +4,7 @@ package kernels
 
 //go:generate sh -c "go run asm_gen.go > kernels_amd64.s"
 
-import (
-	"unsafe"
-
-	"github.com/klauspost/cpuid/v2"
-)
-
-// useAVX512 selects the AVX-512 float kernels, useVNNI the AVX512_VNNI int8 kernels.
-// Tests clear them to exercise the pure-Go kernels on the same machine.
-var (
-	useAVX512 = cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512BW, cpuid.AVX512DQ, cpuid.AVX512VL, cpuid.F16C, cpuid.FMA3)
-	useVNNI   = useAVX512 && cpuid.CPU.Supports(cpuid.AVX512VNNI)
-)
+import "unsafe"
 
 // gemmF32x32x12 is the float micro-kernel (see asm_gen.go): c[j*ldc+r] (+)= Σ_k
 // a[k*32+r]·b[k*12+j] for r < 32, j < 12; kc ≥ 1.
@@ -55,31 +44,6 @@ func axpyF32(n int, a float32, x, y *float32)
 
 //go:noescape
 func scaleF32(n int, a float32, x *float32)
-
-func dot(a, b []float32) float32 {
-	if useAVX512 && len(a) > 0 {
-		_ = b[len(a)-1]
-		return dotF32(len(a), &a[0], &b[0])
-	}
-	return dotGeneric(a, b)
-}
-
-func axpy(y []float32, a float32, x []float32) {
-	if useAVX512 && len(y) > 0 {
-		_ = x[len(y)-1]
-		axpyF32(len(y), a, &x[0], &y[0])
-		return
-	}
-	axpyGeneric(y, a, x)
-}
-
-func scale(x []float32, a float32) {
-	if useAVX512 && len(x) > 0 {
-		scaleF32(len(x), a, &x[0])
-		return
-	}
-	scaleGeneric(x, a)
-}
 
 // matvecQ4K, matvecQ5K and matvecQ6K return the dot product of one row of nsb k-quant
 // super-blocks with float32 activations x; xs holds the sums of x per sub-block (32

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/cpu"
 )
 
 var allTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K}
@@ -113,7 +115,9 @@ func checkMatMulTol(t *testing.T, out, x []float32, n int, w *Mat, deq []float32
 	}
 }
 
-func TestMatMulAllTypes(t *testing.T) {
+func TestMatMulAllTypes(t *testing.T) { forEachPath(t, testMatMulAllTypes) }
+
+func testMatMulAllTypes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, threads := range []int{1, 2, 3} {
 		p := NewPool(threads)
@@ -154,28 +158,19 @@ func TestMatMulAllTypes(t *testing.T) {
 
 // TestMatMulLarger exercises tile edges and multi-block inner loops at sizes closer to a
 // model's (rows and tokens not multiples of any tile).
-func TestMatMulLarger(t *testing.T) {
-	testMatMulLarger(t)
+func TestMatMulLarger(t *testing.T) { forEachPath(t, testMatMulLarger) }
+
+func testMatMulLarger(t *testing.T) {
+	testMatMulShapes(t)
 	// Every shape through each path: all-GEMM, and all matrix-vector where it exists.
 	defer func() { gemmMinTokens = 0 }()
 	gemmMinTokens = 1
-	testMatMulLarger(t)
+	testMatMulShapes(t)
 	gemmMinTokens = 1 << 20
-	testMatMulLarger(t)
+	testMatMulShapes(t)
 }
 
-// TestPureGoKernels runs the shape tests with the assembly kernels switched off, so that
-// the pure-Go kernels (what other platforms run) are checked here too.
-func TestPureGoKernels(t *testing.T) {
-	a, v := useAVX512, useVNNI
-	useAVX512, useVNNI = false, false
-	defer func() { useAVX512, useVNNI = a, v }()
-	testMatMulLarger(t)
-	TestVectorHelpers(t)
-	TestRowHelpers(t)
-}
-
-func testMatMulLarger(t *testing.T) {
+func testMatMulShapes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p := NewPool(2)
 	defer p.Close()
@@ -297,7 +292,9 @@ func TestPoolConcurrentCallers(t *testing.T) {
 
 // TestMatVecKQuantsExact checks the decode path of the k-quants, which dequantizes in
 // registers and keeps float32 activations, against the tight float tolerance.
-func TestMatVecKQuantsExact(t *testing.T) {
+func TestMatVecKQuantsExact(t *testing.T) { forEachPath(t, testMatVecKQuantsExact) }
+
+func testMatVecKQuantsExact(t *testing.T) {
 	kFloat = true
 	defer func() { kFloat = false }()
 	if !(&Pool{}).matVecFast(Q4_K) {
@@ -322,7 +319,9 @@ func TestMatVecKQuantsExact(t *testing.T) {
 }
 
 // TestPackWFloat compares the register-transposing packer with the scalar one.
-func TestPackWFloat(t *testing.T) {
+func TestPackWFloat(t *testing.T) { forEachPath(t, testPackWFloat) }
+
+func testPackWFloat(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, typ := range []DType{F32, F16, BF16} {
 		for _, sh := range []struct{ mc, c0, kc int }{{64, 0, 256}, {64, 16, 100}, {40, 3, 37}, {32, 5, 16}} {
@@ -346,7 +345,9 @@ func TestPackWFloat(t *testing.T) {
 }
 
 // TestMatMulNoAllocs checks that steady-state calls allocate nothing, on every path.
-func TestMatMulNoAllocs(t *testing.T) {
+func TestMatMulNoAllocs(t *testing.T) { forEachPath(t, testMatMulNoAllocs) }
+
+func testMatMulNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	p := NewPool(2)
 	defer p.Close()
@@ -371,7 +372,9 @@ func TestMatMulNoAllocs(t *testing.T) {
 
 // TestMatMulFloatActivations checks that with float activations every quantized type
 // matches the dequantized product to float tolerance, on both paths.
-func TestMatMulFloatActivations(t *testing.T) {
+func TestMatMulFloatActivations(t *testing.T) { forEachPath(t, testMatMulFloatActivations) }
+
+func testMatMulFloatActivations(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	p := NewPool(2)
 	defer p.Close()
@@ -392,8 +395,13 @@ func TestMatMulFloatActivations(t *testing.T) {
 // TestPackXQ8Exact checks that the assembly quantization of activations writes the same
 // bytes as the pure-Go loop (zero blocks, tiny and huge magnitudes, ties, padding tokens).
 func TestPackXQ8Exact(t *testing.T) {
-	if !useAVX512 {
-		t.Skip("no AVX-512 here: only the pure-Go quantization runs")
+	forEachPath(t, testPackXQ8Exact)
+}
+
+func testPackXQ8Exact(t *testing.T) {
+	p := cpu.Active()
+	if p == cpu.Generic {
+		t.Skip("the generic path is the reference")
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, l := range []int{32, 16} {
@@ -416,9 +424,9 @@ func TestPackXQ8Exact(t *testing.T) {
 			for j0 := 0; j0 < sh.n; j0 += nrQ {
 				got, want := make([]byte, sz), make([]byte, sz)
 				packXQ8(got, x, sh.n, sh.k, j0, l)
-				useAVX512 = false
+				cpu.Set(cpu.Generic)
 				packXQ8(want, x, sh.n, sh.k, j0, l)
-				useAVX512 = true
+				cpu.Set(p)
 				for i := range got {
 					if got[i] != want[i] {
 						t.Fatalf("l=%d n=%d k=%d j0=%d: byte %d = %#x, pure Go %#x", l, sh.n, sh.k, j0, i, got[i], want[i])

@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"github.com/ragkv/ragkv/internal/cpu"
+
 	"encoding/binary"
 	"math"
 	"unsafe"
@@ -16,14 +18,14 @@ const xqMatvecBytes = 96
 
 // matVecFast reports whether the fast matrix-vector kernels cover w's type here.
 func (p *Pool) matVecFast(t DType) bool {
-	if !useAVX512 || (p.floatAct && (t == Q8_0 || t == Q4_0)) {
+	if !cpu.HasAVX512() || (p.floatAct && (t == Q8_0 || t == Q4_0)) {
 		return false
 	}
 	switch t {
 	case F32, F16, BF16:
 		return true
 	case Q8_0, Q4_0:
-		return useVNNI
+		return cpu.HasVNNI512()
 	case Q4_K, Q5_K, Q6_K:
 		return true
 	}
@@ -246,7 +248,7 @@ var kFloat = false
 
 // useKQ8 reports whether k-quant type t decodes with the VNNI kernels.
 func (p *Pool) useKQ8(t DType) bool {
-	return useVNNI && !kFloat && !p.floatAct && (t == Q4_K || t == Q5_K || t == Q6_K)
+	return cpu.HasVNNI512() && !kFloat && !p.floatAct && (t == Q4_K || t == Q5_K || t == Q6_K)
 }
 
 // quantXSub quantizes x per 32-block to int8 q and gives, per sub-block of l (32 or 16)

@@ -11,7 +11,9 @@ import (
 // TestMatMulMulti checks that MatMulMulti gives exactly MatMul's results for every type,
 // on the shared path (one packing, rows of all matrices shared out) and the fallbacks
 // (matrix-vector sizes, mixed packed forms), with 1 to 3 workers.
-func TestMatMulMulti(t *testing.T) {
+func TestMatMulMulti(t *testing.T) { forEachPath(t, testMatMulMulti) }
+
+func testMatMulMulti(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	type set struct {
 		name  string

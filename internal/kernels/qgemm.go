@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"github.com/ragkv/ragkv/internal/cpu"
+
 	"encoding/binary"
 	"math"
 	"unsafe"
@@ -93,7 +95,7 @@ func packXQ8(dst []byte, x []float32, n, k, j0, l int) {
 			continue
 		}
 		row := x[(j0+j)*k : (j0+j+1)*k]
-		if useAVX512 && nsub > 0 {
+		if cpu.HasAVX512() && nsub > 0 {
 			_ = dst[(nsub-1)*xs+steps*48+48+4*j+3]
 			if steps == 8 {
 				quantPanelS8(nsub, &row[0], &dst[4*j])
@@ -256,7 +258,7 @@ func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int, tmp []byte) {
 	npan := (mc + mrQ - 1) / mrQ
 	for pi := range npan {
 		pan := dst[pi*nsub*wsb : (pi+1)*nsub*wsb]
-		if useAVX512 && pi*mrQ+mrQ <= mc {
+		if cpu.HasAVX512() && pi*mrQ+mrQ <= mc {
 			// Full panel: expand every row into tmp, then interleave 64-byte chunks of
 			// 16 rows in registers.
 			for rr := range mrQ {
@@ -327,7 +329,7 @@ func microQ8(nsub, steps int, a, b []byte, c []float32, ldc int, accum bool) {
 	_ = a[nsub*wsb-1]
 	_ = b[nsub*xs-1]
 	_ = c[(nrQ-1)*ldc+mrQ-1]
-	if useVNNI {
+	if cpu.HasVNNI512() {
 		gemmQ8x16x12(nsub, steps, &a[0], &b[0], &c[0], ldc, accum)
 		return
 	}

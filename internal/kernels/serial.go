@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"github.com/ragkv/ragkv/internal/cpu"
+
 	"fmt"
 	"unsafe"
 )
@@ -103,7 +105,7 @@ func packWF32Strided(dst, b []float32, ldb, r0, mc, c0, kc int) {
 		pan := dst[pi*kc*mrF : (pi+1)*kc*mrF]
 		nv := min(mrF, mc-pi*mrF)
 		cdone := 0
-		if useAVX512 && nv == mrF && kc >= 16 {
+		if cpu.HasAVX512() && nv == mrF && kc >= 16 {
 			nblk := kc / 16
 			for half := range 2 {
 				row := r0 + pi*mrF + 16*half

@@ -71,13 +71,7 @@ func TestSerialGemm(t *testing.T) {
 			}
 		}
 	}
-	t.Run("asm", run)
-	t.Run("purego", func(t *testing.T) {
-		a, v := useAVX512, useVNNI
-		useAVX512, useVNNI = false, false
-		defer func() { useAVX512, useVNNI = a, v }()
-		run(t)
-	})
+	forEachPath(t, run)
 }
 
 func TestSerialGemmErrorsAndAllocs(t *testing.T) {

@@ -1,6 +1,10 @@
 package kernels
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/ragkv/ragkv/internal/cpu"
+)
 
 // Dot returns Σ a[i]·b[i] over min(len(a), len(b)) elements.
 func Dot(a, b []float32) float32 {
@@ -30,7 +34,7 @@ func DotRows(out, x, m []float32, ld int) {
 	}
 	_ = m[(len(out)-1)*ld+len(x)-1]
 	j := 0
-	if useAVX512 {
+	if cpu.HasAVX512() {
 		for ; j+4 <= len(out); j += 4 {
 			matvecF32x4(len(x), unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
 		}
@@ -49,7 +53,7 @@ func AxpyRows(y, a, m []float32, ld int) {
 	}
 	_ = m[(len(a)-1)*ld+len(y)-1]
 	n := 0
-	if useAVX512 {
+	if cpu.HasAVX512() {
 		if n = len(y) &^ 15; n > 0 {
 			axpyRowsF32(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
 		}
@@ -62,6 +66,31 @@ func AxpyRows(y, a, m []float32, ld int) {
 			}
 		}
 	}
+}
+
+func dot(a, b []float32) float32 {
+	if cpu.HasAVX512() && len(a) > 0 {
+		_ = b[len(a)-1]
+		return dotF32(len(a), &a[0], &b[0])
+	}
+	return dotGeneric(a, b)
+}
+
+func axpy(y []float32, a float32, x []float32) {
+	if cpu.HasAVX512() && len(y) > 0 {
+		_ = x[len(y)-1]
+		axpyF32(len(y), a, &x[0], &y[0])
+		return
+	}
+	axpyGeneric(y, a, x)
+}
+
+func scale(x []float32, a float32) {
+	if cpu.HasAVX512() && len(x) > 0 {
+		scaleF32(len(x), a, &x[0])
+		return
+	}
+	scaleGeneric(x, a)
 }
 
 func dotGeneric(a, b []float32) float32 {

@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func TestVectorHelpers(t *testing.T) {
+func TestVectorHelpers(t *testing.T) { forEachPath(t, testVectorHelpers) }
+
+func testVectorHelpers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for n := 0; n <= 300; n++ {
 		a, b := randomF32(rng, n), randomF32(rng, n+3)
@@ -49,7 +51,9 @@ func TestVectorHelpers(t *testing.T) {
 
 // TestRowHelpers checks DotRows and AxpyRows against float64 sums for row counts and
 // widths around the vector sizes, with a row stride larger than the width.
-func TestRowHelpers(t *testing.T) {
+func TestRowHelpers(t *testing.T) { forEachPath(t, testRowHelpers) }
+
+func testRowHelpers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	for _, rows := range []int{0, 1, 2, 3, 4, 5, 9, 130} {
 		for _, cols := range []int{0, 1, 15, 16, 17, 64, 80, 128, 131} {

@@ -12,7 +12,7 @@ import "math"
 func ExpSum(x []float32, m float32) float32 {
 	n := 0
 	var s float32
-	if useAVX2 && len(x) >= 8 {
+	if useAVX2() && len(x) >= 8 {
 		n = len(x) &^ 7
 		s = expSumAVX2(x[:n], m)
 	}
@@ -29,7 +29,7 @@ func ExpSum(x []float32, m float32) float32 {
 func Max(x []float32) float32 {
 	m := x[0]
 	n := 0
-	if useAVX2 && len(x) >= 8 {
+	if useAVX2() && len(x) >= 8 {
 		n = len(x) &^ 7
 		m = maxAVX2(x[:n])
 	}
@@ -45,7 +45,7 @@ func Max(x []float32) float32 {
 func SiluMul(h, u []float32) {
 	u = u[:len(h)]
 	n := 0
-	if useAVX2 && len(h) >= 8 {
+	if useAVX2() && len(h) >= 8 {
 		n = len(h) &^ 7
 		siluMulAVX2(h[:n], u[:n])
 	}

@@ -2,9 +2,10 @@
 
 package vmath
 
-import "golang.org/x/sys/cpu"
+import "github.com/ragkv/ragkv/internal/cpu"
 
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// useAVX2 follows the kernel path chosen in internal/cpu (RAGKV_CPU, tests).
+func useAVX2() bool { return cpu.HasAVX2() }
 
 //go:noescape
 func expSumAVX2(x []float32, m float32) float32

@@ -20,7 +20,7 @@ func scanBlocks(codes []byte, nb, m2 int, lut []byte, thr int, acc []uint16, mas
 	_ = lut[m2*32-1]
 	_ = acc[nb*blockVecs-1]
 	_ = masks[nb-1]
-	if useAVX2 {
+	if useAVX2() {
 		scanBlocksAVX2(codes, nb, m2, lut, thr, acc, masks)
 		return
 	}

@@ -3,7 +3,7 @@ package ann
 // dot is the inner product of two equal-length vectors.
 func dot(a, b []float32) float32 {
 	b = b[:len(a)]
-	if len(a) >= 16 && useAVX2 {
+	if len(a) >= 16 && useAVX2() {
 		return dotAVX2(a, b)
 	}
 	return dotGeneric(a, b)
@@ -56,7 +56,7 @@ func dotsT(out, q, blk, bias []float32, dp int) {
 	_ = blk[groups*dp*8-1]
 	_ = bias[len(out)-1]
 	_ = q[dp-1]
-	if useAVX2 {
+	if useAVX2() {
 		dotsTAVX2(out, q, blk, bias, dp)
 		return
 	}
@@ -82,7 +82,7 @@ func dotsTGeneric(out, q, blk, bias []float32, dp int) {
 // argmax is the index of the first largest element of x (len a positive multiple of 8;
 // 0 when x holds no comparable maximum, e.g. all NaN).
 func argmax(x []float32) int {
-	if useAVX2 && len(x) >= 8 && len(x)%8 == 0 {
+	if useAVX2() && len(x) >= 8 && len(x)%8 == 0 {
 		return argmaxAVX2(x)
 	}
 	return argmaxGeneric(x)
@@ -101,7 +101,7 @@ func argmaxGeneric(x []float32) int {
 // groupMax32 sets out[g] to the largest of x[32g : 32g+32] (NaNs aside).
 func groupMax32(x []float32, out []float32) {
 	_ = x[32*len(out)-1]
-	if useAVX2 {
+	if useAVX2() {
 		groupMax32AVX2(x, out)
 		return
 	}

@@ -1,8 +1,9 @@
 package ann
 
-import "golang.org/x/sys/cpu"
+import "github.com/ragkv/ragkv/internal/cpu"
 
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// useAVX2 follows the kernel path chosen in internal/cpu (RAGKV_CPU, tests).
+func useAVX2() bool { return cpu.HasAVX2() }
 
 // dotAVX2 is dot for len(a) ≥ 16 with AVX2 and FMA.
 //

@@ -2,7 +2,7 @@
 
 package ann
 
-const useAVX2 = false
+func useAVX2() bool { return false }
 
 func dotAVX2(a, b []float32) float32 { return dotGeneric(a, b) }
 
