@@ -93,11 +93,11 @@ func FromGGUF(f *gguf.File) (Tokenizer, error) {
 		if v, err := f.String("tokenizer.ggml.pre"); err == nil {
 			pre = v
 		}
-		pat, err := PreTokenizerPattern(pre)
+		pats, err := PreTokenizerPatterns(pre)
 		if err != nil {
 			return nil, wrap(err)
 		}
-		t, err := NewBPE(BPEOptions{Tokens: tokens, Types: types, Merges: merges, Pattern: pat, BOS: bos, EOS: eos, Unknown: unk,
+		t, err := NewBPE(BPEOptions{Tokens: tokens, Types: types, Merges: merges, Patterns: pats, BOS: bos, EOS: eos, Unknown: unk,
 			IgnoreMerges: pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3", NFC: pre == "qwen2"})
 		if err != nil {
 			return nil, wrap(err)
