@@ -36,11 +36,15 @@ func ModelFingerprint(m *model.Model) (chunkcache.Fingerprint, error) {
 		h.Write(p)
 	}
 	c := &m.Config
+	rope := chunkcache.RoPEConfig{Theta: c.RopeTheta, Style: c.Rope.String()}
+	if rs := c.RopeScaling; rs != nil {
+		rope.Scaling, rope.Factor, rope.OriginalContext = rs.Type, rs.Factor, rs.OriginalContext
+	}
 	return chunkcache.Fingerprint{
 		Architecture:    c.Arch,
 		WeightsDigest:   wd,
 		TokenizerDigest: "sha256:" + hex.EncodeToString(h.Sum(nil)),
-		RoPE:            chunkcache.RoPEConfig{Theta: c.RopeTheta, Style: c.Rope.String()},
+		RoPE:            rope,
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // RopeStyle selects how rotary embeddings pair the dimensions of a head.
@@ -41,6 +42,67 @@ type Config struct {
 	Rope      RopeStyle `json:"rope"`
 	QKVBias   bool      `json:"qkv_bias"` // Q/K/V projections have biases (Qwen2)
 	Tied      bool      `json:"tied"`     // classifier shares the token embedding
+	// RopeScaling is the RoPE frequency scaling, nil for none.
+	RopeScaling *RopeScaling `json:"rope_scaling,omitempty"`
+}
+
+// RopeScaling is a RoPE frequency scaling (context extension) the engine implements:
+// Llama 3.1's per-pair frequency divisors ("llama3"; Meta's Llama 3.1 reference code
+// apply_scaling, HF transformers _compute_llama3_parameters, llama.cpp's rope_freqs
+// tensor). Pair i rotates by pos·θ^(−2i/HeadDim)/FreqFactors[i] — in the forward pass,
+// in decode and in RotateK alike, so a re-rotated K equals a K computed at the new
+// position.
+type RopeScaling struct {
+	// Type is "llama3".
+	Type string `json:"type"`
+	// Factor, LowFreqFactor, HighFreqFactor and OriginalContext are the llama3
+	// parameters as HF config.json gives them; zero when the file gives only the
+	// divisors (GGUF rope_freqs.weight).
+	Factor          float64 `json:"factor,omitempty"`
+	LowFreqFactor   float64 `json:"low_freq_factor,omitempty"`
+	HighFreqFactor  float64 `json:"high_freq_factor,omitempty"`
+	OriginalContext int     `json:"original_context,omitempty"`
+	// FreqFactors holds one divisor per rotary pair (HeadDim/2 values).
+	FreqFactors []float64 `json:"freq_factors"`
+}
+
+// Llama3FreqFactors returns the per-pair divisors of Llama 3.1 RoPE scaling for a head of
+// headDim dimensions with base theta, computed as HF transformers'
+// _compute_llama3_parameters and llama.cpp's converter do (in float64): with the pair's
+// wavelength λ = 2π/θ^(−2i/headDim), high-frequency pairs (λ < orig/high) keep their
+// frequency (divisor 1), low-frequency pairs (λ > orig/low) are divided by factor, and
+// those between are interpolated: s = (orig/λ − low)/(high − low), divisor
+// 1/((1−s)/factor + s).
+func Llama3FreqFactors(theta float64, headDim int, factor, low, high float64, orig int) []float64 {
+	out := make([]float64, headDim/2)
+	lowWave, highWave := float64(orig)/low, float64(orig)/high
+	for i := range out {
+		freq := math.Pow(theta, -float64(2*i)/float64(headDim))
+		wave := 2 * math.Pi / freq
+		switch {
+		case wave < highWave:
+			out[i] = 1
+		case wave > lowWave:
+			out[i] = factor
+		default:
+			s := (float64(orig)/wave - low) / (high - low)
+			out[i] = 1 / ((1-s)/factor + s)
+		}
+	}
+	return out
+}
+
+// RopeFreqs returns the rotation frequency of each pair i of a head (HeadDim/2 values):
+// RopeTheta^(−2i/HeadDim), divided by the scaling's divisor if there is one.
+func (c *Config) RopeFreqs() []float64 {
+	f := make([]float64, c.HeadDim/2)
+	for i := range f {
+		f[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.HeadDim))
+		if c.RopeScaling != nil {
+			f[i] /= c.RopeScaling.FreqFactors[i]
+		}
+	}
+	return f
 }
 
 // QDim is Heads×HeadDim; KVDim is KVHeads×HeadDim.
@@ -73,6 +135,19 @@ func (c *Config) Validate() error {
 	}
 	if c.NormEps <= 0 {
 		return fmt.Errorf("%w: RMSNorm epsilon %g", ErrFormat, c.NormEps)
+	}
+	if rs := c.RopeScaling; rs != nil {
+		if rs.Type != "llama3" {
+			return fmt.Errorf("%w: RoPE scaling %q", ErrUnsupported, rs.Type)
+		}
+		if len(rs.FreqFactors) != c.HeadDim/2 {
+			return fmt.Errorf("%w: %d RoPE frequency factors for %d rotary pairs", ErrFormat, len(rs.FreqFactors), c.HeadDim/2)
+		}
+		for i, v := range rs.FreqFactors {
+			if !(v > 0) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: RoPE frequency factor %d is %g", ErrFormat, i, v)
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,6 +34,68 @@ type hfConfig struct {
 	HiddenAct      string          `json:"hidden_act"`
 	SlidingWindow  *int            `json:"sliding_window"`
 	UseSlidingWind *bool           `json:"use_sliding_window"`
+}
+
+// parseHFRopeScaling reads config.json's rope_scaling: null, absent or rope_type
+// "default" is no scaling; "llama3" (Llama 3.1: factor, low_freq_factor,
+// high_freq_factor, original_max_position_embeddings) is returned without its divisors;
+// every other kind (linear, dynamic, yarn, longrope, ...) is rejected naming the key.
+// Older configs name the kind "type" instead of "rope_type".
+func parseHFRopeScaling(raw json.RawMessage, cfgPath string) (*RopeScaling, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var rs struct {
+		RopeType       string   `json:"rope_type"`
+		Type           string   `json:"type"`
+		Factor         *float64 `json:"factor"`
+		LowFreqFactor  *float64 `json:"low_freq_factor"`
+		HighFreqFactor *float64 `json:"high_freq_factor"`
+		OrigMaxPos     *float64 `json:"original_max_position_embeddings"`
+	}
+	if err := json.Unmarshal(raw, &rs); err != nil {
+		return nil, fmt.Errorf("model %s: %w: rope_scaling: %v", cfgPath, ErrFormat, err)
+	}
+	key, typ := "rope_scaling.rope_type", rs.RopeType
+	if typ == "" {
+		key, typ = "rope_scaling.type", rs.Type
+	}
+	switch typ {
+	case "default", "":
+		if typ == "" && (rs.Factor != nil && *rs.Factor != 1) {
+			return nil, fmt.Errorf("model %s: %w: rope_scaling has a factor but no rope_type", cfgPath, ErrFormat)
+		}
+		return nil, nil
+	case "llama3":
+	default:
+		return nil, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: llama3)", cfgPath, ErrUnsupported, key, typ)
+	}
+	need := func(name string, v *float64, ok func(float64) bool, want string) (float64, error) {
+		if v == nil {
+			return 0, fmt.Errorf("model %s: %w: rope_scaling.%s missing (rope_type llama3)", cfgPath, ErrFormat, name)
+		}
+		if !ok(*v) || math.IsInf(*v, 0) {
+			return 0, fmt.Errorf("model %s: %w: rope_scaling.%s = %g, want %s", cfgPath, ErrFormat, name, *v, want)
+		}
+		return *v, nil
+	}
+	out := &RopeScaling{Type: "llama3"}
+	var err error
+	if out.Factor, err = need("factor", rs.Factor, func(v float64) bool { return v >= 1 }, "≥ 1"); err != nil {
+		return nil, err
+	}
+	if out.LowFreqFactor, err = need("low_freq_factor", rs.LowFreqFactor, func(v float64) bool { return v > 0 }, "> 0"); err != nil {
+		return nil, err
+	}
+	if out.HighFreqFactor, err = need("high_freq_factor", rs.HighFreqFactor, func(v float64) bool { return v > out.LowFreqFactor }, "> low_freq_factor"); err != nil {
+		return nil, err
+	}
+	orig, err := need("original_max_position_embeddings", rs.OrigMaxPos, func(v float64) bool { return v >= 1 && v <= 1<<30 && v == math.Trunc(v) }, "a positive integer")
+	if err != nil {
+		return nil, err
+	}
+	out.OriginalContext = int(orig)
+	return out, nil
 }
 
 // loadHF loads a HuggingFace checkpoint: path is a .safetensors file or a directory
@@ -97,8 +160,9 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	if hc.AttentionBias {
 		c.QKVBias = true
 	}
-	if len(hc.RopeScaling) > 0 && string(hc.RopeScaling) != "null" {
-		return nil, fmt.Errorf("model %s: %w: rope_scaling %s", cfgPath, ErrUnsupported, hc.RopeScaling)
+	scaling, err := parseHFRopeScaling(hc.RopeScaling, cfgPath)
+	if err != nil {
+		return nil, err
 	}
 	if hc.HiddenAct != "" && hc.HiddenAct != "silu" {
 		return nil, fmt.Errorf("model %s: %w: hidden_act %q", cfgPath, ErrUnsupported, hc.HiddenAct)
@@ -121,6 +185,13 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	*c = Config{Arch: hc.ModelType, Dim: hc.Hidden, Hidden: hc.Intermediate, Layers: hc.Layers, Heads: hc.Heads, KVHeads: hc.KVHeads,
 		HeadDim: hc.HeadDim, Vocab: hc.Vocab, Ctx: hc.MaxPos, RopeTheta: hc.RopeTheta, NormEps: float32(hc.RMSNormEps), Rope: RopeHalf,
 		QKVBias: c.QKVBias, Tied: hc.Tie != nil && *hc.Tie}
+	if scaling != nil {
+		if hc.HeadDim <= 0 || hc.HeadDim%2 != 0 {
+			return nil, fmt.Errorf("model %s: %w: head_dim %d", cfgPath, ErrFormat, hc.HeadDim)
+		}
+		scaling.FreqFactors = Llama3FreqFactors(hc.RopeTheta, hc.HeadDim, scaling.Factor, scaling.LowFreqFactor, scaling.HighFreqFactor, scaling.OriginalContext)
+		c.RopeScaling = scaling
+	}
 	// A sliding window changes nothing for contexts within it: cap the context there.
 	if hc.SlidingWindow != nil && *hc.SlidingWindow > 0 && (hc.UseSlidingWind == nil || *hc.UseSlidingWind) && *hc.SlidingWindow < c.Ctx {
 		c.Ctx = *hc.SlidingWindow

@@ -48,8 +48,9 @@ func permuteVec(v []float32, heads, hd int) []float32 {
 	return out
 }
 
-// writeHF writes m's weights as a HF checkpoint (rotate-half Q/K rows) into dir. With
-// biases, Q/K/V biases (given in the interleaved layout) are added.
+// writeHF writes m's f32 weights as a HF checkpoint (rotate-half Q/K rows) into dir, with
+// lm_head when the classifier is not tied. With biases, Q/K/V biases (given in the
+// interleaved layout) are added. config.json has rope_scaling null.
 func writeHF(t *testing.T, m *Model, dir, modelType string, bq, bk, bv [][]float32) {
 	c := m.Config
 	var ts []safetensors.Tensor
@@ -57,6 +58,9 @@ func writeHF(t *testing.T, m *Model, dir, modelType string, bq, bk, bv [][]float
 		ts = append(ts, safetensors.Tensor{Name: name, DType: "F32", Shape: shape, Data: data})
 	}
 	add("model.embed_tokens.weight", []int{c.Vocab, c.Dim}, m.w.embed.Data)
+	if !c.Tied {
+		add("lm_head.weight", []int{c.Vocab, c.Dim}, m.w.out.Data)
+	}
 	add("model.norm.weight", []int{c.Dim}, f32bytes(m.w.norm))
 	for l, lw := range m.w.layers {
 		p := "model.layers." + itoa(l) + "."
@@ -85,7 +89,7 @@ func writeHF(t *testing.T, m *Model, dir, modelType string, bq, bk, bv [][]float
 	f.Close()
 	cfg := map[string]any{"architectures": []string{"X"}, "model_type": modelType, "hidden_size": c.Dim, "intermediate_size": c.Hidden,
 		"num_hidden_layers": c.Layers, "num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "vocab_size": c.Vocab,
-		"max_position_embeddings": c.Ctx, "rope_theta": c.RopeTheta, "rms_norm_eps": c.NormEps, "tie_word_embeddings": true,
+		"max_position_embeddings": c.Ctx, "rope_theta": c.RopeTheta, "rms_norm_eps": c.NormEps, "tie_word_embeddings": c.Tied,
 		"rope_scaling": nil, "hidden_act": "silu"}
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {

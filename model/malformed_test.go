@@ -14,7 +14,11 @@ import (
 )
 
 // tinyGGUF returns a small valid GGUF model (1 layer, dim 8) with the stories tokenizer.
-func tinyGGUF(t testing.TB) []byte {
+func tinyGGUF(t testing.TB) []byte { return tinyGGUFWith(t, nil, nil) }
+
+// tinyGGUFWith is tinyGGUF with extra metadata and, if ropeFreqs is not nil, a
+// rope_freqs.weight tensor holding it.
+func tinyGGUFWith(t testing.TB, extra []gguf.KV, ropeFreqs []float32) []byte {
 	tok, err := tokenizer.LoadLlama2C(storiesPath(t, "tok512.bin"), 512)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +38,7 @@ func tinyGGUF(t testing.TB) []byte {
 		{Key: "llama.attention.head_count", Value: gguf.Uint32(2)},
 		{Key: "llama.attention.head_count_kv", Value: gguf.Uint32(1)},
 		{Key: "llama.attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
-	}, kvs...) {
+	}, append(extra, kvs...)...) {
 		if err := w.AddKV(kv.Key, kv.Value); err != nil {
 			t.Fatal(err)
 		}
@@ -57,6 +61,11 @@ func tinyGGUF(t testing.TB) []byte {
 		}
 		total += n
 	}
+	if ropeFreqs != nil {
+		if err := w.AddTensor("rope_freqs.weight", gguf.TensorF32, []uint64{uint64(len(ropeFreqs))}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := w.WriteHeader(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +73,7 @@ func tinyGGUF(t testing.TB) []byte {
 	for i := range vals {
 		vals[i] = float32((i*37)%17-8) / 16
 	}
+	vals = append(vals, ropeFreqs...)
 	if _, err := w.Write(f32bytes(vals)); err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ type Model struct {
 	pool    *kernels.Pool
 	ownPool bool
 	closers []func() error
-	rope    []float64 // per pair index i: theta^(-2i/headDim)
+	rope    []float64 // per pair index i: theta^(-2i/headDim), scaled (Config.RopeFreqs)
 }
 
 type layerWeights struct {
@@ -111,11 +111,7 @@ func (m *Model) finish(o Options) error {
 	if m.Tok.VocabSize() > m.Config.Vocab {
 		return fmt.Errorf("model %s: %w: tokenizer has %d tokens, the model %d", m.Path, ErrFormat, m.Tok.VocabSize(), m.Config.Vocab)
 	}
-	half := m.Config.HeadDim / 2
-	m.rope = make([]float64, half)
-	for i := range m.rope {
-		m.rope[i] = math.Pow(m.Config.RopeTheta, -float64(2*i)/float64(m.Config.HeadDim))
-	}
+	m.rope = m.Config.RopeFreqs()
 	if o.Pool != nil {
 		m.pool = o.Pool
 	} else {
@@ -290,16 +286,8 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	if v, err := f.Float(arch + ".rope.freq_base"); err == nil {
 		c.RopeTheta = v
 	}
-	if v, ok := f.Lookup(arch + ".rope.scaling.type"); ok {
-		if s, _ := v.V.(string); s != "" && s != "none" {
-			return nil, fmt.Errorf("model %s: %w: RoPE scaling %q", path, ErrUnsupported, s)
-		}
-	}
-	if v, err := f.Float(arch + ".rope.scaling.factor"); err == nil && v != 0 && v != 1 {
-		return nil, fmt.Errorf("model %s: %w: RoPE scaling factor %g", path, ErrUnsupported, v)
-	}
-	if _, ok := f.Tensor("rope_freqs.weight"); ok {
-		return nil, fmt.Errorf("model %s: %w: RoPE frequency factors (Llama 3.1 scaling)", path, ErrUnsupported)
+	if err := checkGGUFRopeScaling(f, arch); err != nil {
+		return nil, err
 	}
 	eps, err := f.Float(arch + ".attention.layer_norm_rms_epsilon")
 	if err != nil {
@@ -334,6 +322,22 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 			return nil, fmt.Errorf("model %s: tensor %q: %w", path, name, err)
 		}
 		return out, nil
+	}
+	// Llama 3.1 frequency scaling: one divisor per rotary pair (llama.cpp's
+	// LLM_TENSOR_ROPE_FREQS, passed to ggml_rope_ext as freq_factors).
+	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		ff, err := vec("rope_freqs.weight", c.HeadDim/2)
+		if err != nil {
+			return nil, err
+		}
+		rs := &RopeScaling{Type: "llama3", FreqFactors: make([]float64, len(ff))}
+		for i, v := range ff {
+			if !(v > 0) || math.IsInf(float64(v), 0) {
+				return nil, bad("tensor \"rope_freqs.weight\": frequency factor %d is %g (must be positive and finite)", i, v)
+			}
+			rs.FreqFactors[i] = float64(v)
+		}
+		c.RopeScaling = rs
 	}
 	if m.w.embed, err = mat("token_embd.weight", -1, c.Dim); err != nil {
 		return nil, err
@@ -395,6 +399,38 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// checkGGUFRopeScaling rejects the RoPE scalings the engine does not implement, naming the
+// key, with llama.cpp's reading of the keys: rope.scaling.type "none" turns scaling off
+// whatever the factor; absent or "linear", a factor (rope.scaling.factor, or the older
+// rope.scale_linear) other than 0 or 1 asks for linear position interpolation; "yarn" and
+// "longrope" are other methods. Llama 3.1 scaling is not a key but the tensor
+// rope_freqs.weight (read by fromGGUF).
+func checkGGUFRopeScaling(f *gguf.File, arch string) error {
+	typ := "linear"
+	key := arch + ".rope.scaling.type"
+	if v, ok := f.Lookup(key); ok {
+		s, isStr := v.V.(string)
+		if !isStr {
+			return fmt.Errorf("model %s: %w: %s is a %s, want a string", f.Path, ErrFormat, key, v.Type)
+		}
+		typ = s
+	}
+	switch typ {
+	case "none":
+		return nil
+	case "linear", "":
+		for _, k := range []string{arch + ".rope.scaling.factor", arch + ".rope.scale_linear"} {
+			if v, err := f.Float(k); err == nil && v != 0 && v != 1 {
+				return fmt.Errorf("model %s: %w: %s = %g: linear RoPE scaling is not implemented (implemented: Llama 3.1 frequency factors, tensor rope_freqs.weight)",
+					f.Path, ErrUnsupported, k, v)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: Llama 3.1 frequency factors, tensor rope_freqs.weight)",
+		f.Path, ErrUnsupported, key, typ)
 }
 
 // LayerMatrices returns layer l's weight matrices by GGUF short name (attn_q, attn_k,

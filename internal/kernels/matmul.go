@@ -15,6 +15,7 @@ type workerScratch struct {
 type sharedScratch struct {
 	xf []float32 // packed float X panels
 	xq []byte    // quantized, packed X panels
+	xg []float32 // activations after ggml's quantization (SetGGMLActivations)
 }
 
 // call describes the kernel call in progress, for the workers (see Pool.run).
@@ -23,7 +24,8 @@ type call struct {
 	out, x []float32
 	n      int
 	w      *Mat
-	npan   int // token panels (GEMM)
+	npan   int  // token panels (GEMM)
+	ggmlK  bool // quantize activations as ggml's q8_K (SetGGMLActivations, k-quants)
 	// The GEMM paths multiply x by every matrix of ws into the matching outs (MatMul:
 	// one, aliasing one and oneOut). Their output rows form one range in which each
 	// matrix starts at a multiple of the row alignment (see virtualRows).
@@ -138,7 +140,8 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cur = call{out: out, x: x, n: n, w: w}
+	x, ggmlK := p.ggmlPrepare(x, n, w.Cols, w.Type)
+	p.cur = call{out: out, x: x, n: n, w: w, ggmlK: ggmlK}
 	defer func() { p.cur = call{} }() // keep no reference to the caller's buffers
 	if n < p.gemmThreshold(w.Type) {
 		p.matVec(out, x, n, w)
@@ -186,6 +189,9 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 		if w.Rows == 0 || n >= p.gemmThreshold(w.Type) {
 			matVec = false
 		}
+		if p.ggmlAct && ggmlKind(w.Type) != ggmlKind(ws[0].Type) { // one activation form per call
+			gemm, matVec = false, false
+		}
 	}
 	if !gemm && !matVec {
 		p.mu.Unlock()
@@ -197,7 +203,8 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 		return nil
 	}
 	defer p.mu.Unlock()
-	p.cur = call{x: x, n: n, ws: ws, outs: outs}
+	x, ggmlK := p.ggmlPrepare(x, n, ws[0].Cols, ws[0].Type)
+	p.cur = call{x: x, n: n, ws: ws, outs: outs, ggmlK: ggmlK}
 	defer func() { p.cur = call{} }()
 	if matVec {
 		p.matVecMulti()

@@ -33,6 +33,10 @@ func (p *Pool) matVecFast(t DType) bool {
 }
 
 func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
+	if p.cur.ggmlK && !(p.matVecFast(w.Type) && p.useKQ8(w.Type)) { // float kernels: q8_K's values
+		x = p.ggmlFakeK(x, n, w.Cols)
+		p.cur.x = x
+	}
 	if p.matVecFast(w.Type) {
 		switch w.Type {
 		case Q8_0, Q4_0:
@@ -181,6 +185,10 @@ func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 		p.shared.xq = growBytes(p.shared.xq, n*k)
 		p.shared.xf = growF32(p.shared.xf, 2*n*nsub)
 		for i := range n {
+			if p.cur.ggmlK {
+				quantXSubK(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k], l)
+				continue
+			}
 			quantXSub(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k], l)
 		}
 		p.run(m, 4, jobMatVecK)

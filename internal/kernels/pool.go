@@ -27,6 +27,7 @@ type Pool struct {
 	pending  atomic.Int64 // shares of the current job not finished yet (see wait)
 	exited   sync.WaitGroup
 	floatAct bool            // see SetFloatActivations
+	ggmlAct  bool            // see SetGGMLActivations
 	scratch  []workerScratch // per worker, indexed by worker id
 	shared   sharedScratch
 	cur      call    // the kernel call in progress

@@ -64,6 +64,10 @@ func (p *Pool) packXQ8Range(lo, hi int) {
 	l := subLen(c.ws[0].Type)
 	sz := (k / l) * xSubBytes(l)
 	for jp := lo; jp < hi; jp++ {
+		if c.ggmlK {
+			packXQ8K(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l)
+			continue
+		}
 		packXQ8(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l)
 	}
 }
