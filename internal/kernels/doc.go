@@ -1,10 +1,11 @@
 // Package kernels owns ragkv's numeric kernels: the ggml tensor formats (f32, f16, bf16 and
-// the block quantizations q8_0, q4_0, q4_K, q5_K, q6_K, laid out and dequantized bit for bit
-// as ggml's reference implementation in ggml-quants.c does), the weight-matrix product used by
-// the inference engine (MatMul, and MatMulMulti for several matrices that share one input,
-// multi-threaded over a Pool of workers), a single-goroutine strided float GEMM for callers
-// that parallelize at a coarser grain (SerialGemm: the engine's attention), and small vector
-// helpers (Dot, Axpy, Scale, and DotRows/AxpyRows over strided rows for decode attention).
+// the block quantizations q8_0, q4_0, q4_K, q5_K, q6_K, laid out, quantized and dequantized
+// bit for bit as ggml's reference implementation in ggml-quants.c does; quantk.go holds the
+// k-quant quantizers), the weight-matrix product used by the inference engine (MatMul, and
+// MatMulMulti for several matrices that share one input, multi-threaded over a Pool of
+// workers), a single-goroutine strided float GEMM for callers that parallelize at a coarser
+// grain (SerialGemm: the engine's attention), and small vector helpers (Dot, Axpy, Scale,
+// and DotRows/AxpyRows over strided rows for decode attention).
 //
 // Formats follow the GGUF/ggml specification (github.com/ggml-org/ggml, docs/gguf.md and
 // ggml-common.h for the block layouts). MatMul interprets shapes as ggml's mul_mat does: the

@@ -174,8 +174,9 @@ func dequantQ6_KBlock(y []float32, b []byte) {
 }
 
 // Quantize encodes src with type t into dst, bit for bit as ggml's reference quantizers
-// (quantize_row_*_ref) do. Supported: f32, f16, bf16, q8_0 and q4_0. len(src) must be a
-// multiple of t.BlockElems() and dst must hold RowBytes(t, len(src)) bytes.
+// (quantize_row_*_ref) do. Supported: every DType (f32, f16, bf16, q8_0, q4_0, and the
+// k-quants q4_K, q5_K, q6_K in quantk.go). len(src) must be a multiple of t.BlockElems()
+// and dst must hold RowBytes(t, len(src)) bytes. It allocates nothing.
 func Quantize(dst []byte, src []float32, t DType) error {
 	need, err := RowBytes(t, len(src))
 	if err != nil {
@@ -204,6 +205,18 @@ func Quantize(dst []byte, src []float32, t DType) error {
 	case Q4_0:
 		for b := 0; b < len(src)/qk4_0; b++ {
 			quantQ4_0Block(dst[b*blockQ4_0Bytes:], src[b*qk4_0:(b+1)*qk4_0])
+		}
+	case Q4_K:
+		for b := 0; b < len(src)/qkK; b++ {
+			quantQ4_KBlock(dst[b*blockQ4_KBytes:], src[b*qkK:(b+1)*qkK])
+		}
+	case Q5_K:
+		for b := 0; b < len(src)/qkK; b++ {
+			quantQ5_KBlock(dst[b*blockQ5_KBytes:], src[b*qkK:(b+1)*qkK])
+		}
+	case Q6_K:
+		for b := 0; b < len(src)/qkK; b++ {
+			quantQ6_KBlock(dst[b*blockQ6_KBytes:], src[b*qkK:(b+1)*qkK])
 		}
 	default:
 		return fmt.Errorf("%w: no quantizer for %v", ErrUnsupportedType, t)

@@ -67,7 +67,7 @@ func TestQuantizeBitExact(t *testing.T) {
 		t.Fatal("tensor x (f32) missing")
 	}
 	src := f32s(x.data)
-	for _, typ := range []DType{F32, F16, BF16, Q8_0, Q4_0} {
+	for _, typ := range []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K} {
 		t.Run(typ.String(), func(t *testing.T) {
 			want := x.data
 			if typ != F32 {

@@ -448,3 +448,6 @@ func (t *BPE) Decode(ids []int) string {
 
 // Tokens returns the vocabulary (byte-to-unicode form); it must not be modified.
 func (t *BPE) Tokens() []string { return t.tokens }
+
+// Pattern returns the pre-tokenizer split regex in use (PatternGPT2 when none was given).
+func (t *BPE) Pattern() string { return t.o.Pattern }
