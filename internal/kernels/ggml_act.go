@@ -73,8 +73,6 @@ func (p *Pool) ggmlFakeK(x []float32, n, k int) []float32 {
 	return p.shared.xg[:n*k]
 }
 
-func absf(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
-
 // fakeQ8_0 writes ggml's q8_0 quantization of x (x86 form of quantize_row_q8_0),
 // dequantized: fp16(amax/127)·round-half-even(x·127/amax) per 32-block.
 func fakeQ8_0(dst, x []float32) {

@@ -28,8 +28,8 @@ func refGGMLQ8_0(x []float32) []float32 {
 	return out
 }
 
-// nearestInt is ggml's nearest_int (ggml-quants.c): the float-add rounding trick.
-func nearestInt(f float32) int {
+// refNearestInt is ggml's nearest_int (ggml-quants.c): the float-add rounding trick.
+func refNearestInt(f float32) int {
 	v := f + 12582912
 	return int(math.Float32bits(v)&0x007fffff) - 0x00400000
 }
@@ -52,7 +52,7 @@ func refGGMLQ8_K(x []float32) []float32 {
 		iscale := -127 / mx
 		d := 1 / iscale
 		for i, v := range x[b : b+256] {
-			out[b+i] = d * float32(min(127, nearestInt(iscale*v)))
+			out[b+i] = d * float32(min(127, refNearestInt(iscale*v)))
 		}
 	}
 	return out
