@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,7 +32,7 @@ func init() {
 		asJSON            bool
 		tracePath, format string
 		traceParams       string
-		sizesFlag         []float64
+		sizesFlag         string
 		ignoreSize        bool
 		maxRequests       int
 		libBin            string
@@ -76,10 +77,14 @@ algorithm at every size and LRU and FIFO agree with libCacheSim's to 3 decimals.
 			if workers < 0 {
 				return flagErr("workers", "must be ≥ 0 (0: GOMAXPROCS), got %d", workers)
 			}
+			sizes, err := parseSizes(sizesFlag)
+			if err != nil {
+				return err
+			}
 			if tracePath != "" {
 				return runEvictionTrace(cmd, evictionTraceArgs{path: tracePath, format: format, params: traceParams,
-					sizes: sizesFlag, ignoreSize: ignoreSize, maxRequests: maxRequests, workers: workers,
-					libBin: libBin, libAlgos: libAlgos, asJSON: asJSON, sizesSet: cmd.Flags().Changed("sizes")})
+					sizes: sizes, ignoreSize: ignoreSize, maxRequests: maxRequests, workers: workers,
+					libBin: libBin, libAlgos: libAlgos, asJSON: asJSON})
 			}
 			for _, name := range []string{"format", "trace-params", "ignore-size", "max-requests", "libcachesim", "libcachesim-algos"} {
 				if cmd.Flags().Changed(name) {
@@ -92,12 +97,8 @@ algorithm at every size and LRU and FIFO agree with libCacheSim's to 3 decimals.
 			if requests > 50_000_000 {
 				return flagErr("requests", "at most 50000000, got %d", requests)
 			}
-			sizes := sim.DefaultSizes
-			if cmd.Flags().Changed("sizes") {
-				if err := checkSizes(sizesFlag); err != nil {
-					return err
-				}
-				sizes = sizesFlag
+			if !cmd.Flags().Changed("sizes") {
+				sizes = sim.DefaultSizes
 			}
 			start := time.Now()
 			traces := sim.DefaultTraces(requests, seed)
@@ -144,7 +145,7 @@ algorithm at every size and LRU and FIFO agree with libCacheSim's to 3 decimals.
 	f.StringVar(&tracePath, "trace", "", "replay this trace file instead of the synthetic suite")
 	f.StringVar(&format, "format", "", "trace format: "+strings.Join(sim.Formats(), ", ")+" (default: guessed from the file)")
 	f.StringVar(&traceParams, "trace-params", "", `CSV columns in libCacheSim's syntax, e.g. "obj-id-col=5,obj-size-col=4,has-header=true"`)
-	f.Float64SliceVar(&sizesFlag, "sizes", []float64{0.01, 0.05, 0.1, 0.2}, "cache sizes as fractions of the working set (default for --trace; synthetic: 0.01,0.05,0.2)")
+	f.StringVar(&sizesFlag, "sizes", "0.01,0.05,0.1,0.2", "cache sizes as comma-separated fractions of the working set (without --trace the default is 0.01,0.05,0.2)")
 	f.BoolVar(&ignoreSize, "ignore-size", false, "count every request as size 1 (libCacheSim --ignore-obj-size)")
 	f.IntVar(&maxRequests, "max-requests", 0, "read at most this many requests of the trace (0: all)")
 	f.StringVar(&libBin, "libcachesim", "", `libCacheSim's cachesim binary to run side by side ("auto": find it beside the project)`)
@@ -156,27 +157,29 @@ algorithm at every size and LRU and FIFO agree with libCacheSim's to 3 decimals.
 // the independent-reference traces.
 const oracleTarget = 0.97
 
-func checkSizes(sizes []float64) error {
-	if len(sizes) == 0 || len(sizes) > 64 {
-		return flagErr("sizes", "give 1 to 64 fractions, got %d", len(sizes))
+// parseSizes parses --sizes: 1 to 64 distinct fractions in (0, 1].
+func parseSizes(s string) ([]float64, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > 64 {
+		return nil, flagErr("sizes", "give 1 to 64 fractions, got %d", len(parts))
 	}
-	seen := map[float64]bool{}
-	for _, f := range sizes {
-		if !(f > 0 && f <= 1) {
-			return flagErr("sizes", "%v is not a fraction in (0, 1]", f)
+	var out []float64
+	for _, p := range parts {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || !(f > 0 && f <= 1) {
+			return nil, flagErr("sizes", "%q is not a fraction in (0, 1]", p)
 		}
-		if seen[f] {
-			return flagErr("sizes", "%v given twice", f)
+		if slices.Contains(out, f) {
+			return nil, flagErr("sizes", "%v given twice", f)
 		}
-		seen[f] = true
+		out = append(out, f)
 	}
-	return nil
+	return out, nil
 }
 
 type evictionTraceArgs struct {
 	path, format, params string
 	sizes                []float64
-	sizesSet             bool
 	ignoreSize           bool
 	maxRequests, workers int
 	libBin               string
@@ -185,9 +188,6 @@ type evictionTraceArgs struct {
 }
 
 func runEvictionTrace(cmd *cobra.Command, a evictionTraceArgs) error {
-	if err := checkSizes(a.sizes); err != nil {
-		return err
-	}
 	if a.maxRequests < 0 {
 		return flagErr("max-requests", "must be ≥ 0, got %d", a.maxRequests)
 	}

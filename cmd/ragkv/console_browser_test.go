@@ -54,10 +54,26 @@ func browserTools(t *testing.T) (node, chromium, playwright string) {
 		t.Fatal(err)
 	}
 	playwright = filepath.Join(root, ".cache", "ui", "node_modules", "playwright-core")
-	if _, err := os.Stat(filepath.Join(playwright, "package.json")); err != nil {
+	b, err := os.ReadFile(filepath.Join(playwright, "package.json"))
+	if err != nil {
 		t.Fatalf("playwright-core is not installed in %s: run `make ui-deps` (npm install --prefix .cache/ui playwright-core@%s)", playwright, PlaywrightVersion)
 	}
+	var pkg struct{ Version string }
+	if err := json.Unmarshal(b, &pkg); err != nil || pkg.Version != PlaywrightVersion {
+		t.Fatalf("playwright-core %q in %s, want %s: run `make ui-deps`", pkg.Version, playwright, PlaywrightVersion)
+	}
 	return node, chromium, playwright
+}
+
+// TestPlaywrightVersionPinned: the Makefile installs the version the test expects.
+func TestPlaywrightVersionPinned(t *testing.T) {
+	b, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "PLAYWRIGHT_VERSION ?= "+PlaywrightVersion+"\n") {
+		t.Fatalf("the Makefile's PLAYWRIGHT_VERSION is not %s", PlaywrightVersion)
+	}
 }
 
 // consoleServer is a ragkv server built from the serve components as `ragkv serve`
