@@ -2,8 +2,12 @@
 GO        ?= go
 PKGS      ?= ./...
 SHORTFUZZ ?= 5s
+# playwright-core drives Debian's chromium in the console's browser test; keep in step
+# with PlaywrightVersion in cmd/ragkv/console_browser_test.go.
+PLAYWRIGHT_VERSION ?= 1.65.1
+UI_DIR    ?= .cache/ui
 
-.PHONY: all build proto lint test race bench fuzz clean
+.PHONY: all build proto lint test test-ui ui-deps check-deploy race bench fuzz clean
 
 all: build
 
@@ -25,10 +29,28 @@ lint:
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-test: lint
+test: lint ui-deps
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
-race:
+# ui-deps installs playwright-core (pinned) into the git-ignored $(UI_DIR) for the
+# console's browser test; without node/npm the test skips, so this does nothing.
+ui-deps:
+	@if ! command -v npm >/dev/null 2>&1; then echo "ui-deps: npm not found; the browser test will skip"; \
+	elif [ "$$(node -p "require('./$(UI_DIR)/node_modules/playwright-core/package.json').version" 2>/dev/null)" != "$(PLAYWRIGHT_VERSION)" ]; then \
+		npm install --prefix $(UI_DIR) --no-save --no-audit --no-fund --loglevel=error playwright-core@$(PLAYWRIGHT_VERSION); fi
+
+# test-ui runs the console's browser test alone and keeps its screenshot
+# ($(UI_DIR)/console.png; docs/console.png is a copy).
+test-ui: ui-deps
+	RAGKV_UI_SCREENSHOT=$(CURDIR)/$(UI_DIR)/console.png $(GO) test -count=1 -run 'TestConsoleInBrowser' -v ./cmd/ragkv/
+
+# check-deploy checks the Prometheus rules and their unit tests with promtool (also
+# part of `make test`, through cmd/ragkv's TestPrometheusRules).
+check-deploy:
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
+
+race: ui-deps
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 bench:

@@ -198,6 +198,7 @@ func (e *Engine) Prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 }
 
 func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput, error) {
+	start := time.Now() // time to first token counts the wait for an engine slot
 	method := in.Method
 	if method == "" {
 		method = CacheBlend
@@ -327,7 +328,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	out.FirstText = strings.ToValidUTF8(string(m.Tok.Piece(out.last, out.FirstToken)), "\uFFFD")
 	out.kv = res.KV
 	if e.met != nil {
-		e.met.observe(out)
+		e.met.observe(out, time.Since(start))
 	}
 	return out, nil
 }
@@ -540,6 +541,7 @@ func (e *Engine) Generate(ctx context.Context, in *GenerateInput, emit func(Gene
 	done.Decode = time.Since(t0)
 	if e.met != nil {
 		e.met.generated.Add(float64(done.Tokens))
+		e.met.decodeSeconds.Add(done.Decode.Seconds())
 	}
 	return emit(GenerateEvent{Done: done, Text: text.flush()})
 }
@@ -619,12 +621,18 @@ func (e *Engine) Precompute(ctx context.Context, ns, system string, chunks []Pre
 }
 
 type engineMetrics struct {
-	prefills  *prometheus.CounterVec
-	seconds   *prometheus.HistogramVec
-	tokens    *prometheus.CounterVec
-	chunks    *prometheus.CounterVec
-	generated prometheus.Counter
+	prefills      *prometheus.CounterVec
+	seconds       *prometheus.HistogramVec
+	ttft          *prometheus.HistogramVec
+	tokens        *prometheus.CounterVec
+	chunks        *prometheus.CounterVec
+	generated     prometheus.Counter
+	decodeSeconds prometheus.Counter
 }
+
+// ttftBuckets span a cached fused prefill of a small model (milliseconds) to a long
+// prompt recomputed in full on CPU (a minute).
+var ttftBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120}
 
 func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, error) {
 	m := &engineMetrics{
@@ -636,12 +644,22 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ragkv_blend_segments_total",
 			Help: "Prompt segments by where their KV came from (a tier, or computed on the fly)."}, []string{"source"}),
 		generated: prometheus.NewCounter(prometheus.CounterOpts{Name: "ragkv_blend_generated_tokens_total", Help: "Tokens generated."}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ragkv_blend_ttft_seconds",
+			Help:    "Time to first token of a prefill: from the request reaching the engine (including the wait for an engine slot) to the first token, by method.",
+			Buckets: ttftBuckets}, []string{"method"}),
+		decodeSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "ragkv_blend_decode_seconds_total",
+			Help: "Time spent decoding (after the prefill) in Generate; with ragkv_blend_generated_tokens_total it gives decode tokens per second."}),
 	}
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_inflight",
+		Help: "Prefills and decodes holding an engine slot now."}, func() float64 { return float64(len(e.sem)) })
+	maxConcurrent := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_max_concurrent",
+		Help: "Engine slots (prefills and decodes that may run at once)."}, func() float64 { return float64(cap(e.sem)) })
 	handles := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_handles", Help: "Prefilled KVs kept for Generate."},
 		func() float64 { n, _ := e.Handles(); return float64(n) })
 	handleBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_handle_bytes", Help: "Bytes of the kept prefilled KVs."},
 		func() float64 { _, b := e.Handles(); return float64(b) })
-	for _, c := range []prometheus.Collector{m.prefills, m.seconds, m.tokens, m.chunks, m.generated, handles, handleBytes} {
+	for _, c := range []prometheus.Collector{m.prefills, m.seconds, m.ttft, m.tokens, m.chunks, m.generated, m.decodeSeconds,
+		handles, handleBytes, inflight, maxConcurrent} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("blend: register metrics: %w", err)
 		}
@@ -649,10 +667,11 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 	return m, nil
 }
 
-func (m *engineMetrics) observe(out *PrefillOutput) {
+func (m *engineMetrics) observe(out *PrefillOutput, ttft time.Duration) {
 	meth := string(out.Stats.Method)
 	m.prefills.WithLabelValues(meth).Inc()
 	m.seconds.WithLabelValues(meth).Observe((out.Prepare + out.Stats.Total).Seconds())
+	m.ttft.WithLabelValues(meth).Observe(ttft.Seconds())
 	var reused, rec int
 	for _, s := range out.Segments {
 		reused += s.Reused

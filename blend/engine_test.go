@@ -106,13 +106,31 @@ func TestEngineHandles(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}
+	sum := map[string]float64{} // counter values and histogram counts, summed over labels
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				sum[mf.GetName()] += m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				sum[mf.GetName()] += float64(m.GetHistogram().GetSampleCount())
+			case m.GetGauge() != nil:
+				sum[mf.GetName()] += m.GetGauge().GetValue()
+			}
+		}
 	}
-	for _, n := range []string{"ragkv_blend_prefills_total", "ragkv_blend_prefill_seconds", "ragkv_blend_handles", "ragkv_blend_generated_tokens_total"} {
+	for _, n := range []string{"ragkv_blend_prefills_total", "ragkv_blend_prefill_seconds", "ragkv_blend_handles", "ragkv_blend_generated_tokens_total",
+		"ragkv_blend_ttft_seconds", "ragkv_blend_decode_seconds_total", "ragkv_blend_inflight", "ragkv_blend_max_concurrent"} {
 		if !names[n] {
 			t.Fatalf("metric %s missing (have %v)", n, names)
 		}
+	}
+	if sum["ragkv_blend_ttft_seconds"] != sum["ragkv_blend_prefills_total"] || sum["ragkv_blend_ttft_seconds"] == 0 {
+		t.Errorf("%v TTFT observations for %v prefills", sum["ragkv_blend_ttft_seconds"], sum["ragkv_blend_prefills_total"])
+	}
+	if sum["ragkv_blend_decode_seconds_total"] <= 0 || sum["ragkv_blend_inflight"] != 0 || sum["ragkv_blend_max_concurrent"] < 1 {
+		t.Errorf("decode seconds %v, in flight %v, slots %v", sum["ragkv_blend_decode_seconds_total"], sum["ragkv_blend_inflight"], sum["ragkv_blend_max_concurrent"])
 	}
 }
 

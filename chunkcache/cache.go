@@ -50,6 +50,9 @@ type entry struct {
 	size int64
 	cost float64
 	pin  Pin
+	// hits counts reads served since the chunk was put or found at startup (shared by
+	// the copies lookupEntry returns).
+	hits *atomic.Uint64
 }
 
 type tierState struct {
@@ -60,6 +63,7 @@ type tierState struct {
 	persistent   bool
 
 	hits, misses, promotions, demotions atomic.Uint64
+	corrupt                             atomic.Uint64 // reads that failed a checksum or parse
 }
 
 // New builds a cache over opts.Tiers and rebuilds its accounting from what the tiers
@@ -173,7 +177,7 @@ func (c *Cache) recover(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			if _, ok := c.index[o.key]; !ok {
-				c.index[o.key] = &entry{ns: o.ns, size: o.size, cost: o.cost, pin: o.pin}
+				c.index[o.key] = &entry{ns: o.ns, size: o.size, cost: o.cost, pin: o.pin, hits: new(atomic.Uint64)}
 				c.nsRefs[o.ns]++
 				c.known[o.ns] = true
 			}
@@ -299,7 +303,7 @@ func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, 
 		if old, ok := c.index[k]; ok {
 			old.size, old.cost, old.pin = size, cost, pin
 		} else {
-			c.index[k] = &entry{ns: ns, size: size, cost: cost, pin: pin}
+			c.index[k] = &entry{ns: ns, size: size, cost: cost, pin: pin, hits: new(atomic.Uint64)}
 			c.nsRefs[ns]++
 		}
 		c.known[ns] = true
@@ -566,6 +570,8 @@ type TierStats struct {
 	Rejections  uint64 `json:"rejections"`
 	Promotions  uint64 `json:"promotions"`
 	Demotions   uint64 `json:"demotions"`
+	// CorruptReads counts reads from the tier that failed a checksum or did not parse.
+	CorruptReads uint64 `json:"corrupt_reads"`
 }
 
 // Stats is a snapshot of the cache.
@@ -585,7 +591,7 @@ func (c *Cache) Stats() Stats {
 			Bytes: ts.UsedBytes, Capacity: ts.CapacityBytes, Entries: int64(ts.Entries), PinnedBytes: ts.PinnedBytes,
 			Hits: t.hits.Load(), Misses: t.misses.Load(),
 			Evictions: ts.Evictions, Admissions: ts.Admissions, Rejections: ts.Rejections,
-			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(),
+			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(), CorruptReads: t.corrupt.Load(),
 		})
 	}
 	c.mu.RLock()

@@ -565,6 +565,9 @@ func TestCorruptDiskLayerIsDetected(t *testing.T) {
 	if _, err := r.Section(ctx, 1); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "layer 1") {
 		t.Fatalf("corrupt layer: %v", err)
 	}
+	if st := c.Stats(); st.Tiers[1].CorruptReads != 1 || st.Tiers[0].CorruptReads != 0 {
+		t.Fatalf("corrupt reads: memory %d, disk %d; want 0, 1", st.Tiers[0].CorruptReads, st.Tiers[1].CorruptReads)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

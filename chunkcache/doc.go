@@ -71,5 +71,7 @@
 // Per tier, on the injected prometheus.Registerer: ragkv_chunkcache_bytes,
 // _capacity_bytes, _entries, _pinned_bytes, _hits_total, _misses_total,
 // _evictions_total, _admissions_total, _rejections_total, _promotions_total,
-// _demotions_total (label tier), and ragkv_chunkcache_chunks.
+// _demotions_total, _corrupt_reads_total (label tier), and ragkv_chunkcache_chunks.
+// Usage reports per-namespace bytes and the hottest, largest and pinned chunks (for the
+// admin console).
 package chunkcache

@@ -97,12 +97,18 @@ func (c *Cache) open(ctx context.Context, ns string, k Key) (*Reader, error) {
 		}
 		if err != nil {
 			sr.Close()
+			if errors.Is(err, ErrCorrupt) {
+				t.corrupt.Add(1)
+			}
 			return nil, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
 		}
 		for j := 0; j < i; j++ {
 			c.tiers[j].misses.Add(1)
 		}
 		t.hits.Add(1)
+		if e.hits != nil {
+			e.hits.Add(1)
+		}
 		for _, lower := range c.tiers[i:] {
 			lower.tracker.Touch(eviction.Key(k))
 		}
@@ -163,9 +169,14 @@ func (r *Reader) Section(ctx context.Context, i int) ([]byte, error) {
 	}
 	if r.verify {
 		if err := r.hdr.CheckLayer(i, s); err != nil {
-			return nil, fmt.Errorf("chunkcache: read %s layer %d from %s: %w", r.info.Key.Short(), i, r.info.Tier, asInvalid(err))
+			err = asInvalid(err)
+			if errors.Is(err, ErrCorrupt) {
+				r.c.tiers[r.tier].corrupt.Add(1)
+			}
+			return nil, fmt.Errorf("chunkcache: read %s layer %d from %s: %w", r.info.Key.Short(), i, r.info.Tier, err)
 		}
 	} else if int64(len(s)) != r.hdr.LayerBytes() {
+		r.c.tiers[r.tier].corrupt.Add(1)
 		return nil, fmt.Errorf("%w: %s layer %d is %d bytes, want %d", ErrCorrupt, r.info.Key.Short(), i, len(s), r.hdr.LayerBytes())
 	}
 	if r.promote && r.parts[i] == nil {

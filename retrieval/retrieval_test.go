@@ -123,6 +123,11 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 	if info.PCADims != 6 || !info.Int8 || info.BytesPerVector != 6 {
 		t.Fatalf("pca collection info %+v", info)
 	}
+	// Every search above counted against its collection.
+	full, _ := st.Collection("full")
+	if n := uint64(len(fixtureQueries)); full.Queries != 2*n || info.Queries != n {
+		t.Fatalf("queries: full %d (want %d), pca %d (want %d)", full.Queries, 2*n, info.Queries, n)
+	}
 }
 
 // TestShardingIsExact: 1 shard, 3 shards, two incremental ingests and a rebuild give

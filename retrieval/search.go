@@ -192,6 +192,9 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		}
 	}
 	s.met.queries.WithLabelValues(string(mode)).Inc()
+	if c, err := s.collection(req.Collection); err == nil {
+		c.queries.Add(1)
+	}
 	s.met.querySeconds.WithLabelValues(string(mode)).Observe(time.Since(start).Seconds())
 	return res, nil
 }

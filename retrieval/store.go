@@ -353,6 +353,8 @@ type CollectionInfo struct {
 	// BytesPerVector is what the dense search keeps in RAM per vector (codes, and graph
 	// for ANN shards); full vectors for rescoring are read from disk.
 	BytesPerVector float64 `json:"bytes_per_vector,omitempty"`
+	// Queries counts the searches served since the store opened.
+	Queries uint64 `json:"queries"`
 }
 
 // Collections lists the collections.
@@ -432,6 +434,9 @@ func (s *Store) Collection(name string) (CollectionInfo, error) {
 	if n > 0 && m.Dim > 0 {
 		info.BytesPerVector = bytes / n
 	}
+	if c, err := s.collection(name); err == nil {
+		info.Queries = c.queries.Load()
+	}
 	return info, nil
 }
 
@@ -491,6 +496,8 @@ type collection struct {
 	name string
 	wmu  chan struct{} // held by the one ingest or rebuild in progress
 	cur  atomic.Pointer[snapshot]
+	// queries counts searches of the collection since the store opened.
+	queries atomic.Uint64
 }
 
 func newCollection(name string) *collection {

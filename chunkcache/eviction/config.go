@@ -58,6 +58,10 @@ const (
 	PolicyGDSF   = "gdsf"   // Greedy-Dual-Size-Frequency: cost per byte with aging
 	// PolicyWTinyLFU is W-TinyLFU: window LRU + TinyLFU-filtered segmented LRU.
 	PolicyWTinyLFU = "wtinylfu"
+	PolicyFIFO     = "fifo"  // first in, first out (hits change nothing)
+	PolicySIEVE    = "sieve" // SIEVE: FIFO with a visited bit and a moving hand
+	PolicyARC      = "arc"   // ARC: adaptive recency/frequency lists with ghosts
+	PolicyLIRS     = "lirs"  // LIRS: inter-reference recency stack
 )
 
 // Admission filter names.
@@ -69,7 +73,7 @@ const (
 // DefaultPolicy is the policy used when Config.Policy is empty.
 const DefaultPolicy = PolicyLRU
 
-var policyNames = []string{PolicyLRU, PolicyLFU, PolicyS3FIFO, PolicyGDSF, PolicyWTinyLFU}
+var policyNames = []string{PolicyLRU, PolicyLFU, PolicyS3FIFO, PolicyGDSF, PolicyWTinyLFU, PolicyFIFO, PolicySIEVE, PolicyARC, PolicyLIRS}
 
 // Policies returns the eviction policy names, for CLI help and validation.
 func Policies() []string { return append([]string(nil), policyNames...) }

@@ -23,6 +23,26 @@
 //   - "wtinylfu": W-TinyLFU (Einziger et al. 2017, §4; Caffeine's policy): a window
 //     LRU of 1% of the bytes, then a segmented LRU (80% protected) that a window
 //     overflow enters only if its TinyLFU estimate beats main's victim. O(1).
+//   - "fifo": first in, first out; hits change nothing (the baseline of the FIFO
+//     family and of libCacheSim comparisons).
+//   - "sieve": SIEVE (Zhang, Yang, Yue, Vigfusson, Rashmi, "SIEVE is Simpler than LRU",
+//     NSDI 2024): a FIFO queue with a visited bit and a hand that sweeps from the old
+//     end, clearing bits, to the first unvisited entry; survivors keep their place. O(1)
+//     amortized.
+//   - "arc": ARC (Megiddo, Modha, FAST 2003): recency list T1 and frequency list T2
+//     with ghost lists B1/B2 steering the target size p of T1, in bytes (a ghost hit
+//     moves p by max(|B2|/|B1|, 1) times the request's size). O(1).
+//   - "lirs": LIRS (Jiang, Zhang, SIGMETRICS 2002): entries with a short
+//     inter-reference recency (LIR, 99% of the bytes) are kept; the others (HIR) pass
+//     through a 1% FIFO queue and are remembered as ghosts on the recency stack, so a
+//     quick return promotes them. O(1) amortized.
+//
+// SIEVE, ARC and LIRS are checked request by request against independent page-based
+// implementations written from the papers (reference_test.go), and with unit sizes
+// they reproduce libCacheSim's hit ratios (see package sim's cross-check). Policies that
+// need to know about a miss before choosing victims (ARC's and LIRS's ghosts) get it
+// through the policy's miss hook; ghosts are kept by hash and size in a second slab
+// (ghost.go) and bounded by the capacity.
 //
 // The default is "lru" (predictable); "s3fifo", "wtinylfu" or TinyLFU admission do
 // better on skewed and scan-polluted traces, and "gdsf" (with TinyLFU) saves the most

@@ -20,6 +20,8 @@ type agingHeap struct {
 func newLFU(s *store) *agingHeap  { return &agingHeap{h: prioHeap{s: s}} }
 func newGDSF(s *store) *agingHeap { return &agingHeap{h: prioHeap{s: s}, costAware: true} }
 
+func (p *agingHeap) miss(uint64, int64) {}
+
 func (p *agingHeap) name() string {
 	if p.costAware {
 		return PolicyGDSF

@@ -14,6 +14,11 @@ type policy interface {
 	// unpin, or a size update of a tracked key): policies then place it as an entry
 	// with history (its hits and tick are set) rather than as a first access.
 	insert(i int32, restored bool)
+	// miss tells the policy that the tracker is about to make room for a key it does
+	// not hold (hash h, size bytes): it comes before any victim call for that key and
+	// before the entry's insert, if the key is admitted at all. ARC and LIRS look the
+	// key up in their ghost lists here.
+	miss(h uint64, size int64)
 	// hit records an access to entry i.
 	hit(i int32)
 	// remove drops entry i. evicted is true when i leaves because victim chose it.
@@ -36,6 +41,14 @@ func newPolicy(name string, s *store, capacity int64) policy {
 		p = newGDSF(s)
 	case PolicyWTinyLFU:
 		p = newWTinyLFU(s)
+	case PolicyFIFO:
+		p = newFIFO(s)
+	case PolicySIEVE:
+		p = newSIEVE(s)
+	case PolicyARC:
+		p = newARC(s)
+	case PolicyLIRS:
+		p = newLIRS(s)
 	}
 	if p != nil {
 		p.setCapacity(capacity)
@@ -53,6 +66,7 @@ func newLRU(s *store) *lru { return &lru{s: s, l: newList()} }
 
 func (p *lru) name() string           { return PolicyLRU }
 func (p *lru) setCapacity(int64)      {}
+func (p *lru) miss(uint64, int64)     {}
 func (p *lru) insert(i int32, _ bool) { p.l.pushHead(p.s, i) }
 func (p *lru) hit(i int32)            { p.l.moveHead(p.s, i) }
 func (p *lru) remove(i int32, _ bool) { p.l.unlink(p.s, i) }

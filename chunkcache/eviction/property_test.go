@@ -2,6 +2,7 @@ package eviction
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -365,4 +366,82 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 			tb.Fatalf("policy %s holds %d entries, index has %d unpinned", t.pol.name(), c.count(), n)
 		}
 	}
+	if c, ok := t.pol.(interface{ selfCheck() string }); ok {
+		if msg := c.selfCheck(); msg != "" {
+			tb.Fatalf("policy %s: %s", t.pol.name(), msg)
+		}
+	}
+}
+
+// selfCheck verifies ARC's lists: byte sums, queue tags, and the ghost index.
+func (p *arc) selfCheck() string {
+	for _, l := range []struct {
+		l list
+		q uint8
+	}{{p.t1, queueT1}, {p.t2, queueT2}} {
+		var b int64
+		n := 0
+		for i := l.l.head; i != nilIdx; i = p.s.ents[i].next {
+			if p.s.ents[i].queue != l.q {
+				return "entry on the wrong list"
+			}
+			b += p.s.ents[i].size
+			n++
+		}
+		if b != l.l.bytes || n != l.l.n {
+			return fmt.Sprintf("list sums %d bytes/%d entries, recorded %d/%d", b, n, l.l.bytes, l.l.n)
+		}
+	}
+	if len(p.g.idx) != p.b1.n+p.b2.n {
+		return fmt.Sprintf("ghost index %d, ghost lists %d", len(p.g.idx), p.b1.n+p.b2.n)
+	}
+	if p.b1.bytes+p.b2.bytes > 2*p.cap || p.p < 0 || p.p > float64(p.cap) {
+		return fmt.Sprintf("ghosts %d bytes, p %v for capacity %d", p.b1.bytes+p.b2.bytes, p.p, p.cap)
+	}
+	return ""
+}
+
+// selfCheck verifies LIRS's stack and queue: every LIR entry has a stack node pointing
+// back at it, every resident HIR entry is on Q, the stack bottom is LIR, and the byte
+// counts match.
+func (p *lirs) selfCheck() string {
+	var lirBytes int64
+	lirN, nodes, ghosts := 0, 0, 0
+	for n := p.stack.head; n != nilIdx; n = p.g.nodes[n].an {
+		nodes++
+		nd := &p.g.nodes[n]
+		if nd.ent == nilIdx {
+			ghosts++
+			if !nd.onB {
+				return "ghost not on the non-resident list"
+			}
+			continue
+		}
+		e := &p.s.ents[nd.ent]
+		if e.hpos != n {
+			return "stack node and entry disagree"
+		}
+		if e.queue == queueLIR {
+			lirBytes += e.size
+			lirN++
+		}
+	}
+	if nodes != p.stack.n || ghosts != p.nonres.n {
+		return fmt.Sprintf("stack walk %d nodes/%d ghosts, recorded %d/%d", nodes, ghosts, p.stack.n, p.nonres.n)
+	}
+	if lirBytes != p.lirBytes || lirN != p.lirN {
+		return fmt.Sprintf("LIR %d bytes/%d entries on the stack, recorded %d/%d", lirBytes, lirN, p.lirBytes, p.lirN)
+	}
+	if t := p.stack.tail; t != nilIdx && (p.g.nodes[t].ent == nilIdx || p.s.ents[p.g.nodes[t].ent].queue != queueLIR) {
+		return "stack bottom is not LIR"
+	}
+	for i := p.q.head; i != nilIdx; i = p.s.ents[i].next {
+		if p.s.ents[i].queue != queueHIR {
+			return "non-HIR entry on Q"
+		}
+	}
+	if p.nonres.bytes > p.cap {
+		return fmt.Sprintf("%d ghost bytes for capacity %d", p.nonres.bytes, p.cap)
+	}
+	return ""
 }

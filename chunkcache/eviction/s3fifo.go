@@ -23,6 +23,8 @@ func newS3FIFO(s *store) *s3fifo {
 	return &s3fifo{s: s, small: newList(), main: newList(), g: ghost{idx: make(map[uint64]uint64)}}
 }
 
+func (p *s3fifo) miss(uint64, int64) {}
+
 func (p *s3fifo) name() string { return PolicyS3FIFO }
 func (p *s3fifo) count() int   { return p.small.n + p.main.n }
 

@@ -133,6 +133,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		if t.adm != nil {
 			t.adm.record(h)
 		}
+		t.pol.miss(h, size)
 	}
 	newUsed := t.used - int64(oldSize) + size
 	if newUsed > t.highBytes {

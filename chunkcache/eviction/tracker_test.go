@@ -39,7 +39,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{Config{Capacity: 1}, nil},
 		{Config{Policy: "LRU", Admission: "TinyLFU", Capacity: 1}, nil},
-		{Config{Policy: "arc", Capacity: 1}, ErrUnknownPolicy},
+		{Config{Policy: "mru", Capacity: 1}, ErrUnknownPolicy},
+		{Config{Policy: "ARC", Capacity: 1}, nil},
 		{Config{Admission: "bloom", Capacity: 1}, ErrUnknownPolicy},
 		{Config{Capacity: 0}, ErrInvalid},
 		{Config{Capacity: 10, HighWatermark: 0.5, LowWatermark: 0.8}, ErrInvalid},

@@ -27,6 +27,8 @@ func newWTinyLFU(s *store) *wtinylfu {
 		sketch: newTinyLFU(0)}
 }
 
+func (p *wtinylfu) miss(uint64, int64) {}
+
 func (p *wtinylfu) name() string { return PolicyWTinyLFU }
 func (p *wtinylfu) count() int {
 	return p.window.n + p.pending.n + p.probation.n + p.protected.n

@@ -33,6 +33,7 @@ type serveConfig struct {
 	Cache     cacheConfig     `yaml:"cache"`
 	Retrieval retrievalConfig `yaml:"retrieval"`
 	Inference inferenceConfig `yaml:"inference"`
+	Console   consoleConfig   `yaml:"console"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -43,6 +44,7 @@ func defaultServeConfig() serveConfig {
 		LogLevel:    "info",
 		StopTimeout: 30 * time.Second,
 		Cache:       defaultCacheConfig(),
+		Console:     consoleConfig{Interval: 5 * time.Second, History: time.Hour, Refresh: 2 * time.Second},
 	}
 }
 
@@ -80,7 +82,7 @@ func init() {
 	f := serveCmd.Flags()
 	f.StringVar(&serveCfgFile, "config", "", "YAML config file (flags given on the command line override it)")
 	f.StringVar(&serveCfg.Listen, "listen", serveCfg.Listen, "gRPC listen address")
-	f.StringVar(&serveCfg.AdminListen, "admin-listen", serveCfg.AdminListen, "admin HTTP listen address (/metrics, /healthz); empty disables it")
+	f.StringVar(&serveCfg.AdminListen, "admin-listen", serveCfg.AdminListen, "admin HTTP listen address (console at /, /metrics, /healthz); empty disables it")
 	f.StringVar(&serveCfg.DataDir, "data-dir", serveCfg.DataDir, "directory for persistent data")
 	f.StringVar(&serveCfg.LogLevel, "log-level", serveCfg.LogLevel, "log level: debug, info, warn, error")
 	f.DurationVar(&serveCfg.StopTimeout, "stop-timeout", serveCfg.StopTimeout, "how long a graceful stop waits for in-flight RPCs")

@@ -78,7 +78,7 @@ func Replay(ctx context.Context, t *Trace, cfg eviction.Config) (Result, error) 
 			}
 		}
 		k := KeyOf(id)
-		size, cost := t.Size(id), t.Cost(id)
+		size, cost := t.ReqSize(i, id), t.ReqCost(i, id)
 		if tr.Touch(k) {
 			a.add(true, size, cost)
 			continue

@@ -68,6 +68,7 @@ type TraceInfo struct {
 // Row is one (trace, size, configuration) replay.
 type Row struct {
 	Trace     string  `json:"trace"`
+	SizeFrac  float64 `json:"size_frac"`
 	SizePct   float64 `json:"size_pct"`
 	Capacity  int64   `json:"capacity"`
 	Policy    string  `json:"policy"`
@@ -89,6 +90,9 @@ type Best struct {
 	// independent requests from the trace's known popularity), where the trace has one.
 	OracleHitRatio float64 `json:"static_oracle_hit_ratio,omitempty"`
 	OracleVsBelady float64 `json:"static_oracle_vs_belady,omitempty"`
+	// VsOracle is the best online hit ratio over the static oracle's, for
+	// independent-reference traces.
+	VsOracle float64 `json:"best_vs_static_oracle,omitempty"`
 	// For variable-size traces: the best configuration by recompute cost saved.
 	BestCostConfig string  `json:"best_cost_config,omitempty"`
 	BestCostSaved  float64 `json:"best_cost_saved_ratio,omitempty"`
@@ -103,6 +107,10 @@ type Report struct {
 	MinBestVsBelady float64     `json:"min_best_vs_belady"`
 	// MinAt names the (trace, size) where MinBestVsBelady occurs.
 	MinAt string `json:"min_best_vs_belady_at"`
+	// MinBestVsOracle is the smallest Best.VsOracle over the independent-reference
+	// traces (0 if there are none), at MinOracleAt.
+	MinBestVsOracle float64 `json:"min_best_vs_oracle"`
+	MinOracleAt     string  `json:"min_best_vs_oracle_at"`
 }
 
 // RunSuite replays every trace through every configuration at every size (fractions
@@ -110,6 +118,24 @@ type Report struct {
 // Replays run on up to workers goroutines (≤ 0: GOMAXPROCS); progress, if not nil, is
 // called after each replay (from the worker goroutines, one call at a time).
 func RunSuite(ctx context.Context, traces []*Trace, sizes []float64, configs []Config, workers int, progress func()) (Report, error) {
+	return Run(ctx, SuiteOptions{Traces: traces, Sizes: sizes, Configs: configs, Workers: workers, Progress: progress})
+}
+
+// SuiteOptions configure Run.
+type SuiteOptions struct {
+	Traces   []*Trace
+	Sizes    []float64 // fractions of each trace's working set
+	Configs  []Config
+	Workers  int    // ≤ 0: GOMAXPROCS
+	Progress func() // called after each replay, one call at a time
+	// FloorCapacity rounds capacities down (libCacheSim's cachesim: size = (uint64)
+	// (wss·fraction)) instead of to the nearest integer.
+	FloorCapacity bool
+}
+
+// Run is RunSuite with options.
+func Run(ctx context.Context, o SuiteOptions) (Report, error) {
+	traces, sizes, configs, workers, progress := o.Traces, o.Sizes, o.Configs, o.Workers, o.Progress
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -130,8 +156,11 @@ func RunSuite(ctx context.Context, traces []*Trace, sizes []float64, configs []C
 			Requests: len(t.Requests), DistinctChunks: keys, WorkingSetBytes: bytes, Params: t.Params})
 		for _, f := range sizes {
 			c := max(1, int64(math.Round(f*float64(bytes))))
+			if o.FloorCapacity {
+				c = max(1, int64(float64(bytes)*f))
+			}
 			if t.UnitSize() {
-				r := &Row{Trace: t.Name, SizePct: 100 * f, Capacity: c, Policy: "belady"}
+				r := &Row{Trace: t.Name, SizeFrac: f, SizePct: 100 * f, Capacity: c, Policy: "belady"}
 				jobs = append(jobs, job{t: t, frac: f, cap: c, belady: true, out: r})
 				rows = append(rows, r)
 				if len(t.Phases) > 0 {
@@ -139,11 +168,11 @@ func RunSuite(ctx context.Context, traces []*Trace, sizes []float64, configs []C
 					if err != nil {
 						return Report{}, err
 					}
-					rows = append(rows, &Row{Trace: t.Name, SizePct: 100 * f, Capacity: c, Policy: "static-oracle", Result: res})
+					rows = append(rows, &Row{Trace: t.Name, SizeFrac: f, SizePct: 100 * f, Capacity: c, Policy: "static-oracle", Result: res})
 				}
 			}
 			for _, cfg := range configs {
-				r := &Row{Trace: t.Name, SizePct: 100 * f, Capacity: c, Policy: cfg.Policy, Admission: cfg.Admission}
+				r := &Row{Trace: t.Name, SizeFrac: f, SizePct: 100 * f, Capacity: c, Policy: cfg.Policy, Admission: cfg.Admission}
 				jobs = append(jobs, job{t: t, frac: f, cap: c, cfg: cfg, out: r})
 				rows = append(rows, r)
 			}
@@ -208,6 +237,24 @@ feed:
 		rep.Rows = append(rep.Rows, *r)
 	}
 	rep.Best, rep.MinBestVsBelady, rep.MinAt = summarize(traces, rep.Rows)
+	irm := map[string]bool{}
+	for _, t := range traces {
+		irm[t.Name] = t.IRM && t.UnitSize()
+	}
+	minOracle := math.Inf(1)
+	for i := range rep.Best {
+		b := &rep.Best[i]
+		if irm[b.Trace] && b.OracleHitRatio > 0 {
+			b.VsOracle = b.BestHitRatio / b.OracleHitRatio
+			if b.VsOracle < minOracle {
+				minOracle = b.VsOracle
+				rep.MinOracleAt = fmt.Sprintf("%s@%g%%", b.Trace, b.SizePct)
+			}
+		}
+	}
+	if !math.IsInf(minOracle, 1) {
+		rep.MinBestVsOracle = minOracle
+	}
 	return rep, nil
 }
 

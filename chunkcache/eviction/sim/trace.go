@@ -15,12 +15,21 @@ type Trace struct {
 	// trace, where hit ratio, byte hit ratio and cost saved coincide).
 	Sizes []int64
 	Costs []float64
+	// ReqSizes and ReqCosts, when not nil, give every request its own size or cost
+	// (real traces whose objects change size); Sizes and Costs then hold each chunk's
+	// first value, which is what the working set counts.
+	ReqSizes []int64
+	ReqCosts []float64
 	// Params records the generator parameters (for reports).
 	Params map[string]any
 	// Phases, for traces drawn from known popularity distributions, give from which
 	// request on which ids are the most popular (in decreasing probability). StaticOracle
 	// uses them.
 	Phases []Phase
+	// IRM marks traces of independent requests from one fixed popularity distribution
+	// (the independent reference model), on which StaticOracle is the best any online
+	// policy can expect.
+	IRM bool
 }
 
 // Phase is a stretch of a trace with a fixed popularity ranking.
@@ -46,6 +55,22 @@ func (t *Trace) Cost(id uint32) float64 {
 		return 1
 	}
 	return t.Costs[id]
+}
+
+// ReqSize returns the size of request i (for chunk id id = Requests[i]).
+func (t *Trace) ReqSize(i int, id uint32) int64 {
+	if t.ReqSizes != nil {
+		return t.ReqSizes[i]
+	}
+	return t.Size(id)
+}
+
+// ReqCost returns the recompute cost of request i.
+func (t *Trace) ReqCost(i int, id uint32) float64 {
+	if t.ReqCosts != nil {
+		return t.ReqCosts[i]
+	}
+	return t.Cost(id)
 }
 
 // WorkingSet returns the number of distinct chunks requested and their total size.
@@ -118,6 +143,7 @@ func Zipf(name string, alpha float64, universe, n int, seed uint64) *Trace {
 		Requests:    req,
 		Params:      map[string]any{"alpha": alpha, "universe": universe, "requests": n},
 		Phases:      []Phase{{0, ids}},
+		IRM:         true,
 	}
 }
 
