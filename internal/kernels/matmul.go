@@ -15,6 +15,8 @@ type workerScratch struct {
 type sharedScratch struct {
 	xf []float32 // packed float X panels
 	xq []byte    // quantized, packed X panels
+	xg []float32 // activations quantized and dequantized (generic matrix-vector)
+	xs []float32 // sums of the activations per 32-block (generic matrix-vector)
 }
 
 // call describes the kernel call in progress, for the workers (see Pool.run).
@@ -24,6 +26,7 @@ type call struct {
 	n      int
 	w      *Mat
 	npan   int // token panels (GEMM)
+	qdq    int // generic quantized GEMM: X is quantized and dequantized per qdq-block
 	// The GEMM paths multiply x by every matrix of ws into the matching outs (MatMul:
 	// one, aliasing one and oneOut). Their output rows form one range in which each
 	// matrix starts at a multiple of the row alignment (see virtualRows).

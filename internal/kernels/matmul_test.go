@@ -115,7 +115,13 @@ func checkMatMulTol(t *testing.T, out, x []float32, n int, w *Mat, deq []float32
 	}
 }
 
-func TestMatMulAllTypes(t *testing.T) { forEachPath(t, testMatMulAllTypes) }
+func TestMatMulAllTypes(t *testing.T) {
+	forEachPath(t, testMatMulAllTypes)
+	// Every shape through the GEMM too (edge tiles of every size).
+	defer func() { gemmMinTokens = 0 }()
+	gemmMinTokens = 1
+	forEachPath(t, testMatMulAllTypes)
+}
 
 func testMatMulAllTypes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -290,16 +296,13 @@ func TestPoolConcurrentCallers(t *testing.T) {
 	}
 }
 
-// TestMatVecKQuantsExact checks the decode path of the k-quants, which dequantizes in
-// registers and keeps float32 activations, against the tight float tolerance.
+// TestMatVecKQuantsExact checks the decode path of the k-quants with float32 activations
+// (dequantized in registers, or by the generic kernels) against the tight float tolerance.
 func TestMatVecKQuantsExact(t *testing.T) { forEachPath(t, testMatVecKQuantsExact) }
 
 func testMatVecKQuantsExact(t *testing.T) {
 	kFloat = true
 	defer func() { kFloat = false }()
-	if !(&Pool{}).matVecFast(Q4_K) {
-		t.Skip("no fast matrix-vector kernels for k-quants on this CPU")
-	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	p := NewPool(2)
 	defer p.Close()

@@ -41,8 +41,31 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 			p.matVecK(x, n, w)
 			return
 		}
+	} else {
+		if p.matVecQDQ(w.Type) {
+			p.qdqMatvecAll(x, n, w.Cols)
+			x = p.shared.xg
+		}
+		if n == 1 && (w.Type == Q4_K || w.Type == Q5_K) {
+			// Sums of the activations per sub-block, for the generic k-quant kernels.
+			p.shared.xs = growF32(p.shared.xs, w.Cols/32)
+			for g := range w.Cols / 32 {
+				var s float32
+				for _, v := range x[32*g : 32*g+32] {
+					s += v
+				}
+				p.shared.xs[g] = s
+			}
+		}
 	}
 	p.run(w.Rows, 4, jobMatVec)
+}
+
+// qdqMatvecAll quantizes and dequantizes the n activation rows (k each) per 32-block for
+// the generic matrix-vector kernels.
+func (p *Pool) qdqMatvecAll(x []float32, n, k int) {
+	p.shared.xg = growF32(p.shared.xg, n*k)
+	qdqRows(p.shared.xg, x, n, k, 32)
 }
 
 // quantXMatvecAll quantizes the n activation rows (k each) for matvecQ8_0x4/matvecQ4_0x4.
@@ -78,6 +101,12 @@ func (p *Pool) matVecMulti() {
 			break
 		}
 	}
+	for _, w := range c.ws {
+		if !p.matVecFast(w.Type) && p.matVecQDQ(w.Type) {
+			p.qdqMatvecAll(c.x, c.n, w.Cols)
+			break
+		}
+	}
 	p.run(c.virtualRows(4), 4, jobMatVecMulti)
 }
 
@@ -108,9 +137,13 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 	xq := p.shared.xq
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
 	fast := p.matVecFast(w.Type)
+	if !fast {
+		p.matVecGeneric(&p.scratch[wid], out, w, lo, hi)
+		return
+	}
 	var res [4]float32
 	r := lo
-	for ; fast && r+4 <= hi; r += 4 {
+	for ; r+4 <= hi; r += 4 {
 		wp := unsafe.Add(base, r*rb)
 		for i := range n {
 			switch w.Type {
@@ -128,7 +161,7 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 			copy(out[i*m+r:i*m+r+4], res[:])
 		}
 	}
-	if r < hi { // the last rows, or every row of a type without a kernel here
+	if r < hi { // the last rows
 		s := &p.scratch[wid]
 		s.row = growF32(s.row, k)
 		for ; r < hi; r++ {

@@ -47,6 +47,16 @@ func (p *Pool) gemmQuant() {
 	c := &p.cur
 	k := c.ws[0].Cols
 	l := subLen(c.ws[0].Type)
+	if !int8Gemm() {
+		// No int8 micro-kernel on this path: the float GEMM on dequantized weights, with
+		// the activations quantized and dequantized as the int8 kernels quantize them.
+		npan := (c.n + nrF - 1) / nrF
+		c.npan, c.qdq = npan, l
+		p.shared.xf = growF32(p.shared.xf, npan*k*nrF)
+		p.run(npan, 1, jobPackXF32)
+		p.gemmFloatPacked()
+		return
+	}
 	npan := (c.n + nrQ - 1) / nrQ
 	c.npan = npan
 	p.shared.xq = growBytes(p.shared.xq, npan*(k/l)*xSubBytes(l))
@@ -321,6 +331,10 @@ func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int, tmp []byte) {
 		}
 	}
 }
+
+// int8Gemm reports whether an int8 micro-kernel (microQ8) is active for the quantized
+// GEMM; without one gemmQuant runs the float GEMM (see generic.go).
+func int8Gemm() bool { return cpu.HasVNNI512() }
 
 // microQ8 runs the quantized micro-kernel over nsub sub-blocks of 4·steps elements:
 // c[j*ldc+r] (+)= Σ_sub s_r·dx_j·Σ(u·q) + o_r·sx_j for r < mrQ, j < nrQ.

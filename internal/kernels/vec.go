@@ -34,10 +34,14 @@ func DotRows(out, x, m []float32, ld int) {
 	}
 	_ = m[(len(out)-1)*ld+len(x)-1]
 	j := 0
-	if cpu.HasAVX512() {
+	switch {
+	case cpu.HasAVX512():
 		for ; j+4 <= len(out); j += 4 {
 			matvecF32x4(len(x), unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
 		}
+	default:
+		dotRowsGeneric(out, x, m, ld)
+		return
 	}
 	for ; j < len(out); j++ {
 		out[j] = dot(x, m[j*ld:j*ld+len(x)])
@@ -58,14 +62,7 @@ func AxpyRows(y, a, m []float32, ld int) {
 			axpyRowsF32(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
 		}
 	}
-	if n < len(y) {
-		for j, aj := range a {
-			row := m[j*ld+n : j*ld+len(y)]
-			for c, v := range row {
-				y[n+c] += aj * v
-			}
-		}
-	}
+	axpyRowsGeneric(y, a, m, ld, n)
 }
 
 func dot(a, b []float32) float32 {
