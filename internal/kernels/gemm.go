@@ -241,11 +241,14 @@ func microF32(kc int, a, b, c []float32, ldc int, accum bool) {
 	_ = a[kc*mrF-1]
 	_ = b[kc*nrF-1]
 	_ = c[(nrF-1)*ldc+mrF-1]
-	if cpu.HasAVX512() {
+	switch {
+	case cpu.HasAVX512():
 		gemmF32x32x12(kc, &a[0], &b[0], &c[0], ldc, accum)
-		return
+	case cpu.HasNEON():
+		gemmF32NEON(kc, &a[0], &b[0], &c[0], ldc, accum)
+	default:
+		microF32Generic(kc, a, b, c, ldc, accum, nrF, mrF)
 	}
-	microF32Generic(kc, a, b, c, ldc, accum, nrF, mrF)
 }
 
 // packWDequant is packWFloat for quantized weights (the float-activation mode): each row's

@@ -125,7 +125,7 @@ func TestMatMulAllTypes(t *testing.T) {
 
 func testMatMulAllTypes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, threads := range []int{1, 2, 3} {
+	for _, threads := range testThreads() {
 		p := NewPool(threads)
 		defer p.Close()
 		for _, typ := range allTypes {
@@ -167,7 +167,9 @@ func testMatMulAllTypes(t *testing.T) {
 func TestMatMulLarger(t *testing.T) { forEachPath(t, testMatMulLarger) }
 
 func testMatMulLarger(t *testing.T) {
-	testMatMulShapes(t)
+	if !testing.Short() { // -short (make test-arm64, under qemu): the two forced passes only
+		testMatMulShapes(t)
+	}
 	// Every shape through each path: all-GEMM, and all matrix-vector where it exists.
 	defer func() { gemmMinTokens = 0 }()
 	gemmMinTokens = 1
@@ -180,8 +182,12 @@ func testMatMulShapes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p := NewPool(2)
 	defer p.Close()
+	shapes := []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {290, 1280, 14}, {16, 256, 50}}
+	if testing.Short() {
+		shapes = []struct{ rows, cols, n int }{{67, 1024, 37}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {16, 256, 50}}
+	}
 	for _, typ := range allTypes {
-		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {290, 1280, 14}, {16, 256, 50}} {
+		for _, sh := range shapes {
 			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
 			x := randomF32(rng, sh.n*sh.cols)
 			out := make([]float32, sh.n*sh.rows)

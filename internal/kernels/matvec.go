@@ -18,7 +18,13 @@ const xqMatvecBytes = 96
 
 // matVecFast reports whether the fast matrix-vector kernels cover w's type here.
 func (p *Pool) matVecFast(t DType) bool {
-	if !cpu.HasAVX512() || (p.floatAct && (t == Q8_0 || t == Q4_0)) {
+	if p.floatAct && (t == Q8_0 || t == Q4_0) {
+		return false
+	}
+	if cpu.HasNEON() {
+		return neonMatVec(t)
+	}
+	if !cpu.HasAVX512() {
 		return false
 	}
 	switch t {
@@ -71,6 +77,10 @@ func (p *Pool) qdqMatvecAll(x []float32, n, k int) {
 // quantXMatvecAll quantizes the n activation rows (k each) for matvecQ8_0x4/matvecQ4_0x4.
 func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
 	nblk := k / qk8_0
+	if cpu.HasNEON() {
+		p.quantXNEONAll(x, n, k)
+		return
+	}
 	p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
 	for i := range n {
 		quantXMatvec(p.shared.xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
@@ -139,6 +149,10 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 	fast := p.matVecFast(w.Type)
 	if !fast {
 		p.matVecGeneric(&p.scratch[wid], out, w, lo, hi)
+		return
+	}
+	if cpu.HasNEON() {
+		p.matVecNEON(out, w, lo, hi)
 		return
 	}
 	var res [4]float32

@@ -57,6 +57,15 @@ func forEachPath(t *testing.T, fn func(t *testing.T)) {
 	}
 }
 
+// testThreads is the worker counts the product tests run with: 1 to 3, or just 2 with
+// -short (make test-arm64 runs the tests under qemu, about 20 times slower).
+func testThreads() []int {
+	if testing.Short() {
+		return []int{2}
+	}
+	return []int{1, 2, 3}
+}
+
 // withPath makes p active until the test ends (skipping the test if the CPU lacks it).
 func withPath(t *testing.T, p cpu.Path) {
 	t.Helper()

@@ -39,6 +39,9 @@ func DotRows(out, x, m []float32, ld int) {
 		for ; j+4 <= len(out); j += 4 {
 			matvecF32x4(len(x), unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
 		}
+	case cpu.HasNEON():
+		dotRowsNEON(out, x, m, ld)
+		return
 	default:
 		dotRowsGeneric(out, x, m, ld)
 		return
@@ -57,9 +60,14 @@ func AxpyRows(y, a, m []float32, ld int) {
 	}
 	_ = m[(len(a)-1)*ld+len(y)-1]
 	n := 0
-	if cpu.HasAVX512() {
+	switch {
+	case cpu.HasAVX512():
 		if n = len(y) &^ 15; n > 0 {
 			axpyRowsF32(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
+		}
+	case cpu.HasNEON():
+		if n = len(y) &^ 15; n > 0 {
+			axpyRowsNEON(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
 		}
 	}
 	axpyRowsGeneric(y, a, m, ld, n)
@@ -70,6 +78,10 @@ func dot(a, b []float32) float32 {
 		_ = b[len(a)-1]
 		return dotF32(len(a), &a[0], &b[0])
 	}
+	if n := len(a) &^ 15; cpu.HasNEON() && n > 0 {
+		_ = b[len(a)-1]
+		return dotNEON(n, &a[0], &b[0]) + dotGeneric(a[n:], b[n:len(a)])
+	}
 	return dotGeneric(a, b)
 }
 
@@ -79,12 +91,23 @@ func axpy(y []float32, a float32, x []float32) {
 		axpyF32(len(y), a, &x[0], &y[0])
 		return
 	}
+	if n := len(y) &^ 15; cpu.HasNEON() && n > 0 {
+		_ = x[len(y)-1]
+		axpyNEON(n, a, &x[0], &y[0])
+		axpyGeneric(y[n:], a, x[n:len(y)])
+		return
+	}
 	axpyGeneric(y, a, x)
 }
 
 func scale(x []float32, a float32) {
 	if cpu.HasAVX512() && len(x) > 0 {
 		scaleF32(len(x), a, &x[0])
+		return
+	}
+	if n := len(x) &^ 15; cpu.HasNEON() && n > 0 {
+		scaleNEON(n, a, &x[0])
+		scaleGeneric(x[n:], a)
 		return
 	}
 	scaleGeneric(x, a)
