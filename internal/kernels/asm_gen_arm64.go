@@ -122,6 +122,12 @@ func sub16b(d, n, m int) ins {
 func ushr16b(d, n, sh int) ins {
 	return ins{0x6f000400 | uint32(16-sh)<<16 | uint32(n)<<5 | uint32(d), fmt.Sprintf("ushr v%d.16b, v%d.16b, #%d", d, n, sh)}
 }
+func orr16b(d, n, m int) ins {
+	return ins{reg3(0x4ea01c00, d, n, m), fmt.Sprintf("orr v%d.16b, v%d.16b, v%d.16b", d, n, m)}
+}
+func shl16b(d, n, sh int) ins {
+	return ins{0x4f005400 | uint32(8+sh)<<16 | uint32(n)<<5 | uint32(d), fmt.Sprintf("shl v%d.16b, v%d.16b, #%d", d, n, sh)}
+}
 func zero(v int) { p("\tVEOR V%d.B16, V%d.B16, V%d.B16", v, v, v) }
 
 func main() {
@@ -139,6 +145,11 @@ func main() {
 	for _, q4 := range []bool{false, true} {
 		for _, dp := range []bool{true, false} {
 			matvecQ(q4, dp)
+		}
+	}
+	for _, t := range []string{"Q4K", "Q5K", "Q6K"} {
+		for _, dp := range []bool{true, false} {
+			kdot(t, dp)
 		}
 	}
 	dot()
@@ -641,5 +652,142 @@ func axpyRows() {
 	p("\tSUBS $1, R0, R0")
 	p("\tBNE arowsblk")
 	p("arowsdone:")
+	p("\tRET")
+}
+
+// idot adds the int8 dot products of the 16 bytes of wv and xv, four at a time, to the four
+// int32 lanes of acc: SDOT with dotprod, else SMULL/SMLAL2 into 16 bits (|w·x| ≤ 128·127,
+// two per lane) and SADALP (tmp is clobbered).
+func idot(acc, wv, xv, tmp int, dp bool) {
+	if dp {
+		emit(sdot(acc, wv, xv))
+		return
+	}
+	emit(smull(tmp, wv, xv))
+	emit(smlal2(tmp, wv, xv))
+	emit(sadalp(acc, tmp))
+}
+
+// kdot writes kdot<T>NEON(nsb int, w, xq unsafe.Pointer, out *int32) (dp: SDOT) and the
+// ...nd variant: for one row of nsb k-quant super-blocks and activations quantized to int8
+// (xq), the integer sums Σ q_w·q_x of every sub-block (q4_K/q5_K: 8 of 32 elements per
+// super-block, their unsigned values; q6_K: 16 of 16, values − 32), written to out. The
+// scales and mins are applied in Go (neon.go). Constants: V28 = 0x0f, V29 = 1, V27 = 3,
+// V26 = 32 (bytes); accumulators V16..V23.
+func kdot(t string, dp bool) {
+	name := "kdot" + t + "NEON"
+	if !dp {
+		name += "nd"
+	}
+	p("")
+	p("// func %s(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-32", name)
+	p("\tMOVD nsb+0(FP), R0")
+	p("\tMOVD w+8(FP), R1")
+	p("\tMOVD xq+16(FP), R2")
+	p("\tMOVD out+24(FP), R3")
+	emit(movi16b(28, 0x0f))
+	emit(movi16b(29, 1))
+	emit(movi16b(27, 3))
+	emit(movi16b(26, 32))
+	p("\tCBZ R0, %sdone", name)
+	p("%sloop:", name)
+	for v := 16; v < 24; v++ {
+		zero(v)
+	}
+	switch t {
+	case "Q4K", "Q5K":
+		qs := 16
+		if t == "Q5K" {
+			qs = 48
+			p("\tADD $16, R1, R4")
+			p("\tVLD1 (R4), [V8.B16, V9.B16]") // qh
+		}
+		p("\tADD $%d, R1, R4", qs)
+		for g := 0; g < 4; g++ {
+			p("\tVLD1.P 32(R4), [V0.B16, V1.B16]")
+			p("\tVLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]")
+			emit(ushr16b(2, 0, 4))
+			emit(ushr16b(3, 1, 4))
+			emit(and16b(0, 0, 28))
+			emit(and16b(1, 1, 28))
+			if t == "Q5K" {
+				// Fifth bits: qh bit 2g for the low nibbles, 2g+1 for the high ones.
+				for hv := 0; hv < 2; hv++ {
+					for bit := 0; bit < 2; bit++ {
+						sh := 2*g + bit
+						src := 8 + hv
+						if sh > 0 {
+							emit(ushr16b(10, src, sh))
+							src = 10
+						}
+						emit(and16b(10, src, 29))
+						emit(shl16b(10, 10, 4))
+						emit(orr16b(hv+2*bit, hv+2*bit, 10))
+					}
+				}
+			}
+			idot(16+2*g, 0, 4, 30, dp)
+			idot(16+2*g, 1, 5, 31, dp)
+			idot(17+2*g, 2, 6, 30, dp)
+			idot(17+2*g, 3, 7, 31, dp)
+		}
+		emit(addp(24, 16, 17))
+		emit(addp(25, 18, 19))
+		emit(addp(24, 24, 25))
+		emit(addp(25, 20, 21))
+		emit(addp(30, 22, 23))
+		emit(addp(25, 25, 30))
+		p("\tVST1.P [V24.S4, V25.S4], 32(R3)")
+		if t == "Q4K" {
+			p("\tADD $144, R1, R1")
+		} else {
+			p("\tADD $176, R1, R1")
+		}
+	case "Q6K":
+		p("\tMOVD R1, R4")      // ql
+		p("\tADD $128, R1, R5") // qh
+		for h := 0; h < 2; h++ {
+			p("\tVLD1.P 64(R4), [V0.B16, V1.B16, V2.B16, V3.B16]")
+			p("\tVLD1.P 32(R5), [V8.B16, V9.B16]")
+			for s := 0; s < 8; s++ {
+				// Sub-block s of this half: nibble (s/4: low, high) of ql vector s%4, qh
+				// bits 2·(s/2) of qh vector s%2.
+				q, hb := s%4, 8+s%2
+				if s < 4 {
+					emit(and16b(10, q, 28))
+				} else {
+					emit(ushr16b(10, q, 4))
+				}
+				src := hb
+				if sh := 2 * (s / 2); sh > 0 {
+					emit(ushr16b(11, hb, sh))
+					src = 11
+				}
+				emit(and16b(11, src, 27))
+				emit(shl16b(11, 11, 4))
+				emit(orr16b(10, 10, 11))
+				emit(sub16b(10, 10, 26))
+				p("\tVLD1.P 16(R2), [V12.B16]")
+				idot(16+s, 10, 12, 30, dp)
+			}
+			emit(addp(24, 16, 17))
+			emit(addp(25, 18, 19))
+			emit(addp(24, 24, 25))
+			emit(addp(25, 20, 21))
+			emit(addp(30, 22, 23))
+			emit(addp(25, 25, 30))
+			p("\tVST1.P [V24.S4, V25.S4], 32(R3)")
+			if h == 0 {
+				for v := 16; v < 24; v++ {
+					zero(v)
+				}
+			}
+		}
+		p("\tADD $210, R1, R1")
+	}
+	p("\tSUBS $1, R0, R0")
+	p("\tBNE %sloop", name)
+	p("%sdone:", name)
 	p("\tRET")
 }

@@ -187,7 +187,7 @@ func qdqRow(dst, x []float32, l int) {
 func (p *Pool) matVecGeneric(s *workerScratch, out []float32, w *Mat, lo, hi int) {
 	x, n := p.cur.x, p.cur.n
 	if p.matVecQDQ(w.Type) {
-		x = p.shared.xg
+		x = p.shared.xqd
 	}
 	k, m := w.Cols, w.Rows
 	rb := w.RowBytes()

@@ -66,3 +66,26 @@ func scaleNEON(n int, a float32, x *float32)
 //
 //go:noescape
 func axpyRowsNEON(cols, rows int, a *float32, m unsafe.Pointer, ldm int, y *float32)
+
+// kdot<T>NEON write, for one row of nsb k-quant super-blocks (q4_K, q5_K, q6_K) and int8
+// activations xq, the integer dot products of every sub-block to out (8 per super-block
+// for q4_K/q5_K, 16 for q6_K, whose values count from −32); the ...nd variants do without
+// dotprod.
+//
+//go:noescape
+func kdotQ4KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+
+//go:noescape
+func kdotQ4KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+
+//go:noescape
+func kdotQ5KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+
+//go:noescape
+func kdotQ5KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+
+//go:noescape
+func kdotQ6KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+
+//go:noescape
+func kdotQ6KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)

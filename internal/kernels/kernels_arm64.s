@@ -1692,6 +1692,882 @@ mqQ4_0x4NEONnddone:
 	VST1 [V24.S4], (R5)
 	RET
 
+// func kdotQ4KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+TEXT ·kdotQ4KNEON(SB), NOSPLIT, $0-32
+	MOVD nsb+0(FP), R0
+	MOVD w+8(FP), R1
+	MOVD xq+16(FP), R2
+	MOVD out+24(FP), R3
+	WORD $0x4f00e5fc // movi v28.16b, #15
+	WORD $0x4f00e43d // movi v29.16b, #1
+	WORD $0x4f00e47b // movi v27.16b, #3
+	WORD $0x4f01e41a // movi v26.16b, #32
+	CBZ R0, kdotQ4KNEONdone
+kdotQ4KNEONloop:
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	ADD $16, R1, R4
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x4e849410 // sdot v16.4s, v0.16b, v4.16b
+	WORD $0x4e859430 // sdot v16.4s, v1.16b, v5.16b
+	WORD $0x4e869451 // sdot v17.4s, v2.16b, v6.16b
+	WORD $0x4e879471 // sdot v17.4s, v3.16b, v7.16b
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x4e849412 // sdot v18.4s, v0.16b, v4.16b
+	WORD $0x4e859432 // sdot v18.4s, v1.16b, v5.16b
+	WORD $0x4e869453 // sdot v19.4s, v2.16b, v6.16b
+	WORD $0x4e879473 // sdot v19.4s, v3.16b, v7.16b
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x4e849414 // sdot v20.4s, v0.16b, v4.16b
+	WORD $0x4e859434 // sdot v20.4s, v1.16b, v5.16b
+	WORD $0x4e869455 // sdot v21.4s, v2.16b, v6.16b
+	WORD $0x4e879475 // sdot v21.4s, v3.16b, v7.16b
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x4e849416 // sdot v22.4s, v0.16b, v4.16b
+	WORD $0x4e859436 // sdot v22.4s, v1.16b, v5.16b
+	WORD $0x4e869457 // sdot v23.4s, v2.16b, v6.16b
+	WORD $0x4e879477 // sdot v23.4s, v3.16b, v7.16b
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	ADD $144, R1, R1
+	SUBS $1, R0, R0
+	BNE kdotQ4KNEONloop
+kdotQ4KNEONdone:
+	RET
+
+// func kdotQ4KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+TEXT ·kdotQ4KNEONnd(SB), NOSPLIT, $0-32
+	MOVD nsb+0(FP), R0
+	MOVD w+8(FP), R1
+	MOVD xq+16(FP), R2
+	MOVD out+24(FP), R3
+	WORD $0x4f00e5fc // movi v28.16b, #15
+	WORD $0x4f00e43d // movi v29.16b, #1
+	WORD $0x4f00e47b // movi v27.16b, #3
+	WORD $0x4f01e41a // movi v26.16b, #32
+	CBZ R0, kdotQ4KNEONnddone
+kdotQ4KNEONndloop:
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	ADD $16, R1, R4
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd0 // sadalp v16.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf0 // sadalp v16.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd1 // sadalp v17.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf1 // sadalp v17.4s, v31.8h
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd2 // sadalp v18.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf2 // sadalp v18.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd3 // sadalp v19.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf3 // sadalp v19.4s, v31.8h
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd4 // sadalp v20.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf4 // sadalp v20.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd5 // sadalp v21.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf5 // sadalp v21.4s, v31.8h
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd6 // sadalp v22.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf6 // sadalp v22.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd7 // sadalp v23.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf7 // sadalp v23.4s, v31.8h
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	ADD $144, R1, R1
+	SUBS $1, R0, R0
+	BNE kdotQ4KNEONndloop
+kdotQ4KNEONnddone:
+	RET
+
+// func kdotQ5KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+TEXT ·kdotQ5KNEON(SB), NOSPLIT, $0-32
+	MOVD nsb+0(FP), R0
+	MOVD w+8(FP), R1
+	MOVD xq+16(FP), R2
+	MOVD out+24(FP), R3
+	WORD $0x4f00e5fc // movi v28.16b, #15
+	WORD $0x4f00e43d // movi v29.16b, #1
+	WORD $0x4f00e47b // movi v27.16b, #3
+	WORD $0x4f01e41a // movi v26.16b, #32
+	CBZ R0, kdotQ5KNEONdone
+kdotQ5KNEONloop:
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	ADD $16, R1, R4
+	VLD1 (R4), [V8.B16, V9.B16]
+	ADD $48, R1, R4
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x4e3d1d0a // and v10.16b, v8.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f0f050a // ushr v10.16b, v8.16b, #1
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x4e3d1d2a // and v10.16b, v9.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f0f052a // ushr v10.16b, v9.16b, #1
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x4e849410 // sdot v16.4s, v0.16b, v4.16b
+	WORD $0x4e859430 // sdot v16.4s, v1.16b, v5.16b
+	WORD $0x4e869451 // sdot v17.4s, v2.16b, v6.16b
+	WORD $0x4e879471 // sdot v17.4s, v3.16b, v7.16b
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x6f0e050a // ushr v10.16b, v8.16b, #2
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f0d050a // ushr v10.16b, v8.16b, #3
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x6f0e052a // ushr v10.16b, v9.16b, #2
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f0d052a // ushr v10.16b, v9.16b, #3
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x4e849412 // sdot v18.4s, v0.16b, v4.16b
+	WORD $0x4e859432 // sdot v18.4s, v1.16b, v5.16b
+	WORD $0x4e869453 // sdot v19.4s, v2.16b, v6.16b
+	WORD $0x4e879473 // sdot v19.4s, v3.16b, v7.16b
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x6f0c050a // ushr v10.16b, v8.16b, #4
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f0b050a // ushr v10.16b, v8.16b, #5
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x6f0c052a // ushr v10.16b, v9.16b, #4
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f0b052a // ushr v10.16b, v9.16b, #5
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x4e849414 // sdot v20.4s, v0.16b, v4.16b
+	WORD $0x4e859434 // sdot v20.4s, v1.16b, v5.16b
+	WORD $0x4e869455 // sdot v21.4s, v2.16b, v6.16b
+	WORD $0x4e879475 // sdot v21.4s, v3.16b, v7.16b
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x6f0a050a // ushr v10.16b, v8.16b, #6
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f09050a // ushr v10.16b, v8.16b, #7
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x6f0a052a // ushr v10.16b, v9.16b, #6
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f09052a // ushr v10.16b, v9.16b, #7
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x4e849416 // sdot v22.4s, v0.16b, v4.16b
+	WORD $0x4e859436 // sdot v22.4s, v1.16b, v5.16b
+	WORD $0x4e869457 // sdot v23.4s, v2.16b, v6.16b
+	WORD $0x4e879477 // sdot v23.4s, v3.16b, v7.16b
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	ADD $176, R1, R1
+	SUBS $1, R0, R0
+	BNE kdotQ5KNEONloop
+kdotQ5KNEONdone:
+	RET
+
+// func kdotQ5KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+TEXT ·kdotQ5KNEONnd(SB), NOSPLIT, $0-32
+	MOVD nsb+0(FP), R0
+	MOVD w+8(FP), R1
+	MOVD xq+16(FP), R2
+	MOVD out+24(FP), R3
+	WORD $0x4f00e5fc // movi v28.16b, #15
+	WORD $0x4f00e43d // movi v29.16b, #1
+	WORD $0x4f00e47b // movi v27.16b, #3
+	WORD $0x4f01e41a // movi v26.16b, #32
+	CBZ R0, kdotQ5KNEONnddone
+kdotQ5KNEONndloop:
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	ADD $16, R1, R4
+	VLD1 (R4), [V8.B16, V9.B16]
+	ADD $48, R1, R4
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x4e3d1d0a // and v10.16b, v8.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f0f050a // ushr v10.16b, v8.16b, #1
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x4e3d1d2a // and v10.16b, v9.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f0f052a // ushr v10.16b, v9.16b, #1
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd0 // sadalp v16.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf0 // sadalp v16.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd1 // sadalp v17.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf1 // sadalp v17.4s, v31.8h
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x6f0e050a // ushr v10.16b, v8.16b, #2
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f0d050a // ushr v10.16b, v8.16b, #3
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x6f0e052a // ushr v10.16b, v9.16b, #2
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f0d052a // ushr v10.16b, v9.16b, #3
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd2 // sadalp v18.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf2 // sadalp v18.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd3 // sadalp v19.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf3 // sadalp v19.4s, v31.8h
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x6f0c050a // ushr v10.16b, v8.16b, #4
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f0b050a // ushr v10.16b, v8.16b, #5
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x6f0c052a // ushr v10.16b, v9.16b, #4
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f0b052a // ushr v10.16b, v9.16b, #5
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd4 // sadalp v20.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf4 // sadalp v20.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd5 // sadalp v21.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf5 // sadalp v21.4s, v31.8h
+	VLD1.P 32(R4), [V0.B16, V1.B16]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	WORD $0x6f0c0402 // ushr v2.16b, v0.16b, #4
+	WORD $0x6f0c0423 // ushr v3.16b, v1.16b, #4
+	WORD $0x4e3c1c00 // and v0.16b, v0.16b, v28.16b
+	WORD $0x4e3c1c21 // and v1.16b, v1.16b, v28.16b
+	WORD $0x6f0a050a // ushr v10.16b, v8.16b, #6
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c00 // orr v0.16b, v0.16b, v10.16b
+	WORD $0x6f09050a // ushr v10.16b, v8.16b, #7
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c42 // orr v2.16b, v2.16b, v10.16b
+	WORD $0x6f0a052a // ushr v10.16b, v9.16b, #6
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c21 // orr v1.16b, v1.16b, v10.16b
+	WORD $0x6f09052a // ushr v10.16b, v9.16b, #7
+	WORD $0x4e3d1d4a // and v10.16b, v10.16b, v29.16b
+	WORD $0x4f0c554a // shl v10.16b, v10.16b, #4
+	WORD $0x4eaa1c63 // orr v3.16b, v3.16b, v10.16b
+	WORD $0x0e24c01e // smull v30.8h, v0.8b, v4.8b
+	WORD $0x4e24801e // smlal2 v30.8h, v0.16b, v4.16b
+	WORD $0x4e606bd6 // sadalp v22.4s, v30.8h
+	WORD $0x0e25c03f // smull v31.8h, v1.8b, v5.8b
+	WORD $0x4e25803f // smlal2 v31.8h, v1.16b, v5.16b
+	WORD $0x4e606bf6 // sadalp v22.4s, v31.8h
+	WORD $0x0e26c05e // smull v30.8h, v2.8b, v6.8b
+	WORD $0x4e26805e // smlal2 v30.8h, v2.16b, v6.16b
+	WORD $0x4e606bd7 // sadalp v23.4s, v30.8h
+	WORD $0x0e27c07f // smull v31.8h, v3.8b, v7.8b
+	WORD $0x4e27807f // smlal2 v31.8h, v3.16b, v7.16b
+	WORD $0x4e606bf7 // sadalp v23.4s, v31.8h
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	ADD $176, R1, R1
+	SUBS $1, R0, R0
+	BNE kdotQ5KNEONndloop
+kdotQ5KNEONnddone:
+	RET
+
+// func kdotQ6KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+TEXT ·kdotQ6KNEON(SB), NOSPLIT, $0-32
+	MOVD nsb+0(FP), R0
+	MOVD w+8(FP), R1
+	MOVD xq+16(FP), R2
+	MOVD out+24(FP), R3
+	WORD $0x4f00e5fc // movi v28.16b, #15
+	WORD $0x4f00e43d // movi v29.16b, #1
+	WORD $0x4f00e47b // movi v27.16b, #3
+	WORD $0x4f01e41a // movi v26.16b, #32
+	CBZ R0, kdotQ6KNEONdone
+kdotQ6KNEONloop:
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	MOVD R1, R4
+	ADD $128, R1, R5
+	VLD1.P 64(R4), [V0.B16, V1.B16, V2.B16, V3.B16]
+	VLD1.P 32(R5), [V8.B16, V9.B16]
+	WORD $0x4e3c1c0a // and v10.16b, v0.16b, v28.16b
+	WORD $0x4e3b1d0b // and v11.16b, v8.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9550 // sdot v16.4s, v10.16b, v12.16b
+	WORD $0x4e3c1c2a // and v10.16b, v1.16b, v28.16b
+	WORD $0x4e3b1d2b // and v11.16b, v9.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9551 // sdot v17.4s, v10.16b, v12.16b
+	WORD $0x4e3c1c4a // and v10.16b, v2.16b, v28.16b
+	WORD $0x6f0e050b // ushr v11.16b, v8.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9552 // sdot v18.4s, v10.16b, v12.16b
+	WORD $0x4e3c1c6a // and v10.16b, v3.16b, v28.16b
+	WORD $0x6f0e052b // ushr v11.16b, v9.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9553 // sdot v19.4s, v10.16b, v12.16b
+	WORD $0x6f0c040a // ushr v10.16b, v0.16b, #4
+	WORD $0x6f0c050b // ushr v11.16b, v8.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9554 // sdot v20.4s, v10.16b, v12.16b
+	WORD $0x6f0c042a // ushr v10.16b, v1.16b, #4
+	WORD $0x6f0c052b // ushr v11.16b, v9.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9555 // sdot v21.4s, v10.16b, v12.16b
+	WORD $0x6f0c044a // ushr v10.16b, v2.16b, #4
+	WORD $0x6f0a050b // ushr v11.16b, v8.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9556 // sdot v22.4s, v10.16b, v12.16b
+	WORD $0x6f0c046a // ushr v10.16b, v3.16b, #4
+	WORD $0x6f0a052b // ushr v11.16b, v9.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9557 // sdot v23.4s, v10.16b, v12.16b
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	VLD1.P 64(R4), [V0.B16, V1.B16, V2.B16, V3.B16]
+	VLD1.P 32(R5), [V8.B16, V9.B16]
+	WORD $0x4e3c1c0a // and v10.16b, v0.16b, v28.16b
+	WORD $0x4e3b1d0b // and v11.16b, v8.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9550 // sdot v16.4s, v10.16b, v12.16b
+	WORD $0x4e3c1c2a // and v10.16b, v1.16b, v28.16b
+	WORD $0x4e3b1d2b // and v11.16b, v9.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9551 // sdot v17.4s, v10.16b, v12.16b
+	WORD $0x4e3c1c4a // and v10.16b, v2.16b, v28.16b
+	WORD $0x6f0e050b // ushr v11.16b, v8.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9552 // sdot v18.4s, v10.16b, v12.16b
+	WORD $0x4e3c1c6a // and v10.16b, v3.16b, v28.16b
+	WORD $0x6f0e052b // ushr v11.16b, v9.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9553 // sdot v19.4s, v10.16b, v12.16b
+	WORD $0x6f0c040a // ushr v10.16b, v0.16b, #4
+	WORD $0x6f0c050b // ushr v11.16b, v8.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9554 // sdot v20.4s, v10.16b, v12.16b
+	WORD $0x6f0c042a // ushr v10.16b, v1.16b, #4
+	WORD $0x6f0c052b // ushr v11.16b, v9.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9555 // sdot v21.4s, v10.16b, v12.16b
+	WORD $0x6f0c044a // ushr v10.16b, v2.16b, #4
+	WORD $0x6f0a050b // ushr v11.16b, v8.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9556 // sdot v22.4s, v10.16b, v12.16b
+	WORD $0x6f0c046a // ushr v10.16b, v3.16b, #4
+	WORD $0x6f0a052b // ushr v11.16b, v9.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x4e8c9557 // sdot v23.4s, v10.16b, v12.16b
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	ADD $210, R1, R1
+	SUBS $1, R0, R0
+	BNE kdotQ6KNEONloop
+kdotQ6KNEONdone:
+	RET
+
+// func kdotQ6KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)
+TEXT ·kdotQ6KNEONnd(SB), NOSPLIT, $0-32
+	MOVD nsb+0(FP), R0
+	MOVD w+8(FP), R1
+	MOVD xq+16(FP), R2
+	MOVD out+24(FP), R3
+	WORD $0x4f00e5fc // movi v28.16b, #15
+	WORD $0x4f00e43d // movi v29.16b, #1
+	WORD $0x4f00e47b // movi v27.16b, #3
+	WORD $0x4f01e41a // movi v26.16b, #32
+	CBZ R0, kdotQ6KNEONnddone
+kdotQ6KNEONndloop:
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	MOVD R1, R4
+	ADD $128, R1, R5
+	VLD1.P 64(R4), [V0.B16, V1.B16, V2.B16, V3.B16]
+	VLD1.P 32(R5), [V8.B16, V9.B16]
+	WORD $0x4e3c1c0a // and v10.16b, v0.16b, v28.16b
+	WORD $0x4e3b1d0b // and v11.16b, v8.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd0 // sadalp v16.4s, v30.8h
+	WORD $0x4e3c1c2a // and v10.16b, v1.16b, v28.16b
+	WORD $0x4e3b1d2b // and v11.16b, v9.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd1 // sadalp v17.4s, v30.8h
+	WORD $0x4e3c1c4a // and v10.16b, v2.16b, v28.16b
+	WORD $0x6f0e050b // ushr v11.16b, v8.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd2 // sadalp v18.4s, v30.8h
+	WORD $0x4e3c1c6a // and v10.16b, v3.16b, v28.16b
+	WORD $0x6f0e052b // ushr v11.16b, v9.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd3 // sadalp v19.4s, v30.8h
+	WORD $0x6f0c040a // ushr v10.16b, v0.16b, #4
+	WORD $0x6f0c050b // ushr v11.16b, v8.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd4 // sadalp v20.4s, v30.8h
+	WORD $0x6f0c042a // ushr v10.16b, v1.16b, #4
+	WORD $0x6f0c052b // ushr v11.16b, v9.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd5 // sadalp v21.4s, v30.8h
+	WORD $0x6f0c044a // ushr v10.16b, v2.16b, #4
+	WORD $0x6f0a050b // ushr v11.16b, v8.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd6 // sadalp v22.4s, v30.8h
+	WORD $0x6f0c046a // ushr v10.16b, v3.16b, #4
+	WORD $0x6f0a052b // ushr v11.16b, v9.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd7 // sadalp v23.4s, v30.8h
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	VLD1.P 64(R4), [V0.B16, V1.B16, V2.B16, V3.B16]
+	VLD1.P 32(R5), [V8.B16, V9.B16]
+	WORD $0x4e3c1c0a // and v10.16b, v0.16b, v28.16b
+	WORD $0x4e3b1d0b // and v11.16b, v8.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd0 // sadalp v16.4s, v30.8h
+	WORD $0x4e3c1c2a // and v10.16b, v1.16b, v28.16b
+	WORD $0x4e3b1d2b // and v11.16b, v9.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd1 // sadalp v17.4s, v30.8h
+	WORD $0x4e3c1c4a // and v10.16b, v2.16b, v28.16b
+	WORD $0x6f0e050b // ushr v11.16b, v8.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd2 // sadalp v18.4s, v30.8h
+	WORD $0x4e3c1c6a // and v10.16b, v3.16b, v28.16b
+	WORD $0x6f0e052b // ushr v11.16b, v9.16b, #2
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd3 // sadalp v19.4s, v30.8h
+	WORD $0x6f0c040a // ushr v10.16b, v0.16b, #4
+	WORD $0x6f0c050b // ushr v11.16b, v8.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd4 // sadalp v20.4s, v30.8h
+	WORD $0x6f0c042a // ushr v10.16b, v1.16b, #4
+	WORD $0x6f0c052b // ushr v11.16b, v9.16b, #4
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd5 // sadalp v21.4s, v30.8h
+	WORD $0x6f0c044a // ushr v10.16b, v2.16b, #4
+	WORD $0x6f0a050b // ushr v11.16b, v8.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd6 // sadalp v22.4s, v30.8h
+	WORD $0x6f0c046a // ushr v10.16b, v3.16b, #4
+	WORD $0x6f0a052b // ushr v11.16b, v9.16b, #6
+	WORD $0x4e3b1d6b // and v11.16b, v11.16b, v27.16b
+	WORD $0x4f0c556b // shl v11.16b, v11.16b, #4
+	WORD $0x4eab1d4a // orr v10.16b, v10.16b, v11.16b
+	WORD $0x6e3a854a // sub v10.16b, v10.16b, v26.16b
+	VLD1.P 16(R2), [V12.B16]
+	WORD $0x0e2cc15e // smull v30.8h, v10.8b, v12.8b
+	WORD $0x4e2c815e // smlal2 v30.8h, v10.16b, v12.16b
+	WORD $0x4e606bd7 // sadalp v23.4s, v30.8h
+	WORD $0x4eb1be18 // addp v24.4s, v16.4s, v17.4s
+	WORD $0x4eb3be59 // addp v25.4s, v18.4s, v19.4s
+	WORD $0x4eb9bf18 // addp v24.4s, v24.4s, v25.4s
+	WORD $0x4eb5be99 // addp v25.4s, v20.4s, v21.4s
+	WORD $0x4eb7bede // addp v30.4s, v22.4s, v23.4s
+	WORD $0x4ebebf39 // addp v25.4s, v25.4s, v30.4s
+	VST1.P [V24.S4, V25.S4], 32(R3)
+	ADD $210, R1, R1
+	SUBS $1, R0, R0
+	BNE kdotQ6KNEONndloop
+kdotQ6KNEONnddone:
+	RET
+
 // func dotNEON(n int, a, b *float32) float32
 TEXT ·dotNEON(SB), NOSPLIT, $0-28
 	MOVD n+0(FP), R0

@@ -29,3 +29,10 @@ func dotNEON(n int, a, b *float32) float32                                      
 func axpyNEON(n int, a float32, x, y *float32)                                       {}
 func scaleNEON(n int, a float32, x *float32)                                         {}
 func axpyRowsNEON(cols, rows int, a *float32, m unsafe.Pointer, ldm int, y *float32) {}
+
+func kdotQ4KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)   {}
+func kdotQ4KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32) {}
+func kdotQ5KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)   {}
+func kdotQ5KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32) {}
+func kdotQ6KNEON(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32)   {}
+func kdotQ6KNEONnd(nsb int, w unsafe.Pointer, xq unsafe.Pointer, out *int32) {}

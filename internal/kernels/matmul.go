@@ -9,14 +9,15 @@ type workerScratch struct {
 	tile []float32 // one micro-tile, for edge tiles
 	wq   []byte    // packed quantized W panels
 	ut   []byte    // unpacked quantized rows, before interleaving
+	isum []int32   // integer sums per sub-block of one row (NEON k-quant matrix-vector)
 }
 
 // sharedScratch is scratch memory shared by the workers of one call.
 type sharedScratch struct {
-	xf []float32 // packed float X panels
-	xq []byte    // quantized, packed X panels
-	xg []float32 // activations quantized and dequantized (generic matrix-vector)
-	xs []float32 // sums of the activations per 32-block (generic matrix-vector)
+	xf  []float32 // packed float X panels
+	xq  []byte    // quantized, packed X panels
+	xqd []float32 // activations quantized and dequantized (generic matrix-vector)
+	xs  []float32 // sums of the activations per 32-block (generic matrix-vector)
 }
 
 // call describes the kernel call in progress, for the workers (see Pool.run).

@@ -22,7 +22,8 @@ func (p *Pool) matVecFast(t DType) bool {
 		return false
 	}
 	if cpu.HasNEON() {
-		return neonMatVec(t)
+		// The k-quant kernels quantize the activations: not with float activations.
+		return neonMatVec(t) && !(t.BlockElems() == qkK && (p.floatAct || kFloat))
 	}
 	if !cpu.HasAVX512() {
 		return false
@@ -39,6 +40,11 @@ func (p *Pool) matVecFast(t DType) bool {
 }
 
 func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
+	if cpu.HasNEON() && p.matVecFast(w.Type) && w.Type.BlockElems() == qkK {
+		p.quantXNEONAll(x, n, w.Cols, subLen(w.Type))
+		p.run(w.Rows, 4, jobMatVec)
+		return
+	}
 	if p.matVecFast(w.Type) {
 		switch w.Type {
 		case Q8_0, Q4_0:
@@ -50,7 +56,7 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 	} else {
 		if p.matVecQDQ(w.Type) {
 			p.qdqMatvecAll(x, n, w.Cols)
-			x = p.shared.xg
+			x = p.shared.xqd
 		}
 		if n == 1 && (w.Type == Q4_K || w.Type == Q5_K) {
 			// Sums of the activations per sub-block, for the generic k-quant kernels.
@@ -70,15 +76,15 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 // qdqMatvecAll quantizes and dequantizes the n activation rows (k each) per 32-block for
 // the generic matrix-vector kernels.
 func (p *Pool) qdqMatvecAll(x []float32, n, k int) {
-	p.shared.xg = growF32(p.shared.xg, n*k)
-	qdqRows(p.shared.xg, x, n, k, 32)
+	p.shared.xqd = growF32(p.shared.xqd, n*k)
+	qdqRows(p.shared.xqd, x, n, k, 32)
 }
 
 // quantXMatvecAll quantizes the n activation rows (k each) for matvecQ8_0x4/matvecQ4_0x4.
 func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
 	nblk := k / qk8_0
 	if cpu.HasNEON() {
-		p.quantXNEONAll(x, n, k)
+		p.quantXNEONAll(x, n, k, 32)
 		return
 	}
 	p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
@@ -152,7 +158,7 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 		return
 	}
 	if cpu.HasNEON() {
-		p.matVecNEON(out, w, lo, hi)
+		p.matVecNEON(wid, out, w, lo, hi)
 		return
 	}
 	var res [4]float32
