@@ -7,7 +7,7 @@ SHORTFUZZ ?= 5s
 PLAYWRIGHT_VERSION ?= 1.65.1
 UI_DIR    ?= .cache/ui
 
-.PHONY: all build proto lint test test-ui ui-deps check-deploy race bench fuzz clean
+.PHONY: all build proto lint test test-arm64 test-ui ui-deps check-deploy race bench fuzz clean
 
 all: build
 
@@ -49,6 +49,25 @@ test-ui: ui-deps
 check-deploy:
 	promtool check rules deploy/prometheus/alerts.yml
 	cd deploy/prometheus && promtool test rules alerts_test.yml
+
+# The arm64 build under qemu-user (Debian: qemu-user-static), correctness only: CPU
+# detection, every kernel on the neon path with and without dotprod and on the generic path
+# (forEachPath), and the engine's tests, on qemu's default CPU (with asimddp), on a
+# Cortex-A53 (no dotprod: any SDOT would trap) and with RAGKV_CPU=generic. -short trims the
+# kernel tests' shape lists for emulation speed; TestAsm* (generators, run natively by `make
+# test`) and TestSynthLoadsBack (a minute of model synthesis natively) are left out, as is
+# the ANN package (pure Go on arm64; minutes under qemu).
+QEMU_ARM64 ?= qemu-aarch64-static
+ARM64_GOTEST = GOARCH=arm64 $(GO) test -count=1 -short -timeout 20m -exec $(QEMU_ARM64)
+ARM64_SKIP   = -skip 'TestAsm|TestSynthLoadsBack'
+ARM64_NEON_RUN = 'Test(MatMulAllTypes|MatMulLarger|MatMulMulti|MatMulNoAllocs|MatMulFloatActivations|MatVecKQuantsExact|SerialGemm|VectorHelpers|RowHelpers)$$/^neon$$'
+
+test-arm64:
+	RAGKV_TEST_CPU_HAS=asimd,asimddp $(ARM64_GOTEST) $(ARM64_SKIP) ./internal/cpu/... ./internal/kernels/... ./model/...
+	QEMU_CPU=cortex-a53 RAGKV_TEST_CPU_HAS=asimd RAGKV_TEST_CPU_LACKS=asimddp $(ARM64_GOTEST) ./internal/cpu/...
+	QEMU_CPU=cortex-a53 $(ARM64_GOTEST) -run $(ARM64_NEON_RUN) ./internal/kernels/
+	QEMU_CPU=cortex-a53 $(ARM64_GOTEST) $(ARM64_SKIP) ./model/
+	RAGKV_CPU=generic $(ARM64_GOTEST) $(ARM64_SKIP) ./model/
 
 race: ui-deps
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)

@@ -2,6 +2,8 @@ package cpu
 
 import (
 	"errors"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -79,4 +81,43 @@ func TestSubFeatures(t *testing.T) {
 	if HasVNNI512() != had {
 		t.Fatal("VNNI512 not restored")
 	}
+}
+
+// TestDetectedFeatures checks feature detection against what the test's runner says the
+// CPU has: RAGKV_TEST_CPU_HAS and RAGKV_TEST_CPU_LACKS list feature names (comma-separated)
+// that Features must and must not contain (make test-arm64 sets them for the CPUs it asks
+// qemu to emulate). It also checks that an arm64 CPU runs the neon path by default and that
+// the dotprod kernels are on exactly where the CPU has asimddp.
+func TestDetectedFeatures(t *testing.T) {
+	feats := Features()
+	t.Logf("features %v, best %v", feats, Best())
+	for _, env := range []struct {
+		name string
+		want bool
+	}{{"RAGKV_TEST_CPU_HAS", true}, {"RAGKV_TEST_CPU_LACKS", false}} {
+		for _, f := range strings.Split(os.Getenv(env.name), ",") {
+			if f = strings.TrimSpace(f); f != "" && slices.Contains(feats, f) != env.want {
+				t.Errorf("%s=%s: Features() = %v", env.name, f, feats)
+			}
+		}
+	}
+	if runtime.GOARCH != "arm64" || !Supports(NEON) {
+		return
+	}
+	if Best() != NEON || !slices.Contains(feats, "asimd") {
+		t.Fatalf("arm64: best path %v, features %v; want neon with asimd", Best(), feats)
+	}
+	saved := Active()
+	defer Set(saved)
+	if err := Set(NEON); err != nil {
+		t.Fatal(err)
+	}
+	if !HasNEON() || HasDotProd() != slices.Contains(feats, "asimddp") {
+		t.Fatalf("neon path: HasNEON %v, HasDotProd %v with features %v", HasNEON(), HasDotProd(), feats)
+	}
+	v, d := SetSubFeatures(true, false)
+	if HasDotProd() {
+		t.Fatal("dotprod still on after switching it off")
+	}
+	SetSubFeatures(v, d)
 }

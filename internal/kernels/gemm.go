@@ -31,10 +31,8 @@ func (p *Pool) gemmThreshold(t DType) int {
 	switch {
 	case gemmMinTokens > 0:
 		return gemmMinTokens
-	case p.floatAct && t.BlockElems() > 1 && !p.matVecFast(t):
-		return nrF
 	case !p.matVecFast(t):
-		return 1
+		return genericGemmThreshold(t)
 	case t == Q8_0:
 		return 40
 	case t == Q4_0 || ((t == Q4_K || t == Q5_K) && p.useKQ8(t)):
@@ -54,6 +52,13 @@ func (p *Pool) gemmFloat() {
 	c.npan = npan
 	p.shared.xf = growF32(p.shared.xf, npan*k*nrF)
 	p.run(npan, 1, jobPackXF32)
+	p.gemmFloatPacked()
+}
+
+// gemmFloatPacked runs the float GEMM of the current call on its packed X panels.
+func (p *Pool) gemmFloatPacked() {
+	c := &p.cur
+	npan := c.npan
 	if rows := c.virtualRows(mrF); rows/mrF >= p.threads || npan < p.threads {
 		p.run(rows, mrF, jobGemmFloatRows)
 	} else {
@@ -66,6 +71,10 @@ func (p *Pool) packXF32Range(lo, hi int) {
 	k := c.ws[0].Cols
 	xp := p.shared.xf
 	for jp := lo; jp < hi; jp++ {
+		if c.qdq > 0 {
+			packXF32QDQ(xp[jp*k*nrF:(jp+1)*k*nrF], c.x, c.n, k, jp*nrF, c.qdq)
+			continue
+		}
 		packXF32(xp[jp*k*nrF:(jp+1)*k*nrF], c.x, k, c.n, k, jp*nrF)
 	}
 }
@@ -135,6 +144,10 @@ func macroF32(c []float32, ldc int, wf, xp, tile []float32, n, k, ic, mc, pc, kc
 			nr := min(mrF, mc-ir)
 			wpan := wf[ir*kc : (ir+mrF)*kc]
 			o := jp*nrF*ldc + ic + ir
+			if genericF32() {
+				microF32Generic(kc, wpan, xpan, c[o:], ldc, pc > 0, ntok, nr)
+				continue
+			}
 			if ntok == nrF && nr == mrF {
 				microF32(kc, wpan, xpan, c[o:o+(nrF-1)*ldc+mrF], ldc, pc > 0)
 				continue
@@ -228,30 +241,13 @@ func microF32(kc int, a, b, c []float32, ldc int, accum bool) {
 	_ = a[kc*mrF-1]
 	_ = b[kc*nrF-1]
 	_ = c[(nrF-1)*ldc+mrF-1]
-	if cpu.HasAVX512() {
+	switch {
+	case cpu.HasAVX512():
 		gemmF32x32x12(kc, &a[0], &b[0], &c[0], ldc, accum)
-		return
-	}
-	var acc [nrF][mrF]float32
-	for kk := range kc {
-		av := a[kk*mrF : kk*mrF+mrF]
-		bv := b[kk*nrF : kk*nrF+nrF]
-		for j, bj := range bv {
-			row := &acc[j]
-			for r, ar := range av {
-				row[r] += ar * bj
-			}
-		}
-	}
-	for j := range nrF {
-		dst := c[j*ldc : j*ldc+mrF]
-		if accum {
-			for r := range dst {
-				dst[r] += acc[j][r]
-			}
-		} else {
-			copy(dst, acc[j][:])
-		}
+	case cpu.HasNEON():
+		gemmF32NEON(kc, &a[0], &b[0], &c[0], ldc, accum)
+	default:
+		microF32Generic(kc, a, b, c, ldc, accum, nrF, mrF)
 	}
 }
 

@@ -9,13 +9,16 @@ type workerScratch struct {
 	tile []float32 // one micro-tile, for edge tiles
 	wq   []byte    // packed quantized W panels
 	ut   []byte    // unpacked quantized rows, before interleaving
+	isum []int32   // integer sums per sub-block of one row (NEON k-quant matrix-vector)
 }
 
 // sharedScratch is scratch memory shared by the workers of one call.
 type sharedScratch struct {
-	xf []float32 // packed float X panels
-	xq []byte    // quantized, packed X panels
-	xg []float32 // activations after ggml's quantization (SetGGMLActivations)
+	xf  []float32 // packed float X panels
+	xq  []byte    // quantized, packed X panels
+	xg  []float32 // activations after ggml's quantization (SetGGMLActivations)
+	xqd []float32 // activations quantized and dequantized (generic matrix-vector)
+	xs  []float32 // sums of the activations per 32-block (generic matrix-vector)
 }
 
 // call describes the kernel call in progress, for the workers (see Pool.run).
@@ -26,6 +29,7 @@ type call struct {
 	w      *Mat
 	npan   int  // token panels (GEMM)
 	ggmlK  bool // quantize activations as ggml's q8_K (SetGGMLActivations, k-quants)
+	qdq    int  // generic quantized GEMM: X is quantized and dequantized per qdq-block
 	// The GEMM paths multiply x by every matrix of ws into the matching outs (MatMul:
 	// one, aliasing one and oneOut). Their output rows form one range in which each
 	// matrix starts at a multiple of the row alignment (see virtualRows).

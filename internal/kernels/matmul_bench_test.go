@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/cpu"
+	"github.com/ragkv/ragkv/internal/kernels/cputime"
 )
 
 // BenchmarkMatMul reports GFLOP/s (2·rows·n·cols per call) and weight GB/s for each type at
@@ -112,5 +115,51 @@ func BenchmarkParallelDispatch(b *testing.B) {
 	fn := func(lo, hi int) {}
 	for b.Loop() {
 		p.Parallel(1024, fn)
+	}
+}
+
+// BenchmarkMatMulPaths compares every kernel path this CPU runs, single-threaded, at a
+// small model's shape for token counts around the matrix-vector/GEMM crossover (and with
+// the crossover forced either way: gemm=mv for the matrix-vector kernels, gemm=gemm for the
+// GEMM), reporting GFLOP per CPU-second (cpuGFLOP/s; unaffected by other processes).
+//
+//	go test -run '^$' -bench 'MatMulPaths' -benchtime 20x ./internal/kernels/
+func BenchmarkMatMulPaths(b *testing.B) {
+	saved := cpu.Active()
+	defer cpu.Set(saved)
+	p := NewPool(1)
+	defer p.Close()
+	for _, path := range cpu.Available() {
+		cpu.Set(path)
+		for _, typ := range allTypes {
+			for _, n := range []int{1, 2, 4, 8, 12, 16, 24, 32, 64, 256} {
+				for _, force := range []string{"mv", "gemm"} {
+					const m, k = 1536, 1024
+					b.Run(fmt.Sprintf("%v/%v/n%d/%s", path, typ, n, force), func(b *testing.B) {
+						if force == "mv" {
+							gemmMinTokens = 1 << 20
+						} else {
+							gemmMinTokens = 1
+						}
+						defer func() { gemmMinTokens = 0 }()
+						w, err := RandomMat(typ, m, k, 0.05, 1)
+						if err != nil {
+							b.Fatal(err)
+						}
+						x := randomF32(rand.New(rand.NewPCG(1, 1)), n*k)
+						out := make([]float32, n*m)
+						_ = p.MatMul(out, x, n, &w)
+						c0, _ := cputime.Process()
+						for b.Loop() {
+							if err := p.MatMul(out, x, n, &w); err != nil {
+								b.Fatal(err)
+							}
+						}
+						c1, _ := cputime.Process()
+						b.ReportMetric(2*m*k*float64(n)*float64(b.N)/(c1-c0).Seconds()/1e9, "cpuGFLOP/s")
+					})
+				}
+			}
+		}
 	}
 }

@@ -115,11 +115,17 @@ func checkMatMulTol(t *testing.T, out, x []float32, n int, w *Mat, deq []float32
 	}
 }
 
-func TestMatMulAllTypes(t *testing.T) { forEachPath(t, testMatMulAllTypes) }
+func TestMatMulAllTypes(t *testing.T) {
+	forEachPath(t, testMatMulAllTypes)
+	// Every shape through the GEMM too (edge tiles of every size).
+	defer func() { gemmMinTokens = 0 }()
+	gemmMinTokens = 1
+	forEachPath(t, testMatMulAllTypes)
+}
 
 func testMatMulAllTypes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, threads := range []int{1, 2, 3} {
+	for _, threads := range testThreads() {
 		p := NewPool(threads)
 		defer p.Close()
 		for _, typ := range allTypes {
@@ -161,7 +167,9 @@ func testMatMulAllTypes(t *testing.T) {
 func TestMatMulLarger(t *testing.T) { forEachPath(t, testMatMulLarger) }
 
 func testMatMulLarger(t *testing.T) {
-	testMatMulShapes(t)
+	if !testing.Short() { // -short (make test-arm64, under qemu): the two forced passes only
+		testMatMulShapes(t)
+	}
 	// Every shape through each path: all-GEMM, and all matrix-vector where it exists.
 	defer func() { gemmMinTokens = 0 }()
 	gemmMinTokens = 1
@@ -174,8 +182,12 @@ func testMatMulShapes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p := NewPool(2)
 	defer p.Close()
+	shapes := []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {290, 1280, 14}, {16, 256, 50}}
+	if testing.Short() {
+		shapes = []struct{ rows, cols, n int }{{67, 1024, 37}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {16, 256, 50}}
+	}
 	for _, typ := range allTypes {
-		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 37}, {130, 512, 64}, {33, 2048, 2}, {9, 1280, 1}, {40, 256, 13}, {290, 1280, 14}, {16, 256, 50}} {
+		for _, sh := range shapes {
 			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
 			x := randomF32(rng, sh.n*sh.cols)
 			out := make([]float32, sh.n*sh.rows)
@@ -290,16 +302,13 @@ func TestPoolConcurrentCallers(t *testing.T) {
 	}
 }
 
-// TestMatVecKQuantsExact checks the decode path of the k-quants, which dequantizes in
-// registers and keeps float32 activations, against the tight float tolerance.
+// TestMatVecKQuantsExact checks the decode path of the k-quants with float32 activations
+// (dequantized in registers, or by the generic kernels) against the tight float tolerance.
 func TestMatVecKQuantsExact(t *testing.T) { forEachPath(t, testMatVecKQuantsExact) }
 
 func testMatVecKQuantsExact(t *testing.T) {
 	kFloat = true
 	defer func() { kFloat = false }()
-	if !(&Pool{}).matVecFast(Q4_K) {
-		t.Skip("no fast matrix-vector kernels for k-quants on this CPU")
-	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	p := NewPool(2)
 	defer p.Close()

@@ -18,7 +18,14 @@ const xqMatvecBytes = 96
 
 // matVecFast reports whether the fast matrix-vector kernels cover w's type here.
 func (p *Pool) matVecFast(t DType) bool {
-	if !cpu.HasAVX512() || (p.floatAct && (t == Q8_0 || t == Q4_0)) {
+	if p.floatAct && (t == Q8_0 || t == Q4_0) {
+		return false
+	}
+	if cpu.HasNEON() {
+		// The k-quant kernels quantize the activations: not with float activations.
+		return neonMatVec(t) && !(t.BlockElems() == qkK && (p.floatAct || kFloat))
+	}
+	if !cpu.HasAVX512() {
 		return false
 	}
 	switch t {
@@ -37,6 +44,11 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 		x = p.ggmlFakeK(x, n, w.Cols)
 		p.cur.x = x
 	}
+	if cpu.HasNEON() && p.matVecFast(w.Type) && w.Type.BlockElems() == qkK {
+		p.quantXNEONAll(x, n, w.Cols, subLen(w.Type))
+		p.run(w.Rows, 4, jobMatVec)
+		return
+	}
 	if p.matVecFast(w.Type) {
 		switch w.Type {
 		case Q8_0, Q4_0:
@@ -45,13 +57,40 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 			p.matVecK(x, n, w)
 			return
 		}
+	} else {
+		if p.matVecQDQ(w.Type) {
+			p.qdqMatvecAll(x, n, w.Cols)
+			x = p.shared.xqd
+		}
+		if n == 1 && (w.Type == Q4_K || w.Type == Q5_K) {
+			// Sums of the activations per sub-block, for the generic k-quant kernels.
+			p.shared.xs = growF32(p.shared.xs, w.Cols/32)
+			for g := range w.Cols / 32 {
+				var s float32
+				for _, v := range x[32*g : 32*g+32] {
+					s += v
+				}
+				p.shared.xs[g] = s
+			}
+		}
 	}
 	p.run(w.Rows, 4, jobMatVec)
+}
+
+// qdqMatvecAll quantizes and dequantizes the n activation rows (k each) per 32-block for
+// the generic matrix-vector kernels.
+func (p *Pool) qdqMatvecAll(x []float32, n, k int) {
+	p.shared.xqd = growF32(p.shared.xqd, n*k)
+	qdqRows(p.shared.xqd, x, n, k, 32)
 }
 
 // quantXMatvecAll quantizes the n activation rows (k each) for matvecQ8_0x4/matvecQ4_0x4.
 func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
 	nblk := k / qk8_0
+	if cpu.HasNEON() {
+		p.quantXNEONAll(x, n, k, 32)
+		return
+	}
 	p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
 	for i := range n {
 		quantXMatvec(p.shared.xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
@@ -79,6 +118,12 @@ func (p *Pool) matVecMulti() {
 	for _, w := range c.ws {
 		if p.matVecFast(w.Type) && (w.Type == Q8_0 || w.Type == Q4_0) {
 			p.quantXMatvecAll(c.x, c.n, w.Cols)
+			break
+		}
+	}
+	for _, w := range c.ws {
+		if !p.matVecFast(w.Type) && p.matVecQDQ(w.Type) {
+			p.qdqMatvecAll(c.x, c.n, w.Cols)
 			break
 		}
 	}
@@ -112,9 +157,17 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 	xq := p.shared.xq
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
 	fast := p.matVecFast(w.Type)
+	if !fast {
+		p.matVecGeneric(&p.scratch[wid], out, w, lo, hi)
+		return
+	}
+	if cpu.HasNEON() {
+		p.matVecNEON(wid, out, w, lo, hi)
+		return
+	}
 	var res [4]float32
 	r := lo
-	for ; fast && r+4 <= hi; r += 4 {
+	for ; r+4 <= hi; r += 4 {
 		wp := unsafe.Add(base, r*rb)
 		for i := range n {
 			switch w.Type {
@@ -132,7 +185,7 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 			copy(out[i*m+r:i*m+r+4], res[:])
 		}
 	}
-	if r < hi { // the last rows, or every row of a type without a kernel here
+	if r < hi { // the last rows
 		s := &p.scratch[wid]
 		s.row = growF32(s.row, k)
 		for ; r < hi; r++ {

@@ -23,7 +23,7 @@ func testMatMulMulti(t *testing.T) {
 	for _, typ := range allTypes {
 		sets = append(sets, set{typ.String(), []DType{typ, typ, typ}})
 	}
-	for _, threads := range []int{1, 2, 3} {
+	for _, threads := range testThreads() {
 		p := NewPool(threads)
 		defer p.Close()
 		for _, fa := range []bool{false, true} {

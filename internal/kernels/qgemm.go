@@ -47,6 +47,19 @@ func (p *Pool) gemmQuant() {
 	c := &p.cur
 	k := c.ws[0].Cols
 	l := subLen(c.ws[0].Type)
+	if !int8Gemm() {
+		// No int8 micro-kernel on this path: the float GEMM on dequantized weights, with
+		// the activations quantized and dequantized as the int8 kernels quantize them.
+		npan := (c.n + nrF - 1) / nrF
+		c.npan, c.qdq = npan, l
+		if c.ggmlK { // ggml's q8_K values of x, packed as they are
+			c.x, c.qdq = p.ggmlFakeK(c.x, c.n, k), 0
+		}
+		p.shared.xf = growF32(p.shared.xf, npan*k*nrF)
+		p.run(npan, 1, jobPackXF32)
+		p.gemmFloatPacked()
+		return
+	}
 	npan := (c.n + nrQ - 1) / nrQ
 	c.npan = npan
 	p.shared.xq = growBytes(p.shared.xq, npan*(k/l)*xSubBytes(l))
@@ -323,8 +336,34 @@ func packWQ(dst []byte, w *Mat, r0, mc, c0, kc int, tmp []byte) {
 				}
 			}
 		}
+		if cpu.HasDotProd() {
+			signW(pan, nsub, steps)
+		}
 	}
 }
+
+// signW rewrites a packed W panel of nsub sub-blocks for signed × signed dot products
+// (SDOT): every byte u becomes u−128 as int8 and every offset o becomes o + 128·s, since
+// s·Σu·q + o·Σq·dx = s·Σ(u−128)·q + (o + 128·s)·Σq·dx per sub-block (dx folded into sx).
+func signW(pan []byte, nsub, steps int) {
+	wsb := wSubBytes(4 * steps)
+	le := binary.LittleEndian
+	for g := range nsub {
+		sub := pan[g*wsb : (g+1)*wsb]
+		for i := 0; i < steps*64; i += 8 {
+			le.PutUint64(sub[i:], le.Uint64(sub[i:])^0x8080808080808080)
+		}
+		for r := range mrQ {
+			s := math.Float32frombits(le.Uint32(sub[steps*64+4*r:]))
+			o := math.Float32frombits(le.Uint32(sub[steps*64+64+4*r:]))
+			le.PutUint32(sub[steps*64+64+4*r:], math.Float32bits(o+128*s))
+		}
+	}
+}
+
+// int8Gemm reports whether an int8 micro-kernel (microQ8) is active for the quantized
+// GEMM; without one gemmQuant runs the float GEMM (see generic.go).
+func int8Gemm() bool { return cpu.HasVNNI512() || cpu.HasDotProd() }
 
 // microQ8 runs the quantized micro-kernel over nsub sub-blocks of 4·steps elements:
 // c[j*ldc+r] (+)= Σ_sub s_r·dx_j·Σ(u·q) + o_r·sx_j for r < mrQ, j < nrQ.
@@ -333,8 +372,12 @@ func microQ8(nsub, steps int, a, b []byte, c []float32, ldc int, accum bool) {
 	_ = a[nsub*wsb-1]
 	_ = b[nsub*xs-1]
 	_ = c[(nrQ-1)*ldc+mrQ-1]
-	if cpu.HasVNNI512() {
+	switch {
+	case cpu.HasVNNI512():
 		gemmQ8x16x12(nsub, steps, &a[0], &b[0], &c[0], ldc, accum)
+		return
+	case cpu.HasDotProd():
+		gemmQ8NEON(nsub, steps, &a[0], &b[0], &c[0], ldc, accum)
 		return
 	}
 	var acc [nrQ][mrQ]float32

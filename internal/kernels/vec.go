@@ -34,10 +34,17 @@ func DotRows(out, x, m []float32, ld int) {
 	}
 	_ = m[(len(out)-1)*ld+len(x)-1]
 	j := 0
-	if cpu.HasAVX512() {
+	switch {
+	case cpu.HasAVX512():
 		for ; j+4 <= len(out); j += 4 {
 			matvecF32x4(len(x), unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
 		}
+	case cpu.HasNEON():
+		dotRowsNEON(out, x, m, ld)
+		return
+	default:
+		dotRowsGeneric(out, x, m, ld)
+		return
 	}
 	for ; j < len(out); j++ {
 		out[j] = dot(x, m[j*ld:j*ld+len(x)])
@@ -53,25 +60,27 @@ func AxpyRows(y, a, m []float32, ld int) {
 	}
 	_ = m[(len(a)-1)*ld+len(y)-1]
 	n := 0
-	if cpu.HasAVX512() {
+	switch {
+	case cpu.HasAVX512():
 		if n = len(y) &^ 15; n > 0 {
 			axpyRowsF32(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
 		}
-	}
-	if n < len(y) {
-		for j, aj := range a {
-			row := m[j*ld+n : j*ld+len(y)]
-			for c, v := range row {
-				y[n+c] += aj * v
-			}
+	case cpu.HasNEON():
+		if n = len(y) &^ 15; n > 0 {
+			axpyRowsNEON(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
 		}
 	}
+	axpyRowsGeneric(y, a, m, ld, n)
 }
 
 func dot(a, b []float32) float32 {
 	if cpu.HasAVX512() && len(a) > 0 {
 		_ = b[len(a)-1]
 		return dotF32(len(a), &a[0], &b[0])
+	}
+	if n := len(a) &^ 15; cpu.HasNEON() && n > 0 {
+		_ = b[len(a)-1]
+		return dotNEON(n, &a[0], &b[0]) + dotGeneric(a[n:], b[n:len(a)])
 	}
 	return dotGeneric(a, b)
 }
@@ -82,12 +91,23 @@ func axpy(y []float32, a float32, x []float32) {
 		axpyF32(len(y), a, &x[0], &y[0])
 		return
 	}
+	if n := len(y) &^ 15; cpu.HasNEON() && n > 0 {
+		_ = x[len(y)-1]
+		axpyNEON(n, a, &x[0], &y[0])
+		axpyGeneric(y[n:], a, x[n:len(y)])
+		return
+	}
 	axpyGeneric(y, a, x)
 }
 
 func scale(x []float32, a float32) {
 	if cpu.HasAVX512() && len(x) > 0 {
 		scaleF32(len(x), a, &x[0])
+		return
+	}
+	if n := len(x) &^ 15; cpu.HasNEON() && n > 0 {
+		scaleNEON(n, a, &x[0])
+		scaleGeneric(x[n:], a)
 		return
 	}
 	scaleGeneric(x, a)
