@@ -22,8 +22,9 @@ func (p *Pool) matVecFast(t DType) bool {
 		return false
 	}
 	if cpu.HasNEON() {
-		// The k-quant kernels quantize the activations: not with float activations.
-		return neonMatVec(t) && !(t.BlockElems() == qkK && (p.floatAct || kFloat))
+		// The k-quant kernels quantize the activations: not with float activations, nor
+		// with ggml's q8_K activations (they would be quantized a second time).
+		return neonMatVec(t) && !(t.BlockElems() == qkK && (p.floatAct || kFloat || p.cur.ggmlK))
 	}
 	if !cpu.HasAVX512() {
 		return false
