@@ -2343,7 +2343,8 @@ func (x *WatchChunksRequest) GetNamespace() string {
 type ChunkEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Epoch identifies a run of the replica (it changes at every start); seq numbers its
-	// events from 1 without gaps (snapshot events carry the seq they reflect).
+	// events from 1 without gaps (snapshot events have seq 0; SNAPSHOT_DONE carries the
+	// resume point).
 	Epoch     uint64         `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Seq       uint64         `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	Type      ChunkEventType `protobuf:"varint,3,opt,name=type,proto3,enum=ragkv.v1.ChunkEventType" json:"type,omitempty"`
