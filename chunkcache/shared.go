@@ -24,6 +24,24 @@ type sharedState struct {
 
 	hits, misses, errors, stores, deletes atomic.Uint64
 	lastWarn                              atomic.Int64
+	// downUntil (unix ns) skips the tier after a failure, for backoff (doubling from
+	// minBackoff to maxBackoff, reset by a success): a store that is down must not
+	// cost every request a dial timeout.
+	downUntil, backoff atomic.Int64
+}
+
+const (
+	minBackoff = int64(250 * time.Millisecond)
+	maxBackoff = int64(5 * time.Second)
+)
+
+// up reports whether the tier may be asked now (not within a failure's backoff).
+func (s *sharedState) up() bool { return time.Now().UnixNano() >= s.downUntil.Load() }
+
+func (s *sharedState) ok() {
+	if s.backoff.Load() != 0 {
+		s.backoff.Store(0)
+	}
 }
 
 // usageReporter is implemented by shared tiers that know their usage (store.Redis).
@@ -33,6 +51,11 @@ type usageReporter interface {
 
 func (s *sharedState) fail(c *Cache, op string, k Key, err error) {
 	s.errors.Add(1)
+	if !errors.Is(err, store.ErrNoSpace) && !errors.Is(err, store.ErrCorrupt) {
+		b := min(max(2*s.backoff.Load(), minBackoff), maxBackoff)
+		s.backoff.Store(b)
+		s.downUntil.Store(time.Now().UnixNano() + b)
+	}
 	// One warning per second at most: a down store would otherwise flood the log.
 	now := time.Now().UnixNano()
 	if last := s.lastWarn.Load(); now-last > int64(time.Second) && s.lastWarn.CompareAndSwap(last, now) {
@@ -59,10 +82,14 @@ func (c *Cache) readNamespace(ns string) (string, error) {
 // putShared writes obj to the shared tier. Caller holds k's lock.
 func (c *Cache) putShared(ctx context.Context, k Key, obj store.Object, e *entry) bool {
 	s := c.shared
+	if !s.up() {
+		return false
+	}
 	if err := s.tier.Put(ctx, k, obj); err != nil {
 		s.fail(c, "put", k, err)
 		return false
 	}
+	s.ok()
 	s.stores.Add(1)
 	c.emit(EventStored, k, e, len(c.tiers), -1)
 	return true
@@ -72,6 +99,9 @@ func (c *Cache) putShared(ctx context.Context, k Key, obj store.Object, e *entry
 // unless it already holds it. Caller holds k's lock.
 func (c *Cache) demoteShared(ctx context.Context, from int, k Key, e *entry) bool {
 	s := c.shared
+	if !s.up() {
+		return false
+	}
 	has, err := s.tier.Has(ctx, k)
 	if err != nil {
 		s.fail(c, "has", k, err)
@@ -133,6 +163,9 @@ func (c *Cache) deleteShared(ctx context.Context, ns string, k Key, e *entry, lo
 // lookupShared marks the results the shared tier holds (one round trip).
 func (c *Cache) lookupShared(ctx context.Context, out []LookupResult) {
 	s := c.shared
+	if !s.up() {
+		return
+	}
 	keys := make([]store.Key, len(out))
 	for i := range out {
 		keys[i] = out[i].Key
@@ -142,6 +175,7 @@ func (c *Cache) lookupShared(ctx context.Context, out []LookupResult) {
 		s.fail(c, "lookup", Key(keys[0]), err)
 		return
 	}
+	s.ok()
 	for i, h := range has {
 		if !h {
 			continue
@@ -157,6 +191,9 @@ func (c *Cache) lookupShared(ctx context.Context, out []LookupResult) {
 // namespace) and describes the object. A miss or a failure of the store is ErrNotFound.
 func (c *Cache) openShared(ctx context.Context, ns string, k Key, check func([]byte, int) (entry, error)) (store.Reader, entry, error) {
 	s := c.shared
+	if !s.up() {
+		return nil, entry{}, notFound(ns, k)
+	}
 	sr, err := s.tier.Open(ctx, k)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -164,9 +201,12 @@ func (c *Cache) openShared(ctx context.Context, ns string, k Key, check func([]b
 				return nil, entry{}, cerr
 			}
 			s.fail(c, "open", k, err)
+		} else {
+			s.ok()
 		}
 		return nil, entry{}, notFound(ns, k)
 	}
+	s.ok()
 	e, err := check(sr.Manifest(), sr.NumParts())
 	if err == nil && e.ns != ns {
 		err = notFound(ns, k) // another namespace's: never visible here

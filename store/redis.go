@@ -280,6 +280,16 @@ end
 return 1
 `)
 
+// redisLogger routes go-redis's own log lines (one process-wide logger: the first
+// tier's) to slog at debug level; the tier reports failures itself.
+type redisLogger struct{ l *slog.Logger }
+
+func (g redisLogger) Printf(_ context.Context, format string, v ...any) {
+	g.l.Debug("go-redis: " + fmt.Sprintf(format, v...))
+}
+
+var redisLogOnce sync.Once
+
 // Redis is the remote tier: objects in one Redis or a Redis Cluster, shared by every
 // process that opens it with the same prefix (see the package doc).
 type Redis struct {
@@ -305,16 +315,11 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	uo := &redis.UniversalOptions{
-		Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password,
-		DialTimeout: opts.DialTimeout, ReadTimeout: opts.IOTimeout, WriteTimeout: opts.IOTimeout,
-		PoolSize: opts.PoolSize, ContextTimeoutEnabled: true, DisableIdentity: true,
-		MaxRetries: 1,
-	}
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{opts.Logger}) })
 	cluster := len(opts.Addrs) > 1
 	if !cluster {
 		probe := redis.NewClient(&redis.Options{Addr: opts.Addrs[0], Username: opts.Username, Password: opts.Password,
-			DialTimeout: opts.DialTimeout, ReadTimeout: opts.IOTimeout, DisableIdentity: true, MaxRetries: 1})
+			DialTimeout: opts.DialTimeout, ReadTimeout: opts.IOTimeout, DisableIdentity: true, MaxRetries: 1, DialerRetries: 1})
 		info, err := probe.Info(ctx, "cluster").Result()
 		probe.Close()
 		if err != nil {
@@ -322,15 +327,28 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		}
 		cluster = strings.Contains(info, "cluster_enabled:1")
 	}
+	// One dial attempt and one retry: a Redis that is down must cost a request little
+	// (the chunk cache then serves misses), not go-redis's five dials with backoff.
+	var client redis.UniversalClient
 	if cluster {
 		if opts.DB != 0 {
 			return nil, fmt.Errorf("%w: redis cluster has only database 0, got %d", ErrInvalid, opts.DB)
 		}
-		uo.IsClusterMode = true
+		client = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password,
+			DialTimeout: opts.DialTimeout, ReadTimeout: opts.IOTimeout, WriteTimeout: opts.IOTimeout,
+			PoolSize: opts.PoolSize, ContextTimeoutEnabled: true, DisableIdentity: true,
+			MaxRetries: 1, DialerRetries: 1,
+		})
 	} else {
-		uo.DB = opts.DB
+		client = redis.NewClient(&redis.Options{
+			Addr: opts.Addrs[0], Username: opts.Username, Password: opts.Password, DB: opts.DB,
+			DialTimeout: opts.DialTimeout, ReadTimeout: opts.IOTimeout, WriteTimeout: opts.IOTimeout,
+			PoolSize: opts.PoolSize, ContextTimeoutEnabled: true, DisableIdentity: true,
+			MaxRetries: 1, DialerRetries: 1,
+		})
 	}
-	r := &Redis{opts: opts, log: opts.Logger, client: redis.NewUniversalClient(uo), cluster: cluster, stop: make(chan struct{})}
+	r := &Redis{opts: opts, log: opts.Logger, client: client, cluster: cluster, stop: make(chan struct{})}
 	if err := r.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		for _, s := range []*redis.Script{commitScript, openScript, deleteScript} {
 			if err := s.Load(ctx, c).Err(); err != nil {

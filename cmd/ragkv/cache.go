@@ -41,6 +41,8 @@ type cacheConfig struct {
 	WriteThrough     bool       `yaml:"write_through"`
 	MaxChunkBytes    cacheBytes `yaml:"max_chunk_bytes"`
 	Namespaces       []string   `yaml:"namespaces"`
+	// Remote is the shared remote tier on Redis (--remote).
+	Remote cacheRemoteConfig `yaml:"remote"`
 	StrictNamespaces bool       `yaml:"strict_namespaces"`
 	DisablePromotion bool       `yaml:"disable_promotion"`
 
@@ -127,6 +129,16 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 			return nil, nil, nil, err
 		}
 		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough})
+	}
+	remote, err := openRemoteTier(ctx, cc.Remote, log)
+	if err != nil {
+		for _, t := range tiers {
+			t.Tier.Close()
+		}
+		return nil, nil, nil, err
+	}
+	if remote != nil {
+		tiers = append(tiers, chunkcache.TierConfig{Tier: remote})
 	}
 	c, err := chunkcache.New(ctx, chunkcache.Options{
 		Tiers: tiers, MaxChunkBytes: int64(cc.MaxChunkBytes), Namespaces: cc.Namespaces,

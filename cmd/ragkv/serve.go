@@ -33,6 +33,8 @@ type serveConfig struct {
 	Cache     cacheConfig     `yaml:"cache"`
 	Retrieval retrievalConfig `yaml:"retrieval"`
 	Inference inferenceConfig `yaml:"inference"`
+	RESP      respConfig      `yaml:"resp"`
+	Replica   replicaConfig   `yaml:"replica"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -43,6 +45,7 @@ func defaultServeConfig() serveConfig {
 		LogLevel:    "info",
 		StopTimeout: 30 * time.Second,
 		Cache:       defaultCacheConfig(),
+		RESP:        respConfig{Namespace: "resp"},
 	}
 }
 
@@ -170,13 +173,19 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		}
 		deps[c.name] = val
 	}
-	srv, err := server.New(opts...)
-	if err != nil {
-		return err
-	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return flagErr("listen", "%v", err)
+	}
+	ropt, err := replicaOption(cfg, lis.Addr())
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	srv, err := server.New(append(opts, ropt)...)
+	if err != nil {
+		lis.Close()
+		return err
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
