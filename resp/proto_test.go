@@ -49,13 +49,13 @@ func TestReader(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{
-		"*2\r\n$3\r\nGET\r\n:1\r\n",         // not a bulk string
-		"*1\r\n$3\r\nGETX\r\n",              // no CRLF after the bulk
-		"*9\r\n",                            // more arguments than allowed (8)
-		"*1\r\n$2000000\r\n",                // a bulk larger than allowed
-		"*1\r\n$-5\r\n",                     // negative bulk length
-		"*x\r\n",                            // not a number
-		"set \"abc\r\n",                     // unbalanced quotes
+		"*2\r\n$3\r\nGET\r\n:1\r\n",          // not a bulk string
+		"*1\r\n$3\r\nGETX\r\n",               // no CRLF after the bulk
+		"*9\r\n",                             // more arguments than allowed (8)
+		"*1\r\n$2000000\r\n",                 // a bulk larger than allowed
+		"*1\r\n$-5\r\n",                      // negative bulk length
+		"*x\r\n",                             // not a number
+		"set \"abc\r\n",                      // unbalanced quotes
 		"*1\r\n$99999999999999999999999\r\n", // overflow
 	} {
 		if _, err := parseAll(t, bad); !errors.Is(err, ErrProtocol) {
