@@ -38,13 +38,13 @@ type cacheConfig struct {
 	SyncWrites bool `yaml:"sync_writes"`
 	// WriteThrough writes every put to disk as well as RAM (durable acknowledgements);
 	// without it chunks reach disk only when RAM evicts them.
-	WriteThrough  bool       `yaml:"write_through"`
-	MaxChunkBytes cacheBytes `yaml:"max_chunk_bytes"`
-	Namespaces    []string   `yaml:"namespaces"`
+	WriteThrough     bool       `yaml:"write_through"`
+	MaxChunkBytes    cacheBytes `yaml:"max_chunk_bytes"`
+	Namespaces       []string   `yaml:"namespaces"`
+	StrictNamespaces bool       `yaml:"strict_namespaces"`
+	DisablePromotion bool       `yaml:"disable_promotion"`
 	// Remote is the shared remote tier on Redis (--remote).
-	Remote           cacheRemoteConfig `yaml:"remote"`
-	StrictNamespaces bool              `yaml:"strict_namespaces"`
-	DisablePromotion bool              `yaml:"disable_promotion"`
+	Remote cacheRemoteConfig `yaml:"remote"`
 
 	// diskPolicy is --disk-policy: it overrides the disk tier's policy after --policy
 	// and the YAML file, whatever the order they were given in.
