@@ -24,6 +24,6 @@
 // (fuzzed: FuzzReader), and a GET must write the memory tier's bytes to the socket
 // without copying them into a buffer, and a SET must read the value into the one
 // allocation that the cache keeps, which is what makes ragkv's throughput comparable
-// with redis-server's for 4 MiB values (`go test ./resp -run Benchmark` and the
-// README's redis-benchmark numbers).
+// with redis-server's for 4 MiB values (`ragkv bench resp`: redis-benchmark against
+// both, side by side).
 package resp

@@ -102,10 +102,17 @@ func redisTargets(t *testing.T, f func(t *testing.T, addrs []string, nodes []*re
 	})
 }
 
+// smallSegments makes objects span several segments and reads several batches.
+func smallSegments(o *RedisOptions) { o.SegmentBytes, o.FirstBatchBytes, o.BatchBytes = 2500, 1200, 5000 }
+
 func TestRedisTier(t *testing.T) {
 	redisTargets(t, func(t *testing.T, addrs []string, nodes []*redistest.Server) {
 		ctx := context.Background()
-		r := openRedisTier(t, addrs, nil)
+		var mod func(*RedisOptions)
+		if len(nodes) > 1 {
+			mod = smallSegments // the cluster runs the multi-segment layout
+		}
+		r := openRedisTier(t, addrs, mod)
 		if r.Cluster() != (len(nodes) > 1) {
 			t.Fatalf("cluster detected %v with %d nodes", r.Cluster(), len(nodes))
 		}
@@ -199,7 +206,7 @@ func TestRedisTier(t *testing.T) {
 			t.Fatal(err)
 		}
 		dr, _ := decodeRedisRecord(rec)
-		if err := c.Del(ctx, partKey(r.RecordKey(k), dr.gen, 0)).Err(); err != nil {
+		if err := c.Del(ctx, segmentKey(r.RecordKey(k), dr.gen, 0)).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := r.Has(ctx, k); ok || err != nil {
@@ -208,7 +215,7 @@ func TestRedisTier(t *testing.T) {
 		if _, err := r.Open(ctx, k); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("open with an evicted part: %v", err)
 		}
-		if n, _ := c.Exists(ctx, r.RecordKey(k), partKey(r.RecordKey(k), dr.gen, 1)).Result(); n != 0 {
+		if n, _ := c.Exists(ctx, r.RecordKey(k), segmentKey(r.RecordKey(k), dr.gen, 1)).Result(); n != 0 {
 			t.Fatalf("stale record or parts left: %d", n)
 		}
 
@@ -216,9 +223,10 @@ func TestRedisTier(t *testing.T) {
 		k = keyOf(6)
 		rec, _ = c.Get(ctx, r.RecordKey(k)).Bytes()
 		dr, _ = decodeRedisRecord(rec)
-		bad := append([]byte(nil), objs[k].Parts[0]...)
+		bad, _ := c.Get(ctx, segmentKey(r.RecordKey(k), dr.gen, 0)).Bytes()
+		bad = append([]byte(nil), bad...)
 		bad[10] ^= 1
-		if err := c.Set(ctx, partKey(r.RecordKey(k), dr.gen, 0), bad, 0).Err(); err != nil {
+		if err := c.Set(ctx, segmentKey(r.RecordKey(k), dr.gen, 0), bad, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := readAll(t, r, k); !errors.Is(err, ErrCorrupt) {
@@ -304,8 +312,8 @@ func TestRedisTierTTLAndUncommittedPut(t *testing.T) {
 func TestRedisTierConcurrentWriters(t *testing.T) {
 	redisTargets(t, func(t *testing.T, addrs []string, _ []*redistest.Server) {
 		ctx := context.Background()
-		w1 := openRedisTier(t, addrs, nil)
-		w2 := openRedisTier(t, addrs, nil) // another process's connection pool
+		w1 := openRedisTier(t, addrs, smallSegments)
+		w2 := openRedisTier(t, addrs, nil) // another process's pool and layout
 		variants := map[string]Object{}
 		for v := uint64(0); v < 4; v++ {
 			o := redisTestObject(100+v, 6, 20000)
@@ -342,7 +350,7 @@ func TestRedisTierConcurrentWriters(t *testing.T) {
 			}()
 		}
 		reads := 0
-		deadline := time.Now().Add(1500 * time.Millisecond)
+		deadline := time.Now().Add(700 * time.Millisecond)
 		for time.Now().Before(deadline) {
 			got, err := readAll(t, w2, keys[reads%2])
 			if err != nil {
@@ -457,8 +465,9 @@ func TestParseRedisURL(t *testing.T) {
 
 func FuzzRedisRecord(f *testing.F) {
 	o := redisTestObject(1, 3, 5)
-	f.Add(encodeRedisRecord("0123456789abcdef", &o, []uint32{1, 2, 3}))
-	f.Add([]byte("RRD10123456789abcdef00000001"))
+	lay := layout([]int64{5, 6, 7}, 11)
+	f.Add(encodeRedisRecord("0123456789abcdef", &lay, &o, []uint32{1, 2, 3}))
+	f.Add([]byte("RRD20123456789abcdef0000000100000001"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rec, err := decodeRedisRecord(b)
@@ -468,7 +477,7 @@ func FuzzRedisRecord(f *testing.F) {
 			}
 			return
 		}
-		if len(rec.sizes) != len(rec.crcs) || len(rec.man) > len(b) {
+		if len(rec.lay.parts) != len(rec.crcs) || len(rec.man) > len(b) {
 			t.Fatalf("inconsistent record")
 		}
 	})
