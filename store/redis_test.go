@@ -103,7 +103,9 @@ func redisTargets(t *testing.T, f func(t *testing.T, addrs []string, nodes []*re
 }
 
 // smallSegments makes objects span several segments and reads several batches.
-func smallSegments(o *RedisOptions) { o.SegmentBytes, o.FirstBatchBytes, o.BatchBytes = 2500, 1200, 5000 }
+func smallSegments(o *RedisOptions) {
+	o.SegmentBytes, o.FirstBatchBytes, o.BatchBytes = 2500, 1200, 5000
+}
 
 func TestRedisTier(t *testing.T) {
 	redisTargets(t, func(t *testing.T, addrs []string, nodes []*redistest.Server) {
