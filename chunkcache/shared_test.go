@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ragkv/ragkv/chunkcache/eviction"
 	"github.com/ragkv/ragkv/internal/redistest"
 	"github.com/ragkv/ragkv/store"
@@ -74,6 +76,24 @@ func TestSharedTierAcrossReplicas(t *testing.T) {
 	}
 	if st := tierStats(b, "remote"); st.Hits != 1 || !st.Shared {
 		t.Fatalf("remote stats %+v", st)
+	}
+	// The remote tier is in the metrics like the others.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(newCollector(b)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, _ := reg.Gather()
+	found := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if labelOf(m) == `{tier="remote"}` && (mf.GetName() == "ragkv_chunkcache_hits_total" && valueOf(m) == 1 ||
+				mf.GetName() == "ragkv_chunkcache_errors_total" || mf.GetName() == "ragkv_chunkcache_bytes") {
+				found++
+			}
+		}
+	}
+	if found != 3 {
+		t.Fatalf("remote tier metrics: %d of 3", found)
 	}
 	if st := tierStats(b, "memory"); st.Promotions != 1 || st.Misses != 1 {
 		t.Fatalf("memory stats %+v", st)
