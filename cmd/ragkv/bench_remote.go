@@ -19,6 +19,7 @@ import (
 	"github.com/ragkv/ragkv/blend/blendbench"
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/internal/cliutil"
+	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/ragkv/ragkv/internal/shared"
 	"github.com/ragkv/ragkv/model"
 	"github.com/ragkv/ragkv/store"
@@ -56,6 +57,7 @@ type benchRemoteResult struct {
 // every chunk in the memory tier (same chunks, same process, interleaved rounds).
 type benchRemotePrefill struct {
 	Model       string  `json:"model"`
+	CPUPath     string  `json:"cpu_path"`
 	Chunks      int     `json:"chunks"`
 	ChunkTokens int     `json:"chunk_tokens"`
 	QueryTokens int     `json:"query_tokens"`
@@ -290,7 +292,7 @@ func benchRemoteThroughput(ctx context.Context, ro store.RedisOptions, res *benc
 		if bin, err := exec.LookPath("redis-benchmark"); err == nil {
 			var best [2]float64
 			for r := 0; r < res.Rounds; r++ {
-				set, get, err := runRedisBenchmark(ctx, bin, ro.Addrs[0], int(res.ChunkBytes), res.Clients, res.Count)
+				set, get, err := runRedisBenchmark(ctx, bin, ro.Addrs[0], int(res.ChunkBytes), res.Clients, max(res.Count, 100))
 				if err != nil {
 					return err
 				}
@@ -331,7 +333,7 @@ func benchRemotePrefillRun(ctx context.Context, modelPath, tokPath string, o ble
 	}
 	defer rem.Close()
 	c := &m.Config
-	p := &benchRemotePrefill{Model: modelPath, Chunks: o.Chunks, ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens,
+	p := &benchRemotePrefill{Model: modelPath, CPUPath: cpu.Active().String(), Chunks: o.Chunks, ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens,
 		ChunkBytes: int64(c.Layers) * 2 * int64(o.ChunkTokens*c.KVDim()) * int64(o.DType.Size()), Iters: o.Iters, Ratio: o.Ratio, SameFirstToken: true}
 	best := map[string]float64{}
 	first := map[blend.Method]int{}

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -259,6 +260,9 @@ func runRedisBenchmark(ctx context.Context, bin, addr string, valueBytes, client
 		v, err := strconv.ParseFloat(r[1], 64)
 		if err != nil {
 			continue
+		}
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return 0, 0, fmt.Errorf("redis-benchmark against %s finished %s too fast to time; use more requests", addr, r[0])
 		}
 		switch r[0] {
 		case "SET":
