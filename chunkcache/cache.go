@@ -42,9 +42,14 @@ type Cache struct {
 	index  map[Key]*entry
 	nsRefs map[string]int  // chunks per namespace
 	known  map[string]bool // namespaces ever seen (configured, put, or found on disk)
+
+	// shared is the shared (remote) tier below the local ones, or nil (shared.go).
+	shared *sharedState
+	// events is the event log, or nil when off (events.go).
+	events *eventLog
 }
 
-// entry is what the cache knows about a stored chunk without I/O.
+// entry is what the cache knows about a stored chunk (or value) without I/O.
 type entry struct {
 	ns   string
 	size int64
@@ -53,6 +58,17 @@ type entry struct {
 	// hits counts reads served since the chunk was put or found at startup (shared by
 	// the copies lookupEntry returns).
 	hits *atomic.Uint64
+
+	value   bool  // an opaque value (value.go), not a chunk
+	tokens  int32 // a chunk's token count
+	expires int64 // a value's expiry (unix ns; 0: none)
+}
+
+func (e *entry) kindName() string {
+	if e.value {
+		return KindValue
+	}
+	return KindChunk
 }
 
 type tierState struct {
@@ -90,11 +106,16 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		known:  make(map[string]bool),
 	}
 	c.gate.init()
+	c.events = newEventLog(opts.EventLogSize)
 	for _, ns := range opts.Namespaces {
 		n, _ := NormalizeNamespace(ns)
 		c.known[n] = true
 	}
 	for _, tc := range opts.Tiers {
+		if st, ok := tc.Tier.(store.SharedTier); ok && st.Shared() {
+			c.shared = &sharedState{name: st.Name(), tier: st}
+			continue // Validate checked that it is the last tier
+		}
 		tr, err := eviction.NewTracker(tc.Eviction)
 		if err != nil {
 			closeTiers()
@@ -124,33 +145,26 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 func (c *Cache) recover(ctx context.Context) error {
 	type found struct {
 		key     Key
-		ns      string
-		size    int64
-		cost    float64
-		pin     Pin
+		e       entry
 		created int64
 	}
+	now := nowNanos()
 	for ti, t := range c.tiers {
 		var objs []found
 		var bad []Key
 		err := t.tier.Scan(ctx, func(in store.Info) error {
-			m, err := decodeManifest(in.Manifest)
-			if err == nil {
-				var k Key
-				id := ChunkID{Namespace: m.ns, Model: m.model, DType: m.header.DType, Tokens: m.tokens}
-				if k, err = id.Key(); err == nil && k != Key(in.Key) {
-					err = fmt.Errorf("%w: manifest hashes to %s", ErrCorrupt, k.Short())
-				}
-			}
-			if err == nil && in.Parts != m.header.Layers {
-				err = fmt.Errorf("%w: %d parts for %d layers", ErrCorrupt, in.Parts, m.header.Layers)
-			}
+			e, created, err := checkStored(Key(in.Key), in.Manifest, in.Parts)
 			if err != nil {
 				c.log.Warn("chunkcache: dropping unreadable chunk", "tier", t.name, "key", Key(in.Key).String(), "err", err)
 				bad = append(bad, Key(in.Key))
 				return nil
 			}
-			objs = append(objs, found{Key(in.Key), m.ns, in.Size, m.cost, Pin(m.pin), m.created})
+			if e.expires != 0 && e.expires <= now {
+				bad = append(bad, Key(in.Key)) // an expired value
+				return nil
+			}
+			e.size = in.Size
+			objs = append(objs, found{Key(in.Key), e, created})
 			return nil
 		})
 		if err != nil {
@@ -164,7 +178,7 @@ func (c *Cache) recover(ctx context.Context) error {
 		sort.Slice(objs, func(i, j int) bool { return objs[i].created < objs[j].created })
 		var victims []victim
 		for _, o := range objs {
-			vs, err := t.tracker.ReservePin(o.key, o.size, o.cost, o.pin)
+			vs, err := t.tracker.ReservePin(o.key, o.e.size, o.e.cost, o.e.pin)
 			if err != nil {
 				c.log.Warn("chunkcache: chunk does not fit on restart; deleting", "tier", t.name, "key", o.key.String(), "err", err)
 				if err := t.tier.Delete(ctx, o.key); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -177,9 +191,11 @@ func (c *Cache) recover(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			if _, ok := c.index[o.key]; !ok {
-				c.index[o.key] = &entry{ns: o.ns, size: o.size, cost: o.cost, pin: o.pin, hits: new(atomic.Uint64)}
-				c.nsRefs[o.ns]++
-				c.known[o.ns] = true
+				e := o.e
+				e.hits = new(atomic.Uint64)
+				c.index[o.key] = &e
+				c.nsRefs[e.ns]++
+				c.known[e.ns] = true
 			}
 			c.mu.Unlock()
 		}
@@ -243,10 +259,13 @@ type PutResult struct {
 	StoredBytes int64
 }
 
-// commit stores a complete object in the first tier and every write-through tier. It
-// is the single place where chunks enter the cache (puts and promotions use it).
-func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, cost float64, pin Pin) (PutResult, error) {
+// commit stores a complete object in the first tier and every write-through tier (and
+// the shared tier), unless localOnly: then in the first tier only, the others getting
+// it by demotion. It is the single place where puts enter the cache. ne describes the
+// object (its size is set here).
+func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, localOnly bool) (PutResult, error) {
 	size := obj.Size()
+	ns, cost, pin := ne.ns, ne.cost, ne.pin
 	res := PutResult{Key: k, StoredBytes: size}
 	var victims []victim
 	var errNoSpace, errOther error
@@ -259,9 +278,12 @@ func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, 
 		pin = old.pin // a re-put keeps an existing pin
 	}
 	c.mu.RUnlock()
+	ne.size, ne.pin = size, pin
 	stored := make([]bool, len(c.tiers))
+	had := make([]bool, len(c.tiers))
 	for i, t := range c.tiers {
-		if i != 0 && !t.writeThrough {
+		had[i] = t.tracker.Contains(eviction.Key(k))
+		if i != 0 && (!t.writeThrough || localOnly) {
 			continue
 		}
 		// Reserving and pinning in one tracker call: a concurrent put cannot evict
@@ -301,9 +323,11 @@ func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, 
 	c.mu.Lock()
 	if len(res.Tiers) > 0 {
 		if old, ok := c.index[k]; ok {
-			old.size, old.cost, old.pin = size, cost, pin
+			*old = ne
 		} else {
-			c.index[k] = &entry{ns: ns, size: size, cost: cost, pin: pin, hits: new(atomic.Uint64)}
+			e := ne
+			e.hits = new(atomic.Uint64)
+			c.index[k] = &e
 			c.nsRefs[ns]++
 		}
 		c.known[ns] = true
@@ -311,6 +335,28 @@ func (c *Cache) commit(ctx context.Context, k Key, ns string, obj store.Object, 
 		c.dropIndexLocked(k)
 	}
 	c.mu.Unlock()
+	for i := range c.tiers {
+		switch {
+		case stored[i]:
+			c.emit(EventStored, k, &ne, i, -1)
+		case had[i]:
+			c.emit(EventDeleted, k, &ne, i, -1)
+		}
+	}
+	if c.shared != nil {
+		switch {
+		case !localOnly:
+			if c.putShared(ctx, k, obj, &ne) {
+				res.Tiers = append(res.Tiers, c.shared.name)
+			}
+		case ne.value && len(res.Tiers) > 0:
+			// A value's name can be re-put with new bytes: an older copy in the shared
+			// tier must go, as it would in a lower local tier.
+			if _, err := c.deleteShared(ctx, ns, k, &ne, true); err != nil {
+				c.log.Warn("chunkcache: delete stale copy", "tier", c.shared.name, "key", k.String(), "err", err)
+			}
+		}
+	}
 	mu.Unlock()
 
 	c.processVictims(victims)
@@ -379,8 +425,15 @@ func (c *Cache) evictOne(ctx context.Context, v victim) []victim {
 		ent = *e
 	}
 	c.mu.RUnlock()
-	if next := v.tier + 1; indexed && next < len(c.tiers) && !c.tiers[next].tracker.Contains(eviction.Key(k)) {
-		more = c.demote(ctx, v.tier, next, k, ent)
+	live := indexed && (ent.expires == 0 || ent.expires > nowNanos())
+	demotedTo := -1
+	if next := v.tier + 1; live && next < len(c.tiers) && !c.tiers[next].tracker.Contains(eviction.Key(k)) {
+		var ok bool
+		if more, ok = c.demote(ctx, v.tier, next, k, ent); ok {
+			demotedTo = next
+		}
+	} else if live && next == len(c.tiers) && c.shared != nil && c.demoteShared(ctx, v.tier, k, &ent) {
+		demotedTo = next
 	}
 	if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.log.Warn("chunkcache: evict", "tier", t.name, "key", k.String(), "err", err)
@@ -388,29 +441,35 @@ func (c *Cache) evictOne(ctx context.Context, v victim) []victim {
 	c.mu.Lock()
 	c.dropIndexLocked(k)
 	c.mu.Unlock()
+	if demotedTo >= 0 {
+		c.emit(EventDemoted, k, &ent, demotedTo, v.tier)
+	} else {
+		c.emit(EventEvicted, k, &ent, v.tier, -1)
+	}
 	return more
 }
 
-func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) []victim {
+// demote copies k from tier `from` into tier `to`; ok reports whether it landed.
+func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) (_ []victim, ok bool) {
 	src, dst := c.tiers[from], c.tiers[to]
 	obj, err := readObject(ctx, src.tier, k)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			c.log.Warn("chunkcache: demote read", "tier", src.name, "key", k.String(), "err", err)
 		}
-		return nil
+		return nil, false
 	}
 	vs, err := dst.tracker.ReservePin(eviction.Key(k), obj.Size(), ent.cost, ent.pin)
 	if err != nil {
-		return nil // not admitted or no space below: the chunk leaves this tier only
+		return nil, false // not admitted or no space below: the chunk leaves this tier only
 	}
 	if err := dst.tier.Put(ctx, k, obj); err != nil {
 		dst.tracker.Remove(eviction.Key(k))
 		c.log.Warn("chunkcache: demote write", "tier", dst.name, "key", k.String(), "err", err)
-		return toVictims(to, vs)
+		return toVictims(to, vs), false
 	}
 	src.demotions.Add(1)
-	return toVictims(to, vs)
+	return toVictims(to, vs), true
 }
 
 func toVictims(tier int, keys []eviction.Key) []victim {
@@ -450,7 +509,7 @@ func (c *Cache) Delete(ctx context.Context, ns string, k Key) (int64, error) {
 		return 0, ErrClosed
 	}
 	defer c.gate.exit()
-	ns, err := c.namespace(ns)
+	ns, err := c.readNamespace(ns)
 	if err != nil {
 		return 0, err
 	}
@@ -458,15 +517,16 @@ func (c *Cache) Delete(ctx context.Context, ns string, k Key) (int64, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	e, ok := c.lookupEntry(ns, k)
-	if !ok {
+	if !ok && c.shared == nil {
 		return 0, notFound(ns, k)
 	}
 	var freed int64
 	var firstErr error
-	for _, t := range c.tiers {
-		if !t.tracker.Remove(eviction.Key(k)) {
+	for i, t := range c.tiers {
+		if !ok || !t.tracker.Remove(eviction.Key(k)) {
 			continue
 		}
+		c.emit(EventDeleted, k, &e, i, -1)
 		if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("chunkcache: delete %s from %s: %w", k.Short(), t.name, err)
@@ -475,9 +535,20 @@ func (c *Cache) Delete(ctx context.Context, ns string, k Key) (int64, error) {
 		}
 		freed += e.size
 	}
-	c.mu.Lock()
-	c.dropIndexLocked(k)
-	c.mu.Unlock()
+	if ok {
+		c.mu.Lock()
+		c.dropIndexLocked(k)
+		c.mu.Unlock()
+	}
+	if c.shared != nil {
+		found, err := c.deleteShared(ctx, ns, k, &e, ok)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if !ok && !found && firstErr == nil {
+			return 0, notFound(ns, k)
+		}
+	}
 	return freed, firstErr
 }
 
@@ -490,6 +561,10 @@ type LookupResult struct {
 	Tiers       []string
 	StoredBytes int64
 	Pin         Pin
+	// Tokens is a chunk's token count and Kind KindChunk or KindValue, when a local
+	// tier holds it (the shared tier is asked only whether it holds it).
+	Tokens int
+	Kind   string
 }
 
 // Lookup reports, for each key, whether the namespace holds it and in which tiers,
@@ -499,15 +574,16 @@ func (c *Cache) Lookup(ctx context.Context, ns string, keys []Key) ([]LookupResu
 		return nil, ErrClosed
 	}
 	defer c.gate.exit()
-	ns, err := c.namespace(ns)
+	ns, err := c.readNamespace(ns)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]LookupResult, len(keys))
+	now := nowNanos()
 	for i, k := range keys {
 		out[i].Key = k
 		e, ok := c.lookupEntry(ns, k)
-		if !ok {
+		if !ok || (e.expires != 0 && e.expires <= now) {
 			continue
 		}
 		for _, t := range c.tiers {
@@ -518,7 +594,11 @@ func (c *Cache) Lookup(ctx context.Context, ns string, keys []Key) ([]LookupResu
 		if len(out[i].Tiers) > 0 {
 			out[i].Present, out[i].Tier = true, out[i].Tiers[0]
 			out[i].StoredBytes, out[i].Pin = e.size, e.pin
+			out[i].Tokens, out[i].Kind = int(e.tokens), e.kindName()
 		}
+	}
+	if c.shared != nil {
+		c.lookupShared(ctx, out)
 	}
 	return out, nil
 }
@@ -572,6 +652,11 @@ type TierStats struct {
 	Demotions   uint64 `json:"demotions"`
 	// CorruptReads counts reads from the tier that failed a checksum or did not parse.
 	CorruptReads uint64 `json:"corrupt_reads"`
+	// Shared marks the shared (remote) tier: its bytes, capacity and entries are what
+	// the store reports for everyone who shares it, its evictions are the store's own,
+	// and Errors counts the operations on it that failed (served as misses).
+	Shared bool   `json:"shared,omitempty"`
+	Errors uint64 `json:"errors,omitempty"`
 }
 
 // Stats is a snapshot of the cache.
@@ -593,6 +678,9 @@ func (c *Cache) Stats() Stats {
 			Evictions: ts.Evictions, Admissions: ts.Admissions, Rejections: ts.Rejections,
 			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(), CorruptReads: t.corrupt.Load(),
 		})
+	}
+	if c.shared != nil {
+		s.Tiers = append(s.Tiers, c.sharedStats())
 	}
 	c.mu.RLock()
 	s.Chunks = len(c.index)
@@ -644,6 +732,9 @@ func (c *Cache) SetPolicy(ctx context.Context, updates []TierPolicyUpdate) ([]Ti
 			if t.name == u.Tier {
 				idx[ui] = i
 			}
+		}
+		if idx[ui] < 0 && c.shared != nil && u.Tier == c.shared.name {
+			return nil, fmt.Errorf("%w: tier %s is shared: its store evicts by its own policy (e.g. Redis maxmemory-policy)", ErrInvalid, u.Tier)
 		}
 		if idx[ui] < 0 {
 			names := make([]string, len(c.tiers))
@@ -715,6 +806,9 @@ func (c *Cache) Tiers() []string {
 	for i, t := range c.tiers {
 		out[i] = t.name
 	}
+	if c.shared != nil {
+		out = append(out, c.shared.name)
+	}
 	return out
 }
 
@@ -727,6 +821,11 @@ func (c *Cache) Close() error {
 	for _, t := range c.tiers {
 		if err := t.tier.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close tier %s: %w", t.name, err))
+		}
+	}
+	if c.shared != nil {
+		if err := c.shared.tier.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close tier %s: %w", c.shared.name, err))
 		}
 	}
 	return errors.Join(errs...)

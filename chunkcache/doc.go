@@ -1,6 +1,6 @@
 // Package chunkcache owns ragkv's chunk KV cache: content keys, the KV blob format
 // (internal/kvblob, documented there) and the tiered Cache that stores chunks in host
-// RAM and on local disk (package store) with pluggable eviction per tier (package
+// RAM, on local disk and in a remote tier shared by replicas (package store) with pluggable eviction per tier (package
 // chunkcache/eviction). It implements the storage side of chunk-level KV reuse for RAG
 // as in CacheBlend (Yao et al., EuroSys 2025) and Cache-Craft (Agarwal et al., SIGMOD
 // 2025), with LMCache-style tiering (host RAM over local disk).
@@ -66,12 +66,44 @@
 // take no key lock: a Reader reads a snapshot (immutable objects in RAM, a read-only
 // transaction on disk).
 //
+// # Shared tier
+//
+// A last tier implementing store.SharedTier (the Redis remote tier of `ragkv serve
+// --remote`) is shared by the replicas. The cache keeps no tracker for it: Redis evicts
+// by its own policy. Every put writes it (after the local tiers, under the key's lock;
+// values put without WriteThrough reach it by demotion), the last local tier demotes
+// into it, Delete removes the chunk from it, and an Open or Lookup the local tiers
+// cannot answer goes to it — for any namespace, since other replicas create
+// namespaces. An object read from it is checked (manifest hash, namespace, kind, every
+// layer's CRC) and promoted into the first tier when read in full, unpinned (pins are
+// per replica). Its failures never fail a request: they are misses, logged and counted
+// (TierStats.Errors), and after one the tier is skipped for a backoff (250 ms doubling
+// to 5 s) so that a Redis that is down costs little. Content keys make the sharing
+// safe: the same chunk has the same key in every process.
+//
+// # Values
+//
+// Besides chunks the cache stores opaque values under a caller's name (value.go; the
+// RESP endpoint, package resp): their own key domain, manifest kind and optional TTL,
+// in the same tiers under the same eviction, pins, events and metrics.
+//
+// # Events
+//
+// Every change of where a chunk is — stored, evicted, promoted, demoted, deleted, per
+// tier — is an Event with a sequence number in a ring of the last EventLogSize events
+// (events.go), emitted under the key's lock so a key's events are in the order of its
+// changes. A Watcher resumes after any retained position of the same run (Epoch); a
+// restart or a position that fell out of the ring is ErrEventsLost, and the consumer
+// resynchronizes with Snapshot, whose position makes snapshot + later events exact.
+// WatchChunks (package server) streams them, so a router knows what each replica holds.
+//
 // # Metrics
 //
 // Per tier, on the injected prometheus.Registerer: ragkv_chunkcache_bytes,
 // _capacity_bytes, _entries, _pinned_bytes, _hits_total, _misses_total,
 // _evictions_total, _admissions_total, _rejections_total, _promotions_total,
-// _demotions_total, _corrupt_reads_total (label tier), and ragkv_chunkcache_chunks.
+// _demotions_total, _corrupt_reads_total, _errors_total (label tier; the shared tier's
+// bytes, capacity and entries are what its store reports), and ragkv_chunkcache_chunks.
 // Usage reports per-namespace bytes and the hottest, largest and pinned chunks (for the
 // admin console).
 package chunkcache

@@ -9,7 +9,7 @@ type collector struct {
 
 	bytes, capacity, entries, pinned                          *prometheus.Desc
 	hits, misses, evictions, admissions, rejections, promotes *prometheus.Desc
-	demotes, chunks, corrupt                                  *prometheus.Desc
+	demotes, chunks, corrupt, errors                          *prometheus.Desc
 }
 
 func newCollector(c *Cache) *collector {
@@ -31,12 +31,13 @@ func newCollector(c *Cache) *collector {
 		demotes:    d("demotions_total", "Evicted chunks moved from the tier to the next one.", "tier"),
 		chunks:     d("chunks", "Distinct chunks held in any tier."),
 		corrupt:    d("corrupt_reads_total", "Reads from the tier that failed a checksum or did not parse.", "tier"),
+		errors:     d("errors_total", "Operations on the shared tier that failed and were served as misses.", "tier"),
 	}
 }
 
 func (m *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.bytes, m.capacity, m.entries, m.pinned, m.hits, m.misses,
-		m.evictions, m.admissions, m.rejections, m.promotes, m.demotes, m.chunks, m.corrupt} {
+		m.evictions, m.admissions, m.rejections, m.promotes, m.demotes, m.chunks, m.corrupt, m.errors} {
 		ch <- d
 	}
 }
@@ -62,6 +63,7 @@ func (m *collector) Collect(ch chan<- prometheus.Metric) {
 		cnt(m.promotes, t.Promotions)
 		cnt(m.demotes, t.Demotions)
 		cnt(m.corrupt, t.CorruptReads)
+		cnt(m.errors, t.Errors)
 	}
 	ch <- prometheus.MustNewConstMetric(m.chunks, prometheus.GaugeValue, float64(s.Chunks))
 }

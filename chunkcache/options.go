@@ -22,6 +22,10 @@ type TierConfig struct {
 	WriteThrough bool
 }
 
+// A tier implementing store.SharedTier (the Redis remote tier) must be the last one;
+// its Eviction and WriteThrough are ignored: every put writes it, and its store evicts
+// by its own policy (see the package doc, "Shared tier").
+
 // Options configures a Cache.
 type Options struct {
 	// Tiers, fastest first (e.g. memory, disk). At least one.
@@ -40,6 +44,9 @@ type Options struct {
 	// VerifyMemoryReads checks layer CRCs on reads from non-persistent tiers too
 	// (reads from persistent tiers are always checked).
 	VerifyMemoryReads bool
+	// EventLogSize is how many chunk events (see Watch) are kept for watchers that
+	// resume (default 65536; negative: no event log).
+	EventLogSize int
 	// Logger (default slog.Default()) and Registerer (nil: no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -55,6 +62,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.EventLogSize == 0 {
+		o.EventLogSize = 1 << 16
 	}
 	for i := range o.Tiers {
 		o.Tiers[i].Eviction.EnsureDefaults()
@@ -75,6 +85,15 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("%w: two tiers named %q", ErrInvalid, t.Tier.Name())
 		}
 		names[t.Tier.Name()] = true
+		if st, ok := t.Tier.(store.SharedTier); ok && st.Shared() {
+			if i != len(o.Tiers)-1 {
+				return fmt.Errorf("%w: shared tier %q must be the last tier", ErrInvalid, t.Tier.Name())
+			}
+			if i == 0 {
+				return fmt.Errorf("%w: shared tier %q needs a local tier above it", ErrInvalid, t.Tier.Name())
+			}
+			continue // the store evicts by its own policy
+		}
 		if err := t.Eviction.Validate(); err != nil {
 			return fmt.Errorf("tier %s: %w", t.Tier.Name(), err)
 		}

@@ -51,6 +51,8 @@ type Reader struct {
 	parts    [][]byte
 	got      int
 	closed   bool
+	// shared describes a chunk read from the shared tier (tier == len(c.tiers)).
+	shared entry
 }
 
 // Open finds the chunk in the fastest tier holding it and returns a reader. It counts
@@ -69,70 +71,132 @@ func (c *Cache) Open(ctx context.Context, ns string, k Key) (*Reader, error) {
 }
 
 func (c *Cache) open(ctx context.Context, ns string, k Key) (*Reader, error) {
-	ns, err := c.namespace(ns)
+	ns, err := c.readNamespace(ns)
 	if err != nil {
 		return nil, err
 	}
+	var m *manifest
+	sr, ti, e, err := c.find(ctx, ns, k, false, func(b []byte, parts int) (entry, error) {
+		var err error
+		if m, err = decodeManifest(b); err != nil {
+			return entry{}, err
+		}
+		if m.ns != ns || parts != m.header.Layers {
+			return entry{}, fmt.Errorf("%w: manifest of %s does not match its record", ErrCorrupt, k.Short())
+		}
+		return entry{ns: m.ns, cost: m.cost, pin: Pin(m.pin), tokens: int32(len(m.tokens))}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tierName := c.tierName(ti)
+	persistent := ti == len(c.tiers) || c.tiers[ti].persistent
+	r := &Reader{
+		c: c, tier: ti, r: sr, hdr: m.header,
+		verify: persistent || c.opts.VerifyMemoryReads,
+		info: ChunkInfo{
+			Key: k, Namespace: ns, Model: m.model, Tokens: m.tokens, Layout: m.header.Layout,
+			PositionBase: m.header.PositionBase, Metadata: m.meta, Cost: m.cost, Tier: tierName,
+			Pin: e.pin, StoredBytes: sr.Size(), Created: time.Unix(0, m.created), LayerCRC: m.header.LayerCRC,
+		},
+	}
+	if ti == len(c.tiers) {
+		r.info.Pin = Unpinned
+		r.shared = e
+	}
+	r.pv, _ = sr.(store.PartViewer)
+	if ti > 0 && !c.opts.DisablePromotion && sr.Size() <= c.tiers[0].tracker.Config().Capacity {
+		r.promote = true
+		r.manifest = append([]byte(nil), sr.Manifest()...)
+		r.parts = make([][]byte, m.header.Layers)
+	}
+	return r, nil
+}
+
+// find opens k (of kind chunk, or value if value) in the fastest tier holding it: the
+// local tiers the index names, then the shared tier. check validates the manifest
+// (and describes the object, for the shared tier, whose chunks the index does not
+// know). It counts a hit for that tier and a miss for each faster one (every tier
+// when absent), touches the trackers, and returns the tier index (len(c.tiers): the
+// shared tier) and the entry.
+func (c *Cache) find(ctx context.Context, ns string, k Key, value bool, check func([]byte, int) (entry, error)) (store.Reader, int, entry, error) {
 	e, ok := c.lookupEntry(ns, k)
-	if !ok {
-		for _, t := range c.tiers {
-			t.misses.Add(1)
+	if ok && (e.value != value || (e.expires != 0 && e.expires <= nowNanos())) {
+		if e.value && e.expires != 0 {
+			c.deleteExpired(ns, k)
 		}
-		return nil, notFound(ns, k)
+		c.countMiss()
+		return nil, 0, entry{}, notFound(ns, k)
 	}
-	for i, t := range c.tiers {
-		if !t.tracker.Contains(eviction.Key(k)) {
-			continue
-		}
-		sr, err := t.tier.Open(ctx, k)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // evicted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
-		}
-		m, err := decodeManifest(sr.Manifest())
-		if err == nil && (m.ns != ns || sr.NumParts() != m.header.Layers) {
-			err = fmt.Errorf("%w: manifest of %s does not match its record", ErrCorrupt, k.Short())
-		}
-		if err != nil {
-			sr.Close()
-			if errors.Is(err, ErrCorrupt) {
-				t.corrupt.Add(1)
+	if ok {
+		for i, t := range c.tiers {
+			if !t.tracker.Contains(eviction.Key(k)) {
+				continue
 			}
-			return nil, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
+			sr, err := t.tier.Open(ctx, k)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // evicted meanwhile
+			}
+			if err != nil {
+				return nil, 0, entry{}, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
+			}
+			if _, err := check(sr.Manifest(), sr.NumParts()); err != nil {
+				sr.Close()
+				if errors.Is(err, ErrCorrupt) {
+					t.corrupt.Add(1)
+				}
+				return nil, 0, entry{}, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
+			}
+			for j := 0; j < i; j++ {
+				c.tiers[j].misses.Add(1)
+			}
+			t.hits.Add(1)
+			if e.hits != nil {
+				e.hits.Add(1)
+			}
+			for _, lower := range c.tiers[i:] {
+				lower.tracker.Touch(eviction.Key(k))
+			}
+			return sr, i, e, nil
 		}
-		for j := 0; j < i; j++ {
-			c.tiers[j].misses.Add(1)
-		}
-		t.hits.Add(1)
-		if e.hits != nil {
-			e.hits.Add(1)
-		}
-		for _, lower := range c.tiers[i:] {
-			lower.tracker.Touch(eviction.Key(k))
-		}
-		r := &Reader{
-			c: c, tier: i, r: sr, hdr: m.header,
-			verify: t.persistent || c.opts.VerifyMemoryReads,
-			info: ChunkInfo{
-				Key: k, Namespace: ns, Model: m.model, Tokens: m.tokens, Layout: m.header.Layout,
-				PositionBase: m.header.PositionBase, Metadata: m.meta, Cost: m.cost, Tier: t.name,
-				Pin: e.pin, StoredBytes: sr.Size(), Created: time.Unix(0, m.created), LayerCRC: m.header.LayerCRC,
-			},
-		}
-		r.pv, _ = sr.(store.PartViewer)
-		if i > 0 && !c.opts.DisablePromotion && sr.Size() <= c.tiers[0].tracker.Config().Capacity {
-			r.promote = true
-			r.manifest = append([]byte(nil), sr.Manifest()...)
-			r.parts = make([][]byte, m.header.Layers)
-		}
-		return r, nil
 	}
+	if c.shared != nil {
+		sr, se, err := c.openShared(ctx, ns, k, func(b []byte, parts int) (entry, error) {
+			se, _, err := checkStored(k, b, parts)
+			switch {
+			case err != nil:
+				return entry{}, err
+			case se.value != value || (se.expires != 0 && se.expires <= nowNanos()):
+				return entry{}, notFound(ns, k)
+			}
+			if _, err := check(b, parts); err != nil {
+				return entry{}, err
+			}
+			return se, nil
+		})
+		if err == nil {
+			for _, t := range c.tiers {
+				t.misses.Add(1)
+			}
+			c.shared.hits.Add(1)
+			return sr, len(c.tiers), se, nil
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, 0, entry{}, cerr
+		}
+	}
+	c.countMiss()
+	return nil, 0, entry{}, notFound(ns, k)
+}
+
+// countMiss counts a miss in every tier.
+func (c *Cache) countMiss() {
 	for _, t := range c.tiers {
 		t.misses.Add(1)
 	}
-	return nil, notFound(ns, k)
+	if c.shared != nil {
+		c.shared.misses.Add(1)
+	}
 }
 
 // Info describes the chunk. The returned value must not be modified.
@@ -223,7 +287,12 @@ func (r *Reader) Close() error {
 	}
 	err := r.r.Close()
 	if r.promote && r.got == r.hdr.Layers {
-		r.c.promoteChunk(r.info.Key, r.info.Namespace, store.Object{Manifest: r.manifest, Parts: r.parts}, r.info.Cost, r.tier)
+		obj := store.Object{Manifest: r.manifest, Parts: r.parts}
+		if r.tier == len(r.c.tiers) {
+			r.c.promoteShared(r.info.Key, obj, r.shared)
+		} else {
+			r.c.promoteChunk(r.info.Key, r.info.Namespace, obj, r.info.Cost, r.tier)
+		}
 	}
 	r.parts = nil
 	r.c.gate.exit()
@@ -272,6 +341,7 @@ func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, f
 		c.log.Warn("chunkcache: promote", "key", k.String(), "err", err)
 	} else {
 		first.promotions.Add(1)
+		c.emit(EventPromoted, k, &e, 0, from)
 	}
 	mu.Unlock()
 	c.processVictims(toVictims(0, vs))

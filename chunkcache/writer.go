@@ -199,7 +199,7 @@ func (w *Writer) Commit(ctx context.Context) (PutResult, error) {
 	}
 	obj := store.Object{Manifest: mb, Parts: w.sections}
 	w.sections = nil
-	return w.c.commit(ctx, w.key, w.ns, obj, w.spec.Cost, w.spec.Pin)
+	return w.c.commit(ctx, w.key, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens)}, false)
 }
 
 // Abort drops the staged layers; nothing was stored.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 
 	"google.golang.org/grpc"
@@ -34,14 +35,18 @@ const ChunkCacheServiceName = "ragkv.v1.ChunkCache"
 
 // WithChunkCache attaches the ChunkCache service backed by c (owned by the caller).
 func WithChunkCache(c *chunkcache.Cache) Option {
-	return withService(ChunkCacheServiceName, func(s *grpc.Server) {
-		ragkvv1.RegisterChunkCacheServer(s, &chunkCacheService{c: c})
+	return withServiceOptions(ChunkCacheServiceName, func(s *grpc.Server, o *options) {
+		svc := &chunkCacheService{c: c, log: o.logger}
+		svc.initCluster(o)
+		ragkvv1.RegisterChunkCacheServer(s, svc)
 	})
 }
 
 type chunkCacheService struct {
 	ragkvv1.UnimplementedChunkCacheServer
-	c *chunkcache.Cache
+	c   *chunkcache.Cache
+	log *slog.Logger
+	cluster
 }
 
 func (s *chunkCacheService) PutChunk(stream grpc.ClientStreamingServer[ragkvv1.PutChunkRequest, ragkvv1.PutChunkResponse]) error {
@@ -160,7 +165,7 @@ func (s *chunkCacheService) Lookup(ctx context.Context, req *ragkvv1.ChunkLookup
 	for i, r := range res {
 		out.Results[i] = &ragkvv1.ChunkLookupResult{
 			Key: append([]byte(nil), r.Key[:]...), Present: r.Present, Tier: r.Tier, Tiers: r.Tiers,
-			StoredBytes: uint64(r.StoredBytes), Pin: ragkvv1.ChunkPin(r.Pin),
+			StoredBytes: uint64(r.StoredBytes), Pin: ragkvv1.ChunkPin(r.Pin), Tokens: uint32(r.Tokens),
 		}
 	}
 	return out, nil
@@ -216,6 +221,7 @@ func (s *chunkCacheService) Stats(ctx context.Context, _ *ragkvv1.ChunkCacheStat
 			Name: t.Name, Bytes: uint64(t.Bytes), CapacityBytes: uint64(t.Capacity), Entries: uint64(t.Entries),
 			Hits: t.Hits, Misses: t.Misses, Evictions: t.Evictions, Admissions: t.Admissions, Rejections: t.Rejections,
 			PinnedBytes: uint64(t.PinnedBytes), Promotions: t.Promotions, Demotions: t.Demotions, Persistent: t.Persistent,
+			Shared: t.Shared, Errors: t.Errors,
 		})
 	}
 	return out, nil

@@ -29,8 +29,12 @@ const InferenceServiceName = "ragkv.v1.Inference"
 // WithInference attaches the Inference service (Prefill, Generate, PrecomputeChunks)
 // backed by e (owned by the caller).
 func WithInference(e *blend.Engine) Option {
-	return withService(InferenceServiceName, func(s *grpc.Server) {
+	svc := withService(InferenceServiceName, func(s *grpc.Server) {
 		ragkvv1.RegisterInferenceServer(s, &inferenceService{e: e})
+	})
+	return optionFunc(func(o *options) {
+		svc.apply(o)
+		o.promptKeys = e // Locate keys a prompt's chunks as Prefill does
 	})
 }
 

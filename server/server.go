@@ -45,11 +45,16 @@ type options struct {
 	maxRecvMsgBytes int
 	grpcOpts        []grpc.ServerOption
 	// services registered on the gRPC server, in option order.
-	services []func(*grpc.Server)
+	services []func(*grpc.Server, *options)
 	// serviceNames are reported SERVING by the health service.
 	serviceNames []string
 	// adminHandlers are extra admin HTTP endpoints (path -> handler).
 	adminHandlers map[string]http.Handler
+	// replica and promptKeys serve Locate and WatchChunks (cluster.go).
+	replica    ReplicaOptions
+	promptKeys PromptKeyer
+	// stopHooks run after the gRPC server stopped (closing peer connections).
+	stopHooks []func()
 }
 
 // WithLogger sets the structured logger (default: slog.Default()).
@@ -90,6 +95,12 @@ func WithAdminHandler(path string, h http.Handler) Option {
 
 // withService is how the per-service files (chunkcache.go, ...) attach a gRPC service.
 func withService(name string, register func(*grpc.Server)) Option {
+	return withServiceOptions(name, func(s *grpc.Server, _ *options) { register(s) })
+}
+
+// withServiceOptions attaches a service that reads the final options (all of them
+// applied) when it is registered.
+func withServiceOptions(name string, register func(*grpc.Server, *options)) Option {
 	return optionFunc(func(o *options) {
 		o.services = append(o.services, register)
 		o.serviceNames = append(o.serviceNames, name)
@@ -139,14 +150,16 @@ func New(opts ...Option) (*Server, error) {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
+	s := &Server{log: o.logger, grpc: gs, health: hs}
 	for _, reg := range o.services {
-		reg(gs)
+		reg(gs, &o)
 	}
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range o.serviceNames {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	return &Server{opts: o, log: o.logger, grpc: gs, health: hs}, nil
+	s.opts = o
+	return s, nil
 }
 
 // GRPC exposes the underlying grpc.Server (for tests that serve on a bufconn listener).
@@ -211,8 +224,13 @@ func (s *Server) Stop(ctx context.Context) {
 	}
 	s.mu.Lock()
 	admin := s.admin
+	hooks := s.opts.stopHooks
+	s.opts.stopHooks = nil
 	s.mu.Unlock()
 	if admin != nil {
 		_ = admin.Shutdown(ctx)
+	}
+	for _, h := range hooks {
+		h()
 	}
 }

@@ -16,6 +16,9 @@ var (
 	ErrInvalid = errors.New("store: invalid argument")
 	// ErrCorrupt means a stored record could not be parsed.
 	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrNoSpace means a tier could not keep an object (the remote tier: Redis evicted
+	// a part of a put before it committed).
+	ErrNoSpace = errors.New("store: no space")
 )
 
 // Key is an object's 32-byte content key.
@@ -112,6 +115,16 @@ type Reader interface {
 	// Size is the object's size (Object.Size).
 	Size() int64
 	Close() error
+}
+
+// SharedTier is implemented by tiers that other processes read and write too (the
+// remote tier): the chunk cache does not budget or track what they hold, it asks them.
+type SharedTier interface {
+	Tier
+	// Shared returns true.
+	Shared() bool
+	// HasMany is Has for many keys in one round trip.
+	HasMany(ctx context.Context, keys []Key) ([]bool, error)
 }
 
 // PartViewer is implemented by readers that can expose a part without copying (the

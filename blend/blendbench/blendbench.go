@@ -34,8 +34,11 @@ type Options struct {
 	ChunkTokens int     // default 512
 	QueryTokens int     // default 32
 	Ratio       float64 // default 0.15
-	// Tier is "memory" or "disk" (default "memory").
-	Tier string
+	// Tier is "memory", "disk" or "remote" (default "memory"). For "remote" the chunks
+	// are only in the Redis remote tier at Remote (a memory tier too small for any
+	// chunk sits above it, as in `ragkv serve --remote`, with promotion off).
+	Tier   string
+	Remote store.RedisOptions
 	// Dir is the Badger directory of the disk tier (default: a temporary directory,
 	// removed afterwards).
 	Dir string
@@ -86,8 +89,10 @@ func (o *Options) Validate(c *model.Config) error {
 		return fmt.Errorf("%w: %d chunks of %d tokens, %d query tokens (all must be ≥ 1)", ErrInvalid, o.Chunks, o.ChunkTokens, o.QueryTokens)
 	case !(o.Ratio > 0 && o.Ratio <= 1):
 		return fmt.Errorf("%w: ratio %g (want 0 < r ≤ 1)", ErrInvalid, o.Ratio)
-	case o.Tier != "memory" && o.Tier != "disk":
-		return fmt.Errorf("%w: tier %q (want memory or disk)", ErrInvalid, o.Tier)
+	case o.Tier != "memory" && o.Tier != "disk" && o.Tier != "remote":
+		return fmt.Errorf("%w: tier %q (want memory, disk or remote)", ErrInvalid, o.Tier)
+	case o.Tier == "remote" && len(o.Remote.Addrs) == 0:
+		return fmt.Errorf("%w: tier remote without a Redis address", ErrInvalid)
 	case o.Iters < 1:
 		return fmt.Errorf("%w: iters %d", ErrInvalid, o.Iters)
 	case o.Chunks*o.ChunkTokens+o.QueryTokens > c.Ctx:
@@ -184,7 +189,21 @@ func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error)
 	capacity := 2*int64(o.Chunks)*chunkBytes + 64<<20
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var tier store.Tier
+	tiers := func() []chunkcache.TierConfig {
+		return []chunkcache.TierConfig{{Tier: tier, Eviction: eviction.Config{Capacity: capacity}}}
+	}
 	switch o.Tier {
+	case "remote":
+		ro := o.Remote
+		ro.Logger, ro.UsageInterval = quiet, -1
+		r, err := store.OpenRedis(ctx, ro)
+		if err != nil {
+			return nil, err
+		}
+		tier = r
+		tiers = func() []chunkcache.TierConfig {
+			return []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 1}}, {Tier: r}}
+		}
 	case "memory":
 		tier = store.NewMemory()
 	case "disk":
@@ -204,7 +223,7 @@ func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error)
 		tier = b
 	}
 	bn.cache, err = chunkcache.New(ctx, chunkcache.Options{
-		Tiers:            []chunkcache.TierConfig{{Tier: tier, Eviction: eviction.Config{Capacity: capacity}}},
+		Tiers:            tiers(),
 		MaxChunkBytes:    chunkBytes + 64<<20,
 		DisablePromotion: true,
 		Logger:           quiet,
@@ -227,8 +246,24 @@ func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error)
 	return bn, nil
 }
 
-// StoredBytes is what the tier holds.
-func (bn *Bench) StoredBytes() int64 { return bn.cache.Stats().Tiers[0].Bytes }
+// StoredBytes is what the tier holds (the remote tier: what the puts wrote).
+func (bn *Bench) StoredBytes() int64 {
+	st := bn.cache.Stats()
+	if bn.o.Tier == "remote" {
+		var n int64
+		for _, c := range bn.chunks {
+			k, err := bn.st.Key(c, nil)
+			if err != nil {
+				continue
+			}
+			if res, err := bn.cache.Lookup(context.Background(), "", []chunkcache.Key{k}); err == nil && res[0].Present {
+				n += int64(bn.m.Config.Layers) * 2 * int64(len(c)*bn.m.Config.KVDim()) * int64(bn.o.DType.Size())
+			}
+		}
+		return n
+	}
+	return st.Tiers[0].Bytes
+}
 
 // Close releases the cache (and removes a temporary disk directory).
 func (bn *Bench) Close() error {

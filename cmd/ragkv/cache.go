@@ -43,6 +43,8 @@ type cacheConfig struct {
 	Namespaces       []string   `yaml:"namespaces"`
 	StrictNamespaces bool       `yaml:"strict_namespaces"`
 	DisablePromotion bool       `yaml:"disable_promotion"`
+	// Remote is the shared remote tier on Redis (--remote).
+	Remote cacheRemoteConfig `yaml:"remote"`
 
 	// diskPolicy is --disk-policy: it overrides the disk tier's policy after --policy
 	// and the YAML file, whatever the order they were given in.
@@ -127,6 +129,16 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 			return nil, nil, nil, err
 		}
 		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough})
+	}
+	remote, err := openRemoteTier(ctx, cc.Remote, log)
+	if err != nil {
+		for _, t := range tiers {
+			t.Tier.Close()
+		}
+		return nil, nil, nil, err
+	}
+	if remote != nil {
+		tiers = append(tiers, chunkcache.TierConfig{Tier: remote})
 	}
 	c, err := chunkcache.New(ctx, chunkcache.Options{
 		Tiers: tiers, MaxChunkBytes: int64(cc.MaxChunkBytes), Namespaces: cc.Namespaces,

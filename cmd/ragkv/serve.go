@@ -34,6 +34,8 @@ type serveConfig struct {
 	Retrieval retrievalConfig `yaml:"retrieval"`
 	Inference inferenceConfig `yaml:"inference"`
 	Console   consoleConfig   `yaml:"console"`
+	RESP      respConfig      `yaml:"resp"`
+	Replica   replicaConfig   `yaml:"replica"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -45,6 +47,7 @@ func defaultServeConfig() serveConfig {
 		StopTimeout: 30 * time.Second,
 		Cache:       defaultCacheConfig(),
 		Console:     consoleConfig{Interval: 5 * time.Second, History: time.Hour, Refresh: 2 * time.Second},
+		RESP:        respConfig{Namespace: "resp"},
 	}
 }
 
@@ -172,13 +175,19 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		}
 		deps[c.name] = val
 	}
-	srv, err := server.New(opts...)
-	if err != nil {
-		return err
-	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return flagErr("listen", "%v", err)
+	}
+	ropt, err := replicaOption(cfg, lis.Addr())
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	srv, err := server.New(append(opts, ropt)...)
+	if err != nil {
+		lis.Close()
+		return err
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()

@@ -1,5 +1,6 @@
 // Chunk-cache API: store and fetch per-chunk transformer KV caches in tiers (host RAM,
-// local disk), inspect the tiers and tune eviction at run time.
+// local disk, a shared remote tier on Redis), inspect the tiers and tune eviction at run
+// time, follow where chunks are (WatchChunks) and find which replicas hold them (Locate).
 //
 // A chunk is identified by its content key: SHA-256 over {key version, namespace salt,
 // model fingerprint, KV dtype, token ids} (see package chunkcache). PutChunk returns
@@ -184,6 +185,72 @@ func (x ChunkPin) Number() protoreflect.EnumNumber {
 // Deprecated: Use ChunkPin.Descriptor instead.
 func (ChunkPin) EnumDescriptor() ([]byte, []int) {
 	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{2}
+}
+
+type ChunkEventType int32
+
+const (
+	ChunkEventType_CHUNK_EVENT_TYPE_UNSPECIFIED ChunkEventType = 0
+	ChunkEventType_CHUNK_EVENT_STORED           ChunkEventType = 1 // a put stored the chunk in tier
+	ChunkEventType_CHUNK_EVENT_EVICTED          ChunkEventType = 2 // tier's eviction dropped it (no tier below took it)
+	ChunkEventType_CHUNK_EVENT_PROMOTED         ChunkEventType = 3 // a hit in from_tier copied it into tier
+	ChunkEventType_CHUNK_EVENT_DEMOTED          ChunkEventType = 4 // from_tier evicted it into tier
+	ChunkEventType_CHUNK_EVENT_DELETED          ChunkEventType = 5 // it left tier: delete, expiry, or a put that could not replace it
+	// Forget what you know of this replica: a snapshot follows (epoch is the new one).
+	ChunkEventType_CHUNK_EVENT_RESET ChunkEventType = 6
+	// The snapshot is complete; epoch and seq are the resume point; live events follow.
+	ChunkEventType_CHUNK_EVENT_SNAPSHOT_DONE ChunkEventType = 7
+)
+
+// Enum value maps for ChunkEventType.
+var (
+	ChunkEventType_name = map[int32]string{
+		0: "CHUNK_EVENT_TYPE_UNSPECIFIED",
+		1: "CHUNK_EVENT_STORED",
+		2: "CHUNK_EVENT_EVICTED",
+		3: "CHUNK_EVENT_PROMOTED",
+		4: "CHUNK_EVENT_DEMOTED",
+		5: "CHUNK_EVENT_DELETED",
+		6: "CHUNK_EVENT_RESET",
+		7: "CHUNK_EVENT_SNAPSHOT_DONE",
+	}
+	ChunkEventType_value = map[string]int32{
+		"CHUNK_EVENT_TYPE_UNSPECIFIED": 0,
+		"CHUNK_EVENT_STORED":           1,
+		"CHUNK_EVENT_EVICTED":          2,
+		"CHUNK_EVENT_PROMOTED":         3,
+		"CHUNK_EVENT_DEMOTED":          4,
+		"CHUNK_EVENT_DELETED":          5,
+		"CHUNK_EVENT_RESET":            6,
+		"CHUNK_EVENT_SNAPSHOT_DONE":    7,
+	}
+)
+
+func (x ChunkEventType) Enum() *ChunkEventType {
+	p := new(ChunkEventType)
+	*p = x
+	return p
+}
+
+func (x ChunkEventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChunkEventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_ragkv_v1_chunkcache_proto_enumTypes[3].Descriptor()
+}
+
+func (ChunkEventType) Type() protoreflect.EnumType {
+	return &file_ragkv_v1_chunkcache_proto_enumTypes[3]
+}
+
+func (x ChunkEventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChunkEventType.Descriptor instead.
+func (ChunkEventType) EnumDescriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{3}
 }
 
 type ChunkRoPEConfig struct {
@@ -1246,13 +1313,15 @@ func (x *ChunkLookupRequest) GetSpecs() []*ChunkSpec {
 }
 
 type ChunkLookupResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Present       bool                   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
-	Tier          string                 `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`   // fastest tier holding it
-	Tiers         []string               `protobuf:"bytes,4,rep,name=tiers,proto3" json:"tiers,omitempty"` // every tier holding it
-	StoredBytes   uint64                 `protobuf:"varint,5,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
-	Pin           ChunkPin               `protobuf:"varint,6,opt,name=pin,proto3,enum=ragkv.v1.ChunkPin" json:"pin,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Key         []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Present     bool                   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	Tier        string                 `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`   // fastest tier holding it
+	Tiers       []string               `protobuf:"bytes,4,rep,name=tiers,proto3" json:"tiers,omitempty"` // every tier holding it
+	StoredBytes uint64                 `protobuf:"varint,5,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
+	Pin         ChunkPin               `protobuf:"varint,6,opt,name=pin,proto3,enum=ragkv.v1.ChunkPin" json:"pin,omitempty"`
+	// Token count of a chunk held in a local tier (0 if unknown).
+	Tokens        uint32 `protobuf:"varint,7,opt,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1327,6 +1396,13 @@ func (x *ChunkLookupResult) GetPin() ChunkPin {
 		return x.Pin
 	}
 	return ChunkPin_CHUNK_PIN_UNPINNED
+}
+
+func (x *ChunkLookupResult) GetTokens() uint32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
 }
 
 type ChunkLookupResponse struct {
@@ -1689,6 +1765,11 @@ type ChunkTierStats struct {
 	Promotions    uint64                 `protobuf:"varint,11,opt,name=promotions,proto3" json:"promotions,omitempty"` // chunks copied into this tier on a hit below it
 	Demotions     uint64                 `protobuf:"varint,12,opt,name=demotions,proto3" json:"demotions,omitempty"`   // evicted chunks moved from this tier to the next
 	Persistent    bool                   `protobuf:"varint,13,opt,name=persistent,proto3" json:"persistent,omitempty"`
+	// A shared tier (the Redis remote tier): bytes, capacity and entries are what the
+	// store reports for every replica sharing it, evictions its own, admissions the
+	// puts this replica wrote to it; errors are failed operations served as misses.
+	Shared        bool   `protobuf:"varint,14,opt,name=shared,proto3" json:"shared,omitempty"`
+	Errors        uint64 `protobuf:"varint,15,opt,name=errors,proto3" json:"errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1812,6 +1893,20 @@ func (x *ChunkTierStats) GetPersistent() bool {
 		return x.Persistent
 	}
 	return false
+}
+
+func (x *ChunkTierStats) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *ChunkTierStats) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
 }
 
 type ChunkCacheStatsResponse struct {
@@ -2183,6 +2278,489 @@ func (x *SetChunkPolicyRequest) GetTiers() []*ChunkTierPolicyUpdate {
 	return nil
 }
 
+type WatchChunksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resume point: epoch and seq of the last event applied (both 0: start fresh).
+	Epoch    uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// Only events of this namespace ("" = every namespace).
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchChunksRequest) Reset() {
+	*x = WatchChunksRequest{}
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchChunksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchChunksRequest) ProtoMessage() {}
+
+func (x *WatchChunksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchChunksRequest.ProtoReflect.Descriptor instead.
+func (*WatchChunksRequest) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WatchChunksRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *WatchChunksRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *WatchChunksRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+type ChunkEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Epoch identifies a run of the replica (it changes at every start); seq numbers its
+	// events from 1 without gaps (snapshot events have seq 0; SNAPSHOT_DONE carries the
+	// resume point).
+	Epoch     uint64         `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq       uint64         `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Type      ChunkEventType `protobuf:"varint,3,opt,name=type,proto3,enum=ragkv.v1.ChunkEventType" json:"type,omitempty"`
+	Tier      string         `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`
+	FromTier  string         `protobuf:"bytes,5,opt,name=from_tier,json=fromTier,proto3" json:"from_tier,omitempty"`
+	Key       []byte         `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
+	Namespace string         `protobuf:"bytes,7,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Kind      string         `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"` // "chunk" or "value" (a RESP value)
+	Bytes     uint64         `protobuf:"varint,9,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Tokens    uint32         `protobuf:"varint,10,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	UnixNanos int64          `protobuf:"varint,11,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	// The replica (its --replica-id, by default its gRPC address).
+	Replica       string `protobuf:"bytes,12,opt,name=replica,proto3" json:"replica,omitempty"`
+	Snapshot      bool   `protobuf:"varint,13,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkEvent) Reset() {
+	*x = ChunkEvent{}
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkEvent) ProtoMessage() {}
+
+func (x *ChunkEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkEvent.ProtoReflect.Descriptor instead.
+func (*ChunkEvent) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ChunkEvent) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ChunkEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ChunkEvent) GetType() ChunkEventType {
+	if x != nil {
+		return x.Type
+	}
+	return ChunkEventType_CHUNK_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *ChunkEvent) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *ChunkEvent) GetFromTier() string {
+	if x != nil {
+		return x.FromTier
+	}
+	return ""
+}
+
+func (x *ChunkEvent) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ChunkEvent) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ChunkEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ChunkEvent) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ChunkEvent) GetTokens() uint32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *ChunkEvent) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+func (x *ChunkEvent) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ChunkEvent) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+type LocateRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Keys      [][]byte               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Specs     []*ChunkSpec           `protobuf:"bytes,3,rep,name=specs,proto3" json:"specs,omitempty"`
+	// A prompt's chunks by text, keyed as Prefill keys them under system (the system
+	// prefix first); needs the Inference service on the answering replica.
+	System     string   `protobuf:"bytes,4,opt,name=system,proto3" json:"system,omitempty"`
+	ChunkTexts []string `protobuf:"bytes,5,rep,name=chunk_texts,json=chunkTexts,proto3" json:"chunk_texts,omitempty"`
+	// Answer for this replica only (routers and peers set it).
+	LocalOnly     bool `protobuf:"varint,6,opt,name=local_only,json=localOnly,proto3" json:"local_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateRequest) Reset() {
+	*x = LocateRequest{}
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateRequest) ProtoMessage() {}
+
+func (x *LocateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
+func (*LocateRequest) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *LocateRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *LocateRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *LocateRequest) GetSpecs() []*ChunkSpec {
+	if x != nil {
+		return x.Specs
+	}
+	return nil
+}
+
+func (x *LocateRequest) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *LocateRequest) GetChunkTexts() []string {
+	if x != nil {
+		return x.ChunkTexts
+	}
+	return nil
+}
+
+func (x *LocateRequest) GetLocalOnly() bool {
+	if x != nil {
+		return x.LocalOnly
+	}
+	return false
+}
+
+type ChunkLocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replica       string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Tiers         []string               `protobuf:"bytes,2,rep,name=tiers,proto3" json:"tiers,omitempty"` // local tiers, fastest first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkLocation) Reset() {
+	*x = ChunkLocation{}
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkLocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkLocation) ProtoMessage() {}
+
+func (x *ChunkLocation) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkLocation.ProtoReflect.Descriptor instead.
+func (*ChunkLocation) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ChunkLocation) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ChunkLocation) GetTiers() []string {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+type LocatedChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Tokens        uint32                 `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"` // token count, when known (specs, texts, or a replica holding it)
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`      // "system" or "chunk" for chunk_texts
+	Replicas      []*ChunkLocation       `protobuf:"bytes,4,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	SharedTiers   []string               `protobuf:"bytes,5,rep,name=shared_tiers,json=sharedTiers,proto3" json:"shared_tiers,omitempty"` // shared tiers holding it (any replica can read them)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocatedChunk) Reset() {
+	*x = LocatedChunk{}
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocatedChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocatedChunk) ProtoMessage() {}
+
+func (x *LocatedChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocatedChunk.ProtoReflect.Descriptor instead.
+func (*LocatedChunk) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LocatedChunk) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *LocatedChunk) GetTokens() uint32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *LocatedChunk) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LocatedChunk) GetReplicas() []*ChunkLocation {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *LocatedChunk) GetSharedTiers() []string {
+	if x != nil {
+		return x.SharedTiers
+	}
+	return nil
+}
+
+type LocateResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Replica string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"` // the answering replica
+	// Keys, then specs, then (system prefix and) chunk texts, in request order.
+	Chunks []*LocatedChunk `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	// Peers that did not answer, as "address: error".
+	Unreachable   []string `protobuf:"bytes,3,rep,name=unreachable,proto3" json:"unreachable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateResponse) Reset() {
+	*x = LocateResponse{}
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateResponse) ProtoMessage() {}
+
+func (x *LocateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_chunkcache_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
+func (*LocateResponse) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_chunkcache_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LocateResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *LocateResponse) GetChunks() []*LocatedChunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
+func (x *LocateResponse) GetUnreachable() []string {
+	if x != nil {
+		return x.Unreachable
+	}
+	return nil
+}
+
 var File_ragkv_v1_chunkcache_proto protoreflect.FileDescriptor
 
 const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
@@ -2272,14 +2850,15 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x12ChunkLookupRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\fR\x04keys\x12)\n" +
-	"\x05specs\x18\x03 \x03(\v2\x13.ragkv.v1.ChunkSpecR\x05specs\"\xb2\x01\n" +
+	"\x05specs\x18\x03 \x03(\v2\x13.ragkv.v1.ChunkSpecR\x05specs\"\xca\x01\n" +
 	"\x11ChunkLookupResult\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x18\n" +
 	"\apresent\x18\x02 \x01(\bR\apresent\x12\x12\n" +
 	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x14\n" +
 	"\x05tiers\x18\x04 \x03(\tR\x05tiers\x12!\n" +
 	"\fstored_bytes\x18\x05 \x01(\x04R\vstoredBytes\x12$\n" +
-	"\x03pin\x18\x06 \x01(\x0e2\x12.ragkv.v1.ChunkPinR\x03pin\"L\n" +
+	"\x03pin\x18\x06 \x01(\x0e2\x12.ragkv.v1.ChunkPinR\x03pin\x12\x16\n" +
+	"\x06tokens\x18\a \x01(\rR\x06tokens\"L\n" +
 	"\x13ChunkLookupResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.ragkv.v1.ChunkLookupResultR\aresults\">\n" +
 	"\x12DeleteChunkRequest\x12(\n" +
@@ -2295,7 +2874,7 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x11UnpinChunkRequest\x12(\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x12.ragkv.v1.ChunkRefR\x05chunk\"\x14\n" +
 	"\x12UnpinChunkResponse\"\x18\n" +
-	"\x16ChunkCacheStatsRequest\"\x86\x03\n" +
+	"\x16ChunkCacheStatsRequest\"\xb6\x03\n" +
 	"\x0eChunkTierStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12%\n" +
@@ -2318,7 +2897,9 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\tdemotions\x18\f \x01(\x04R\tdemotions\x12\x1e\n" +
 	"\n" +
 	"persistent\x18\r \x01(\bR\n" +
-	"persistent\"\x81\x01\n" +
+	"persistent\x12\x16\n" +
+	"\x06shared\x18\x0e \x01(\bR\x06shared\x12\x16\n" +
+	"\x06errors\x18\x0f \x01(\x04R\x06errors\"\x81\x01\n" +
 	"\x17ChunkCacheStatsResponse\x12.\n" +
 	"\x05tiers\x18\x01 \x03(\v2\x18.ragkv.v1.ChunkTierStatsR\x05tiers\x12\x1e\n" +
 	"\n" +
@@ -2351,7 +2932,50 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x0f_high_watermarkB\x10\n" +
 	"\x0e_low_watermark\"N\n" +
 	"\x15SetChunkPolicyRequest\x125\n" +
-	"\x05tiers\x18\x01 \x03(\v2\x1f.ragkv.v1.ChunkTierPolicyUpdateR\x05tiers*\x90\x01\n" +
+	"\x05tiers\x18\x01 \x03(\v2\x1f.ragkv.v1.ChunkTierPolicyUpdateR\x05tiers\"e\n" +
+	"\x12WatchChunksRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1b\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"\xda\x02\n" +
+	"\n" +
+	"ChunkEvent\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12,\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x18.ragkv.v1.ChunkEventTypeR\x04type\x12\x12\n" +
+	"\x04tier\x18\x04 \x01(\tR\x04tier\x12\x1b\n" +
+	"\tfrom_tier\x18\x05 \x01(\tR\bfromTier\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\fR\x03key\x12\x1c\n" +
+	"\tnamespace\x18\a \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04kind\x18\b \x01(\tR\x04kind\x12\x14\n" +
+	"\x05bytes\x18\t \x01(\x04R\x05bytes\x12\x16\n" +
+	"\x06tokens\x18\n" +
+	" \x01(\rR\x06tokens\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\v \x01(\x03R\tunixNanos\x12\x18\n" +
+	"\areplica\x18\f \x01(\tR\areplica\x12\x1a\n" +
+	"\bsnapshot\x18\r \x01(\bR\bsnapshot\"\xc4\x01\n" +
+	"\rLocateRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\x12)\n" +
+	"\x05specs\x18\x03 \x03(\v2\x13.ragkv.v1.ChunkSpecR\x05specs\x12\x16\n" +
+	"\x06system\x18\x04 \x01(\tR\x06system\x12\x1f\n" +
+	"\vchunk_texts\x18\x05 \x03(\tR\n" +
+	"chunkTexts\x12\x1d\n" +
+	"\n" +
+	"local_only\x18\x06 \x01(\bR\tlocalOnly\"?\n" +
+	"\rChunkLocation\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
+	"\x05tiers\x18\x02 \x03(\tR\x05tiers\"\xa4\x01\n" +
+	"\fLocatedChunk\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06tokens\x18\x02 \x01(\rR\x06tokens\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x123\n" +
+	"\breplicas\x18\x04 \x03(\v2\x17.ragkv.v1.ChunkLocationR\breplicas\x12!\n" +
+	"\fshared_tiers\x18\x05 \x03(\tR\vsharedTiers\"|\n" +
+	"\x0eLocateResponse\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12.\n" +
+	"\x06chunks\x18\x02 \x03(\v2\x16.ragkv.v1.LocatedChunkR\x06chunks\x12 \n" +
+	"\vunreachable\x18\x03 \x03(\tR\vunreachable*\x90\x01\n" +
 	"\fChunkKVDType\x12\x1e\n" +
 	"\x1aCHUNK_KV_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHUNK_KV_DTYPE_F32\x10\x01\x12\x16\n" +
@@ -2365,7 +2989,16 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\bChunkPin\x12\x16\n" +
 	"\x12CHUNK_PIN_UNPINNED\x10\x00\x12\x12\n" +
 	"\x0eCHUNK_PIN_SOFT\x10\x01\x12\x12\n" +
-	"\x0eCHUNK_PIN_HARD\x10\x022\x83\x05\n" +
+	"\x0eCHUNK_PIN_HARD\x10\x02*\xe5\x01\n" +
+	"\x0eChunkEventType\x12 \n" +
+	"\x1cCHUNK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CHUNK_EVENT_STORED\x10\x01\x12\x17\n" +
+	"\x13CHUNK_EVENT_EVICTED\x10\x02\x12\x18\n" +
+	"\x14CHUNK_EVENT_PROMOTED\x10\x03\x12\x17\n" +
+	"\x13CHUNK_EVENT_DEMOTED\x10\x04\x12\x17\n" +
+	"\x13CHUNK_EVENT_DELETED\x10\x05\x12\x15\n" +
+	"\x11CHUNK_EVENT_RESET\x10\x06\x12\x1d\n" +
+	"\x19CHUNK_EVENT_SNAPSHOT_DONE\x10\a2\x85\x06\n" +
 	"\n" +
 	"ChunkCache\x12C\n" +
 	"\bPutChunk\x12\x19.ragkv.v1.PutChunkRequest\x1a\x1a.ragkv.v1.PutChunkResponse(\x01\x12C\n" +
@@ -2376,7 +3009,9 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x05Unpin\x12\x1b.ragkv.v1.UnpinChunkRequest\x1a\x1c.ragkv.v1.UnpinChunkResponse\x12L\n" +
 	"\x05Stats\x12 .ragkv.v1.ChunkCacheStatsRequest\x1a!.ragkv.v1.ChunkCacheStatsResponse\x12C\n" +
 	"\tGetPolicy\x12\x1f.ragkv.v1.GetChunkPolicyRequest\x1a\x15.ragkv.v1.ChunkPolicy\x12C\n" +
-	"\tSetPolicy\x12\x1f.ragkv.v1.SetChunkPolicyRequest\x1a\x15.ragkv.v1.ChunkPolicyB/Z-github.com/ragkv/ragkv/proto/ragkv/v1;ragkvv1b\x06proto3"
+	"\tSetPolicy\x12\x1f.ragkv.v1.SetChunkPolicyRequest\x1a\x15.ragkv.v1.ChunkPolicy\x12C\n" +
+	"\vWatchChunks\x12\x1c.ragkv.v1.WatchChunksRequest\x1a\x14.ragkv.v1.ChunkEvent0\x01\x12;\n" +
+	"\x06Locate\x12\x17.ragkv.v1.LocateRequest\x1a\x18.ragkv.v1.LocateResponseB/Z-github.com/ragkv/ragkv/proto/ragkv/v1;ragkvv1b\x06proto3"
 
 var (
 	file_ragkv_v1_chunkcache_proto_rawDescOnce sync.Once
@@ -2390,99 +3025,114 @@ func file_ragkv_v1_chunkcache_proto_rawDescGZIP() []byte {
 	return file_ragkv_v1_chunkcache_proto_rawDescData
 }
 
-var file_ragkv_v1_chunkcache_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ragkv_v1_chunkcache_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_ragkv_v1_chunkcache_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_ragkv_v1_chunkcache_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_ragkv_v1_chunkcache_proto_goTypes = []any{
 	(ChunkKVDType)(0),               // 0: ragkv.v1.ChunkKVDType
 	(ChunkKVScaleMode)(0),           // 1: ragkv.v1.ChunkKVScaleMode
 	(ChunkPin)(0),                   // 2: ragkv.v1.ChunkPin
-	(*ChunkRoPEConfig)(nil),         // 3: ragkv.v1.ChunkRoPEConfig
-	(*ChunkModelFingerprint)(nil),   // 4: ragkv.v1.ChunkModelFingerprint
-	(*ChunkKVLayout)(nil),           // 5: ragkv.v1.ChunkKVLayout
-	(*ChunkSpec)(nil),               // 6: ragkv.v1.ChunkSpec
-	(*ChunkRef)(nil),                // 7: ragkv.v1.ChunkRef
-	(*ChunkPutHeader)(nil),          // 8: ragkv.v1.ChunkPutHeader
-	(*ChunkLayerFrame)(nil),         // 9: ragkv.v1.ChunkLayerFrame
-	(*PutChunkRequest)(nil),         // 10: ragkv.v1.PutChunkRequest
-	(*PutChunkResponse)(nil),        // 11: ragkv.v1.PutChunkResponse
-	(*GetChunkRequest)(nil),         // 12: ragkv.v1.GetChunkRequest
-	(*ChunkInfo)(nil),               // 13: ragkv.v1.ChunkInfo
-	(*GetChunkResponse)(nil),        // 14: ragkv.v1.GetChunkResponse
-	(*ChunkLookupRequest)(nil),      // 15: ragkv.v1.ChunkLookupRequest
-	(*ChunkLookupResult)(nil),       // 16: ragkv.v1.ChunkLookupResult
-	(*ChunkLookupResponse)(nil),     // 17: ragkv.v1.ChunkLookupResponse
-	(*DeleteChunkRequest)(nil),      // 18: ragkv.v1.DeleteChunkRequest
-	(*DeleteChunkResponse)(nil),     // 19: ragkv.v1.DeleteChunkResponse
-	(*PinChunkRequest)(nil),         // 20: ragkv.v1.PinChunkRequest
-	(*PinChunkResponse)(nil),        // 21: ragkv.v1.PinChunkResponse
-	(*UnpinChunkRequest)(nil),       // 22: ragkv.v1.UnpinChunkRequest
-	(*UnpinChunkResponse)(nil),      // 23: ragkv.v1.UnpinChunkResponse
-	(*ChunkCacheStatsRequest)(nil),  // 24: ragkv.v1.ChunkCacheStatsRequest
-	(*ChunkTierStats)(nil),          // 25: ragkv.v1.ChunkTierStats
-	(*ChunkCacheStatsResponse)(nil), // 26: ragkv.v1.ChunkCacheStatsResponse
-	(*ChunkTierPolicy)(nil),         // 27: ragkv.v1.ChunkTierPolicy
-	(*GetChunkPolicyRequest)(nil),   // 28: ragkv.v1.GetChunkPolicyRequest
-	(*ChunkPolicy)(nil),             // 29: ragkv.v1.ChunkPolicy
-	(*ChunkTierPolicyUpdate)(nil),   // 30: ragkv.v1.ChunkTierPolicyUpdate
-	(*SetChunkPolicyRequest)(nil),   // 31: ragkv.v1.SetChunkPolicyRequest
-	nil,                             // 32: ragkv.v1.ChunkPutHeader.MetadataEntry
-	nil,                             // 33: ragkv.v1.ChunkInfo.MetadataEntry
+	(ChunkEventType)(0),             // 3: ragkv.v1.ChunkEventType
+	(*ChunkRoPEConfig)(nil),         // 4: ragkv.v1.ChunkRoPEConfig
+	(*ChunkModelFingerprint)(nil),   // 5: ragkv.v1.ChunkModelFingerprint
+	(*ChunkKVLayout)(nil),           // 6: ragkv.v1.ChunkKVLayout
+	(*ChunkSpec)(nil),               // 7: ragkv.v1.ChunkSpec
+	(*ChunkRef)(nil),                // 8: ragkv.v1.ChunkRef
+	(*ChunkPutHeader)(nil),          // 9: ragkv.v1.ChunkPutHeader
+	(*ChunkLayerFrame)(nil),         // 10: ragkv.v1.ChunkLayerFrame
+	(*PutChunkRequest)(nil),         // 11: ragkv.v1.PutChunkRequest
+	(*PutChunkResponse)(nil),        // 12: ragkv.v1.PutChunkResponse
+	(*GetChunkRequest)(nil),         // 13: ragkv.v1.GetChunkRequest
+	(*ChunkInfo)(nil),               // 14: ragkv.v1.ChunkInfo
+	(*GetChunkResponse)(nil),        // 15: ragkv.v1.GetChunkResponse
+	(*ChunkLookupRequest)(nil),      // 16: ragkv.v1.ChunkLookupRequest
+	(*ChunkLookupResult)(nil),       // 17: ragkv.v1.ChunkLookupResult
+	(*ChunkLookupResponse)(nil),     // 18: ragkv.v1.ChunkLookupResponse
+	(*DeleteChunkRequest)(nil),      // 19: ragkv.v1.DeleteChunkRequest
+	(*DeleteChunkResponse)(nil),     // 20: ragkv.v1.DeleteChunkResponse
+	(*PinChunkRequest)(nil),         // 21: ragkv.v1.PinChunkRequest
+	(*PinChunkResponse)(nil),        // 22: ragkv.v1.PinChunkResponse
+	(*UnpinChunkRequest)(nil),       // 23: ragkv.v1.UnpinChunkRequest
+	(*UnpinChunkResponse)(nil),      // 24: ragkv.v1.UnpinChunkResponse
+	(*ChunkCacheStatsRequest)(nil),  // 25: ragkv.v1.ChunkCacheStatsRequest
+	(*ChunkTierStats)(nil),          // 26: ragkv.v1.ChunkTierStats
+	(*ChunkCacheStatsResponse)(nil), // 27: ragkv.v1.ChunkCacheStatsResponse
+	(*ChunkTierPolicy)(nil),         // 28: ragkv.v1.ChunkTierPolicy
+	(*GetChunkPolicyRequest)(nil),   // 29: ragkv.v1.GetChunkPolicyRequest
+	(*ChunkPolicy)(nil),             // 30: ragkv.v1.ChunkPolicy
+	(*ChunkTierPolicyUpdate)(nil),   // 31: ragkv.v1.ChunkTierPolicyUpdate
+	(*SetChunkPolicyRequest)(nil),   // 32: ragkv.v1.SetChunkPolicyRequest
+	(*WatchChunksRequest)(nil),      // 33: ragkv.v1.WatchChunksRequest
+	(*ChunkEvent)(nil),              // 34: ragkv.v1.ChunkEvent
+	(*LocateRequest)(nil),           // 35: ragkv.v1.LocateRequest
+	(*ChunkLocation)(nil),           // 36: ragkv.v1.ChunkLocation
+	(*LocatedChunk)(nil),            // 37: ragkv.v1.LocatedChunk
+	(*LocateResponse)(nil),          // 38: ragkv.v1.LocateResponse
+	nil,                             // 39: ragkv.v1.ChunkPutHeader.MetadataEntry
+	nil,                             // 40: ragkv.v1.ChunkInfo.MetadataEntry
 }
 var file_ragkv_v1_chunkcache_proto_depIdxs = []int32{
-	3,  // 0: ragkv.v1.ChunkModelFingerprint.rope:type_name -> ragkv.v1.ChunkRoPEConfig
+	4,  // 0: ragkv.v1.ChunkModelFingerprint.rope:type_name -> ragkv.v1.ChunkRoPEConfig
 	0,  // 1: ragkv.v1.ChunkKVLayout.dtype:type_name -> ragkv.v1.ChunkKVDType
 	1,  // 2: ragkv.v1.ChunkKVLayout.k_scale:type_name -> ragkv.v1.ChunkKVScaleMode
 	1,  // 3: ragkv.v1.ChunkKVLayout.v_scale:type_name -> ragkv.v1.ChunkKVScaleMode
-	4,  // 4: ragkv.v1.ChunkSpec.model:type_name -> ragkv.v1.ChunkModelFingerprint
+	5,  // 4: ragkv.v1.ChunkSpec.model:type_name -> ragkv.v1.ChunkModelFingerprint
 	0,  // 5: ragkv.v1.ChunkSpec.dtype:type_name -> ragkv.v1.ChunkKVDType
-	6,  // 6: ragkv.v1.ChunkRef.spec:type_name -> ragkv.v1.ChunkSpec
-	4,  // 7: ragkv.v1.ChunkPutHeader.model:type_name -> ragkv.v1.ChunkModelFingerprint
-	5,  // 8: ragkv.v1.ChunkPutHeader.layout:type_name -> ragkv.v1.ChunkKVLayout
-	32, // 9: ragkv.v1.ChunkPutHeader.metadata:type_name -> ragkv.v1.ChunkPutHeader.MetadataEntry
+	7,  // 6: ragkv.v1.ChunkRef.spec:type_name -> ragkv.v1.ChunkSpec
+	5,  // 7: ragkv.v1.ChunkPutHeader.model:type_name -> ragkv.v1.ChunkModelFingerprint
+	6,  // 8: ragkv.v1.ChunkPutHeader.layout:type_name -> ragkv.v1.ChunkKVLayout
+	39, // 9: ragkv.v1.ChunkPutHeader.metadata:type_name -> ragkv.v1.ChunkPutHeader.MetadataEntry
 	2,  // 10: ragkv.v1.ChunkPutHeader.pin:type_name -> ragkv.v1.ChunkPin
-	8,  // 11: ragkv.v1.PutChunkRequest.header:type_name -> ragkv.v1.ChunkPutHeader
-	9,  // 12: ragkv.v1.PutChunkRequest.layer:type_name -> ragkv.v1.ChunkLayerFrame
-	7,  // 13: ragkv.v1.GetChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	4,  // 14: ragkv.v1.ChunkInfo.model:type_name -> ragkv.v1.ChunkModelFingerprint
-	5,  // 15: ragkv.v1.ChunkInfo.layout:type_name -> ragkv.v1.ChunkKVLayout
-	33, // 16: ragkv.v1.ChunkInfo.metadata:type_name -> ragkv.v1.ChunkInfo.MetadataEntry
+	9,  // 11: ragkv.v1.PutChunkRequest.header:type_name -> ragkv.v1.ChunkPutHeader
+	10, // 12: ragkv.v1.PutChunkRequest.layer:type_name -> ragkv.v1.ChunkLayerFrame
+	8,  // 13: ragkv.v1.GetChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	5,  // 14: ragkv.v1.ChunkInfo.model:type_name -> ragkv.v1.ChunkModelFingerprint
+	6,  // 15: ragkv.v1.ChunkInfo.layout:type_name -> ragkv.v1.ChunkKVLayout
+	40, // 16: ragkv.v1.ChunkInfo.metadata:type_name -> ragkv.v1.ChunkInfo.MetadataEntry
 	2,  // 17: ragkv.v1.ChunkInfo.pin:type_name -> ragkv.v1.ChunkPin
-	13, // 18: ragkv.v1.GetChunkResponse.info:type_name -> ragkv.v1.ChunkInfo
-	9,  // 19: ragkv.v1.GetChunkResponse.layer:type_name -> ragkv.v1.ChunkLayerFrame
-	6,  // 20: ragkv.v1.ChunkLookupRequest.specs:type_name -> ragkv.v1.ChunkSpec
+	14, // 18: ragkv.v1.GetChunkResponse.info:type_name -> ragkv.v1.ChunkInfo
+	10, // 19: ragkv.v1.GetChunkResponse.layer:type_name -> ragkv.v1.ChunkLayerFrame
+	7,  // 20: ragkv.v1.ChunkLookupRequest.specs:type_name -> ragkv.v1.ChunkSpec
 	2,  // 21: ragkv.v1.ChunkLookupResult.pin:type_name -> ragkv.v1.ChunkPin
-	16, // 22: ragkv.v1.ChunkLookupResponse.results:type_name -> ragkv.v1.ChunkLookupResult
-	7,  // 23: ragkv.v1.DeleteChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	7,  // 24: ragkv.v1.PinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	17, // 22: ragkv.v1.ChunkLookupResponse.results:type_name -> ragkv.v1.ChunkLookupResult
+	8,  // 23: ragkv.v1.DeleteChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	8,  // 24: ragkv.v1.PinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
 	2,  // 25: ragkv.v1.PinChunkRequest.pin:type_name -> ragkv.v1.ChunkPin
 	2,  // 26: ragkv.v1.PinChunkResponse.pin:type_name -> ragkv.v1.ChunkPin
-	7,  // 27: ragkv.v1.UnpinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	25, // 28: ragkv.v1.ChunkCacheStatsResponse.tiers:type_name -> ragkv.v1.ChunkTierStats
-	27, // 29: ragkv.v1.ChunkPolicy.tiers:type_name -> ragkv.v1.ChunkTierPolicy
-	30, // 30: ragkv.v1.SetChunkPolicyRequest.tiers:type_name -> ragkv.v1.ChunkTierPolicyUpdate
-	10, // 31: ragkv.v1.ChunkCache.PutChunk:input_type -> ragkv.v1.PutChunkRequest
-	12, // 32: ragkv.v1.ChunkCache.GetChunk:input_type -> ragkv.v1.GetChunkRequest
-	15, // 33: ragkv.v1.ChunkCache.Lookup:input_type -> ragkv.v1.ChunkLookupRequest
-	18, // 34: ragkv.v1.ChunkCache.DeleteChunk:input_type -> ragkv.v1.DeleteChunkRequest
-	20, // 35: ragkv.v1.ChunkCache.Pin:input_type -> ragkv.v1.PinChunkRequest
-	22, // 36: ragkv.v1.ChunkCache.Unpin:input_type -> ragkv.v1.UnpinChunkRequest
-	24, // 37: ragkv.v1.ChunkCache.Stats:input_type -> ragkv.v1.ChunkCacheStatsRequest
-	28, // 38: ragkv.v1.ChunkCache.GetPolicy:input_type -> ragkv.v1.GetChunkPolicyRequest
-	31, // 39: ragkv.v1.ChunkCache.SetPolicy:input_type -> ragkv.v1.SetChunkPolicyRequest
-	11, // 40: ragkv.v1.ChunkCache.PutChunk:output_type -> ragkv.v1.PutChunkResponse
-	14, // 41: ragkv.v1.ChunkCache.GetChunk:output_type -> ragkv.v1.GetChunkResponse
-	17, // 42: ragkv.v1.ChunkCache.Lookup:output_type -> ragkv.v1.ChunkLookupResponse
-	19, // 43: ragkv.v1.ChunkCache.DeleteChunk:output_type -> ragkv.v1.DeleteChunkResponse
-	21, // 44: ragkv.v1.ChunkCache.Pin:output_type -> ragkv.v1.PinChunkResponse
-	23, // 45: ragkv.v1.ChunkCache.Unpin:output_type -> ragkv.v1.UnpinChunkResponse
-	26, // 46: ragkv.v1.ChunkCache.Stats:output_type -> ragkv.v1.ChunkCacheStatsResponse
-	29, // 47: ragkv.v1.ChunkCache.GetPolicy:output_type -> ragkv.v1.ChunkPolicy
-	29, // 48: ragkv.v1.ChunkCache.SetPolicy:output_type -> ragkv.v1.ChunkPolicy
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	8,  // 27: ragkv.v1.UnpinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	26, // 28: ragkv.v1.ChunkCacheStatsResponse.tiers:type_name -> ragkv.v1.ChunkTierStats
+	28, // 29: ragkv.v1.ChunkPolicy.tiers:type_name -> ragkv.v1.ChunkTierPolicy
+	31, // 30: ragkv.v1.SetChunkPolicyRequest.tiers:type_name -> ragkv.v1.ChunkTierPolicyUpdate
+	3,  // 31: ragkv.v1.ChunkEvent.type:type_name -> ragkv.v1.ChunkEventType
+	7,  // 32: ragkv.v1.LocateRequest.specs:type_name -> ragkv.v1.ChunkSpec
+	36, // 33: ragkv.v1.LocatedChunk.replicas:type_name -> ragkv.v1.ChunkLocation
+	37, // 34: ragkv.v1.LocateResponse.chunks:type_name -> ragkv.v1.LocatedChunk
+	11, // 35: ragkv.v1.ChunkCache.PutChunk:input_type -> ragkv.v1.PutChunkRequest
+	13, // 36: ragkv.v1.ChunkCache.GetChunk:input_type -> ragkv.v1.GetChunkRequest
+	16, // 37: ragkv.v1.ChunkCache.Lookup:input_type -> ragkv.v1.ChunkLookupRequest
+	19, // 38: ragkv.v1.ChunkCache.DeleteChunk:input_type -> ragkv.v1.DeleteChunkRequest
+	21, // 39: ragkv.v1.ChunkCache.Pin:input_type -> ragkv.v1.PinChunkRequest
+	23, // 40: ragkv.v1.ChunkCache.Unpin:input_type -> ragkv.v1.UnpinChunkRequest
+	25, // 41: ragkv.v1.ChunkCache.Stats:input_type -> ragkv.v1.ChunkCacheStatsRequest
+	29, // 42: ragkv.v1.ChunkCache.GetPolicy:input_type -> ragkv.v1.GetChunkPolicyRequest
+	32, // 43: ragkv.v1.ChunkCache.SetPolicy:input_type -> ragkv.v1.SetChunkPolicyRequest
+	33, // 44: ragkv.v1.ChunkCache.WatchChunks:input_type -> ragkv.v1.WatchChunksRequest
+	35, // 45: ragkv.v1.ChunkCache.Locate:input_type -> ragkv.v1.LocateRequest
+	12, // 46: ragkv.v1.ChunkCache.PutChunk:output_type -> ragkv.v1.PutChunkResponse
+	15, // 47: ragkv.v1.ChunkCache.GetChunk:output_type -> ragkv.v1.GetChunkResponse
+	18, // 48: ragkv.v1.ChunkCache.Lookup:output_type -> ragkv.v1.ChunkLookupResponse
+	20, // 49: ragkv.v1.ChunkCache.DeleteChunk:output_type -> ragkv.v1.DeleteChunkResponse
+	22, // 50: ragkv.v1.ChunkCache.Pin:output_type -> ragkv.v1.PinChunkResponse
+	24, // 51: ragkv.v1.ChunkCache.Unpin:output_type -> ragkv.v1.UnpinChunkResponse
+	27, // 52: ragkv.v1.ChunkCache.Stats:output_type -> ragkv.v1.ChunkCacheStatsResponse
+	30, // 53: ragkv.v1.ChunkCache.GetPolicy:output_type -> ragkv.v1.ChunkPolicy
+	30, // 54: ragkv.v1.ChunkCache.SetPolicy:output_type -> ragkv.v1.ChunkPolicy
+	34, // 55: ragkv.v1.ChunkCache.WatchChunks:output_type -> ragkv.v1.ChunkEvent
+	38, // 56: ragkv.v1.ChunkCache.Locate:output_type -> ragkv.v1.LocateResponse
+	46, // [46:57] is the sub-list for method output_type
+	35, // [35:46] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_ragkv_v1_chunkcache_proto_init() }
@@ -2509,8 +3159,8 @@ func file_ragkv_v1_chunkcache_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ragkv_v1_chunkcache_proto_rawDesc), len(file_ragkv_v1_chunkcache_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   31,
+			NumEnums:      4,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,5 +1,6 @@
 // Chunk-cache API: store and fetch per-chunk transformer KV caches in tiers (host RAM,
-// local disk), inspect the tiers and tune eviction at run time.
+// local disk, a shared remote tier on Redis), inspect the tiers and tune eviction at run
+// time, follow where chunks are (WatchChunks) and find which replicas hold them (Locate).
 //
 // A chunk is identified by its content key: SHA-256 over {key version, namespace salt,
 // model fingerprint, KV dtype, token ids} (see package chunkcache). PutChunk returns
@@ -37,6 +38,8 @@ const (
 	ChunkCache_Stats_FullMethodName       = "/ragkv.v1.ChunkCache/Stats"
 	ChunkCache_GetPolicy_FullMethodName   = "/ragkv.v1.ChunkCache/GetPolicy"
 	ChunkCache_SetPolicy_FullMethodName   = "/ragkv.v1.ChunkCache/SetPolicy"
+	ChunkCache_WatchChunks_FullMethodName = "/ragkv.v1.ChunkCache/WatchChunks"
+	ChunkCache_Locate_FullMethodName      = "/ragkv.v1.ChunkCache/Locate"
 )
 
 // ChunkCacheClient is the client API for ChunkCache service.
@@ -67,6 +70,21 @@ type ChunkCacheClient interface {
 	GetPolicy(ctx context.Context, in *GetChunkPolicyRequest, opts ...grpc.CallOption) (*ChunkPolicy, error)
 	// SetPolicy changes them at run time (entries are kept; shrinking evicts).
 	SetPolicy(ctx context.Context, in *SetChunkPolicyRequest, opts ...grpc.CallOption) (*ChunkPolicy, error)
+	// WatchChunks streams this replica's chunk events (stored, evicted, promoted,
+	// demoted, deleted; per local tier, plus what this replica stored in or deleted from
+	// the shared tier) in sequence order. A request with a resume point (epoch and
+	// after_seq of the last event applied) continues right after it when this replica
+	// still has the events; otherwise (a fresh watch, a restart — a new epoch —, or a
+	// point older than the retained events) the stream sends RESET, then a snapshot of
+	// every chunk in every local tier as STORED events with snapshot set, then
+	// SNAPSHOT_DONE carrying the resume point, then live events. A consumer that applies
+	// the events in order (STORED/PROMOTED/DEMOTED add (key, tier); EVICTED/DELETED remove
+	// it; DEMOTED also removes (key, from_tier)) ends with this replica's state.
+	WatchChunks(ctx context.Context, in *WatchChunksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChunkEvent], error)
+	// Locate answers, for chunk keys, specs or a prompt's chunk texts, which replicas hold
+	// each chunk in which local tiers, and which shared tiers hold it: this replica, and
+	// (unless local_only) the peers it was started with (`ragkv serve --peers`).
+	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
 }
 
 type chunkCacheClient struct {
@@ -179,6 +197,35 @@ func (c *chunkCacheClient) SetPolicy(ctx context.Context, in *SetChunkPolicyRequ
 	return out, nil
 }
 
+func (c *chunkCacheClient) WatchChunks(ctx context.Context, in *WatchChunksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChunkEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ChunkCache_ServiceDesc.Streams[2], ChunkCache_WatchChunks_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchChunksRequest, ChunkEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChunkCache_WatchChunksClient = grpc.ServerStreamingClient[ChunkEvent]
+
+func (c *chunkCacheClient) Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LocateResponse)
+	err := c.cc.Invoke(ctx, ChunkCache_Locate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChunkCacheServer is the server API for ChunkCache service.
 // All implementations must embed UnimplementedChunkCacheServer
 // for forward compatibility.
@@ -207,6 +254,21 @@ type ChunkCacheServer interface {
 	GetPolicy(context.Context, *GetChunkPolicyRequest) (*ChunkPolicy, error)
 	// SetPolicy changes them at run time (entries are kept; shrinking evicts).
 	SetPolicy(context.Context, *SetChunkPolicyRequest) (*ChunkPolicy, error)
+	// WatchChunks streams this replica's chunk events (stored, evicted, promoted,
+	// demoted, deleted; per local tier, plus what this replica stored in or deleted from
+	// the shared tier) in sequence order. A request with a resume point (epoch and
+	// after_seq of the last event applied) continues right after it when this replica
+	// still has the events; otherwise (a fresh watch, a restart — a new epoch —, or a
+	// point older than the retained events) the stream sends RESET, then a snapshot of
+	// every chunk in every local tier as STORED events with snapshot set, then
+	// SNAPSHOT_DONE carrying the resume point, then live events. A consumer that applies
+	// the events in order (STORED/PROMOTED/DEMOTED add (key, tier); EVICTED/DELETED remove
+	// it; DEMOTED also removes (key, from_tier)) ends with this replica's state.
+	WatchChunks(*WatchChunksRequest, grpc.ServerStreamingServer[ChunkEvent]) error
+	// Locate answers, for chunk keys, specs or a prompt's chunk texts, which replicas hold
+	// each chunk in which local tiers, and which shared tiers hold it: this replica, and
+	// (unless local_only) the peers it was started with (`ragkv serve --peers`).
+	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
 	mustEmbedUnimplementedChunkCacheServer()
 }
 
@@ -243,6 +305,12 @@ func (UnimplementedChunkCacheServer) GetPolicy(context.Context, *GetChunkPolicyR
 }
 func (UnimplementedChunkCacheServer) SetPolicy(context.Context, *SetChunkPolicyRequest) (*ChunkPolicy, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetPolicy not implemented")
+}
+func (UnimplementedChunkCacheServer) WatchChunks(*WatchChunksRequest, grpc.ServerStreamingServer[ChunkEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method WatchChunks not implemented")
+}
+func (UnimplementedChunkCacheServer) Locate(context.Context, *LocateRequest) (*LocateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Locate not implemented")
 }
 func (UnimplementedChunkCacheServer) mustEmbedUnimplementedChunkCacheServer() {}
 func (UnimplementedChunkCacheServer) testEmbeddedByValue()                    {}
@@ -409,6 +477,35 @@ func _ChunkCache_SetPolicy_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChunkCache_WatchChunks_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchChunksRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ChunkCacheServer).WatchChunks(m, &grpc.GenericServerStream[WatchChunksRequest, ChunkEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChunkCache_WatchChunksServer = grpc.ServerStreamingServer[ChunkEvent]
+
+func _ChunkCache_Locate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChunkCacheServer).Locate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChunkCache_Locate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChunkCacheServer).Locate(ctx, req.(*LocateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChunkCache_ServiceDesc is the grpc.ServiceDesc for ChunkCache service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -444,6 +541,10 @@ var ChunkCache_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "SetPolicy",
 			Handler:    _ChunkCache_SetPolicy_Handler,
 		},
+		{
+			MethodName: "Locate",
+			Handler:    _ChunkCache_Locate_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -454,6 +555,11 @@ var ChunkCache_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetChunk",
 			Handler:       _ChunkCache_GetChunk_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchChunks",
+			Handler:       _ChunkCache_WatchChunks_Handler,
 			ServerStreams: true,
 		},
 	},
