@@ -13,6 +13,9 @@ var allPaths = []cpu.Path{cpu.AVX512, cpu.AVX2, cpu.NEON, cpu.Generic}
 // active; a path this CPU or build cannot run is a skipped subtest whose message names
 // the missing features. This is test-backend-ops in ggml's sense: every path against the
 // same float64 references.
+//
+// Where the CPU has AVX-512 VNNI, the avx512 path also runs without it ("avx512-novnni":
+// AVX-512 CPUs such as Skylake-X, whose int8 products take the AVX2 kernels).
 func forEachPath(t *testing.T, fn func(t *testing.T)) {
 	t.Helper()
 	saved := cpu.Active()
@@ -25,6 +28,23 @@ func forEachPath(t *testing.T, fn func(t *testing.T)) {
 			defer cpu.Set(saved)
 			fn(t)
 		})
+		if p == cpu.AVX512 {
+			t.Run("avx512-novnni", func(t *testing.T) {
+				if err := cpu.Set(p); err != nil {
+					t.Skip(err)
+				}
+				if !cpu.HasVNNI512() {
+					cpu.Set(saved)
+					t.Skip("no AVX-512 VNNI: the avx512 subtest ran without it")
+				}
+				prev, prevDot := cpu.SetSubFeatures(false, true)
+				defer func() {
+					cpu.SetSubFeatures(prev, prevDot)
+					cpu.Set(saved)
+				}()
+				fn(t)
+			})
+		}
 	}
 }
 
