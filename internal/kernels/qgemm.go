@@ -184,9 +184,27 @@ func (p *Pool) gemmQuantRange(wid int, out []float32, w *Mat, r0, r1, jp0, jp1 i
 	}
 }
 
+// int8AVX2 reports whether the int8 products run on the AVX2 kernels (avx2, or avx512
+// without VNNI).
+func int8AVX2() bool { return cpu.HasAVX2() && !cpu.HasVNNI512() }
+
 // q8Signed reports whether q8_0 weights are packed in the signed form (u = q, o = 0) for
-// the AVX2 micro-kernel: the int8 path without VNNI.
-func q8Signed() bool { return cpu.HasAVX2() && !cpu.HasVNNI512() }
+// the AVX2 micro-kernel.
+func q8Signed() bool { return int8AVX2() }
+
+// gemmThresholdAVX2 is gemmThreshold for quantized weights on the AVX2 int8 kernels: the
+// token count from which the GEMM beats the matrix-vector kernels, measured on Sapphire
+// Rapids with the avx2 path forced (one thread; smollm-135m's 576×1536 and 1536×576 and a
+// 2048×2048 matrix agree within 4 tokens).
+func gemmThresholdAVX2(t DType) int {
+	switch t {
+	case Q8_0:
+		return 24
+	case Q4_0, Q5_0:
+		return 16
+	}
+	return 20
+}
 
 // unpackBlock rewrites one ggml block of type t into the packed form's unsigned values u
 // (BlockElems of them) and per-sub-block scales sc and offsets of (q8_0 in the signed form
