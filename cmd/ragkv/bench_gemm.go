@@ -129,7 +129,7 @@ unaffected by other processes sharing the cores).`,
 	f.IntVar(&m, "m", 4096, "weight rows (output features)")
 	f.IntVar(&n, "n", 512, "activation rows (tokens)")
 	f.IntVar(&k, "k", 14336, "inner dimension")
-	f.StringVar(&dtype, "dtype", "f32", "weight type: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K")
+	f.StringVar(&dtype, "dtype", "f32", "weight type: f32, f16, bf16, q8_0, q4_0, q5_0, q4_K, q5_K, q6_K")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: GOMAXPROCS)")
 	f.IntVar(&iters, "iters", 5, "timed iterations (after one warm-up)")
 	f.Uint64Var(&seed, "seed", 1, "random seed for weights and activations")

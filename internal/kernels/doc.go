@@ -1,5 +1,5 @@
 // Package kernels owns ragkv's numeric kernels: the ggml tensor formats (f32, f16, bf16 and
-// the block quantizations q8_0, q4_0, q4_K, q5_K, q6_K, laid out, quantized and dequantized
+// the block quantizations q8_0, q4_0, q5_0, q4_K, q5_K, q6_K, laid out, quantized and dequantized
 // bit for bit as ggml's reference implementation in ggml-quants.c does; quantk.go holds the
 // k-quant quantizers), the weight-matrix product used by the inference engine (MatMul, and
 // MatMulMulti for several matrices that share one input, multi-threaded over a Pool of
@@ -40,6 +40,12 @@
 // per VPDPBUSD); with float activations (Pool.SetFloatActivations) the k-quants are
 // dequantized in registers and multiplied with FMA. On arm64 the k-quant kernels sum each
 // sub-block's integer products with SDOT and apply the scales in Go.
+//
+// Without AVX-512 VNNI (the avx2 path: Haswell and later, Zen 1-3; and AVX-512 CPUs such as
+// Skylake-X) the quantized products run on AVX2 kernels (asm_gen_avx2q.go): VPMADDUBSW pair
+// sums, added in int16 for as many steps as the weights' value range allows, widened by
+// VPMADDWD; q8_0 with ggml's sign trick (|w| × sign(x, w)). They take the same packed form
+// and activation layouts, and for every type but q8_0's GEMM give the VNNI kernels' bits.
 //
 // Hand-offs: a worker polls for its next task, and the caller for the workers to finish,
 // for up to 200 µs before blocking, because waking a sleeping thread costs tens of

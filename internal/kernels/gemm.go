@@ -33,6 +33,8 @@ func (p *Pool) gemmThreshold(t DType) int {
 		return gemmMinTokens
 	case !p.matVecFast(t):
 		return genericGemmThreshold(t)
+	case int8AVX2() && t.BlockElems() > 1:
+		return gemmThresholdAVX2(t)
 	case t == Q8_0:
 		return 40
 	case t == Q4_0 || ((t == Q4_K || t == Q5_K) && p.useKQ8(t)):

@@ -24,7 +24,7 @@ func BenchmarkMatMul(b *testing.B) {
 	p := NewPool(0)
 	defer p.Close()
 	for _, sh := range shapes {
-		for _, typ := range []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K} {
+		for _, typ := range []DType{F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
 			if sh.k%typ.BlockElems() != 0 {
 				continue
 			}

@@ -12,11 +12,11 @@ import (
 	"github.com/ragkv/ragkv/internal/cpu"
 )
 
-var allTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K}
+var allTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K}
 
 // randomMat returns a rows×cols matrix of type typ with random contents and its
 // dequantized values. Float and q8_0/q4_0 weights are quantized from normal samples with
-// occasional outliers; k-quant blocks get random bytes with small random super-scales.
+// occasional outliers; q5_0 and k-quant blocks get random bytes with small random scales.
 func randomMat(rng *rand.Rand, typ DType, rows, cols int) (Mat, []float32) {
 	rb, err := RowBytes(typ, cols)
 	if err != nil {
@@ -27,6 +27,13 @@ func randomMat(rng *rand.Rand, typ DType, rows, cols int) (Mat, []float32) {
 	for r := range rows {
 		row := data[r*rb : (r+1)*rb]
 		switch typ {
+		case Q5_0:
+			for i := range row {
+				row[i] = byte(rng.IntN(256))
+			}
+			for b := 0; b < len(row); b += blockQ5_0Bytes {
+				binary.LittleEndian.PutUint16(row[b:], F32ToF16(float32(rng.Float64()*0.2+1e-3)))
+			}
 		case Q4_K, Q5_K, Q6_K:
 			for i := range row {
 				row[i] = byte(rng.IntN(256))
@@ -388,7 +395,7 @@ func testMatMulFloatActivations(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	p.SetFloatActivations(true)
-	for _, typ := range []DType{Q8_0, Q4_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
 		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 1}, {40, 512, 3}, {70, 768, 20}, {33, 1280, 13}} {
 			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
 			x := randomF32(rng, sh.n*sh.cols)

@@ -31,11 +31,13 @@ func (p *Pool) matVecFast(t DType) bool {
 	}
 	switch t {
 	case F32, F16, BF16:
-		return true
-	case Q8_0, Q4_0:
-		return cpu.HasVNNI512()
+		return cpu.HasAVX512()
+	case Q8_0, Q4_0, Q5_0:
+		// VNNI kernels on avx512 (q8_0, q4_0), the AVX2 ones otherwise.
+		return cpu.HasAVX2() && !p.floatAct
 	case Q4_K, Q5_K, Q6_K:
-		return true
+		// With float activations only AVX-512 has kernels (register dequantization).
+		return cpu.HasAVX512() || (cpu.HasAVX2() && p.useKQ8(t))
 	}
 	return false
 }
@@ -52,7 +54,7 @@ func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
 	}
 	if p.matVecFast(w.Type) {
 		switch w.Type {
-		case Q8_0, Q4_0:
+		case Q8_0, Q4_0, Q5_0:
 			p.quantXMatvecAll(x, n, w.Cols)
 		case Q4_K, Q5_K, Q6_K:
 			p.matVecK(x, n, w)
@@ -85,7 +87,8 @@ func (p *Pool) qdqMatvecAll(x []float32, n, k int) {
 	qdqRows(p.shared.xqd, x, n, k, 32)
 }
 
-// quantXMatvecAll quantizes the n activation rows (k each) for matvecQ8_0x4/matvecQ4_0x4.
+// quantXMatvecAll quantizes the n activation rows (k each) for the q8_0/q4_0/q5_0
+// matrix-vector kernels.
 func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
 	nblk := k / qk8_0
 	if cpu.HasNEON() {
@@ -94,17 +97,23 @@ func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
 	}
 	p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
 	for i := range n {
-		quantXMatvec(p.shared.xq[i*nblk*xqMatvecBytes:(i+1)*nblk*xqMatvecBytes], x[i*k:(i+1)*k])
+		dst := p.shared.xq[i*nblk*xqMatvecBytes : (i+1)*nblk*xqMatvecBytes]
+		if cpu.HasAVX2() && nblk > 0 {
+			_ = x[i*k+nblk*qk8_0-1]
+			quantXMatvecAVX2(nblk, &x[i*k], &dst[0])
+			continue
+		}
+		quantXMatvec(dst, x[i*k:(i+1)*k])
 	}
 }
 
 // matVecMultiOK reports whether the matrices can share one matrix-vector job (MatMulMulti
-// with few tokens): float, q8_0 and q4_0 weights, whose activations are used as they are or
-// quantized in one layout.
+// with few tokens): float, q8_0, q4_0 and q5_0 weights, whose activations are used as they
+// are or quantized in one layout.
 func (p *Pool) matVecMultiOK(ws []*Mat) bool {
 	for _, w := range ws {
 		switch w.Type {
-		case F32, F16, BF16, Q8_0, Q4_0:
+		case F32, F16, BF16, Q8_0, Q4_0, Q5_0:
 		default:
 			return false
 		}
@@ -117,7 +126,7 @@ func (p *Pool) matVecMultiOK(ws []*Mat) bool {
 func (p *Pool) matVecMulti() {
 	c := &p.cur
 	for _, w := range c.ws {
-		if p.matVecFast(w.Type) && (w.Type == Q8_0 || w.Type == Q4_0) {
+		if p.matVecFast(w.Type) && (w.Type == Q8_0 || w.Type == Q4_0 || w.Type == Q5_0) {
 			p.quantXMatvecAll(c.x, c.n, w.Cols)
 			break
 		}
@@ -166,6 +175,7 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 		p.matVecNEON(wid, out, w, lo, hi)
 		return
 	}
+	vnni := cpu.HasVNNI512()
 	var res [4]float32
 	r := lo
 	for ; r+4 <= hi; r += 4 {
@@ -179,9 +189,19 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 			case BF16:
 				matvecBF16x4(k, wp, rb, &x[i*k], &res[0])
 			case Q8_0:
-				matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				if vnni {
+					matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				} else {
+					matvecQ8_0x4AVX2(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				}
 			case Q4_0:
-				matvecQ4_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				if vnni {
+					matvecQ4_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				} else {
+					matvecQ4_0x4AVX2(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
+				}
+			case Q5_0:
+				matvecQ5_0x4AVX2(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
 			}
 			copy(out[i*m+r:i*m+r+4], res[:])
 		}
@@ -227,8 +247,9 @@ func quantXMatvec(dst []byte, x []float32) {
 	}
 }
 
-// matVecK is matVec for the k-quants: blocks are dequantized in registers and dotted with
-// the float32 activations (no activation quantization).
+// matVecK is matVec for the k-quants: with int8 activations (useKQ8: quantized per
+// 32-block, integer dot products) or, with float activations, blocks dequantized in
+// registers and dotted with the float32 activations.
 func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 	k, m := w.Cols, w.Rows
 	l := subLen(w.Type)
@@ -239,11 +260,19 @@ func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 		p.shared.xq = growBytes(p.shared.xq, n*k)
 		p.shared.xf = growF32(p.shared.xf, 2*n*nsub)
 		for i := range n {
-			if p.cur.ggmlK {
-				quantXSubK(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k], l)
-				continue
+			q, d, s := p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub]
+			switch {
+			case p.cur.ggmlK:
+				quantXSubK(q, d, s, x[i*k:(i+1)*k], l)
+			case k == 0 || !cpu.HasAVX2():
+				quantXSub(q, d, s, x[i*k:(i+1)*k], l)
+			case l == 32:
+				_ = x[i*k+k-1]
+				quantXSub32AVX2(k/32, &x[i*k], &q[0], &d[0], &s[0])
+			default:
+				_ = x[i*k+k-1]
+				quantXSub16AVX2(k/32, &x[i*k], &q[0], &d[0], &s[0])
 			}
-			quantXSub(p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub], x[i*k:(i+1)*k], l)
 		}
 		p.run(m, 4, jobMatVecK)
 		return
@@ -272,17 +301,27 @@ func (p *Pool) matVecKRange(lo, hi int) {
 	base := unsafe.Pointer(unsafe.SliceData(w.Data))
 	if p.useKQ8(w.Type) {
 		xq, xd, xsd := p.shared.xq, p.shared.xf[:n*nsub], p.shared.xf[n*nsub:]
+		vnni := cpu.HasVNNI512()
 		for r := lo; r < hi; r++ {
 			wp := unsafe.Add(base, r*rb)
 			for i := range n {
-				switch w.Type {
-				case Q4_K:
-					out[i*m+r] = matvecQ4KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
-				case Q5_K:
-					out[i*m+r] = matvecQ5KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
-				case Q6_K:
-					out[i*m+r] = matvecQ6KQ8(nsb, wp, unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub])
+				q, d, s := unsafe.Pointer(&xq[i*k]), &xd[i*nsub], &xsd[i*nsub]
+				var v float32
+				switch {
+				case w.Type == Q4_K && vnni:
+					v = matvecQ4KQ8(nsb, wp, q, d, s)
+				case w.Type == Q4_K:
+					v = matvecQ4KQ8AVX2(nsb, wp, q, d, s)
+				case w.Type == Q5_K && vnni:
+					v = matvecQ5KQ8(nsb, wp, q, d, s)
+				case w.Type == Q5_K:
+					v = matvecQ5KQ8AVX2(nsb, wp, q, d, s)
+				case vnni:
+					v = matvecQ6KQ8(nsb, wp, q, d, s)
+				default:
+					v = matvecQ6KQ8AVX2(nsb, wp, q, d, s)
 				}
+				out[i*m+r] = v
 			}
 		}
 		return
@@ -308,9 +347,11 @@ func (p *Pool) matVecKRange(lo, hi int) {
 // is available (tests use it to cover both).
 var kFloat = false
 
-// useKQ8 reports whether k-quant type t decodes with the VNNI kernels.
+// useKQ8 reports whether k-quant type t decodes with int8 activations: the VNNI kernels,
+// or without VNNI the AVX2 ones (also on avx512, where they are the default as on VNNI CPUs,
+// the AVX-512 float kernels remaining for float activations).
 func (p *Pool) useKQ8(t DType) bool {
-	return cpu.HasVNNI512() && !kFloat && !p.floatAct && (t == Q4_K || t == Q5_K || t == Q6_K)
+	return cpu.HasAVX2() && !kFloat && !p.floatAct && (t == Q4_K || t == Q5_K || t == Q6_K)
 }
 
 // quantXSub quantizes x per 32-block to int8 q and gives, per sub-block of l (32 or 16)

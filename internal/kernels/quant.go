@@ -44,6 +44,10 @@ func dequantizeRow(dst []float32, src []byte, t DType) {
 		for b := 0; b < len(dst)/qk4_0; b++ {
 			dequantQ4_0Block(dst[b*qk4_0:(b+1)*qk4_0], src[b*blockQ4_0Bytes:(b+1)*blockQ4_0Bytes])
 		}
+	case Q5_0:
+		for b := 0; b < len(dst)/qk5_0; b++ {
+			dequantQ5_0Block(dst[b*qk5_0:(b+1)*qk5_0], src[b*blockQ5_0Bytes:(b+1)*blockQ5_0Bytes])
+		}
 	case Q4_K:
 		for b := 0; b < len(dst)/qkK; b++ {
 			dequantQ4_KBlock(dst[b*qkK:(b+1)*qkK], src[b*blockQ4_KBytes:(b+1)*blockQ4_KBytes])
@@ -78,6 +82,21 @@ func dequantQ4_0Block(y []float32, b []byte) {
 	for j := range qk4_0 / 2 {
 		y[j] = float32(int(qs[j]&0xf)-8) * d
 		y[j+qk4_0/2] = float32(int(qs[j]>>4)-8) * d
+	}
+}
+
+// block_q5_0 { ggml_half d; uint8_t qh[4]; uint8_t qs[16]; }: element j takes the low
+// (j < 16) or high (j ≥ 16) nibble of qs[j%16] and, as its fifth bit, bit j of the
+// little-endian qh word; x = (q−16)·d.
+func dequantQ5_0Block(y []float32, b []byte) {
+	d := f16At(b, 0)
+	qh := binary.LittleEndian.Uint32(b[2:])
+	qs := b[6 : 6+qk5_0/2]
+	for j := range qk5_0 / 2 {
+		x0 := int(qs[j]&0xf) | int((qh>>j)&1)<<4
+		x1 := int(qs[j]>>4) | int((qh>>(j+16))&1)<<4
+		y[j] = float32(x0-16) * d
+		y[j+qk5_0/2] = float32(x1-16) * d
 	}
 }
 

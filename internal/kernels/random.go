@@ -7,8 +7,9 @@ import (
 )
 
 // RandomMat returns a deterministic rows×cols matrix of type t for tests and benchmarks.
-// Float, q8_0 and q4_0 weights are quantized from N(0, scale²) samples; k-quant blocks get
-// uniformly random bytes with super-block scales drawn so that values are of order scale.
+// Float, q8_0 and q4_0 weights are quantized from N(0, scale²) samples; q5_0 and k-quant
+// blocks get uniformly random bytes with (super-)block scales drawn so that values are of
+// order scale.
 func RandomMat(t DType, rows, cols int, scale float32, seed uint64) (Mat, error) {
 	rb, err := RowBytes(t, cols)
 	if err != nil {
@@ -23,6 +24,13 @@ func RandomMat(t DType, rows, cols int, scale float32, seed uint64) (Mat, error)
 	for r := range rows {
 		row := data[r*rb : (r+1)*rb]
 		switch t {
+		case Q5_0:
+			for i := range row {
+				row[i] = byte(rng.Uint32())
+			}
+			for b := 0; b < len(row); b += blockQ5_0Bytes {
+				binary.LittleEndian.PutUint16(row[b:], F32ToF16(scale*float32(0.5+rng.Float64())/8))
+			}
 		case Q4_K, Q5_K, Q6_K:
 			for i := 0; i+8 <= len(row); i += 8 {
 				binary.LittleEndian.PutUint64(row[i:], rng.Uint64())
