@@ -110,7 +110,7 @@ type BPE struct {
 	ids     map[string]int
 	ranks   map[string]int // "a\x00b" → rank
 	res     []*regexp2.Regexp
-	userDef []int // user-defined tokens (TypeUserDefined), longest text first
+	userDef []int    // user-defined tokens (TypeUserDefined), longest text first
 	special *matcher // control and user-defined tokens, for EncodeSpecial
 	byteTok [256]int
 	bos     int
