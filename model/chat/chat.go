@@ -502,3 +502,27 @@ func WithTemplate(src, dst, source string) error {
 	}
 	return out.Close()
 }
+
+// LoadFile compiles the Jinja chat template in file path for a model with tokenizer tok
+// (bos_token and eos_token name tok's BOS and EOS tokens).
+func LoadFile(path string, tok tokenizer.Tokenizer) (*Template, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("chat: %w", err)
+	}
+	specials := map[string]string{}
+	if tok != nil {
+		if s := tokenizer.TokenText(tok, tok.BOS()); s != "" {
+			specials["bos_token"] = s
+		}
+		if s := tokenizer.TokenText(tok, tok.EOS()); s != "" {
+			specials["eos_token"] = s
+		}
+	}
+	t, err := New(string(b), specials)
+	if err != nil {
+		return nil, fmt.Errorf("chat: %s: %w", path, err)
+	}
+	t.Origin = "file"
+	return t, nil
+}
