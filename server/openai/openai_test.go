@@ -29,7 +29,8 @@ import (
 )
 
 type fixture struct {
-	url string
+	url     string
+	handler http.Handler
 	eng *blend.Engine
 	ret *retrieval.Store
 }
@@ -37,7 +38,7 @@ type fixture struct {
 // newFixture serves the OpenAI API over loopback for a model (stories260K by default)
 // with a memory chunk cache and a retrieval store holding collection "kb" (GloVe-SIF on
 // the test word vectors).
-func newFixture(t *testing.T, modelPath, tokPath string, tmpl *chat.Template) *fixture {
+func newFixture(t testing.TB, modelPath, tokPath string, tmpl *chat.Template) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
@@ -90,7 +91,7 @@ func newFixture(t *testing.T, modelPath, tokPath string, tmpl *chat.Template) *f
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &fixture{url: hs.URL, eng: eng, ret: ret}
+	return &fixture{url: hs.URL, handler: srv.Handler(), eng: eng, ret: ret}
 }
 
 func storiesFixture(t *testing.T) *fixture {
