@@ -31,8 +31,8 @@ import (
 type fixture struct {
 	url     string
 	handler http.Handler
-	eng *blend.Engine
-	ret *retrieval.Store
+	eng     *blend.Engine
+	ret     *retrieval.Store
 }
 
 // newFixture serves the OpenAI API over loopback for a model (stories260K by default)
