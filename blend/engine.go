@@ -141,10 +141,12 @@ func (e *Engine) acquire(ctx context.Context) (func(), error) {
 	}
 }
 
-// ChunkRef names a chunk of a prompt: by key or by text.
+// ChunkRef names a chunk of a prompt: by key, by text, or by token ids (Tokens, when
+// set, replaces Text: for callers that tokenize themselves).
 type ChunkRef struct {
-	Key  *chunkcache.Key
-	Text string
+	Key    *chunkcache.Key
+	Text   string
+	Tokens []int
 }
 
 // PrefillInput is a prompt and how to prefill it.
@@ -157,6 +159,11 @@ type PrefillInput struct {
 	// Ratio (nil: the engine's default).
 	Ratio   *float64
 	Reserve int
+	// SystemTokens and QueryTokens, when not nil, replace System and Query with token
+	// ids (SystemTokens as is: no BOS is added), for callers that tokenize themselves
+	// (chat templates with special tokens).
+	SystemTokens []int
+	QueryTokens  []int
 }
 
 // SegmentReport describes one segment of a prefill.
@@ -186,6 +193,9 @@ type PrefillOutput struct {
 	kv   *model.KV
 	last int
 }
+
+// Model returns the engine's model (for its tokenizer and configuration).
+func (e *Engine) Model() *model.Model { return e.st.m }
 
 // Prefill prefills a prompt and keeps its KV under a handle.
 func (e *Engine) Prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput, error) {
@@ -239,6 +249,9 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	// missing chunk; when the prefix itself comes from the cache it is computed then,
 	// once.
 	prefix := m.Tok.Encode(in.System, true, false)
+	if in.SystemTokens != nil {
+		prefix = in.SystemTokens
+	}
 	var prefixKV *model.KV
 	prefixKVFn := func() (*model.KV, error) {
 		if prefixKV == nil && len(prefix) > 0 {
@@ -279,7 +292,10 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 			}
 			rep = SegmentReport{Key: *ch.Key, Source: seg.Source.Tier()}
 		default:
-			toks := m.Tok.Encode(ch.Text, false, false)
+			toks := ch.Tokens
+			if len(toks) == 0 {
+				toks = m.Tok.Encode(ch.Text, false, false)
+			}
 			if len(toks) == 0 {
 				return nil, fmt.Errorf("%w: chunk %d is empty", ErrInvalid, i)
 			}
@@ -307,6 +323,9 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		out.CacheHits[r.Source]++
 	}
 	query := m.Tok.Encode(in.Query, false, false)
+	if in.QueryTokens != nil {
+		query = in.QueryTokens
+	}
 	out.Prepare = time.Since(t0)
 	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve})
 	if err != nil {
@@ -449,6 +468,9 @@ type GenerateInput struct {
 	Seed        uint64
 	// IgnoreEOS keeps going past EOS/BOS.
 	IgnoreEOS bool
+	// Logits passes each token's distribution (the logits it was sampled from) in its
+	// event, for log-probabilities.
+	Logits bool
 }
 
 // GenerateEvent is one streamed event: the prefill (when Generate prefilled), a token
@@ -459,6 +481,9 @@ type GenerateEvent struct {
 	Token   int
 	Text    string
 	Done    *GenerateDone
+	// Logits the token was sampled from (with GenerateInput.Logits; valid only during
+	// the emit call).
+	Logits []float32
 }
 
 // GenerateDone ends a generation.
@@ -520,7 +545,11 @@ func (e *Engine) Generate(ctx context.Context, in *GenerateInput, emit func(Gene
 			break
 		}
 		done.Tokens++
-		if err := emit(GenerateEvent{Token: tok, Text: text.add(m.Tok.Piece(prev, tok))}); err != nil {
+		ev := GenerateEvent{Token: tok, Text: text.add(m.Tok.Piece(prev, tok))}
+		if in.Logits {
+			ev.Logits = logits
+		}
+		if err := emit(ev); err != nil {
 			return err
 		}
 		prev = tok

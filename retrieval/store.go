@@ -768,3 +768,22 @@ func (b badgerLogger) Infof(f string, a ...any) {
 	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Debugf(f string, a ...any) {}
+
+// Embed embeds texts with a collection's embedder (with its fitted state), as its
+// passages and dense queries are embedded: for an OpenAI-style /v1/embeddings whose
+// model is the collection. ErrNoDense where the collection has no embedder (BM25 only,
+// or client vectors).
+func (s *Store) Embed(ctx context.Context, collection string, texts []string) ([][]float32, error) {
+	sn, err := s.pin(collection)
+	if err != nil {
+		return nil, err
+	}
+	defer sn.release()
+	if sn.emb == nil {
+		if sn.embErr != nil {
+			return nil, sn.embErr
+		}
+		return nil, fmt.Errorf("%w: collection %q has no embedder", ErrNoDense, collection)
+	}
+	return sn.emb.Embed(ctx, texts)
+}

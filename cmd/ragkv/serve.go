@@ -36,6 +36,7 @@ type serveConfig struct {
 	Console   consoleConfig   `yaml:"console"`
 	RESP      respConfig      `yaml:"resp"`
 	Replica   replicaConfig   `yaml:"replica"`
+	OpenAI    openaiConfig    `yaml:"openai"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -48,6 +49,7 @@ func defaultServeConfig() serveConfig {
 		Cache:       defaultCacheConfig(),
 		Console:     consoleConfig{Interval: 5 * time.Second, History: time.Hour, Refresh: 2 * time.Second},
 		RESP:        respConfig{Namespace: "resp"},
+		OpenAI:      openaiConfig{Listen: "127.0.0.1:7433"},
 	}
 }
 
@@ -55,6 +57,17 @@ func defaultServeConfig() serveConfig {
 type serveEnv struct {
 	log *slog.Logger
 	reg prometheus.Registerer
+	// listeners are extra listeners components ask for (the OpenAI HTTP API): runServe
+	// binds them after the gRPC listener, serves them, and stops them before the server.
+	listeners []serveListener
+}
+
+// serveListener is an extra listener of a component: addr is bound (errors name flag),
+// serve runs until stop is called.
+type serveListener struct {
+	name, flag, addr string
+	serve            func(net.Listener) error
+	stop             func(context.Context) error
 }
 
 // serveComponent builds one part of the service (chunk cache, retrieval, engine, ...)
@@ -189,7 +202,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		lis.Close()
 		return err
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(env.listeners))
 	go func() { errc <- srv.Serve(lis) }()
 	if cfg.AdminListen != "" {
 		alis, err := net.Listen("tcp", cfg.AdminListen)
@@ -199,8 +212,28 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		}
 		go func() { errc <- srv.ServeAdmin(alis) }()
 	}
+	addrs := fmt.Sprintf("grpc=%s", lis.Addr())
+	var stops []func(context.Context) error
+	stopListeners := func(ctx context.Context) {
+		for _, stop := range stops {
+			if err := stop(ctx); err != nil {
+				log.Error("stop listener", "err", err)
+			}
+		}
+	}
+	for _, l := range env.listeners {
+		xl, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			stopListeners(context.Background())
+			srv.Stop(context.Background())
+			return flagErr(l.flag, "%v", err)
+		}
+		go func() { errc <- l.serve(xl) }()
+		stops = append(stops, l.stop)
+		addrs += fmt.Sprintf(" %s=%s", l.name, xl.Addr())
+	}
 	// Tests and scripts read this line to learn the bound addresses.
-	fmt.Fprintf(os.Stdout, "ragkv serving grpc=%s\n", lis.Addr())
+	fmt.Fprintf(os.Stdout, "ragkv serving %s\n", addrs)
 
 	var serveErr error
 	select {
@@ -210,6 +243,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
 	defer cancel()
+	stopListeners(stopCtx)
 	srv.Stop(stopCtx)
 	log.Info("stopped")
 	return serveErr

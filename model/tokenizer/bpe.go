@@ -110,7 +110,8 @@ type BPE struct {
 	ids     map[string]int
 	ranks   map[string]int // "a\x00b" → rank
 	res     []*regexp2.Regexp
-	userDef []int // user-defined tokens (TypeUserDefined), longest text first
+	userDef []int    // user-defined tokens (TypeUserDefined), longest text first
+	special *matcher // control and user-defined tokens, for EncodeSpecial
 	byteTok [256]int
 	bos     int
 	eos     int
@@ -234,6 +235,18 @@ func NewBPE(o BPEOptions) (*BPE, error) {
 		}
 	}
 	sort.SliceStable(t.userDef, func(a, b int) bool { return len(t.raw[t.userDef[a]]) > len(t.raw[t.userDef[b]]) })
+	var stexts []string
+	var sids []int
+	for i, s := range o.Tokens {
+		switch {
+		case o.Types != nil && o.Types[i] == TypeUserDefined:
+			stexts, sids = append(stexts, string(t.raw[i])), append(sids, i)
+		case o.Types != nil && o.Types[i] == TypeUnused:
+		case o.Special[i] || (o.Types != nil && o.Types[i] == TypeControl):
+			stexts, sids = append(stexts, s), append(sids, i)
+		}
+	}
+	t.special = newMatcher(stexts, sids)
 	for b := 0; b < 256; b++ {
 		t.byteTok[b] = -1
 		if id, ok := t.ids[string(byteToRune[b])]; ok {
@@ -266,7 +279,44 @@ func (t *BPE) Encode(text string, bos, eos bool) []int {
 	if t.o.AddPrefixSpace && text != "" && text[0] != ' ' {
 		text = " " + text
 	}
-	for _, f := range t.partition(text) {
+	out = t.encodeFragments(out, t.partition(text))
+	if eos && t.eos >= 0 {
+		out = append(out, t.eos)
+	}
+	return out
+}
+
+// EncodeSpecial implements SpecialEncoder: control and user-defined token texts are
+// split out of the raw text first (leftmost-longest, as HF tokenizers do), then each
+// piece between them is normalized and encoded.
+func (t *BPE) EncodeSpecial(text string, bos, eos bool) []int {
+	var out []int
+	if bos && t.bos >= 0 {
+		out = append(out, t.bos)
+	}
+	frags := t.special.split(text)
+	for i := range frags {
+		if frags[i].id >= 0 {
+			continue
+		}
+		s := frags[i].text
+		if t.o.NFC && utf8.ValidString(s) {
+			s = norm.NFC.String(s)
+		}
+		if t.o.AddPrefixSpace && i == 0 && s != "" && s[0] != ' ' {
+			s = " " + s
+		}
+		frags[i].text = s
+	}
+	out = t.encodeFragments(out, frags)
+	if eos && t.eos >= 0 {
+		out = append(out, t.eos)
+	}
+	return out
+}
+
+func (t *BPE) encodeFragments(out []int, frags []fragment) []int {
+	for _, f := range frags {
 		if f.id >= 0 {
 			out = append(out, f.id)
 			continue
@@ -275,10 +325,15 @@ func (t *BPE) Encode(text string, bos, eos bool) []int {
 			out = t.encodeWord(out, pt)
 		}
 	}
-	if eos && t.eos >= 0 {
-		out = append(out, t.eos)
-	}
 	return out
+}
+
+// TokenText implements TokenTexter (normal tokens in their byte-to-unicode form).
+func (t *BPE) TokenText(id int) string {
+	if id < 0 || id >= len(t.tokens) {
+		return ""
+	}
+	return t.tokens[id]
 }
 
 // fragment is a piece of the text to encode: a user-defined token (id ≥ 0) or raw text.

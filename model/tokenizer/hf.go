@@ -3,7 +3,6 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 )
 
@@ -57,6 +56,9 @@ type hfComponent struct {
 	Single         json.RawMessage `json:"single"`
 	Prepend        string          `json:"prepend"`
 	Content        string          `json:"content"`
+	PrependScheme  string          `json:"prepend_scheme"`
+	Split          *bool           `json:"split"`
+	Replacement    string          `json:"replacement"`
 }
 
 type hfPattern struct {
@@ -213,27 +215,61 @@ func ParseHF(b []byte) (Tokenizer, error) {
 	if !f.Model.ByteFallback {
 		return nil, fmt.Errorf("%w: BPE model that is neither byte-level nor byte-fallback", ErrUnsupported)
 	}
-	// SentencePiece-derived BPE: score each piece by the rank of the merge that makes it.
+	// SentencePiece-derived BPE with byte fallback (Llama 2, Mistral, Gemma): spaces are
+	// U+2581 (a Replace normalizer or a Metaspace pre-tokenizer), merges by rank. The
+	// dummy prefix comes from a Prepend normalizer (before every piece of text between
+	// added tokens) or a Metaspace prepend_scheme ("always", or "first": only at the start).
+	dummy, firstOnly := false, false
+	var unsupported error
+	f.Normalizer.walk(func(c *hfComponent) {
+		switch c.Type {
+		case "Prepend":
+			dummy = c.Prepend == "\u2581"
+		case "Replace", "Sequence":
+		case "NFC":
+			unsupported = fmt.Errorf("%w: NFC normalizer on a SentencePiece-style model", ErrUnsupported)
+		default:
+			unsupported = fmt.Errorf("%w: normalizer %q on a SentencePiece-style model", ErrUnsupported, c.Type)
+		}
+	})
+	f.PreTokenizer.walk(func(c *hfComponent) {
+		switch c.Type {
+		case "Metaspace":
+			if c.Split != nil && *c.Split {
+				unsupported = fmt.Errorf("%w: Metaspace pre-tokenizer with split", ErrUnsupported)
+			}
+			switch c.PrependScheme {
+			case "always":
+				dummy = true
+			case "first":
+				dummy, firstOnly = true, true
+			case "never":
+				dummy = false
+			case "":
+				dummy = c.AddPrefixSpace
+			}
+		case "Split":
+			// Gemma: a split at " " after the normalizer turned every space into U+2581
+			// never matches.
+			if c.Pattern == nil || c.Pattern.String != " " {
+				unsupported = fmt.Errorf("%w: Split pre-tokenizer on a SentencePiece-style model", ErrUnsupported)
+			}
+		case "Sequence":
+		default:
+			unsupported = fmt.Errorf("%w: pre-tokenizer %q on a SentencePiece-style model", ErrUnsupported, c.Type)
+		}
+	})
+	if unsupported != nil {
+		return nil, unsupported
+	}
 	scores := make([]float32, n)
-	for i := range scores {
-		scores[i] = -1e9
-	}
-	for r, m := range merges {
-		if v, ok := f.Model.Vocab[m[0]+m[1]]; ok && scores[v] == -1e9 {
-			scores[v] = -float32(r)
-		}
-	}
 	for i, tok := range tokens {
-		if _, ok := parseBytePiece(tok); ok {
+		if _, ok := parseBytePiece(tok); ok && types[i] == TypeNormal {
 			types[i] = TypeByte
-		} else if len([]rune(tok)) == 1 && scores[i] == -1e9 {
-			scores[i] = float32(-math.MaxInt32)
 		}
 	}
-	if nfc {
-		return nil, fmt.Errorf("%w: NFC normalizer on a SentencePiece-style model", ErrUnsupported)
-	}
-	return NewSPM(SPMOptions{Pieces: tokens, Scores: scores, Types: types, SpaceMarker: true, BOS: bos, EOS: eos, Unknown: unk})
+	return NewSPM(SPMOptions{Pieces: tokens, Scores: scores, Types: types, SpaceMarker: true, BOS: bos, EOS: eos, Unknown: unk,
+		Merges: merges, NoDummyPrefix: !dummy, PrefixFirstOnly: firstOnly})
 }
 
 func parseHFMerges(raw json.RawMessage) ([][2]string, error) {

@@ -22,6 +22,11 @@ type SPM struct {
 	dummy    bool
 	space    int // id of " " or -1
 	llama2c  bool
+	orig     []string         // pieces as given (U+2581 kept), for TokenText and token matching
+	userDef  *matcher         // user-defined tokens, split out by Encode
+	special  *matcher         // control and user-defined tokens, split out by EncodeSpecial
+	ranks    map[uint64]int32 // HF BPE: (left id, right id) → merge rank (nil: merge by piece score)
+	first    bool             // dummy prefix only before the first fragment of the text
 }
 
 // SPMOptions describes an SPM vocabulary.
@@ -38,6 +43,14 @@ type SPMOptions struct {
 	// Llama2C marks a llama2.c tokenizer: control pieces print as they are (e.g. "\n<s>\n")
 	// as llama2.c's run does.
 	Llama2C bool
+	// Merges, if set, makes this a HuggingFace BPE model with byte fallback: adjacent
+	// symbols are merged by the rank of the pair in this list (lowest first, leftmost on
+	// ties) instead of by the score of the merged piece. Pieces as in Pieces.
+	Merges [][2]string
+	// PrefixFirstOnly adds the dummy prefix only before the text's first fragment (HF
+	// Metaspace prepend_scheme "first"); otherwise every piece of text between split-out
+	// tokens gets one (llama.cpp; HF's Prepend normalizer).
+	PrefixFirstOnly bool
 }
 
 // NewSPM builds an SPM tokenizer.
@@ -58,7 +71,8 @@ func NewSPM(o SPMOptions) (*SPM, error) {
 		}
 	}
 	t := &SPM{pieces: make([]string, n), raw: make([][]byte, n), scores: o.Scores, types: o.Types,
-		lookup: make(map[string]int, n), bos: o.BOS, eos: o.EOS, unk: o.Unknown, dummy: !o.NoDummyPrefix, llama2c: o.Llama2C}
+		lookup: make(map[string]int, n), bos: o.BOS, eos: o.EOS, unk: o.Unknown, dummy: !o.NoDummyPrefix, llama2c: o.Llama2C,
+		orig: o.Pieces, first: o.PrefixFirstOnly}
 	for i := range t.byteID {
 		t.byteID[i] = -1
 	}
@@ -86,7 +100,53 @@ func NewSPM(o SPMOptions) (*SPM, error) {
 	if id, ok := t.lookup[" "]; ok {
 		t.space = id
 	}
+	var utexts, stexts []string
+	var uids, sids []int
+	for i := range o.Pieces {
+		if o.Types == nil {
+			break
+		}
+		switch o.Types[i] {
+		case TypeUserDefined:
+			utexts, uids = append(utexts, o.Pieces[i]), append(uids, i)
+			stexts, sids = append(stexts, o.Pieces[i]), append(sids, i)
+		case TypeControl:
+			stexts, sids = append(stexts, o.Pieces[i]), append(sids, i)
+		}
+	}
+	if len(uids) > 0 {
+		t.userDef = newMatcher(utexts, uids)
+	}
+	t.special = newMatcher(stexts, sids)
+	if len(o.Merges) > 0 {
+		t.ranks = make(map[uint64]int32, len(o.Merges))
+		conv := func(p string) string {
+			if o.SpaceMarker {
+				return strings.ReplaceAll(p, "\u2581", " ")
+			}
+			return p
+		}
+		for r, m := range o.Merges {
+			l, lok := t.lookup[conv(m[0])]
+			rr, rok := t.lookup[conv(m[1])]
+			if _, mok := t.lookup[conv(m[0]+m[1])]; !lok || !rok || !mok {
+				return nil, fmt.Errorf("%w: merge %d (%q %q) of pieces not in the vocabulary", ErrFormat, r, m[0], m[1])
+			}
+			k := uint64(l)<<32 | uint64(rr)
+			if _, dup := t.ranks[k]; !dup {
+				t.ranks[k] = int32(r)
+			}
+		}
+	}
 	return t, nil
+}
+
+// TokenText implements TokenTexter (pieces as the vocabulary gives them).
+func (t *SPM) TokenText(id int) string {
+	if id < 0 || id >= len(t.orig) {
+		return ""
+	}
+	return t.orig[id]
 }
 
 // parseBytePiece recognizes "<0xXX>" (hex digits, either case, as sscanf %02hhX does).
@@ -178,13 +238,55 @@ func (t *SPM) Pieces() []string { return t.pieces }
 // Scores returns the piece scores; the slice must not be modified.
 func (t *SPM) Scores() []float32 { return t.scores }
 
-// Encode implements Tokenizer with llama2.c's encode() semantics.
+// Encode implements Tokenizer with llama2.c's encode() semantics; user-defined tokens
+// (if the vocabulary has types) are split out first, as llama.cpp does.
 func (t *SPM) Encode(text string, bos, eos bool) []int {
+	if t.userDef == nil {
+		return t.encodeRaw(text, bos, eos)
+	}
+	return t.encodeFragments(t.userDef.split(text), bos, eos)
+}
+
+// EncodeSpecial implements SpecialEncoder.
+func (t *SPM) EncodeSpecial(text string, bos, eos bool) []int {
+	return t.encodeFragments(t.special.split(text), bos, eos)
+}
+
+func (t *SPM) encodeFragments(frags []fragment, bos, eos bool) []int {
+	var toks []int
+	if bos && t.bos >= 0 {
+		toks = append(toks, t.bos)
+	}
+	for i, f := range frags {
+		if f.id >= 0 {
+			toks = append(toks, f.id)
+			continue
+		}
+		toks = t.appendText(toks, f.text, t.dummy && (i == 0 || !t.first))
+	}
+	if eos && t.eos >= 0 {
+		toks = append(toks, t.eos)
+	}
+	return toks
+}
+
+func (t *SPM) encodeRaw(text string, bos, eos bool) []int {
 	toks := make([]int, 0, len(text)+3)
 	if bos && t.bos >= 0 {
 		toks = append(toks, t.bos)
 	}
-	if text != "" && t.dummy {
+	toks = t.appendText(toks, text, t.dummy)
+	if eos && t.eos >= 0 {
+		toks = append(toks, t.eos)
+	}
+	return toks
+}
+
+// appendText appends the tokens of text (with the dummy-prefix space if dummy).
+func (t *SPM) appendText(out []int, text string, dummy bool) []int {
+	start := len(out)
+	toks := out
+	if text != "" && dummy {
 		if t.space >= 0 {
 			toks = append(toks, t.space)
 		} else {
@@ -205,11 +307,8 @@ func (t *SPM) Encode(text string, bos, eos bool) []int {
 		}
 		i = j
 	}
-	toks = t.merge(toks)
-	if eos && t.eos >= 0 {
-		toks = append(toks, t.eos)
-	}
-	return toks
+	merged := t.merge(toks[start:])
+	return append(toks[:start], merged...)
 }
 
 func (t *SPM) appendBytes(toks []int, s string) []int {
@@ -276,10 +375,20 @@ func (t *SPM) merge(toks []int) []int {
 		}
 		s := t.pieces[syms[l].id] + t.pieces[syms[r].id]
 		id, ok := t.lookup[s]
-		if !ok || !(t.scores[id] > -1e10) {
+		if !ok {
 			return
 		}
-		heap.Push(&h, spmCand{score: t.scores[id], left: l, right: r, id: id, lid: syms[l].id, rid: syms[r].id})
+		score := t.scores[id]
+		if t.ranks != nil {
+			rank, ok := t.ranks[uint64(syms[l].id)<<32|uint64(syms[r].id)]
+			if !ok {
+				return
+			}
+			score = -float32(rank)
+		} else if !(score > -1e10) {
+			return
+		}
+		heap.Push(&h, spmCand{score: score, left: l, right: r, id: id, lid: syms[l].id, rid: syms[r].id})
 	}
 	for i := 0; i+1 < len(syms); i++ {
 		try(i, i+1)
