@@ -41,7 +41,7 @@ type replicaProc struct {
 // the line announcing its gRPC address.
 func startReplica(t *testing.T, args ...string) *replicaProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "", "--log-level", "warn"}, args...)...)
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", "", "--log-level", "warn"}, args...)...)
 	cmd.Env = append(os.Environ(), cliEnv+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
