@@ -3,6 +3,8 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/ragkv/ragkv/internal/cpu"
 )
 
 // ggml-exact activation quantization (Pool.SetGGMLActivations).
@@ -20,12 +22,19 @@ import (
 // and re-quantized to the same q and d by every packer here); for the k-quants the packers
 // write q8_K's q with its per-256 scale into each sub-block, and the float kernels get the
 // q8_K dequantization.
+//
+// Where the AVX2 kernels of asm_gen_ggmlact.go run (the avx2 and avx512 paths), the q8_0
+// form is not faked: the packers of the int8 kernels (packXQ8G, quantXMatvecG) quantize
+// the raw activations with ggml's scales directly, which gives the same q and d (call.ggml0);
+// the other paths (and the rows the matrix-vector kernels leave to the float tail) get
+// the dequantized activations as before. Each kernel's pure-Go reference is the function
+// named in its comment; the tests compare them on every path.
 
 // ggmlKind is how ggml quantizes the activations of weights of type t: 1 q8_0, 2 q8_K,
 // 0 not at all (float weights).
 func ggmlKind(t DType) int {
 	switch t {
-	case Q8_0, Q4_0:
+	case Q8_0, Q4_0, Q5_0:
 		return 1
 	case Q4_K, Q5_K, Q6_K:
 		return 2
@@ -44,23 +53,55 @@ func (p *Pool) SetGGMLActivations(on bool) {
 }
 
 // ggmlPrepare returns the activations to use for a call on weights of type t in ggml mode
-// (q8_0's dequantization for q8_0/q4_0 weights, else x) and whether the k-quant (q8_K)
-// packers apply. Called with p.mu held.
-func (p *Pool) ggmlPrepare(x []float32, n, k int, t DType) ([]float32, bool) {
+// and the call's ggml form: ggmlK (the k-quant q8_K packers apply) or ggml0 (x is raw and
+// the q8_0 packers apply ggml's scales; ggml0Direct), else for q8_0/q4_0/q5_0 weights
+// q8_0's dequantization of x. Called with p.mu held.
+func (p *Pool) ggmlPrepare(x []float32, n, k int, t DType) (xs []float32, ggmlK, ggml0 bool) {
 	if !p.ggmlAct || p.floatAct {
-		return x, false
+		return x, false, false
 	}
 	switch ggmlKind(t) {
 	case 1:
-		p.shared.xg = growF32(p.shared.xg, n*k)
-		for i := range n {
-			fakeQ8_0(p.shared.xg[i*k:(i+1)*k], x[i*k:(i+1)*k])
+		if ggml0Direct() {
+			return x, false, true
 		}
-		return p.shared.xg[:n*k], false
+		return p.ggmlFake0(x, n, k), false, false
 	case 2:
-		return x, true
+		return x, true, false
 	}
-	return x, false
+	return x, false, false
+}
+
+// ggml0Direct reports whether the q8_0 packers quantize raw activations with ggml's scales
+// here (the AVX2 kernels of asm_gen_ggmlact.go).
+func ggml0Direct() bool { return cpu.HasAVX2() && !ggml0Faked }
+
+// ggml0Faked turns ggml0Direct off (tests compare both forms).
+var ggml0Faked = false
+
+// ggmlFake0 replaces x by its q8_0 dequantization (ggml's scales).
+func (p *Pool) ggmlFake0(x []float32, n, k int) []float32 {
+	p.shared.xg = growF32(p.shared.xg, n*k)
+	for i := range n {
+		fakeQ8_0(p.shared.xg[i*k:(i+1)*k], x[i*k:(i+1)*k])
+	}
+	return p.shared.xg[:n*k]
+}
+
+// ggmlUndirect turns a ggml0 call into one on q8_0's dequantized activations, for the
+// kernels that would read x as floats.
+func (p *Pool) ggmlUndirect() {
+	c := &p.cur
+	if !c.ggml0 {
+		return
+	}
+	var k int
+	if c.w != nil {
+		k = c.w.Cols
+	} else {
+		k = c.ws[0].Cols
+	}
+	c.x, c.ggml0 = p.ggmlFake0(c.x, c.n, k), false
 }
 
 // ggmlFakeK replaces x by its q8_K dequantization, for the float kernels of a ggml-mode
@@ -74,8 +115,105 @@ func (p *Pool) ggmlFakeK(x []float32, n, k int) []float32 {
 }
 
 // fakeQ8_0 writes ggml's q8_0 quantization of x (x86 form of quantize_row_q8_0),
-// dequantized: fp16(amax/127)·round-half-even(x·127/amax) per 32-block.
+// dequantized: fp16(amax/127)·round-half-even(x·127/amax) per 32-block (kernel:
+// ggmlFakeQ8_0AVX2).
 func fakeQ8_0(dst, x []float32) {
+	if nb := len(x) / 32; cpu.HasAVX2() && nb > 0 {
+		_, _ = x[32*nb-1], dst[32*nb-1]
+		ggmlFakeQ8_0AVX2(nb, &x[0], &dst[0])
+		return
+	}
+	fakeQ8_0Go(dst, x)
+}
+
+// ggmlQ8_0Scale is ggml's q8_0 scales of a block with largest magnitude amax: d =
+// fp16(amax/127) (as float32) and id = 127/amax (0 when amax is 0).
+func ggmlQ8_0Scale(amax float32) (d, id float32) {
+	d = F16ToF32(F32ToF16(amax / 127))
+	if amax != 0 {
+		id = 127 / amax
+	}
+	return d, id
+}
+
+// quantXMatvecG is quantXMatvec with ggml's q8_0 scales (ggmlQ8_0Scale; kernel:
+// ggmlXMatvecQ8_0AVX2).
+func quantXMatvecG(dst []byte, x []float32) {
+	for b := 0; b < len(x)/qk8_0; b++ {
+		blk := x[b*qk8_0 : (b+1)*qk8_0]
+		o := dst[b*xqMatvecBytes : (b+1)*xqMatvecBytes]
+		var amax float32
+		for _, v := range blk {
+			amax = max(amax, absf(v))
+		}
+		d, id := ggmlQ8_0Scale(amax)
+		for g := range 8 {
+			s := 0
+			for t := range 4 {
+				q := int(math.RoundToEven(float64(blk[4*g+t] * id)))
+				q = max(-127, min(127, q))
+				o[4*g+t] = byte(int8(q))
+				s += q
+			}
+			binary.LittleEndian.PutUint32(o[32+4*g:], uint32(int32(-128*s)))
+		}
+		binary.LittleEndian.PutUint32(o[64:], math.Float32bits(d))
+	}
+}
+
+// packXQ8G is packXQ8 (l = 32) with ggml's q8_0 scales: tokens [j0, j0+nrQ) of x (n×k)
+// into one panel, tokens past n zero (kernel per token: ggmlPanelQ8_0AVX2; simd false runs
+// the Go code).
+func packXQ8G(dst []byte, x []float32, n, k, j0 int, simd bool) {
+	const l, steps = 32, 8
+	xs := xSubBytes(l)
+	nsub := k / l
+	for j := range nrQ {
+		if j0+j >= n {
+			zeroPanelToken(dst, nsub, steps, j)
+			continue
+		}
+		row := x[(j0+j)*k : (j0+j+1)*k]
+		if simd && cpu.HasAVX2() && nsub > 0 {
+			_ = dst[(nsub-1)*xs+steps*48+48+4*j+3]
+			ggmlPanelQ8_0AVX2(nsub, &row[0], &dst[4*j])
+			continue
+		}
+		for g := range nsub {
+			blk := row[g*l : (g+1)*l]
+			var amax float32
+			for _, v := range blk {
+				amax = max(amax, absf(v))
+			}
+			d, id := ggmlQ8_0Scale(amax)
+			sub := dst[g*xs : (g+1)*xs]
+			sum := 0
+			for i, v := range blk {
+				q := max(-127, min(127, int(math.RoundToEven(float64(v*id)))))
+				sub[i/4*48+4*j+i%4] = byte(int8(q))
+				sum += q
+			}
+			binary.LittleEndian.PutUint32(sub[steps*48+4*j:], math.Float32bits(d))
+			binary.LittleEndian.PutUint32(sub[steps*48+48+4*j:], math.Float32bits(d*float32(sum)))
+		}
+	}
+}
+
+// zeroPanelToken zeroes token j's column of a packed X panel of nsub sub-blocks.
+func zeroPanelToken(dst []byte, nsub, steps, j int) {
+	xs := steps*48 + 2*4*nrQ
+	for g := range nsub {
+		sub := dst[g*xs : (g+1)*xs]
+		for s := range steps {
+			binary.LittleEndian.PutUint32(sub[s*48+4*j:], 0)
+		}
+		binary.LittleEndian.PutUint32(sub[steps*48+4*j:], 0)
+		binary.LittleEndian.PutUint32(sub[steps*48+48+4*j:], 0)
+	}
+}
+
+// fakeQ8_0Go is fakeQ8_0 in Go.
+func fakeQ8_0Go(dst, x []float32) {
 	for b := 0; b+32 <= len(x); b += 32 {
 		blk := x[b : b+32]
 		var amax float32
@@ -113,8 +251,19 @@ func quantQ8K(q *[256]int8, x []float32) float32 {
 	return 1 / iscale
 }
 
-// fakeQ8_K writes ggml's q8_K quantization of x (len a multiple of 256), dequantized.
+// fakeQ8_K writes ggml's q8_K quantization of x (len a multiple of 256), dequantized
+// (kernel: ggmlFakeQ8KAVX2).
 func fakeQ8_K(dst, x []float32) {
+	if nb := len(x) / 256; cpu.HasAVX2() && nb > 0 {
+		_, _ = x[256*nb-1], dst[256*nb-1]
+		ggmlFakeQ8KAVX2(nb, &x[0], &dst[0])
+		return
+	}
+	fakeQ8_KGo(dst, x)
+}
+
+// fakeQ8_KGo is fakeQ8_K in Go.
+func fakeQ8_KGo(dst, x []float32) {
 	var q [256]int8
 	for b := 0; b+256 <= len(x); b += 256 {
 		d := quantQ8K(&q, x[b:b+256])
@@ -125,24 +274,28 @@ func fakeQ8_K(dst, x []float32) {
 }
 
 // packXQ8K is packXQ8 with ggml's q8_K quantization: tokens [j0, j0+nrQ) of x (n×k, k a
-// multiple of 256) into one panel of l-element sub-blocks, each with its 256-block's scale.
-func packXQ8K(dst []byte, x []float32, n, k, j0, l int) {
+// multiple of 256) into one panel of l-element sub-blocks, each with its 256-block's scale
+// (kernels per token: ggmlPanelQ8KAVX2S8 and S4; simd false runs the Go code).
+func packXQ8K(dst []byte, x []float32, n, k, j0, l int, simd bool) {
 	steps := l / 4
 	xs := xSubBytes(l)
 	var q [256]int8
 	for j := range nrQ {
 		if j0+j >= n {
-			for g := range k / l {
-				sub := dst[g*xs : (g+1)*xs]
-				for s := range steps {
-					binary.LittleEndian.PutUint32(sub[s*48+4*j:], 0)
-				}
-				binary.LittleEndian.PutUint32(sub[steps*48+4*j:], 0)
-				binary.LittleEndian.PutUint32(sub[steps*48+48+4*j:], 0)
-			}
+			zeroPanelToken(dst, k/l, steps, j)
 			continue
 		}
 		row := x[(j0+j)*k : (j0+j+1)*k]
+		if nsb := k / 256; simd && cpu.HasAVX2() && nsb > 0 {
+			_ = dst[(k/l-1)*xs+steps*48+48+4*j+3]
+			_ = row[256*nsb-1]
+			if steps == 8 {
+				ggmlPanelQ8KAVX2S8(nsb, &row[0], &dst[4*j])
+			} else {
+				ggmlPanelQ8KAVX2S4(nsb, &row[0], &dst[4*j])
+			}
+			continue
+		}
 		for b := 0; b < k; b += 256 {
 			d := quantQ8K(&q, row[b:b+256])
 			for e := 0; e < 256; e += l {
@@ -164,8 +317,19 @@ func packXQ8K(dst []byte, x []float32, n, k, j0, l int) {
 }
 
 // quantXSubK is quantXSub with ggml's q8_K quantization: q per element, and per l-element
-// sub-block its 256-block's scale d and d·Σq.
-func quantXSubK(qb []byte, d, s []float32, x []float32, l int) {
+// sub-block its 256-block's scale d and d·Σq (kernels: ggmlXSubKAVX2L32 and L16; simd false
+// runs the Go code).
+func quantXSubK(qb []byte, d, s []float32, x []float32, l int, simd bool) {
+	if nb := len(x) / 256; simd && cpu.HasAVX2() && nb > 0 {
+		_, _ = x[256*nb-1], qb[256*nb-1]
+		_, _ = d[256*nb/l-1], s[256*nb/l-1]
+		if l == 32 {
+			ggmlXSubKAVX2L32(nb, &x[0], &qb[0], &d[0], &s[0])
+		} else {
+			ggmlXSubKAVX2L16(nb, &x[0], &qb[0], &d[0], &s[0])
+		}
+		return
+	}
 	var q [256]int8
 	for b := 0; b+256 <= len(x); b += 256 {
 		db := quantQ8K(&q, x[b:b+256])

@@ -29,6 +29,7 @@ type call struct {
 	w      *Mat
 	npan   int  // token panels (GEMM)
 	ggmlK  bool // quantize activations as ggml's q8_K (SetGGMLActivations, k-quants)
+	ggml0  bool // x is raw; quantize it with ggml's q8_0 scales (SetGGMLActivations, ggml0Direct)
 	qdq    int  // generic quantized GEMM: X is quantized and dequantized per qdq-block
 	// The GEMM paths multiply x by every matrix of ws into the matching outs (MatMul:
 	// one, aliasing one and oneOut). Their output rows form one range in which each
@@ -144,8 +145,8 @@ func (p *Pool) MatMul(out, x []float32, n int, w *Mat) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	x, ggmlK := p.ggmlPrepare(x, n, w.Cols, w.Type)
-	p.cur = call{out: out, x: x, n: n, w: w, ggmlK: ggmlK}
+	x, ggmlK, ggml0 := p.ggmlPrepare(x, n, w.Cols, w.Type)
+	p.cur = call{out: out, x: x, n: n, w: w, ggmlK: ggmlK, ggml0: ggml0}
 	defer func() { p.cur = call{} }() // keep no reference to the caller's buffers
 	if n < p.gemmThreshold(w.Type) {
 		p.matVec(out, x, n, w)
@@ -207,8 +208,8 @@ func (p *Pool) MatMulMulti(outs [][]float32, x []float32, n int, ws []*Mat) erro
 		return nil
 	}
 	defer p.mu.Unlock()
-	x, ggmlK := p.ggmlPrepare(x, n, ws[0].Cols, ws[0].Type)
-	p.cur = call{x: x, n: n, ws: ws, outs: outs, ggmlK: ggmlK}
+	x, ggmlK, ggml0 := p.ggmlPrepare(x, n, ws[0].Cols, ws[0].Type)
+	p.cur = call{x: x, n: n, ws: ws, outs: outs, ggmlK: ggmlK, ggml0: ggml0}
 	defer func() { p.cur = call{} }()
 	if matVec {
 		p.matVecMulti()

@@ -43,6 +43,10 @@ func (p *Pool) matVecFast(t DType) bool {
 }
 
 func (p *Pool) matVec(out, x []float32, n int, w *Mat) {
+	if p.cur.ggml0 && !p.ggml0MatVec(w) {
+		p.ggmlUndirect()
+		x = p.cur.x
+	}
 	if p.cur.ggmlK && !(p.matVecFast(w.Type) && p.useKQ8(w.Type)) { // float kernels: q8_K's values
 		x = p.ggmlFakeK(x, n, w.Cols)
 		p.cur.x = x
@@ -87,6 +91,13 @@ func (p *Pool) qdqMatvecAll(x []float32, n, k int) {
 	qdqRows(p.shared.xqd, x, n, k, 32)
 }
 
+// ggml0MatVec reports whether a ggml0 call (raw activations, ggml's q8_0 scales applied
+// by the packer) can run on w's matrix-vector kernels: the int8 ones, for every row (the
+// float tail of rows past a multiple of 4 needs q8_0's dequantized values).
+func (p *Pool) ggml0MatVec(w *Mat) bool {
+	return !cpu.HasNEON() && p.matVecFast(w.Type) && w.Rows%4 == 0 && ggmlKind(w.Type) == 1
+}
+
 // quantXMatvecAll quantizes the n activation rows (k each) for the q8_0/q4_0/q5_0
 // matrix-vector kernels.
 func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
@@ -98,12 +109,18 @@ func (p *Pool) quantXMatvecAll(x []float32, n, k int) {
 	p.shared.xq = growBytes(p.shared.xq, n*nblk*xqMatvecBytes)
 	for i := range n {
 		dst := p.shared.xq[i*nblk*xqMatvecBytes : (i+1)*nblk*xqMatvecBytes]
-		if cpu.HasAVX2() && nblk > 0 {
+		switch {
+		case p.cur.ggml0 && cpu.HasAVX2() && nblk > 0:
+			_, _ = x[i*k+nblk*qk8_0-1], dst[nblk*xqMatvecBytes-1]
+			ggmlXMatvecQ8_0AVX2(nblk, &x[i*k], &dst[0])
+		case p.cur.ggml0:
+			quantXMatvecG(dst, x[i*k:(i+1)*k])
+		case cpu.HasAVX2() && nblk > 0:
 			_ = x[i*k+nblk*qk8_0-1]
 			quantXMatvecAVX2(nblk, &x[i*k], &dst[0])
-			continue
+		default:
+			quantXMatvec(dst, x[i*k:(i+1)*k])
 		}
-		quantXMatvec(dst, x[i*k:(i+1)*k])
 	}
 }
 
@@ -125,6 +142,11 @@ func (p *Pool) matVecMultiOK(ws []*Mat) bool {
 // their concatenated rows (each starting at a multiple of 4).
 func (p *Pool) matVecMulti() {
 	c := &p.cur
+	for _, w := range c.ws {
+		if c.ggml0 && !p.ggml0MatVec(w) {
+			p.ggmlUndirect()
+		}
+	}
 	for _, w := range c.ws {
 		if p.matVecFast(w.Type) && (w.Type == Q8_0 || w.Type == Q4_0 || w.Type == Q5_0) {
 			p.quantXMatvecAll(c.x, c.n, w.Cols)
@@ -263,7 +285,7 @@ func (p *Pool) matVecK(x []float32, n int, w *Mat) {
 			q, d, s := p.shared.xq[i*k:(i+1)*k], p.shared.xf[i*nsub:(i+1)*nsub], p.shared.xf[(n+i)*nsub:(n+i+1)*nsub]
 			switch {
 			case p.cur.ggmlK:
-				quantXSubK(q, d, s, x[i*k:(i+1)*k], l)
+				quantXSubK(q, d, s, x[i*k:(i+1)*k], l, true)
 			case k == 0 || !cpu.HasAVX2():
 				quantXSub(q, d, s, x[i*k:(i+1)*k], l)
 			case l == 32:

@@ -63,6 +63,7 @@ func (p *Pool) gemmQuant() {
 	if !int8Gemm() {
 		// No int8 micro-kernel on this path: the float GEMM on dequantized weights, with
 		// the activations quantized and dequantized as the int8 kernels quantize them.
+		p.ggmlUndirect()
 		npan := (c.n + nrF - 1) / nrF
 		c.npan, c.qdq = npan, l
 		if c.ggmlK { // ggml's q8_K values of x, packed as they are
@@ -90,8 +91,12 @@ func (p *Pool) packXQ8Range(lo, hi int) {
 	l := subLen(c.ws[0].Type)
 	sz := (k / l) * xSubBytes(l)
 	for jp := lo; jp < hi; jp++ {
-		if c.ggmlK {
-			packXQ8K(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l)
+		switch {
+		case c.ggmlK:
+			packXQ8K(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l, true)
+			continue
+		case c.ggml0: // l = 32 (q8_0, q4_0, q5_0)
+			packXQ8G(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, true)
 			continue
 		}
 		packXQ8(p.shared.xq[jp*sz:(jp+1)*sz], c.x, c.n, k, jp*nrQ, l)
