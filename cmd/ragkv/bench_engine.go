@@ -19,6 +19,7 @@ import (
 type benchEngineResult struct {
 	Model              string  `json:"model"`
 	CPUPath            string  `json:"cpu_path"`
+	Activations        string  `json:"activations"`
 	WeightType         string  `json:"weight_type"`
 	Threads            int     `json:"threads"`
 	Tokens             int     `json:"tokens"`
@@ -41,6 +42,7 @@ func init() {
 		iters                   int
 		seed                    uint64
 		asJSON                  bool
+		activations             string
 	)
 	cmd := &cobra.Command{
 		Use:   "engine",
@@ -64,11 +66,22 @@ func init() {
 			if threads < 0 {
 				return flagErr("threads", "must be ≥ 0, got %d", threads)
 			}
+			act := kernels.Activations(-1)
+			if activations != "" {
+				a, err := kernels.ParseActivations(activations)
+				if err != nil {
+					return flagErr("activations", "%v", err)
+				}
+				act = a
+			}
 			m, err := model.Open(modelPath, model.Options{Threads: threads})
 			if err != nil {
 				return err
 			}
 			defer m.Close()
+			if act >= 0 {
+				m.Pool().SetActivations(act)
+			}
 			c := &m.Config
 			if tokens+decode > c.Ctx {
 				return flagErr("tokens", "%d prompt + %d decode tokens exceed the model's context of %d", tokens, decode, c.Ctx)
@@ -155,7 +168,7 @@ func init() {
 			ps, gemmSecs := slices.Min(prefill), slices.Min(gemm)
 			flops := c.PrefillFLOPs(0, tokens)
 			r := benchEngineResult{
-				Model: modelPath, CPUPath: cpu.Active().String(), WeightType: m.WeightType.String(), Threads: pool.Threads(), Tokens: tokens, DecodeTokens: decode,
+				Model: modelPath, CPUPath: cpu.Active().String(), Activations: pool.Activations().String(), WeightType: m.WeightType.String(), Threads: pool.Threads(), Tokens: tokens, DecodeTokens: decode,
 				PrefillSeconds: ps, PrefillTokensPerS: float64(tokens) / ps, PrefillGFLOPs: flops / ps / 1e9,
 				GemmGFLOPs: gemmFlops / gemmSecs / 1e9,
 			}
@@ -184,5 +197,6 @@ func init() {
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
 	f.Uint64Var(&seed, "seed", 1, "seed of the random prompt")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
+	f.StringVar(&activations, "activations", "", "quantized weights' activations: ggml (llama.cpp's quantization), int8 (per 32-block, float32 scale) or float (default: the engine's)")
 	benchCmd.AddCommand(cmd)
 }

@@ -2,6 +2,8 @@ package kernels
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
 
 	"github.com/ragkv/ragkv/internal/cpu"
@@ -343,4 +345,60 @@ func quantXSubK(qb []byte, d, s []float32, x []float32, l int, simd bool) {
 			d[g], s[g] = db, db*float32(sum)
 		}
 	}
+}
+
+// Activations is how MatMul quantizes the activations it multiplies quantized weights by.
+type Activations int
+
+const (
+	// ActGGML quantizes them as ggml's CPU backend does (SetGGMLActivations).
+	ActGGML Activations = iota
+	// ActInt8 quantizes them per 32-element block (16 for q6_K) with a float32 scale.
+	ActInt8
+	// ActFloat multiplies dequantized weights by float32 activations (SetFloatActivations).
+	ActFloat
+)
+
+var activationNames = [...]string{ActGGML: "ggml", ActInt8: "int8", ActFloat: "float"}
+
+// String returns the mode's name ("ggml", "int8", "float").
+func (a Activations) String() string {
+	if a >= 0 && int(a) < len(activationNames) {
+		return activationNames[a]
+	}
+	return fmt.Sprintf("Activations(%d)", int(a))
+}
+
+// ErrActivations is returned by ParseActivations for an unknown name.
+var ErrActivations = errors.New("unknown activation mode")
+
+// ParseActivations parses a mode name as String writes it.
+func ParseActivations(s string) (Activations, error) {
+	for i, n := range activationNames {
+		if n == s {
+			return Activations(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w %q (want ggml, int8 or float)", ErrActivations, s)
+}
+
+// SetActivations sets the activation mode (SetGGMLActivations and SetFloatActivations
+// together).
+func (p *Pool) SetActivations(a Activations) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ggmlAct, p.floatAct = a == ActGGML, a == ActFloat
+}
+
+// Activations returns the activation mode.
+func (p *Pool) Activations() Activations {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.floatAct:
+		return ActFloat
+	case p.ggmlAct:
+		return ActGGML
+	}
+	return ActInt8
 }
