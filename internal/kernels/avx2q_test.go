@@ -125,7 +125,7 @@ func TestInterleave16(t *testing.T) {
 func TestPackWQAVX2(t *testing.T) {
 	withPath(t, cpu.AVX2)
 	rng := rand.New(rand.NewPCG(45, 46))
-	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K} {
 		for _, sh := range []struct{ rows, r0, mc, c0, kc int }{{40, 3, 37, 0, 256}, {64, 0, 64, 256, 512}, {20, 2, 16, 0, 256}} {
 			w, _ := randomMat(rng, typ, sh.rows, 1024)
 			l := subLen(typ)
@@ -180,7 +180,7 @@ func TestInt8AVX2MatchesVNNI(t *testing.T) {
 	rng := rand.New(rand.NewPCG(47, 48))
 	p := NewPool(2)
 	defer p.Close()
-	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K} {
 		for _, force := range []int{1 << 20, 1} {
 			if force == 1 && typ == Q8_0 {
 				continue
@@ -275,6 +275,9 @@ func extremeMat(typ DType, rows, cols int) (Mat, []float32) {
 		case Q4_K, Q5_K:
 			binary.LittleEndian.PutUint16(blk, d)
 			binary.LittleEndian.PutUint16(blk[2:], d)
+		case Q5_1:
+			binary.LittleEndian.PutUint16(blk, d)
+			binary.LittleEndian.PutUint16(blk[2:], F32ToF16(-1.0/256))
 		default:
 			binary.LittleEndian.PutUint16(blk, d)
 		}
@@ -294,7 +297,7 @@ func testMatMulExtremeValues(t *testing.T) {
 	defer func() { gemmMinTokens = 0 }()
 	p := NewPool(2)
 	defer p.Close()
-	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K} {
 		const rows, cols, n = 33, 512, 13
 		w, deq := extremeMat(typ, rows, cols)
 		for xi, xf := range []func(i int) float32{

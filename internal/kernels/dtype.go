@@ -16,6 +16,7 @@ const (
 	F16  DType = 1
 	Q4_0 DType = 2
 	Q5_0 DType = 6
+	Q5_1 DType = 7
 	Q8_0 DType = 8
 	Q4_K DType = 12
 	Q5_K DType = 13
@@ -35,6 +36,7 @@ const (
 	qk8_0 = 32
 	qk4_0 = 32
 	qk5_0 = 32
+	qk5_1 = 32
 	qkK   = 256
 )
 
@@ -43,6 +45,7 @@ const (
 	blockQ8_0Bytes = 2 + qk8_0                  // d, qs[32]
 	blockQ4_0Bytes = 2 + qk4_0/2                // d, qs[16]
 	blockQ5_0Bytes = 2 + 4 + qk5_0/2            // d, qh[4], qs[16]
+	blockQ5_1Bytes = 2 + 2 + 4 + qk5_1/2        // d, m, qh[4], qs[16]
 	blockQ4_KBytes = 2 + 2 + 12 + qkK/2         // d, dmin, scales[12], qs[128]
 	blockQ5_KBytes = 2 + 2 + 12 + qkK/8 + qkK/2 // d, dmin, scales[12], qh[32], qs[128]
 	blockQ6_KBytes = qkK/2 + qkK/4 + qkK/16 + 2 // ql[128], qh[64], scales[16], d
@@ -62,6 +65,7 @@ var types = map[DType]typeInfo{
 	Q8_0: {"q8_0", qk8_0, blockQ8_0Bytes},
 	Q4_0: {"q4_0", qk4_0, blockQ4_0Bytes},
 	Q5_0: {"q5_0", qk5_0, blockQ5_0Bytes},
+	Q5_1: {"q5_1", qk5_1, blockQ5_1Bytes},
 	Q4_K: {"q4_K", qkK, blockQ4_KBytes},
 	Q5_K: {"q5_K", qkK, blockQ5_KBytes},
 	Q6_K: {"q6_K", qkK, blockQ6_KBytes},

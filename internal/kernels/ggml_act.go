@@ -36,7 +36,9 @@ import (
 // 0 not at all (float weights).
 func ggmlKind(t DType) int {
 	switch t {
-	case Q8_0, Q4_0, Q5_0:
+	case Q8_0, Q4_0, Q5_0, Q5_1:
+		// (ggml multiplies q5_1 by q8_1 blocks: q8_0's q and d, and for the offset term
+		// fp16(d·Σq) where this uses d·Σq.)
 		return 1
 	case Q4_K, Q5_K, Q6_K:
 		return 2

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -137,7 +138,7 @@ func testGGMLDirectQ8_0(t *testing.T) {
 	p.SetGGMLActivations(true)
 	defer func() { ggml0Faked = false }()
 	const cols = 512
-	for _, typ := range []DType{Q8_0, Q4_0, Q5_0} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q5_1} {
 		for _, rows := range []int{36, 38} {
 			w, _ := randomMat(rng, typ, rows, cols)
 			w2, _ := randomMat(rng, typ, 40, cols)
@@ -165,6 +166,34 @@ func testGGMLDirectQ8_0(t *testing.T) {
 							typ, rows, n, i, maxAbsDiff(res[0][i], res[1][i]))
 					}
 				}
+			}
+		}
+	}
+}
+
+// BenchmarkGGMLActivations: MatMul with the default int8 activations against ggml's
+// (one thread, smollm-135m's shapes; RAGKV_CPU picks the path).
+func BenchmarkGGMLActivations(b *testing.B) {
+	p := NewPool(1)
+	defer p.Close()
+	for _, typ := range []DType{Q8_0, Q4_K, Q6_K} {
+		for _, sh := range []struct{ m, k, n int }{{1536, 768, 512}, {1536, 768, 1}, {768, 1536, 512}, {768, 1536, 1}} {
+			w, err := RandomMat(typ, sh.m, sh.k, 0.05, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := randomF32(rand.New(rand.NewPCG(1, 1)), sh.n*sh.k)
+			out := make([]float32, sh.n*sh.m)
+			for _, act := range []Activations{ActInt8, ActGGML} {
+				b.Run(fmt.Sprintf("%v/m%d_k%d_n%d/%v", typ, sh.m, sh.k, sh.n, act), func(b *testing.B) {
+					p.SetActivations(act)
+					for b.Loop() {
+						if err := p.MatMul(out, x, sh.n, &w); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(2*float64(sh.m*sh.k*sh.n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
 			}
 		}
 	}

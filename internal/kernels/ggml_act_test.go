@@ -70,7 +70,7 @@ func testGGMLActivations(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	const rows, cols = 36, 512
-	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K} {
 		w, deq := randomMat(rng, typ, rows, cols)
 		for _, n := range []int{1, 5, 40} {
 			x := randomF32(rng, n*cols)
@@ -82,7 +82,7 @@ func testGGMLActivations(t *testing.T) {
 			ref := make([]float32, len(x))
 			for i := range n {
 				var r []float32
-				if typ == Q8_0 || typ == Q4_0 || typ == Q5_0 {
+				if ggmlKind(typ) == 1 {
 					r = refGGMLQ8_0(x[i*cols : (i+1)*cols])
 				} else {
 					r = refGGMLQ8_K(x[i*cols : (i+1)*cols])
@@ -106,7 +106,7 @@ func testGGMLActivations(t *testing.T) {
 			checkMatMulTol(t, multi[0], ref, n, &w, deq, false)
 			checkMatMulTol(t, multi[1], ref, n, &w, deq, false)
 			p.SetGGMLActivations(false)
-			if typ != Q8_0 && typ != Q4_0 && typ != Q5_0 {
+			if ggmlKind(typ) != 1 {
 				def := make([]float32, n*rows)
 				if err := p.MatMul(def, x, n, &w); err != nil {
 					t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"github.com/ragkv/ragkv/internal/cpu"
 )
 
-var allTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K}
+var allTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K}
 
 // randomMat returns a rows×cols matrix of type typ with random contents and its
 // dequantized values. Float and q8_0/q4_0 weights are quantized from normal samples with
@@ -395,7 +395,7 @@ func testMatMulFloatActivations(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
 	p.SetFloatActivations(true)
-	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K} {
+	for _, typ := range []DType{Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K} {
 		for _, sh := range []struct{ rows, cols, n int }{{67, 1024, 1}, {40, 512, 3}, {70, 768, 20}, {33, 1280, 13}} {
 			w, deq := randomMat(rng, typ, sh.rows, sh.cols)
 			x := randomF32(rng, sh.n*sh.cols)

@@ -227,7 +227,7 @@ func gemmThresholdAVX2(t DType) int {
 	switch t {
 	case Q8_0:
 		return 24
-	case Q4_0, Q5_0:
+	case Q4_0, Q5_0, Q5_1:
 		return 16
 	}
 	return 20
@@ -262,6 +262,16 @@ func unpackBlock(t DType, b []byte, u []byte, sc, of []float32, signed8 bool) {
 			le.PutUint64(u[16+8*i:], (v>>4)&lo4|hh<<4)
 		}
 		sc[0], of[0] = d, -16*d
+	case Q5_1:
+		d, m := f16At(b, 0), f16At(b, 2)
+		qh := uint64(le.Uint32(b[4:]))
+		for i := range 2 {
+			v := le.Uint64(b[8+8*i:])
+			hl, hh := spreadBits8(qh>>(8*i)), spreadBits8(qh>>(16+8*i))
+			le.PutUint64(u[8*i:], v&lo4|hl<<4)
+			le.PutUint64(u[16+8*i:], (v>>4)&lo4|hh<<4)
+		}
+		sc[0], of[0] = d, m
 	case Q4_0:
 		d := f16At(b, 0)
 		for i := range 2 {
@@ -461,7 +471,7 @@ func microQ8(t DType, nsub, steps int, a, b []byte, c []float32, ldc int, accum 
 		switch t {
 		case Q4_0, Q4_K:
 			gemmQ4x16x12AVX2(nsub, &a[0], &b[0], &c[0], ldc, accum)
-		case Q5_0, Q5_K:
+		case Q5_0, Q5_1, Q5_K:
 			gemmQ5x16x12AVX2(nsub, &a[0], &b[0], &c[0], ldc, accum)
 		case Q6_K:
 			gemmQ6x16x12AVX2(nsub, &a[0], &b[0], &c[0], ldc, accum)

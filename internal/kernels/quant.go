@@ -48,6 +48,10 @@ func dequantizeRow(dst []float32, src []byte, t DType) {
 		for b := 0; b < len(dst)/qk5_0; b++ {
 			dequantQ5_0Block(dst[b*qk5_0:(b+1)*qk5_0], src[b*blockQ5_0Bytes:(b+1)*blockQ5_0Bytes])
 		}
+	case Q5_1:
+		for b := 0; b < len(dst)/qk5_1; b++ {
+			dequantQ5_1Block(dst[b*qk5_1:(b+1)*qk5_1], src[b*blockQ5_1Bytes:(b+1)*blockQ5_1Bytes])
+		}
 	case Q4_K:
 		for b := 0; b < len(dst)/qkK; b++ {
 			dequantQ4_KBlock(dst[b*qkK:(b+1)*qkK], src[b*blockQ4_KBytes:(b+1)*blockQ4_KBytes])
@@ -97,6 +101,20 @@ func dequantQ5_0Block(y []float32, b []byte) {
 		x1 := int(qs[j]>>4) | int((qh>>(j+16))&1)<<4
 		y[j] = float32(x0-16) * d
 		y[j+qk5_0/2] = float32(x1-16) * d
+	}
+}
+
+// block_q5_1 { ggml_half d; ggml_half m; uint8_t qh[4]; uint8_t qs[16]; }: q as in q5_0,
+// x = q·d + m (the product rounded before the sum, as ggml's dequantize_row_q5_1).
+func dequantQ5_1Block(y []float32, b []byte) {
+	d, m := f16At(b, 0), f16At(b, 2)
+	qh := binary.LittleEndian.Uint32(b[4:])
+	qs := b[8 : 8+qk5_1/2]
+	for j := range qk5_1 / 2 {
+		x0 := int(qs[j]&0xf) | int((qh>>j)&1)<<4
+		x1 := int(qs[j]>>4) | int((qh>>(j+16))&1)<<4
+		y[j] = float32(float32(x0)*d) + m
+		y[j+qk5_1/2] = float32(float32(x1)*d) + m
 	}
 }
 
@@ -225,6 +243,14 @@ func Quantize(dst []byte, src []float32, t DType) error {
 		for b := 0; b < len(src)/qk4_0; b++ {
 			quantQ4_0Block(dst[b*blockQ4_0Bytes:], src[b*qk4_0:(b+1)*qk4_0])
 		}
+	case Q5_0:
+		for b := 0; b < len(src)/qk5_0; b++ {
+			quantQ5_0Block(dst[b*blockQ5_0Bytes:], src[b*qk5_0:(b+1)*qk5_0])
+		}
+	case Q5_1:
+		for b := 0; b < len(src)/qk5_1; b++ {
+			quantQ5_1Block(dst[b*blockQ5_1Bytes:], src[b*qk5_1:(b+1)*qk5_1])
+		}
 	case Q4_K:
 		for b := 0; b < len(src)/qkK; b++ {
 			quantQ4_KBlock(dst[b*blockQ4_KBytes:], src[b*qkK:(b+1)*qkK])
@@ -282,4 +308,63 @@ func quantQ4_0Block(y []byte, x []float32) {
 		xi1 := min(15, int8(float32(x1+8.5)))
 		y[2+j] = byte(xi0) | byte(xi1)<<4
 	}
+}
+
+// quantize_row_q5_0_ref: d = max/−16 where max is the value of largest magnitude (the
+// first of equal magnitudes), q = min(31, trunc(x/d + 16.5)); the low nibbles in qs
+// (elements j and j+16 share byte j), the fifth bits in the little-endian qh word.
+func quantQ5_0Block(y []byte, x []float32) {
+	var amax, mx float32
+	for _, v := range x {
+		if a := absf(v); amax < a {
+			amax, mx = a, v
+		}
+	}
+	d := mx / -16
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(y, F32ToF16(d))
+	var qh uint32
+	for j := range qk5_0 / 2 {
+		x0 := float32(x[j] * id)
+		x1 := float32(x[qk5_0/2+j] * id)
+		xi0 := uint8(min(31, int8(float32(x0+16.5))))
+		xi1 := uint8(min(31, int8(float32(x1+16.5))))
+		y[6+j] = xi0&0xf | (xi1&0xf)<<4
+		qh |= uint32(xi0&0x10)>>4<<j | uint32(xi1&0x10)>>4<<(j+qk5_0/2)
+	}
+	binary.LittleEndian.PutUint32(y[2:], qh)
+}
+
+// quantize_row_q5_1_ref: d = (max − min)/31, m = min, q = trunc((x − min)/d + 0.5)
+// (as uint8), packed as in q5_0.
+func quantQ5_1Block(y []byte, x []float32) {
+	mn, mx := float32(math.MaxFloat32), float32(-math.MaxFloat32)
+	for _, v := range x {
+		if v < mn {
+			mn = v
+		}
+		if v > mx {
+			mx = v
+		}
+	}
+	d := (mx - mn) / 31
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(y, F32ToF16(d))
+	binary.LittleEndian.PutUint16(y[2:], F32ToF16(mn))
+	var qh uint32
+	for j := range qk5_1 / 2 {
+		x0 := float32(float32(x[j]-mn) * id)
+		x1 := float32(float32(x[qk5_1/2+j]-mn) * id)
+		xi0 := uint8(float32(x0 + 0.5))
+		xi1 := uint8(float32(x1 + 0.5))
+		y[8+j] = xi0&0xf | (xi1&0xf)<<4
+		qh |= uint32(xi0&0x10)>>4<<j | uint32(xi1&0x10)>>4<<(j+qk5_1/2)
+	}
+	binary.LittleEndian.PutUint32(y[4:], qh)
 }

@@ -30,12 +30,8 @@
 //     layer number, then name), which is also the order of the output file.
 //   - A row length that is not a multiple of 256 makes llama.cpp fall back from q4_K to
 //     q5_0, from q5_K to q5_1 and from q6_K to q8_0 (and to f16 when even 32 does not
-//     divide it). ragkv's kernels have no q5_0 or q5_1, so those two fallbacks become
-//     q8_0 here: the nearest supported type that is not less precise than llama.cpp's
-//     choice (q4_0, at 4.5 bits per weight, would be nearer in size but coarser than
-//     q5_0's 5.5 or q5_1's 6). Such a file differs from llama.cpp's in exactly those
-//     tensors; Result reports each one. A q8_0/q4_0 row length that is not a multiple
-//     of 32 is an error, as in llama.cpp.
+//     divide it), as here; Result reports each fallback. A q8_0/q4_0 row length that is
+//     not a multiple of 32 is an error, as in llama.cpp.
 //   - Metadata is copied from the input (tokenizer included) with general.file_type
 //     set to the llama_ftype of the mix and general.quantization_version to 2, both
 //     moved to the end as gguf_set_val does; split keys are dropped. Tensors already in
@@ -43,8 +39,9 @@
 //     requantization, as llama-quantize without --allow-requantize).
 //
 // With an f32 GGUF input the output is byte for byte the file llama-quantize writes for
-// the same type (tested against llama.cpp's own output for three architectures), except
-// for the q5_0/q5_1 fallbacks above.
+// the same type (tested against llama.cpp's own output for three architectures; the
+// q5_0/q5_1 fallbacks are ports of ggml's quantize_row_q5_0_ref/q5_1_ref, compared with
+// ggml's algorithm but not with llama-quantize's bytes: no oracle file has such rows).
 //
 // A HuggingFace directory (config.json, *.safetensors or model.safetensors.index.json,
 // optionally tokenizer.json) is converted on the fly as llama.cpp's convert_hf_to_gguf.py

@@ -304,9 +304,9 @@ func (r *rules) typeFor(name string, dims []uint64) (gguf.TensorType, string, er
 	note := ""
 	switch t {
 	case gguf.TensorQ4_K:
-		fb, note = gguf.TensorQ8_0, "llama.cpp falls back to q5_0, which ragkv does not support; nearest supported: q8_0"
+		fb = gguf.TensorQ5_0
 	case gguf.TensorQ5_K:
-		fb, note = gguf.TensorQ8_0, "llama.cpp falls back to q5_1, which ragkv does not support; nearest supported: q8_0"
+		fb = gguf.TensorQ5_1
 	case gguf.TensorQ6_K:
 		fb = gguf.TensorQ8_0
 	default:

@@ -146,7 +146,7 @@ func TestRulesSpecialModels(t *testing.T) {
 }
 
 // TestRulesFallbacks: rows that 256 does not divide fall back as in llama.cpp, with
-// q5_0/q5_1 (not supported here) replaced by q8_0 and said so.
+// q4_K → q5_0, q5_K → q5_1, q6_K → q8_0, and f16 where 32 does not divide them either.
 func TestRulesFallbacks(t *testing.T) {
 	m := modelInfo{arch: "llama", layers: 30, heads: 9, kvHeads: 3, hasOutput: true}
 	for _, c := range []struct {
@@ -156,8 +156,9 @@ func TestRulesFallbacks(t *testing.T) {
 		want   string
 		inNote string
 	}{
-		{Q4_K_M, "blk.4.attn_q.weight", 576, "q8_0", "q5_0"},
-		{Q5_K_S, "blk.4.attn_q.weight", 576, "q8_0", "q5_1"},
+		{Q4_K_M, "blk.4.attn_q.weight", 576, "q5_0", "q5_0 instead of q4_K"},
+		{Q5_K_S, "blk.4.attn_q.weight", 576, "q5_1", "q5_1 instead of q5_K"},
+		{Q4_K_M, "blk.4.attn_q.weight", 100, "f16", "f16 instead of q4_K"},
 		{Q6_K, "blk.4.attn_q.weight", 576, "q8_0", "q8_0 instead of q6_K"},
 		{Q4_K_M, "blk.0.attn_v.weight", 576, "q8_0", "q6_K"}, // use_more_bits q6_K → q8_0
 		{Q6_K, "blk.4.attn_q.weight", 100, "f16", "f16 instead of q6_K"},
