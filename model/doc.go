@@ -16,9 +16,12 @@
 // Checked against llama.cpp (oracle_test.go): small random-weight GGUFs of llama (plain
 // RoPE), llama with Llama 3.1 scaling and qwen2, in f32 and four quantizations, against
 // llama.cpp's logits at every position; f32 agrees within 4e-5 × the logits' standard
-// deviation. Quantized weights multiply activations quantized to int8 per 32-element
-// block by default; kernels.Pool.SetGGMLActivations reproduces llama.cpp's activation
-// quantization (q8_0 with fp16 scales, q8_K) for comparisons.
+// deviation. Quantized weights multiply activations quantized as llama.cpp's CPU backend
+// does (kernels.ActGGML, the pool's default: q8_0 with fp16 scales, q8_K for the
+// k-quants), which brings the quantized files 2× closer to llama.cpp's logits than its own
+// quantization moves them (q8_0 on long sequences aside, see oracle_test.go);
+// kernels.Pool.SetActivations(kernels.ActInt8) selects the former per-32-block float-scale
+// quantization, kernels.ActFloat float activations.
 //
 // # Computation API
 //

@@ -76,13 +76,20 @@ func TestBenchEngineCLI(t *testing.T) {
 			t.Fatalf("%s = %v in %v", k, r[k], r)
 		}
 	}
-	if r["tokens"] != float64(40) || r["decode_tokens"] != float64(4) || r["weight_type"] != "f32" {
+	if r["tokens"] != float64(40) || r["decode_tokens"] != float64(4) || r["weight_type"] != "f32" || r["activations"] != "ggml" {
 		t.Fatalf("%v", r)
 	}
 	if s := r["matmul_share_of_flops"].(float64); !(s > 0.5 && s < 1) {
 		t.Fatalf("matmul share of prefill FLOPs %g", s)
 	}
-	for _, c := range []struct{ flag, val string }{{"tokens", "0"}, {"tokens", "100000"}, {"decode", "-1"}, {"model", filepath.Join(t.TempDir(), "none.gguf")}} {
+	out, err = runRagkv(t, "bench", "engine", "--model", model, "--tokens", "40", "--decode", "1", "--iters", "1", "--activations", "int8", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := lastJSON(t, out); r["activations"] != "int8" {
+		t.Fatalf("--activations int8: %v", r["activations"])
+	}
+	for _, c := range []struct{ flag, val string }{{"tokens", "0"}, {"tokens", "100000"}, {"decode", "-1"}, {"model", filepath.Join(t.TempDir(), "none.gguf")}, {"activations", "fp8"}} {
 		args := []string{"bench", "engine", "--model", model, "--iters", "1", "--" + c.flag, c.val}
 		if _, err := runRagkv(t, args...); err == nil || !strings.Contains(err.Error(), "--"+c.flag) {
 			t.Fatalf("--%s %s: %v", c.flag, c.val, err)

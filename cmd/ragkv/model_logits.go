@@ -11,6 +11,7 @@ import (
 
 	"github.com/ragkv/ragkv/internal/cliutil"
 	"github.com/ragkv/ragkv/internal/cpu"
+	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/model"
 )
 
@@ -50,7 +51,7 @@ func newModelLogitsCmd() *cobra.Command {
 	var (
 		modelPath, tokPath, tokens string
 		all, asJSON, ggmlAct       bool
-		floatAct                   bool
+		floatAct, int8Act          bool
 		threads                    int
 	)
 	cmd := &cobra.Command{
@@ -61,9 +62,10 @@ next-token logits after the last token, or after every token with --all. With --
 stdout line is one JSON object: model, weight_type, cpu_path, activations, tokens, positions and
 logits (one row of vocabulary-size values per reported position).
 
-Quantized weights multiply activations quantized to int8 per 32-element block by default;
---ggml-act quantizes them exactly as llama.cpp's CPU backend does (q8_0 with fp16 scales, q8_K for
-the k-quants), for comparisons with llama.cpp; --float-act multiplies by float activations.`,
+Quantized weights multiply activations quantized exactly as llama.cpp's CPU backend does by
+default (q8_0 with fp16 scales, q8_K for the k-quants; --ggml-act says so explicitly); --int8-act
+quantizes them per 32-element block with a float32 scale (the engine's former default);
+--float-act multiplies by float activations.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" {
@@ -81,8 +83,8 @@ the k-quants), for comparisons with llama.cpp; --float-act multiplies by float a
 			if err != nil {
 				return err
 			}
-			if ggmlAct && floatAct {
-				return flagErr("ggml-act", "cannot be combined with --float-act")
+			if n := btoi(ggmlAct) + btoi(floatAct) + btoi(int8Act); n > 1 {
+				return flagErr("ggml-act", "--ggml-act, --int8-act and --float-act exclude each other")
 			}
 			if threads < 0 {
 				return flagErr("threads", "must be ≥ 0 (0: all cores), got %d", threads)
@@ -101,16 +103,16 @@ the k-quants), for comparisons with llama.cpp; --float-act multiplies by float a
 			if c.Ctx > 0 && len(ids) > c.Ctx {
 				return flagErr("tokens", "%d tokens exceed the model's context of %d", len(ids), c.Ctx)
 			}
-			act := "float"
-			if m.WeightType.BlockElems() > 1 {
-				act = "int8"
-			}
 			switch {
 			case ggmlAct:
-				m.Pool().SetGGMLActivations(true)
-				act = "ggml"
+				m.Pool().SetActivations(kernels.ActGGML)
+			case int8Act:
+				m.Pool().SetActivations(kernels.ActInt8)
 			case floatAct:
-				m.Pool().SetFloatActivations(true)
+				m.Pool().SetActivations(kernels.ActFloat)
+			}
+			act := m.Pool().Activations().String()
+			if m.WeightType.BlockElems() == 1 {
 				act = "float"
 			}
 			pos := []int{len(ids) - 1}
@@ -145,7 +147,8 @@ the k-quants), for comparisons with llama.cpp; --float-act multiplies by float a
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file, for models without one of their own")
 	f.StringVar(&tokens, "tokens", "", "comma-separated token ids, e.g. 1,2,3")
 	f.BoolVar(&all, "all", false, "logits after every token, not only the last")
-	f.BoolVar(&ggmlAct, "ggml-act", false, "quantize activations exactly as llama.cpp's CPU backend (quantized weights)")
+	f.BoolVar(&ggmlAct, "ggml-act", false, "quantize activations exactly as llama.cpp's CPU backend (quantized weights; the default)")
+	f.BoolVar(&int8Act, "int8-act", false, "quantize activations per 32-element block with a float32 scale (quantized weights)")
 	f.BoolVar(&floatAct, "float-act", false, "multiply quantized weights by float activations")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")

@@ -124,6 +124,19 @@ func TestModelLogits(t *testing.T) {
 	if m := lastJSON(t, q); m["activations"] != "ggml" || m["weight_type"] != "q8_0" {
 		t.Fatalf("--ggml-act: %v %v", m["activations"], m["weight_type"])
 	}
+	for flag, want := range map[string]string{"": "ggml", "--int8-act": "int8", "--float-act": "float"} {
+		args := []string{"model", "logits", "--model", filepath.Join(dir, "tiny-llama3-q8_0.gguf"), "--tokens", "1,2,3", "--json"}
+		if flag != "" {
+			args = append(args, flag)
+		}
+		q, err := runRagkv(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := lastJSON(t, q); m["activations"] != want {
+			t.Fatalf("%q: activations %v, want %s", flag, m["activations"], want)
+		}
+	}
 }
 
 // TestModelLogitsErrors: bad input names the flag.
@@ -145,6 +158,7 @@ func TestModelLogitsErrors(t *testing.T) {
 		{[]string{"--model", model, "--tokens", long}, "--tokens: 2049 tokens exceed the model's context of 2048"},
 		{[]string{"--model", model, "--tokens", "1", "--tokenizer", model + ".none"}, "--tokenizer"},
 		{[]string{"--model", model, "--tokens", "1", "--ggml-act", "--float-act"}, "--ggml-act"},
+		{[]string{"--model", model, "--tokens", "1", "--int8-act", "--float-act"}, "--ggml-act"},
 		{[]string{"--model", model, "--tokens", "1", "--threads", "-1"}, "--threads"},
 	} {
 		_, err := runRagkv(t, append([]string{"model", "logits"}, c.args...)...)

@@ -15,11 +15,12 @@ import (
 // type's vec_dot_type (ggml-cpu.c type_traits_cpu): q8_0 and q4_0 weights by q8_0 blocks
 // (32 elements; quantize_row_q8_0: d = amax/127 stored as fp16, q = round-half-even(x·127/
 // amax)), the k-quants by q8_K blocks (256 elements; quantize_row_q8_K_ref: iscale =
-// −127/max, q = nearest_int(x·iscale), d = 1/iscale in float32). The default here quantizes
-// per 32 elements (16 for q6_K) with a float32 scale, which is as accurate or more, but not
-// the same numbers: on random-weight models that amplify small differences it moves the
-// logits about half as far from llama.cpp's as llama.cpp's own quantization does (see
-// model's oracle tests). The ggml form reuses the same dot-product kernels: for q8_0/q4_0
+// −127/max, q = nearest_int(x·iscale), d = 1/iscale in float32). This is the default
+// (ActGGML). The former default (ActInt8) quantizes per 32 elements (16 for q6_K) with a
+// float32 scale, which is as accurate or more, but not the same numbers: on random-weight
+// models that amplify small differences it moves the logits about 0.7× as far from
+// llama.cpp's (q8_0) as llama.cpp's own quantization does, against 0.0–0.54 with ggml's
+// (see model's oracle tests). The ggml form reuses the same dot-product kernels: for q8_0/q4_0
 // weights the activations are replaced by their q8_0 dequantization d·q (exact in float32,
 // and re-quantized to the same q and d by every packer here); for the k-quants the packers
 // write q8_K's q with its per-256 scale into each sub-block, and the float kernels get the
@@ -47,9 +48,10 @@ func ggmlKind(t DType) int {
 }
 
 // SetGGMLActivations makes MatMul quantize activations exactly as ggml's CPU backend does
-// (q8_0 blocks with an fp16 scale for q8_0/q4_0 weights, q8_K blocks of 256 for the
-// k-quants; see ggml_act.go), for comparisons with llama.cpp. The quantization runs in Go,
-// which costs some prefill speed. Ignored while SetFloatActivations is on.
+// (q8_0 blocks with an fp16 scale for q8_0/q4_0/q5_0/q5_1 weights, q8_K blocks of 256 for
+// the k-quants; see ggml_act.go): on by default; off, they are quantized per 32-element
+// block (16 for q6_K) with a float32 scale (ActInt8). Ignored while SetFloatActivations is
+// on.
 func (p *Pool) SetGGMLActivations(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -310,7 +310,8 @@ func TestPoolConcurrentCallers(t *testing.T) {
 }
 
 // TestMatVecKQuantsExact checks the decode path of the k-quants with float32 activations
-// (dequantized in registers, or by the generic kernels) against the tight float tolerance.
+// (dequantized in registers, or by the generic kernels; int8 mode, in which kFloat leaves
+// them unquantized) against the tight float tolerance.
 func TestMatVecKQuantsExact(t *testing.T) { forEachPath(t, testMatVecKQuantsExact) }
 
 func testMatVecKQuantsExact(t *testing.T) {
@@ -319,6 +320,7 @@ func testMatVecKQuantsExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	p := NewPool(2)
 	defer p.Close()
+	p.SetActivations(ActInt8) // float activations as they are (ggml's would be q8_K's values)
 	for _, typ := range []DType{Q4_K, Q5_K, Q6_K} {
 		for _, cols := range []int{256, 512, 2048} {
 			for n := 1; n < p.gemmThreshold(typ); n += 3 {

@@ -47,7 +47,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, scratch: make([]workerScratch, threads)}
+	p := &Pool{threads: threads, ggmlAct: true, scratch: make([]workerScratch, threads)}
 	p.workers = make([]chan task, threads-1)
 	for i := range p.workers {
 		ch := make(chan task, 1)
@@ -236,8 +236,9 @@ func (p *Pool) runLocal(t task) {
 }
 
 // SetFloatActivations chooses how MatMul treats quantized weights. Off (the default, as
-// in ggml), activations are quantized to int8 per 32-element block and multiplied with
-// integer dot products: fastest, with an error bounded by Σ|w|·amax_block/254 per output.
+// in ggml), activations are quantized to int8 (ggml's way by default, or per 32-element
+// block with SetGGMLActivations(false); see SetActivations) and multiplied with integer
+// dot products: fastest, with an error bounded by Σ|w|·amax_block/254 per output.
 // On, weights are dequantized to float32 and multiplied with the float32 activations
 // (about half the speed for prefill; use it where results must match a float reference).
 func (p *Pool) SetFloatActivations(on bool) {
