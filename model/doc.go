@@ -17,8 +17,8 @@
 // RoPE), llama with Llama 3.1 scaling and qwen2, in f32 and four quantizations, against
 // llama.cpp's logits at every position; f32 agrees within 4e-5 × the logits' standard
 // deviation. Quantized weights multiply activations quantized as llama.cpp's CPU backend
-// does (kernels.ActGGML, the pool's default: q8_0 with fp16 scales, q8_K for the
-// k-quants), which brings the quantized files 2× closer to llama.cpp's logits than its own
+// does (kernels.ActGGML, the pool's default except on arm64's neon path: q8_0 with fp16
+// scales, q8_K for the k-quants), which brings the quantized files 2× closer to llama.cpp's logits than its own
 // quantization moves them (q8_0 on long sequences aside, see oracle_test.go);
 // kernels.Pool.SetActivations(kernels.ActInt8) selects the former per-32-block float-scale
 // quantization, kernels.ActFloat float activations.

@@ -76,7 +76,7 @@ func TestBenchEngineCLI(t *testing.T) {
 			t.Fatalf("%s = %v in %v", k, r[k], r)
 		}
 	}
-	if r["tokens"] != float64(40) || r["decode_tokens"] != float64(4) || r["weight_type"] != "f32" || r["activations"] != "ggml" {
+	if r["tokens"] != float64(40) || r["decode_tokens"] != float64(4) || r["weight_type"] != "f32" || r["activations"] != defaultActivations() {
 		t.Fatalf("%v", r)
 	}
 	if s := r["matmul_share_of_flops"].(float64); !(s > 0.5 && s < 1) {

@@ -63,7 +63,8 @@ stdout line is one JSON object: model, weight_type, cpu_path, activations, token
 logits (one row of vocabulary-size values per reported position).
 
 Quantized weights multiply activations quantized exactly as llama.cpp's CPU backend does by
-default (q8_0 with fp16 scales, q8_K for the k-quants; --ggml-act says so explicitly); --int8-act
+default, except on the neon path (q8_0 with fp16 scales, q8_K for the k-quants; --ggml-act
+selects it everywhere); --int8-act
 quantizes them per 32-element block with a float32 scale (the engine's former default);
 --float-act multiplies by float activations.`,
 		Args: cobra.NoArgs,

@@ -124,7 +124,7 @@ func TestModelLogits(t *testing.T) {
 	if m := lastJSON(t, q); m["activations"] != "ggml" || m["weight_type"] != "q8_0" {
 		t.Fatalf("--ggml-act: %v %v", m["activations"], m["weight_type"])
 	}
-	for flag, want := range map[string]string{"": "ggml", "--int8-act": "int8", "--float-act": "float"} {
+	for flag, want := range map[string]string{"": defaultActivations(), "--int8-act": "int8", "--float-act": "float"} {
 		args := []string{"model", "logits", "--model", filepath.Join(dir, "tiny-llama3-q8_0.gguf"), "--tokens", "1,2,3", "--json"}
 		if flag != "" {
 			args = append(args, flag)
@@ -166,4 +166,13 @@ func TestModelLogitsErrors(t *testing.T) {
 			t.Errorf("%v: error %v, want one containing %q", c.args[:min(len(c.args), 4)], err, c.want)
 		}
 	}
+}
+
+// defaultActivations is the engine's default activation mode on the active kernel path
+// (int8 on neon, see kernels.Pool.SetGGMLActivations).
+func defaultActivations() string {
+	if cpu.HasNEON() {
+		return "int8"
+	}
+	return "ggml"
 }

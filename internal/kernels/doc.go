@@ -47,7 +47,8 @@
 // VPMADDWD; q8_0 with ggml's sign trick (|w| × sign(x, w)). They take the same packed form
 // and activation layouts, and for every type but q8_0's GEMM give the VNNI kernels' bits.
 //
-// Activations (Pool.SetActivations): by default (ActGGML) they are quantized as ggml's CPU
+// Activations (Pool.SetActivations): by default (ActGGML; on the neon path ActInt8 until
+// its packers are in assembly, see defaultGGML) they are quantized as ggml's CPU
 // backend does, q8_0 blocks with an fp16 scale for q8_0/q4_0/q5_0/q5_1 weights and q8_K
 // 256-blocks for the k-quants (ggml_act.go; AVX2 kernels in asm_gen_ggmlact.go, which
 // pack straight into the int8 kernels' layouts and cost no measurable time against the

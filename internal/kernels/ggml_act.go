@@ -49,9 +49,9 @@ func ggmlKind(t DType) int {
 
 // SetGGMLActivations makes MatMul quantize activations exactly as ggml's CPU backend does
 // (q8_0 blocks with an fp16 scale for q8_0/q4_0/q5_0/q5_1 weights, q8_K blocks of 256 for
-// the k-quants; see ggml_act.go): on by default; off, they are quantized per 32-element
-// block (16 for q6_K) with a float32 scale (ActInt8). Ignored while SetFloatActivations is
-// on.
+// the k-quants; see ggml_act.go): on by default except on the neon path (defaultGGML);
+// off, they are quantized per 32-element block (16 for q6_K) with a float32 scale
+// (ActInt8). Ignored while SetFloatActivations is on.
 func (p *Pool) SetGGMLActivations(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -77,6 +77,13 @@ func (p *Pool) ggmlPrepare(x []float32, n, k int, t DType) (xs []float32, ggmlK,
 	}
 	return x, false, false
 }
+
+// defaultGGML reports whether a new Pool quantizes activations as ggml does (ActGGML) or
+// per 32-block (ActInt8) on the active kernel path: ggml's where its packers run in SIMD
+// (the AVX2 kernels of asm_gen_ggmlact.go on the avx2 and avx512 paths) or where the float
+// GEMM of the pure-Go path dominates every call; on NEON the packers are still Go, which
+// would cost the SDOT kernels prefill time, so ActInt8 stays the default there.
+func defaultGGML() bool { return !cpu.HasNEON() }
 
 // ggml0Direct reports whether the q8_0 packers quantize raw activations with ggml's scales
 // here (the AVX2 kernels of asm_gen_ggmlact.go).

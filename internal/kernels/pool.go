@@ -47,7 +47,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, ggmlAct: true, scratch: make([]workerScratch, threads)}
+	p := &Pool{threads: threads, ggmlAct: defaultGGML(), scratch: make([]workerScratch, threads)}
 	p.workers = make([]chan task, threads-1)
 	for i := range p.workers {
 		ch := make(chan task, 1)
