@@ -81,8 +81,17 @@ func TestQuantizeSmolLMTypes(t *testing.T) {
 		t.Errorf("%d fallbacks (%d reported), want %d", fallbacks, res.Fallbacks, 8*6)
 	}
 	// The quantized model runs, close to the f32 one.
-	var logits [2][]float32
-	for i, path := range []string{in, out} {
+	// q5_K_S: the 576-wide q5_K tensors fall back to q5_1 (ffn_down, 1536 wide, stays q5_K).
+	out5 := filepath.Join(dir, "smollm-q5_K_S.gguf")
+	res5, err := Run(ctx, in, out5, Options{Type: Q5_K_S})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := res5.TypeCounts; c["q5_1"] != 8*6 || c["q5_K"] != 8 || c["q8_0"] != 1 {
+		t.Errorf("q5_K_S types %v, want 48 q5_1, 8 q5_K and token_embd q8_0", c)
+	}
+	var logits [3][]float32
+	for i, path := range []string{in, out, out5} {
 		m, err := model.Open(path, model.Options{Threads: 2})
 		if err != nil {
 			t.Fatal(err)
@@ -94,12 +103,14 @@ func TestQuantizeSmolLMTypes(t *testing.T) {
 		logits[i] = append([]float32(nil), r.Logits...)
 		m.Close()
 	}
-	var dot, n0, n1 float64
-	for i := range logits[0] {
-		a, b := float64(logits[0][i]), float64(logits[1][i])
-		dot, n0, n1 = dot+a*b, n0+a*a, n1+b*b
-	}
-	if c := dot / math.Sqrt(n0*n1); !(c > 0.95) {
-		t.Errorf("q4_K_M logits' cosine with the f32 model's: %.4f", c)
+	for q, name := range []string{"q4_K_M", "q5_K_S"} {
+		var dot, n0, n1 float64
+		for i := range logits[0] {
+			a, b := float64(logits[0][i]), float64(logits[q+1][i])
+			dot, n0, n1 = dot+a*b, n0+a*a, n1+b*b
+		}
+		if c := dot / math.Sqrt(n0*n1); !(c > 0.95) {
+			t.Errorf("%s logits' cosine with the f32 model's: %.4f", name, c)
+		}
 	}
 }
