@@ -13,6 +13,7 @@ import (
 	"github.com/ragkv/ragkv/internal/cliutil"
 	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/internal/kernels/cputime"
 	"github.com/ragkv/ragkv/model"
 )
 
@@ -31,6 +32,10 @@ type benchEngineResult struct {
 	GemmGFLOPs         float64 `json:"gemm_gflops"`
 	PrefillVsGemm      float64 `json:"prefill_vs_gemm"`
 	MatmulShareOfFLOPs float64 `json:"matmul_share_of_flops"`
+	// Per CPU-second of the process (best repetition), where the platform reports CPU
+	// time: on a shared machine wall time also counts other processes' turns on the cores.
+	PrefillTokensPerCPUS float64 `json:"prefill_tokens_per_cpu_s,omitempty"`
+	DecodeTokensPerCPUS  float64 `json:"decode_tokens_per_cpu_s,omitempty"`
 }
 
 // bench engine: prefill and decode speed of the in-process engine, with the kernels'
@@ -131,14 +136,20 @@ func init() {
 					gemmFlops += 2 * float64(w.Rows) * float64(w.Cols) * float64(tokens)
 				}
 			}
-			var prefill, dec, gemm []float64
+			var prefill, dec, gemm, prefillCPU, decCPU []float64
+			cpuSince := func(c0 time.Duration) float64 {
+				c1, _ := cputime.Process()
+				return (c1 - c0).Seconds()
+			}
 			for it := 0; it < iters; it++ {
+				c0, _ := cputime.Process()
 				t0 := time.Now()
 				kv, res, err := m.Prefill(ctx, toks, 0, decode, model.ExtendOptions{Logits: []int{tokens - 1}})
 				if err != nil {
 					return err
 				}
 				prefill = append(prefill, time.Since(t0).Seconds())
+				prefillCPU = append(prefillCPU, cpuSince(c0))
 				t0 = time.Now()
 				for i := range cases {
 					if err := pool.MatMul(cases[i].out, cases[i].x, tokens, &cases[i].w); err != nil {
@@ -150,6 +161,7 @@ func init() {
 				if decode > 0 {
 					st := m.NewState(kv, decode)
 					next := model.Argmax(res.Logits)
+					c0, _ = cputime.Process()
 					t0 = time.Now()
 					for i := 0; i < decode; i++ {
 						l, err := st.Feed(ctx, next)
@@ -159,6 +171,7 @@ func init() {
 						next = model.Argmax(l)
 					}
 					dec = append(dec, time.Since(t0).Seconds())
+					decCPU = append(decCPU, cpuSince(c0))
 				}
 				prog.Add(1)
 			}
@@ -176,6 +189,12 @@ func init() {
 			r.PrefillVsGemm = r.PrefillGFLOPs / r.GemmGFLOPs
 			if decode > 0 {
 				r.DecodeTokensPerS = float64(decode) / slices.Min(dec)
+			}
+			if _, ok := cputime.Process(); ok {
+				r.PrefillTokensPerCPUS = float64(tokens) / slices.Min(prefillCPU)
+				if decode > 0 {
+					r.DecodeTokensPerCPUS = float64(decode) / slices.Min(decCPU)
+				}
 			}
 			out := cmd.OutOrStdout()
 			if !asJSON {
