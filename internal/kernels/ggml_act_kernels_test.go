@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ragkv/ragkv/internal/cpu"
+	"github.com/ragkv/ragkv/internal/kernels/cputime"
 )
 
 // ggmlTestRow is n random values with the shapes that matter to the quantizers: outliers,
@@ -171,13 +172,20 @@ func testGGMLDirectQ8_0(t *testing.T) {
 	}
 }
 
-// BenchmarkGGMLActivations: MatMul with the default int8 activations against ggml's
-// (one thread, smollm-135m's shapes; RAGKV_CPU picks the path).
+// BenchmarkGGMLActivations: MatMul with the former default int8 activations against
+// ggml's (one thread, smollm-135m's shapes: 576-wide rows for q8_0/q5_0, whose k-quant
+// tensors fall back to q5_0, and ffn_down's 1536-wide rows for q4_K/q6_K; RAGKV_CPU picks
+// the path), wall-clock and per CPU-second.
 func BenchmarkGGMLActivations(b *testing.B) {
 	p := NewPool(1)
 	defer p.Close()
-	for _, typ := range []DType{Q8_0, Q4_K, Q6_K} {
-		for _, sh := range []struct{ m, k, n int }{{1536, 768, 512}, {1536, 768, 1}, {768, 1536, 512}, {768, 1536, 1}} {
+	for _, c := range []struct {
+		typ     DType
+		m, k, n int
+	}{{Q8_0, 1536, 576, 512}, {Q8_0, 1536, 576, 1}, {Q5_0, 1536, 576, 512}, {Q5_0, 1536, 576, 1},
+		{Q4_K, 576, 1536, 512}, {Q4_K, 576, 1536, 1}, {Q6_K, 576, 1536, 512}, {Q6_K, 576, 1536, 1}} {
+		typ, sh := c.typ, struct{ m, k, n int }{c.m, c.k, c.n}
+		{
 			w, err := RandomMat(typ, sh.m, sh.k, 0.05, 1)
 			if err != nil {
 				b.Fatal(err)
@@ -187,12 +195,17 @@ func BenchmarkGGMLActivations(b *testing.B) {
 			for _, act := range []Activations{ActInt8, ActGGML} {
 				b.Run(fmt.Sprintf("%v/m%d_k%d_n%d/%v", typ, sh.m, sh.k, sh.n, act), func(b *testing.B) {
 					p.SetActivations(act)
+					_ = p.MatMul(out, x, sh.n, &w)
+					c0, _ := cputime.Process()
 					for b.Loop() {
 						if err := p.MatMul(out, x, sh.n, &w); err != nil {
 							b.Fatal(err)
 						}
 					}
-					b.ReportMetric(2*float64(sh.m*sh.k*sh.n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+					c1, _ := cputime.Process()
+					flops := 2 * float64(sh.m*sh.k*sh.n) * float64(b.N)
+					b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+					b.ReportMetric(flops/(c1-c0).Seconds()/1e9, "cpuGFLOP/s")
 				})
 			}
 		}
