@@ -2,7 +2,7 @@
 
 // asm_gen_ggmlact writes kernels_ggmlact_amd64.s: the AVX2 (+F16C) kernels of ggml's
 // activation quantization (Pool.SetGGMLActivations, ggml_act.go), run on the avx2 and
-// avx512 paths. q8_0 (for q8_0/q4_0/q5_0 weights, 32-blocks): id = 127/amax, q =
+// avx512 paths, and AVX-512 forms of the two packed-panel kernels for the avx512 path. q8_0 (for q8_0/q4_0/q5_0 weights, 32-blocks): id = 127/amax, q =
 // round-to-even(x·id), d = fp16(amax/127) (VCVTPS2PH, round to nearest even); q8_K (for
 // the k-quants, 256-blocks): iscale = 127/amax, q = round-to-even(x·iscale), d = 1/iscale.
 // Each kernel writes one of the forms the int8 kernels read (packed X panel column,
@@ -37,6 +37,9 @@ func main() {
 	panelQ8K(4)
 	xSubK(32)
 	xSubK(16)
+	panelQ8_0Z()
+	panelQ8KZ(8)
+	panelQ8KZ(4)
 	os.Stdout.WriteString(b.String())
 }
 
@@ -421,6 +424,140 @@ func xSubK(l int) {
 	p("\tADDQ $32, DI")
 	p("\tADDQ $%d, SI", 4*32/l)
 	p("\tADDQ $%d, DX", 4*32/l)
+	p("\tDECQ R9")
+	p("\tJNZ %s_sub", name)
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	footer(name)
+}
+
+// The AVX-512 forms of the packed-panel kernels (the prefill GEMM's activations), for the
+// avx512 path.
+
+// constsZ loads Z15 = abs mask, X14 = 127.0, X13 = 1.0.
+func constsZ() {
+	p("\tMOVL $0x7fffffff, R8")
+	p("\tVPBROADCASTD R8, Z15")
+	p("\tMOVL $0x42fe0000, R8") // 127.0
+	p("\tVMOVD R8, X14")
+	p("\tMOVL $0x3f800000, R8") // 1.0
+	p("\tVMOVD R8, X13")
+}
+
+// hmaxZ4 reduces the float32 lanes of Z4 to their maximum in X4 lane 0 (clobbers Z5).
+func hmaxZ4() {
+	p("\tVEXTRACTF64X4 $1, Z4, Y5")
+	p("\tVMAXPS Y5, Y4, Y4")
+	hmaxY4()
+}
+
+// hsumZ6 leaves the sum of the int32 lanes of Z6 in X6 lane 0 as a float32 (clobbers Z7).
+func hsumZ6() {
+	p("\tVEXTRACTI64X4 $1, Z6, Y7")
+	p("\tVPADDD Y7, Y6, Y6")
+	hsumD(6, 6, 7)
+}
+
+// storeGroupsZ stores the 16 bytes of X<src> (VPMOVSDB of 16 values: groups of 4) at
+// base + 48·s(DI) for s = 0..3.
+func storeGroupsZ(src, base int) {
+	p("\tVMOVD X%d, %d(DI)", src, base)
+	for s := 1; s < 4; s++ {
+		p("\tVPEXTRD $%d, X%d, %d(DI)", s, src, base+48*s)
+	}
+}
+
+// panelQ8_0Z writes ggmlPanelQ8_0AVX512(nsub int, x *float32, dst *byte):
+// ggmlPanelQ8_0AVX2 with 512-bit registers.
+func panelQ8_0Z() {
+	name := "ggmlPanelQ8_0AVX512"
+	header(name, "nsub int, x *float32, dst *byte", 24)
+	p("\tMOVQ nsub+0(FP), CX")
+	p("\tMOVQ x+8(FP), AX")
+	p("\tMOVQ dst+16(FP), DI")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	constsZ()
+	p("%s_loop:", name)
+	p("\tVMOVUPS (AX), Z0")
+	p("\tVMOVUPS 64(AX), Z1")
+	p("\tVPANDD Z15, Z0, Z4")
+	p("\tVPANDD Z15, Z1, Z5")
+	p("\tVMAXPS Z5, Z4, Z4")
+	hmaxZ4()
+	scaleQ8_0(name + "_z") // Y5 = id; X4 = d
+	p("\tVBROADCASTSS X5, Z5")
+	p("\tVMULPS Z5, Z0, Z0")
+	p("\tVCVTPS2DQ Z0, Z0")
+	p("\tVMULPS Z5, Z1, Z1")
+	p("\tVCVTPS2DQ Z1, Z1")
+	p("\tVPADDD Z1, Z0, Z6")
+	hsumZ6()
+	p("\tVMULSS X6, X4, X6") // sx = d·Σq
+	p("\tVPMOVSDB Z0, X0")
+	p("\tVPMOVSDB Z1, X1")
+	storeGroupsZ(0, 0)
+	storeGroupsZ(1, 192)
+	p("\tVMOVSS X4, 384(DI)")
+	p("\tVMOVSS X6, 432(DI)")
+	p("\tADDQ $128, AX")
+	p("\tADDQ $480, DI")
+	p("\tDECQ CX")
+	p("\tJNZ %s_loop", name)
+	footer(name)
+}
+
+// panelQ8KZ writes ggmlPanelQ8KAVX512S<steps>(nsb int, x *float32, dst *byte):
+// ggmlPanelQ8KAVX2S<steps> with 512-bit registers.
+func panelQ8KZ(steps int) {
+	name := fmt.Sprintf("ggmlPanelQ8KAVX512S%d", steps)
+	l := 4 * steps
+	xs := steps*48 + 96
+	header(name, "nsb int, x *float32, dst *byte", 24)
+	p("\tMOVQ nsb+0(FP), CX")
+	p("\tMOVQ x+8(FP), AX")
+	p("\tMOVQ dst+16(FP), DI")
+	p("\tTESTQ CX, CX")
+	p("\tJZ %s_done", name)
+	constsZ()
+	p("%s_loop:", name)
+	for i := 0; i < 4; i++ {
+		p("\tVPANDD %d(AX), Z15, Z%d", 64*i, 8+i)
+	}
+	for i := 4; i < 16; i++ {
+		p("\tVPANDD %d(AX), Z15, Z12", 64*i)
+		p("\tVMAXPS Z12, Z%d, Z%d", 8+i%4, 8+i%4)
+	}
+	p("\tVMAXPS Z9, Z8, Z8")
+	p("\tVMAXPS Z11, Z10, Z10")
+	p("\tVMAXPS Z10, Z8, Z4")
+	hmaxZ4()
+	scaleQ8K(name + "_z") // Y5 = iscale, X6 = d
+	p("\tVBROADCASTSS X5, Z5")
+	p("\tVMOVAPS X6, X3")
+	p("\tMOVQ $%d, R9", 256/l)
+	p("%s_sub:", name)
+	p("\tVMULPS (AX), Z5, Z0")
+	p("\tVCVTPS2DQ Z0, Z0")
+	if l == 32 {
+		p("\tVMULPS 64(AX), Z5, Z1")
+		p("\tVCVTPS2DQ Z1, Z1")
+		p("\tVPADDD Z1, Z0, Z6")
+	} else {
+		p("\tVMOVDQA32 Z0, Z6")
+	}
+	hsumZ6()
+	p("\tVMULSS X6, X3, X6") // d·Σq
+	p("\tVPMOVSDB Z0, X0")
+	storeGroupsZ(0, 0)
+	if l == 32 {
+		p("\tVPMOVSDB Z1, X1")
+		storeGroupsZ(1, 192)
+	}
+	p("\tVMOVSS X3, %d(DI)", steps*48)
+	p("\tVMOVSS X6, %d(DI)", steps*48+48)
+	p("\tADDQ $%d, AX", 4*l)
+	p("\tADDQ $%d, DI", xs)
 	p("\tDECQ R9")
 	p("\tJNZ %s_sub", name)
 	p("\tDECQ CX")

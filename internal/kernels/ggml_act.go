@@ -175,8 +175,8 @@ func quantXMatvecG(dst []byte, x []float32) {
 }
 
 // packXQ8G is packXQ8 (l = 32) with ggml's q8_0 scales: tokens [j0, j0+nrQ) of x (n×k)
-// into one panel, tokens past n zero (kernel per token: ggmlPanelQ8_0AVX2; simd false runs
-// the Go code).
+// into one panel, tokens past n zero (kernel per token: ggmlPanelQ8_0AVX512 on the avx512
+// path, else ggmlPanelQ8_0AVX2; simd false runs the Go code).
 func packXQ8G(dst []byte, x []float32, n, k, j0 int, simd bool) {
 	const l, steps = 32, 8
 	xs := xSubBytes(l)
@@ -189,6 +189,10 @@ func packXQ8G(dst []byte, x []float32, n, k, j0 int, simd bool) {
 		row := x[(j0+j)*k : (j0+j+1)*k]
 		if simd && cpu.HasAVX2() && nsub > 0 {
 			_ = dst[(nsub-1)*xs+steps*48+48+4*j+3]
+			if cpu.HasAVX512() {
+				ggmlPanelQ8_0AVX512(nsub, &row[0], &dst[4*j])
+				continue
+			}
 			ggmlPanelQ8_0AVX2(nsub, &row[0], &dst[4*j])
 			continue
 		}
@@ -288,7 +292,8 @@ func fakeQ8_KGo(dst, x []float32) {
 
 // packXQ8K is packXQ8 with ggml's q8_K quantization: tokens [j0, j0+nrQ) of x (n×k, k a
 // multiple of 256) into one panel of l-element sub-blocks, each with its 256-block's scale
-// (kernels per token: ggmlPanelQ8KAVX2S8 and S4; simd false runs the Go code).
+// (kernels per token: ggmlPanelQ8KAVX512S8 and S4 on the avx512 path, else
+// ggmlPanelQ8KAVX2S8 and S4; simd false runs the Go code).
 func packXQ8K(dst []byte, x []float32, n, k, j0, l int, simd bool) {
 	steps := l / 4
 	xs := xSubBytes(l)
@@ -302,9 +307,14 @@ func packXQ8K(dst []byte, x []float32, n, k, j0, l int, simd bool) {
 		if nsb := k / 256; simd && cpu.HasAVX2() && nsb > 0 {
 			_ = dst[(k/l-1)*xs+steps*48+48+4*j+3]
 			_ = row[256*nsb-1]
-			if steps == 8 {
+			switch {
+			case cpu.HasAVX512() && steps == 8:
+				ggmlPanelQ8KAVX512S8(nsb, &row[0], &dst[4*j])
+			case cpu.HasAVX512():
+				ggmlPanelQ8KAVX512S4(nsb, &row[0], &dst[4*j])
+			case steps == 8:
 				ggmlPanelQ8KAVX2S8(nsb, &row[0], &dst[4*j])
-			} else {
+			default:
 				ggmlPanelQ8KAVX2S4(nsb, &row[0], &dst[4*j])
 			}
 			continue

@@ -44,3 +44,15 @@ func ggmlXSubKAVX2L32(nsb int, x *float32, q *byte, d, s *float32)
 
 //go:noescape
 func ggmlXSubKAVX2L16(nsb int, x *float32, q *byte, d, s *float32)
+
+// ggmlPanelQ8_0AVX512 and ggmlPanelQ8KAVX512S<steps> are ggmlPanelQ8_0AVX2 and
+// ggmlPanelQ8KAVX2S<steps> with 512-bit registers (the avx512 path; same bytes).
+//
+//go:noescape
+func ggmlPanelQ8_0AVX512(nsub int, x *float32, dst *byte)
+
+//go:noescape
+func ggmlPanelQ8KAVX512S8(nsb int, x *float32, dst *byte)
+
+//go:noescape
+func ggmlPanelQ8KAVX512S4(nsb int, x *float32, dst *byte)

@@ -13,3 +13,6 @@ func ggmlPanelQ8KAVX2S8(nsb int, x *float32, dst *byte)            {}
 func ggmlPanelQ8KAVX2S4(nsb int, x *float32, dst *byte)            {}
 func ggmlXSubKAVX2L32(nsb int, x *float32, q *byte, d, s *float32) {}
 func ggmlXSubKAVX2L16(nsb int, x *float32, q *byte, d, s *float32) {}
+func ggmlPanelQ8_0AVX512(nsub int, x *float32, dst *byte)          {}
+func ggmlPanelQ8KAVX512S8(nsb int, x *float32, dst *byte)          {}
+func ggmlPanelQ8KAVX512S4(nsb int, x *float32, dst *byte)          {}
