@@ -32,6 +32,34 @@ var Shapes = map[string]Shape{
 		HeadDim: 64, Vocab: 128256, Ctx: 131072, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
 	"llama-3-8b": {Name: "llama-3-8b", Pre: "llama-bpe", Config: Config{Arch: "llama", Dim: 4096, Hidden: 14336, Layers: 32, Heads: 32, KVHeads: 8,
 		HeadDim: 128, Vocab: 128256, Ctx: 8192, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: false}},
+	"smollm2-135m": {Name: "smollm2-135m", Pre: "smollm", Config: Config{Arch: "llama", Dim: 576, Hidden: 1536, Layers: 30, Heads: 9, KVHeads: 3,
+		HeadDim: 64, Vocab: 49152, Ctx: 8192, RopeTheta: 100000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
+	"qwen3-0.6b": {Name: "qwen3-0.6b", Pre: "qwen2", Config: Config{Arch: "qwen3", Dim: 1024, Hidden: 3072, Layers: 28, Heads: 16, KVHeads: 8,
+		HeadDim: 128, Vocab: 151936, Ctx: 40960, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, QKNorm: true, Tied: true}},
+	"mistral-7b-v0.1": {Name: "mistral-7b-v0.1", Pre: "default", Config: Config{Arch: "llama", Dim: 4096, Hidden: 14336, Layers: 32, Heads: 32, KVHeads: 8,
+		HeadDim: 128, Vocab: 32000, Ctx: 32768, RopeTheta: 10000, NormEps: 1e-5, Rope: RopeInterleaved, SlidingWindow: 4096}},
+	"gemma-2-2b": {Name: "gemma-2-2b", Pre: "default", Config: Config{Arch: "gemma2", Dim: 2304, Hidden: 9216, Layers: 26, Heads: 8, KVHeads: 4,
+		HeadDim: 256, Vocab: 256000, Ctx: 8192, RopeTheta: 10000, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 4096, SWAPattern: 2,
+		PostNorms: true, Act: ActGELUTanh, AttnSoftcap: 50, FinalSoftcap: 30}},
+	"gemma-3-1b": {Name: "gemma-3-1b", Pre: "default", Config: Config{Arch: "gemma3", Dim: 1152, Hidden: 6912, Layers: 26, Heads: 4, KVHeads: 1,
+		HeadDim: 256, Vocab: 262144, Ctx: 32768, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 512, SWAPattern: 6,
+		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh}},
+
+	// Tiny shapes of each architecture for tests (vocabulary 320, a few layers; heads
+	// wider than embedding/heads where the architecture allows it, windows shorter than
+	// the test sequences, soft-caps low enough to bend the scores).
+	"tiny-smollm2": {Name: "tiny-smollm2", Pre: "smollm", Config: Config{Arch: "llama", Dim: 96, Hidden: 256, Layers: 3, Heads: 6, KVHeads: 2,
+		HeadDim: 16, Vocab: 320, Ctx: 2048, RopeTheta: 100000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
+	"tiny-qwen3": {Name: "tiny-qwen3", Pre: "qwen2", Config: Config{Arch: "qwen3", Dim: 96, Hidden: 256, Layers: 3, Heads: 4, KVHeads: 2,
+		HeadDim: 32, Vocab: 320, Ctx: 4096, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, QKNorm: true, Tied: true}},
+	"tiny-mistral": {Name: "tiny-mistral", Pre: "default", Config: Config{Arch: "llama", Dim: 96, Hidden: 256, Layers: 3, Heads: 4, KVHeads: 2,
+		HeadDim: 24, Vocab: 320, Ctx: 4096, RopeTheta: 10000, NormEps: 1e-5, Rope: RopeInterleaved, SlidingWindow: 16}},
+	"tiny-gemma2": {Name: "tiny-gemma2", Pre: "default", Config: Config{Arch: "gemma2", Dim: 96, Hidden: 256, Layers: 4, Heads: 4, KVHeads: 2,
+		HeadDim: 32, Vocab: 320, Ctx: 4096, RopeTheta: 10000, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 16, SWAPattern: 2,
+		PostNorms: true, Act: ActGELUTanh, AttnSoftcap: 1.5, FinalSoftcap: 3}},
+	"tiny-gemma3": {Name: "tiny-gemma3", Pre: "default", Config: Config{Arch: "gemma3", Dim: 96, Hidden: 256, Layers: 7, Heads: 4, KVHeads: 1,
+		HeadDim: 32, Vocab: 320, Ctx: 4096, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 16, SWAPattern: 6,
+		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh}},
 }
 
 // ShapeNames returns the shape names, sorted.
@@ -85,6 +113,9 @@ func SynthPlan(o SynthOptions) (Config, []SynthTensor, error) {
 	if o.Ctx > 0 {
 		c.Ctx = o.Ctx
 	}
+	if c.Arch == "gemma2" || c.Arch == "gemma3" {
+		c.EmbedScale = float32(math.Sqrt(float64(c.Dim)))
+	}
 	kvDim := c.KVDim()
 	mat := func(name string, rows, cols int) SynthTensor {
 		return SynthTensor{Name: name, Rows: rows, Cols: cols, Type: o.DType, Scale: float32(1.7 / math.Sqrt(float64(cols)))}
@@ -101,8 +132,18 @@ func SynthPlan(o SynthOptions) (Config, []SynthTensor, error) {
 		if c.QKVBias {
 			ts = append(ts, vec(p+"attn_q.bias", c.QDim(), false), vec(p+"attn_k.bias", kvDim, false), vec(p+"attn_v.bias", kvDim, false))
 		}
-		ts = append(ts, mat(p+"attn_output.weight", c.Dim, c.QDim()), vec(p+"ffn_norm.weight", c.Dim, true),
+		if c.QKNorm {
+			ts = append(ts, vec(p+"attn_q_norm.weight", c.HeadDim, true), vec(p+"attn_k_norm.weight", c.HeadDim, true))
+		}
+		ts = append(ts, mat(p+"attn_output.weight", c.Dim, c.QDim()))
+		if c.PostNorms {
+			ts = append(ts, vec(p+"post_attention_norm.weight", c.Dim, true))
+		}
+		ts = append(ts, vec(p+"ffn_norm.weight", c.Dim, true),
 			mat(p+"ffn_gate.weight", c.Hidden, c.Dim), mat(p+"ffn_up.weight", c.Hidden, c.Dim), mat(p+"ffn_down.weight", c.Dim, c.Hidden))
+		if c.PostNorms {
+			ts = append(ts, vec(p+"post_ffw_norm.weight", c.Dim, true))
+		}
 	}
 	ts = append(ts, vec("output_norm.weight", c.Dim, true))
 	if !c.Tied {
@@ -202,6 +243,17 @@ func SynthGGUF(ctx context.Context, w io.Writer, o SynthOptions) error {
 		{Key: a + "rope.dimension_count", Value: gguf.Uint32(uint32(c.HeadDim))},
 		{Key: a + "rope.freq_base", Value: gguf.Float32(float32(c.RopeTheta))},
 		{Key: a + "attention.layer_norm_rms_epsilon", Value: gguf.Float32(c.NormEps)},
+	}
+	if c.HeadDim*c.Heads != c.Dim {
+		kvs = append(kvs, gguf.KV{Key: a + "attention.key_length", Value: gguf.Uint32(uint32(c.HeadDim))},
+			gguf.KV{Key: a + "attention.value_length", Value: gguf.Uint32(uint32(c.HeadDim))})
+	}
+	if c.SlidingWindow > 0 {
+		kvs = append(kvs, gguf.KV{Key: a + "attention.sliding_window", Value: gguf.Uint32(uint32(c.SlidingWindow))})
+	}
+	if c.Arch == "gemma2" {
+		kvs = append(kvs, gguf.KV{Key: a + "attn_logit_softcapping", Value: gguf.Float32(c.AttnSoftcap)},
+			gguf.KV{Key: a + "final_logit_softcapping", Value: gguf.Float32(c.FinalSoftcap)})
 	}
 	for _, kv := range append(kvs, tkv...) {
 		if err := gw.AddKV(kv.Key, kv.Value); err != nil {
