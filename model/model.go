@@ -518,13 +518,22 @@ func (m *Model) Classifier() kernels.Mat { return m.w.out }
 
 // PrefillFLOPs is the floating-point operation count of prefilling n tokens after past
 // cached ones with logits for one position: 2 per multiply-add in the projections, the
-// feed-forward, attention scores and weighted sums (causal), and the classifier.
+// feed-forward, attention scores and weighted sums (causal, within the sliding window of
+// windowed layers), and the classifier.
 func (c *Config) PrefillFLOPs(past, n int) float64 {
 	proj := 2 * float64(c.Dim*c.QDim()+2*c.Dim*c.KVDim()+c.QDim()*c.Dim+3*c.Dim*c.Hidden)
-	var keys float64 // Σ over new tokens of the keys each attends to
-	for i := 0; i < n; i++ {
-		keys += float64(past + i + 1)
+	var total float64
+	for l := 0; l < c.Layers; l++ {
+		var keys float64 // Σ over new tokens of the keys each attends to (at most the window)
+		w := c.Window(l)
+		for i := 0; i < n; i++ {
+			k := past + i + 1
+			if w > 0 {
+				k = min(k, w)
+			}
+			keys += float64(k)
+		}
+		total += proj*float64(n) + 2*2*float64(c.QDim())*keys
 	}
-	attn := 2 * 2 * float64(c.QDim()) * keys
-	return float64(c.Layers)*(proj*float64(n)+attn) + 2*float64(c.Dim*c.Vocab)
+	return total + 2*float64(c.Dim*c.Vocab)
 }
