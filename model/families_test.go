@@ -6,12 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/model/internal/safetensors"
 )
 
 // Model families against llama.cpp (testdata/families): each tiny-* synth shape (f32,
@@ -141,5 +144,183 @@ func TestFamiliesLlamaCpp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeHFFamily writes m (a tiny synth model) as a HF checkpoint of its family: Q/K rows
+// in the rotate-half layout, Gemma's norms as weight − 1 (HF multiplies by 1 + weight)
+// and its post_attention_layernorm / pre_ and post_feedforward_layernorm names, Qwen3's
+// and Gemma 3's q_norm/k_norm, and the family's config.json keys.
+func writeHFFamily(t *testing.T, m *Model, dir string) {
+	t.Helper()
+	c := m.Config
+	gemma := c.Arch == "gemma2" || c.Arch == "gemma3"
+	var ts []safetensors.Tensor
+	add := func(name string, shape []int, data []byte) {
+		ts = append(ts, safetensors.Tensor{Name: name, DType: "F32", Shape: shape, Data: data})
+	}
+	norm := func(v []float32) []byte {
+		if !gemma {
+			return f32bytes(v)
+		}
+		w := make([]float32, len(v))
+		for i, x := range v {
+			w[i] = x - 1
+		}
+		return f32bytes(w)
+	}
+	rows := func(mt kernels.Mat, heads int) []byte {
+		if c.Rope == RopeInterleaved {
+			return toHalf(mt, heads, c.HeadDim)
+		}
+		return mt.Data
+	}
+	add("model.embed_tokens.weight", []int{c.Vocab, c.Dim}, m.w.embed.Data)
+	if !c.Tied {
+		add("lm_head.weight", []int{c.Vocab, c.Dim}, m.w.out.Data)
+	}
+	add("model.norm.weight", []int{c.Dim}, norm(m.w.norm))
+	for l, lw := range m.w.layers {
+		p := "model.layers." + itoa(l) + "."
+		add(p+"input_layernorm.weight", []int{c.Dim}, norm(lw.attnNorm))
+		if gemma {
+			add(p+"post_attention_layernorm.weight", []int{c.Dim}, norm(lw.postAttn))
+			add(p+"pre_feedforward_layernorm.weight", []int{c.Dim}, norm(lw.ffnNorm))
+			add(p+"post_feedforward_layernorm.weight", []int{c.Dim}, norm(lw.postFFN))
+		} else {
+			add(p+"post_attention_layernorm.weight", []int{c.Dim}, norm(lw.ffnNorm))
+		}
+		if c.QKNorm {
+			add(p+"self_attn.q_norm.weight", []int{c.HeadDim}, norm(lw.qNorm))
+			add(p+"self_attn.k_norm.weight", []int{c.HeadDim}, norm(lw.kNorm))
+		}
+		add(p+"self_attn.q_proj.weight", []int{c.QDim(), c.Dim}, rows(lw.wq, c.Heads))
+		add(p+"self_attn.k_proj.weight", []int{c.KVDim(), c.Dim}, rows(lw.wk, c.KVHeads))
+		add(p+"self_attn.v_proj.weight", []int{c.KVDim(), c.Dim}, lw.wv.Data)
+		add(p+"self_attn.o_proj.weight", []int{c.Dim, c.QDim()}, lw.wo.Data)
+		add(p+"mlp.gate_proj.weight", []int{c.Hidden, c.Dim}, lw.w1.Data)
+		add(p+"mlp.down_proj.weight", []int{c.Dim, c.Hidden}, lw.w2.Data)
+		add(p+"mlp.up_proj.weight", []int{c.Hidden, c.Dim}, lw.w3.Data)
+	}
+	f, err := os.Create(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.Write(f, ts, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mt := map[string]string{"llama": "mistral", "qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3_text"}[c.Arch]
+	cfg := map[string]any{"model_type": mt, "hidden_size": c.Dim, "intermediate_size": c.Hidden, "num_hidden_layers": c.Layers,
+		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "head_dim": c.HeadDim, "vocab_size": c.Vocab,
+		"max_position_embeddings": c.Ctx, "rope_theta": c.RopeTheta, "rms_norm_eps": c.NormEps, "tie_word_embeddings": c.Tied, "rope_scaling": nil}
+	if c.SlidingWindow > 0 {
+		cfg["sliding_window"] = c.SlidingWindow
+	}
+	switch c.Arch {
+	case "llama", "qwen3":
+		cfg["hidden_act"] = "silu"
+	case "gemma2":
+		cfg["hidden_activation"], cfg["query_pre_attn_scalar"] = "gelu_pytorch_tanh", c.HeadDim
+		cfg["attn_logit_softcapping"], cfg["final_logit_softcapping"] = c.AttnSoftcap, c.FinalSoftcap
+	case "gemma3":
+		cfg["hidden_activation"], cfg["query_pre_attn_scalar"] = "gelu_pytorch_tanh", c.HeadDim
+		cfg["rope_local_base_freq"], cfg["final_logit_softcapping"], cfg["attn_logit_softcapping"] = c.RopeThetaLocal, nil, nil
+		var lt []string
+		for l := 0; l < c.Layers; l++ {
+			lt = append(lt, map[bool]string{true: "sliding_attention", false: "full_attention"}[c.Windowed(l)])
+		}
+		cfg["layer_types"] = lt
+	}
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFamiliesSafetensors: each tiny family written as a HF checkpoint (config.json +
+// safetensors; Mistral's window from sliding_window, Gemma 3's layer pattern from
+// layer_types) loads with the GGUF file's configuration and gives its logits (which
+// TestFamiliesLlamaCpp checks against llama.cpp).
+func TestFamiliesSafetensors(t *testing.T) {
+	ctx := context.Background()
+	for _, shape := range []string{"tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+		t.Run(shape, func(t *testing.T) {
+			path, _ := synthFile(t, shape, 0, 7)
+			ref, err := Open(path, Options{Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			dir := t.TempDir()
+			writeHFFamily(t, ref, dir)
+			hf, err := Open(dir, Options{Tokenizer: path, Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hf.Close()
+			want := ref.Config
+			want.Arch, want.Rope = hf.Config.Arch, RopeHalf
+			if got := hf.Config; !reflect.DeepEqual(got, want) {
+				t.Fatalf("HF config\n%+v\nwant\n%+v", got, want)
+			}
+			toks := make([]int, 60)
+			for i := range toks {
+				toks[i] = (i*37 + 11) % ref.Config.Vocab
+			}
+			idx := []int{0, 15, 16, 40, 59}
+			_, a, err := ref.Prefill(ctx, toks, 0, 0, ExtendOptions{Logits: idx})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, b, err := hf.Prefill(ctx, toks, 0, 0, ExtendOptions{Logits: idx})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxAbs(a.Logits, b.Logits) / stdDev(a.Logits); d > 1e-5 {
+				t.Fatalf("%s: safetensors logits differ from the GGUF's by %.3g std", shape, d)
+			}
+		})
+	}
+}
+
+// TestFamiliesHFErrors: configurations the engine does not implement are refused naming
+// the key, never loaded as something else.
+func TestFamiliesHFErrors(t *testing.T) {
+	path, _ := synthFile(t, "tiny-gemma3", 0, 7)
+	ref, err := Open(path, Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	dir := t.TempDir()
+	writeHFFamily(t, ref, dir)
+	cfgPath := filepath.Join(dir, "config.json")
+	orig, _ := os.ReadFile(cfgPath)
+	for _, tc := range []struct {
+		edit func(map[string]any)
+		want error
+		key  string
+	}{
+		{func(m map[string]any) { m["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": 8.0} }, ErrUnsupported, "rope_scaling"},
+		{func(m map[string]any) { m["layer_types"] = []string{"full_attention", "sliding_attention", "full_attention", "full_attention", "sliding_attention", "full_attention", "full_attention"} }, ErrUnsupported, "layer_types"},
+		{func(m map[string]any) { m["layer_types"] = []string{"full_attention"} }, ErrFormat, "layer_types"},
+		{func(m map[string]any) { m["model_type"], m["use_sliding_window"] = "qwen3", true }, ErrUnsupported, "use_sliding_window"},
+		{func(m map[string]any) { m["hidden_activation"] = "relu" }, ErrUnsupported, "hidden_activation"},
+		{func(m map[string]any) { m["query_pre_attn_scalar"] = -1 }, ErrFormat, "query_pre_attn_scalar"},
+	} {
+		var m map[string]any
+		if err := json.Unmarshal(orig, &m); err != nil {
+			t.Fatal(err)
+		}
+		tc.edit(m)
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(dir, Options{Tokenizer: path, Threads: 1})
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s: got %v, want %v naming %s", tc.key, err, tc.want, tc.key)
+		}
 	}
 }
