@@ -303,7 +303,9 @@ func TestFamiliesHFErrors(t *testing.T) {
 		key  string
 	}{
 		{func(m map[string]any) { m["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": 8.0} }, ErrUnsupported, "rope_scaling"},
-		{func(m map[string]any) { m["layer_types"] = []string{"full_attention", "sliding_attention", "full_attention", "full_attention", "sliding_attention", "full_attention", "full_attention"} }, ErrUnsupported, "layer_types"},
+		{func(m map[string]any) {
+			m["layer_types"] = []string{"full_attention", "sliding_attention", "full_attention", "full_attention", "sliding_attention", "full_attention", "full_attention"}
+		}, ErrUnsupported, "layer_types"},
 		{func(m map[string]any) { m["layer_types"] = []string{"full_attention"} }, ErrFormat, "layer_types"},
 		{func(m map[string]any) { m["model_type"], m["use_sliding_window"] = "qwen3", true }, ErrUnsupported, "use_sliding_window"},
 		{func(m map[string]any) { m["hidden_activation"] = "relu" }, ErrUnsupported, "hidden_activation"},
