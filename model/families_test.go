@@ -330,3 +330,96 @@ func TestFamiliesHFErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFamiliesSynthConfig: every tiny synth shape loads back from its GGUF with exactly
+// the configuration SynthPlan describes (architecture keys, head size, window, pattern,
+// soft-caps, norms), and the files' tensors are the plan's.
+func TestFamiliesSynthConfig(t *testing.T) {
+	for _, shape := range []string{"tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+		o := SynthOptions{Shape: shape, DType: kernels.F32, Seed: 7}
+		want, plan, err := SynthPlan(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, _ := synthFile(t, shape, 0, 7)
+		m, err := Open(path, Options{Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(m.Config, want) {
+			t.Errorf("%s: loaded\n%+v\nplan\n%+v", shape, m.Config, want)
+		}
+		if got := len(plan); got != 1+len(m.w.layers)*layerTensors(&want)+2-boolInt(want.Tied) {
+			t.Errorf("%s: %d planned tensors", shape, got)
+		}
+		m.Close()
+	}
+}
+
+func layerTensors(c *Config) int {
+	n := 9 // norms 2, attention 4, feed-forward 3
+	if c.QKVBias {
+		n += 3
+	}
+	if c.QKNorm {
+		n += 2
+	}
+	if c.PostNorms {
+		n += 2
+	}
+	return n
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestShiftKVLocalRope: on Gemma 3 (windowed layers at RoPE base 10000, global ones at
+// 1e6) a chunk prefilled alone at position 3 and shifted to 250 (ShiftKV: RotateKLayer
+// with each layer's frequencies) equals the chunk prefilled at 250 in every layer; the
+// single-base RotateK refuses the model, and rotating every layer with the global
+// frequencies would not match.
+func TestShiftKVLocalRope(t *testing.T) {
+	path, _ := synthFile(t, "tiny-gemma3", 0, 7)
+	m, err := Open(path, Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	toks := make([]int, 12) // within the window: the same attention at both places
+	for i := range toks {
+		toks[i] = (i*53 + 7) % m.Config.Vocab
+	}
+	kvp, _, err := m.Prefill(ctx, toks, 3, 0, ExtendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvq, _, err := m.Prefill(ctx, toks, 250, 0, ExtendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := kvp.Clone()
+	if err := m.ShiftKV(kvp, kvq.Pos); err != nil {
+		t.Fatal(err)
+	}
+	n := kvp.Len() * kvp.KVDim
+	for l := 0; l < m.Config.Layers; l++ {
+		scale := maxAbs(kvq.K[l][:n], make([]float32, n))
+		if d := maxAbs(kvp.K[l][:n], kvq.K[l][:n]); d > 1e-4*scale {
+			t.Fatalf("layer %d (local %v): shifted K differs by %g (max |K| %g)", l, m.Config.LocalRope(l), d, scale)
+		}
+	}
+	if err := m.RotateK(wrong.K[0][:n], wrong.Pos, kvq.Pos); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("RotateK on per-layer RoPE bases: %v", err)
+	}
+	if err := m.RotateKLayer(5, wrong.K[0][:n], wrong.Pos, kvq.Pos); err != nil { // layer 5's (global) frequencies on layer 0
+		t.Fatal(err)
+	}
+	if d := maxAbs(wrong.K[0][:n], kvq.K[0][:n]); d < 1e-2 {
+		t.Fatalf("global frequencies on a local layer match too (%g): the test cannot tell them apart", d)
+	}
+}
