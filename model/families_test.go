@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -205,6 +206,11 @@ func writeHFFamily(t *testing.T, m *Model, dir string) {
 		add(p+"mlp.gate_proj.weight", []int{c.Hidden, c.Dim}, lw.w1.Data)
 		add(p+"mlp.down_proj.weight", []int{c.Dim, c.Hidden}, lw.w2.Data)
 		add(p+"mlp.up_proj.weight", []int{c.Hidden, c.Dim}, lw.w3.Data)
+		if c.QKVBias { // qwen2: rotate-half in GGUF too
+			add(p+"self_attn.q_proj.bias", []int{c.QDim()}, f32bytes(lw.bq))
+			add(p+"self_attn.k_proj.bias", []int{c.KVDim()}, f32bytes(lw.bk))
+			add(p+"self_attn.v_proj.bias", []int{c.KVDim()}, f32bytes(lw.bv))
+		}
 	}
 	f, err := os.Create(filepath.Join(dir, "model.safetensors"))
 	if err != nil {
@@ -214,15 +220,21 @@ func writeHFFamily(t *testing.T, m *Model, dir string) {
 		t.Fatal(err)
 	}
 	f.Close()
-	mt := map[string]string{"llama": "mistral", "qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3_text"}[c.Arch]
+	mt := map[string]string{"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3_text"}[c.Arch]
+	if c.SlidingWindow > 0 && c.Arch == "llama" {
+		mt = "mistral"
+	}
 	cfg := map[string]any{"model_type": mt, "hidden_size": c.Dim, "intermediate_size": c.Hidden, "num_hidden_layers": c.Layers,
 		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "head_dim": c.HeadDim, "vocab_size": c.Vocab,
 		"max_position_embeddings": c.Ctx, "rope_theta": c.RopeTheta, "rms_norm_eps": c.NormEps, "tie_word_embeddings": c.Tied, "rope_scaling": nil}
 	if c.SlidingWindow > 0 {
 		cfg["sliding_window"] = c.SlidingWindow
 	}
+	if c.RopeScaling != nil { // tiny-llama3's parameters
+		cfg["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": 32, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 64}
+	}
 	switch c.Arch {
-	case "llama", "qwen3":
+	case "llama", "qwen2", "qwen3":
 		cfg["hidden_act"] = "silu"
 	case "gemma2":
 		cfg["hidden_activation"], cfg["query_pre_attn_scalar"] = "gelu_pytorch_tanh", c.HeadDim
@@ -248,7 +260,7 @@ func writeHFFamily(t *testing.T, m *Model, dir string) {
 // TestFamiliesLlamaCpp checks against llama.cpp).
 func TestFamiliesSafetensors(t *testing.T) {
 	ctx := context.Background()
-	for _, shape := range []string{"tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
 		t.Run(shape, func(t *testing.T) {
 			path, _ := synthFile(t, shape, 0, 7)
 			ref, err := Open(path, Options{Threads: 2})
@@ -265,6 +277,14 @@ func TestFamiliesSafetensors(t *testing.T) {
 			defer hf.Close()
 			want := ref.Config
 			want.Arch, want.Rope = hf.Config.Arch, RopeHalf
+			if rs := hf.Config.RopeScaling; rs != nil && want.RopeScaling != nil {
+				for i, f := range rs.FreqFactors {
+					if math.Abs(f-want.RopeScaling.FreqFactors[i]) > 1e-6*f {
+						t.Fatalf("RoPE divisor %d: %g from config.json, %g in the GGUF", i, f, want.RopeScaling.FreqFactors[i])
+					}
+				}
+				want.RopeScaling = rs
+			}
 			if got := hf.Config; !reflect.DeepEqual(got, want) {
 				t.Fatalf("HF config\n%+v\nwant\n%+v", got, want)
 			}
@@ -335,7 +355,7 @@ func TestFamiliesHFErrors(t *testing.T) {
 // the configuration SynthPlan describes (architecture keys, head size, window, pattern,
 // soft-caps, norms), and the files' tensors are the plan's.
 func TestFamiliesSynthConfig(t *testing.T) {
-	for _, shape := range []string{"tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
 		o := SynthOptions{Shape: shape, DType: kernels.F32, Seed: 7}
 		want, plan, err := SynthPlan(o)
 		if err != nil {
@@ -349,7 +369,7 @@ func TestFamiliesSynthConfig(t *testing.T) {
 		if !reflect.DeepEqual(m.Config, want) {
 			t.Errorf("%s: loaded\n%+v\nplan\n%+v", shape, m.Config, want)
 		}
-		if got := len(plan); got != 1+len(m.w.layers)*layerTensors(&want)+2-boolInt(want.Tied) {
+		if got := len(plan); got != 1+boolInt(want.RopeScaling != nil)+len(m.w.layers)*layerTensors(&want)+2-boolInt(want.Tied) {
 			t.Errorf("%s: %d planned tensors", shape, got)
 		}
 		m.Close()

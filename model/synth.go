@@ -21,15 +21,17 @@ type Shape struct {
 	Pre    string // GGUF tokenizer pre-tokenizer name
 }
 
-// Shapes lists the real-model shapes SynthGGUF can produce (exact dimensions, vocabulary
-// and GQA layout of the published models; RoPE scaling of Llama 3.2 omitted).
+// Shapes lists the real-model shapes SynthGGUF can produce (exact dimensions, vocabulary,
+// GQA layout, RoPE base and scaling, windows and soft-caps of the published models), and
+// tiny-* shapes of each architecture for tests.
 var Shapes = map[string]Shape{
 	"smollm-135m": {Name: "smollm-135m", Pre: "smollm", Config: Config{Arch: "llama", Dim: 576, Hidden: 1536, Layers: 30, Heads: 9, KVHeads: 3,
 		HeadDim: 64, Vocab: 49152, Ctx: 2048, RopeTheta: 10000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
 	"qwen2.5-0.5b": {Name: "qwen2.5-0.5b", Pre: "qwen2", Config: Config{Arch: "qwen2", Dim: 896, Hidden: 4864, Layers: 24, Heads: 14, KVHeads: 2,
 		HeadDim: 64, Vocab: 151936, Ctx: 32768, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, QKVBias: true, Tied: true}},
 	"llama-3.2-1b": {Name: "llama-3.2-1b", Pre: "llama-bpe", Config: Config{Arch: "llama", Dim: 2048, Hidden: 8192, Layers: 16, Heads: 32, KVHeads: 8,
-		HeadDim: 64, Vocab: 128256, Ctx: 131072, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
+		HeadDim: 64, Vocab: 128256, Ctx: 131072, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true,
+		RopeScaling: llama3Scaling(500000, 64, 32, 1, 4, 8192)}},
 	"llama-3-8b": {Name: "llama-3-8b", Pre: "llama-bpe", Config: Config{Arch: "llama", Dim: 4096, Hidden: 14336, Layers: 32, Heads: 32, KVHeads: 8,
 		HeadDim: 128, Vocab: 128256, Ctx: 8192, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: false}},
 	"smollm2-135m": {Name: "smollm2-135m", Pre: "smollm", Config: Config{Arch: "llama", Dim: 576, Hidden: 1536, Layers: 30, Heads: 9, KVHeads: 3,
@@ -48,6 +50,11 @@ var Shapes = map[string]Shape{
 	// Tiny shapes of each architecture for tests (vocabulary 320, a few layers; heads
 	// wider than embedding/heads where the architecture allows it, windows shorter than
 	// the test sequences, soft-caps low enough to bend the scores).
+	"tiny-llama3": {Name: "tiny-llama3", Pre: "llama-bpe", Config: Config{Arch: "llama", Dim: 96, Hidden: 256, Layers: 3, Heads: 4, KVHeads: 2,
+		HeadDim: 24, Vocab: 320, Ctx: 4096, RopeTheta: 500000, NormEps: 1e-5, Rope: RopeInterleaved,
+		RopeScaling: llama3Scaling(500000, 24, 32, 1, 4, 64)}},
+	"tiny-qwen2": {Name: "tiny-qwen2", Pre: "qwen2", Config: Config{Arch: "qwen2", Dim: 96, Hidden: 256, Layers: 3, Heads: 4, KVHeads: 2,
+		HeadDim: 24, Vocab: 320, Ctx: 4096, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, QKVBias: true, Tied: true}},
 	"tiny-smollm2": {Name: "tiny-smollm2", Pre: "smollm", Config: Config{Arch: "llama", Dim: 96, Hidden: 256, Layers: 3, Heads: 6, KVHeads: 2,
 		HeadDim: 16, Vocab: 320, Ctx: 2048, RopeTheta: 100000, NormEps: 1e-5, Rope: RopeInterleaved, Tied: true}},
 	"tiny-qwen3": {Name: "tiny-qwen3", Pre: "qwen2", Config: Config{Arch: "qwen3", Dim: 96, Hidden: 256, Layers: 3, Heads: 4, KVHeads: 2,
@@ -60,6 +67,16 @@ var Shapes = map[string]Shape{
 	"tiny-gemma3": {Name: "tiny-gemma3", Pre: "default", Config: Config{Arch: "gemma3", Dim: 96, Hidden: 256, Layers: 7, Heads: 4, KVHeads: 1,
 		HeadDim: 32, Vocab: 320, Ctx: 4096, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 16, SWAPattern: 6,
 		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh}},
+}
+
+// llama3Scaling is Llama 3.1 RoPE scaling as GGUF files carry it (the divisors only, in
+// rope_freqs.weight).
+func llama3Scaling(theta float64, headDim int, factor, low, high float64, orig int) *RopeScaling {
+	ff := Llama3FreqFactors(theta, headDim, factor, low, high, orig)
+	for i := range ff {
+		ff[i] = float64(float32(ff[i])) // as stored
+	}
+	return &RopeScaling{Type: "llama3", FreqFactors: ff}
 }
 
 // ShapeNames returns the shape names, sorted.
@@ -93,6 +110,8 @@ type SynthTensor struct {
 	// Norm: filled with values near 1 (RMSNorm weights); otherwise uniform in ±Scale.
 	Norm  bool
 	Scale float32
+	// Values, if set, is the tensor's content (one row): rope_freqs.weight.
+	Values []float32
 }
 
 // SynthPlan returns the configuration and tensors of a synthetic model.
@@ -125,6 +144,13 @@ func SynthPlan(o SynthOptions) (Config, []SynthTensor, error) {
 	}
 	ts := []SynthTensor{mat("token_embd.weight", c.Vocab, c.Dim)}
 	ts[0].Scale = 1
+	if rs := c.RopeScaling; rs != nil {
+		v := make([]float32, len(rs.FreqFactors))
+		for i, f := range rs.FreqFactors {
+			v[i] = float32(f)
+		}
+		ts = append(ts, SynthTensor{Name: "rope_freqs.weight", Rows: 1, Cols: len(v), Type: kernels.F32, Values: v})
+	}
 	for l := 0; l < c.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
 		ts = append(ts, vec(p+"attn_norm.weight", c.Dim, true),
@@ -163,6 +189,12 @@ func (t *SynthTensor) rowsData(dst []byte, f []float32, seed uint64, lo, hi int)
 		return err
 	}
 	for r := lo; r < hi; r++ {
+		if t.Values != nil {
+			if err := kernels.Quantize(dst[(r-lo)*rb:(r-lo+1)*rb], t.Values, t.Type); err != nil {
+				return err
+			}
+			continue
+		}
 		s := base + uint64(r)*0xD1B54A32D192ED03
 		for i := 0; i < t.Cols; i++ {
 			s += 0x9E3779B97F4A7C15
