@@ -69,16 +69,22 @@ func readFamilyGolden(t *testing.T, path string) *familyGolden {
 	return &g
 }
 
-// synthFile writes a synth model to a temporary file and returns its path and SHA-256.
+// synthFile writes a synth model (f32) to a temporary file and returns its path and
+// SHA-256.
 func synthFile(t testing.TB, shape string, layers int, seed uint64) (string, string) {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), shape+".gguf")
+	return synthFileOpts(t, SynthOptions{Shape: shape, DType: kernels.F32, Seed: seed, Layers: layers})
+}
+
+func synthFileOpts(t testing.TB, o SynthOptions) (string, string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), o.Shape+".gguf")
 	fd, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := sha256.New()
-	if err := SynthGGUF(context.Background(), multiWriter{fd, h}, SynthOptions{Shape: shape, DType: kernels.F32, Seed: seed, Layers: layers}); err != nil {
+	if err := SynthGGUF(context.Background(), multiWriter{fd, h}, o); err != nil {
 		t.Fatal(err)
 	}
 	if err := fd.Close(); err != nil {
