@@ -162,7 +162,7 @@ func TestFamiliesLlamaCpp(t *testing.T) {
 // in the rotate-half layout, Gemma's norms as weight − 1 (HF multiplies by 1 + weight)
 // and its post_attention_layernorm / pre_ and post_feedforward_layernorm names, Qwen3's
 // and Gemma 3's q_norm/k_norm, and the family's config.json keys.
-func writeHFFamily(t *testing.T, m *Model, dir string) {
+func writeHFFamily(t testing.TB, m *Model, dir string) {
 	t.Helper()
 	c := m.Config
 	gemma := c.Arch == "gemma2" || c.Arch == "gemma3"
@@ -448,4 +448,48 @@ func TestShiftKVLocalRope(t *testing.T) {
 	if d := maxAbs(wrong.K[0][:n], kvq.K[0][:n]); d < 1e-2 {
 		t.Fatalf("global frequencies on a local layer match too (%g): the test cannot tell them apart", d)
 	}
+}
+
+// FuzzHFConfig: any config.json beside a valid tiny Gemma 3 checkpoint loads or fails
+// with an error, never a panic; a model that loads runs a prefill.
+func FuzzHFConfig(f *testing.F) {
+	path, _ := synthFile(f, "tiny-gemma3", 0, 7)
+	ref, err := Open(path, Options{Threads: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer ref.Close()
+	dir := f.TempDir()
+	writeHFFamily(f, ref, dir)
+	seed, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(strings.Replace(string(seed), `"gemma3_text"`, `"mistral"`, 1)))
+	f.Add([]byte(strings.Replace(string(seed), `"gemma3_text"`, `"qwen3"`, 1)))
+	f.Add([]byte(strings.Replace(string(seed), `"sliding_window":16`, `"sliding_window":-3`, 1)))
+	f.Fuzz(func(t *testing.T, cfg []byte) {
+		d := t.TempDir()
+		st, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "model.safetensors"), st, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "config.json"), cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := Open(d, Options{Tokenizer: path, Threads: 1})
+		if err != nil {
+			return
+		}
+		defer m.Close()
+		if m.Config.Ctx >= 4 {
+			if _, _, err := m.Prefill(context.Background(), []int{1, 2, 3}, 0, 0, ExtendOptions{Logits: []int{2}}); err != nil {
+				t.Fatalf("loaded model fails a prefill: %v", err)
+			}
+		}
+	})
 }
