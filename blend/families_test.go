@@ -44,7 +44,7 @@ func openSynth(t testing.TB, shape string) *model.Model {
 // fused prefill counts fewer attention FLOPs than a full-attention one would.
 func TestFamiliesRatioOne(t *testing.T) {
 	ctx := context.Background()
-	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-gemma3-linear"} {
 		t.Run(shape, func(t *testing.T) {
 			m := openSynth(t, shape)
 			rng := rand.New(rand.NewPCG(5, 9))

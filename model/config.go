@@ -104,11 +104,14 @@ const (
 // RopeScaling is a RoPE frequency scaling (context extension) the engine implements:
 // Llama 3.1's per-pair frequency divisors ("llama3"; Meta's Llama 3.1 reference code
 // apply_scaling, HF transformers _compute_llama3_parameters, llama.cpp's rope_freqs
-// tensor). Pair i rotates by pos·θ^(−2i/HeadDim)/FreqFactors[i] — in the forward pass,
-// in decode and in RotateK alike, so a re-rotated K equals a K computed at the new
-// position.
+// tensor) or linear position interpolation ("linear", Chen et al. 2023: every pair's
+// frequency divided by Factor; GGUF rope.scaling.type linear, HF rope_type "linear";
+// Gemma 3 4B+ scales its global layers so). Pair i rotates by
+// pos·θ^(−2i/HeadDim)/FreqFactors[i] — in the forward pass, in decode and in RotateK
+// alike, so a re-rotated K equals a K computed at the new position. With a local RoPE
+// base (Config.RopeThetaLocal) the windowed layers are not scaled.
 type RopeScaling struct {
-	// Type is "llama3".
+	// Type is "llama3" or "linear".
 	Type string `json:"type"`
 	// Factor, LowFreqFactor, HighFreqFactor and OriginalContext are the llama3
 	// parameters as HF config.json gives them; zero when the file gives only the
@@ -145,6 +148,15 @@ func Llama3FreqFactors(theta float64, headDim int, factor, low, high float64, or
 		}
 	}
 	return out
+}
+
+// LinearScaling is linear RoPE scaling by factor for heads of headDim dimensions.
+func LinearScaling(factor float64, headDim int) *RopeScaling {
+	rs := &RopeScaling{Type: "linear", Factor: factor, FreqFactors: make([]float64, headDim/2)}
+	for i := range rs.FreqFactors {
+		rs.FreqFactors[i] = factor
+	}
+	return rs
 }
 
 // RopeFreqs returns the rotation frequency of each pair i of a head (HeadDim/2 values):
@@ -214,7 +226,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: activation %q (implemented: silu, gelu_tanh)", ErrUnsupported, c.Act)
 	}
 	if rs := c.RopeScaling; rs != nil {
-		if rs.Type != "llama3" {
+		if rs.Type != "llama3" && rs.Type != "linear" {
 			return fmt.Errorf("%w: RoPE scaling %q", ErrUnsupported, rs.Type)
 		}
 		if len(rs.FreqFactors) != c.HeadDim/2 {

@@ -10,9 +10,10 @@
 // feed-forward (SwiGLU; GeGLU with tanh-approximated GELU for Gemma); optional Q/K/V
 // biases (Qwen2) and tied embeddings; Llama 3.1 RoPE frequency scaling (per-pair
 // divisors: GGUF rope_freqs.weight, HF rope_scaling rope_type "llama3"; Meta's Llama 3.1
-// apply_scaling); other RoPE scalings (linear, dynamic, YaRN, LongRoPE; Gemma 3 4B+'s
-// linear scaling of its global layers) are rejected at load. Per family, as llama.cpp's
-// graph builders and HF transformers compute them:
+// apply_scaling) and linear position interpolation (GGUF rope.scaling.type linear, HF
+// rope_type "linear"; Gemma 3 4B+ scale their global layers so); other RoPE scalings
+// (dynamic, YaRN, LongRoPE) are rejected at load. Per family, as llama.cpp's graph
+// builders and HF transformers compute them:
 //
 //   - Qwen3: per-head RMSNorm of Q and K (weights of the head size) before RoPE; heads
 //     need not be embedding/heads wide (GGUF attention.key_length, HF head_dim).
@@ -25,7 +26,7 @@
 //     and logits soft-capped, the window on even layers.
 //   - Gemma 3 (2025): Gemma 2 with per-head Q/K norms and no soft-caps, five windowed
 //     layers per global one, the windowed layers rotating with RoPE base 10000 (their own
-//     frequency table; Model.RotateKLayer re-rotates each layer with its own).
+//     frequency table, never scaled; Model.RotateKLayer re-rotates each layer with its own).
 //
 // Files: llama2.c checkpoints (run.c format) with their tokenizer files, GGUF v3
 // (package model/gguf; architectures llama, mistral, qwen2, qwen3, gemma2, gemma3) and
@@ -41,7 +42,8 @@
 // block by default; kernels.Pool.SetGGMLActivations reproduces llama.cpp's activation
 // quantization (q8_0 with fp16 scales, q8_K) for comparisons. Every family
 // (families_test.go): `ragkv model synth` tiny-* files (tiny-llama3, tiny-qwen2,
-// tiny-smollm2, tiny-qwen3, tiny-mistral, tiny-gemma2, tiny-gemma3) against llama.cpp's
+// tiny-smollm2, tiny-qwen3, tiny-mistral, tiny-gemma2, tiny-gemma3, tiny-gemma3-linear)
+// against llama.cpp's
 // logits in testdata/families, within 2e-3 × std (measured 2e-6–4e-6; Gemma 5e-4–9e-4,
 // from llama.cpp's fp16 GELU table), and the same models written as HF checkpoints.
 //

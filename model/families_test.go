@@ -236,7 +236,9 @@ func writeHFFamily(t testing.TB, m *Model, dir string) {
 	if c.SlidingWindow > 0 {
 		cfg["sliding_window"] = c.SlidingWindow
 	}
-	if c.RopeScaling != nil { // tiny-llama3's parameters
+	if rs := c.RopeScaling; rs != nil && rs.Type == "linear" {
+		cfg["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": rs.Factor}
+	} else if rs != nil { // tiny-llama3's parameters
 		cfg["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": 32, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 64}
 	}
 	switch c.Arch {
@@ -266,7 +268,7 @@ func writeHFFamily(t testing.TB, m *Model, dir string) {
 // TestFamiliesLlamaCpp checks against llama.cpp).
 func TestFamiliesSafetensors(t *testing.T) {
 	ctx := context.Background()
-	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-gemma3-linear"} {
 		t.Run(shape, func(t *testing.T) {
 			path, _ := synthFile(t, shape, 0, 7)
 			ref, err := Open(path, Options{Threads: 2})
@@ -332,7 +334,7 @@ func TestFamiliesHFErrors(t *testing.T) {
 		want error
 		key  string
 	}{
-		{func(m map[string]any) { m["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": 8.0} }, ErrUnsupported, "rope_scaling"},
+		{func(m map[string]any) { m["rope_scaling"] = map[string]any{"rope_type": "yarn", "factor": 8.0} }, ErrUnsupported, "rope_scaling"},
 		{func(m map[string]any) {
 			m["layer_types"] = []string{"full_attention", "sliding_attention", "full_attention", "full_attention", "sliding_attention", "full_attention", "full_attention"}
 		}, ErrUnsupported, "layer_types"},
@@ -361,7 +363,7 @@ func TestFamiliesHFErrors(t *testing.T) {
 // the configuration SynthPlan describes (architecture keys, head size, window, pattern,
 // soft-caps, norms), and the files' tensors are the plan's.
 func TestFamiliesSynthConfig(t *testing.T) {
-	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"} {
+	for _, shape := range []string{"tiny-llama3", "tiny-qwen2", "tiny-smollm2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-gemma3-linear"} {
 		o := SynthOptions{Shape: shape, DType: kernels.F32, Seed: 7}
 		want, plan, err := SynthPlan(o)
 		if err != nil {
@@ -375,7 +377,7 @@ func TestFamiliesSynthConfig(t *testing.T) {
 		if !reflect.DeepEqual(m.Config, want) {
 			t.Errorf("%s: loaded\n%+v\nplan\n%+v", shape, m.Config, want)
 		}
-		if got := len(plan); got != 1+boolInt(want.RopeScaling != nil)+len(m.w.layers)*layerTensors(&want)+2-boolInt(want.Tied) {
+		if got := len(plan); got != 1+boolInt(want.RopeScaling != nil && want.RopeScaling.Type == "llama3")+len(m.w.layers)*layerTensors(&want)+2-boolInt(want.Tied) {
 			t.Errorf("%s: %d planned tensors", shape, got)
 		}
 		m.Close()

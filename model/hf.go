@@ -108,8 +108,13 @@ func parseHFRopeScaling(raw json.RawMessage, cfgPath string) (*RopeScaling, erro
 		}
 		return nil, nil
 	case "llama3":
+	case "linear":
+		if rs.Factor == nil || !(*rs.Factor > 0) || math.IsInf(*rs.Factor, 0) {
+			return nil, fmt.Errorf("model %s: %w: rope_scaling.factor missing or not positive (linear)", cfgPath, ErrFormat)
+		}
+		return &RopeScaling{Type: "linear", Factor: *rs.Factor}, nil
 	default:
-		return nil, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: llama3)", cfgPath, ErrUnsupported, key, typ)
+		return nil, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: llama3, linear)", cfgPath, ErrUnsupported, key, typ)
 	}
 	need := func(name string, v *float64, ok func(float64) bool, want string) (float64, error) {
 		if v == nil {
@@ -253,7 +258,11 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 		if hc.HeadDim <= 0 || hc.HeadDim%2 != 0 {
 			return nil, fmt.Errorf("model %s: %w: head_dim %d", cfgPath, ErrFormat, hc.HeadDim)
 		}
-		scaling.FreqFactors = Llama3FreqFactors(hc.RopeTheta, hc.HeadDim, scaling.Factor, scaling.LowFreqFactor, scaling.HighFreqFactor, scaling.OriginalContext)
+		if scaling.Type == "linear" {
+			scaling.FreqFactors = LinearScaling(scaling.Factor, hc.HeadDim).FreqFactors
+		} else {
+			scaling.FreqFactors = Llama3FreqFactors(hc.RopeTheta, hc.HeadDim, scaling.Factor, scaling.LowFreqFactor, scaling.HighFreqFactor, scaling.OriginalContext)
+		}
 		c.RopeScaling = scaling
 	}
 	// The sliding window is an attention mask (Config.SlidingWindow), not a context cap.
@@ -305,8 +314,8 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 			if c.RopeThetaLocal == 0 {
 				c.RopeThetaLocal = 10000
 			}
-			if scaling != nil {
-				return nil, fmt.Errorf("model %s: %w: rope_scaling on gemma3 (linear scaling of the global layers) is not implemented", cfgPath, ErrUnsupported)
+			if scaling != nil && scaling.Type != "linear" {
+				return nil, fmt.Errorf("model %s: %w: rope_scaling %q on gemma3 (implemented: linear, of the global layers)", cfgPath, ErrUnsupported, scaling.Type)
 			}
 		}
 	}

@@ -342,8 +342,12 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	if v, err := f.Float(arch + ".rope.freq_base"); err == nil {
 		c.RopeTheta = v
 	}
-	if err := checkGGUFRopeScaling(f, arch); err != nil {
+	linear, err := checkGGUFRopeScaling(f, arch)
+	if err != nil {
 		return nil, err
+	}
+	if linear > 0 {
+		c.RopeScaling = LinearScaling(linear, c.HeadDim)
 	}
 	eps, err := f.Float(arch + ".attention.layer_norm_rms_epsilon")
 	if err != nil {
@@ -382,6 +386,9 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	// Llama 3.1 frequency scaling: one divisor per rotary pair (llama.cpp's
 	// LLM_TENSOR_ROPE_FREQS, passed to ggml_rope_ext as freq_factors).
 	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		if c.RopeScaling != nil {
+			return nil, fmt.Errorf("model %s: %w: rope_freqs.weight together with linear RoPE scaling", path, ErrUnsupported)
+		}
 		ff, err := vec("rope_freqs.weight", c.HeadDim/2)
 		if err != nil {
 			return nil, err
@@ -473,35 +480,38 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	return m, nil
 }
 
-// checkGGUFRopeScaling rejects the RoPE scalings the engine does not implement, naming the
-// key, with llama.cpp's reading of the keys: rope.scaling.type "none" turns scaling off
-// whatever the factor; absent or "linear", a factor (rope.scaling.factor, or the older
-// rope.scale_linear) other than 0 or 1 asks for linear position interpolation; "yarn" and
+// checkGGUFRopeScaling reads the RoPE scaling keys with llama.cpp's reading of them and
+// returns the factor of linear scaling (0 for none), rejecting the kinds the engine does
+// not implement, naming the key: rope.scaling.type "none" turns scaling off whatever the
+// factor; absent or "linear", a factor (rope.scaling.factor, or the older
+// rope.scale_linear) other than 0 or 1 is linear position interpolation; "yarn" and
 // "longrope" are other methods. Llama 3.1 scaling is not a key but the tensor
 // rope_freqs.weight (read by fromGGUF).
-func checkGGUFRopeScaling(f *gguf.File, arch string) error {
+func checkGGUFRopeScaling(f *gguf.File, arch string) (float64, error) {
 	typ := "linear"
 	key := arch + ".rope.scaling.type"
 	if v, ok := f.Lookup(key); ok {
 		s, isStr := v.V.(string)
 		if !isStr {
-			return fmt.Errorf("model %s: %w: %s is a %s, want a string", f.Path, ErrFormat, key, v.Type)
+			return 0, fmt.Errorf("model %s: %w: %s is a %s, want a string", f.Path, ErrFormat, key, v.Type)
 		}
 		typ = s
 	}
 	switch typ {
 	case "none":
-		return nil
+		return 0, nil
 	case "linear", "":
 		for _, k := range []string{arch + ".rope.scaling.factor", arch + ".rope.scale_linear"} {
 			if v, err := f.Float(k); err == nil && v != 0 && v != 1 {
-				return fmt.Errorf("model %s: %w: %s = %g: linear RoPE scaling is not implemented (implemented: Llama 3.1 frequency factors, tensor rope_freqs.weight)",
-					f.Path, ErrUnsupported, k, v)
+				if !(v > 0) || math.IsInf(v, 0) {
+					return 0, fmt.Errorf("model %s: %w: %s = %g", f.Path, ErrFormat, k, v)
+				}
+				return v, nil
 			}
 		}
-		return nil
+		return 0, nil
 	}
-	return fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: Llama 3.1 frequency factors, tensor rope_freqs.weight)",
+	return 0, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: linear, Llama 3.1 frequency factors, tensor rope_freqs.weight)",
 		f.Path, ErrUnsupported, key, typ)
 }
 

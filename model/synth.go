@@ -46,6 +46,9 @@ var Shapes = map[string]Shape{
 	"gemma-3-1b": {Name: "gemma-3-1b", Pre: "gpt-2", Config: Config{Arch: "gemma3", Dim: 1152, Hidden: 6912, Layers: 26, Heads: 4, KVHeads: 1,
 		HeadDim: 256, Vocab: 262144, Ctx: 32768, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 512, SWAPattern: 6,
 		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh}},
+	"gemma-3-4b": {Name: "gemma-3-4b", Pre: "gpt-2", Config: Config{Arch: "gemma3", Dim: 2560, Hidden: 10240, Layers: 34, Heads: 8, KVHeads: 4,
+		HeadDim: 256, Vocab: 262208, Ctx: 131072, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 1024, SWAPattern: 6,
+		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh, RopeScaling: LinearScaling(8, 256)}},
 
 	// Tiny shapes of each architecture for tests (vocabulary 320, a few layers; heads
 	// wider than embedding/heads where the architecture allows it, windows shorter than
@@ -67,6 +70,9 @@ var Shapes = map[string]Shape{
 	"tiny-gemma3": {Name: "tiny-gemma3", Pre: "gpt-2", Config: Config{Arch: "gemma3", Dim: 96, Hidden: 256, Layers: 7, Heads: 4, KVHeads: 1,
 		HeadDim: 32, Vocab: 320, Ctx: 4096, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 16, SWAPattern: 6,
 		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh}},
+	"tiny-gemma3-linear": {Name: "tiny-gemma3-linear", Pre: "gpt-2", Config: Config{Arch: "gemma3", Dim: 96, Hidden: 256, Layers: 7, Heads: 4, KVHeads: 1,
+		HeadDim: 32, Vocab: 320, Ctx: 4096, RopeTheta: 1e6, NormEps: 1e-6, Rope: RopeHalf, Tied: true, SlidingWindow: 16, SWAPattern: 6,
+		RopeThetaLocal: 10000, QKNorm: true, PostNorms: true, Act: ActGELUTanh, RopeScaling: LinearScaling(8, 32)}},
 }
 
 // llama3Scaling is Llama 3.1 RoPE scaling as GGUF files carry it (the divisors only, in
@@ -144,7 +150,7 @@ func SynthPlan(o SynthOptions) (Config, []SynthTensor, error) {
 	}
 	ts := []SynthTensor{mat("token_embd.weight", c.Vocab, c.Dim)}
 	ts[0].Scale = 1
-	if rs := c.RopeScaling; rs != nil {
+	if rs := c.RopeScaling; rs != nil && rs.Type == "llama3" {
 		v := make([]float32, len(rs.FreqFactors))
 		for i, f := range rs.FreqFactors {
 			v[i] = float32(f)
@@ -282,6 +288,10 @@ func SynthGGUF(ctx context.Context, w io.Writer, o SynthOptions) error {
 	}
 	if c.SlidingWindow > 0 {
 		kvs = append(kvs, gguf.KV{Key: a + "attention.sliding_window", Value: gguf.Uint32(uint32(c.SlidingWindow))})
+	}
+	if rs := c.RopeScaling; rs != nil && rs.Type == "linear" {
+		kvs = append(kvs, gguf.KV{Key: a + "rope.scaling.type", Value: gguf.String("linear")},
+			gguf.KV{Key: a + "rope.scaling.factor", Value: gguf.Float32(float32(rs.Factor))})
 	}
 	if c.Arch == "gemma2" {
 		kvs = append(kvs, gguf.KV{Key: a + "attn_logit_softcapping", Value: gguf.Float32(c.AttnSoftcap)},
