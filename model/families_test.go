@@ -162,12 +162,20 @@ func TestFamiliesLlamaCpp(t *testing.T) {
 // in the rotate-half layout, Gemma's norms as weight − 1 (HF multiplies by 1 + weight)
 // and its post_attention_layernorm / pre_ and post_feedforward_layernorm names, Qwen3's
 // and Gemma 3's q_norm/k_norm, and the family's config.json keys.
-func writeHFFamily(t testing.TB, m *Model, dir string) {
+func writeHFFamily(t testing.TB, m *Model, dir string) { writeHFFamilyOpts(t, m, dir, false) }
+
+// writeHFFamilyOpts is writeHFFamily; multimodal writes a Gemma 3 model as
+// Gemma3ForConditionalGeneration does: config under text_config (with only the fields
+// the official 4B+ configs give), weights under language_model.model., a vision tensor.
+func writeHFFamilyOpts(t testing.TB, m *Model, dir string, multimodal bool) {
 	t.Helper()
 	c := m.Config
 	gemma := c.Arch == "gemma2" || c.Arch == "gemma3"
 	var ts []safetensors.Tensor
 	add := func(name string, shape []int, data []byte) {
+		if multimodal {
+			name = "language_model." + name
+		}
 		ts = append(ts, safetensors.Tensor{Name: name, DType: "F32", Shape: shape, Data: data})
 	}
 	norm := func(v []float32) []byte {
@@ -218,6 +226,9 @@ func writeHFFamily(t testing.TB, m *Model, dir string) {
 			add(p+"self_attn.v_proj.bias", []int{c.KVDim()}, f32bytes(lw.bv))
 		}
 	}
+	if multimodal {
+		ts = append(ts, safetensors.Tensor{Name: "vision_tower.vision_model.post_layernorm.weight", DType: "F32", Shape: []int{4}, Data: f32bytes([]float32{1, 2, 3, 4})})
+	}
 	f, err := os.Create(filepath.Join(dir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +267,17 @@ func writeHFFamily(t testing.TB, m *Model, dir string) {
 		}
 		cfg["layer_types"] = lt
 	}
+	if multimodal {
+		// The official configs leave these to Gemma3TextConfig's defaults.
+		delete(cfg, "rope_local_base_freq")
+		delete(cfg, "final_logit_softcapping")
+		delete(cfg, "attn_logit_softcapping")
+		delete(cfg, "tie_word_embeddings")
+		delete(cfg, "layer_types")
+		cfg["sliding_window_pattern"] = 6
+		cfg = map[string]any{"architectures": []string{"Gemma3ForConditionalGeneration"}, "model_type": "gemma3", "text_config": cfg,
+			"vision_config": map[string]any{"model_type": "siglip_vision_model"}}
+	}
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
@@ -277,7 +299,8 @@ func TestFamiliesSafetensors(t *testing.T) {
 			}
 			defer ref.Close()
 			dir := t.TempDir()
-			writeHFFamily(t, ref, dir)
+			multimodal := shape == "tiny-gemma3-linear" // as Gemma 3 4B+ come
+			writeHFFamilyOpts(t, ref, dir, multimodal)
 			hf, err := Open(dir, Options{Tokenizer: path, Threads: 2})
 			if err != nil {
 				t.Fatal(err)
@@ -342,6 +365,14 @@ func TestFamiliesHFErrors(t *testing.T) {
 		{func(m map[string]any) { m["model_type"], m["use_sliding_window"] = "qwen3", true }, ErrUnsupported, "use_sliding_window"},
 		{func(m map[string]any) { m["hidden_activation"] = "relu" }, ErrUnsupported, "hidden_activation"},
 		{func(m map[string]any) { m["query_pre_attn_scalar"] = -1 }, ErrFormat, "query_pre_attn_scalar"},
+		{func(m map[string]any) { m["model_type"] = "gemma3" }, ErrFormat, "text_config"},
+		{func(m map[string]any) { // the text model's weights not under language_model
+			tc := map[string]any{}
+			for k, v := range m {
+				tc[k] = v
+			}
+			m["text_config"], m["model_type"] = tc, "gemma3"
+		}, ErrFormat, "language_model"},
 	} {
 		var m map[string]any
 		if err := json.Unmarshal(orig, &m); err != nil {

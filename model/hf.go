@@ -77,6 +77,48 @@ func hfWindowPattern(hc *hfConfig, def int, cfgPath string) (int, error) {
 	return 0, fmt.Errorf("model %s: %w: layer_types %v follow no sliding-window pattern the engine implements", cfgPath, ErrUnsupported, hc.LayerTypes)
 }
 
+// hfGemmaDefaults fills the fields Gemma configs may leave out with the defaults of
+// transformers' Gemma2Config / Gemma3TextConfig (the official Gemma 3 4B+ text_config
+// gives only a few fields).
+func hfGemmaDefaults(hc *hfConfig) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	f64 := func(v **float64, d float64) {
+		if *v == nil {
+			*v = &d
+		}
+	}
+	switch hc.ModelType {
+	case "gemma2":
+		def(&hc.Heads, 8)
+		def(&hc.KVHeads, 4)
+		def(&hc.HeadDim, 256)
+		def(&hc.Vocab, 256000)
+		def(&hc.MaxPos, 8192)
+		f64(&hc.AttnSoftcap, 50)
+		f64(&hc.FinalSoftcap, 30)
+	case "gemma3_text":
+		def(&hc.Heads, 8)
+		def(&hc.KVHeads, 4)
+		def(&hc.HeadDim, 256)
+		def(&hc.Vocab, 262208)
+		def(&hc.MaxPos, 131072)
+		if hc.RopeTheta == 0 {
+			hc.RopeTheta = 1e6
+		}
+	default:
+		return
+	}
+	if hc.SlidingWindow == nil {
+		w := 4096
+		hc.SlidingWindow = &w
+	}
+	f64(&hc.QueryPreAttn, 256)
+}
+
 // parseHFRopeScaling reads config.json's rope_scaling: null, absent or rope_type
 // "default" is no scaling; "llama3" (Llama 3.1: factor, low_freq_factor,
 // high_freq_factor, original_max_position_embeddings) is returned without its divisors;
@@ -189,6 +231,23 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	if err := json.Unmarshal(cb, &hc); err != nil {
 		return nil, fmt.Errorf("model %s: %w: %v", cfgPath, ErrFormat, err)
 	}
+	// Gemma 3 4B+ are multimodal checkpoints (Gemma3ForConditionalGeneration): the text
+	// model's configuration is text_config, its weights are under language_model.
+	multimodal := false
+	if hc.ModelType == "gemma3" {
+		var outer struct {
+			TextConfig json.RawMessage `json:"text_config"`
+		}
+		if err := json.Unmarshal(cb, &outer); err != nil || len(outer.TextConfig) == 0 || string(outer.TextConfig) == "null" {
+			return nil, fmt.Errorf("model %s: %w: model_type gemma3 without text_config", cfgPath, ErrFormat)
+		}
+		hc = hfConfig{}
+		if err := json.Unmarshal(outer.TextConfig, &hc); err != nil {
+			return nil, fmt.Errorf("model %s: %w: text_config: %v", cfgPath, ErrFormat, err)
+		}
+		hc.ModelType, multimodal = "gemma3_text", true
+	}
+	hfGemmaDefaults(&hc)
 	m := &Model{Path: path, Format: "safetensors"}
 	defer func() {
 		if err != nil {
@@ -360,11 +419,29 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 		out := make([]float32, n)
 		return out, kernels.Dequantize(out, t.Data, dt)
 	}
-	if m.w.embed, err = mat("model.embed_tokens.weight", c.Vocab, c.Dim); err != nil {
+	// The text model's tensor prefix: model., or for multimodal Gemma 3
+	// language_model.model. (transformers < 4.52) or model.language_model.
+	pre := "model."
+	if multimodal {
+		pre = ""
+		for _, p := range []string{"language_model.model.", "model.language_model."} {
+			if _, ok := tensors[p+"embed_tokens.weight"]; ok {
+				pre = p
+			}
+		}
+		if pre == "" {
+			return nil, fmt.Errorf("model %s: %w: no language_model embed_tokens.weight in a multimodal gemma3 checkpoint", path, ErrFormat)
+		}
+	}
+	if m.w.embed, err = mat(pre+"embed_tokens.weight", c.Vocab, c.Dim); err != nil {
 		return nil, err
 	}
-	if _, ok := tensors["lm_head.weight"]; ok && !c.Tied {
-		if m.w.out, err = mat("lm_head.weight", c.Vocab, c.Dim); err != nil {
+	head := "lm_head.weight"
+	if multimodal {
+		head = "language_model." + head
+	}
+	if _, ok := tensors[head]; ok && !c.Tied {
+		if m.w.out, err = mat(head, c.Vocab, c.Dim); err != nil {
 			return nil, err
 		}
 	} else {
@@ -381,12 +458,12 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 		}
 		return v, err
 	}
-	if m.w.norm, err = norm("model.norm.weight", c.Dim); err != nil {
+	if m.w.norm, err = norm(pre+"norm.weight", c.Dim); err != nil {
 		return nil, err
 	}
 	kvDim := c.KVDim()
 	for l := 0; l < c.Layers; l++ {
-		p := fmt.Sprintf("model.layers.%d.", l)
+		p := fmt.Sprintf("%slayers.%d.", pre, l)
 		var lw layerWeights
 		for _, s := range []struct {
 			dst        *kernels.Mat
