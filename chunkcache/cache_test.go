@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -776,4 +777,59 @@ type tb interface {
 	Helper()
 	Fatal(args ...any)
 	Fatalf(format string, args ...any)
+}
+
+// The grouped low-bit formats go through every tier: a Badger tier reopened after a
+// restart serves the version-2 blobs, decoded within the format's error.
+func TestPutGetGroupedDTypes(t *testing.T) {
+	dir := t.TempDir()
+	c, _, _ := openCache(t, cacheSetup{dir: dir, memCap: 1 << 20, diskCap: 1 << 24, writeThrough: true})
+	ctx := context.Background()
+	type stored struct {
+		spec   PutSpec
+		ks, vs [][]float32
+		key    Key
+		tol    float64
+	}
+	var all []stored
+	for i, f := range []string{"q4", "q2r", "mixed:bits=2.5", "q4:group=4"} {
+		lf, err := ParseFormat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, ks, vs := testChunk(uint64(40+i), "", lf.DType, 3, 37)
+		spec.Layout = spec.Layout.WithFormat(lf)
+		res := put(t, c, spec, ks, vs)
+		checkChunk(t, c, spec, ks, vs)
+		tol := 0.6 // q2 of N(0,1) values: half a step of ~1.3
+		if lf.DType == Q4 {
+			tol = 0.2
+		}
+		all = append(all, stored{spec, ks, vs, res.Key, tol})
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ = openCache(t, cacheSetup{dir: dir, memCap: 1 << 20, diskCap: 1 << 24, writeThrough: true})
+	defer c.Close()
+	for _, s := range all {
+		info, gk, gv, err := c.GetFloat32(ctx, "", s.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Tier != "disk" || info.Layout != s.spec.Layout {
+			t.Fatalf("info %+v", info)
+		}
+		var se float64
+		var n int
+		for l := range gk {
+			for j := range gk[l] {
+				se += math.Pow(float64(gk[l][j]-s.ks[l][j]), 2) + math.Pow(float64(gv[l][j]-s.vs[l][j]), 2)
+				n += 2
+			}
+		}
+		if rmse := math.Sqrt(se / float64(n)); rmse > s.tol || rmse == 0 {
+			t.Fatalf("%s: RMSE %v (bound %v)", info.Layout.Format(), rmse, s.tol)
+		}
+	}
 }

@@ -96,7 +96,7 @@ func (c *Cache) NewWriter(ctx context.Context, spec PutSpec) (*Writer, error) {
 		return nil, fmt.Errorf("%w: pin %d", ErrInvalid, spec.Pin)
 	}
 	tokens := len(spec.Tokens)
-	total := int64(l.Layers)*l.LayerBytes(tokens) + int64(kvblob.HeaderSize(l.Layers)) + 4*int64(tokens)
+	total := int64(l.Layers)*l.LayerBytes(tokens) + int64(l.HeaderSize()) + 4*int64(tokens)
 	if total > c.opts.MaxChunkBytes {
 		return nil, fmt.Errorf("%w: %d layers × %d bytes = %d bytes exceeds the %d-byte limit",
 			ErrTooLarge, l.Layers, l.LayerBytes(tokens), total, c.opts.MaxChunkBytes)
