@@ -89,6 +89,9 @@ type StoreOptions struct {
 	Namespace string
 	// DType of the stored K/V (default F16).
 	DType chunkcache.DType
+	// Format, if its DType is set, is the full storage encoding (chunkcache.ParseFormat:
+	// group size, rotation, mixed precision of the grouped dtypes); it overrides DType.
+	Format chunkcache.Layout
 	// Fingerprint of the model (zero: ModelFingerprint).
 	Fingerprint chunkcache.Fingerprint
 }
@@ -106,6 +109,13 @@ type Store struct {
 
 // NewStore returns a Store over c for m.
 func NewStore(m *model.Model, c *chunkcache.Cache, o StoreOptions) (*Store, error) {
+	if o.Format.DType != 0 {
+		o.DType = o.Format.DType
+		l := chunkcache.Layout{Layers: m.Config.Layers, KVHeads: m.Config.KVHeads, HeadDim: m.Config.HeadDim}.WithFormat(o.Format)
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: format: %v", ErrInvalid, err)
+		}
+	}
 	if o.DType == 0 {
 		o.DType = chunkcache.F16
 	}
@@ -188,12 +198,22 @@ func (s *Store) Put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta)
 		Namespace:    s.o.Namespace,
 		Model:        s.fingerprint(meta.KVPrev),
 		Tokens:       u32s(tokens),
-		Layout:       chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, DType: s.o.DType},
+		Layout:       s.layout(),
 		PositionBase: int64(kv.Pos[0]),
 		Metadata:     map[string][]byte{MetaKey: mb},
 		Cost:         c.PrefillFLOPs(kv.Pos[0], kv.Len()),
 	}
 	return s.cache.PutFloat32(ctx, spec, k, v)
+}
+
+// layout is the stored layout of a chunk.
+func (s *Store) layout() chunkcache.Layout {
+	c := &s.m.Config
+	l := chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, DType: s.o.DType}
+	if s.o.Format.DType != 0 {
+		l = l.WithFormat(s.o.Format)
+	}
+	return l
 }
 
 // Has reports whether a segment is stored.
