@@ -657,6 +657,11 @@ type TierStats struct {
 	// and Errors counts the operations on it that failed (served as misses).
 	Shared bool   `json:"shared,omitempty"`
 	Errors uint64 `json:"errors,omitempty"`
+	// ChunkTokens is the number of chunk tokens the tier holds (values excluded) and
+	// BytesPerToken its chunks' stored bytes per token: the cost of the tier's storage
+	// format (f16, q4, ...). Not reported for the shared tier.
+	ChunkTokens   int64   `json:"chunk_tokens,omitempty"`
+	BytesPerToken float64 `json:"bytes_per_token,omitempty"`
 }
 
 // Stats is a snapshot of the cache.
@@ -682,13 +687,37 @@ func (c *Cache) Stats() Stats {
 	if c.shared != nil {
 		s.Tiers = append(s.Tiers, c.sharedStats())
 	}
+	type chunk struct {
+		k      Key
+		size   int64
+		tokens int32
+	}
+	var chunks []chunk
 	c.mu.RLock()
 	s.Chunks = len(c.index)
 	for ns := range c.known {
 		s.Namespaces = append(s.Namespaces, ns)
 	}
+	for k, e := range c.index {
+		if !e.value {
+			chunks = append(chunks, chunk{k, e.size, e.tokens})
+		}
+	}
 	c.mu.RUnlock()
 	sort.Strings(s.Namespaces)
+	// Per-tier token counts, outside c.mu (the trackers lock on their own).
+	for i, t := range c.tiers {
+		var bytes int64
+		for _, ch := range chunks {
+			if t.tracker.Contains(eviction.Key(ch.k)) {
+				s.Tiers[i].ChunkTokens += int64(ch.tokens)
+				bytes += ch.size
+			}
+		}
+		if s.Tiers[i].ChunkTokens > 0 {
+			s.Tiers[i].BytesPerToken = float64(bytes) / float64(s.Tiers[i].ChunkTokens)
+		}
+	}
 	return s
 }
 

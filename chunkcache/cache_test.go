@@ -807,6 +807,13 @@ func TestPutGetGroupedDTypes(t *testing.T) {
 		}
 		all = append(all, stored{spec, ks, vs, res.Key, tol})
 	}
+	// Stats reports each tier's chunk tokens and stored bytes per token: below f16's
+	// 3 layers × (K + V) × 16 channels × 2 bytes = 192 for these formats.
+	for _, ts := range c.Stats().Tiers {
+		if ts.ChunkTokens != 4*37 || !(ts.BytesPerToken > 50 && ts.BytesPerToken < 192) {
+			t.Fatalf("tier %s: %d chunk tokens, %.1f bytes/token", ts.Name, ts.ChunkTokens, ts.BytesPerToken)
+		}
+	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
