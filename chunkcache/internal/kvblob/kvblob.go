@@ -166,6 +166,9 @@ type Layout struct {
 	// vector of K and V before quantization (grouped dtypes only; HeadDim must be a
 	// power of two); decoding applies the inverse, so consumers see unrotated values.
 	Rotate bool
+	// KPerToken groups K per token like V (Group consecutive channels of one token)
+	// instead of per channel (grouped dtypes only). Rotation suits it (RotateKV).
+	KPerToken bool
 	// HiBits (Mixed only: 4 or 8, default 4) is the precision of the important tokens.
 	HiBits int
 	// MixCentibits (Mixed only) is the target average bits per stored K/V element ×100
@@ -227,7 +230,7 @@ func (l Layout) Validate() error {
 		return fmt.Errorf("%w: scale modes apply to int8 only, dtype is %v", ErrInvalid, l.DType)
 	}
 	if !l.DType.Grouped() {
-		if l.Group != 0 || l.Rotate || l.HiBits != 0 || l.MixCentibits != 0 {
+		if l.Group != 0 || l.Rotate || l.KPerToken || l.HiBits != 0 || l.MixCentibits != 0 {
 			return fmt.Errorf("%w: group, rotation and mixed-precision fields apply to q4, q2 and mixed only, dtype is %v", ErrInvalid, l.DType)
 		}
 		return nil
@@ -299,6 +302,9 @@ func packedBytes(n, b int) int64 { return (int64(n)*int64(b) + 7) / 8 }
 
 // kGroupBytes and vGroupBytes are the sizes of the f16 (scale, min) pairs of n tokens.
 func (l Layout) kGroupBytes(n int) int64 {
+	if l.KPerToken {
+		return l.vGroupBytes(n)
+	}
 	return 4 * int64(ceilDiv(n, l.Group)) * int64(l.Channels())
 }
 
@@ -494,6 +500,9 @@ func AppendHeader(dst []byte, h *Header) ([]byte, error) {
 		if h.Rotate {
 			flags |= flagRotate
 		}
+		if h.KPerToken {
+			flags |= flagKPerToken
+		}
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(h.Group))
 		dst = append(dst, flags, byte(h.HiBits))
 		dst = binary.LittleEndian.AppendUint16(dst, uint16(h.MixCentibits))
@@ -550,11 +559,12 @@ func DecodeHeader(b []byte) (Header, int, error) {
 		VScale:  ScaleMode(b[10]),
 	}
 	if version == 2 {
-		if b[50]&^flagRotate != 0 || binary.LittleEndian.Uint16(b[54:]) != 0 {
+		if b[50]&^(flagRotate|flagKPerToken) != 0 || binary.LittleEndian.Uint16(b[54:]) != 0 {
 			return h, 0, fmt.Errorf("%w: unknown flags or reserved fields set in the version-2 header", ErrCorrupt)
 		}
 		h.Layout.Group = int(binary.LittleEndian.Uint16(b[48:]))
 		h.Layout.Rotate = b[50]&flagRotate != 0
+		h.Layout.KPerToken = b[50]&flagKPerToken != 0
 		h.Layout.HiBits = int(b[51])
 		h.Layout.MixCentibits = int(binary.LittleEndian.Uint16(b[52:]))
 	}
@@ -654,7 +664,11 @@ type LayerParts struct {
 }
 
 // flagRotate is bit 0 of the version-2 flags byte: Walsh–Hadamard rotation.
-const flagRotate = 1
+// flagKPerToken is bit 1: K grouped per token.
+const (
+	flagRotate    = 1
+	flagKPerToken = 2
+)
 
 // Split cuts a layer section into its parts. The section must have the layout's size.
 func (l Layout) Split(section []byte, tokens int) (LayerParts, error) {
@@ -758,6 +772,8 @@ func ParseFormat(s string) (Layout, error) {
 				l.Group = n
 			case "rot":
 				l.Rotate = val == "1" || val == "true"
+			case "ktok":
+				l.KPerToken = val == "1" || val == "true"
 			case "bits", "hi":
 				if d != Mixed {
 					return Layout{}, fmt.Errorf("%w: format %q: %s applies to mixed only", ErrInvalid, s, k)
@@ -772,7 +788,7 @@ func ParseFormat(s string) (Layout, error) {
 					l.HiBits = int(f)
 				}
 			default:
-				return Layout{}, fmt.Errorf("%w: format %q: unknown option %q (group, rot, bits, hi)", ErrInvalid, s, k)
+				return Layout{}, fmt.Errorf("%w: format %q: unknown option %q (group, rot, ktok, bits, hi)", ErrInvalid, s, k)
 			}
 		}
 	}
@@ -795,6 +811,9 @@ func (l Layout) Format() string {
 		s += "r"
 	}
 	s += fmt.Sprintf(":group=%d", l.Group)
+	if l.KPerToken {
+		s += ",ktok=1"
+	}
 	if l.DType == Mixed {
 		s += fmt.Sprintf(",bits=%g,hi=%d", float64(l.MixCentibits)/100, l.HiBits)
 	}
@@ -805,6 +824,6 @@ func (l Layout) Format() string {
 // mixed precision) of f.
 func (l Layout) WithFormat(f Layout) Layout {
 	l.DType, l.KScale, l.VScale = f.DType, f.KScale, f.VScale
-	l.Group, l.Rotate, l.HiBits, l.MixCentibits = f.Group, f.Rotate, f.HiBits, f.MixCentibits
+	l.Group, l.Rotate, l.KPerToken, l.HiBits, l.MixCentibits = f.Group, f.Rotate, f.KPerToken, f.HiBits, f.MixCentibits
 	return l
 }

@@ -33,16 +33,17 @@ func groupCodes(q, sc []byte, x []float32, n, C, G, b int, perChannel bool) erro
 		q[bit>>3] |= code << (bit & 7)
 	}
 	clear(q)
+	vals := make([]float32, 0, G)
 	if perChannel {
 		for g0 := 0; g0 < n; g0 += G {
 			g1 := min(n, g0+G)
 			gi := g0 / G
 			for c := 0; c < C; c++ {
-				mn, mx := x[g0*C+c], x[g0*C+c]
-				for r := g0 + 1; r < g1; r++ {
-					f := x[r*C+c]
-					mn, mx = min(mn, f), max(mx, f)
+				vals = vals[:0]
+				for r := g0; r < g1; r++ {
+					vals = append(vals, x[r*C+c])
 				}
+				mn, mx := fitRange(vals, levels)
 				s, m, err := groupParams(sc[4*(gi*C+c):], mn, mx, levels)
 				if err != nil {
 					return err
@@ -59,10 +60,7 @@ func groupCodes(q, sc []byte, x []float32, n, C, G, b int, perChannel bool) erro
 		row := x[r*C : (r+1)*C]
 		for j := 0; j < ncg; j++ {
 			c0, c1 := j*G, min(C, (j+1)*G)
-			mn, mx := row[c0], row[c0]
-			for _, f := range row[c0+1 : c1] {
-				mn, mx = min(mn, f), max(mx, f)
-			}
+			mn, mx := fitRange(row[c0:c1], levels)
 			s, m, err := groupParams(sc[4*(r*ncg+j):], mn, mx, levels)
 			if err != nil {
 				return err
@@ -73,6 +71,42 @@ func groupCodes(q, sc []byte, x []float32, n, C, G, b int, perChannel bool) erro
 		}
 	}
 	return nil
+}
+
+// fitRange chooses a group's quantization range: the [min, max] of its values, or a
+// range clipped at either end by up to 3/16 of it, whichever gives the smallest squared
+// error (a grid search like llama.cpp's make_qkx; clipping one outlier often halves
+// the step for the rest). Non-finite values are returned as they are, for
+// groupParams to reject.
+func fitRange(vals []float32, levels float32) (float32, float32) {
+	mn, mx := vals[0], vals[0]
+	for _, f := range vals[1:] {
+		mn, mx = min(mn, f), max(mx, f)
+	}
+	r := mx - mn
+	if !(r > 0) || math.IsInf(float64(r), 0) || len(vals) <= 2 {
+		return mn, mx
+	}
+	bestLo, bestHi := mn, mx
+	best := math.Inf(1)
+	for i := 0; i < 4; i++ {
+		lo := mn + r*float32(i)/16
+		for j := 0; j < 4; j++ {
+			hi := mx - r*float32(j)/16
+			s := (hi - lo) / levels
+			var e float64
+			for _, f := range vals {
+				q := float32(math.Round(float64((f - lo) / s)))
+				q = min(max(q, 0), levels)
+				d := float64(lo + q*s - f)
+				e += d * d
+			}
+			if e < best {
+				best, bestLo, bestHi = e, lo, hi
+			}
+		}
+	}
+	return bestLo, bestHi
 }
 
 var errF16Range = errors.New("value outside the f16 range of group scales and minima")
@@ -147,6 +181,19 @@ func groupDecode(out []float32, q, sc []byte, n, C, G, b int, perChannel bool) {
 			}
 		}
 		row := out[r*C : (r+1)*C]
+		if aligned && C%8 == 0 && (b == 4 || b == 2) {
+			qb := q[r*C*b/8 : (r+1)*C*b/8]
+			for c := 0; c+8 <= C; c += 8 {
+				var w uint32
+				if b == 4 {
+					w = binary.LittleEndian.Uint32(qb[c/2:])
+				} else {
+					w = uint32(binary.LittleEndian.Uint16(qb[c/4:]))
+				}
+				decode8((*[8]float32)(row[c:c+8]), (*[8]float32)(scale[c:c+8]), (*[8]float32)(mins[c:c+8]), w, b)
+			}
+			continue
+		}
 		if aligned {
 			qb := q[r*C*b/8 : (r+1)*C*b/8]
 			switch b {
@@ -177,6 +224,30 @@ func groupDecode(out []float32, q, sc []byte, n, C, G, b int, perChannel bool) {
 			row[c] = mins[c] + float32(v)*scale[c]
 		}
 	}
+}
+
+// decode8 decodes eight b-bit codes (b = 4 or 2) packed in w, LSB first: fixed-size
+// arrays keep the loop free of bounds checks.
+func decode8(o, s, m *[8]float32, w uint32, b int) {
+	if b == 4 {
+		o[0] = m[0] + float32(w&15)*s[0]
+		o[1] = m[1] + float32(w>>4&15)*s[1]
+		o[2] = m[2] + float32(w>>8&15)*s[2]
+		o[3] = m[3] + float32(w>>12&15)*s[3]
+		o[4] = m[4] + float32(w>>16&15)*s[4]
+		o[5] = m[5] + float32(w>>20&15)*s[5]
+		o[6] = m[6] + float32(w>>24&15)*s[6]
+		o[7] = m[7] + float32(w>>28)*s[7]
+		return
+	}
+	o[0] = m[0] + float32(w&3)*s[0]
+	o[1] = m[1] + float32(w>>2&3)*s[1]
+	o[2] = m[2] + float32(w>>4&3)*s[2]
+	o[3] = m[3] + float32(w>>6&3)*s[3]
+	o[4] = m[4] + float32(w>>8&3)*s[4]
+	o[5] = m[5] + float32(w>>10&3)*s[5]
+	o[6] = m[6] + float32(w>>12&3)*s[6]
+	o[7] = m[7] + float32(w>>14&3)*s[7]
 }
 
 // checkGroups verifies that every (scale, min) pair is finite with a non-negative
@@ -286,7 +357,7 @@ func (l Layout) appendGrouped(p LayerParts, tokens int, k, v, score []float32) e
 	}
 	if l.DType != Mixed {
 		b := l.bitsOf()
-		if err := groupCodes(p.K, p.KScales, k, tokens, C, l.Group, b, true); err != nil {
+		if err := groupCodes(p.K, p.KScales, k, tokens, C, l.Group, b, !l.KPerToken); err != nil {
 			return fmt.Errorf("K: %w", err)
 		}
 		if err := groupCodes(p.V, p.VScales, v, tokens, C, l.Group, b, false); err != nil {
@@ -316,10 +387,10 @@ func (l Layout) appendGrouped(p LayerParts, tokens int, k, v, score []float32) e
 		}
 	}
 	kq, vq, ks, vs := l.mixedParts(p, tokens)
-	if err := groupCodes(kq[0], ks[0], kh, h, C, l.Group, l.HiBits, true); err != nil {
+	if err := groupCodes(kq[0], ks[0], kh, h, C, l.Group, l.HiBits, !l.KPerToken); err != nil {
 		return fmt.Errorf("K: %w", err)
 	}
-	if err := groupCodes(kq[1], ks[1], kl, tokens-h, C, l.Group, 2, true); err != nil {
+	if err := groupCodes(kq[1], ks[1], kl, tokens-h, C, l.Group, 2, !l.KPerToken); err != nil {
 		return fmt.Errorf("K: %w", err)
 	}
 	if err := groupCodes(vq[0], vs[0], vh, h, C, l.Group, l.HiBits, false); err != nil {
@@ -356,7 +427,7 @@ func (l Layout) decodeGrouped(p LayerParts, tokens int, k, v []float32) error {
 	C := l.Channels()
 	if l.DType != Mixed {
 		b := l.bitsOf()
-		groupDecode(k, p.K, p.KScales, tokens, C, l.Group, b, true)
+		groupDecode(k, p.K, p.KScales, tokens, C, l.Group, b, !l.KPerToken)
 		groupDecode(v, p.V, p.VScales, tokens, C, l.Group, b, false)
 	} else {
 		bm := p.K[:ceilDiv(tokens, 8)]
@@ -366,11 +437,11 @@ func (l Layout) decodeGrouped(p LayerParts, tokens int, k, v []float32) error {
 		h := l.HiTokens(tokens)
 		kq, vq, ks, vs := l.mixedParts(p, tokens)
 		hk, hv := make([]float32, h*C), make([]float32, h*C)
-		groupDecode(hk, kq[0], ks[0], h, C, l.Group, l.HiBits, true)
+		groupDecode(hk, kq[0], ks[0], h, C, l.Group, l.HiBits, !l.KPerToken)
 		groupDecode(hv, vq[0], vs[0], h, C, l.Group, l.HiBits, false)
 		// The low-precision rows go to the tail, then every row moves to its place
 		// front to back (a destination never overtakes an unread source).
-		groupDecode(k[h*C:], kq[1], ks[1], tokens-h, C, l.Group, 2, true)
+		groupDecode(k[h*C:], kq[1], ks[1], tokens-h, C, l.Group, 2, !l.KPerToken)
 		groupDecode(v[h*C:], vq[1], vs[1], tokens-h, C, l.Group, 2, false)
 		hi, lo := 0, 0
 		for t := range tokens {

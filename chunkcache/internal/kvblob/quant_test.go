@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -14,6 +15,7 @@ func groupedLayouts() []Layout {
 		{Layers: 2, KVHeads: 2, HeadDim: 8, DType: Q4, Group: 4},
 		{Layers: 2, KVHeads: 2, HeadDim: 8, DType: Q2, Group: 3},
 		{Layers: 2, KVHeads: 2, HeadDim: 8, DType: Q2, Group: 32, Rotate: true},
+		{Layers: 2, KVHeads: 2, HeadDim: 8, DType: Q2, Group: 8, Rotate: true, KPerToken: true},
 		{Layers: 2, KVHeads: 1, HeadDim: 5, DType: Q4, Group: 2}, // odd channels: unaligned rows
 		{Layers: 2, KVHeads: 2, HeadDim: 4, DType: Mixed, Group: 4, HiBits: 4, MixCentibits: 250},
 		{Layers: 1, KVHeads: 2, HeadDim: 4, DType: Mixed, Group: 8, HiBits: 8, MixCentibits: 300, Rotate: true},
@@ -36,8 +38,9 @@ func groupTol(l Layout, x []float32, tokens, t, c int, perChannel bool, b int) f
 			mn, mx = math.Min(mn, float64(x[t*C+j])), math.Max(mx, float64(x[t*C+j]))
 		}
 	}
+	// fitRange may clip up to 3/16 of the range at either end.
 	step := (mx - mn) / float64(int(1)<<b-1)
-	return step*(0.5+1.0/512) + math.Abs(mn)*math.Pow(2, -10) + 1e-6
+	return 3*(mx-mn)/16 + step*(0.5+1.0/512) + math.Abs(mn)*math.Pow(2, -10) + 1e-6
 }
 
 func TestGroupedRoundTrip(t *testing.T) {
@@ -411,4 +414,66 @@ func FuzzDecodeLayerGrouped(f *testing.F) {
 			t.Fatalf("short section: %v", err)
 		}
 	})
+}
+
+// fitRange never does worse than the plain [min, max] range, and clipping an outlier
+// pays off on a group with one.
+func TestFitRange(t *testing.T) {
+	sse := func(vals []float32, lo, hi, levels float32) float64 {
+		s := (hi - lo) / levels
+		var e float64
+		for _, f := range vals {
+			q := min(max(float32(math.Round(float64((f-lo)/s))), 0), levels)
+			e += math.Pow(float64(lo+q*s-f), 2)
+		}
+		return e
+	}
+	r := rand.New(rand.NewPCG(4, 4))
+	clipped := 0
+	for i := range 200 {
+		vals := randKV(r, 32)
+		if i%2 == 0 {
+			vals[r.IntN(32)] = 12
+		}
+		mn, mx := slices.Min(vals), slices.Max(vals)
+		for _, levels := range []float32{3, 15} {
+			lo, hi := fitRange(vals, levels)
+			if sse(vals, lo, hi, levels) > sse(vals, mn, mx, levels) {
+				t.Fatalf("fit [%v, %v] worse than [%v, %v]", lo, hi, mn, mx)
+			}
+			if hi < mx {
+				clipped++
+			}
+		}
+	}
+	if clipped == 0 {
+		t.Fatal("never clipped an outlier")
+	}
+}
+
+// BenchmarkDecodeLayer decodes one layer of a 512-token chunk in smollm-135m's shape
+// (3 KV heads × 64) in each dtype; b.SetBytes counts the float32 output.
+func BenchmarkDecodeLayer(b *testing.B) {
+	const tokens = 512
+	for _, f := range []string{"f16", "int8", "q4", "q4r", "q2", "mixed"} {
+		lf, err := ParseFormat(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := Layout{Layers: 1, KVHeads: 3, HeadDim: 64}.WithFormat(lf)
+		r := rand.New(rand.NewPCG(1, 1))
+		k, v := randKV(r, l.Elems(tokens)), randKV(r, l.Elems(tokens))
+		s, err := l.AppendLayer(nil, tokens, k, v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f, func(b *testing.B) {
+			b.SetBytes(int64(8 * l.Elems(tokens)))
+			for b.Loop() {
+				if err := l.DecodeLayer(s, tokens, k, v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
