@@ -263,7 +263,7 @@ func (s *chunkCacheService) Stats(ctx context.Context, _ *ragkvv1.ChunkCacheStat
 			Name: t.Name, Bytes: uint64(t.Bytes), CapacityBytes: uint64(t.Capacity), Entries: uint64(t.Entries),
 			Hits: t.Hits, Misses: t.Misses, Evictions: t.Evictions, Admissions: t.Admissions, Rejections: t.Rejections,
 			PinnedBytes: uint64(t.PinnedBytes), Promotions: t.Promotions, Demotions: t.Demotions, Persistent: t.Persistent,
-			Shared: t.Shared, Errors: t.Errors,
+			Shared: t.Shared, Errors: t.Errors, ChunkTokens: uint64(t.ChunkTokens), BytesPerToken: t.BytesPerToken,
 		})
 	}
 	return out, nil

@@ -810,6 +810,16 @@ func TestChunkGroupedFormatAndConversion(t *testing.T) {
 	if gl := info.GetLayout(); gl.GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_Q4 || gl.GetGroup() != 8 || !gl.GetRotate() {
 		t.Fatalf("stored layout %v", gl)
 	}
+	st0, err := e.client.Stats(ctx, &ragkvv1.ChunkCacheStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// q4 with group 8, 32 channels, 11 tokens: per layer K and V codes 2×176 B, K
+	// pairs 2 groups × 32 × 4 B, V pairs 11 × 4 × 4 B = 784 B; 2 layers = 142.5 B/token
+	// plus the manifest's share; f16 would be 256.
+	if ts := st0.GetTiers()[0]; ts.GetChunkTokens() != tokens || !(ts.GetBytesPerToken() > 142.5 && ts.GetBytesPerToken() < 256) {
+		t.Fatalf("memory tier stats: %d tokens, %.1f bytes/token", ts.GetChunkTokens(), ts.GetBytesPerToken())
+	}
 	st, err := e.client.GetChunk(ctx, &ragkvv1.GetChunkRequest{Chunk: keyRef("", res.Key), AsDtype: ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16})
 	if err != nil {
 		t.Fatal(err)

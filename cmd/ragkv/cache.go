@@ -323,10 +323,10 @@ func newCacheStatsCmd() *cobra.Command {
 			}
 			fmt.Printf("chunks: %d   namespaces: %s\n", st.Chunks, strings.Join(st.Namespaces, ", "))
 			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIER\tUSED\tCAPACITY\tENTRIES\tHITS\tMISSES\tEVICTIONS\tADMISSIONS\tREJECTED\tPROMOTED\tDEMOTED\tPINNED")
+			fmt.Fprintln(tw, "TIER\tUSED\tCAPACITY\tENTRIES\tHITS\tMISSES\tEVICTIONS\tADMISSIONS\tREJECTED\tPROMOTED\tDEMOTED\tPINNED\tBYTES/TOKEN")
 			for _, t := range st.Tiers {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", t.Name, cacheHuman(t.Bytes), cacheHuman(t.CapacityBytes),
-					t.Entries, t.Hits, t.Misses, t.Evictions, t.Admissions, t.Rejections, t.Promotions, t.Demotions, cacheHuman(t.PinnedBytes))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.0f\n", t.Name, cacheHuman(t.Bytes), cacheHuman(t.CapacityBytes),
+					t.Entries, t.Hits, t.Misses, t.Evictions, t.Admissions, t.Rejections, t.Promotions, t.Demotions, cacheHuman(t.PinnedBytes), t.BytesPerToken)
 			}
 			return tw.Flush()
 		},

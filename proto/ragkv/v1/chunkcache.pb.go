@@ -1825,8 +1825,12 @@ type ChunkTierStats struct {
 	// A shared tier (the Redis remote tier): bytes, capacity and entries are what the
 	// store reports for every replica sharing it, evictions its own, admissions the
 	// puts this replica wrote to it; errors are failed operations served as misses.
-	Shared        bool   `protobuf:"varint,14,opt,name=shared,proto3" json:"shared,omitempty"`
-	Errors        uint64 `protobuf:"varint,15,opt,name=errors,proto3" json:"errors,omitempty"`
+	Shared bool   `protobuf:"varint,14,opt,name=shared,proto3" json:"shared,omitempty"`
+	Errors uint64 `protobuf:"varint,15,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Chunk tokens held and stored bytes per chunk token: the cost of the tier's KV
+	// format (f16, q4, ...); not reported for a shared tier.
+	ChunkTokens   uint64  `protobuf:"varint,16,opt,name=chunk_tokens,json=chunkTokens,proto3" json:"chunk_tokens,omitempty"`
+	BytesPerToken float64 `protobuf:"fixed64,17,opt,name=bytes_per_token,json=bytesPerToken,proto3" json:"bytes_per_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1962,6 +1966,20 @@ func (x *ChunkTierStats) GetShared() bool {
 func (x *ChunkTierStats) GetErrors() uint64 {
 	if x != nil {
 		return x.Errors
+	}
+	return 0
+}
+
+func (x *ChunkTierStats) GetChunkTokens() uint64 {
+	if x != nil {
+		return x.ChunkTokens
+	}
+	return 0
+}
+
+func (x *ChunkTierStats) GetBytesPerToken() float64 {
+	if x != nil {
+		return x.BytesPerToken
 	}
 	return 0
 }
@@ -2937,7 +2955,7 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x11UnpinChunkRequest\x12(\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x12.ragkv.v1.ChunkRefR\x05chunk\"\x14\n" +
 	"\x12UnpinChunkResponse\"\x18\n" +
-	"\x16ChunkCacheStatsRequest\"\xb6\x03\n" +
+	"\x16ChunkCacheStatsRequest\"\x81\x04\n" +
 	"\x0eChunkTierStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12%\n" +
@@ -2962,7 +2980,9 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"persistent\x18\r \x01(\bR\n" +
 	"persistent\x12\x16\n" +
 	"\x06shared\x18\x0e \x01(\bR\x06shared\x12\x16\n" +
-	"\x06errors\x18\x0f \x01(\x04R\x06errors\"\x81\x01\n" +
+	"\x06errors\x18\x0f \x01(\x04R\x06errors\x12!\n" +
+	"\fchunk_tokens\x18\x10 \x01(\x04R\vchunkTokens\x12&\n" +
+	"\x0fbytes_per_token\x18\x11 \x01(\x01R\rbytesPerToken\"\x81\x01\n" +
 	"\x17ChunkCacheStatsResponse\x12.\n" +
 	"\x05tiers\x18\x01 \x03(\v2\x18.ragkv.v1.ChunkTierStatsR\x05tiers\x12\x1e\n" +
 	"\n" +
