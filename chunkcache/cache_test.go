@@ -840,3 +840,86 @@ func TestPutGetGroupedDTypes(t *testing.T) {
 		}
 	}
 }
+
+// A tier with a Format stores chunks in it: f16 in RAM, q4 on disk, both for the
+// write-through copy and for demotions; reads from the disk tier decode the q4 copy.
+func TestTierFormatReencodes(t *testing.T) {
+	q4, err := ParseFormat("q4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wt := range []bool{true, false} {
+		ctx := context.Background()
+		dir := t.TempDir()
+		spec0, _, _ := testChunk(1, "", F16, 3, 40)
+		size := int64(encodedLayerBytes(spec0)*3) + 1024
+		open := func() *Cache {
+			disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(ctx, Options{Tiers: []TierConfig{
+				{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 2*size + size/2}},
+				{Tier: disk, Eviction: eviction.Config{Capacity: 100 * size}, WriteThrough: wt, Format: q4},
+			}, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		c := open()
+		type put1 struct {
+			spec   PutSpec
+			ks, vs [][]float32
+		}
+		var puts []put1
+		for i := range 4 { // the memory tier holds two: the first ones are demoted
+			spec, ks, vs := testChunk(uint64(60+i), "", F16, 3, 40)
+			put(t, c, spec, ks, vs)
+			puts = append(puts, put1{spec, ks, vs})
+		}
+		st := c.Stats()
+		mem, disk := st.Tiers[0], st.Tiers[1]
+		// f16: 3 layers × 2 × 16 channels × 2 B = 192 B/token; q4 (group 32, 40 tokens):
+		// 3 × (2×8 + K pairs 2×16×4/40 + V pairs 4) ≈ 70 B/token.
+		if !(mem.BytesPerToken > 192 && mem.BytesPerToken < 210) || !(disk.BytesPerToken > 60 && disk.BytesPerToken < 90) {
+			t.Fatalf("write-through %v: bytes/token memory %.1f, disk %.1f", wt, mem.BytesPerToken, disk.BytesPerToken)
+		}
+		if wt && disk.ChunkTokens != 4*40 || !wt && disk.ChunkTokens < 2*40 {
+			t.Fatalf("write-through %v: disk holds %d tokens", wt, disk.ChunkTokens)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c = open()
+		found := 0
+		for _, p := range puts {
+			info, gk, _, err := c.GetFloat32(ctx, "", keyOf(t, p.spec))
+			if !wt && errors.Is(err, ErrNotFound) {
+				continue // still in RAM when the cache closed (no write-through)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			found++
+			if info.Tier != "disk" || info.Layout.DType != Q4 {
+				t.Fatalf("write-through %v: read %s from %s", wt, info.Layout.Format(), info.Tier)
+			}
+			var se float64
+			for l := range gk {
+				for j := range gk[l] {
+					se += math.Pow(float64(gk[l][j]-p.ks[l][j]), 2)
+				}
+			}
+			if rmse := math.Sqrt(se / float64(3*len(gk[0]))); rmse > 0.2 || rmse == 0 {
+				t.Fatalf("q4 copy RMSE %v", rmse)
+			}
+		}
+		if found < 2 {
+			t.Fatalf("write-through %v: %d chunks on disk after a restart", wt, found)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
