@@ -73,40 +73,17 @@ func groupCodes(q, sc []byte, x []float32, n, C, G, b int, perChannel bool) erro
 	return nil
 }
 
-// fitRange chooses a group's quantization range: the [min, max] of its values, or a
-// range clipped at either end by up to 3/16 of it, whichever gives the smallest squared
-// error (a grid search like llama.cpp's make_qkx; clipping one outlier often halves
-// the step for the rest). Non-finite values are returned as they are, for
-// groupParams to reject.
-func fitRange(vals []float32, levels float32) (float32, float32) {
+// fitRange is a group's quantization range: the [min, max] of its values. (A grid
+// search over clipped ranges that minimizes the squared error, as llama.cpp's
+// make_qkx does, was measured worse on stories260K through fused prefill — q4
+// CacheBlend KL 0.00167 vs 0.00146 — because the clipped outliers matter to
+// attention.) Non-finite values are returned as they are, for groupParams to reject.
+func fitRange(vals []float32, _ float32) (float32, float32) {
 	mn, mx := vals[0], vals[0]
 	for _, f := range vals[1:] {
 		mn, mx = min(mn, f), max(mx, f)
 	}
-	r := mx - mn
-	if !(r > 0) || math.IsInf(float64(r), 0) || len(vals) <= 2 {
-		return mn, mx
-	}
-	bestLo, bestHi := mn, mx
-	best := math.Inf(1)
-	for i := 0; i < 4; i++ {
-		lo := mn + r*float32(i)/16
-		for j := 0; j < 4; j++ {
-			hi := mx - r*float32(j)/16
-			s := (hi - lo) / levels
-			var e float64
-			for _, f := range vals {
-				q := float32(math.Round(float64((f - lo) / s)))
-				q = min(max(q, 0), levels)
-				d := float64(lo + q*s - f)
-				e += d * d
-			}
-			if e < best {
-				best, bestLo, bestHi = e, lo, hi
-			}
-		}
-	}
-	return bestLo, bestHi
+	return mn, mx
 }
 
 var errF16Range = errors.New("value outside the f16 range of group scales and minima")

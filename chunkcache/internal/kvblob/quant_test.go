@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"testing"
 )
 
@@ -38,9 +37,8 @@ func groupTol(l Layout, x []float32, tokens, t, c int, perChannel bool, b int) f
 			mn, mx = math.Min(mn, float64(x[t*C+j])), math.Max(mx, float64(x[t*C+j]))
 		}
 	}
-	// fitRange may clip up to 3/16 of the range at either end.
 	step := (mx - mn) / float64(int(1)<<b-1)
-	return 3*(mx-mn)/16 + step*(0.5+1.0/512) + math.Abs(mn)*math.Pow(2, -10) + 1e-6
+	return step*(0.5+1.0/512) + math.Abs(mn)*math.Pow(2, -10) + 1e-6
 }
 
 func TestGroupedRoundTrip(t *testing.T) {
@@ -414,41 +412,6 @@ func FuzzDecodeLayerGrouped(f *testing.F) {
 			t.Fatalf("short section: %v", err)
 		}
 	})
-}
-
-// fitRange never does worse than the plain [min, max] range, and clipping an outlier
-// pays off on a group with one.
-func TestFitRange(t *testing.T) {
-	sse := func(vals []float32, lo, hi, levels float32) float64 {
-		s := (hi - lo) / levels
-		var e float64
-		for _, f := range vals {
-			q := min(max(float32(math.Round(float64((f-lo)/s))), 0), levels)
-			e += math.Pow(float64(lo+q*s-f), 2)
-		}
-		return e
-	}
-	r := rand.New(rand.NewPCG(4, 4))
-	clipped := 0
-	for i := range 200 {
-		vals := randKV(r, 32)
-		if i%2 == 0 {
-			vals[r.IntN(32)] = 12
-		}
-		mn, mx := slices.Min(vals), slices.Max(vals)
-		for _, levels := range []float32{3, 15} {
-			lo, hi := fitRange(vals, levels)
-			if sse(vals, lo, hi, levels) > sse(vals, mn, mx, levels) {
-				t.Fatalf("fit [%v, %v] worse than [%v, %v]", lo, hi, mn, mx)
-			}
-			if hi < mx {
-				clipped++
-			}
-		}
-	}
-	if clipped == 0 {
-		t.Fatal("never clipped an outlier")
-	}
 }
 
 // BenchmarkDecodeLayer decodes one layer of a 512-token chunk in smollm-135m's shape
