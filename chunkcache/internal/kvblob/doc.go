@@ -44,7 +44,8 @@
 // 60 + 4·layers bytes:
 //
 //	48      2     group size G (1..32768)
-//	50      1     flags: bit 0 Walsh–Hadamard rotation of the head dim; others 0
+//	50      1     flags: bit 0 Walsh–Hadamard rotation of the head dim, bit 1 K grouped
+//	              per token (like V) instead of per channel; others 0
 //	51      1     mixed: high precision in bits (4 or 8); else 0
 //	52      2     mixed: target average bits per K/V element ×100 (e.g. 250); else 0
 //	54      2     reserved, 0
@@ -53,7 +54,8 @@
 // m: x ≈ m + q·s (m = the group's minimum, s = range/(2^b−1) rounded up). As in KIVI,
 // K is grouped per channel (G consecutive tokens of one channel; pairs stored [token
 // group][channel]) and V per token (G consecutive channels of one token; pairs stored
-// [token][channel group]); the last group may be shorter. Codes are packed LSB first,
+// [token][channel group]); the last group may be shorter. With flag bit 1, K is
+// grouped per token like V (the RotateKV recipe, with rotation). Codes are packed LSB first,
 // [token][channel] order, one bit stream per tensor padded to a byte. A layer section
 // is K codes, V codes, K (s, m) pairs, V (s, m) pairs (each pair 4 bytes).
 //
