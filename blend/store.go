@@ -202,8 +202,32 @@ func (s *Store) Put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta)
 		PositionBase: int64(kv.Pos[0]),
 		Metadata:     map[string][]byte{MetaKey: mb},
 		Cost:         c.PrefillFLOPs(kv.Pos[0], kv.Len()),
+		Importance:   mixedImportance(meta, c.Layers, kv.Len()),
 	}
 	return s.cache.PutFloat32(ctx, spec, k, v)
+}
+
+// mixedImportance ranks a chunk's tokens for the Mixed format from its Cache-Craft
+// statistics: the tokens with the least outside-chunk attention mass are kept at the
+// high precision (the others are the ones fusion recomputes). Measured on stories260K
+// (3 chunks, r = 0.15, mixed at 2.5 bits) it beats key norms: CacheBlend KL 0.0248 vs
+// 0.0272, the highest outside mass 0.0311. Nil without statistics (key norms).
+func mixedImportance(meta *Meta, layers, tokens int) [][]float32 {
+	st := meta.Stats
+	if st == nil || len(st.Outside) != layers || st.Tokens() != tokens {
+		return nil
+	}
+	out := make([][]float32, layers)
+	for l, row := range st.Outside {
+		if len(row) != tokens {
+			return nil
+		}
+		out[l] = make([]float32, tokens)
+		for t, f := range row {
+			out[l][t] = -f
+		}
+	}
+	return out
 }
 
 // layout is the stored layout of a chunk.

@@ -923,3 +923,37 @@ func TestTierFormatReencodes(t *testing.T) {
 		}
 	}
 }
+
+// PutSpec.Importance chooses a Mixed chunk's high-precision tokens per layer.
+func TestMixedImportance(t *testing.T) {
+	c, _, _ := openCache(t, cacheSetup{memCap: 1 << 20})
+	defer c.Close()
+	ctx := context.Background()
+	spec, ks, vs := testChunk(70, "", Mixed, 2, 16)
+	f, _ := ParseFormat("mixed:bits=2.5")
+	spec.Layout = spec.Layout.WithFormat(f)
+	// Layer 0 keeps the last tokens, layer 1 the first ones (4 of 16 at 2.5 bits).
+	spec.Importance = [][]float32{make([]float32, 16), make([]float32, 16)}
+	for i := range 16 {
+		spec.Importance[0][i], spec.Importance[1][i] = float32(i), float32(-i)
+	}
+	res := put(t, c, spec, ks, vs)
+	r, err := c.Open(ctx, "", res.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for l, want := range []uint16{0xf000, 0x000f} {
+		p, err := r.LayerParts(ctx, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := uint16(p.K[0]) | uint16(p.K[1])<<8; got != want {
+			t.Fatalf("layer %d bitmap %04x, want %04x", l, got, want)
+		}
+	}
+	spec.Importance = spec.Importance[:1]
+	if _, err := c.PutFloat32(ctx, spec, ks, vs); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("importance for 1 of 2 layers: %v", err)
+	}
+}
