@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/chunkcache/internal/kvblob"
 	"github.com/ragkv/ragkv/store"
 )
 
@@ -77,6 +78,7 @@ type tierState struct {
 	tracker      *eviction.Tracker
 	writeThrough bool
 	persistent   bool
+	format       Layout // encoding fields of TierConfig.Format (DType 0: as written)
 
 	hits, misses, promotions, demotions atomic.Uint64
 	corrupt                             atomic.Uint64 // reads that failed a checksum or parse
@@ -121,9 +123,20 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 			closeTiers()
 			return nil, fmt.Errorf("tier %s: %w", tc.Tier.Name(), err)
 		}
+		if tc.Format.DType != 0 {
+			probe := Layout{Layers: 1, KVHeads: 1, HeadDim: 1}.WithFormat(tc.Format)
+			if probe.Rotate {
+				probe.HeadDim = 2
+			}
+			probe.EnsureDefaults()
+			if err := probe.Validate(); err != nil {
+				closeTiers()
+				return nil, fmt.Errorf("tier %s: format: %w", tc.Tier.Name(), asInvalid(err))
+			}
+		}
 		c.tiers = append(c.tiers, &tierState{
 			name: tc.Tier.Name(), tier: tc.Tier, tracker: tr,
-			writeThrough: tc.WriteThrough, persistent: tc.Tier.Persistent(),
+			writeThrough: tc.WriteThrough, persistent: tc.Tier.Persistent(), format: tc.Format,
 		})
 	}
 	if err := c.recover(ctx); err != nil {
@@ -286,9 +299,14 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		if i != 0 && (!t.writeThrough || localOnly) {
 			continue
 		}
+		tobj, err := t.inFormat(obj, ne.value)
+		if err != nil {
+			errOther = fmt.Errorf("tier %s: %w", t.name, err)
+			continue
+		}
 		// Reserving and pinning in one tracker call: a concurrent put cannot evict
 		// the chunk before its pin takes.
-		vs, err := t.tracker.ReservePin(eviction.Key(k), size, cost, pin)
+		vs, err := t.tracker.ReservePin(eviction.Key(k), tobj.Size(), cost, pin)
 		switch {
 		case errors.Is(err, eviction.ErrNotAdmitted):
 			rejected++
@@ -303,7 +321,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		for _, v := range vs {
 			victims = append(victims, victim{tier: i, key: v})
 		}
-		if err := t.tier.Put(ctx, k, obj); err != nil {
+		if err := t.tier.Put(ctx, k, tobj); err != nil {
 			t.tracker.Remove(eviction.Key(k))
 			_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
 			errOther = fmt.Errorf("tier %s: %w", t.name, err)
@@ -457,6 +475,10 @@ func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) (_ [
 		if !errors.Is(err, store.ErrNotFound) {
 			c.log.Warn("chunkcache: demote read", "tier", src.name, "key", k.String(), "err", err)
 		}
+		return nil, false
+	}
+	if obj, err = dst.inFormat(obj, ent.value); err != nil {
+		c.log.Warn("chunkcache: demote re-encode", "tier", dst.name, "key", k.String(), "err", err)
 		return nil, false
 	}
 	vs, err := dst.tracker.ReservePin(eviction.Key(k), obj.Size(), ent.cost, ent.pin)
@@ -657,6 +679,11 @@ type TierStats struct {
 	// and Errors counts the operations on it that failed (served as misses).
 	Shared bool   `json:"shared,omitempty"`
 	Errors uint64 `json:"errors,omitempty"`
+	// ChunkTokens is the number of chunk tokens the tier holds (values excluded) and
+	// BytesPerToken its chunks' stored bytes per token: the cost of the tier's storage
+	// format (f16, q4, ...). Not reported for the shared tier.
+	ChunkTokens   int64   `json:"chunk_tokens,omitempty"`
+	BytesPerToken float64 `json:"bytes_per_token,omitempty"`
 }
 
 // Stats is a snapshot of the cache.
@@ -682,13 +709,37 @@ func (c *Cache) Stats() Stats {
 	if c.shared != nil {
 		s.Tiers = append(s.Tiers, c.sharedStats())
 	}
+	type chunk struct {
+		k      Key
+		tokens int32
+	}
+	var chunks []chunk
 	c.mu.RLock()
 	s.Chunks = len(c.index)
 	for ns := range c.known {
 		s.Namespaces = append(s.Namespaces, ns)
 	}
+	for k, e := range c.index {
+		if !e.value {
+			chunks = append(chunks, chunk{k, e.tokens})
+		}
+	}
 	c.mu.RUnlock()
 	sort.Strings(s.Namespaces)
+	// Per-tier token counts, outside c.mu (the trackers lock on their own); sizes
+	// are the tier's own (a tier with a Format stores its own encoding).
+	for i, t := range c.tiers {
+		var bytes int64
+		for _, ch := range chunks {
+			if ei, ok := t.tracker.Lookup(eviction.Key(ch.k)); ok {
+				s.Tiers[i].ChunkTokens += int64(ch.tokens)
+				bytes += ei.Size
+			}
+		}
+		if s.Tiers[i].ChunkTokens > 0 {
+			s.Tiers[i].BytesPerToken = float64(bytes) / float64(s.Tiers[i].ChunkTokens)
+		}
+	}
 	return s
 }
 
@@ -877,3 +928,47 @@ func (g *gate) close() bool {
 }
 
 func nowNanos() int64 { return time.Now().UnixNano() }
+
+// inFormat returns obj re-encoded in the tier's format (obj itself when the tier has
+// none, obj is an opaque value, or the chunk is already in that format). Every layer's
+// CRC is checked before it is decoded.
+func (t *tierState) inFormat(obj store.Object, value bool) (store.Object, error) {
+	if value || t.format.DType == 0 {
+		return obj, nil
+	}
+	m, err := decodeManifest(obj.Manifest)
+	if err != nil {
+		return obj, err
+	}
+	h := m.header
+	target := h.Layout.WithFormat(t.format)
+	target.EnsureDefaults()
+	if target == h.Layout {
+		return obj, nil
+	}
+	if len(obj.Parts) != h.Layers {
+		return obj, fmt.Errorf("%w: %d parts for %d layers", ErrCorrupt, len(obj.Parts), h.Layers)
+	}
+	n := h.Elems(h.Tokens)
+	k, v := make([]float32, n), make([]float32, n)
+	out := store.Object{Parts: make([][]byte, h.Layers)}
+	nh := kvblob.Header{Layout: target, Tokens: h.Tokens, PositionBase: h.PositionBase, LayerCRC: make([]uint32, h.Layers)}
+	for i, p := range obj.Parts {
+		if err := h.CheckLayer(i, p); err != nil {
+			return obj, asInvalid(err)
+		}
+		if err := h.DecodeLayer(p, h.Tokens, k, v); err != nil {
+			return obj, asInvalid(err)
+		}
+		s, err := target.AppendLayer(make([]byte, 0, target.LayerBytes(h.Tokens)), h.Tokens, k, v)
+		if err != nil {
+			return obj, fmt.Errorf("re-encode layer %d as %s: %w", i, target.Format(), asInvalid(err))
+		}
+		out.Parts[i], nh.LayerCRC[i] = s, kvblob.Checksum(s)
+	}
+	m.header = nh
+	if out.Manifest, err = m.encode(); err != nil {
+		return obj, err
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -776,4 +777,183 @@ type tb interface {
 	Helper()
 	Fatal(args ...any)
 	Fatalf(format string, args ...any)
+}
+
+// The grouped low-bit formats go through every tier: a Badger tier reopened after a
+// restart serves the version-2 blobs, decoded within the format's error.
+func TestPutGetGroupedDTypes(t *testing.T) {
+	dir := t.TempDir()
+	c, _, _ := openCache(t, cacheSetup{dir: dir, memCap: 1 << 20, diskCap: 1 << 24, writeThrough: true})
+	ctx := context.Background()
+	type stored struct {
+		spec   PutSpec
+		ks, vs [][]float32
+		key    Key
+		tol    float64
+	}
+	var all []stored
+	for i, f := range []string{"q4", "q2r", "mixed:bits=2.5", "q4:group=4"} {
+		lf, err := ParseFormat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, ks, vs := testChunk(uint64(40+i), "", lf.DType, 3, 37)
+		spec.Layout = spec.Layout.WithFormat(lf)
+		res := put(t, c, spec, ks, vs)
+		checkChunk(t, c, spec, ks, vs)
+		tol := 0.6 // q2 of N(0,1) values: half a step of ~1.3
+		if lf.DType == Q4 {
+			tol = 0.2
+		}
+		all = append(all, stored{spec, ks, vs, res.Key, tol})
+	}
+	// Stats reports each tier's chunk tokens and stored bytes per token: below f16's
+	// 3 layers × (K + V) × 16 channels × 2 bytes = 192 for these formats.
+	for _, ts := range c.Stats().Tiers {
+		if ts.ChunkTokens != 4*37 || !(ts.BytesPerToken > 50 && ts.BytesPerToken < 192) {
+			t.Fatalf("tier %s: %d chunk tokens, %.1f bytes/token", ts.Name, ts.ChunkTokens, ts.BytesPerToken)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ = openCache(t, cacheSetup{dir: dir, memCap: 1 << 20, diskCap: 1 << 24, writeThrough: true})
+	defer c.Close()
+	for _, s := range all {
+		info, gk, gv, err := c.GetFloat32(ctx, "", s.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Tier != "disk" || info.Layout != s.spec.Layout {
+			t.Fatalf("info %+v", info)
+		}
+		var se float64
+		var n int
+		for l := range gk {
+			for j := range gk[l] {
+				se += math.Pow(float64(gk[l][j]-s.ks[l][j]), 2) + math.Pow(float64(gv[l][j]-s.vs[l][j]), 2)
+				n += 2
+			}
+		}
+		if rmse := math.Sqrt(se / float64(n)); rmse > s.tol || rmse == 0 {
+			t.Fatalf("%s: RMSE %v (bound %v)", info.Layout.Format(), rmse, s.tol)
+		}
+	}
+}
+
+// A tier with a Format stores chunks in it: f16 in RAM, q4 on disk, both for the
+// write-through copy and for demotions; reads from the disk tier decode the q4 copy.
+func TestTierFormatReencodes(t *testing.T) {
+	q4, err := ParseFormat("q4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wt := range []bool{true, false} {
+		ctx := context.Background()
+		dir := t.TempDir()
+		spec0, _, _ := testChunk(1, "", F16, 3, 40)
+		size := int64(encodedLayerBytes(spec0)*3) + 1024
+		open := func() *Cache {
+			disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(ctx, Options{Tiers: []TierConfig{
+				{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 2*size + size/2}},
+				{Tier: disk, Eviction: eviction.Config{Capacity: 100 * size}, WriteThrough: wt, Format: q4},
+			}, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		c := open()
+		type put1 struct {
+			spec   PutSpec
+			ks, vs [][]float32
+		}
+		var puts []put1
+		for i := range 4 { // the memory tier holds two: the first ones are demoted
+			spec, ks, vs := testChunk(uint64(60+i), "", F16, 3, 40)
+			put(t, c, spec, ks, vs)
+			puts = append(puts, put1{spec, ks, vs})
+		}
+		st := c.Stats()
+		mem, disk := st.Tiers[0], st.Tiers[1]
+		// f16: 3 layers × 2 × 16 channels × 2 B = 192 B/token; q4 (group 32, 40 tokens):
+		// 3 × (2×8 + K pairs 2×16×4/40 + V pairs 4) ≈ 70 B/token.
+		if !(mem.BytesPerToken > 192 && mem.BytesPerToken < 210) || !(disk.BytesPerToken > 60 && disk.BytesPerToken < 90) {
+			t.Fatalf("write-through %v: bytes/token memory %.1f, disk %.1f", wt, mem.BytesPerToken, disk.BytesPerToken)
+		}
+		if wt && disk.ChunkTokens != 4*40 || !wt && disk.ChunkTokens < 2*40 {
+			t.Fatalf("write-through %v: disk holds %d tokens", wt, disk.ChunkTokens)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c = open()
+		found := 0
+		for _, p := range puts {
+			info, gk, _, err := c.GetFloat32(ctx, "", keyOf(t, p.spec))
+			if !wt && errors.Is(err, ErrNotFound) {
+				continue // still in RAM when the cache closed (no write-through)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			found++
+			if info.Tier != "disk" || info.Layout.DType != Q4 {
+				t.Fatalf("write-through %v: read %s from %s", wt, info.Layout.Format(), info.Tier)
+			}
+			var se float64
+			for l := range gk {
+				for j := range gk[l] {
+					se += math.Pow(float64(gk[l][j]-p.ks[l][j]), 2)
+				}
+			}
+			if rmse := math.Sqrt(se / float64(3*len(gk[0]))); rmse > 0.2 || rmse == 0 {
+				t.Fatalf("q4 copy RMSE %v", rmse)
+			}
+		}
+		if found < 2 {
+			t.Fatalf("write-through %v: %d chunks on disk after a restart", wt, found)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// PutSpec.Importance chooses a Mixed chunk's high-precision tokens per layer.
+func TestMixedImportance(t *testing.T) {
+	c, _, _ := openCache(t, cacheSetup{memCap: 1 << 20})
+	defer c.Close()
+	ctx := context.Background()
+	spec, ks, vs := testChunk(70, "", Mixed, 2, 16)
+	f, _ := ParseFormat("mixed:bits=2.5")
+	spec.Layout = spec.Layout.WithFormat(f)
+	// Layer 0 keeps the last tokens, layer 1 the first ones (4 of 16 at 2.5 bits).
+	spec.Importance = [][]float32{make([]float32, 16), make([]float32, 16)}
+	for i := range 16 {
+		spec.Importance[0][i], spec.Importance[1][i] = float32(i), float32(-i)
+	}
+	res := put(t, c, spec, ks, vs)
+	r, err := c.Open(ctx, "", res.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for l, want := range []uint16{0xf000, 0x000f} {
+		p, err := r.LayerParts(ctx, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := uint16(p.K[0]) | uint16(p.K[1])<<8; got != want {
+			t.Fatalf("layer %d bitmap %04x, want %04x", l, got, want)
+		}
+	}
+	spec.Importance = spec.Importance[:1]
+	if _, err := c.PutFloat32(ctx, spec, ks, vs); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("importance for 1 of 2 layers: %v", err)
+	}
 }

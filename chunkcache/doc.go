@@ -16,7 +16,9 @@
 //	str architecture, str weights digest, str tokenizer digest
 //	f64 rope theta, u32 rope dims, str rope style, str rope scaling, f64 rope factor,
 //	u32 rope original context
-//	u8 KV dtype (1 f32, 2 f16, 3 bf16, 4 int8)
+//	u8 KV dtype (1 f32, 2 f16, 3 bf16, 4 int8, 5 q4, 6 q2, 7 mixed): the dtype the chunk
+//	   was put as; a tier with its own Format (TierConfig.Format) keeps a re-encoded
+//	   copy under the same key
 //	u32 token count, then each token id as u32
 //
 // The same identity gives the same key in every process and after restarts (tested

@@ -47,12 +47,28 @@ const (
 	F16  = kvblob.F16
 	BF16 = kvblob.BF16
 	Int8 = kvblob.Int8
+	// Q4, Q2 and Mixed are the grouped low-bit dtypes (KIVI-style grouping, optional
+	// Hadamard rotation, token-importance mixed precision); see kvblob's doc.
+	Q4    = kvblob.Q4
+	Q2    = kvblob.Q2
+	Mixed = kvblob.Mixed
 )
 
-// ParseDType parses "f32", "f16", "bf16" or "int8".
+// DefaultGroup is the default group size of the grouped dtypes.
+const DefaultGroup = kvblob.DefaultGroup
+
+// ParseDType parses "f32", "f16", "bf16", "int8", "q4", "q2" or "mixed".
 func ParseDType(s string) (DType, error) {
 	d, err := kvblob.ParseDType(s)
 	return d, asInvalid(err)
+}
+
+// ParseFormat parses a storage format, a dtype with options: "q4", "q2r" (rotated),
+// "q4:group=64", "mixed:bits=2.5,hi=4". The returned Layout has only its encoding
+// fields set; apply it to a shape with Layout.WithFormat.
+func ParseFormat(s string) (Layout, error) {
+	l, err := kvblob.ParseFormat(s)
+	return l, asInvalid(err)
 }
 
 // asInvalid rewraps a kvblob argument error as ErrInvalid, keeping its message; a

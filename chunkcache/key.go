@@ -144,7 +144,7 @@ func (id *ChunkID) Validate() error {
 		return err
 	}
 	if !id.DType.Valid() {
-		return fmt.Errorf("%w: unknown dtype %d (want f32, f16, bf16 or int8)", ErrInvalid, uint8(id.DType))
+		return fmt.Errorf("%w: unknown dtype %d (want f32, f16, bf16, int8, q4, q2 or mixed)", ErrInvalid, uint8(id.DType))
 	}
 	if len(id.Tokens) == 0 {
 		return fmt.Errorf("%w: empty token list", ErrInvalid)

@@ -20,6 +20,13 @@ type TierConfig struct {
 	// WriteThrough makes every put write this tier too, not only the first tier, so
 	// that an acknowledged chunk is durable. Set it on the persistent tier.
 	WriteThrough bool
+	// Format, if its DType is set, is the KV format of the chunks this tier stores
+	// (e.g. f16 in RAM and q4 on disk): a put, write-through copy or demotion into the
+	// tier re-encodes a chunk stored in another format (decoded to float32, then
+	// encoded; Mixed ranks tokens by key norm). A promotion out of the tier copies the
+	// chunk as stored. Zero: chunks are kept as written. The chunk's key (its identity)
+	// does not change. Set it with ParseFormat; the shape fields are ignored.
+	Format Layout
 }
 
 // A tier implementing store.SharedTier (the Redis remote tier) must be the last one;

@@ -167,7 +167,17 @@ func checkStored(k Key, b []byte, parts int) (entry, int64, error) {
 	id := ChunkID{Namespace: m.ns, Model: m.model, DType: m.header.DType, Tokens: m.tokens}
 	ck, err := id.Key()
 	if err == nil && ck != k {
-		err = fmt.Errorf("%w: manifest hashes to %s", ErrCorrupt, ck.Short())
+		// A tier with a Format keeps a re-encoded copy under the key of the dtype the
+		// chunk was put as: accept the identity under any dtype.
+		for d := F32; d <= Mixed && ck != k; d++ {
+			id.DType = d
+			if dk, derr := id.Key(); derr == nil && dk == k {
+				ck = dk
+			}
+		}
+		if ck != k {
+			err = fmt.Errorf("%w: manifest hashes to %s", ErrCorrupt, ck.Short())
+		}
 	}
 	if err == nil && parts != m.header.Layers {
 		err = fmt.Errorf("%w: %d parts for %d layers", ErrCorrupt, parts, m.header.Layers)

@@ -33,6 +33,9 @@ type PutSpec struct {
 	// Pin protects the chunk from eviction from the start; a pinned chunk bypasses
 	// the tiers' admission filters (it is reserved and pinned in one tracker step).
 	Pin Pin
+	// Importance, for the Mixed dtype, ranks each layer's tokens ([layer][token],
+	// highest kept at the high precision; nil: key norms). Other dtypes ignore it.
+	Importance [][]float32
 }
 
 // ID returns the identity the key is computed from.
@@ -96,7 +99,7 @@ func (c *Cache) NewWriter(ctx context.Context, spec PutSpec) (*Writer, error) {
 		return nil, fmt.Errorf("%w: pin %d", ErrInvalid, spec.Pin)
 	}
 	tokens := len(spec.Tokens)
-	total := int64(l.Layers)*l.LayerBytes(tokens) + int64(kvblob.HeaderSize(l.Layers)) + 4*int64(tokens)
+	total := int64(l.Layers)*l.LayerBytes(tokens) + int64(l.HeaderSize()) + 4*int64(tokens)
 	if total > c.opts.MaxChunkBytes {
 		return nil, fmt.Errorf("%w: %d layers × %d bytes = %d bytes exceeds the %d-byte limit",
 			ErrTooLarge, l.Layers, l.LayerBytes(tokens), total, c.opts.MaxChunkBytes)
@@ -138,7 +141,14 @@ func (w *Writer) WriteLayer(layer int, k, v []float32) error {
 	if err := w.checkNext(layer); err != nil {
 		return err
 	}
-	s, err := w.layout.AppendLayer(make([]byte, 0, w.layout.LayerBytes(w.tokens)), w.tokens, k, v)
+	var score []float32
+	if imp := w.spec.Importance; w.layout.DType == Mixed && imp != nil {
+		if len(imp) != w.layout.Layers {
+			return fmt.Errorf("%w: importance for %d layers, layout has %d", ErrInvalid, len(imp), w.layout.Layers)
+		}
+		score = imp[layer]
+	}
+	s, err := w.layout.AppendLayerScored(make([]byte, 0, w.layout.LayerBytes(w.tokens)), w.tokens, k, v, score)
 	if err != nil {
 		return fmt.Errorf("layer %d: %w", layer, asInvalid(err))
 	}

@@ -124,10 +124,52 @@ func (s *chunkCacheService) GetChunk(req *ragkvv1.GetChunkRequest, stream grpc.S
 			layers[i] = uint32(i)
 		}
 	}
-	if err := stream.Send(&ragkvv1.GetChunkResponse{Msg: &ragkvv1.GetChunkResponse_Info{Info: chunkInfoToProto(info)}}); err != nil {
+	// as_dtype: decode each layer and re-encode it in a byte-sized dtype.
+	var conv *chunkcache.Layout
+	var convK, convV []float32
+	if d := req.GetAsDtype(); d != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_UNSPECIFIED {
+		dt, err := dtypeFromProto(d)
+		if err != nil {
+			return toStatus(fmt.Errorf("GetChunk: as_dtype: %w", err))
+		}
+		if dt.Grouped() {
+			return invalidArg("GetChunk: as_dtype %v: conversion is to F32, F16, BF16 or INT8 only", d)
+		}
+		if dt != info.Layout.DType || info.Layout.DType.Grouped() {
+			l := chunkcache.Layout{Layers: info.Layout.Layers, KVHeads: info.Layout.KVHeads, HeadDim: info.Layout.HeadDim, DType: dt}
+			l.EnsureDefaults()
+			conv = &l
+			n := l.Elems(len(info.Tokens))
+			convK, convV = make([]float32, n), make([]float32, n)
+		}
+	}
+	pinfo := chunkInfoToProto(info)
+	if conv != nil {
+		pinfo.Layout = LayoutToProto(*conv)
+	}
+	if err := stream.Send(&ragkvv1.GetChunkResponse{Msg: &ragkvv1.GetChunkResponse_Info{Info: pinfo}}); err != nil {
 		return err
 	}
+	var sec []byte
 	for _, l := range layers {
+		if conv != nil {
+			if err := r.ReadLayer(ctx, int(l), convK, convV); err != nil {
+				return toStatus(fmt.Errorf("GetChunk: %w", err))
+			}
+			if sec, err = conv.AppendLayer(sec[:0], len(info.Tokens), convK, convV); err != nil {
+				return toStatus(fmt.Errorf("GetChunk: convert layer %d to %v: %w", l, conv.DType, err))
+			}
+			p, err := conv.Split(sec, len(info.Tokens))
+			if err != nil {
+				return toStatus(fmt.Errorf("GetChunk: %w", err))
+			}
+			crc := chunkcache.Checksum(sec)
+			frame := &ragkvv1.ChunkLayerFrame{Layer: l, K: p.K, V: p.V, KScales: p.KScales, VScales: p.VScales, Crc32C: &crc}
+			if err := stream.Send(&ragkvv1.GetChunkResponse{Msg: &ragkvv1.GetChunkResponse_Layer{Layer: frame}}); err != nil {
+				return err
+			}
+			continue
+		}
 		p, err := r.LayerParts(ctx, int(l))
 		if err != nil {
 			return toStatus(fmt.Errorf("GetChunk: %w", err))
@@ -221,7 +263,7 @@ func (s *chunkCacheService) Stats(ctx context.Context, _ *ragkvv1.ChunkCacheStat
 			Name: t.Name, Bytes: uint64(t.Bytes), CapacityBytes: uint64(t.Capacity), Entries: uint64(t.Entries),
 			Hits: t.Hits, Misses: t.Misses, Evictions: t.Evictions, Admissions: t.Admissions, Rejections: t.Rejections,
 			PinnedBytes: uint64(t.PinnedBytes), Promotions: t.Promotions, Demotions: t.Demotions, Persistent: t.Persistent,
-			Shared: t.Shared, Errors: t.Errors,
+			Shared: t.Shared, Errors: t.Errors, ChunkTokens: uint64(t.ChunkTokens), BytesPerToken: t.BytesPerToken,
 		})
 	}
 	return out, nil
@@ -298,11 +340,11 @@ func specKey(ns string, sp *ragkvv1.ChunkSpec) (chunkcache.Key, error) {
 
 func dtypeFromProto(d ragkvv1.ChunkKVDType) (chunkcache.DType, error) {
 	if d == ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_UNSPECIFIED {
-		return 0, fmt.Errorf("%w: dtype is unspecified (want F32, F16, BF16 or INT8)", chunkcache.ErrInvalid)
+		return 0, fmt.Errorf("%w: dtype is unspecified (want F32, F16, BF16, INT8, Q4, Q2 or MIXED)", chunkcache.ErrInvalid)
 	}
 	dt := chunkcache.DType(d)
 	if !dt.Valid() || int32(d) > math.MaxUint8 {
-		return 0, fmt.Errorf("%w: unknown dtype %d (want F32, F16, BF16 or INT8)", chunkcache.ErrInvalid, d)
+		return 0, fmt.Errorf("%w: unknown dtype %d (want F32, F16, BF16, INT8, Q4, Q2 or MIXED)", chunkcache.ErrInvalid, d)
 	}
 	return dt, nil
 }
@@ -344,7 +386,8 @@ func putSpecFromProto(h *ragkvv1.ChunkPutHeader) (chunkcache.PutSpec, error) {
 		Model:     fingerprintFromProto(h.GetModel()),
 		Tokens:    h.GetTokenIds(),
 		Layout: chunkcache.Layout{Layers: int(l.GetLayers()), KVHeads: int(l.GetKvHeads()), HeadDim: int(l.GetHeadDim()),
-			DType: dt, KScale: chunkcache.ScaleMode(l.GetKScale()), VScale: chunkcache.ScaleMode(l.GetVScale())},
+			DType: dt, KScale: chunkcache.ScaleMode(l.GetKScale()), VScale: chunkcache.ScaleMode(l.GetVScale()),
+			Group: int(min(l.GetGroup(), math.MaxInt32)), Rotate: l.GetRotate(), HiBits: int(min(l.GetHiBits(), 255)), MixCentibits: int(min(l.GetMixCentibits(), math.MaxUint16))},
 		PositionBase: h.GetPositionBase(),
 		Metadata:     h.GetMetadata(),
 		Cost:         h.GetCost(),
@@ -355,7 +398,8 @@ func putSpecFromProto(h *ragkvv1.ChunkPutHeader) (chunkcache.PutSpec, error) {
 // LayoutToProto converts a layout (exported for the CLI).
 func LayoutToProto(l chunkcache.Layout) *ragkvv1.ChunkKVLayout {
 	return &ragkvv1.ChunkKVLayout{Layers: uint32(l.Layers), KvHeads: uint32(l.KVHeads), HeadDim: uint32(l.HeadDim),
-		Dtype: ragkvv1.ChunkKVDType(l.DType), KScale: ragkvv1.ChunkKVScaleMode(l.KScale), VScale: ragkvv1.ChunkKVScaleMode(l.VScale)}
+		Dtype: ragkvv1.ChunkKVDType(l.DType), KScale: ragkvv1.ChunkKVScaleMode(l.KScale), VScale: ragkvv1.ChunkKVScaleMode(l.VScale),
+		Group: uint32(l.Group), Rotate: l.Rotate, HiBits: uint32(l.HiBits), MixCentibits: uint32(l.MixCentibits)}
 }
 
 func chunkInfoToProto(in *chunkcache.ChunkInfo) *ragkvv1.ChunkInfo {

@@ -769,3 +769,106 @@ func chunkServerChild(t *testing.T, dir string) {
 	fmt.Printf("ADDR %s\n", lis.Addr())
 	_ = srv.Serve(lis) // until killed
 }
+
+// A grouped-format chunk pushed over gRPC keeps its layout (group size, rotation) and
+// bytes; GetChunk with as_dtype F16 serves the same values converted by the server.
+func TestChunkGroupedFormatAndConversion(t *testing.T) {
+	e := startChunkServer(t, t.TempDir(), 1<<20, 1<<24)
+	ctx := context.Background()
+	f, err := chunkcache.ParseFormat("q4r:group=8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const layers, tokens = 2, 11
+	l := chunkcache.Layout{Layers: layers, KVHeads: 2, HeadDim: 16}.WithFormat(f)
+	r := rand.New(rand.NewPCG(8, 8))
+	toks := make([]uint32, tokens)
+	for i := range toks {
+		toks[i] = uint32(900 + i)
+	}
+	h := &ragkvv1.ChunkPutHeader{Model: ccModel, TokenIds: toks, Layout: LayoutToProto(l)}
+	var frames []*ragkvv1.ChunkLayerFrame
+	var sections [][]byte
+	for i := range layers {
+		k, v := make([]float32, l.Elems(tokens)), make([]float32, l.Elems(tokens))
+		for j := range k {
+			k[j], v[j] = float32(r.NormFloat64()), float32(r.NormFloat64())
+		}
+		s, err := l.AppendLayer(nil, tokens, k, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := l.Split(s, tokens)
+		sections = append(sections, s)
+		frames = append(frames, &ragkvv1.ChunkLayerFrame{Layer: uint32(i), K: p.K, V: p.V, KScales: p.KScales, VScales: p.VScales})
+	}
+	res, err := pushChunk(ctx, e.client, h, frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := checkFetched(t, ctx, e.client, res.Key, h, frames)
+	if gl := info.GetLayout(); gl.GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_Q4 || gl.GetGroup() != 8 || !gl.GetRotate() {
+		t.Fatalf("stored layout %v", gl)
+	}
+	st0, err := e.client.Stats(ctx, &ragkvv1.ChunkCacheStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// q4 with group 8, 32 channels, 11 tokens: per layer K and V codes 2×176 B, K
+	// pairs 2 groups × 32 × 4 B, V pairs 11 × 4 × 4 B = 784 B; 2 layers = 142.5 B/token
+	// plus the manifest's share; f16 would be 256.
+	if ts := st0.GetTiers()[0]; ts.GetChunkTokens() != tokens || !(ts.GetBytesPerToken() > 142.5 && ts.GetBytesPerToken() < 256) {
+		t.Fatalf("memory tier stats: %d tokens, %.1f bytes/token", ts.GetChunkTokens(), ts.GetBytesPerToken())
+	}
+	st, err := e.client.GetChunk(ctx, &ragkvv1.GetChunkRequest{Chunk: keyRef("", res.Key), AsDtype: ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f16 := chunkcache.Layout{Layers: layers, KVHeads: 2, HeadDim: 16, DType: chunkcache.F16}
+	n := 0
+	for {
+		m, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := m.GetInfo(); in != nil {
+			if in.GetLayout().GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16 || in.GetLayout().GetGroup() != 0 {
+				t.Fatalf("converted layout %v", in.GetLayout())
+			}
+			continue
+		}
+		fr := m.GetLayer()
+		sec := append(append([]byte(nil), fr.K...), fr.V...)
+		if chunkcache.Checksum(sec) != fr.GetCrc32C() {
+			t.Fatalf("layer %d: converted frame CRC mismatch", fr.Layer)
+		}
+		gk, gv := make([]float32, l.Elems(tokens)), make([]float32, l.Elems(tokens))
+		if err := f16.DecodeLayer(sec, tokens, gk, gv); err != nil {
+			t.Fatal(err)
+		}
+		wk, wv := make([]float32, l.Elems(tokens)), make([]float32, l.Elems(tokens))
+		if err := l.DecodeLayer(sections[fr.Layer], tokens, wk, wv); err != nil {
+			t.Fatal(err)
+		}
+		for j := range wk {
+			if math.Abs(float64(gk[j]-wk[j])) > 1e-3*(1+math.Abs(float64(wk[j]))) || math.Abs(float64(gv[j]-wv[j])) > 1e-3*(1+math.Abs(float64(wv[j]))) {
+				t.Fatalf("layer %d element %d: f16 %v/%v, q4 decode %v/%v", fr.Layer, j, gk[j], gv[j], wk[j], wv[j])
+			}
+		}
+		n++
+	}
+	if n != layers {
+		t.Fatalf("%d converted layers", n)
+	}
+	_, err = e.client.GetChunk(ctx, &ragkvv1.GetChunkRequest{Chunk: keyRef("", res.Key), AsDtype: ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_Q2})
+	if err == nil {
+		st, _ := e.client.GetChunk(ctx, &ragkvv1.GetChunkRequest{Chunk: keyRef("", res.Key), AsDtype: ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_Q2})
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("as_dtype Q2: %v, want InvalidArgument", err)
+	}
+}

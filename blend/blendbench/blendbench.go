@@ -44,6 +44,9 @@ type Options struct {
 	Dir string
 	// DType of the stored KV (default F16).
 	DType chunkcache.DType
+	// Format, if its DType is set, is the full storage encoding (group size, rotation,
+	// mixed precision); it overrides DType.
+	Format chunkcache.Layout
 	// Iters is the number of timed rounds; the best time of each method is kept
 	// (default 1).
 	Iters int
@@ -70,6 +73,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Tier == "" {
 		o.Tier = "memory"
+	}
+	if o.Format.DType != 0 {
+		o.DType = o.Format.DType
 	}
 	if o.DType == 0 {
 		o.DType = chunkcache.F16
@@ -185,7 +191,7 @@ func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error)
 	}
 	bn.query = tok(o.QueryTokens)
 
-	chunkBytes := int64(c.Layers) * 2 * int64(o.ChunkTokens*c.KVDim()) * int64(o.DType.Size())
+	chunkBytes := int64(bn.layout().BytesPerToken(o.ChunkTokens) * float64(o.ChunkTokens))
 	capacity := 2*int64(o.Chunks)*chunkBytes + 64<<20
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var tier store.Tier
@@ -232,7 +238,7 @@ func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error)
 		tier.Close()
 		return nil, err
 	}
-	if bn.st, err = blend.NewStore(m, bn.cache, blend.StoreOptions{DType: o.DType}); err != nil {
+	if bn.st, err = blend.NewStore(m, bn.cache, blend.StoreOptions{DType: o.DType, Format: o.Format}); err != nil {
 		return nil, err
 	}
 	if bn.b, err = blend.New(m, o.Blend); err != nil {
@@ -257,7 +263,7 @@ func (bn *Bench) StoredBytes() int64 {
 				continue
 			}
 			if res, err := bn.cache.Lookup(context.Background(), "", []chunkcache.Key{k}); err == nil && res[0].Present {
-				n += int64(bn.m.Config.Layers) * 2 * int64(len(c)*bn.m.Config.KVDim()) * int64(bn.o.DType.Size())
+				n += int64(bn.layout().BytesPerToken(len(c)) * float64(len(c)))
 			}
 		}
 		return n
@@ -295,7 +301,7 @@ func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer bn.Close()
-	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: o.DType.String(), Chunks: o.Chunks,
+	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: bn.layout().Format(), Chunks: o.Chunks,
 		ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens, Ratio: o.Ratio, Iters: o.Iters,
 		PrecomputeSeconds: bn.PrecomputeTime.Seconds(), StoredBytes: bn.StoredBytes(),
 		Methods: map[string]*MethodResult{}}
@@ -363,4 +369,15 @@ func prefillOnce(ctx context.Context, b *blend.Blender, st *blend.Store, chunks 
 		return nil, 0, err
 	}
 	return res, model.Argmax(res.Logits), nil
+}
+
+// layout is the stored chunk layout.
+func (bn *Bench) layout() chunkcache.Layout {
+	c := &bn.m.Config
+	l := chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, DType: bn.o.DType}
+	if bn.o.Format.DType != 0 {
+		l = l.WithFormat(bn.o.Format)
+	}
+	l.EnsureDefaults()
+	return l
 }

@@ -20,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/ragkv/ragkv/blend"
+	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/model"
 )
 
@@ -115,9 +117,21 @@ type Options struct {
 	Context Context
 	// Blend configures the default cacheblend and cachecraft rows.
 	Blend blend.Options
+	// KV, if its DType is set, is the storage format of the chunk caches: each chunk's
+	// KV goes through the chunk cache's blob encoder and decoder in that format (the
+	// shape fields are ignored), so every method fuses what a cache in that format
+	// would serve. Zero: the float32 KV as computed.
+	KV chunkcache.Layout
+	// KVScore is the importance signal of the Mixed format: "knorm" (default: key
+	// norm), "craft" (Cache-Craft's outside-attention mass, highest kept), "craft-inv"
+	// (lowest outside mass kept), "vnorm" (value norm) or "first" (the earliest tokens).
+	KVScore string
 	// Progress, if set, is called after each story.
 	Progress func(done int)
 }
+
+// KVScores are the valid Options.KVScore values.
+var KVScores = []string{"knorm", "craft", "craft-inv", "vnorm", "first"}
 
 // EnsureDefaults fills in zero fields.
 func (o *Options) EnsureDefaults() {
@@ -129,6 +143,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Context == "" {
 		o.Context = ContextSame
+	}
+	if o.KVScore == "" {
+		o.KVScore = "knorm"
 	}
 }
 
@@ -144,6 +161,19 @@ func (o *Options) Validate() error {
 	}
 	if o.Context != ContextSame && o.Context != ContextOther {
 		return fmt.Errorf("%w: context %q (want same or other)", ErrInvalid, o.Context)
+	}
+	if !slices.Contains(KVScores, o.KVScore) {
+		return fmt.Errorf("%w: kv score %q (want one of %s)", ErrInvalid, o.KVScore, strings.Join(KVScores, ", "))
+	}
+	if o.KV.DType != 0 {
+		l := o.KV
+		l.Layers, l.KVHeads, l.HeadDim = 1, 1, 1
+		if l.Rotate {
+			l.HeadDim = 2
+		}
+		if err := l.Validate(); err != nil {
+			return fmt.Errorf("%w: kv format: %v", ErrInvalid, err)
+		}
 	}
 	return nil
 }
@@ -191,6 +221,24 @@ type Report struct {
 	CraftContext string `json:"craft_context"`
 	// Info says what each method used.
 	Info map[string]string `json:"info"`
+	// KV describes the chunk caches' storage format (absent: float32 in memory).
+	KV *KVReport `json:"kv,omitempty"`
+}
+
+// KVReport is the storage cost of the chunk caches in the evaluated format.
+type KVReport struct {
+	Format string `json:"format"`
+	Score  string `json:"score,omitempty"`
+	// AvgBits is the mean precision of the stored values (scales and minima
+	// excluded); BitsPerValue includes them (section bytes·8 ÷ K and V values).
+	AvgBits      float64 `json:"avg_bits"`
+	BitsPerValue float64 `json:"bits_per_value"`
+	// BytesPerToken is the stored layer-section bytes per chunk token (all layers);
+	// F16BytesPerToken the same in f16.
+	BytesPerToken    float64 `json:"bytes_per_token"`
+	F16BytesPerToken float64 `json:"f16_bytes_per_token"`
+
+	bytes, tokens, bits float64
 }
 
 type config struct {
@@ -266,6 +314,19 @@ func Run(ctx context.Context, m *model.Model, stories [][]int, o Options) (*Repo
 		if err != nil {
 			return nil, err
 		}
+		if o.KV.DType != 0 {
+			if rep.KV == nil {
+				rep.KV = &KVReport{Format: o.KV.Format()}
+				if o.KV.DType == chunkcache.Mixed {
+					rep.KV.Score = o.KVScore
+				}
+			}
+			for i := range segs {
+				if err := storeKV(m, &segs[i], o.KV, o.KVScore, rep.KV); err != nil {
+					return nil, fmt.Errorf("story %d, chunk %d: store as %s: %w", si, i, o.KV.Format(), err)
+				}
+			}
+		}
 		query := append([]int{toks[P-1]}, toks[P:T-1]...)
 		rep.Stories++
 		rep.Tokens += C
@@ -327,6 +388,13 @@ func Run(ctx context.Context, m *model.Model, stories [][]int, o Options) (*Repo
 				}
 			}
 		}
+	}
+	if k := rep.KV; k != nil && k.tokens > 0 {
+		c := m.Config
+		k.AvgBits = k.bits / k.tokens
+		k.BytesPerToken = k.bytes / k.tokens
+		k.BitsPerValue = 8 * k.BytesPerToken / float64(2*c.Layers*c.KVDim())
+		k.F16BytesPerToken = float64(2 * 2 * c.Layers * c.KVDim())
 	}
 	for _, row := range rep.Methods {
 		row.PPLRatio = row.PPL / fullPPL
@@ -425,4 +493,58 @@ func prepare(ctx context.Context, m *model.Model, prompt []int, k int, cc Contex
 	last := &segs[k-1]
 	last.Tokens = last.Tokens[:len(last.Tokens)-1]
 	return segs, nil
+}
+
+// storeKV passes a segment's KV through the blob encoder and decoder in format f, in
+// place, and adds its cost to rep.
+func storeKV(m *model.Model, seg *blend.Segment, f chunkcache.Layout, score string, rep *KVReport) error {
+	src, ok := seg.Source.(*blend.KVSource)
+	if !ok {
+		return fmt.Errorf("%w: segment source %T", ErrInvalid, seg.Source)
+	}
+	kv := src.KV
+	c := m.Config
+	l := chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim}.WithFormat(f)
+	T := kv.Len()
+	n := T * kv.KVDim
+	var sec []byte
+	for layer := range c.Layers {
+		k, v := kv.K[layer][:n], kv.V[layer][:n]
+		var sc []float32
+		if l.DType == chunkcache.Mixed {
+			sc = make([]float32, T)
+			switch score {
+			case "knorm":
+				sc = nil
+			case "vnorm":
+				sc = l.KeyNorms(T, v)
+			case "first":
+				for t := range sc {
+					sc[t] = float32(T - t)
+				}
+			case "craft", "craft-inv":
+				if seg.Meta == nil || seg.Meta.Stats == nil || len(seg.Meta.Stats.Outside) <= layer || len(seg.Meta.Stats.Outside[layer]) != T {
+					return fmt.Errorf("%w: no Cache-Craft statistics of %d tokens for layer %d", ErrInvalid, T, layer)
+				}
+				copy(sc, seg.Meta.Stats.Outside[layer])
+				if score == "craft-inv" {
+					for t := range sc {
+						sc[t] = -sc[t]
+					}
+				}
+			}
+		}
+		var err error
+		sec, err = l.AppendLayerScored(sec[:0], T, k, v, sc)
+		if err != nil {
+			return err
+		}
+		if err := l.DecodeLayer(sec, T, k, v); err != nil {
+			return err
+		}
+		rep.bytes += float64(len(sec))
+	}
+	rep.tokens += float64(T)
+	rep.bits += l.AvgBits(T) * float64(T)
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/ragkv/ragkv/internal/shared"
 
 	"github.com/ragkv/ragkv/blend"
+	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/model"
 )
 
@@ -91,4 +92,35 @@ func TestRunProtocol(t *testing.T) {
 		t.Fatal("ratio 2 accepted")
 	}
 	_ = blend.Full
+
+	// Stored formats: f32 storage is the float KV itself (same rows), q2 costs fidelity
+	// in naive fusion and ~1/5 of f16's bytes; r = 1 recomputes everything, so it stays
+	// exact in any format.
+	kvRun := func(format, score string) *Report {
+		f, err := chunkcache.ParseFormat(format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Run(context.Background(), m, stories[:2], Options{Ratios: []float64{1}, KV: f, KVScore: score})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	f32 := kvRun("f32", "")
+	if f32.Methods[2].KL != naive.KL || f32.KV.BytesPerToken != float64(4*2*m.Config.Layers*m.Config.KVDim()) {
+		t.Fatalf("f32 storage: naive KL %v (want %v), %v bytes/token", f32.Methods[2].KL, naive.KL, f32.KV.BytesPerToken)
+	}
+	q2 := kvRun("q2", "")
+	if q2.Methods[2].KL <= naive.KL || q2.Methods[3].KL != 0 || !(q2.KV.BytesPerToken < f32.KV.BytesPerToken/8) || q2.KV.AvgBits != 2 {
+		t.Fatalf("q2 storage: naive KL %v (f32 %v), r=1 KL %v, %+v", q2.Methods[2].KL, naive.KL, q2.Methods[3].KL, q2.KV)
+	}
+	for _, score := range KVScores {
+		if mx := kvRun("mixed", score); !(mx.KV.AvgBits > 2 && mx.KV.AvgBits <= 2.5) || mx.KV.Score != score {
+			t.Fatalf("mixed/%s: %+v", score, mx.KV)
+		}
+	}
+	if _, err := Run(context.Background(), m, stories, Options{KVScore: "nope"}); err == nil {
+		t.Fatal("bad kv score accepted")
+	}
 }

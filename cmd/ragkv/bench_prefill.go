@@ -19,6 +19,7 @@ import (
 func init() {
 	var (
 		modelPath, tokPath, tier, dir, dtype, deviation string
+		kvDType                                         string
 		o                                               blendbench.Options
 		threads                                         int
 		gradual                                         float64
@@ -50,6 +51,15 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 			dt, err := chunkcache.ParseDType(dtype)
 			if err != nil {
 				return flagErr("dtype", "%v", err)
+			}
+			if kvDType != "" {
+				if cmd.Flags().Changed("dtype") {
+					return flagErr("kv-dtype", "give --kv-dtype or --dtype, not both")
+				}
+				if o.Format, err = chunkcache.ParseFormat(kvDType); err != nil {
+					return flagErr("kv-dtype", "%v", err)
+				}
+				dt = o.Format.DType
 			}
 			if tier != "memory" && tier != "disk" {
 				return flagErr("tier", "want memory or disk, got %q", tier)
@@ -108,7 +118,8 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 	f.Float64Var(&o.Ratio, "ratio", 0.15, "recompute ratio of CacheBlend and Cache-Craft")
 	f.StringVar(&tier, "tier", "memory", "chunk-cache tier holding the chunks: memory or disk")
 	f.StringVar(&dir, "dir", "", "Badger directory of the disk tier (default: a temporary directory)")
-	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16 or int8")
+	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16, int8, q4, q2 or mixed")
+	f.StringVar(&kvDType, "kv-dtype", "", "stored KV format with options (overrides --dtype): q4, q2r, q4:group=64, mixed:bits=2.5, ...")
 	f.IntVar(&o.Iters, "iters", 1, "timed rounds (the best of each method is reported)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the random tokens")
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")

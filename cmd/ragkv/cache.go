@@ -58,6 +58,22 @@ type cacheTierConfig struct {
 	Admission     string     `yaml:"admission"`
 	HighWatermark float64    `yaml:"high_watermark"`
 	LowWatermark  float64    `yaml:"low_watermark"`
+	// KVFormat is the tier's chunk KV format (chunkcache.ParseFormat: f16, q4, q2r,
+	// mixed:bits=2.5, ...); chunks put, copied or demoted into the tier in another
+	// format are re-encoded. Empty: as written.
+	KVFormat string `yaml:"kv_format"`
+}
+
+// format parses KVFormat, naming the flag that sets it.
+func (t cacheTierConfig) format(flag string) (chunkcache.Layout, error) {
+	if t.KVFormat == "" {
+		return chunkcache.Layout{}, nil
+	}
+	f, err := chunkcache.ParseFormat(t.KVFormat)
+	if err != nil {
+		return chunkcache.Layout{}, flagErr(flag, "%v", err)
+	}
+	return f, nil
 }
 
 func defaultCacheConfig() cacheConfig {
@@ -117,8 +133,16 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 			return nil, nil, nil, err
 		}
 	}
+	memFormat, err := cc.Memory.format("mem-kv-format")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	diskFormat, err := cc.Disk.format("disk-kv-format")
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	log := env.log.With("component", "chunkcache")
-	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction()}}
+	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction(), Format: memFormat}}
 	dir := cc.Dir
 	if dir == "" {
 		dir = filepath.Join(cfg.DataDir, "chunkcache")
@@ -128,7 +152,7 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough})
+		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough, Format: diskFormat})
 	}
 	remote, err := openRemoteTier(ctx, cc.Remote, log)
 	if err != nil {
@@ -231,6 +255,8 @@ func init() {
 	f.Var(&cc.Memory.Capacity, "mem-capacity", "chunk cache RAM tier budget (e.g. 1GiB)")
 	f.Var(&cc.Disk.Capacity, "disk-capacity", "chunk cache disk tier budget (e.g. 16GiB; 0 disables the disk tier)")
 	f.Var(cacheBothPolicy{cc}, "policy", "eviction policy of both tiers: "+strings.Join(eviction.Policies(), ", "))
+	f.StringVar(&cc.Memory.KVFormat, "mem-kv-format", "", "KV format of chunks in the RAM tier (f16, int8, q4, q2r, mixed:bits=2.5, ...; empty: as put)")
+	f.StringVar(&cc.Disk.KVFormat, "disk-kv-format", "", "KV format of chunks on the disk tier, re-encoded on write-through and demotion (e.g. q4; empty: as put)")
 	f.StringVar(&cc.diskPolicy, "disk-policy", "", "eviction policy of the disk tier (overrides --policy and the config file)")
 	f.StringVar(&cc.Memory.Admission, "admission", cc.Memory.Admission, "admission filter of the RAM tier: none or tinylfu")
 	f.Var(cacheBothFloat{&cc.Memory.HighWatermark, &cc.Disk.HighWatermark}, "high-watermark", "evict when usage would exceed this fraction of capacity (both tiers; default 1)")
@@ -323,10 +349,10 @@ func newCacheStatsCmd() *cobra.Command {
 			}
 			fmt.Printf("chunks: %d   namespaces: %s\n", st.Chunks, strings.Join(st.Namespaces, ", "))
 			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIER\tUSED\tCAPACITY\tENTRIES\tHITS\tMISSES\tEVICTIONS\tADMISSIONS\tREJECTED\tPROMOTED\tDEMOTED\tPINNED")
+			fmt.Fprintln(tw, "TIER\tUSED\tCAPACITY\tENTRIES\tHITS\tMISSES\tEVICTIONS\tADMISSIONS\tREJECTED\tPROMOTED\tDEMOTED\tPINNED\tBYTES/TOKEN")
 			for _, t := range st.Tiers {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", t.Name, cacheHuman(t.Bytes), cacheHuman(t.CapacityBytes),
-					t.Entries, t.Hits, t.Misses, t.Evictions, t.Admissions, t.Rejections, t.Promotions, t.Demotions, cacheHuman(t.PinnedBytes))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.0f\n", t.Name, cacheHuman(t.Bytes), cacheHuman(t.CapacityBytes),
+					t.Entries, t.Hits, t.Misses, t.Evictions, t.Admissions, t.Rejections, t.Promotions, t.Demotions, cacheHuman(t.PinnedBytes), t.BytesPerToken)
 			}
 			return tw.Flush()
 		},

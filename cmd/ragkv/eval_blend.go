@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ragkv/ragkv/blend"
 	"github.com/ragkv/ragkv/blend/blendeval"
+	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/internal/cliutil"
 	"github.com/ragkv/ragkv/model"
 	"github.com/ragkv/ragkv/retrieval/beir"
@@ -22,6 +24,7 @@ import (
 func init() {
 	var (
 		modelPath, tokPath, storiesPath, ratios, craftCtx, deviation string
+		kvDType, kvScore                                             string
 		n, chunks, threads                                           int
 		variants                                                     []string
 		gradual                                                      float64
@@ -70,7 +73,17 @@ stale=1, check=L (cacheblend) and score=sum|first|max, global=1 (cachecraft).`,
 			if err != nil {
 				return err
 			}
-			o := blendeval.Options{Chunks: chunks, Ratios: rs, Context: blendeval.Context(craftCtx), Blend: bo}
+			o := blendeval.Options{Chunks: chunks, Ratios: rs, Context: blendeval.Context(craftCtx), Blend: bo, KVScore: kvScore}
+			if kvDType != "" {
+				f, err := chunkcache.ParseFormat(kvDType)
+				if err != nil {
+					return flagErr("kv-dtype", "%v", err)
+				}
+				o.KV = f
+			}
+			if !slices.Contains(blendeval.KVScores, kvScore) {
+				return flagErr("kv-score", "%q (want one of %s)", kvScore, strings.Join(blendeval.KVScores, ", "))
+			}
 			if err := o.Validate(); err != nil {
 				return flagErr("craft-context", "%v", err)
 			}
@@ -118,6 +131,8 @@ stale=1, check=L (cacheblend) and score=sum|first|max, global=1 (cachecraft).`,
 	f.Float64Var(&gradual, "gradual", 0, "CacheBlend gradual filtering factor of the default rows (0: the default, 2; 1: off; up to 4)")
 	f.StringArrayVar(&variants, "variant", nil, "extra rows: method[:key=value,...] (repeatable; see above)")
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
+	f.StringVar(&kvDType, "kv-dtype", "", "store the chunk caches in this format first (f32, f16, bf16, int8, q4, q2, q2r, q4r, mixed[:bits=B,hi=4|8], options group=N, rot=1; empty: float32 as computed)")
+	f.StringVar(&kvScore, "kv-score", "knorm", "importance signal of --kv-dtype mixed: "+strings.Join(blendeval.KVScores, ", "))
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	evalCmd.AddCommand(cmd)
 }
@@ -189,6 +204,14 @@ func readStories(path string, m *model.Model, n int) ([][]int, error) {
 func printBlendTable(w io.Writer, rep *blendeval.Report) {
 	fmt.Fprintf(w, "%d stories (%d skipped), %d continuation tokens, %d chunks, cachecraft statistics context: %s\n",
 		rep.Stories, rep.Skipped, rep.Tokens, rep.Chunks, rep.CraftContext)
+	if k := rep.KV; k != nil {
+		score := ""
+		if k.Score != "" {
+			score = ", score " + k.Score
+		}
+		fmt.Fprintf(w, "chunk KV stored as %s%s: %.3f bits/value (%.3f with scales), %.0f bytes/token (f16 %.0f)\n",
+			k.Format, score, k.AvgBits, k.BitsPerValue, k.BytesPerToken, k.F16BytesPerToken)
+	}
 	fmt.Fprintf(w, "%-34s %6s %8s %9s %9s %7s %9s %8s %7s  %s\n", "method", "ratio", "ppl", "ppl_ratio", "kl", "top1", "recompute", "kl_rm", "flops", "chunk_fracs")
 	for _, r := range rep.Methods {
 		name := r.Method

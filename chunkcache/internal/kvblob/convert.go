@@ -10,10 +10,18 @@ import (
 )
 
 // AppendLayer appends layer section built from float32 K and V (each tokens·channels
-// values, [token][kv head][head dim]), converted to the layout's dtype. For int8 the
-// scales are computed from the data. Non-finite values are rejected for int8 (they
-// have no quantized form); the float dtypes keep them.
+// values, [token][kv head][head dim]), converted to the layout's dtype. For int8 and
+// the grouped dtypes the scales are computed from the data. Non-finite values are
+// rejected for the quantized dtypes (they have no quantized form); the float dtypes
+// keep them. Mixed ranks tokens by their key norm (see AppendLayerScored).
 func (l Layout) AppendLayer(dst []byte, tokens int, k, v []float32) ([]byte, error) {
+	return l.AppendLayerScored(dst, tokens, k, v, nil)
+}
+
+// AppendLayerScored is AppendLayer with an importance score per token for Mixed: the
+// HiTokens highest-scoring tokens are kept at HiBits (nil: key norms). Other dtypes
+// ignore score.
+func (l Layout) AppendLayerScored(dst []byte, tokens int, k, v, score []float32) ([]byte, error) {
 	n := l.Elems(tokens)
 	if len(k) != n || len(v) != n {
 		return dst, fmt.Errorf("%w: K has %d and V %d values, layout wants %d (%d tokens × %d kv heads × %d head dim)",
@@ -26,6 +34,12 @@ func (l Layout) AppendLayer(dst []byte, tokens int, k, v []float32) ([]byte, err
 	p, err := l.Split(sec, tokens)
 	if err != nil {
 		return dst[:start], err
+	}
+	if l.DType.Grouped() {
+		if err := l.appendGrouped(p, tokens, k, v, score); err != nil {
+			return dst[:start], err
+		}
+		return dst, nil
 	}
 	if l.DType == Int8 {
 		if err := quantize(p.K, p.KScales, k, l.KScale, tokens, l.Channels()); err != nil {
@@ -43,7 +57,8 @@ func (l Layout) AppendLayer(dst []byte, tokens int, k, v []float32) ([]byte, err
 
 // DecodeLayer converts a layer section into caller-owned K and V buffers of
 // tokens·channels float32 values each. It does not check the CRC (Header.CheckLayer
-// does); it checks sizes, so it never reads out of bounds.
+// does); it checks sizes (and a Mixed layer's token bitmap: ErrCorrupt), so it never
+// reads out of bounds.
 func (l Layout) DecodeLayer(section []byte, tokens int, k, v []float32) error {
 	n := l.Elems(tokens)
 	if len(k) != n || len(v) != n {
@@ -52,6 +67,9 @@ func (l Layout) DecodeLayer(section []byte, tokens int, k, v []float32) error {
 	p, err := l.Split(section, tokens)
 	if err != nil {
 		return err
+	}
+	if l.DType.Grouped() {
+		return l.decodeGrouped(p, tokens, k, v)
 	}
 	if l.DType == Int8 {
 		dequantize(k, p.K, p.KScales, l.KScale, tokens, l.Channels())

@@ -12,7 +12,8 @@
 //	0       4     magic "RKVB"
 //	4       2     format version (1)
 //	6       2     header size in bytes (52 + 4·layers)
-//	8       1     dtype: 1 f32, 2 f16 (IEEE 754 binary16), 3 bf16, 4 int8
+//	8       1     dtype: 1 f32, 2 f16 (IEEE 754 binary16), 3 bf16, 4 int8 (5 q4, 6 q2,
+//	              7 mixed: version 2, below)
 //	9       1     K scale mode (int8 only): 1 per-token, 2 per-channel; else 0
 //	10      1     V scale mode (int8 only), as above
 //	11      1     reserved, 0
@@ -34,6 +35,43 @@
 // token's (or channel's) values. The default for int8 is per-channel K and per-token V,
 // as in KIVI (Liu et al., "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV
 // Cache", ICML 2024): keys have outlier channels, values do not.
+//
+// # Version 2: grouped low-bit dtypes
+//
+// Blobs in the dtypes 5 q4, 6 q2 and 7 mixed are written as version 2 (the others stay
+// version 1, byte for byte; a reader accepts both). The version-2 header inserts 8
+// bytes after the layer section size, so the CRCs start at 56 and the header is
+// 60 + 4·layers bytes:
+//
+//	48      2     group size G (1..32768)
+//	50      1     flags: bit 0 Walsh–Hadamard rotation of the head dim, bit 1 K grouped
+//	              per token (like V) instead of per channel; others 0
+//	51      1     mixed: high precision in bits (4 or 8); else 0
+//	52      2     mixed: target average bits per K/V element ×100 (e.g. 250); else 0
+//	54      2     reserved, 0
+//
+// Values are asymmetric b-bit codes q in groups, each with an f16 scale s and minimum
+// m: x ≈ m + q·s (m = the group's minimum, s = range/(2^b−1) rounded up). As in KIVI,
+// K is grouped per channel (G consecutive tokens of one channel; pairs stored [token
+// group][channel]) and V per token (G consecutive channels of one token; pairs stored
+// [token][channel group]); the last group may be shorter. With flag bit 1, K is
+// grouped per token like V (the RotateKV recipe, with rotation). Codes are packed LSB first,
+// [token][channel] order, one bit stream per tensor padded to a byte. A layer section
+// is K codes, V codes, K (s, m) pairs, V (s, m) pairs (each pair 4 bytes).
+//
+// With the rotation flag, each head's head-dim vector of K and V is multiplied by the
+// orthonormal Hadamard matrix H/√d before quantization (d a power of two) and by it
+// again after decoding (H/√d is its own inverse), so consumers — RoPE re-rotation of a
+// fused chunk included — see unrotated values: the rotation only spreads outlier
+// channels across the head before the groups are formed (RotateKV, QuaRot).
+//
+// Mixed keeps h = ⌊T·(avg−2)/(hi−2)⌋ tokens per layer at the high precision and the
+// rest at 2 bits ("No Token Left Behind", Yang et al. 2024). K holds a token bitmap
+// (⌈T/8⌉ bytes, bit t%8 of byte t/8 set for a high-precision token, exactly h set, the
+// padding clear), then the high-precision tokens' codes, then the others' (each set
+// quantized on its own as above, in token order); V holds the two code streams, and
+// the pair parts the two sets' pairs, high first. The writer chooses the tokens (by
+// key norm unless given scores, e.g. Cache-Craft attention statistics).
 //
 // f16 and bf16 conversions are internal/kernels' (the same ones the model loaders use):
 // round to nearest even, overflow to ±Inf, NaN stays a quiet NaN.

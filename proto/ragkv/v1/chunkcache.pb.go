@@ -40,6 +40,11 @@ const (
 	ChunkKVDType_CHUNK_KV_DTYPE_F16         ChunkKVDType = 2 // IEEE 754 binary16, little-endian
 	ChunkKVDType_CHUNK_KV_DTYPE_BF16        ChunkKVDType = 3 // bfloat16, little-endian
 	ChunkKVDType_CHUNK_KV_DTYPE_INT8        ChunkKVDType = 4 // symmetric int8 with float32 scales
+	// Grouped low-bit formats (KV blob version 2): asymmetric codes with f16 scale and
+	// minimum per group, K per channel, V per token; see ChunkKVLayout.group.
+	ChunkKVDType_CHUNK_KV_DTYPE_Q4    ChunkKVDType = 5
+	ChunkKVDType_CHUNK_KV_DTYPE_Q2    ChunkKVDType = 6
+	ChunkKVDType_CHUNK_KV_DTYPE_MIXED ChunkKVDType = 7 // important tokens at hi_bits, the rest at 2 bits
 )
 
 // Enum value maps for ChunkKVDType.
@@ -50,6 +55,9 @@ var (
 		2: "CHUNK_KV_DTYPE_F16",
 		3: "CHUNK_KV_DTYPE_BF16",
 		4: "CHUNK_KV_DTYPE_INT8",
+		5: "CHUNK_KV_DTYPE_Q4",
+		6: "CHUNK_KV_DTYPE_Q2",
+		7: "CHUNK_KV_DTYPE_MIXED",
 	}
 	ChunkKVDType_value = map[string]int32{
 		"CHUNK_KV_DTYPE_UNSPECIFIED": 0,
@@ -57,6 +65,9 @@ var (
 		"CHUNK_KV_DTYPE_F16":         2,
 		"CHUNK_KV_DTYPE_BF16":        3,
 		"CHUNK_KV_DTYPE_INT8":        4,
+		"CHUNK_KV_DTYPE_Q4":          5,
+		"CHUNK_KV_DTYPE_Q2":          6,
+		"CHUNK_KV_DTYPE_MIXED":       7,
 	}
 )
 
@@ -406,13 +417,20 @@ func (x *ChunkModelFingerprint) GetRope() *ChunkRoPEConfig {
 }
 
 type ChunkKVLayout struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Layers        uint32                 `protobuf:"varint,1,opt,name=layers,proto3" json:"layers,omitempty"`
-	KvHeads       uint32                 `protobuf:"varint,2,opt,name=kv_heads,json=kvHeads,proto3" json:"kv_heads,omitempty"`
-	HeadDim       uint32                 `protobuf:"varint,3,opt,name=head_dim,json=headDim,proto3" json:"head_dim,omitempty"`
-	Dtype         ChunkKVDType           `protobuf:"varint,4,opt,name=dtype,proto3,enum=ragkv.v1.ChunkKVDType" json:"dtype,omitempty"`
-	KScale        ChunkKVScaleMode       `protobuf:"varint,5,opt,name=k_scale,json=kScale,proto3,enum=ragkv.v1.ChunkKVScaleMode" json:"k_scale,omitempty"`
-	VScale        ChunkKVScaleMode       `protobuf:"varint,6,opt,name=v_scale,json=vScale,proto3,enum=ragkv.v1.ChunkKVScaleMode" json:"v_scale,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Layers  uint32                 `protobuf:"varint,1,opt,name=layers,proto3" json:"layers,omitempty"`
+	KvHeads uint32                 `protobuf:"varint,2,opt,name=kv_heads,json=kvHeads,proto3" json:"kv_heads,omitempty"`
+	HeadDim uint32                 `protobuf:"varint,3,opt,name=head_dim,json=headDim,proto3" json:"head_dim,omitempty"`
+	Dtype   ChunkKVDType           `protobuf:"varint,4,opt,name=dtype,proto3,enum=ragkv.v1.ChunkKVDType" json:"dtype,omitempty"`
+	KScale  ChunkKVScaleMode       `protobuf:"varint,5,opt,name=k_scale,json=kScale,proto3,enum=ragkv.v1.ChunkKVScaleMode" json:"k_scale,omitempty"`
+	VScale  ChunkKVScaleMode       `protobuf:"varint,6,opt,name=v_scale,json=vScale,proto3,enum=ragkv.v1.ChunkKVScaleMode" json:"v_scale,omitempty"`
+	// Grouped dtypes only (0/false otherwise): group size (0 on put: the default, 32),
+	// Walsh–Hadamard rotation of the head dim, and for MIXED the high precision (4 or
+	// 8) and the target average bits ×100.
+	Group         uint32 `protobuf:"varint,7,opt,name=group,proto3" json:"group,omitempty"`
+	Rotate        bool   `protobuf:"varint,8,opt,name=rotate,proto3" json:"rotate,omitempty"`
+	HiBits        uint32 `protobuf:"varint,9,opt,name=hi_bits,json=hiBits,proto3" json:"hi_bits,omitempty"`
+	MixCentibits  uint32 `protobuf:"varint,10,opt,name=mix_centibits,json=mixCentibits,proto3" json:"mix_centibits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +505,34 @@ func (x *ChunkKVLayout) GetVScale() ChunkKVScaleMode {
 		return x.VScale
 	}
 	return ChunkKVScaleMode_CHUNK_KV_SCALE_MODE_UNSPECIFIED
+}
+
+func (x *ChunkKVLayout) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *ChunkKVLayout) GetRotate() bool {
+	if x != nil {
+		return x.Rotate
+	}
+	return false
+}
+
+func (x *ChunkKVLayout) GetHiBits() uint32 {
+	if x != nil {
+		return x.HiBits
+	}
+	return 0
+}
+
+func (x *ChunkKVLayout) GetMixCentibits() uint32 {
+	if x != nil {
+		return x.MixCentibits
+	}
+	return 0
 }
 
 // The identity a key is computed from.
@@ -989,7 +1035,11 @@ type GetChunkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Chunk *ChunkRef              `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
 	// Layers to send, ascending; empty = all.
-	Layers        []uint32 `protobuf:"varint,2,rep,packed,name=layers,proto3" json:"layers,omitempty"`
+	Layers []uint32 `protobuf:"varint,2,rep,packed,name=layers,proto3" json:"layers,omitempty"`
+	// Unspecified: the stored form. F32, F16, BF16 or INT8: every layer decoded and
+	// re-encoded in that dtype by the server (the info's layout and the frames' CRCs are
+	// of the converted form).
+	AsDtype       ChunkKVDType `protobuf:"varint,3,opt,name=as_dtype,json=asDtype,proto3,enum=ragkv.v1.ChunkKVDType" json:"as_dtype,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1036,6 +1086,13 @@ func (x *GetChunkRequest) GetLayers() []uint32 {
 		return x.Layers
 	}
 	return nil
+}
+
+func (x *GetChunkRequest) GetAsDtype() ChunkKVDType {
+	if x != nil {
+		return x.AsDtype
+	}
+	return ChunkKVDType_CHUNK_KV_DTYPE_UNSPECIFIED
 }
 
 type ChunkInfo struct {
@@ -1768,8 +1825,12 @@ type ChunkTierStats struct {
 	// A shared tier (the Redis remote tier): bytes, capacity and entries are what the
 	// store reports for every replica sharing it, evictions its own, admissions the
 	// puts this replica wrote to it; errors are failed operations served as misses.
-	Shared        bool   `protobuf:"varint,14,opt,name=shared,proto3" json:"shared,omitempty"`
-	Errors        uint64 `protobuf:"varint,15,opt,name=errors,proto3" json:"errors,omitempty"`
+	Shared bool   `protobuf:"varint,14,opt,name=shared,proto3" json:"shared,omitempty"`
+	Errors uint64 `protobuf:"varint,15,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Chunk tokens held and stored bytes per chunk token: the cost of the tier's KV
+	// format (f16, q4, ...); not reported for a shared tier.
+	ChunkTokens   uint64  `protobuf:"varint,16,opt,name=chunk_tokens,json=chunkTokens,proto3" json:"chunk_tokens,omitempty"`
+	BytesPerToken float64 `protobuf:"fixed64,17,opt,name=bytes_per_token,json=bytesPerToken,proto3" json:"bytes_per_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1905,6 +1966,20 @@ func (x *ChunkTierStats) GetShared() bool {
 func (x *ChunkTierStats) GetErrors() uint64 {
 	if x != nil {
 		return x.Errors
+	}
+	return 0
+}
+
+func (x *ChunkTierStats) GetChunkTokens() uint64 {
+	if x != nil {
+		return x.ChunkTokens
+	}
+	return 0
+}
+
+func (x *ChunkTierStats) GetBytesPerToken() float64 {
+	if x != nil {
+		return x.BytesPerToken
 	}
 	return 0
 }
@@ -2777,14 +2852,19 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\farchitecture\x18\x01 \x01(\tR\farchitecture\x12%\n" +
 	"\x0eweights_digest\x18\x02 \x01(\tR\rweightsDigest\x12)\n" +
 	"\x10tokenizer_digest\x18\x03 \x01(\tR\x0ftokenizerDigest\x12-\n" +
-	"\x04rope\x18\x04 \x01(\v2\x19.ragkv.v1.ChunkRoPEConfigR\x04rope\"\xf5\x01\n" +
+	"\x04rope\x18\x04 \x01(\v2\x19.ragkv.v1.ChunkRoPEConfigR\x04rope\"\xe1\x02\n" +
 	"\rChunkKVLayout\x12\x16\n" +
 	"\x06layers\x18\x01 \x01(\rR\x06layers\x12\x19\n" +
 	"\bkv_heads\x18\x02 \x01(\rR\akvHeads\x12\x19\n" +
 	"\bhead_dim\x18\x03 \x01(\rR\aheadDim\x12,\n" +
 	"\x05dtype\x18\x04 \x01(\x0e2\x16.ragkv.v1.ChunkKVDTypeR\x05dtype\x123\n" +
 	"\ak_scale\x18\x05 \x01(\x0e2\x1a.ragkv.v1.ChunkKVScaleModeR\x06kScale\x123\n" +
-	"\av_scale\x18\x06 \x01(\x0e2\x1a.ragkv.v1.ChunkKVScaleModeR\x06vScale\"\x8d\x01\n" +
+	"\av_scale\x18\x06 \x01(\x0e2\x1a.ragkv.v1.ChunkKVScaleModeR\x06vScale\x12\x14\n" +
+	"\x05group\x18\a \x01(\rR\x05group\x12\x16\n" +
+	"\x06rotate\x18\b \x01(\bR\x06rotate\x12\x17\n" +
+	"\ahi_bits\x18\t \x01(\rR\x06hiBits\x12#\n" +
+	"\rmix_centibits\x18\n" +
+	" \x01(\rR\fmixCentibits\"\x8d\x01\n" +
 	"\tChunkSpec\x125\n" +
 	"\x05model\x18\x01 \x01(\v2\x1f.ragkv.v1.ChunkModelFingerprintR\x05model\x12,\n" +
 	"\x05dtype\x18\x02 \x01(\x0e2\x16.ragkv.v1.ChunkKVDTypeR\x05dtype\x12\x1b\n" +
@@ -2822,10 +2902,11 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12\x1a\n" +
 	"\badmitted\x18\x03 \x01(\bR\badmitted\x12!\n" +
-	"\fstored_bytes\x18\x04 \x01(\x04R\vstoredBytes\"S\n" +
+	"\fstored_bytes\x18\x04 \x01(\x04R\vstoredBytes\"\x86\x01\n" +
 	"\x0fGetChunkRequest\x12(\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x12.ragkv.v1.ChunkRefR\x05chunk\x12\x16\n" +
-	"\x06layers\x18\x02 \x03(\rR\x06layers\"\x80\x04\n" +
+	"\x06layers\x18\x02 \x03(\rR\x06layers\x121\n" +
+	"\bas_dtype\x18\x03 \x01(\x0e2\x16.ragkv.v1.ChunkKVDTypeR\aasDtype\"\x80\x04\n" +
 	"\tChunkInfo\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x125\n" +
@@ -2874,7 +2955,7 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x11UnpinChunkRequest\x12(\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x12.ragkv.v1.ChunkRefR\x05chunk\"\x14\n" +
 	"\x12UnpinChunkResponse\"\x18\n" +
-	"\x16ChunkCacheStatsRequest\"\xb6\x03\n" +
+	"\x16ChunkCacheStatsRequest\"\x81\x04\n" +
 	"\x0eChunkTierStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12%\n" +
@@ -2899,7 +2980,9 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"persistent\x18\r \x01(\bR\n" +
 	"persistent\x12\x16\n" +
 	"\x06shared\x18\x0e \x01(\bR\x06shared\x12\x16\n" +
-	"\x06errors\x18\x0f \x01(\x04R\x06errors\"\x81\x01\n" +
+	"\x06errors\x18\x0f \x01(\x04R\x06errors\x12!\n" +
+	"\fchunk_tokens\x18\x10 \x01(\x04R\vchunkTokens\x12&\n" +
+	"\x0fbytes_per_token\x18\x11 \x01(\x01R\rbytesPerToken\"\x81\x01\n" +
 	"\x17ChunkCacheStatsResponse\x12.\n" +
 	"\x05tiers\x18\x01 \x03(\v2\x18.ragkv.v1.ChunkTierStatsR\x05tiers\x12\x1e\n" +
 	"\n" +
@@ -2975,13 +3058,16 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x0eLocateResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12.\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x16.ragkv.v1.LocatedChunkR\x06chunks\x12 \n" +
-	"\vunreachable\x18\x03 \x03(\tR\vunreachable*\x90\x01\n" +
+	"\vunreachable\x18\x03 \x03(\tR\vunreachable*\xd8\x01\n" +
 	"\fChunkKVDType\x12\x1e\n" +
 	"\x1aCHUNK_KV_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHUNK_KV_DTYPE_F32\x10\x01\x12\x16\n" +
 	"\x12CHUNK_KV_DTYPE_F16\x10\x02\x12\x17\n" +
 	"\x13CHUNK_KV_DTYPE_BF16\x10\x03\x12\x17\n" +
-	"\x13CHUNK_KV_DTYPE_INT8\x10\x04*\x7f\n" +
+	"\x13CHUNK_KV_DTYPE_INT8\x10\x04\x12\x15\n" +
+	"\x11CHUNK_KV_DTYPE_Q4\x10\x05\x12\x15\n" +
+	"\x11CHUNK_KV_DTYPE_Q2\x10\x06\x12\x18\n" +
+	"\x14CHUNK_KV_DTYPE_MIXED\x10\a*\x7f\n" +
 	"\x10ChunkKVScaleMode\x12#\n" +
 	"\x1fCHUNK_KV_SCALE_MODE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dCHUNK_KV_SCALE_MODE_PER_TOKEN\x10\x01\x12#\n" +
@@ -3085,54 +3171,55 @@ var file_ragkv_v1_chunkcache_proto_depIdxs = []int32{
 	9,  // 11: ragkv.v1.PutChunkRequest.header:type_name -> ragkv.v1.ChunkPutHeader
 	10, // 12: ragkv.v1.PutChunkRequest.layer:type_name -> ragkv.v1.ChunkLayerFrame
 	8,  // 13: ragkv.v1.GetChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	5,  // 14: ragkv.v1.ChunkInfo.model:type_name -> ragkv.v1.ChunkModelFingerprint
-	6,  // 15: ragkv.v1.ChunkInfo.layout:type_name -> ragkv.v1.ChunkKVLayout
-	40, // 16: ragkv.v1.ChunkInfo.metadata:type_name -> ragkv.v1.ChunkInfo.MetadataEntry
-	2,  // 17: ragkv.v1.ChunkInfo.pin:type_name -> ragkv.v1.ChunkPin
-	14, // 18: ragkv.v1.GetChunkResponse.info:type_name -> ragkv.v1.ChunkInfo
-	10, // 19: ragkv.v1.GetChunkResponse.layer:type_name -> ragkv.v1.ChunkLayerFrame
-	7,  // 20: ragkv.v1.ChunkLookupRequest.specs:type_name -> ragkv.v1.ChunkSpec
-	2,  // 21: ragkv.v1.ChunkLookupResult.pin:type_name -> ragkv.v1.ChunkPin
-	17, // 22: ragkv.v1.ChunkLookupResponse.results:type_name -> ragkv.v1.ChunkLookupResult
-	8,  // 23: ragkv.v1.DeleteChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	8,  // 24: ragkv.v1.PinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	2,  // 25: ragkv.v1.PinChunkRequest.pin:type_name -> ragkv.v1.ChunkPin
-	2,  // 26: ragkv.v1.PinChunkResponse.pin:type_name -> ragkv.v1.ChunkPin
-	8,  // 27: ragkv.v1.UnpinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
-	26, // 28: ragkv.v1.ChunkCacheStatsResponse.tiers:type_name -> ragkv.v1.ChunkTierStats
-	28, // 29: ragkv.v1.ChunkPolicy.tiers:type_name -> ragkv.v1.ChunkTierPolicy
-	31, // 30: ragkv.v1.SetChunkPolicyRequest.tiers:type_name -> ragkv.v1.ChunkTierPolicyUpdate
-	3,  // 31: ragkv.v1.ChunkEvent.type:type_name -> ragkv.v1.ChunkEventType
-	7,  // 32: ragkv.v1.LocateRequest.specs:type_name -> ragkv.v1.ChunkSpec
-	36, // 33: ragkv.v1.LocatedChunk.replicas:type_name -> ragkv.v1.ChunkLocation
-	37, // 34: ragkv.v1.LocateResponse.chunks:type_name -> ragkv.v1.LocatedChunk
-	11, // 35: ragkv.v1.ChunkCache.PutChunk:input_type -> ragkv.v1.PutChunkRequest
-	13, // 36: ragkv.v1.ChunkCache.GetChunk:input_type -> ragkv.v1.GetChunkRequest
-	16, // 37: ragkv.v1.ChunkCache.Lookup:input_type -> ragkv.v1.ChunkLookupRequest
-	19, // 38: ragkv.v1.ChunkCache.DeleteChunk:input_type -> ragkv.v1.DeleteChunkRequest
-	21, // 39: ragkv.v1.ChunkCache.Pin:input_type -> ragkv.v1.PinChunkRequest
-	23, // 40: ragkv.v1.ChunkCache.Unpin:input_type -> ragkv.v1.UnpinChunkRequest
-	25, // 41: ragkv.v1.ChunkCache.Stats:input_type -> ragkv.v1.ChunkCacheStatsRequest
-	29, // 42: ragkv.v1.ChunkCache.GetPolicy:input_type -> ragkv.v1.GetChunkPolicyRequest
-	32, // 43: ragkv.v1.ChunkCache.SetPolicy:input_type -> ragkv.v1.SetChunkPolicyRequest
-	33, // 44: ragkv.v1.ChunkCache.WatchChunks:input_type -> ragkv.v1.WatchChunksRequest
-	35, // 45: ragkv.v1.ChunkCache.Locate:input_type -> ragkv.v1.LocateRequest
-	12, // 46: ragkv.v1.ChunkCache.PutChunk:output_type -> ragkv.v1.PutChunkResponse
-	15, // 47: ragkv.v1.ChunkCache.GetChunk:output_type -> ragkv.v1.GetChunkResponse
-	18, // 48: ragkv.v1.ChunkCache.Lookup:output_type -> ragkv.v1.ChunkLookupResponse
-	20, // 49: ragkv.v1.ChunkCache.DeleteChunk:output_type -> ragkv.v1.DeleteChunkResponse
-	22, // 50: ragkv.v1.ChunkCache.Pin:output_type -> ragkv.v1.PinChunkResponse
-	24, // 51: ragkv.v1.ChunkCache.Unpin:output_type -> ragkv.v1.UnpinChunkResponse
-	27, // 52: ragkv.v1.ChunkCache.Stats:output_type -> ragkv.v1.ChunkCacheStatsResponse
-	30, // 53: ragkv.v1.ChunkCache.GetPolicy:output_type -> ragkv.v1.ChunkPolicy
-	30, // 54: ragkv.v1.ChunkCache.SetPolicy:output_type -> ragkv.v1.ChunkPolicy
-	34, // 55: ragkv.v1.ChunkCache.WatchChunks:output_type -> ragkv.v1.ChunkEvent
-	38, // 56: ragkv.v1.ChunkCache.Locate:output_type -> ragkv.v1.LocateResponse
-	46, // [46:57] is the sub-list for method output_type
-	35, // [35:46] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	0,  // 14: ragkv.v1.GetChunkRequest.as_dtype:type_name -> ragkv.v1.ChunkKVDType
+	5,  // 15: ragkv.v1.ChunkInfo.model:type_name -> ragkv.v1.ChunkModelFingerprint
+	6,  // 16: ragkv.v1.ChunkInfo.layout:type_name -> ragkv.v1.ChunkKVLayout
+	40, // 17: ragkv.v1.ChunkInfo.metadata:type_name -> ragkv.v1.ChunkInfo.MetadataEntry
+	2,  // 18: ragkv.v1.ChunkInfo.pin:type_name -> ragkv.v1.ChunkPin
+	14, // 19: ragkv.v1.GetChunkResponse.info:type_name -> ragkv.v1.ChunkInfo
+	10, // 20: ragkv.v1.GetChunkResponse.layer:type_name -> ragkv.v1.ChunkLayerFrame
+	7,  // 21: ragkv.v1.ChunkLookupRequest.specs:type_name -> ragkv.v1.ChunkSpec
+	2,  // 22: ragkv.v1.ChunkLookupResult.pin:type_name -> ragkv.v1.ChunkPin
+	17, // 23: ragkv.v1.ChunkLookupResponse.results:type_name -> ragkv.v1.ChunkLookupResult
+	8,  // 24: ragkv.v1.DeleteChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	8,  // 25: ragkv.v1.PinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	2,  // 26: ragkv.v1.PinChunkRequest.pin:type_name -> ragkv.v1.ChunkPin
+	2,  // 27: ragkv.v1.PinChunkResponse.pin:type_name -> ragkv.v1.ChunkPin
+	8,  // 28: ragkv.v1.UnpinChunkRequest.chunk:type_name -> ragkv.v1.ChunkRef
+	26, // 29: ragkv.v1.ChunkCacheStatsResponse.tiers:type_name -> ragkv.v1.ChunkTierStats
+	28, // 30: ragkv.v1.ChunkPolicy.tiers:type_name -> ragkv.v1.ChunkTierPolicy
+	31, // 31: ragkv.v1.SetChunkPolicyRequest.tiers:type_name -> ragkv.v1.ChunkTierPolicyUpdate
+	3,  // 32: ragkv.v1.ChunkEvent.type:type_name -> ragkv.v1.ChunkEventType
+	7,  // 33: ragkv.v1.LocateRequest.specs:type_name -> ragkv.v1.ChunkSpec
+	36, // 34: ragkv.v1.LocatedChunk.replicas:type_name -> ragkv.v1.ChunkLocation
+	37, // 35: ragkv.v1.LocateResponse.chunks:type_name -> ragkv.v1.LocatedChunk
+	11, // 36: ragkv.v1.ChunkCache.PutChunk:input_type -> ragkv.v1.PutChunkRequest
+	13, // 37: ragkv.v1.ChunkCache.GetChunk:input_type -> ragkv.v1.GetChunkRequest
+	16, // 38: ragkv.v1.ChunkCache.Lookup:input_type -> ragkv.v1.ChunkLookupRequest
+	19, // 39: ragkv.v1.ChunkCache.DeleteChunk:input_type -> ragkv.v1.DeleteChunkRequest
+	21, // 40: ragkv.v1.ChunkCache.Pin:input_type -> ragkv.v1.PinChunkRequest
+	23, // 41: ragkv.v1.ChunkCache.Unpin:input_type -> ragkv.v1.UnpinChunkRequest
+	25, // 42: ragkv.v1.ChunkCache.Stats:input_type -> ragkv.v1.ChunkCacheStatsRequest
+	29, // 43: ragkv.v1.ChunkCache.GetPolicy:input_type -> ragkv.v1.GetChunkPolicyRequest
+	32, // 44: ragkv.v1.ChunkCache.SetPolicy:input_type -> ragkv.v1.SetChunkPolicyRequest
+	33, // 45: ragkv.v1.ChunkCache.WatchChunks:input_type -> ragkv.v1.WatchChunksRequest
+	35, // 46: ragkv.v1.ChunkCache.Locate:input_type -> ragkv.v1.LocateRequest
+	12, // 47: ragkv.v1.ChunkCache.PutChunk:output_type -> ragkv.v1.PutChunkResponse
+	15, // 48: ragkv.v1.ChunkCache.GetChunk:output_type -> ragkv.v1.GetChunkResponse
+	18, // 49: ragkv.v1.ChunkCache.Lookup:output_type -> ragkv.v1.ChunkLookupResponse
+	20, // 50: ragkv.v1.ChunkCache.DeleteChunk:output_type -> ragkv.v1.DeleteChunkResponse
+	22, // 51: ragkv.v1.ChunkCache.Pin:output_type -> ragkv.v1.PinChunkResponse
+	24, // 52: ragkv.v1.ChunkCache.Unpin:output_type -> ragkv.v1.UnpinChunkResponse
+	27, // 53: ragkv.v1.ChunkCache.Stats:output_type -> ragkv.v1.ChunkCacheStatsResponse
+	30, // 54: ragkv.v1.ChunkCache.GetPolicy:output_type -> ragkv.v1.ChunkPolicy
+	30, // 55: ragkv.v1.ChunkCache.SetPolicy:output_type -> ragkv.v1.ChunkPolicy
+	34, // 56: ragkv.v1.ChunkCache.WatchChunks:output_type -> ragkv.v1.ChunkEvent
+	38, // 57: ragkv.v1.ChunkCache.Locate:output_type -> ragkv.v1.LocateResponse
+	47, // [47:58] is the sub-list for method output_type
+	36, // [36:47] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_ragkv_v1_chunkcache_proto_init() }
