@@ -155,7 +155,7 @@ func promptPassagesToProto(ps []PromptPassage) []*ragkvv1.PromptPassage {
 	out := make([]*ragkvv1.PromptPassage, len(ps))
 	for i, p := range ps {
 		out[i] = &ragkvv1.PromptPassage{PassageId: p.PassageID, DocId: p.DocID, Title: p.Title, Score: p.Score, ChunkId: p.ChunkID,
-			Key: append([]byte(nil), p.Key[:]...), Source: p.Source, Segment: uint32(p.Segment), Tokens: uint32(p.Tokens)}
+			Key: append([]byte(nil), p.Key[:]...), Source: p.Source, Segment: uint32(p.Segment), Tokens: uint32(p.Tokens), Text: p.Text}
 	}
 	return out
 }

@@ -337,8 +337,10 @@ type PromptPassage struct {
 	Key    []byte `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
 	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
 	// Index of its segment in breakdown.segments.
-	Segment       uint32 `protobuf:"varint,8,opt,name=segment,proto3" json:"segment,omitempty"`
-	Tokens        uint32 `protobuf:"varint,9,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Segment uint32 `protobuf:"varint,8,opt,name=segment,proto3" json:"segment,omitempty"`
+	Tokens  uint32 `protobuf:"varint,9,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// The passage text (the chunk is this + "\n\n").
+	Text          string `protobuf:"bytes,10,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -434,6 +436,13 @@ func (x *PromptPassage) GetTokens() uint32 {
 		return x.Tokens
 	}
 	return 0
+}
+
+func (x *PromptPassage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
 }
 
 type PrefillSegment struct {
@@ -1652,7 +1661,7 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x01k\x18\x03 \x01(\x05R\x01k\x12+\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x17.ragkv.v1.RetrievalModeR\x04mode\x12\x17\n" +
 	"\adoc_ids\x18\x05 \x03(\tR\x06docIds\x12&\n" +
-	"\x0fexclude_doc_ids\x18\x06 \x03(\tR\rexcludeDocIds\"\xe8\x01\n" +
+	"\x0fexclude_doc_ids\x18\x06 \x03(\tR\rexcludeDocIds\"\xfc\x01\n" +
 	"\rPromptPassage\x12\x1d\n" +
 	"\n" +
 	"passage_id\x18\x01 \x01(\tR\tpassageId\x12\x15\n" +
@@ -1663,7 +1672,9 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x03key\x18\x06 \x01(\fR\x03key\x12\x16\n" +
 	"\x06source\x18\a \x01(\tR\x06source\x12\x18\n" +
 	"\asegment\x18\b \x01(\rR\asegment\x12\x16\n" +
-	"\x06tokens\x18\t \x01(\rR\x06tokens\"\xe4\x01\n" +
+	"\x06tokens\x18\t \x01(\rR\x06tokens\x12\x12\n" +
+	"\x04text\x18\n" +
+	" \x01(\tR\x04text\"\xe4\x01\n" +
 	"\x0ePrefillSegment\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
