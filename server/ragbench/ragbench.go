@@ -774,12 +774,16 @@ func loadSciFact(o *Options) ([]*ragkvv1.RetrievalDocument, []string, error) {
 			}
 			q = sentList[best]
 		} else {
-			q = used[r]
-			for try := 0; sent[q] && try < 64; try++ {
-				q = dropWord(rng, used[r])
-			}
-			if sent[q] {
-				continue
+			// The drawn claim, else a variant of it, else (all tried) the next claim
+			// in popularity order.
+			for ; ; r = (r + 1) % len(used) {
+				q = used[r]
+				for try := 0; sent[q] && try < 64; try++ {
+					q = dropWord(rng, used[r])
+				}
+				if !sent[q] {
+					break
+				}
 			}
 			sent[q] = true
 			sentList = append(sentList, q)
