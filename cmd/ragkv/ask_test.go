@@ -154,10 +154,24 @@ func TestAskAfterPrecomputeCollection(t *testing.T) {
 		t.Fatalf("ask output %q", out)
 	}
 
+	// ingest --precompute: the new collection's passages are stored right away.
+	if _, err := runFresh(t, "ingest", "--addr", addr, "--collection", "kb2", "--corpus", corpus, "--chunk-words", "30",
+		"--chunk-overlap", "0", "--embedder", "none", "--precompute", "--engine-share", "1"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runFresh(t, "precompute", "--collection", "kb2", "--addr", addr, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := strings.Split(strings.TrimSpace(out), "\n"); !strings.Contains(l[len(l)-1], `"computed":0,`) || strings.Contains(l[len(l)-1], `"skipped":0,`) {
+		t.Fatalf("precompute after ingest --precompute: %s", out)
+	}
+
 	for _, tc := range []struct {
 		args []string
 		flag string
 	}{
+		{[]string{"ingest", "--addr", addr, "--collection", "kb3", "--corpus", corpus, "--system", "x"}, "--system"},
 		{[]string{"ask", "--addr", addr, "-q", "x"}, "--collection"},
 		{[]string{"ask", "--addr", addr, "--collection", "kb"}, "--query"},
 		{[]string{"ask", "--addr", addr, "--collection", "kb", "-q", "x", "--k", "0"}, "--k"},
