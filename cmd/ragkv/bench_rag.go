@@ -148,6 +148,8 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.IntVar(&o.Clients, "clients", 1, "clients sending queries at once")
 	f.StringVar(&o.Tier, "tier", "memory", "chunk-cache tier: memory or disk")
 	f.Var(&cacheBytes, "cache-bytes", "capacity of the tier (default 8GiB)")
+	f.StringVar(&o.Policy, "policy", "", "eviction policy of the tier (default: the chunk cache's)")
+	f.StringVar(&o.Admission, "admission", "", "admission filter of the tier: none or tinylfu (default: the chunk cache's)")
 	f.StringVar(&methods, "methods", "full,prefix,cacheblend,cachecraft", "methods (full always runs: it is the reference)")
 	f.IntVar(&o.K, "k", 5, "passages retrieved per query")
 	f.Float64Var(&o.Ratio, "ratio", 0.15, "recompute ratio of cacheblend and cachecraft")

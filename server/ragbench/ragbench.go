@@ -72,8 +72,11 @@ type Options struct {
 	// Tier holding the chunks: "memory" (default) or "disk" (a 16 MiB memory tier in
 	// front of Badger).
 	Tier string
-	// CacheBytes bounds the memory tier (default 8 GiB) or, with Tier disk, the disk.
-	CacheBytes int64
+	// CacheBytes bounds the memory tier (default 8 GiB) or, with Tier disk, the disk;
+	// Policy and Admission are that tier's eviction policy and admission filter
+	// (package chunkcache/eviction; default its defaults).
+	CacheBytes        int64
+	Policy, Admission string
 	// Methods to run (default full, prefix, cacheblend, cachecraft); full is always run.
 	Methods []blend.Method
 	// K passages per query (default 5), Ratio of cacheblend and cachecraft (default 0.15).
@@ -215,6 +218,9 @@ type Report struct {
 	DistinctQueries    int      `json:"distinct_queries"`
 	Clients            int      `json:"clients"`
 	Tier               string   `json:"tier"`
+	CacheBytes         int64    `json:"cache_bytes"`
+	Policy             string   `json:"policy,omitempty"`
+	Admission          string   `json:"admission,omitempty"`
 	K                  int      `json:"k"`
 	Ratio              float64  `json:"ratio"`
 	Methods            []string `json:"methods"`
@@ -273,6 +279,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	}
 	defer env.close()
 	rep := &Report{Stream: o.Stream, Model: modelName, Queries: len(queries), Clients: o.Clients, Tier: o.Tier, K: o.K, Ratio: o.Ratio,
+		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission,
 		CollectionDocs: len(docs), Window: o.Window}
 	for _, mm := range o.Methods {
 		rep.Methods = append(rep.Methods, string(mm))
@@ -399,7 +406,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	quiet := slog.New(slog.DiscardHandler)
 	var tiers []chunkcache.TierConfig
 	if o.Tier == "memory" {
-		tiers = []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: o.CacheBytes}}}
+		tiers = []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: o.CacheBytes, Policy: o.Policy, Admission: o.Admission}}}
 	} else {
 		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: filepath.Join(dir, "cache"), Logger: quiet})
 		if err != nil {
@@ -407,7 +414,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 		}
 		tiers = []chunkcache.TierConfig{
 			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 16 << 20}},
-			{Tier: disk, Eviction: eviction.Config{Capacity: o.CacheBytes}, WriteThrough: true},
+			{Tier: disk, Eviction: eviction.Config{Capacity: o.CacheBytes, Policy: o.Policy, Admission: o.Admission}, WriteThrough: true},
 		}
 	}
 	cache, err := chunkcache.New(ctx, chunkcache.Options{Tiers: tiers, DisablePromotion: o.Tier == "disk", Logger: quiet})
