@@ -507,3 +507,19 @@ func TestPrecomputeCollection(t *testing.T) {
 		wantInfCode(t, err, tc.code, tc.substr)
 	}
 }
+
+// TestRetrieveKeysNeedInference: with_keys on a server without the Inference service
+// fails with FailedPrecondition; without with_keys nothing changes.
+func TestRetrieveKeysNeedInference(t *testing.T) {
+	c := retrievalClient(t)
+	if _, err := ingestStream(t, c, &ragkvv1.IngestRequest{Collection: "c", Documents: testDocs(8)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res, err := c.Retrieve(ctx, &ragkvv1.RetrieveRequest{Collection: "c", Query: "animals", K: 2, Mode: ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25})
+	if err != nil || len(res.Passages) == 0 || res.Passages[0].ChunkKey != nil {
+		t.Fatalf("plain retrieve: %v, %+v", err, res)
+	}
+	_, err = c.Retrieve(ctx, &ragkvv1.RetrieveRequest{Collection: "c", Query: "animals", K: 2, WithKeys: true})
+	wantCode(t, err, codes.FailedPrecondition, "Inference service")
+}
