@@ -46,6 +46,7 @@ type inferenceService struct {
 	e   *blend.Engine
 	ret *retrieval.Store // nil: no retrieval sources
 	log *slog.Logger
+	co  coRetrieval
 }
 
 // prompt is a validated prefill input and the passages its retrieval source fused.
@@ -83,6 +84,7 @@ func (s *inferenceService) prompt(ctx context.Context, req *ragkvv1.PrefillReque
 			return nil, invalidArg("prefill: %d chunks and %d passages (at most %d)", len(in.Chunks), len(p.passages), maxPrefillChunks)
 		}
 		in.Chunks = append(in.Chunks, PassageChunks(p.passages)...)
+		s.co.record(src.Collection, p.passages)
 	}
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -221,6 +222,9 @@ func (s *inferenceService) PrecomputeCollection(req *ragkvv1.PrecomputeCollectio
 	if err != nil {
 		return toStatus(fmt.Errorf("precompute collection: %w", err))
 	}
+	if req.GetCoRetrievedContext() {
+		ps = s.co.order(req.GetCollection(), ps)
+	}
 	m := s.e.Model()
 	room := m.Config.Ctx - len(m.Tok.Encode(req.GetSystem(), true, false))
 	var (
@@ -269,4 +273,85 @@ func (s *inferenceService) PrecomputeCollection(req *ragkvv1.PrecomputeCollectio
 	s.log.Info("collection precomputed", "collection", req.GetCollection(), "namespace", req.GetNamespace(), "passages", len(ps),
 		"computed", prog.Computed, "skipped", prog.Skipped, "rejected", prog.Rejected, "seconds", time.Since(t0).Seconds())
 	return nil
+}
+
+// maxCoRetrievalPairs bounds the co-retrieval counts a server keeps (pairs beyond it
+// are not counted; those counted keep counting).
+const maxCoRetrievalPairs = 1 << 20
+
+// coRetrieval counts, per collection, how often two passages were retrieved for the
+// same prompt: Cache-Craft's statistics are the most useful when computed in the
+// context the chunk is actually fused in.
+type coRetrieval struct {
+	mu    sync.Mutex
+	pairs int
+	n     map[string]map[string]map[string]uint32 // collection → passage → neighbour → count
+}
+
+func (c *coRetrieval) record(collection string, ps []RetrievedPassage) {
+	if len(ps) < 2 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]map[string]map[string]uint32{}
+	}
+	coll := c.n[collection]
+	if coll == nil {
+		coll = map[string]map[string]uint32{}
+		c.n[collection] = coll
+	}
+	for _, a := range ps {
+		for _, b := range ps {
+			if a.PassageID == b.PassageID {
+				continue
+			}
+			nb := coll[a.PassageID]
+			if nb == nil {
+				nb = map[string]uint32{}
+				coll[a.PassageID] = nb
+			}
+			if _, ok := nb[b.PassageID]; !ok {
+				if c.pairs >= maxCoRetrievalPairs {
+					continue
+				}
+				c.pairs++
+			}
+			nb[b.PassageID]++
+		}
+	}
+}
+
+// order returns ps reordered so that each passage follows, where it can, its most
+// frequent co-retrieved neighbour not placed yet (a greedy chain from each unplaced
+// passage in the original order).
+func (c *coRetrieval) order(collection string, ps []retrieval.Passage) []retrieval.Passage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	coll := c.n[collection]
+	if len(coll) == 0 {
+		return ps
+	}
+	idx := make(map[string]int, len(ps))
+	for i, p := range ps {
+		idx[p.ID] = i
+	}
+	placed := make([]bool, len(ps))
+	out := make([]retrieval.Passage, 0, len(ps))
+	for start := range ps {
+		for i := start; i >= 0 && !placed[i]; {
+			placed[i] = true
+			out = append(out, ps[i])
+			next, best := -1, uint32(0)
+			for nb, n := range coll[ps[i].ID] {
+				j, ok := idx[nb]
+				if ok && !placed[j] && (n > best || (n == best && j < next)) {
+					next, best = j, n
+				}
+			}
+			i = next
+		}
+	}
+	return out
 }

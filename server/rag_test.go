@@ -477,6 +477,33 @@ func TestPrecomputeCollection(t *testing.T) {
 		}
 	}
 
+	// With co_retrieved_context the passages retrieved together follow each other.
+	ord := precomputeCollection(t, s.inf, &ragkvv1.PrecomputeCollectionRequest{Collection: "stories", System: inferenceSystem,
+		Namespace: "ns3", EngineShare: 1, CoRetrievedContext: true}, 0)
+	together := map[string]bool{}
+	for _, p := range resp.Passages {
+		together[p.PassageId] = true
+	}
+	at := -1
+	for i, p := range ord {
+		if together[p.PassageId] {
+			at = i
+			break
+		}
+	}
+	if at < 0 || at+len(together) > len(ord) || len(ord) != total {
+		t.Fatalf("co-retrieved order: first at %d of %d", at, len(ord))
+	}
+	for _, p := range ord[at : at+len(together)] {
+		if !together[p.PassageId] {
+			var ids []string
+			for _, q := range ord {
+				ids = append(ids, q.PassageId)
+			}
+			t.Fatalf("co-retrieved passages %v not consecutive in %v", together, ids)
+		}
+	}
+
 	// Cancelling stops a job (another namespace, a fifth of the engine, cancelled after
 	// 3 passages): a rerun skips what it stored and computes the rest.
 	ns2 := &ragkvv1.PrecomputeCollectionRequest{Collection: "stories", System: inferenceSystem, Namespace: "ns2", EngineShare: 0.2}

@@ -86,6 +86,7 @@ func newPrecomputeCmd() *cobra.Command {
 		chunksPath, modelPath, tokPath, dataDir, cacheDir, dtype, ns, system, addr, keysOut string
 		collection                                                                          string
 		engineShare                                                                         float64
+		coRetrieved                                                                         bool
 		contextChunks, threads, batch                                                       int
 		diskCapacity                                                                        cacheBytes = 16 << 30
 		syncWrites, asJSON                                                                  bool
@@ -131,10 +132,12 @@ stored are skipped, so running it again after an interruption resumes.`,
 					return flagErr("engine-share", "want a number in (0, 1], got %g", engineShare)
 				}
 				return precomputeCollection(cmd, addr, &ragkvv1.PrecomputeCollectionRequest{Collection: collection, Namespace: ns, System: system,
-					ContextChunks: int32(contextChunksFlag(contextChunks)), EngineShare: engineShare}, keysOut, asJSON)
+					ContextChunks: int32(contextChunksFlag(contextChunks)), EngineShare: engineShare, CoRetrievedContext: coRetrieved}, keysOut, asJSON)
 			}
-			if cmd.Flags().Changed("engine-share") {
-				return flagErr("engine-share", "applies to --collection only")
+			for _, name := range []string{"engine-share", "co-retrieved"} {
+				if cmd.Flags().Changed(name) {
+					return flagErr(name, "applies to --collection only")
+				}
 			}
 			if chunksPath == "" {
 				return flagErr("chunks", "a JSONL file of {\"id\",\"text\"} lines is required (or --collection with --addr)")
@@ -221,6 +224,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 	f.StringVar(&keysOut, "keys-out", "", "write {\"id\",\"key\"} lines (chunk-cache keys) to this file")
 	f.BoolVar(&asJSON, "json", false, "print the counts as one JSON object as the last line")
 	f.StringVar(&collection, "collection", "", "precompute every passage of this collection of the --addr server instead of --chunks (as retrieval sources fuse them; resumable)")
+	f.BoolVar(&coRetrieved, "co-retrieved", false, "--collection: compute each passage's Cache-Craft statistics after the passage the server most often retrieved with it")
 	f.Float64Var(&engineShare, "engine-share", 0.5, "share of the time the --collection job may hold the server's engine, in (0, 1]")
 	return cmd
 }

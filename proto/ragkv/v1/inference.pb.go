@@ -1453,9 +1453,14 @@ type PrecomputeCollectionRequest struct {
 	ContextChunks int32 `protobuf:"varint,4,opt,name=context_chunks,json=contextChunks,proto3" json:"context_chunks,omitempty"`
 	// Share of the time the job may hold an engine slot, in (0, 1] (0: 0.5): after each
 	// passage it waits (1−share)/share × the time the passage took.
-	EngineShare   float64 `protobuf:"fixed64,5,opt,name=engine_share,json=engineShare,proto3" json:"engine_share,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EngineShare float64 `protobuf:"fixed64,5,opt,name=engine_share,json=engineShare,proto3" json:"engine_share,omitempty"`
+	// Order the passages so that each follows the passage retrieved most often together
+	// with it by this server's retrieval sources (since it started), so that Cache-Craft's
+	// statistics context (context_chunks 1) is a real co-retrieved neighbour, not the
+	// previous passage of the collection; passages never co-retrieved keep their order.
+	CoRetrievedContext bool `protobuf:"varint,6,opt,name=co_retrieved_context,json=coRetrievedContext,proto3" json:"co_retrieved_context,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PrecomputeCollectionRequest) Reset() {
@@ -1521,6 +1526,13 @@ func (x *PrecomputeCollectionRequest) GetEngineShare() float64 {
 		return x.EngineShare
 	}
 	return 0
+}
+
+func (x *PrecomputeCollectionRequest) GetCoRetrievedContext() bool {
+	if x != nil {
+		return x.CoRetrievedContext
+	}
+	return false
 }
 
 type PrecomputeCollectionProgress struct {
@@ -1766,7 +1778,7 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x05total\x18\x06 \x01(\rR\x05total\x12\x1a\n" +
 	"\bcomputed\x18\a \x01(\rR\bcomputed\x12\x18\n" +
 	"\askipped\x18\b \x01(\rR\askipped\x12\x1a\n" +
-	"\brejected\x18\t \x01(\rR\brejected\"\xbd\x01\n" +
+	"\brejected\x18\t \x01(\rR\brejected\"\xef\x01\n" +
 	"\x1bPrecomputeCollectionRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -1774,7 +1786,8 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06system\x18\x03 \x01(\tR\x06system\x12%\n" +
 	"\x0econtext_chunks\x18\x04 \x01(\x05R\rcontextChunks\x12!\n" +
-	"\fengine_share\x18\x05 \x01(\x01R\vengineShare\"\xfb\x01\n" +
+	"\fengine_share\x18\x05 \x01(\x01R\vengineShare\x120\n" +
+	"\x14co_retrieved_context\x18\x06 \x01(\bR\x12coRetrievedContext\"\xfb\x01\n" +
 	"\x1cPrecomputeCollectionProgress\x12\x1d\n" +
 	"\n" +
 	"passage_id\x18\x01 \x01(\tR\tpassageId\x12\x10\n" +
