@@ -90,7 +90,7 @@ func (ld *loader) run(ctx context.Context, m *model.Model, kv *model.KV, segs []
 				return
 			}
 			if rots[i].old != nil {
-				if err := m.RotateK(k, rots[i].old, rots[i].new); err != nil {
+				if err := m.RotateKLayer(l, k, rots[i].old, rots[i].new); err != nil {
 					ld.done[l] <- err
 					return
 				}

@@ -162,7 +162,7 @@ func (r *run) step(l int, x []float32, rows []int, o *model.StepOptions) error {
 	err := r.st.LayerStep(r.ctx, l, x, rows, rows, r.kv, o)
 	r.stats.Compute += time.Since(t)
 	if o == nil || !o.KVOnly {
-		all, attn := layerFLOPs(&r.b.m.Config, rows)
+		all, attn := layerFLOPsWindow(&r.b.m.Config, rows, r.b.m.Config.Window(l))
 		r.stats.FLOPs += all
 		r.stats.AttnFLOPs += attn
 	} else {
@@ -242,10 +242,18 @@ func (r *run) startLoader(load []bool, from int) error {
 // layerFLOPs counts one layer over rows (positions equal rows): projections,
 // feed-forward and causal attention (each query over the keys at positions ≤ its own).
 // It returns the total and the attention part.
-func layerFLOPs(c *model.Config, rows []int) (all, attn float64) {
+func layerFLOPs(c *model.Config, rows []int) (all, attn float64) { return layerFLOPsWindow(c, rows, 0) }
+
+// layerFLOPsWindow is layerFLOPs for a layer with a sliding window (0: none): each query
+// attends to at most window keys.
+func layerFLOPsWindow(c *model.Config, rows []int, window int) (all, attn float64) {
 	keys := 0.0
 	for _, p := range rows {
-		keys += float64(p + 1)
+		k := p + 1
+		if window > 0 {
+			k = min(k, window)
+		}
+		keys += float64(k)
 	}
 	attn = 4 * float64(c.QDim()) * keys
 	return projFLOPs(c)*float64(len(rows)) + attn, attn

@@ -152,28 +152,32 @@ func (s *scratch) attnItem(sl *attnSlot, it attnItem) error {
 	qc := max(1, attnChunkRows/G)
 	for i0 := 0; i0 < nb; i0 += qc {
 		i1 := min(i0+qc, nb)
-		tEnd := Tb
+		// Keys [tStart, tEnd) are visible to some query of the chunk (with keys in
+		// position order: up to its last query's position, and from its first query's
+		// window on).
+		tStart, tEnd := 0, Tb
 		if s.aSorted {
-			maxPos := s.aPos[b0+i0]
+			maxPos, minPos := s.aPos[b0+i0], s.aPos[b0+i0]
 			for _, p := range s.aPos[b0+i0 : b0+i1] {
-				maxPos = max(maxPos, p)
+				maxPos, minPos = max(maxPos, p), min(minPos, p)
 			}
 			tEnd = visibleEnd(s.aKV.Pos[:Tb], maxPos)
+			tStart = min(visibleStart(s.aKV.Pos[:Tb], minPos, s.aWin), tEnd)
 		}
 		r0, rows := i0*G, (i1-i0)*G
 		sc := sl.sc[r0*Tb : (r0+rows)*Tb]
-		if tEnd > 0 {
-			if err := sl.gemm.MulABt(sc, Tb, sl.qg[r0*hd:], hd, K[g*hd:], kd, rows, tEnd, hd); err != nil {
+		if tEnd > tStart {
+			if err := sl.gemm.MulABt(sc[tStart:], Tb, sl.qg[r0*hd:], hd, K[g*hd+tStart*kd:], kd, rows, tEnd-tStart, hd); err != nil {
 				return err
 			}
 		}
-		s.softmaxRows(sl, b0, r0, rows, Tb, tEnd, g)
+		s.softmaxRows(sl, b0, r0, rows, Tb, tStart, tEnd, g)
 		og := sl.og[r0*hd : (r0+rows)*hd]
-		if tEnd == 0 {
+		if tEnd == tStart {
 			clear(og)
 			continue
 		}
-		if err := sl.gemm.MulAB(og, hd, sc, Tb, V[g*hd:], kd, rows, hd, tEnd); err != nil {
+		if err := sl.gemm.MulAB(og, hd, sc[tStart:], Tb, V[g*hd+tStart*kd:], kd, rows, hd, tEnd-tStart); err != nil {
 			return err
 		}
 	}
@@ -188,11 +192,12 @@ func (s *scratch) attnItem(sl *attnSlot, it attnItem) error {
 }
 
 // softmaxRows normalizes score rows [r0, r0+rows) of one item (query b0 + r/G, head
-// r%G of KV head g; row stride Tb, the first tEnd columns computed) with the causal mask
-// by absolute position, leaving exp(score − max) in sl.sc (zero where masked) and 1/Σ in
-// sl.rowInv (P·V is normalized afterwards: n×hd work instead of n×T), and records
-// outside-span mass. A row that sees no key gets zero weights.
-func (s *scratch) softmaxRows(sl *attnSlot, b0, r0, rows, Tb, tEnd, g int) {
+// r%G of KV head g; row stride Tb, columns [tStart, tEnd) computed) with the causal mask
+// by absolute position (and the layer's sliding window), after the soft-cap if the model
+// has one, leaving exp(score − max) in sl.sc (zero where masked) and 1/Σ in sl.rowInv
+// (P·V is normalized afterwards: n×hd work instead of n×T), and records outside-span
+// mass. A row that sees no key gets zero weights.
+func (s *scratch) softmaxRows(sl *attnSlot, b0, r0, rows, Tb, tStart, tEnd, g int) {
 	c := &s.m.Config
 	G := c.Heads / c.KVHeads
 	kvPos := s.aKV.Pos[:tEnd]
@@ -200,22 +205,34 @@ func (s *scratch) softmaxRows(sl *attnSlot, b0, r0, rows, Tb, tEnd, g int) {
 		i, hh := r/G, r%G
 		q := b0 + i
 		p := s.aPos[q]
-		row := sl.sc[r*Tb : r*Tb+tEnd]
+		full := sl.sc[r*Tb : r*Tb+tEnd]
+		row := full[tStart:]
+		lo := tStart // row[j] is the key at kvPos[lo+j]
 		var maxv float32
 		if s.aSorted {
-			// Keys in position order: the visible ones are a prefix.
+			// Keys in position order: the visible ones are a run.
 			end := visibleEnd(kvPos, p)
-			clear(row[end:])
-			row = row[:end]
+			lo = min(max(tStart, visibleStart(kvPos, p, s.aWin)), end)
+			clear(full[tStart:lo])
+			clear(full[end:])
+			row = full[lo:end]
+			if c.AttnSoftcap > 0 {
+				softcap(row, c.AttnSoftcap)
+			}
 			maxv = float32(math.Inf(-1))
-			if end > 0 {
+			if len(row) > 0 {
 				maxv = vmath.Max(row)
 			}
 		} else {
 			maxv = float32(math.Inf(-1))
-			for j, kp := range kvPos {
-				if kp <= p {
-					if v := row[j]; v > maxv {
+			for j, kp := range kvPos[tStart:] {
+				if visible(kp, p, s.aWin) {
+					v := row[j]
+					if c.AttnSoftcap > 0 {
+						v = c.AttnSoftcap * float32(math.Tanh(float64(v*(1/c.AttnSoftcap))))
+						row[j] = v
+					}
+					if v > maxv {
 						maxv = v
 					}
 				} else {
@@ -224,7 +241,7 @@ func (s *scratch) softmaxRows(sl *attnSlot, b0, r0, rows, Tb, tEnd, g int) {
 			}
 		}
 		if math.IsInf(float64(maxv), -1) {
-			clear(row)
+			clear(full[tStart:])
 			sl.rowInv[r] = 0
 			s.mass[q*c.Heads+g*G+hh] = 0
 			continue
@@ -235,7 +252,7 @@ func (s *scratch) softmaxRows(sl *attnSlot, b0, r0, rows, Tb, tEnd, g int) {
 		if s.aSpan != nil {
 			var outside float32
 			for j := range row {
-				if kvPos[j] < s.aSpan.Lo || kvPos[j] >= s.aSpan.Hi {
+				if kp := kvPos[lo+j]; kp < s.aSpan.Lo || kp >= s.aSpan.Hi {
 					outside += row[j]
 				}
 			}

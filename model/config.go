@@ -44,16 +44,74 @@ type Config struct {
 	Tied      bool      `json:"tied"`     // classifier shares the token embedding
 	// RopeScaling is the RoPE frequency scaling, nil for none.
 	RopeScaling *RopeScaling `json:"rope_scaling,omitempty"`
+
+	// QKNorm: per-head RMSNorm of Q and K (weights of HeadDim) before RoPE (Qwen3,
+	// Gemma 3).
+	QKNorm bool `json:"qk_norm,omitempty"`
+	// SlidingWindow > 0: in the windowed layers (see SWAPattern) a query at position p
+	// sees the keys at positions p−SlidingWindow < q ≤ p (Mistral, Gemma 2/3; the mask
+	// of HF transformers and llama.cpp's LLAMA_SWA_TYPE_STANDARD). Not a context cap.
+	SlidingWindow int `json:"sliding_window,omitempty"`
+	// SWAPattern says which layers are windowed: 0 every layer (Mistral); n > 0 layer l
+	// iff l mod n < n−1 (Gemma 2: 2, even layers; Gemma 3: 6, five local then one
+	// global), llama.cpp's set_swa_pattern.
+	SWAPattern int `json:"swa_pattern,omitempty"`
+	// RopeThetaLocal, if > 0, is the RoPE base of the windowed layers (Gemma 3:
+	// 10000, the global layers use RopeTheta); RopeScaling applies to the others only.
+	RopeThetaLocal float64 `json:"rope_theta_local,omitempty"`
+	// EmbedScale, if ≠ 0, multiplies the token embeddings (Gemma: √Dim).
+	EmbedScale float32 `json:"embed_scale,omitempty"`
+	// PostNorms: RMSNorm of the attention and feed-forward outputs before their
+	// residual adds (Gemma 2/3: post_attention_layernorm, post_feedforward_layernorm).
+	PostNorms bool `json:"post_norms,omitempty"`
+	// Act is the gated feed-forward's activation: "" or "silu" (SwiGLU), "gelu_tanh"
+	// (GeGLU with the tanh approximation of GELU, Gemma).
+	Act string `json:"act,omitempty"`
+	// AttnSoftcap > 0 caps attention scores: s ↦ c·tanh(s/c), after the 1/√d scale and
+	// before the mask (Gemma 2). FinalSoftcap does the same to the logits.
+	AttnSoftcap  float32 `json:"attn_softcap,omitempty"`
+	FinalSoftcap float32 `json:"final_softcap,omitempty"`
+	// QueryScale, if > 0, replaces 1/√HeadDim as the attention scale (Gemma's
+	// query_pre_attn_scalar^−½).
+	QueryScale float64 `json:"query_scale,omitempty"`
 }
+
+// Windowed reports whether layer l uses the sliding window.
+func (c *Config) Windowed(l int) bool {
+	if c.SlidingWindow <= 0 {
+		return false
+	}
+	return c.SWAPattern <= 0 || l%c.SWAPattern < c.SWAPattern-1
+}
+
+// Window returns layer l's sliding window (0: full causal attention).
+func (c *Config) Window(l int) int {
+	if c.Windowed(l) {
+		return c.SlidingWindow
+	}
+	return 0
+}
+
+// LocalRope reports whether layer l rotates with RopeThetaLocal (its own frequencies).
+func (c *Config) LocalRope(l int) bool { return c.RopeThetaLocal > 0 && c.Windowed(l) }
+
+// Activations.
+const (
+	ActSiLU     = "silu"
+	ActGELUTanh = "gelu_tanh"
+)
 
 // RopeScaling is a RoPE frequency scaling (context extension) the engine implements:
 // Llama 3.1's per-pair frequency divisors ("llama3"; Meta's Llama 3.1 reference code
 // apply_scaling, HF transformers _compute_llama3_parameters, llama.cpp's rope_freqs
-// tensor). Pair i rotates by pos·θ^(−2i/HeadDim)/FreqFactors[i] — in the forward pass,
-// in decode and in RotateK alike, so a re-rotated K equals a K computed at the new
-// position.
+// tensor) or linear position interpolation ("linear", Chen et al. 2023: every pair's
+// frequency divided by Factor; GGUF rope.scaling.type linear, HF rope_type "linear";
+// Gemma 3 4B+ scales its global layers so). Pair i rotates by
+// pos·θ^(−2i/HeadDim)/FreqFactors[i] — in the forward pass, in decode and in RotateK
+// alike, so a re-rotated K equals a K computed at the new position. With a local RoPE
+// base (Config.RopeThetaLocal) the windowed layers are not scaled.
 type RopeScaling struct {
-	// Type is "llama3".
+	// Type is "llama3" or "linear".
 	Type string `json:"type"`
 	// Factor, LowFreqFactor, HighFreqFactor and OriginalContext are the llama3
 	// parameters as HF config.json gives them; zero when the file gives only the
@@ -92,6 +150,15 @@ func Llama3FreqFactors(theta float64, headDim int, factor, low, high float64, or
 	return out
 }
 
+// LinearScaling is linear RoPE scaling by factor for heads of headDim dimensions.
+func LinearScaling(factor float64, headDim int) *RopeScaling {
+	rs := &RopeScaling{Type: "linear", Factor: factor, FreqFactors: make([]float64, headDim/2)}
+	for i := range rs.FreqFactors {
+		rs.FreqFactors[i] = factor
+	}
+	return rs
+}
+
 // RopeFreqs returns the rotation frequency of each pair i of a head (HeadDim/2 values):
 // RopeTheta^(−2i/HeadDim), divided by the scaling's divisor if there is one.
 func (c *Config) RopeFreqs() []float64 {
@@ -101,6 +168,19 @@ func (c *Config) RopeFreqs() []float64 {
 		if c.RopeScaling != nil {
 			f[i] /= c.RopeScaling.FreqFactors[i]
 		}
+	}
+	return f
+}
+
+// RopeFreqsLocal returns the frequencies of the windowed layers when they have their own
+// base (RopeThetaLocal^(−2i/HeadDim), unscaled), else nil.
+func (c *Config) RopeFreqsLocal() []float64 {
+	if c.RopeThetaLocal <= 0 {
+		return nil
+	}
+	f := make([]float64, c.HeadDim/2)
+	for i := range f {
+		f[i] = math.Pow(c.RopeThetaLocal, -float64(2*i)/float64(c.HeadDim))
 	}
 	return f
 }
@@ -136,8 +216,17 @@ func (c *Config) Validate() error {
 	if c.NormEps <= 0 {
 		return fmt.Errorf("%w: RMSNorm epsilon %g", ErrFormat, c.NormEps)
 	}
+	if c.SlidingWindow < 0 || c.SWAPattern < 0 || c.RopeThetaLocal < 0 || c.AttnSoftcap < 0 || c.FinalSoftcap < 0 || c.QueryScale < 0 ||
+		math.IsNaN(c.RopeThetaLocal) || math.IsNaN(float64(c.AttnSoftcap)) || math.IsNaN(float64(c.FinalSoftcap)) || math.IsNaN(c.QueryScale) {
+		return fmt.Errorf("%w: negative sliding window, pattern, local RoPE base, soft-cap or query scale in %+v", ErrFormat, *c)
+	}
+	switch c.Act {
+	case "", ActSiLU, ActGELUTanh:
+	default:
+		return fmt.Errorf("%w: activation %q (implemented: silu, gelu_tanh)", ErrUnsupported, c.Act)
+	}
 	if rs := c.RopeScaling; rs != nil {
-		if rs.Type != "llama3" {
+		if rs.Type != "llama3" && rs.Type != "linear" {
 			return fmt.Errorf("%w: RoPE scaling %q", ErrUnsupported, rs.Type)
 		}
 		if len(rs.FreqFactors) != c.HeadDim/2 {

@@ -45,6 +45,7 @@ type scratch struct {
 	hb2    []float32 // n×Hidden
 	mass   []float32 // n×Heads
 	cs     []float32 // per token: cos, sin for each pair (RoPE table of csPos)
+	csLoc  []float32 // the same with the windowed layers' frequencies (Model.ropeLocal)
 	csPos  []int     // the positions cs holds
 	rows   []int
 	scores [][]float32 // per worker slot
@@ -55,6 +56,7 @@ type scratch struct {
 	aKV     *KV
 	aLayer  int
 	aSpan   *Span
+	aWin    int // the layer's sliding window, 0 for none
 	attnFn  func(lo, hi int)
 	slots   int
 	itemsPW int
@@ -70,6 +72,7 @@ type scratch struct {
 	attnItemsFn                         func(lo, hi int)
 	siluFn                              func(lo, hi int)
 	normFn, biasRopeFn, ropeFn, residFn func(lo, hi int)
+	postFn                              func(lo, hi int)
 	// per-token step parameters
 	tokX     []float32
 	tokAdd   []float32 // if not nil, added to tokX (the residual) before the norm
@@ -78,6 +81,8 @@ type scratch struct {
 	tokKV    *KV
 	tokL     int
 	tokLayer *layerWeights
+	tokCS    []float32 // the RoPE table of the layer (cs or csLoc)
+	tokPost  []float32 // post-norm weights applied to xb2 in place
 }
 
 func (m *Model) newScratch(n int) *scratch {
@@ -91,7 +96,11 @@ func (m *Model) newScratch(n int) *scratch {
 	s.biasRopeFn = s.biasRopeRows
 	s.ropeFn = s.ropeRows
 	s.residFn = s.residRows
+	s.postFn = s.postNormRows
 	s.qScale = float32(1 / math.Sqrt(float64(m.Config.HeadDim)))
+	if m.Config.QueryScale > 0 {
+		s.qScale = float32(m.Config.QueryScale)
+	}
 	s.grow(n)
 	return s
 }
@@ -112,6 +121,9 @@ func (s *scratch) grow(n int) {
 	s.hb2 = make([]float32, n*c.Hidden)
 	s.mass = make([]float32, n*c.Heads)
 	s.cs = make([]float32, n*c.HeadDim)
+	if s.m.ropeLocal != nil {
+		s.csLoc = make([]float32, n*c.HeadDim)
+	}
 	s.csPos = make([]int, 0, n)
 	s.rows = make([]int, n)
 }
@@ -148,11 +160,21 @@ func rmsnorm(out, x, w []float32, eps float32) {
 }
 
 // ropeCS fills cs with cos, sin of pos×freq_i for each pair i.
-func (m *Model) ropeCS(cs []float32, pos float64) {
-	for i, f := range m.rope {
+func (m *Model) ropeCS(cs []float32, pos float64) { ropeCSFreqs(cs, pos, m.rope) }
+
+func ropeCSFreqs(cs []float32, pos float64, freqs []float64) {
+	for i, f := range freqs {
 		sn, cn := math.Sincos(pos * f)
 		cs[2*i], cs[2*i+1] = float32(cn), float32(sn)
 	}
+}
+
+// layerFreqs returns the RoPE frequencies of layer l.
+func (m *Model) layerFreqs(l int) []float64 {
+	if m.ropeLocal != nil && m.Config.LocalRope(l) {
+		return m.ropeLocal
+	}
+	return m.rope
 }
 
 // rotate applies the rotation in cs to every head of vec (heads×HeadDim).
@@ -180,8 +202,23 @@ func (m *Model) rotate(vec []float32, heads int, cs []float32) {
 }
 
 // RotateK re-rotates K rows (n×KVDim, in place) from positions oldPos to newPos: each
-// pair is rotated by (newPos−oldPos)×freq, the exact RoPE delta.
+// pair is rotated by (newPos−oldPos)×freq, the exact RoPE delta. It is RotateKLayer for
+// models whose layers share one RoPE base; for the others (Gemma 3: local and global
+// bases) it is an error.
 func (m *Model) RotateK(k []float32, oldPos, newPos []int) error {
+	if m.ropeLocal != nil {
+		return fmt.Errorf("%w: RotateK on a model with per-layer RoPE bases (use RotateKLayer)", ErrInvalid)
+	}
+	return m.RotateKLayer(0, k, oldPos, newPos)
+}
+
+// RotateKLayer re-rotates K rows of layer l (n×KVDim, in place) from positions oldPos to
+// newPos with that layer's RoPE frequencies.
+func (m *Model) RotateKLayer(l int, k []float32, oldPos, newPos []int) error {
+	if l < 0 || l >= m.Config.Layers {
+		return fmt.Errorf("%w: RotateKLayer of layer %d of %d", ErrInvalid, l, m.Config.Layers)
+	}
+	freqs := m.layerFreqs(l)
 	kvDim := m.Config.KVDim()
 	if len(oldPos) != len(newPos) || len(k) < len(oldPos)*kvDim {
 		return fmt.Errorf("%w: RotateK with %d old, %d new positions and %d values", ErrInvalid, len(oldPos), len(newPos), len(k))
@@ -194,7 +231,7 @@ func (m *Model) RotateK(k []float32, oldPos, newPos []int) error {
 			continue
 		}
 		if d != last {
-			m.ropeCS(cs, float64(d))
+			ropeCSFreqs(cs, float64(d), freqs)
 			last = d
 		}
 		m.rotate(k[i*kvDim:(i+1)*kvDim], m.Config.KVHeads, cs)
@@ -212,7 +249,7 @@ func (m *Model) ShiftKV(kv *KV, newPos []int) error {
 		return fmt.Errorf("%w: ShiftKV with %d positions for %d rows", ErrInvalid, len(newPos), kv.Len())
 	}
 	for l := 0; l < kv.Layers; l++ {
-		if err := m.RotateK(kv.K[l][:kv.Len()*kv.KVDim], kv.Pos, newPos); err != nil {
+		if err := m.RotateKLayer(l, kv.K[l][:kv.Len()*kv.KVDim], kv.Pos, newPos); err != nil {
 			return err
 		}
 	}
@@ -233,6 +270,9 @@ func (m *Model) Embed(dst []float32, tokens []int) error {
 		}
 		if err := kernels.Dequantize(dst[i*d:(i+1)*d], e.Row(t), e.Type); err != nil {
 			return err
+		}
+		if sc := m.Config.EmbedScale; sc != 0 {
+			kernels.Scale(dst[i*d:(i+1)*d], sc)
 		}
 	}
 	return nil
@@ -255,8 +295,34 @@ func (m *Model) logits(dst, x, xn []float32, n int) error {
 	for i := 0; i < n; i++ {
 		rmsnorm(xn[i*c.Dim:(i+1)*c.Dim], x[i*c.Dim:(i+1)*c.Dim], m.w.norm, c.NormEps)
 	}
-	return m.pool.MatMul(dst[:n*c.Vocab], xn[:n*c.Dim], n, &m.w.out)
+	if err := m.pool.MatMul(dst[:n*c.Vocab], xn[:n*c.Dim], n, &m.w.out); err != nil {
+		return err
+	}
+	if c.FinalSoftcap > 0 {
+		softcap(dst[:n*c.Vocab], c.FinalSoftcap)
+	}
+	return nil
 }
+
+// softcap applies x ↦ c·tanh(x/c) (Gemma 2's soft-capping) in place.
+func softcap(x []float32, c float32) {
+	inv := 1 / c
+	for i, v := range x {
+		x[i] = c * float32(math.Tanh(float64(v*inv)))
+	}
+}
+
+// visibleStart returns the number of leading positions of the non-decreasing kvPos that
+// a query at position p does not see through a window of w (those ≤ p−w); 0 for w = 0.
+func visibleStart(kvPos []int, p, w int) int {
+	if w <= 0 {
+		return 0
+	}
+	return visibleEnd(kvPos, p-w)
+}
+
+// visible reports whether a query at position p sees the key at kp through window w.
+func visible(kp, p, w int) bool { return kp <= p && (w <= 0 || p-kp < w) }
 
 // LayerStep runs layer l for n = len(pos) tokens: x (n×Dim) holds their residual-stream
 // inputs and receives their outputs; pos their absolute positions; rows the KV rows that
@@ -345,6 +411,10 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 		return err
 	}
 	s.tokLayer, s.tokRows, s.tokKV, s.tokL = w, rows, kv, l
+	s.tokCS = s.cs
+	if m.ropeLocal != nil && c.LocalRope(l) {
+		s.tokCS = s.csLoc
+	}
 	if o.SkipWrite {
 		s.tokRows = nil
 	}
@@ -363,6 +433,7 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	// head) items (attnGEMM), else per (query, head) item, one range of items per worker
 	// slot (attnRange).
 	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
+	s.aWin = c.Window(l)
 	s.aSorted = true
 	for j := 1; j < kv.Len(); j++ {
 		if kv.Pos[j] < kv.Pos[j-1] {
@@ -394,7 +465,11 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(xb2, s.att[:n*qd], n, &w.wo); err != nil {
 		return err
 	}
-	// SwiGLU feed-forward, after the residual add (done by the norm).
+	if w.postAttn != nil {
+		s.tokPost = w.postAttn
+		s.perToken(n, s.postFn)
+	}
+	// Gated feed-forward (SwiGLU, GeGLU), after the residual add (done by the norm).
 	s.tokAdd, s.tokNorm = xb2, w.ffnNorm
 	s.perToken(n, s.normFn)
 	s.tokAdd = nil
@@ -410,6 +485,11 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
 		return err
 	}
+	if w.postFFN != nil {
+		s.tokPost = w.postFFN
+		s.perToken(n, s.postFn)
+	}
+	s.tokPost = nil
 	s.tokX, s.tokAdd = x, xb2
 	s.perToken(n, s.residFn)
 	s.tokX, s.tokAdd = nil, nil
@@ -434,19 +514,24 @@ func (s *scratch) attnRange(lo, hi int) {
 			qv := s.q[i*qd+h*hd : i*qd+(h+1)*hd] // scaled by 1/√d
 			off := (h / group) * hd
 			out := s.att[i*qd+h*hd : i*qd+(h+1)*hd]
-			end := T
+			start, end := 0, T
 			if s.aSorted {
-				end = visibleEnd(kv.Pos[:T], p) // keys in position order: a visible prefix
+				// keys in position order: the visible ones are a run
+				end = visibleEnd(kv.Pos[:T], p)
+				start = min(visibleStart(kv.Pos[:T], p, s.aWin), end)
 			}
-			sc := s.scores[slot][:end]
+			sc := s.scores[slot][:end-start]
 			maxv := float32(math.Inf(-1))
-			if end > 0 {
-				kernels.DotRows(sc, qv, K[off:], kd)
+			if end > start {
+				kernels.DotRows(sc, qv, K[off+start*kd:], kd)
+				if c.AttnSoftcap > 0 {
+					softcap(sc, c.AttnSoftcap)
+				}
 				if s.aSorted {
 					maxv = vmath.Max(sc)
 				} else {
 					for j, v := range sc {
-						if kv.Pos[j] > p {
+						if !visible(kv.Pos[j], p, s.aWin) {
 							sc[j] = float32(math.Inf(-1))
 						} else if v > maxv {
 							maxv = v
@@ -460,12 +545,12 @@ func (s *scratch) attnRange(lo, hi int) {
 				continue
 			}
 			inv := 1 / vmath.ExpSum(sc, maxv)
-			kernels.AxpyRows(out, sc, V[off:], kd)
+			kernels.AxpyRows(out, sc, V[off+start*kd:], kd)
 			kernels.Scale(out, inv)
 			if s.aSpan != nil {
 				var outside float32
 				for j, e := range sc {
-					if kv.Pos[j] < s.aSpan.Lo || kv.Pos[j] >= s.aSpan.Hi {
+					if kp := kv.Pos[start+j]; kp < s.aSpan.Lo || kp >= s.aSpan.Hi {
 						outside += e
 					}
 				}
@@ -650,7 +735,34 @@ func (st *State) Feed(ctx context.Context, tokens ...int) ([]float32, error) {
 // siluRows applies SwiGLU's gate, hb = silu(hb)·hb2, to token rows [lo, hi).
 func (s *scratch) siluRows(lo, hi int) {
 	h := s.m.Config.Hidden
+	if s.m.Config.Act == ActGELUTanh {
+		geluTanhMul(s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h])
+		return
+	}
 	vmath.SiluMul(s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h])
+}
+
+// geluTanhMul writes gelu(a)·b into a, GELU in its tanh approximation
+// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (PyTorch's gelu(approximate="tanh"),
+// ggml_gelu), in float64.
+func geluTanhMul(a, b []float32) {
+	const k = 0.7978845608028654 // √(2/π)
+	b = b[:len(a)]
+	for i, v := range a {
+		x := float64(v)
+		a[i] = float32(0.5*x*(1+math.Tanh(k*(x+0.044715*x*x*x)))) * b[i]
+	}
+}
+
+// postNormRows normalizes xb2 in place with tokPost for token rows [lo, hi) (Gemma's
+// post-attention and post-feed-forward norms).
+func (s *scratch) postNormRows(lo, hi int) {
+	c := &s.m.Config
+	d := c.Dim
+	for i := lo; i < hi; i++ {
+		x := s.xb2[i*d : (i+1)*d]
+		rmsnorm(x, x, s.tokPost, c.NormEps)
+	}
 }
 
 // perToken runs fn over token rows [0, n): on the workers when there are enough tokens
@@ -699,6 +811,9 @@ func (s *scratch) ropeRows(lo, hi int) {
 	hd := s.m.Config.HeadDim
 	for i := lo; i < hi; i++ {
 		s.m.ropeCS(s.cs[i*hd:(i+1)*hd], float64(s.csPos[i]))
+		if s.m.ropeLocal != nil {
+			ropeCSFreqs(s.csLoc[i*hd:(i+1)*hd], float64(s.csPos[i]), s.m.ropeLocal)
+		}
 	}
 }
 
@@ -717,7 +832,15 @@ func (s *scratch) biasRopeRows(lo, hi int) {
 			kernels.Axpy(k, 1, w.bk)
 			kernels.Axpy(s.v[i*kd:(i+1)*kd], 1, w.bv)
 		}
-		cs := s.cs[i*hd : (i+1)*hd]
+		if w.qNorm != nil {
+			for h := 0; h < c.Heads; h++ {
+				rmsnorm(q[h*hd:(h+1)*hd], q[h*hd:(h+1)*hd], w.qNorm, c.NormEps)
+			}
+			for h := 0; h < c.KVHeads; h++ {
+				rmsnorm(k[h*hd:(h+1)*hd], k[h*hd:(h+1)*hd], w.kNorm, c.NormEps)
+			}
+		}
+		cs := s.tokCS[i*hd : (i+1)*hd]
 		m.rotate(q, c.Heads, cs)
 		kernels.Scale(q, s.qScale) // attention's 1/√d, folded into Q
 		m.rotate(k, c.KVHeads, cs)

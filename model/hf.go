@@ -34,6 +34,89 @@ type hfConfig struct {
 	HiddenAct      string          `json:"hidden_act"`
 	SlidingWindow  *int            `json:"sliding_window"`
 	UseSlidingWind *bool           `json:"use_sliding_window"`
+	// Gemma 2/3.
+	HiddenActivation string   `json:"hidden_activation"`
+	QueryPreAttn     *float64 `json:"query_pre_attn_scalar"`
+	AttnSoftcap      *float64 `json:"attn_logit_softcapping"`
+	FinalSoftcap     *float64 `json:"final_logit_softcapping"`
+	RopeLocalBase    float64  `json:"rope_local_base_freq"`
+	SWAPattern       int      `json:"sliding_window_pattern"`
+	LayerTypes       []string `json:"layer_types"`
+}
+
+// hfWindowPattern reads which layers use the sliding window: layer_types
+// ("sliding_attention" / "full_attention", transformers ≥ 4.53) when given, else def (a
+// Config.SWAPattern). The layer types must follow a pattern the engine implements
+// (every layer, or l mod n < n−1).
+func hfWindowPattern(hc *hfConfig, def int, cfgPath string) (int, error) {
+	if len(hc.LayerTypes) == 0 {
+		return def, nil
+	}
+	if len(hc.LayerTypes) != hc.Layers {
+		return 0, fmt.Errorf("model %s: %w: %d layer_types for %d layers", cfgPath, ErrFormat, len(hc.LayerTypes), hc.Layers)
+	}
+	for n := 0; n <= hc.Layers; n++ {
+		if n == 1 {
+			continue
+		}
+		ok := true
+		c := Config{SlidingWindow: 1, SWAPattern: n}
+		for l, t := range hc.LayerTypes {
+			if t != "sliding_attention" && t != "full_attention" {
+				return 0, fmt.Errorf("model %s: %w: layer_types[%d] = %q", cfgPath, ErrUnsupported, l, t)
+			}
+			if c.Windowed(l) != (t == "sliding_attention") {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("model %s: %w: layer_types %v follow no sliding-window pattern the engine implements", cfgPath, ErrUnsupported, hc.LayerTypes)
+}
+
+// hfGemmaDefaults fills the fields Gemma configs may leave out with the defaults of
+// transformers' Gemma2Config / Gemma3TextConfig (the official Gemma 3 4B+ text_config
+// gives only a few fields).
+func hfGemmaDefaults(hc *hfConfig) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	f64 := func(v **float64, d float64) {
+		if *v == nil {
+			*v = &d
+		}
+	}
+	switch hc.ModelType {
+	case "gemma2":
+		def(&hc.Heads, 8)
+		def(&hc.KVHeads, 4)
+		def(&hc.HeadDim, 256)
+		def(&hc.Vocab, 256000)
+		def(&hc.MaxPos, 8192)
+		f64(&hc.AttnSoftcap, 50)
+		f64(&hc.FinalSoftcap, 30)
+	case "gemma3_text":
+		def(&hc.Heads, 8)
+		def(&hc.KVHeads, 4)
+		def(&hc.HeadDim, 256)
+		def(&hc.Vocab, 262208)
+		def(&hc.MaxPos, 131072)
+		if hc.RopeTheta == 0 {
+			hc.RopeTheta = 1e6
+		}
+	default:
+		return
+	}
+	if hc.SlidingWindow == nil {
+		w := 4096
+		hc.SlidingWindow = &w
+	}
+	f64(&hc.QueryPreAttn, 256)
 }
 
 // parseHFRopeScaling reads config.json's rope_scaling: null, absent or rope_type
@@ -67,8 +150,13 @@ func parseHFRopeScaling(raw json.RawMessage, cfgPath string) (*RopeScaling, erro
 		}
 		return nil, nil
 	case "llama3":
+	case "linear":
+		if rs.Factor == nil || !(*rs.Factor > 0) || math.IsInf(*rs.Factor, 0) {
+			return nil, fmt.Errorf("model %s: %w: rope_scaling.factor missing or not positive (linear)", cfgPath, ErrFormat)
+		}
+		return &RopeScaling{Type: "linear", Factor: *rs.Factor}, nil
 	default:
-		return nil, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: llama3)", cfgPath, ErrUnsupported, key, typ)
+		return nil, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: llama3, linear)", cfgPath, ErrUnsupported, key, typ)
 	}
 	need := func(name string, v *float64, ok func(float64) bool, want string) (float64, error) {
 		if v == nil {
@@ -143,6 +231,23 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	if err := json.Unmarshal(cb, &hc); err != nil {
 		return nil, fmt.Errorf("model %s: %w: %v", cfgPath, ErrFormat, err)
 	}
+	// Gemma 3 4B+ are multimodal checkpoints (Gemma3ForConditionalGeneration): the text
+	// model's configuration is text_config, its weights are under language_model.
+	multimodal := false
+	if hc.ModelType == "gemma3" {
+		var outer struct {
+			TextConfig json.RawMessage `json:"text_config"`
+		}
+		if err := json.Unmarshal(cb, &outer); err != nil || len(outer.TextConfig) == 0 || string(outer.TextConfig) == "null" {
+			return nil, fmt.Errorf("model %s: %w: model_type gemma3 without text_config", cfgPath, ErrFormat)
+		}
+		hc = hfConfig{}
+		if err := json.Unmarshal(outer.TextConfig, &hc); err != nil {
+			return nil, fmt.Errorf("model %s: %w: text_config: %v", cfgPath, ErrFormat, err)
+		}
+		hc.ModelType, multimodal = "gemma3_text", true
+	}
+	hfGemmaDefaults(&hc)
 	m := &Model{Path: path, Format: "safetensors"}
 	defer func() {
 		if err != nil {
@@ -150,12 +255,17 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 		}
 	}()
 	c := &m.Config
+	gemma := false
 	switch hc.ModelType {
 	case "llama", "mistral":
 	case "qwen2":
 		c.QKVBias = true
+	case "qwen3":
+		c.QKNorm = true
+	case "gemma2", "gemma3_text":
+		gemma = true
 	default:
-		return nil, fmt.Errorf("model %s: %w: model_type %q (supported: llama, mistral, qwen2)", cfgPath, ErrUnsupported, hc.ModelType)
+		return nil, fmt.Errorf("model %s: %w: model_type %q (supported: llama, mistral, qwen2, qwen3, gemma2, gemma3_text)", cfgPath, ErrUnsupported, hc.ModelType)
 	}
 	if hc.AttentionBias {
 		c.QKVBias = true
@@ -164,7 +274,18 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if hc.HiddenAct != "" && hc.HiddenAct != "silu" {
+	act := ActSiLU
+	if gemma {
+		// Gemma 2/3 name the activation hidden_activation (hidden_act is legacy).
+		a := hc.HiddenActivation
+		if a == "" {
+			a = hc.HiddenAct
+		}
+		if a != "" && a != "gelu_pytorch_tanh" && a != "gelu" {
+			return nil, fmt.Errorf("model %s: %w: hidden_activation %q", cfgPath, ErrUnsupported, a)
+		}
+		act = ActGELUTanh // HF Gemma runs "gelu" as the tanh approximation too
+	} else if hc.HiddenAct != "" && hc.HiddenAct != "silu" {
 		return nil, fmt.Errorf("model %s: %w: hidden_act %q", cfgPath, ErrUnsupported, hc.HiddenAct)
 	}
 	if hc.KVHeads == 0 {
@@ -182,22 +303,80 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 	if hc.RMSNormEps == 0 {
 		hc.RMSNormEps = 1e-6
 	}
+	tied := hc.Tie != nil && *hc.Tie
+	if gemma && hc.Tie == nil {
+		tied = true // Gemma's default
+	}
 	*c = Config{Arch: hc.ModelType, Dim: hc.Hidden, Hidden: hc.Intermediate, Layers: hc.Layers, Heads: hc.Heads, KVHeads: hc.KVHeads,
 		HeadDim: hc.HeadDim, Vocab: hc.Vocab, Ctx: hc.MaxPos, RopeTheta: hc.RopeTheta, NormEps: float32(hc.RMSNormEps), Rope: RopeHalf,
-		QKVBias: c.QKVBias, Tied: hc.Tie != nil && *hc.Tie}
+		QKVBias: c.QKVBias, QKNorm: c.QKNorm, Tied: tied}
+	if act != ActSiLU {
+		c.Act = act
+	}
 	if scaling != nil {
 		if hc.HeadDim <= 0 || hc.HeadDim%2 != 0 {
 			return nil, fmt.Errorf("model %s: %w: head_dim %d", cfgPath, ErrFormat, hc.HeadDim)
 		}
-		scaling.FreqFactors = Llama3FreqFactors(hc.RopeTheta, hc.HeadDim, scaling.Factor, scaling.LowFreqFactor, scaling.HighFreqFactor, scaling.OriginalContext)
+		if scaling.Type == "linear" {
+			scaling.FreqFactors = LinearScaling(scaling.Factor, hc.HeadDim).FreqFactors
+		} else {
+			scaling.FreqFactors = Llama3FreqFactors(hc.RopeTheta, hc.HeadDim, scaling.Factor, scaling.LowFreqFactor, scaling.HighFreqFactor, scaling.OriginalContext)
+		}
 		c.RopeScaling = scaling
 	}
-	// A sliding window changes nothing for contexts within it: cap the context there.
-	if hc.SlidingWindow != nil && *hc.SlidingWindow > 0 && (hc.UseSlidingWind == nil || *hc.UseSlidingWind) && *hc.SlidingWindow < c.Ctx {
-		c.Ctx = *hc.SlidingWindow
+	// The sliding window is an attention mask (Config.SlidingWindow), not a context cap.
+	// Qwen2/Qwen3 configs carry a sliding_window that applies only with
+	// use_sliding_window (and then from max_window_layers on): not implemented.
+	switch {
+	case hc.ModelType == "qwen2" || hc.ModelType == "qwen3":
+		if hc.UseSlidingWind != nil && *hc.UseSlidingWind {
+			return nil, fmt.Errorf("model %s: %w: use_sliding_window (Qwen's windowed upper layers) is not implemented", cfgPath, ErrUnsupported)
+		}
+	case hc.SlidingWindow != nil && *hc.SlidingWindow > 0 && (hc.UseSlidingWind == nil || *hc.UseSlidingWind):
+		c.SlidingWindow = *hc.SlidingWindow
+		def := 0 // Mistral: every layer
+		switch hc.ModelType {
+		case "gemma2":
+			def = 2 // even layers
+		case "gemma3_text":
+			def = 6
+			if hc.SWAPattern > 0 {
+				def = hc.SWAPattern
+			}
+		}
+		if c.SWAPattern, err = hfWindowPattern(&hc, def, cfgPath); err != nil {
+			return nil, err
+		}
 	}
-	if c.HeadDim*c.Heads != c.Dim {
-		return nil, fmt.Errorf("model %s: %w: head_dim %d × %d heads ≠ hidden_size %d", cfgPath, ErrUnsupported, c.HeadDim, c.Heads, c.Dim)
+	if gemma {
+		c.PostNorms = true
+		c.EmbedScale = float32(math.Sqrt(float64(c.Dim)))
+		if hc.QueryPreAttn != nil {
+			if !(*hc.QueryPreAttn > 0) || math.IsInf(*hc.QueryPreAttn, 0) {
+				return nil, fmt.Errorf("model %s: %w: query_pre_attn_scalar %g", cfgPath, ErrFormat, *hc.QueryPreAttn)
+			}
+			if qs := 1 / math.Sqrt(*hc.QueryPreAttn); math.Abs(qs*math.Sqrt(float64(c.HeadDim))-1) > 1e-12 {
+				c.QueryScale = qs
+			}
+		}
+		for _, sc := range []struct {
+			v   *float64
+			dst *float32
+		}{{hc.AttnSoftcap, &c.AttnSoftcap}, {hc.FinalSoftcap, &c.FinalSoftcap}} {
+			if sc.v != nil {
+				*sc.dst = float32(*sc.v)
+			}
+		}
+		if hc.ModelType == "gemma3_text" {
+			c.QKNorm = true
+			c.RopeThetaLocal = hc.RopeLocalBase
+			if c.RopeThetaLocal == 0 {
+				c.RopeThetaLocal = 10000
+			}
+			if scaling != nil && scaling.Type != "linear" {
+				return nil, fmt.Errorf("model %s: %w: rope_scaling %q on gemma3 (implemented: linear, of the global layers)", cfgPath, ErrUnsupported, scaling.Type)
+			}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("model %s: %w", cfgPath, err)
@@ -240,22 +419,51 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 		out := make([]float32, n)
 		return out, kernels.Dequantize(out, t.Data, dt)
 	}
-	if m.w.embed, err = mat("model.embed_tokens.weight", c.Vocab, c.Dim); err != nil {
+	// The text model's tensor prefix: model., or for multimodal Gemma 3
+	// language_model.model. (transformers < 4.52) or model.language_model.
+	pre := "model."
+	if multimodal {
+		pre = ""
+		for _, p := range []string{"language_model.model.", "model.language_model."} {
+			if _, ok := tensors[p+"embed_tokens.weight"]; ok {
+				pre = p
+			}
+		}
+		if pre == "" {
+			return nil, fmt.Errorf("model %s: %w: no language_model embed_tokens.weight in a multimodal gemma3 checkpoint", path, ErrFormat)
+		}
+	}
+	if m.w.embed, err = mat(pre+"embed_tokens.weight", c.Vocab, c.Dim); err != nil {
 		return nil, err
 	}
-	if _, ok := tensors["lm_head.weight"]; ok && !c.Tied {
-		if m.w.out, err = mat("lm_head.weight", c.Vocab, c.Dim); err != nil {
+	head := "lm_head.weight"
+	if multimodal {
+		head = "language_model." + head
+	}
+	if _, ok := tensors[head]; ok && !c.Tied {
+		if m.w.out, err = mat(head, c.Vocab, c.Dim); err != nil {
 			return nil, err
 		}
 	} else {
 		m.w.out, c.Tied = m.w.embed, true
 	}
-	if m.w.norm, err = vec("model.norm.weight", c.Dim); err != nil {
+	// Gemma's RMSNorm multiplies by (1 + weight): fold the 1 in (as llama.cpp's
+	// converter does), Q/K norms of Gemma 3 included.
+	norm := func(name string, n int) ([]float32, error) {
+		v, err := vec(name, n)
+		if err == nil && gemma {
+			for i := range v {
+				v[i]++
+			}
+		}
+		return v, err
+	}
+	if m.w.norm, err = norm(pre+"norm.weight", c.Dim); err != nil {
 		return nil, err
 	}
 	kvDim := c.KVDim()
 	for l := 0; l < c.Layers; l++ {
-		p := fmt.Sprintf("model.layers.%d.", l)
+		p := fmt.Sprintf("%slayers.%d.", pre, l)
 		var lw layerWeights
 		for _, s := range []struct {
 			dst        *kernels.Mat
@@ -270,11 +478,30 @@ func loadHF(path string, o Options) (_ *Model, err error) {
 				return nil, err
 			}
 		}
-		if lw.attnNorm, err = vec(p+"input_layernorm.weight", c.Dim); err != nil {
+		if lw.attnNorm, err = norm(p+"input_layernorm.weight", c.Dim); err != nil {
 			return nil, err
 		}
-		if lw.ffnNorm, err = vec(p+"post_attention_layernorm.weight", c.Dim); err != nil {
+		if gemma {
+			// Gemma: post_attention_layernorm is the attention output's norm; the
+			// feed-forward has a pre and a post norm.
+			for _, s := range []struct {
+				dst  *[]float32
+				name string
+			}{{&lw.postAttn, "post_attention_layernorm"}, {&lw.ffnNorm, "pre_feedforward_layernorm"}, {&lw.postFFN, "post_feedforward_layernorm"}} {
+				if *s.dst, err = norm(p+s.name+".weight", c.Dim); err != nil {
+					return nil, err
+				}
+			}
+		} else if lw.ffnNorm, err = vec(p+"post_attention_layernorm.weight", c.Dim); err != nil {
 			return nil, err
+		}
+		if c.QKNorm {
+			if lw.qNorm, err = norm(p+"self_attn.q_norm.weight", c.HeadDim); err != nil {
+				return nil, err
+			}
+			if lw.kNorm, err = norm(p+"self_attn.k_norm.weight", c.HeadDim); err != nil {
+				return nil, err
+			}
 		}
 		if c.QKVBias {
 			if lw.bq, err = vec(p+"self_attn.q_proj.bias", c.QDim()); err != nil {

@@ -194,7 +194,7 @@ func TestHFErrors(t *testing.T) {
 	cfg, _ := os.ReadFile(filepath.Join(dir, "config.json"))
 	var m map[string]any
 	_ = json.Unmarshal(cfg, &m)
-	m["rope_scaling"] = map[string]any{"type": "linear", "factor": 2}
+	m["rope_scaling"] = map[string]any{"type": "yarn", "factor": 2}
 	b, _ := json.Marshal(m)
 	_ = os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
 	if _, err := Open(dir, Options{Tokenizer: storiesPath(t, "tok512.bin")}); !errors.Is(err, ErrUnsupported) {

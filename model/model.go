@@ -45,6 +45,9 @@ type Model struct {
 	ownPool bool
 	closers []func() error
 	rope    []float64 // per pair index i: theta^(-2i/headDim), scaled (Config.RopeFreqs)
+	// ropeLocal are the windowed layers' frequencies when they have their own base
+	// (Config.RopeFreqsLocal), else nil.
+	ropeLocal []float64
 }
 
 type layerWeights struct {
@@ -52,6 +55,8 @@ type layerWeights struct {
 	wq, wk, wv, wo    kernels.Mat
 	w1, w2, w3        kernels.Mat // gate, down, up
 	bq, bk, bv        []float32   // nil without biases
+	qNorm, kNorm      []float32   // per-head Q/K RMSNorm weights (HeadDim), nil without
+	postAttn, postFFN []float32   // post-attention / post-feed-forward norms, nil without
 }
 
 type weights struct {
@@ -112,6 +117,7 @@ func (m *Model) finish(o Options) error {
 		return fmt.Errorf("model %s: %w: tokenizer has %d tokens, the model %d", m.Path, ErrFormat, m.Tok.VocabSize(), m.Config.Vocab)
 	}
 	m.rope = m.Config.RopeFreqs()
+	m.ropeLocal = m.Config.RopeFreqsLocal()
 	if o.Pool != nil {
 		m.pool = o.Pool
 	} else {
@@ -228,15 +234,31 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	m := &Model{Path: path, Format: "gguf"}
 	c := &m.Config
 	c.Arch = arch
+	// Per architecture, as llama.cpp's graph builders read these files.
 	switch arch {
 	case "llama", "mistral":
 		c.Rope = RopeInterleaved
 	case "qwen2":
 		c.Rope = RopeHalf
 		c.QKVBias = true
+	case "qwen3":
+		c.Rope = RopeHalf
+		c.QKNorm = true
+	case "gemma2":
+		// Embeddings ×√d, pre and post norms (the converter adds Gemma's +1 to the
+		// norm weights), GeGLU, soft-capped attention scores and logits, a sliding
+		// window on the even layers.
+		c.Rope, c.PostNorms, c.Act, c.SWAPattern = RopeHalf, true, ActGELUTanh, 2
+		c.AttnSoftcap, c.FinalSoftcap, c.SlidingWindow = 50, 30, 4096 // llama.cpp's defaults
+	case "gemma3":
+		// As gemma2 with per-head Q/K norms, five windowed layers (RoPE base 10000)
+		// per global one, and no soft-capping.
+		c.Rope, c.PostNorms, c.Act, c.SWAPattern, c.QKNorm = RopeHalf, true, ActGELUTanh, 6, true
+		c.RopeThetaLocal = 10000
 	default:
-		return nil, fmt.Errorf("model %s: %w: architecture %q (supported: llama, mistral, qwen2)", path, ErrUnsupported, arch)
+		return nil, fmt.Errorf("model %s: %w: architecture %q (supported: llama, mistral, qwen2, qwen3, gemma2, gemma3)", path, ErrUnsupported, arch)
 	}
+	gemma := arch == "gemma2" || arch == "gemma3"
 	u := func(key string, def int, required bool) (int, error) {
 		v, err := f.Uint(arch + "." + key)
 		if errors.Is(err, gguf.ErrNotFound) && !required {
@@ -268,14 +290,48 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	if c.Ctx, err = u("context_length", 2048, false); err != nil {
 		return nil, err
 	}
-	if c.Heads == 0 || c.Dim%c.Heads != 0 {
-		return nil, bad("embedding length %d not divisible by %d heads", c.Dim, c.Heads)
+	if c.Heads == 0 {
+		return nil, bad("no attention heads")
 	}
-	c.HeadDim = c.Dim / c.Heads
-	if kl, err := u("attention.key_length", c.HeadDim, false); err != nil {
+	// The head size: attention.key_length (Qwen3 and Gemma heads are not
+	// embedding/heads wide), else embedding/heads.
+	if c.HeadDim, err = u("attention.key_length", 0, false); err != nil {
 		return nil, err
-	} else if kl != c.HeadDim {
-		return nil, fmt.Errorf("model %s: %w: key length %d differs from embedding/heads %d", path, ErrUnsupported, kl, c.HeadDim)
+	}
+	if c.HeadDim == 0 {
+		if c.Dim%c.Heads != 0 {
+			return nil, bad("embedding length %d not divisible by %d heads", c.Dim, c.Heads)
+		}
+		c.HeadDim = c.Dim / c.Heads
+	}
+	if vl, err := u("attention.value_length", c.HeadDim, false); err != nil {
+		return nil, err
+	} else if vl != c.HeadDim {
+		return nil, fmt.Errorf("model %s: %w: value length %d differs from key length %d", path, ErrUnsupported, vl, c.HeadDim)
+	}
+	switch arch {
+	case "llama", "mistral", "gemma2", "gemma3":
+		// Mistral's window (llama.attention.sliding_window); required by gemma3.
+		if c.SlidingWindow, err = u("attention.sliding_window", c.SlidingWindow, arch == "gemma3"); err != nil {
+			return nil, err
+		}
+	}
+	if gemma {
+		c.EmbedScale = float32(math.Sqrt(float64(c.Dim)))
+		// llama.cpp: 1/√(embedding/heads) for the 27B models, else 1/√head size.
+		if (arch == "gemma2" && c.Layers == 46) || (arch == "gemma3" && c.Layers == 62) {
+			c.QueryScale = 1 / math.Sqrt(float64(c.Dim/c.Heads))
+		}
+	}
+	if arch == "gemma2" {
+		for _, sc := range []struct {
+			key string
+			dst *float32
+		}{{"attn_logit_softcapping", &c.AttnSoftcap}, {"final_logit_softcapping", &c.FinalSoftcap}} {
+			if v, err := f.Float(arch + "." + sc.key); err == nil {
+				*sc.dst = float32(v)
+			}
+		}
 	}
 	if rd, err := u("rope.dimension_count", c.HeadDim, false); err != nil {
 		return nil, err
@@ -286,8 +342,12 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	if v, err := f.Float(arch + ".rope.freq_base"); err == nil {
 		c.RopeTheta = v
 	}
-	if err := checkGGUFRopeScaling(f, arch); err != nil {
+	linear, err := checkGGUFRopeScaling(f, arch)
+	if err != nil {
 		return nil, err
+	}
+	if linear > 0 {
+		c.RopeScaling = LinearScaling(linear, c.HeadDim)
 	}
 	eps, err := f.Float(arch + ".attention.layer_norm_rms_epsilon")
 	if err != nil {
@@ -326,6 +386,9 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	// Llama 3.1 frequency scaling: one divisor per rotary pair (llama.cpp's
 	// LLM_TENSOR_ROPE_FREQS, passed to ggml_rope_ext as freq_factors).
 	if _, ok := f.Tensor("rope_freqs.weight"); ok {
+		if c.RopeScaling != nil {
+			return nil, fmt.Errorf("model %s: %w: rope_freqs.weight together with linear RoPE scaling", path, ErrUnsupported)
+		}
 		ff, err := vec("rope_freqs.weight", c.HeadDim/2)
 		if err != nil {
 			return nil, err
@@ -362,8 +425,8 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 			name       string
 			rows, cols int
 		}{
-			{&lw.wq, "attn_q", c.Dim, c.Dim}, {&lw.wk, "attn_k", kvDim, c.Dim}, {&lw.wv, "attn_v", kvDim, c.Dim},
-			{&lw.wo, "attn_output", c.Dim, c.Dim}, {&lw.w1, "ffn_gate", c.Hidden, c.Dim}, {&lw.w2, "ffn_down", c.Dim, c.Hidden},
+			{&lw.wq, "attn_q", c.QDim(), c.Dim}, {&lw.wk, "attn_k", kvDim, c.Dim}, {&lw.wv, "attn_v", kvDim, c.Dim},
+			{&lw.wo, "attn_output", c.Dim, c.QDim()}, {&lw.w1, "ffn_gate", c.Hidden, c.Dim}, {&lw.w2, "ffn_down", c.Dim, c.Hidden},
 			{&lw.w3, "ffn_up", c.Hidden, c.Dim},
 		}
 		for _, s := range steps {
@@ -377,8 +440,24 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 		if lw.ffnNorm, err = vec(p+"ffn_norm.weight", c.Dim); err != nil {
 			return nil, err
 		}
+		if c.QKNorm {
+			if lw.qNorm, err = vec(p+"attn_q_norm.weight", c.HeadDim); err != nil {
+				return nil, err
+			}
+			if lw.kNorm, err = vec(p+"attn_k_norm.weight", c.HeadDim); err != nil {
+				return nil, err
+			}
+		}
+		if c.PostNorms {
+			if lw.postAttn, err = vec(p+"post_attention_norm.weight", c.Dim); err != nil {
+				return nil, err
+			}
+			if lw.postFFN, err = vec(p+"post_ffw_norm.weight", c.Dim); err != nil {
+				return nil, err
+			}
+		}
 		if c.QKVBias {
-			if lw.bq, err = vec(p+"attn_q.bias", c.Dim); err != nil {
+			if lw.bq, err = vec(p+"attn_q.bias", c.QDim()); err != nil {
 				return nil, err
 			}
 			if lw.bk, err = vec(p+"attn_k.bias", kvDim); err != nil {
@@ -401,35 +480,38 @@ func fromGGUF(f *gguf.File, o Options) (_ *Model, err error) {
 	return m, nil
 }
 
-// checkGGUFRopeScaling rejects the RoPE scalings the engine does not implement, naming the
-// key, with llama.cpp's reading of the keys: rope.scaling.type "none" turns scaling off
-// whatever the factor; absent or "linear", a factor (rope.scaling.factor, or the older
-// rope.scale_linear) other than 0 or 1 asks for linear position interpolation; "yarn" and
+// checkGGUFRopeScaling reads the RoPE scaling keys with llama.cpp's reading of them and
+// returns the factor of linear scaling (0 for none), rejecting the kinds the engine does
+// not implement, naming the key: rope.scaling.type "none" turns scaling off whatever the
+// factor; absent or "linear", a factor (rope.scaling.factor, or the older
+// rope.scale_linear) other than 0 or 1 is linear position interpolation; "yarn" and
 // "longrope" are other methods. Llama 3.1 scaling is not a key but the tensor
 // rope_freqs.weight (read by fromGGUF).
-func checkGGUFRopeScaling(f *gguf.File, arch string) error {
+func checkGGUFRopeScaling(f *gguf.File, arch string) (float64, error) {
 	typ := "linear"
 	key := arch + ".rope.scaling.type"
 	if v, ok := f.Lookup(key); ok {
 		s, isStr := v.V.(string)
 		if !isStr {
-			return fmt.Errorf("model %s: %w: %s is a %s, want a string", f.Path, ErrFormat, key, v.Type)
+			return 0, fmt.Errorf("model %s: %w: %s is a %s, want a string", f.Path, ErrFormat, key, v.Type)
 		}
 		typ = s
 	}
 	switch typ {
 	case "none":
-		return nil
+		return 0, nil
 	case "linear", "":
 		for _, k := range []string{arch + ".rope.scaling.factor", arch + ".rope.scale_linear"} {
 			if v, err := f.Float(k); err == nil && v != 0 && v != 1 {
-				return fmt.Errorf("model %s: %w: %s = %g: linear RoPE scaling is not implemented (implemented: Llama 3.1 frequency factors, tensor rope_freqs.weight)",
-					f.Path, ErrUnsupported, k, v)
+				if !(v > 0) || math.IsInf(v, 0) {
+					return 0, fmt.Errorf("model %s: %w: %s = %g", f.Path, ErrFormat, k, v)
+				}
+				return v, nil
 			}
 		}
-		return nil
+		return 0, nil
 	}
-	return fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: Llama 3.1 frequency factors, tensor rope_freqs.weight)",
+	return 0, fmt.Errorf("model %s: %w: %s = %q: RoPE scaling not implemented (implemented: linear, Llama 3.1 frequency factors, tensor rope_freqs.weight)",
 		f.Path, ErrUnsupported, key, typ)
 }
 
@@ -446,13 +528,22 @@ func (m *Model) Classifier() kernels.Mat { return m.w.out }
 
 // PrefillFLOPs is the floating-point operation count of prefilling n tokens after past
 // cached ones with logits for one position: 2 per multiply-add in the projections, the
-// feed-forward, attention scores and weighted sums (causal), and the classifier.
+// feed-forward, attention scores and weighted sums (causal, within the sliding window of
+// windowed layers), and the classifier.
 func (c *Config) PrefillFLOPs(past, n int) float64 {
 	proj := 2 * float64(c.Dim*c.QDim()+2*c.Dim*c.KVDim()+c.QDim()*c.Dim+3*c.Dim*c.Hidden)
-	var keys float64 // Σ over new tokens of the keys each attends to
-	for i := 0; i < n; i++ {
-		keys += float64(past + i + 1)
+	var total float64
+	for l := 0; l < c.Layers; l++ {
+		var keys float64 // Σ over new tokens of the keys each attends to (at most the window)
+		w := c.Window(l)
+		for i := 0; i < n; i++ {
+			k := past + i + 1
+			if w > 0 {
+				k = min(k, w)
+			}
+			keys += float64(k)
+		}
+		total += proj*float64(n) + 2*2*float64(c.QDim())*keys
 	}
-	attn := 2 * 2 * float64(c.QDim()) * keys
-	return float64(c.Layers)*(proj*float64(n)+attn) + 2*float64(c.Dim*c.Vocab)
+	return total + 2*float64(c.Dim*c.Vocab)
 }

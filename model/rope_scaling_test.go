@@ -199,7 +199,7 @@ func TestHFRopeScalingErrors(t *testing.T) {
 	}{
 		{map[string]any{"rope_type": "yarn", "factor": 4.0}, ErrUnsupported, `rope_scaling.rope_type = "yarn"`},
 		{map[string]any{"rope_type": "dynamic", "factor": 2.0}, ErrUnsupported, `rope_scaling.rope_type = "dynamic"`},
-		{map[string]any{"type": "linear", "factor": 2.0}, ErrUnsupported, `rope_scaling.type = "linear"`},
+		{map[string]any{"rope_type": "linear"}, ErrFormat, "rope_scaling.factor missing"},
 		{map[string]any{"rope_type": "longrope"}, ErrUnsupported, `"longrope"`},
 		{llama3("factor", nil), ErrFormat, "rope_scaling.factor missing"},
 		{llama3("original_max_position_embeddings", nil), ErrFormat, "rope_scaling.original_max_position_embeddings missing"},
@@ -214,14 +214,26 @@ func TestHFRopeScalingErrors(t *testing.T) {
 			t.Errorf("rope_scaling %v: error %v, want %v naming %q and %s", c.scaling, err, c.sentinel, c.want, cfgPath)
 		}
 	}
-	for _, ok := range []any{nil, map[string]any{"rope_type": "default"}, llama3("", nil)} {
+	for _, ok := range []any{nil, map[string]any{"rope_type": "default"}, llama3("", nil), map[string]any{"type": "linear", "factor": 2.0}} {
 		setHFConfig(t, dir, "rope_scaling", ok)
 		m, err := open()
 		if err != nil {
 			t.Fatalf("rope_scaling %v: %v", ok, err)
 		}
-		if (m.Config.RopeScaling != nil) != (ok != nil && ok.(map[string]any)["rope_type"] == "llama3") {
+		mm, _ := ok.(map[string]any)
+		typ, _ := mm["rope_type"].(string)
+		if typ == "" {
+			typ, _ = mm["type"].(string)
+		}
+		if (m.Config.RopeScaling != nil) != (typ == "llama3" || typ == "linear") {
 			t.Errorf("rope_scaling %v: loaded %+v", ok, m.Config.RopeScaling)
+		}
+		if typ == "linear" {
+			for i, f := range m.rope { // every frequency halved
+				if want := math.Pow(m.Config.RopeTheta, -float64(2*i)/float64(m.Config.HeadDim)) / 2; math.Abs(f-want) > 1e-15 {
+					t.Errorf("linear: frequency %d is %g, want %g", i, f, want)
+				}
+			}
 		}
 		m.Close()
 	}
@@ -238,29 +250,40 @@ func TestGGUFRopeScalingKeys(t *testing.T) {
 		sentinel  error
 		want      string
 		llama3Set bool
+		linear    float64 // > 0: linear scaling by this factor
 	}{
-		{kv("llama.rope.scaling.type", gguf.String("yarn")), nil, ErrUnsupported, `llama.rope.scaling.type = "yarn"`, false},
-		{kv("llama.rope.scaling.type", gguf.String("longrope")), nil, ErrUnsupported, `llama.rope.scaling.type = "longrope"`, false},
-		{append(kv("llama.rope.scaling.type", gguf.String("linear")), kv("llama.rope.scaling.factor", gguf.Float32(2))...), nil, ErrUnsupported, "llama.rope.scaling.factor = 2", false},
-		{kv("llama.rope.scaling.factor", gguf.Float32(4)), nil, ErrUnsupported, "llama.rope.scaling.factor = 4", false},
-		{kv("llama.rope.scale_linear", gguf.Float32(2)), nil, ErrUnsupported, "llama.rope.scale_linear = 2", false},
-		{kv("llama.rope.scaling.type", gguf.Uint32(1)), nil, ErrFormat, "llama.rope.scaling.type", false},
-		{nil, []float32{1, 2, 3}, ErrFormat, `"rope_freqs.weight" has shape [3]`, false},
-		{nil, []float32{1, 0}, ErrFormat, "frequency factor 1 is 0", false},
-		{nil, []float32{1, float32(math.Inf(1))}, ErrFormat, "frequency factor 1 is +Inf", false},
+		{kv("llama.rope.scaling.type", gguf.String("yarn")), nil, ErrUnsupported, `llama.rope.scaling.type = "yarn"`, false, 0},
+		{kv("llama.rope.scaling.type", gguf.String("longrope")), nil, ErrUnsupported, `llama.rope.scaling.type = "longrope"`, false, 0},
+		{kv("llama.rope.scaling.factor", gguf.Float32(-2)), nil, ErrFormat, "llama.rope.scaling.factor = -2", false, 0},
+		{append(kv("llama.rope.scaling.factor", gguf.Float32(2)), gguf.KV{Key: "x", Value: gguf.Uint32(0)}), []float32{1, 4}, ErrUnsupported, "rope_freqs.weight together with linear", false, 0},
+		{kv("llama.rope.scaling.type", gguf.Uint32(1)), nil, ErrFormat, "llama.rope.scaling.type", false, 0},
+		{nil, []float32{1, 2, 3}, ErrFormat, `"rope_freqs.weight" has shape [3]`, false, 0},
+		{nil, []float32{1, 0}, ErrFormat, "frequency factor 1 is 0", false, 0},
+		{nil, []float32{1, float32(math.Inf(1))}, ErrFormat, "frequency factor 1 is +Inf", false, 0},
 		// Accepted: no scaling, or type none whatever the factor, factor 1, Llama 3.1 factors.
-		{kv("llama.rope.scaling.type", gguf.String("none")), nil, nil, "", false},
-		{append(kv("llama.rope.scaling.type", gguf.String("none")), kv("llama.rope.scaling.factor", gguf.Float32(8))...), nil, nil, "", false},
-		{kv("llama.rope.scaling.factor", gguf.Float32(1)), nil, nil, "", false},
-		{nil, []float32{1, 4}, nil, "", true},
+		{kv("llama.rope.scaling.type", gguf.String("none")), nil, nil, "", false, 0},
+		{append(kv("llama.rope.scaling.type", gguf.String("none")), kv("llama.rope.scaling.factor", gguf.Float32(8))...), nil, nil, "", false, 0},
+		{kv("llama.rope.scaling.factor", gguf.Float32(1)), nil, nil, "", false, 0},
+		{nil, []float32{1, 4}, nil, "", true, 0},
+		// Linear position interpolation, as llama.cpp reads it.
+		{append(kv("llama.rope.scaling.type", gguf.String("linear")), kv("llama.rope.scaling.factor", gguf.Float32(2))...), nil, nil, "", false, 2},
+		{kv("llama.rope.scaling.factor", gguf.Float32(4)), nil, nil, "", false, 4},
+		{kv("llama.rope.scale_linear", gguf.Float32(2)), nil, nil, "", false, 2},
 	} {
 		m, err := loadGGUFBytes("scaled.gguf", tinyGGUFWith(t, c.extra, c.freqs))
 		if c.sentinel == nil {
 			if err != nil {
 				t.Fatalf("%v %v: %v", c.extra, c.freqs, err)
 			}
-			if got := m.Config.RopeScaling != nil; got != c.llama3Set {
+			if got := m.Config.RopeScaling != nil; got != (c.llama3Set || c.linear > 0) {
 				t.Errorf("%v %v: rope scaling %+v", c.extra, c.freqs, m.Config.RopeScaling)
+			}
+			if c.linear > 0 {
+				want := []float64{1 / c.linear, math.Pow(10000, -2.0/4) / c.linear} // head dim 4
+				if rs := m.Config.RopeScaling; rs.Type != "linear" || rs.Factor != c.linear ||
+					math.Abs(m.rope[0]-want[0]) > 1e-15 || math.Abs(m.rope[1]-want[1]) > 1e-15 {
+					t.Errorf("linear %g: %+v, frequencies %v, want %v", c.linear, rs, m.rope, want)
+				}
 			}
 			if c.llama3Set {
 				want := []float64{1, math.Pow(10000, -2.0/4) / 4} // head dim 4

@@ -40,7 +40,8 @@ type hfConfig struct {
 		HighFreq   *float64 `json:"high_freq_factor"`
 		OrigMaxPos *int     `json:"original_max_position_embeddings"`
 	} `json:"rope_scaling"`
-	HiddenAct string `json:"hidden_act"`
+	HiddenAct     string `json:"hidden_act"`
+	SlidingWindow *int   `json:"sliding_window"`
 }
 
 // hfFiles lists the safetensors files of a HF model at path (a directory or one
@@ -208,6 +209,10 @@ func openHF(path string) (_ *source, err error) {
 	if arch == "llama" {
 		add(a+"vocab_size", gguf.Uint32(uint32(hc.Vocab)))
 		add(a+"rope.dimension_count", gguf.Uint32(uint32(headDim)))
+	}
+	// Mistral's sliding window (every layer), which the engine reads back as a mask.
+	if w := hc.SlidingWindow; hc.ModelType == "mistral" && w != nil && *w > 0 {
+		add(a+"attention.sliding_window", gguf.Uint32(uint32(min(*w, 1<<30))))
 	}
 	var ropeFreqs []float32
 	if rs := hc.RopeScaling; rs != nil {

@@ -369,3 +369,37 @@ func writeHalfGGUF(t *testing.T, src, dst string, dt gguf.TensorType) {
 		t.Fatal(err)
 	}
 }
+
+// TestHFMistralSlidingWindow: a Mistral checkpoint's sliding_window becomes
+// llama.attention.sliding_window, which the engine loads as the attention mask.
+func TestHFMistralSlidingWindow(t *testing.T) {
+	src := filepath.Join(oracleDir(t), "tiny-llama-f32.gguf")
+	hf := t.TempDir()
+	writeHFFromGGUF(t, src, hf, "F32", byteLevelTokenizerJSON(t))
+	cfgPath := filepath.Join(hf, "config.json")
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["model_type"], cfg["sliding_window"] = "mistral", 8
+	b, _ = json.Marshal(cfg)
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "mistral.gguf")
+	if _, err := Run(context.Background(), hf, out, Options{Type: Q8_0}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Open(out, model.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Config.SlidingWindow != 8 || m.Config.SWAPattern != 0 || m.Config.Ctx == 8 {
+		t.Fatalf("window %d, pattern %d, context %d", m.Config.SlidingWindow, m.Config.SWAPattern, m.Config.Ctx)
+	}
+}
