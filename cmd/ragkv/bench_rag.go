@@ -29,7 +29,7 @@ func init() {
 		asJSON                                      bool
 	)
 	cmd := &cobra.Command{
-		Use:   "rag --stream musique|scifact --model F [--tokenizer F] [--queries N] [--clients N] [--tier memory|disk] [--json]",
+		Use:   "rag --stream musique|scifact (--model F [--tokenizer F] | --addr HOST:PORT) [--queries N] [--clients N] [--tier memory|disk] [--json]",
 		Short: "Replay a RAG query stream (retrieve → fused prefill) per method: TTFT p50/p99, speedup per window, hit ratios, fidelity",
 		Long: `Starts a server in process on a loopback port (chunk cache in --tier, a retrieval
 collection, the inference engine), ingests the stream's collection, precomputes it
@@ -45,10 +45,15 @@ passages, in order, repeated to --queries) and scifact (claims drawn by Zipf pop
 over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if modelPath == "" {
-				return flagErr("model", "a model file is required")
-			}
-			if _, err := os.Stat(modelPath); err != nil {
+			if o.Addr != "" {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent"} {
+					if cmd.Flags().Changed(name) {
+						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
+					}
+				}
+			} else if modelPath == "" {
+				return flagErr("model", "a model file is required (or --addr of a running server)")
+			} else if _, err := os.Stat(modelPath); err != nil {
 				return flagErr("model", "%v", err)
 			}
 			if tokPath != "" {
@@ -105,15 +110,19 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			if o.NovelFrac == 0 && o.Stream == "scifact" && !cmd.Flags().Changed("novel") {
 				o.NovelFrac = 0.5
 			}
-			m, err := model.Open(modelPath, model.Options{Tokenizer: tokPath, Threads: threads})
-			if err != nil {
-				return err
+			var m *model.Model
+			name, threadsUsed := o.Addr, 0
+			if o.Addr == "" {
+				if m, err = model.Open(modelPath, model.Options{Tokenizer: tokPath, Threads: threads}); err != nil {
+					return err
+				}
+				defer m.Close()
+				name, threadsUsed = modelPath, m.Pool().Threads()
 			}
-			defer m.Close()
 			o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			prog := cliutil.NewProgress(os.Stderr, "bench rag "+o.Stream, 0)
 			o.Progress = func(done, total int) { prog.Add(1) }
-			rep, err := ragbench.Run(cmd.Context(), m, modelPath, o)
+			rep, err := ragbench.Run(cmd.Context(), m, name, o)
 			prog.Finish()
 			if err != nil {
 				return err
@@ -134,14 +143,15 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 					*ragbench.Report
 					CPUPath string `json:"cpu_path"`
 					Threads int    `json:"threads"`
-				}{rep, cpu.Active().String(), m.Pool().Threads()})
+				}{rep, cpu.Active().String(), threadsUsed})
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Stream, "stream", "", "query stream: musique or scifact")
-	f.StringVar(&modelPath, "model", "", "model file")
+	f.StringVar(&modelPath, "model", "", "model file (in-process server)")
+	f.StringVar(&o.Addr, "addr", "", "replay against the ragkv server at this address instead of an in-process one")
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file (default: the model's own)")
 	f.StringVar(&dataDir, "data", "", "shared data folder (default $RAGKV_SHARED or ../shared)")
 	f.IntVar(&o.Queries, "queries", 0, "queries in the stream (0: 150 musique, 2000 scifact)")

@@ -101,6 +101,12 @@ type Options struct {
 	DType chunkcache.DType
 	// Dir is the working directory (default: a temporary one, removed after).
 	Dir string
+	// Addr, when set, is a running server (Inference and Retrieval services) to
+	// replay the stream against instead of an in-process one (Tier, CacheBytes,
+	// Policy, Admission, DType and EngineConcurrent are then the server's own). The
+	// collection is "bench-<stream>-w<ChunkWords>": ingesting it again skips the
+	// documents it holds, and precomputing it again skips the passages stored.
+	Addr string
 	// EngineConcurrent is the engine's MaxConcurrent (default 1).
 	EngineConcurrent int
 	Log              *slog.Logger
@@ -254,7 +260,8 @@ type sample struct {
 	logits  []float32
 }
 
-// Run replays the stream against an in-process server on a loopback port.
+// Run replays the stream against an in-process server on a loopback port over m (or,
+// with Addr, against a running server; m is then not used).
 func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Report, error) {
 	o.EnsureDefaults()
 	if err := o.Validate(); err != nil {
@@ -273,7 +280,12 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	env, err := startServer(ctx, m, dir, &o)
+	var env *env
+	if o.Addr != "" {
+		env, err = dial(o.Addr)
+	} else {
+		env, err = startServer(ctx, m, dir, &o)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +311,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	first := &ragkvv1.IngestRequest{Collection: "bench", Options: &ragkvv1.RetrievalCollectionOptions{ChunkWords: int32(o.ChunkWords), Embedder: "none"}}
+	first := &ragkvv1.IngestRequest{Collection: o.collection(), Options: &ragkvv1.RetrievalCollectionOptions{ChunkWords: int32(o.ChunkWords), Embedder: "none"}}
 	for lo := 0; lo < len(docs); lo += 256 {
 		msg := &ragkvv1.IngestRequest{}
 		if lo == 0 {
@@ -317,7 +329,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	rep.CollectionPassages = int(ir.TotalPassages)
 	if !o.NoPrecompute {
 		t0 := time.Now()
-		st, err := env.inf.PrecomputeCollection(ctx, &ragkvv1.PrecomputeCollectionRequest{Collection: "bench", EngineShare: 1})
+		st, err := env.inf.PrecomputeCollection(ctx, &ragkvv1.PrecomputeCollectionRequest{Collection: o.collection(), EngineShare: 1})
 		if err != nil {
 			return nil, err
 		}
@@ -393,6 +405,7 @@ feed:
 
 // env is the in-process server and its clients.
 type env struct {
+	addr  string
 	srv   *server.Server
 	cache *chunkcache.Cache
 	ret   *retrieval.Store
@@ -445,6 +458,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if err != nil {
 		return nil, err
 	}
+	e.addr = lis.Addr().String()
 	go func() { e.done <- e.srv.Serve(lis) }()
 	if e.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.DefaultMaxRecvMsgBytes))); err != nil {
@@ -452,6 +466,24 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	}
 	e.inf, e.rc = ragkvv1.NewInferenceClient(e.conn), ragkvv1.NewRetrievalClient(e.conn)
 	return e, nil
+}
+
+// collection is the benchmark's collection name.
+func (o *Options) collection() string {
+	if o.Addr == "" {
+		return "bench"
+	}
+	return fmt.Sprintf("bench-%s-w%d", o.Stream, o.ChunkWords)
+}
+
+// dial connects to a running server.
+func dial(addr string) (*env, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(server.DefaultMaxRecvMsgBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: address %q: %v", ErrInvalid, addr, err)
+	}
+	return &env{conn: conn, inf: ragkvv1.NewInferenceClient(conn), rc: ragkvv1.NewRetrievalClient(conn)}, nil
 }
 
 func (e *env) close() {
@@ -467,7 +499,9 @@ func (e *env) close() {
 	if e.ret != nil {
 		e.ret.Close()
 	}
-	e.cache.Close()
+	if e.cache != nil {
+		e.cache.Close()
+	}
 }
 
 // query runs every method on one query (full first).
@@ -477,7 +511,7 @@ func (e *env) query(ctx context.Context, o *Options, q string) (map[blend.Method
 	for _, meth := range o.Methods {
 		ratio := o.Ratio
 		req := &ragkvv1.PrefillRequest{Query: q, Method: string(meth), Ratio: &ratio, ReturnLogits: true,
-			Retrieval: &ragkvv1.RetrievalSource{Collection: "bench", K: int32(o.K), Mode: ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25}}
+			Retrieval: &ragkvv1.RetrievalSource{Collection: o.collection(), K: int32(o.K), Mode: ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25}}
 		t0 := time.Now()
 		resp, err := e.inf.Prefill(ctx, req)
 		if err != nil {

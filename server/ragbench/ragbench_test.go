@@ -97,3 +97,30 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestRunAgainstServer: with Addr the stream runs against a running server; a second
+// run finds the collection ingested and precomputed (nothing recomputed: every passage
+// from the memory tier from the first query on).
+func TestRunAgainstServer(t *testing.T) {
+	m := storiesModel(t)
+	o := Options{Stream: "musique", Tier: "memory"}
+	o.EnsureDefaults()
+	srv, err := startServer(context.Background(), m, t.TempDir(), &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close()
+	for run := 0; run < 2; run++ {
+		rep, err := Run(context.Background(), nil, srv.addr, Options{Stream: "musique", DataDir: shared.Path(t), Addr: srv.addr, Queries: 6, Docs: 3,
+			K: 2, ChunkWords: 30, Window: 2, Methods: []blend.Method{blend.CacheBlend}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := rep.HitRatioWindows["cacheblend"].First; h["memory"] != 1 || rep.CollectionPassages < 10 {
+			t.Fatalf("run %d: first window hits %v, %d passages", run, h, rep.CollectionPassages)
+		}
+	}
+	if _, err := Run(context.Background(), nil, "", Options{Stream: "musique", DataDir: shared.Path(t), Addr: "127.0.0.1:1", Queries: 1, Docs: 1, K: 1}); err == nil {
+		t.Fatal("no server: no error")
+	}
+}
