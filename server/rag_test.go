@@ -318,6 +318,11 @@ func TestPrefillRetrievalSource(t *testing.T) {
 			Retrieval: &ragkvv1.RetrievalSource{Collection: "long", K: 1}})
 		wantInfCode(t, err, codes.InvalidArgument, "context")
 	}
+	// PrecomputeCollection reports such a passage and goes on.
+	lp := precomputeCollection(t, s.inf, &ragkvv1.PrecomputeCollectionRequest{Collection: "long", System: inferenceSystem}, 0)
+	if len(lp) != 1 || lp[0].Status != "too_long" || lp[0].Tokens <= 512 || lp[0].Done != 1 || lp[0].Computed != 0 {
+		t.Fatalf("precompute of a too long passage: %+v", lp)
+	}
 	// Without the Retrieval service.
 	plain := startInferenceServer(t, m, t.TempDir())
 	defer plain.stop(t)
