@@ -622,6 +622,16 @@ type PrecomputeEvent struct {
 // (BOS + system text) with Cache-Craft statistics; contextChunks 0 means the engine's
 // default.
 func (e *Engine) Precompute(ctx context.Context, ns, system string, chunks []PrecomputeChunk, contextChunks int, progress func(PrecomputeEvent) error) (*PrecomputeResult, error) {
+	return e.PrecomputeShare(ctx, ns, system, chunks, contextChunks, 1, progress)
+}
+
+// PrecomputeShare is Precompute holding an engine slot at most share (in (0, 1]) of
+// the time: after computing each chunk it waits, outside the slot, (1−share)/share ×
+// the time the chunk held it, so that live prefills and generations keep priority.
+func (e *Engine) PrecomputeShare(ctx context.Context, ns, system string, chunks []PrecomputeChunk, contextChunks int, share float64, progress func(PrecomputeEvent) error) (*PrecomputeResult, error) {
+	if !(share > 0 && share <= 1) {
+		return nil, fmt.Errorf("%w: engine share %g (want (0, 1])", ErrInvalid, share)
+	}
 	st, err := e.st.WithNamespace(ns)
 	if err != nil {
 		return nil, err
@@ -639,7 +649,7 @@ func (e *Engine) Precompute(ctx context.Context, ns, system string, chunks []Pre
 	return st.Precompute(ctx, toks, PrecomputeOptions{
 		SystemPrefix:  m.Tok.Encode(system, true, false),
 		ContextChunks: contextChunks,
-		Acquire:       e.acquire,
+		Acquire:       e.shareAcquire(share),
 		Progress: func(i int, status string, totals PrecomputeResult) error {
 			if progress == nil {
 				return nil
@@ -647,6 +657,29 @@ func (e *Engine) Precompute(ctx context.Context, ns, system string, chunks []Pre
 			return progress(PrecomputeEvent{Index: i, ID: chunks[i].ID, Key: totals.Keys[i], Status: status, Tokens: len(toks[i]), Totals: totals})
 		},
 	})
+}
+
+// shareAcquire is acquire for background work that may hold a slot share of the time.
+func (e *Engine) shareAcquire(share float64) func(context.Context) (func(), error) {
+	if share >= 1 {
+		return e.acquire
+	}
+	return func(ctx context.Context) (func(), error) {
+		release, err := e.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		return func() {
+			release()
+			t := time.NewTimer(time.Duration(float64(time.Since(t0)) * (1 - share) / share))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}, nil
+	}
 }
 
 type engineMetrics struct {

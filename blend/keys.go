@@ -2,6 +2,7 @@ package blend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ragkv/ragkv/chunkcache"
@@ -47,6 +48,46 @@ func (e *Engine) PromptKeys(ctx context.Context, ns, system string, chunks []str
 			return nil, err
 		}
 		out = append(out, PromptKey{Kind: "chunk", Key: k, Tokens: len(toks)})
+	}
+	return out, nil
+}
+
+// CachedKey is a prompt segment's key and whether the chunk cache holds it.
+type CachedKey struct {
+	PromptKey
+	Cached bool
+	// Tier is the fastest tier holding it ("" when not cached).
+	Tier string
+}
+
+// LookupPromptKeys is PromptKeys with, for each key, whether a tier of the chunk cache
+// holds it (without reading it or counting a hit).
+func (e *Engine) LookupPromptKeys(ctx context.Context, ns, system string, chunks []string) ([]CachedKey, error) {
+	pks, err := e.PromptKeys(ctx, ns, system, chunks)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]chunkcache.Key, len(pks))
+	for i, pk := range pks {
+		keys[i] = pk.Key
+	}
+	out := make([]CachedKey, len(pks))
+	for i, pk := range pks {
+		out[i].PromptKey = pk
+	}
+	st, err := e.st.WithNamespace(ns)
+	if err != nil {
+		return nil, err
+	}
+	res, err := st.cache.Lookup(ctx, st.o.Namespace, keys)
+	if errors.Is(err, chunkcache.ErrUnknownNamespace) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range res {
+		out[i].Cached, out[i].Tier = r.Present, r.Tier
 	}
 	return out, nil
 }

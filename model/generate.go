@@ -16,6 +16,9 @@ type GenerateOptions struct {
 	Sampler *Sampler
 	// StopAtEOS also stops at the EOS token (run.c stops only at BOS).
 	StopAtEOS bool
+	// Tokens, when not nil, is the prompt as token ids (the prompt text is then
+	// ignored): for prompts tokenized in parts, as a fused prefill renders them.
+	Tokens []int
 }
 
 // GenerateStats reports a generation.
@@ -34,7 +37,10 @@ type GenerateStats struct {
 // after BOS is dropped, and a final newline is printed. The prompt is prefilled as one
 // batch.
 func (m *Model) Generate(ctx context.Context, w io.Writer, prompt string, o GenerateOptions) (*GenerateStats, error) {
-	toks := m.Tok.Encode(prompt, true, false)
+	toks := o.Tokens
+	if toks == nil {
+		toks = m.Tok.Encode(prompt, true, false)
+	}
 	if len(toks) < 1 {
 		return nil, fmt.Errorf("%w: empty prompt and no BOS token", ErrInvalid)
 	}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -10,6 +12,7 @@ import (
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/model"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
+	"github.com/ragkv/ragkv/retrieval"
 )
 
 func init() {
@@ -29,8 +32,8 @@ const InferenceServiceName = "ragkv.v1.Inference"
 // WithInference attaches the Inference service (Prefill, Generate, PrecomputeChunks)
 // backed by e (owned by the caller).
 func WithInference(e *blend.Engine) Option {
-	svc := withService(InferenceServiceName, func(s *grpc.Server) {
-		ragkvv1.RegisterInferenceServer(s, &inferenceService{e: e})
+	svc := withServiceOptions(InferenceServiceName, func(s *grpc.Server, o *options) {
+		ragkvv1.RegisterInferenceServer(s, &inferenceService{e: e, ret: o.retrieval, log: o.logger})
 	})
 	return optionFunc(func(o *options) {
 		svc.apply(o)
@@ -40,7 +43,50 @@ func WithInference(e *blend.Engine) Option {
 
 type inferenceService struct {
 	ragkvv1.UnimplementedInferenceServer
-	e *blend.Engine
+	e   *blend.Engine
+	ret *retrieval.Store // nil: no retrieval sources
+	log *slog.Logger
+	co  coRetrieval
+}
+
+// prompt is a validated prefill input and the passages its retrieval source fused.
+type prompt struct {
+	in       *blend.PrefillInput
+	passages []RetrievedPassage
+	first    int // index of the first retrieved chunk among in.Chunks
+}
+
+func (p *prompt) response(out *blend.PrefillOutput, logits bool) *ragkvv1.PrefillResponse {
+	resp := prefillResponse(out, logits)
+	if len(p.passages) > 0 {
+		resp.Passages = promptPassagesToProto(PromptPassages(out, p.first, p.passages))
+	}
+	return resp
+}
+
+// prompt validates req and runs its retrieval source: the retrieved passages follow
+// the request's chunks, in rank order.
+func (s *inferenceService) prompt(ctx context.Context, req *ragkvv1.PrefillRequest) (*prompt, error) {
+	in, err := prefillInput(req)
+	if err != nil {
+		return nil, err
+	}
+	p := &prompt{in: in, first: len(in.Chunks)}
+	if r := req.GetRetrieval(); r != nil {
+		src, err := retrievalSourceFromProto(r, req.GetQuery())
+		if err != nil {
+			return nil, err
+		}
+		if p.passages, err = RetrievePassages(ctx, s.ret, src, MaxRetrievalK); err != nil {
+			return nil, toStatus(fmt.Errorf("prefill: %w", err))
+		}
+		if len(in.Chunks)+len(p.passages) > maxPrefillChunks {
+			return nil, invalidArg("prefill: %d chunks and %d passages (at most %d)", len(in.Chunks), len(p.passages), maxPrefillChunks)
+		}
+		in.Chunks = append(in.Chunks, PassageChunks(p.passages)...)
+		s.co.record(src.Collection, p.passages)
+	}
+	return p, nil
 }
 
 // maxPrefillChunks bounds the chunks of one request.
@@ -117,15 +163,15 @@ func prefillResponse(out *blend.PrefillOutput, logits bool) *ragkvv1.PrefillResp
 }
 
 func (s *inferenceService) Prefill(ctx context.Context, req *ragkvv1.PrefillRequest) (*ragkvv1.PrefillResponse, error) {
-	in, err := prefillInput(req)
+	p, err := s.prompt(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.e.Prefill(ctx, in)
+	out, err := s.e.Prefill(ctx, p.in)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return prefillResponse(out, req.GetReturnLogits()), nil
+	return p.response(out, req.GetReturnLogits()), nil
 }
 
 func (s *inferenceService) Generate(req *ragkvv1.GenerateRequest, stream grpc.ServerStreamingServer[ragkvv1.GenerateResponse]) error {
@@ -135,6 +181,7 @@ func (s *inferenceService) Generate(req *ragkvv1.GenerateRequest, stream grpc.Se
 		return invalidArg("generate: temperature %g and top_p %g: want temperature ≥ 0 and top_p in [0, 1]", req.GetTemperature(), req.GetTopP())
 	}
 	var wantLogits bool
+	pr := &prompt{}
 	switch x := req.GetSource().(type) {
 	case *ragkvv1.GenerateRequest_Handle:
 		if x.Handle == "" {
@@ -142,16 +189,19 @@ func (s *inferenceService) Generate(req *ragkvv1.GenerateRequest, stream grpc.Se
 		}
 		in.Handle = x.Handle
 	case *ragkvv1.GenerateRequest_Prefill:
-		p, err := prefillInput(x.Prefill)
+		p, err := s.prompt(stream.Context(), x.Prefill)
 		if err != nil {
 			return err
 		}
-		in.Prefill = p
+		in.Prefill, pr = p.in, p
 		wantLogits = x.Prefill.GetReturnLogits()
 	default:
 		return invalidArg("generate: give a prefill handle or a prefill request")
 	}
 	err := s.e.Generate(stream.Context(), in, func(ev blend.GenerateEvent) error {
+		if ev.Prefill != nil {
+			return stream.Send(&ragkvv1.GenerateResponse{Msg: &ragkvv1.GenerateResponse_Prefill{Prefill: pr.response(ev.Prefill, wantLogits)}})
+		}
 		return stream.Send(generateResponse(ev, wantLogits))
 	})
 	return toStatus(err)

@@ -35,14 +35,20 @@ func init() {
 
 // WithRetrieval attaches the Retrieval service backed by st (owned by the caller).
 func WithRetrieval(st *retrieval.Store) Option {
-	return withService("ragkv.v1.Retrieval", func(s *grpc.Server) {
-		ragkvv1.RegisterRetrievalServer(s, &retrievalService{st: st})
+	svc := withServiceOptions("ragkv.v1.Retrieval", func(s *grpc.Server, o *options) {
+		kl, _ := o.promptKeys.(KeyLookup) // the engine, when WithInference is given too
+		ragkvv1.RegisterRetrievalServer(s, &retrievalService{st: st, keys: kl})
+	})
+	return optionFunc(func(o *options) {
+		svc.apply(o)
+		o.retrieval = st
 	})
 }
 
 type retrievalService struct {
 	ragkvv1.UnimplementedRetrievalServer
-	st *retrieval.Store
+	st   *retrieval.Store
+	keys KeyLookup
 }
 
 func (r *retrievalService) Ingest(stream grpc.ClientStreamingServer[ragkvv1.IngestRequest, ragkvv1.IngestResponse]) error {
@@ -230,7 +236,8 @@ func (r *retrievalService) Retrieve(ctx context.Context, req *ragkvv1.RetrieveRe
 	sr := retrieval.SearchRequest{
 		Collection: req.GetCollection(), Query: req.GetQuery(), Vector: req.GetQueryVector(), K: int(req.GetK()),
 		Mode: mode, Fusion: fusion, FusionWeight: req.FusionWeight, Depth: int(req.GetDepth()), DenseIndex: di,
-		DocIDs: req.GetDocIds(), ExcludeDocIDs: req.GetExcludeDocIds(), GroupByDoc: req.GetGroupByDoc(), NoText: req.GetOmitText(),
+		DocIDs: req.GetDocIds(), ExcludeDocIDs: req.GetExcludeDocIds(), GroupByDoc: req.GetGroupByDoc(),
+		NoText: req.GetOmitText() && !req.GetWithKeys(), // keys are of the texts
 	}
 	res, err := r.st.Search(ctx, sr)
 	if err != nil {
@@ -246,11 +253,23 @@ func (r *retrievalService) Retrieve(ctx context.Context, req *ragkvv1.RetrieveRe
 	case retrieval.FusionRRF:
 		out.Fusion = ragkvv1.RetrievalFusion_RETRIEVAL_FUSION_RRF
 	}
-	for _, h := range res.Hits {
+	texts := make([]string, len(res.Hits))
+	for i, h := range res.Hits {
+		texts[i] = h.Text
 		out.Passages = append(out.Passages, &ragkvv1.RetrievedPassage{
 			PassageId: h.PassageID, DocId: h.DocID, Title: h.Title, Text: h.Text, ChunkId: h.ChunkID,
 			Score: h.Score, Bm25Score: h.BM25, DenseScore: h.Dense,
 		})
+	}
+	if req.GetWithKeys() {
+		if err := passageKeys(ctx, r.keys, req.GetNamespace(), req.GetSystem(), out.Passages, texts); err != nil {
+			return nil, toStatus(fmt.Errorf("retrieve: chunk keys: %w", err))
+		}
+		if req.GetOmitText() {
+			for _, p := range out.Passages {
+				p.Title, p.Text = "", ""
+			}
+		}
 	}
 	return out, nil
 }

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/ragkv/ragkv/retrieval"
 )
 
 // DefaultMaxRecvMsgBytes bounds a single inbound gRPC message. Chunk KV frames are sent
@@ -53,6 +55,9 @@ type options struct {
 	// replica and promptKeys serve Locate and WatchChunks (cluster.go).
 	replica    ReplicaOptions
 	promptKeys PromptKeyer
+	// retrieval is the store of WithRetrieval, for the retrieval sources of Prefill
+	// and Generate (rag.go).
+	retrieval *retrieval.Store
 	// stopHooks run after the gRPC server stopped (closing peer connections).
 	stopHooks []func()
 }

@@ -84,12 +84,15 @@ func dialInference(addr string) (ragkvv1.InferenceClient, func(), error) {
 func newPrecomputeCmd() *cobra.Command {
 	var (
 		chunksPath, modelPath, tokPath, dataDir, cacheDir, dtype, ns, system, addr, keysOut string
+		collection                                                                          string
+		engineShare                                                                         float64
+		coRetrieved                                                                         bool
 		contextChunks, threads, batch                                                       int
 		diskCapacity                                                                        cacheBytes = 16 << 30
 		syncWrites, asJSON                                                                  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "precompute --chunks FILE.jsonl (--model FILE [--data-dir DIR] | --addr HOST:PORT)",
+		Use:   "precompute (--chunks FILE.jsonl (--model FILE [--data-dir DIR] | --addr HOST:PORT) | --collection C --addr HOST:PORT)",
 		Short: "Compute chunk KV caches (with Cache-Craft statistics) into the chunk cache; resumable",
 		Long: `Reads {"id","text"} lines and stores each chunk's KV, computed alone after the
 system prefix (BOS + --system), with Cache-Craft's statistics from a pass where the chunk
@@ -99,11 +102,45 @@ skipped, so an interrupted job resumes where it stopped.
 Locally (--model) it writes the chunk cache's Badger directory (<data-dir>/chunkcache,
 as ` + "`ragkv serve`" + ` uses it; the server must not be running on it). With --addr it sends
 the chunks to a running server (PrecomputeChunks RPC, --batch chunks per call; the
-statistics context does not cross batches). --keys-out writes {"id","key"} lines.`,
+statistics context does not cross batches). --keys-out writes {"id","key"} lines.
+
+With --collection and --addr the server precomputes every passage of one of its
+collections exactly as a prompt with a retrieval source (` + "`ragkv ask`" + `) fuses it: the
+passage text + "\n\n" after BOS + --system in --namespace (PrecomputeCollection RPC), at
+--engine-share of the engine so that live requests keep priority. Passages already
+stored are skipped, so running it again after an interruption resumes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if addr != "" {
+				for _, name := range []string{"model", "tokenizer", "data-dir", "cache-dir", "disk-capacity", "sync-writes", "dtype", "threads"} {
+					if cmd.Flags().Changed(name) {
+						return flagErr(name, "applies to the local job only, not with --addr (the server's settings apply)")
+					}
+				}
+			}
+			if collection != "" {
+				if chunksPath != "" {
+					return flagErr("chunks", "give --chunks or --collection, not both")
+				}
+				if addr == "" {
+					return flagErr("collection", "needs --addr (the server holding the collection precomputes it)")
+				}
+				if cmd.Flags().Changed("batch") {
+					return flagErr("batch", "applies to --chunks only")
+				}
+				if !(engineShare > 0 && engineShare <= 1) {
+					return flagErr("engine-share", "want a number in (0, 1], got %g", engineShare)
+				}
+				return precomputeCollection(cmd, addr, &ragkvv1.PrecomputeCollectionRequest{Collection: collection, Namespace: ns, System: system,
+					ContextChunks: int32(contextChunksFlag(contextChunks)), EngineShare: engineShare, CoRetrievedContext: coRetrieved}, keysOut, asJSON)
+			}
+			for _, name := range []string{"engine-share", "co-retrieved"} {
+				if cmd.Flags().Changed(name) {
+					return flagErr(name, "applies to --collection only")
+				}
+			}
 			if chunksPath == "" {
-				return flagErr("chunks", "a JSONL file of {\"id\",\"text\"} lines is required")
+				return flagErr("chunks", "a JSONL file of {\"id\",\"text\"} lines is required (or --collection with --addr)")
 			}
 			chunks, err := readChunksFile("chunks", chunksPath, true)
 			if err != nil {
@@ -115,11 +152,7 @@ statistics context does not cross batches). --keys-out writes {"id","key"} lines
 			if batch < 1 {
 				return flagErr("batch", "must be ≥ 1, got %d", batch)
 			}
-			if contextChunks == 0 {
-				// No chunks of context: no statistics pass, locally and through a
-				// server alike (the RPC reads 0 as "the server's default").
-				contextChunks = -1
-			}
+			contextChunks = contextChunksFlag(contextChunks)
 			var keysW *bufio.Writer
 			if keysOut != "" {
 				f, err := os.Create(keysOut)
@@ -190,7 +223,101 @@ statistics context does not cross batches). --keys-out writes {"id","key"} lines
 	f.IntVar(&contextChunks, "context-chunks", 1, "chunks before each one in its Cache-Craft statistics pass (0 or negative: no statistics)")
 	f.StringVar(&keysOut, "keys-out", "", "write {\"id\",\"key\"} lines (chunk-cache keys) to this file")
 	f.BoolVar(&asJSON, "json", false, "print the counts as one JSON object as the last line")
+	f.StringVar(&collection, "collection", "", "precompute every passage of this collection of the --addr server instead of --chunks (as retrieval sources fuse them; resumable)")
+	f.BoolVar(&coRetrieved, "co-retrieved", false, "--collection: compute each passage's Cache-Craft statistics after the passage the server most often retrieved with it")
+	f.Float64Var(&engineShare, "engine-share", 0.5, "share of the time the --collection job may hold the server's engine, in (0, 1]")
 	return cmd
+}
+
+// contextChunksFlag maps --context-chunks 0 (no chunks of context) to -1: no statistics
+// pass, locally and through a server alike (the RPCs read 0 as "the server's default").
+func contextChunksFlag(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// precomputeCollection runs PrecomputeCollection on a server, showing its progress.
+func precomputeCollection(cmd *cobra.Command, addr string, req *ragkvv1.PrecomputeCollectionRequest, keysOut string, asJSON bool) error {
+	var keysW *bufio.Writer
+	if keysOut != "" {
+		f, err := os.Create(keysOut)
+		if err != nil {
+			return flagErr("keys-out", "%v", err)
+		}
+		defer f.Close()
+		keysW = bufio.NewWriter(f)
+		defer keysW.Flush()
+	}
+	cl, done, err := dialInference(addr)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t0 := time.Now()
+	stream, err := cl.PrecomputeCollection(cmd.Context(), req)
+	if err != nil {
+		return cacheRPCErr("precompute", err)
+	}
+	var (
+		prog *cliutil.Progress
+		last *ragkvv1.PrecomputeCollectionProgress
+		res  struct {
+			Collection string  `json:"collection"`
+			Passages   int     `json:"passages"`
+			Computed   int     `json:"computed"`
+			Skipped    int     `json:"skipped"`
+			Rejected   int     `json:"rejected"`
+			TooLong    int     `json:"too_long"`
+			Tokens     int     `json:"tokens"`
+			Seconds    float64 `json:"seconds"`
+		}
+	)
+	res.Collection = req.Collection
+	for {
+		p, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if prog != nil {
+				prog.Finish()
+			}
+			return cacheRPCErr("precompute", err)
+		}
+		if prog == nil {
+			prog = cliutil.NewProgress(os.Stderr, "precompute "+req.Collection, int64(p.Total))
+		}
+		prog.Add(1)
+		last = p
+		switch p.Status {
+		case "computed", "rejected":
+			res.Tokens += int(p.Tokens)
+		case "too_long":
+			res.TooLong++
+		}
+		if keysW != nil && len(p.Key) > 0 {
+			b, _ := json.Marshal(map[string]string{"id": p.PassageId, "key": hex.EncodeToString(p.Key)})
+			if _, err := keysW.Write(append(b, '\n')); err != nil {
+				return err
+			}
+		}
+	}
+	if prog != nil {
+		prog.Finish()
+	}
+	if last != nil {
+		res.Passages, res.Computed, res.Skipped, res.Rejected = int(last.Total), int(last.Computed), int(last.Skipped), int(last.Rejected)
+	}
+	res.Seconds = time.Since(t0).Seconds()
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "precompute %s: %d passages: %d computed (%d tokens), %d already stored, %d not admitted, %d longer than the context, in %s\n",
+		req.Collection, res.Passages, res.Computed, res.Tokens, res.Skipped, res.Rejected, res.TooLong, time.Since(t0).Round(time.Millisecond))
+	if asJSON {
+		return cliutil.PrintJSON(out, res)
+	}
+	return nil
 }
 
 type precomputeLocalArgs struct {
@@ -449,6 +576,11 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if remoteGenerate.p.addr == "" {
 			return local(c, args)
+		}
+		for _, name := range []string{"model", "tokenizer", "steps", "threads"} {
+			if c.Flags().Changed(name) {
+				return flagErr(name, "does not apply with --addr (the server's model generates; --max-tokens bounds it)")
+			}
 		}
 		return runRemoteGenerate(c)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,24 @@ func init() {
 		Short: "Generate text with a local model file (output as llama2.c's run prints it)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" {
-				return flagErr("model", "a model file is required")
+				return flagErr("model", "a model file is required (or --addr to generate on a server)")
+			}
+			// The remote mode's flags that mean nothing locally (the local prompt is
+			// computed in full: --method full only).
+			for _, name := range []string{"namespace", "ratio", "timeout", "max-tokens"} {
+				if cmd.Flags().Changed(name) {
+					return flagErr(name, "applies only with --addr (generating on a server)")
+				}
+			}
+			if meth, _ := cmd.Flags().GetString("method"); cmd.Flags().Changed("method") && meth != "full" {
+				return flagErr("method", "%s applies only with --addr; a local generation is method full", meth)
+			}
+			parts, err := localPromptParts(cmd)
+			if err != nil {
+				return err
+			}
+			if parts != nil && prompt != "" {
+				return flagErr("prompt", "give --prompt or the prompt's parts (--system, --chunk, --chunks-file, --query), not both")
 			}
 			if _, err := os.Stat(modelPath); err != nil {
 				return flagErr("model", "%v", err)
@@ -56,7 +74,12 @@ func init() {
 				seed = uint64(time.Now().Unix())
 			}
 			w := bufio.NewWriter(cmd.OutOrStdout())
+			var toks []int
+			if parts != nil {
+				toks = parts.tokens(m)
+			}
 			st, err := m.Generate(cmd.Context(), w, prompt, model.GenerateOptions{
+				Tokens:    toks,
 				Steps:     steps,
 				Sampler:   model.NewSampler(float32(temperature), float32(topP), seed),
 				StopAtEOS: m.Format != "llama2c",
@@ -85,4 +108,52 @@ func init() {
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
 	addRemoteGenerate(cmd) // --addr: generate on a server (cmd/ragkv/blend.go)
 	rootCmd.AddCommand(cmd)
+}
+
+// promptParts is a prompt given in parts, rendered as the fused prefill renders it: BOS
+// + system text, each chunk tokenized alone (no BOS), then the query.
+type promptParts struct {
+	system, query string
+	chunks        []string
+}
+
+func (p *promptParts) tokens(m *model.Model) []int {
+	toks := m.Tok.Encode(p.system, true, false)
+	for _, c := range p.chunks {
+		toks = append(toks, m.Tok.Encode(c, false, false)...)
+	}
+	return append(toks, m.Tok.Encode(p.query, false, false)...)
+}
+
+// localPromptParts reads --system, --chunks-file, --chunk and --query for a local
+// generation (nil when none is given); chunks by key need a server.
+func localPromptParts(cmd *cobra.Command) (*promptParts, error) {
+	rg := &remoteGenerate.p
+	fl := cmd.Flags()
+	if !fl.Changed("system") && !fl.Changed("chunk") && !fl.Changed("chunks-file") && !fl.Changed("query") {
+		return nil, nil
+	}
+	p := &promptParts{system: rg.system, query: rg.query}
+	if rg.chunksFile != "" {
+		cs, err := readChunksFile("chunks-file", rg.chunksFile, false)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			if c.Text == "" {
+				return nil, flagErr("chunks-file", "chunk %s is given by key: stored chunks need --addr", c.ID)
+			}
+			p.chunks = append(p.chunks, c.Text)
+		}
+	}
+	for _, c := range rg.chunks {
+		if strings.HasPrefix(c, "key:") {
+			return nil, flagErr("chunk", "%q: a stored chunk (key:) needs --addr", c)
+		}
+		if c == "" {
+			return nil, flagErr("chunk", "empty chunk text")
+		}
+		p.chunks = append(p.chunks, c)
+	}
+	return p, nil
 }

@@ -132,6 +132,9 @@ func init() {
 		shards, chunkWords, chunkOverlap, batch   int
 		pcaDims                                   int
 		int8Codes, asJSON                         bool
+		precompute                                bool
+		pcNS, pcSystem                            string
+		pcShare                                   float64
 	)
 	ingestCmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if collection == "" {
@@ -139,6 +142,16 @@ func init() {
 		}
 		if corpus == "" {
 			return flagErr("corpus", "required")
+		}
+		if !precompute {
+			for _, name := range []string{"system", "namespace", "engine-share"} {
+				if cmd.Flags().Changed(name) {
+					return flagErr(name, "applies with --precompute only")
+				}
+			}
+		}
+		if !(pcShare > 0 && pcShare <= 1) {
+			return flagErr("engine-share", "want a number in (0, 1], got %g", pcShare)
 		}
 		if batch < 1 || batch > 100000 {
 			return flagErr("batch", "must be in [1, 100000], got %d", batch)
@@ -219,6 +232,13 @@ func init() {
 		fmt.Fprintf(out, "%s: generation %d, %d new docs (%d skipped), %d passages (%d duplicates dropped) in %d shards; total %d docs, %d passages (%.1f s)\n",
 			res.GetCollection(), res.GetGeneration(), res.GetDocs(), res.GetDocsSkipped(), res.GetPassages(), res.GetDuplicates(),
 			res.GetShards(), res.GetTotalDocs(), res.GetTotalPassages(), res.GetSeconds())
+		if precompute {
+			// Every passage not yet stored (the new ones) into the chunk cache.
+			if err := precomputeCollection(cmd, addr, &ragkvv1.PrecomputeCollectionRequest{Collection: collection, Namespace: pcNS,
+				System: pcSystem, EngineShare: pcShare}, "", false); err != nil {
+				return err
+			}
+		}
 		if asJSON {
 			return cliutil.PrintJSON(out, res)
 		}
@@ -237,6 +257,10 @@ func init() {
 	fl.IntVar(&pcaDims, "pca-dims", 0, "new collection: PCA dimension (0: default; -1: full vectors)")
 	fl.BoolVar(&int8Codes, "int8", false, "new collection: int8-quantize the projected vectors")
 	fl.BoolVar(&asJSON, "json", false, "print the result as one JSON line")
+	fl.BoolVar(&precompute, "precompute", false, "then precompute the collection's passages into the chunk cache (PrecomputeCollection; needs the server's --model)")
+	fl.StringVar(&pcNS, "namespace", "", "with --precompute: chunk cache namespace")
+	fl.StringVar(&pcSystem, "system", "", "with --precompute: system text the passages are computed after")
+	fl.Float64Var(&pcShare, "engine-share", 0.5, "with --precompute: share of the time the job may hold the engine")
 	rootCmd.AddCommand(ingestCmd)
 
 	rootCmd.AddCommand(newQueryCmd(), newToolsCmd(), newCollectionCmd())

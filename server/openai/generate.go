@@ -13,8 +13,8 @@ import (
 
 	"github.com/ragkv/ragkv/blend"
 	"github.com/ragkv/ragkv/chunkcache"
-	"github.com/ragkv/ragkv/model/chat"
 	"github.com/ragkv/ragkv/retrieval"
+	"github.com/ragkv/ragkv/server"
 )
 
 // job is one validated generation: the prompt's parts as tokens and how to sample.
@@ -170,7 +170,7 @@ func (s *Server) rag(ctx context.Context, j *job, f *ragFields, prefix, query []
 		if rt.Collection == "" {
 			return invalid("retrieval.collection", "retrieval.collection is required")
 		}
-		k := 5
+		k := server.DefaultRetrievalK
 		if rt.K != nil {
 			k = *rt.K
 		}
@@ -184,18 +184,18 @@ func (s *Server) rag(ctx context.Context, j *job, f *ragFields, prefix, query []
 		if strings.TrimSpace(retrievalQuery) == "" {
 			return invalid("retrieval", "retrieval needs a user message (or prompt) to search for")
 		}
-		res, err := s.o.Retrieval.Search(ctx, retrieval.SearchRequest{Collection: rt.Collection, Query: retrievalQuery, K: k, Mode: mode})
+		// The one retrieval path (package server): the same passages, chunk texts and
+		// order as a gRPC Prefill with a retrieval source.
+		ps, err := server.RetrievePassages(ctx, s.o.Retrieval, server.RetrievalSource{Collection: rt.Collection, Query: retrievalQuery, K: k, Mode: mode}, s.o.MaxDocuments)
 		if errors.Is(err, retrieval.ErrCollectionNotFound) {
 			return notFound("retrieval.collection", "collection_not_found", "retrieval.collection %q does not exist", rt.Collection)
 		}
 		if err != nil {
 			return toAPIError(err, "retrieval")
 		}
-		for _, h := range res.Hits {
-			j.retrieved = append(j.retrieved, retrievedReport{PassageID: h.PassageID, DocID: h.DocID, Score: h.Score, ChunkID: h.ChunkID})
-			if h.Text != "" {
-				docs = append(docs, document{Text: h.Text})
-			}
+		for _, p := range ps {
+			j.retrieved = append(j.retrieved, retrievedReport{PassageID: p.PassageID, DocID: p.DocID, Score: p.Score, ChunkID: p.ChunkID})
+			docs = append(docs, document{Text: p.Text})
 		}
 	}
 	if len(docs) > s.o.MaxDocuments {
@@ -212,7 +212,7 @@ func (s *Server) rag(ctx context.Context, j *job, f *ragFields, prefix, query []
 			j.prompt.Documents = append(j.prompt.Documents, "key:"+d.Key)
 			continue
 		}
-		text := d.Text + chat.DocumentSeparator
+		text := server.PassageChunkText(d.Text)
 		toks := m.Tok.Encode(text, false, false)
 		j.in.Chunks = append(j.in.Chunks, blend.ChunkRef{Tokens: toks})
 		j.prompt.Documents = append(j.prompt.Documents, text)

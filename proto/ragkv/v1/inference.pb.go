@@ -133,6 +133,11 @@ type PrefillRequest struct {
 	// KV capacity to reserve for generating after the prefill (capped at the model
 	// context).
 	ReserveTokens uint32 `protobuf:"varint,8,opt,name=reserve_tokens,json=reserveTokens,proto3" json:"reserve_tokens,omitempty"`
+	// Retrieve passages and fuse them as chunks: the prompt is [system] + chunks (as
+	// given) + the retrieved passages in rank order (best first) + query. Each passage
+	// is fused as its text + "\n\n" (the OpenAI API's document form), tokenized without
+	// BOS, so PrecomputeCollection and Retrieve (with_keys) key it the same way.
+	Retrieval     *RetrievalSource `protobuf:"bytes,9,opt,name=retrieval,proto3" json:"retrieval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +228,223 @@ func (x *PrefillRequest) GetReserveTokens() uint32 {
 	return 0
 }
 
+func (x *PrefillRequest) GetRetrieval() *RetrievalSource {
+	if x != nil {
+		return x.Retrieval
+	}
+	return nil
+}
+
+// Where a prompt's retrieved passages come from (needs the Retrieval service).
+type RetrievalSource struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	// Search text; empty: the request's query (then that must not be empty).
+	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	// Passages to retrieve, 1 to 64.
+	K    int32         `protobuf:"varint,3,opt,name=k,proto3" json:"k,omitempty"`
+	Mode RetrievalMode `protobuf:"varint,4,opt,name=mode,proto3,enum=ragkv.v1.RetrievalMode" json:"mode,omitempty"`
+	// Keep only passages of these documents / drop passages of those.
+	DocIds        []string `protobuf:"bytes,5,rep,name=doc_ids,json=docIds,proto3" json:"doc_ids,omitempty"`
+	ExcludeDocIds []string `protobuf:"bytes,6,rep,name=exclude_doc_ids,json=excludeDocIds,proto3" json:"exclude_doc_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetrievalSource) Reset() {
+	*x = RetrievalSource{}
+	mi := &file_ragkv_v1_inference_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetrievalSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetrievalSource) ProtoMessage() {}
+
+func (x *RetrievalSource) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_inference_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetrievalSource.ProtoReflect.Descriptor instead.
+func (*RetrievalSource) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RetrievalSource) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *RetrievalSource) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *RetrievalSource) GetK() int32 {
+	if x != nil {
+		return x.K
+	}
+	return 0
+}
+
+func (x *RetrievalSource) GetMode() RetrievalMode {
+	if x != nil {
+		return x.Mode
+	}
+	return RetrievalMode_RETRIEVAL_MODE_UNSPECIFIED
+}
+
+func (x *RetrievalSource) GetDocIds() []string {
+	if x != nil {
+		return x.DocIds
+	}
+	return nil
+}
+
+func (x *RetrievalSource) GetExcludeDocIds() []string {
+	if x != nil {
+		return x.ExcludeDocIds
+	}
+	return nil
+}
+
+// A retrieved passage fused into a prompt.
+type PromptPassage struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PassageId string                 `protobuf:"bytes,1,opt,name=passage_id,json=passageId,proto3" json:"passage_id,omitempty"`
+	DocId     string                 `protobuf:"bytes,2,opt,name=doc_id,json=docId,proto3" json:"doc_id,omitempty"`
+	Title     string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	Score     float64                `protobuf:"fixed64,4,opt,name=score,proto3" json:"score,omitempty"`
+	// SHA-256 of the passage text (Retrieve's chunk_id).
+	ChunkId string `protobuf:"bytes,5,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
+	// Chunk-cache key of the passage's segment and where its KV came from (a tier name,
+	// "computed" or "none"), as in its PrefillSegment.
+	Key    []byte `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// Index of its segment in breakdown.segments.
+	Segment uint32 `protobuf:"varint,8,opt,name=segment,proto3" json:"segment,omitempty"`
+	Tokens  uint32 `protobuf:"varint,9,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// The passage text (the chunk is this + "\n\n").
+	Text          string `protobuf:"bytes,10,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromptPassage) Reset() {
+	*x = PromptPassage{}
+	mi := &file_ragkv_v1_inference_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromptPassage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromptPassage) ProtoMessage() {}
+
+func (x *PromptPassage) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_inference_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromptPassage.ProtoReflect.Descriptor instead.
+func (*PromptPassage) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PromptPassage) GetPassageId() string {
+	if x != nil {
+		return x.PassageId
+	}
+	return ""
+}
+
+func (x *PromptPassage) GetDocId() string {
+	if x != nil {
+		return x.DocId
+	}
+	return ""
+}
+
+func (x *PromptPassage) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *PromptPassage) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *PromptPassage) GetChunkId() string {
+	if x != nil {
+		return x.ChunkId
+	}
+	return ""
+}
+
+func (x *PromptPassage) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *PromptPassage) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PromptPassage) GetSegment() uint32 {
+	if x != nil {
+		return x.Segment
+	}
+	return 0
+}
+
+func (x *PromptPassage) GetTokens() uint32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *PromptPassage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 type PrefillSegment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "system" or "chunk".
@@ -247,7 +469,7 @@ type PrefillSegment struct {
 
 func (x *PrefillSegment) Reset() {
 	*x = PrefillSegment{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[2]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +481,7 @@ func (x *PrefillSegment) String() string {
 func (*PrefillSegment) ProtoMessage() {}
 
 func (x *PrefillSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[2]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +494,7 @@ func (x *PrefillSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrefillSegment.ProtoReflect.Descriptor instead.
 func (*PrefillSegment) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{2}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PrefillSegment) GetKind() string {
@@ -374,7 +596,7 @@ type PrefillBreakdown struct {
 
 func (x *PrefillBreakdown) Reset() {
 	*x = PrefillBreakdown{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[3]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +608,7 @@ func (x *PrefillBreakdown) String() string {
 func (*PrefillBreakdown) ProtoMessage() {}
 
 func (x *PrefillBreakdown) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[3]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +621,7 @@ func (x *PrefillBreakdown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrefillBreakdown.ProtoReflect.Descriptor instead.
 func (*PrefillBreakdown) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{3}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PrefillBreakdown) GetMethod() string {
@@ -545,13 +767,15 @@ type PrefillResponse struct {
 	// Logits after the query (if asked).
 	Logits                 []float32 `protobuf:"fixed32,5,rep,packed,name=logits,proto3" json:"logits,omitempty"`
 	HandleExpiresUnixNanos int64     `protobuf:"varint,6,opt,name=handle_expires_unix_nanos,json=handleExpiresUnixNanos,proto3" json:"handle_expires_unix_nanos,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The retrieved passages (with a retrieval source), in prompt order.
+	Passages      []*PromptPassage `protobuf:"bytes,7,rep,name=passages,proto3" json:"passages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PrefillResponse) Reset() {
 	*x = PrefillResponse{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[4]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +787,7 @@ func (x *PrefillResponse) String() string {
 func (*PrefillResponse) ProtoMessage() {}
 
 func (x *PrefillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[4]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +800,7 @@ func (x *PrefillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrefillResponse.ProtoReflect.Descriptor instead.
 func (*PrefillResponse) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{4}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PrefillResponse) GetHandle() string {
@@ -621,6 +845,13 @@ func (x *PrefillResponse) GetHandleExpiresUnixNanos() int64 {
 	return 0
 }
 
+func (x *PrefillResponse) GetPassages() []*PromptPassage {
+	if x != nil {
+		return x.Passages
+	}
+	return nil
+}
+
 type GenerateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Source:
@@ -643,7 +874,7 @@ type GenerateRequest struct {
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[5]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +886,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[5]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +899,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{5}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GenerateRequest) GetSource() isGenerateRequest_Source {
@@ -766,7 +997,7 @@ type GenerateToken struct {
 
 func (x *GenerateToken) Reset() {
 	*x = GenerateToken{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[6]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1009,7 @@ func (x *GenerateToken) String() string {
 func (*GenerateToken) ProtoMessage() {}
 
 func (x *GenerateToken) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[6]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1022,7 @@ func (x *GenerateToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateToken.ProtoReflect.Descriptor instead.
 func (*GenerateToken) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{6}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GenerateToken) GetId() uint32 {
@@ -823,7 +1054,7 @@ type GenerateDone struct {
 
 func (x *GenerateDone) Reset() {
 	*x = GenerateDone{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[7]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1066,7 @@ func (x *GenerateDone) String() string {
 func (*GenerateDone) ProtoMessage() {}
 
 func (x *GenerateDone) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[7]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1079,7 @@ func (x *GenerateDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDone.ProtoReflect.Descriptor instead.
 func (*GenerateDone) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{7}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GenerateDone) GetReason() string {
@@ -893,7 +1124,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[8]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1136,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[8]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1149,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{8}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GenerateResponse) GetMsg() isGenerateResponse_Msg {
@@ -988,7 +1219,7 @@ type PrecomputeChunk struct {
 
 func (x *PrecomputeChunk) Reset() {
 	*x = PrecomputeChunk{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[9]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1231,7 @@ func (x *PrecomputeChunk) String() string {
 func (*PrecomputeChunk) ProtoMessage() {}
 
 func (x *PrecomputeChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[9]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1244,7 @@ func (x *PrecomputeChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecomputeChunk.ProtoReflect.Descriptor instead.
 func (*PrecomputeChunk) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{9}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrecomputeChunk) GetId() string {
@@ -1045,7 +1276,7 @@ type PrecomputeChunksRequest struct {
 
 func (x *PrecomputeChunksRequest) Reset() {
 	*x = PrecomputeChunksRequest{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[10]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1288,7 @@ func (x *PrecomputeChunksRequest) String() string {
 func (*PrecomputeChunksRequest) ProtoMessage() {}
 
 func (x *PrecomputeChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[10]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1301,7 @@ func (x *PrecomputeChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecomputeChunksRequest.ProtoReflect.Descriptor instead.
 func (*PrecomputeChunksRequest) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{10}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PrecomputeChunksRequest) GetNamespace() string {
@@ -1121,7 +1352,7 @@ type PrecomputeChunksProgress struct {
 
 func (x *PrecomputeChunksProgress) Reset() {
 	*x = PrecomputeChunksProgress{}
-	mi := &file_ragkv_v1_inference_proto_msgTypes[11]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1364,7 @@ func (x *PrecomputeChunksProgress) String() string {
 func (*PrecomputeChunksProgress) ProtoMessage() {}
 
 func (x *PrecomputeChunksProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ragkv_v1_inference_proto_msgTypes[11]
+	mi := &file_ragkv_v1_inference_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1377,7 @@ func (x *PrecomputeChunksProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrecomputeChunksProgress.ProtoReflect.Descriptor instead.
 func (*PrecomputeChunksProgress) Descriptor() ([]byte, []int) {
-	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{11}
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PrecomputeChunksProgress) GetId() string {
@@ -1212,15 +1443,217 @@ func (x *PrecomputeChunksProgress) GetRejected() uint32 {
 	return 0
 }
 
+type PrecomputeCollectionRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Namespace  string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	System     string                 `protobuf:"bytes,3,opt,name=system,proto3" json:"system,omitempty"`
+	// Passages before each one (in passage order) forming its statistics context, as
+	// in PrecomputeChunksRequest (0: the server's default; negative: none).
+	ContextChunks int32 `protobuf:"varint,4,opt,name=context_chunks,json=contextChunks,proto3" json:"context_chunks,omitempty"`
+	// Share of the time the job may hold an engine slot, in (0, 1] (0: 0.5): after each
+	// passage it waits (1−share)/share × the time the passage took.
+	EngineShare float64 `protobuf:"fixed64,5,opt,name=engine_share,json=engineShare,proto3" json:"engine_share,omitempty"`
+	// Order the passages so that each follows the passage retrieved most often together
+	// with it by this server's retrieval sources (since it started), so that Cache-Craft's
+	// statistics context (context_chunks 1) is a real co-retrieved neighbour, not the
+	// previous passage of the collection; passages never co-retrieved keep their order.
+	CoRetrievedContext bool `protobuf:"varint,6,opt,name=co_retrieved_context,json=coRetrievedContext,proto3" json:"co_retrieved_context,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *PrecomputeCollectionRequest) Reset() {
+	*x = PrecomputeCollectionRequest{}
+	mi := &file_ragkv_v1_inference_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrecomputeCollectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrecomputeCollectionRequest) ProtoMessage() {}
+
+func (x *PrecomputeCollectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_inference_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrecomputeCollectionRequest.ProtoReflect.Descriptor instead.
+func (*PrecomputeCollectionRequest) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PrecomputeCollectionRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *PrecomputeCollectionRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PrecomputeCollectionRequest) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *PrecomputeCollectionRequest) GetContextChunks() int32 {
+	if x != nil {
+		return x.ContextChunks
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionRequest) GetEngineShare() float64 {
+	if x != nil {
+		return x.EngineShare
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionRequest) GetCoRetrievedContext() bool {
+	if x != nil {
+		return x.CoRetrievedContext
+	}
+	return false
+}
+
+type PrecomputeCollectionProgress struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PassageId string                 `protobuf:"bytes,1,opt,name=passage_id,json=passageId,proto3" json:"passage_id,omitempty"`
+	Key       []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// "computed", "skipped" (already stored) or "rejected" (computed, not admitted).
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Tokens uint32 `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// Totals so far (total: the collection's passages).
+	Done          uint32 `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	Total         uint32 `protobuf:"varint,6,opt,name=total,proto3" json:"total,omitempty"`
+	Computed      uint32 `protobuf:"varint,7,opt,name=computed,proto3" json:"computed,omitempty"`
+	Skipped       uint32 `protobuf:"varint,8,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Rejected      uint32 `protobuf:"varint,9,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrecomputeCollectionProgress) Reset() {
+	*x = PrecomputeCollectionProgress{}
+	mi := &file_ragkv_v1_inference_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrecomputeCollectionProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrecomputeCollectionProgress) ProtoMessage() {}
+
+func (x *PrecomputeCollectionProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_inference_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrecomputeCollectionProgress.ProtoReflect.Descriptor instead.
+func (*PrecomputeCollectionProgress) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_inference_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PrecomputeCollectionProgress) GetPassageId() string {
+	if x != nil {
+		return x.PassageId
+	}
+	return ""
+}
+
+func (x *PrecomputeCollectionProgress) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *PrecomputeCollectionProgress) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PrecomputeCollectionProgress) GetTokens() uint32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionProgress) GetDone() uint32 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionProgress) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionProgress) GetComputed() uint32 {
+	if x != nil {
+		return x.Computed
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionProgress) GetSkipped() uint32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *PrecomputeCollectionProgress) GetRejected() uint32 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
 var File_ragkv_v1_inference_proto protoreflect.FileDescriptor
 
 const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\n" +
-	"\x18ragkv/v1/inference.proto\x12\bragkv.v1\"C\n" +
+	"\x18ragkv/v1/inference.proto\x12\bragkv.v1\x1a\x18ragkv/v1/retrieval.proto\"C\n" +
 	"\x0eInferenceChunk\x12\x12\n" +
 	"\x03key\x18\x01 \x01(\fH\x00R\x03key\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04textB\a\n" +
-	"\x05chunk\"\x97\x02\n" +
+	"\x05chunk\"\xd0\x02\n" +
 	"\x0ePrefillRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06system\x18\x02 \x01(\tR\x06system\x120\n" +
@@ -1229,8 +1662,31 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x06method\x18\x05 \x01(\tR\x06method\x12\x19\n" +
 	"\x05ratio\x18\x06 \x01(\x01H\x00R\x05ratio\x88\x01\x01\x12#\n" +
 	"\rreturn_logits\x18\a \x01(\bR\freturnLogits\x12%\n" +
-	"\x0ereserve_tokens\x18\b \x01(\rR\rreserveTokensB\b\n" +
-	"\x06_ratio\"\xe4\x01\n" +
+	"\x0ereserve_tokens\x18\b \x01(\rR\rreserveTokens\x127\n" +
+	"\tretrieval\x18\t \x01(\v2\x19.ragkv.v1.RetrievalSourceR\tretrievalB\b\n" +
+	"\x06_ratio\"\xc3\x01\n" +
+	"\x0fRetrievalSource\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\f\n" +
+	"\x01k\x18\x03 \x01(\x05R\x01k\x12+\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x17.ragkv.v1.RetrievalModeR\x04mode\x12\x17\n" +
+	"\adoc_ids\x18\x05 \x03(\tR\x06docIds\x12&\n" +
+	"\x0fexclude_doc_ids\x18\x06 \x03(\tR\rexcludeDocIds\"\xfc\x01\n" +
+	"\rPromptPassage\x12\x1d\n" +
+	"\n" +
+	"passage_id\x18\x01 \x01(\tR\tpassageId\x12\x15\n" +
+	"\x06doc_id\x18\x02 \x01(\tR\x05docId\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12\x14\n" +
+	"\x05score\x18\x04 \x01(\x01R\x05score\x12\x19\n" +
+	"\bchunk_id\x18\x05 \x01(\tR\achunkId\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\fR\x03key\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12\x18\n" +
+	"\asegment\x18\b \x01(\rR\asegment\x12\x16\n" +
+	"\x06tokens\x18\t \x01(\rR\x06tokens\x12\x12\n" +
+	"\x04text\x18\n" +
+	" \x01(\tR\x04text\"\xe4\x01\n" +
 	"\x0ePrefillSegment\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
@@ -1268,7 +1724,7 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"full_flops\x18\x13 \x01(\x01R\tfullFlops\x1a<\n" +
 	"\x0eCacheHitsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xf6\x01\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xab\x02\n" +
 	"\x0fPrefillResponse\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12\x1f\n" +
 	"\vfirst_token\x18\x02 \x01(\rR\n" +
@@ -1277,7 +1733,8 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"first_text\x18\x03 \x01(\tR\tfirstText\x128\n" +
 	"\tbreakdown\x18\x04 \x01(\v2\x1a.ragkv.v1.PrefillBreakdownR\tbreakdown\x12\x16\n" +
 	"\x06logits\x18\x05 \x03(\x02R\x06logits\x129\n" +
-	"\x19handle_expires_unix_nanos\x18\x06 \x01(\x03R\x16handleExpiresUnixNanos\"\x95\x02\n" +
+	"\x19handle_expires_unix_nanos\x18\x06 \x01(\x03R\x16handleExpiresUnixNanos\x123\n" +
+	"\bpassages\x18\a \x03(\v2\x17.ragkv.v1.PromptPassageR\bpassages\"\x95\x02\n" +
 	"\x0fGenerateRequest\x12\x18\n" +
 	"\x06handle\x18\x01 \x01(\tH\x00R\x06handle\x124\n" +
 	"\aprefill\x18\x02 \x01(\v2\x18.ragkv.v1.PrefillRequestH\x00R\aprefill\x12\x1d\n" +
@@ -1321,11 +1778,32 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x05total\x18\x06 \x01(\rR\x05total\x12\x1a\n" +
 	"\bcomputed\x18\a \x01(\rR\bcomputed\x12\x18\n" +
 	"\askipped\x18\b \x01(\rR\askipped\x12\x1a\n" +
-	"\brejected\x18\t \x01(\rR\brejected2\xed\x01\n" +
+	"\brejected\x18\t \x01(\rR\brejected\"\xef\x01\n" +
+	"\x1bPrecomputeCollectionRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06system\x18\x03 \x01(\tR\x06system\x12%\n" +
+	"\x0econtext_chunks\x18\x04 \x01(\x05R\rcontextChunks\x12!\n" +
+	"\fengine_share\x18\x05 \x01(\x01R\vengineShare\x120\n" +
+	"\x14co_retrieved_context\x18\x06 \x01(\bR\x12coRetrievedContext\"\xfb\x01\n" +
+	"\x1cPrecomputeCollectionProgress\x12\x1d\n" +
+	"\n" +
+	"passage_id\x18\x01 \x01(\tR\tpassageId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
+	"\x06tokens\x18\x04 \x01(\rR\x06tokens\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\rR\x04done\x12\x14\n" +
+	"\x05total\x18\x06 \x01(\rR\x05total\x12\x1a\n" +
+	"\bcomputed\x18\a \x01(\rR\bcomputed\x12\x18\n" +
+	"\askipped\x18\b \x01(\rR\askipped\x12\x1a\n" +
+	"\brejected\x18\t \x01(\rR\brejected2\xd6\x02\n" +
 	"\tInference\x12>\n" +
 	"\aPrefill\x12\x18.ragkv.v1.PrefillRequest\x1a\x19.ragkv.v1.PrefillResponse\x12C\n" +
 	"\bGenerate\x12\x19.ragkv.v1.GenerateRequest\x1a\x1a.ragkv.v1.GenerateResponse0\x01\x12[\n" +
-	"\x10PrecomputeChunks\x12!.ragkv.v1.PrecomputeChunksRequest\x1a\".ragkv.v1.PrecomputeChunksProgress0\x01B/Z-github.com/ragkv/ragkv/proto/ragkv/v1;ragkvv1b\x06proto3"
+	"\x10PrecomputeChunks\x12!.ragkv.v1.PrecomputeChunksRequest\x1a\".ragkv.v1.PrecomputeChunksProgress0\x01\x12g\n" +
+	"\x14PrecomputeCollection\x12%.ragkv.v1.PrecomputeCollectionRequest\x1a&.ragkv.v1.PrecomputeCollectionProgress0\x01B/Z-github.com/ragkv/ragkv/proto/ragkv/v1;ragkvv1b\x06proto3"
 
 var (
 	file_ragkv_v1_inference_proto_rawDescOnce sync.Once
@@ -1339,43 +1817,53 @@ func file_ragkv_v1_inference_proto_rawDescGZIP() []byte {
 	return file_ragkv_v1_inference_proto_rawDescData
 }
 
-var file_ragkv_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ragkv_v1_inference_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_ragkv_v1_inference_proto_goTypes = []any{
-	(*InferenceChunk)(nil),           // 0: ragkv.v1.InferenceChunk
-	(*PrefillRequest)(nil),           // 1: ragkv.v1.PrefillRequest
-	(*PrefillSegment)(nil),           // 2: ragkv.v1.PrefillSegment
-	(*PrefillBreakdown)(nil),         // 3: ragkv.v1.PrefillBreakdown
-	(*PrefillResponse)(nil),          // 4: ragkv.v1.PrefillResponse
-	(*GenerateRequest)(nil),          // 5: ragkv.v1.GenerateRequest
-	(*GenerateToken)(nil),            // 6: ragkv.v1.GenerateToken
-	(*GenerateDone)(nil),             // 7: ragkv.v1.GenerateDone
-	(*GenerateResponse)(nil),         // 8: ragkv.v1.GenerateResponse
-	(*PrecomputeChunk)(nil),          // 9: ragkv.v1.PrecomputeChunk
-	(*PrecomputeChunksRequest)(nil),  // 10: ragkv.v1.PrecomputeChunksRequest
-	(*PrecomputeChunksProgress)(nil), // 11: ragkv.v1.PrecomputeChunksProgress
-	nil,                              // 12: ragkv.v1.PrefillBreakdown.CacheHitsEntry
+	(*InferenceChunk)(nil),               // 0: ragkv.v1.InferenceChunk
+	(*PrefillRequest)(nil),               // 1: ragkv.v1.PrefillRequest
+	(*RetrievalSource)(nil),              // 2: ragkv.v1.RetrievalSource
+	(*PromptPassage)(nil),                // 3: ragkv.v1.PromptPassage
+	(*PrefillSegment)(nil),               // 4: ragkv.v1.PrefillSegment
+	(*PrefillBreakdown)(nil),             // 5: ragkv.v1.PrefillBreakdown
+	(*PrefillResponse)(nil),              // 6: ragkv.v1.PrefillResponse
+	(*GenerateRequest)(nil),              // 7: ragkv.v1.GenerateRequest
+	(*GenerateToken)(nil),                // 8: ragkv.v1.GenerateToken
+	(*GenerateDone)(nil),                 // 9: ragkv.v1.GenerateDone
+	(*GenerateResponse)(nil),             // 10: ragkv.v1.GenerateResponse
+	(*PrecomputeChunk)(nil),              // 11: ragkv.v1.PrecomputeChunk
+	(*PrecomputeChunksRequest)(nil),      // 12: ragkv.v1.PrecomputeChunksRequest
+	(*PrecomputeChunksProgress)(nil),     // 13: ragkv.v1.PrecomputeChunksProgress
+	(*PrecomputeCollectionRequest)(nil),  // 14: ragkv.v1.PrecomputeCollectionRequest
+	(*PrecomputeCollectionProgress)(nil), // 15: ragkv.v1.PrecomputeCollectionProgress
+	nil,                                  // 16: ragkv.v1.PrefillBreakdown.CacheHitsEntry
+	(RetrievalMode)(0),                   // 17: ragkv.v1.RetrievalMode
 }
 var file_ragkv_v1_inference_proto_depIdxs = []int32{
 	0,  // 0: ragkv.v1.PrefillRequest.chunks:type_name -> ragkv.v1.InferenceChunk
-	2,  // 1: ragkv.v1.PrefillBreakdown.segments:type_name -> ragkv.v1.PrefillSegment
-	12, // 2: ragkv.v1.PrefillBreakdown.cache_hits:type_name -> ragkv.v1.PrefillBreakdown.CacheHitsEntry
-	3,  // 3: ragkv.v1.PrefillResponse.breakdown:type_name -> ragkv.v1.PrefillBreakdown
-	1,  // 4: ragkv.v1.GenerateRequest.prefill:type_name -> ragkv.v1.PrefillRequest
-	4,  // 5: ragkv.v1.GenerateResponse.prefill:type_name -> ragkv.v1.PrefillResponse
-	6,  // 6: ragkv.v1.GenerateResponse.token:type_name -> ragkv.v1.GenerateToken
-	7,  // 7: ragkv.v1.GenerateResponse.done:type_name -> ragkv.v1.GenerateDone
-	9,  // 8: ragkv.v1.PrecomputeChunksRequest.chunks:type_name -> ragkv.v1.PrecomputeChunk
-	1,  // 9: ragkv.v1.Inference.Prefill:input_type -> ragkv.v1.PrefillRequest
-	5,  // 10: ragkv.v1.Inference.Generate:input_type -> ragkv.v1.GenerateRequest
-	10, // 11: ragkv.v1.Inference.PrecomputeChunks:input_type -> ragkv.v1.PrecomputeChunksRequest
-	4,  // 12: ragkv.v1.Inference.Prefill:output_type -> ragkv.v1.PrefillResponse
-	8,  // 13: ragkv.v1.Inference.Generate:output_type -> ragkv.v1.GenerateResponse
-	11, // 14: ragkv.v1.Inference.PrecomputeChunks:output_type -> ragkv.v1.PrecomputeChunksProgress
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 1: ragkv.v1.PrefillRequest.retrieval:type_name -> ragkv.v1.RetrievalSource
+	17, // 2: ragkv.v1.RetrievalSource.mode:type_name -> ragkv.v1.RetrievalMode
+	4,  // 3: ragkv.v1.PrefillBreakdown.segments:type_name -> ragkv.v1.PrefillSegment
+	16, // 4: ragkv.v1.PrefillBreakdown.cache_hits:type_name -> ragkv.v1.PrefillBreakdown.CacheHitsEntry
+	5,  // 5: ragkv.v1.PrefillResponse.breakdown:type_name -> ragkv.v1.PrefillBreakdown
+	3,  // 6: ragkv.v1.PrefillResponse.passages:type_name -> ragkv.v1.PromptPassage
+	1,  // 7: ragkv.v1.GenerateRequest.prefill:type_name -> ragkv.v1.PrefillRequest
+	6,  // 8: ragkv.v1.GenerateResponse.prefill:type_name -> ragkv.v1.PrefillResponse
+	8,  // 9: ragkv.v1.GenerateResponse.token:type_name -> ragkv.v1.GenerateToken
+	9,  // 10: ragkv.v1.GenerateResponse.done:type_name -> ragkv.v1.GenerateDone
+	11, // 11: ragkv.v1.PrecomputeChunksRequest.chunks:type_name -> ragkv.v1.PrecomputeChunk
+	1,  // 12: ragkv.v1.Inference.Prefill:input_type -> ragkv.v1.PrefillRequest
+	7,  // 13: ragkv.v1.Inference.Generate:input_type -> ragkv.v1.GenerateRequest
+	12, // 14: ragkv.v1.Inference.PrecomputeChunks:input_type -> ragkv.v1.PrecomputeChunksRequest
+	14, // 15: ragkv.v1.Inference.PrecomputeCollection:input_type -> ragkv.v1.PrecomputeCollectionRequest
+	6,  // 16: ragkv.v1.Inference.Prefill:output_type -> ragkv.v1.PrefillResponse
+	10, // 17: ragkv.v1.Inference.Generate:output_type -> ragkv.v1.GenerateResponse
+	13, // 18: ragkv.v1.Inference.PrecomputeChunks:output_type -> ragkv.v1.PrecomputeChunksProgress
+	15, // 19: ragkv.v1.Inference.PrecomputeCollection:output_type -> ragkv.v1.PrecomputeCollectionProgress
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_ragkv_v1_inference_proto_init() }
@@ -1383,16 +1871,17 @@ func file_ragkv_v1_inference_proto_init() {
 	if File_ragkv_v1_inference_proto != nil {
 		return
 	}
+	file_ragkv_v1_retrieval_proto_init()
 	file_ragkv_v1_inference_proto_msgTypes[0].OneofWrappers = []any{
 		(*InferenceChunk_Key)(nil),
 		(*InferenceChunk_Text)(nil),
 	}
 	file_ragkv_v1_inference_proto_msgTypes[1].OneofWrappers = []any{}
-	file_ragkv_v1_inference_proto_msgTypes[5].OneofWrappers = []any{
+	file_ragkv_v1_inference_proto_msgTypes[7].OneofWrappers = []any{
 		(*GenerateRequest_Handle)(nil),
 		(*GenerateRequest_Prefill)(nil),
 	}
-	file_ragkv_v1_inference_proto_msgTypes[8].OneofWrappers = []any{
+	file_ragkv_v1_inference_proto_msgTypes[10].OneofWrappers = []any{
 		(*GenerateResponse_Prefill)(nil),
 		(*GenerateResponse_Token)(nil),
 		(*GenerateResponse_Done)(nil),
@@ -1403,7 +1892,7 @@ func file_ragkv_v1_inference_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ragkv_v1_inference_proto_rawDesc), len(file_ragkv_v1_inference_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,9 +28,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Inference_Prefill_FullMethodName          = "/ragkv.v1.Inference/Prefill"
-	Inference_Generate_FullMethodName         = "/ragkv.v1.Inference/Generate"
-	Inference_PrecomputeChunks_FullMethodName = "/ragkv.v1.Inference/PrecomputeChunks"
+	Inference_Prefill_FullMethodName              = "/ragkv.v1.Inference/Prefill"
+	Inference_Generate_FullMethodName             = "/ragkv.v1.Inference/Generate"
+	Inference_PrecomputeChunks_FullMethodName     = "/ragkv.v1.Inference/PrecomputeChunks"
+	Inference_PrecomputeCollection_FullMethodName = "/ragkv.v1.Inference/PrecomputeCollection"
 )
 
 // InferenceClient is the client API for Inference service.
@@ -50,6 +51,12 @@ type InferenceClient interface {
 	// follows the context_chunks chunks before it in the request), streaming one progress
 	// message per chunk. Chunks already stored are skipped.
 	PrecomputeChunks(ctx context.Context, in *PrecomputeChunksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PrecomputeChunksProgress], error)
+	// PrecomputeCollection precomputes every passage of a collection as a retrieval
+	// source fuses it (text + "\n\n", after namespace and system), in passage order,
+	// streaming one progress message per passage. Passages already stored are skipped
+	// (resumable: run it again after an interruption); cancelling the call stops it; it
+	// holds the engine at most engine_share of the time so live requests keep priority.
+	PrecomputeCollection(ctx context.Context, in *PrecomputeCollectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PrecomputeCollectionProgress], error)
 }
 
 type inferenceClient struct {
@@ -108,6 +115,25 @@ func (c *inferenceClient) PrecomputeChunks(ctx context.Context, in *PrecomputeCh
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Inference_PrecomputeChunksClient = grpc.ServerStreamingClient[PrecomputeChunksProgress]
 
+func (c *inferenceClient) PrecomputeCollection(ctx context.Context, in *PrecomputeCollectionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PrecomputeCollectionProgress], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Inference_ServiceDesc.Streams[2], Inference_PrecomputeCollection_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PrecomputeCollectionRequest, PrecomputeCollectionProgress]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Inference_PrecomputeCollectionClient = grpc.ServerStreamingClient[PrecomputeCollectionProgress]
+
 // InferenceServer is the server API for Inference service.
 // All implementations must embed UnimplementedInferenceServer
 // for forward compatibility.
@@ -125,6 +151,12 @@ type InferenceServer interface {
 	// follows the context_chunks chunks before it in the request), streaming one progress
 	// message per chunk. Chunks already stored are skipped.
 	PrecomputeChunks(*PrecomputeChunksRequest, grpc.ServerStreamingServer[PrecomputeChunksProgress]) error
+	// PrecomputeCollection precomputes every passage of a collection as a retrieval
+	// source fuses it (text + "\n\n", after namespace and system), in passage order,
+	// streaming one progress message per passage. Passages already stored are skipped
+	// (resumable: run it again after an interruption); cancelling the call stops it; it
+	// holds the engine at most engine_share of the time so live requests keep priority.
+	PrecomputeCollection(*PrecomputeCollectionRequest, grpc.ServerStreamingServer[PrecomputeCollectionProgress]) error
 	mustEmbedUnimplementedInferenceServer()
 }
 
@@ -143,6 +175,9 @@ func (UnimplementedInferenceServer) Generate(*GenerateRequest, grpc.ServerStream
 }
 func (UnimplementedInferenceServer) PrecomputeChunks(*PrecomputeChunksRequest, grpc.ServerStreamingServer[PrecomputeChunksProgress]) error {
 	return status.Errorf(codes.Unimplemented, "method PrecomputeChunks not implemented")
+}
+func (UnimplementedInferenceServer) PrecomputeCollection(*PrecomputeCollectionRequest, grpc.ServerStreamingServer[PrecomputeCollectionProgress]) error {
+	return status.Errorf(codes.Unimplemented, "method PrecomputeCollection not implemented")
 }
 func (UnimplementedInferenceServer) mustEmbedUnimplementedInferenceServer() {}
 func (UnimplementedInferenceServer) testEmbeddedByValue()                   {}
@@ -205,6 +240,17 @@ func _Inference_PrecomputeChunks_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Inference_PrecomputeChunksServer = grpc.ServerStreamingServer[PrecomputeChunksProgress]
 
+func _Inference_PrecomputeCollection_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PrecomputeCollectionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(InferenceServer).PrecomputeCollection(m, &grpc.GenericServerStream[PrecomputeCollectionRequest, PrecomputeCollectionProgress]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Inference_PrecomputeCollectionServer = grpc.ServerStreamingServer[PrecomputeCollectionProgress]
+
 // Inference_ServiceDesc is the grpc.ServiceDesc for Inference service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -226,6 +272,11 @@ var Inference_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "PrecomputeChunks",
 			Handler:       _Inference_PrecomputeChunks_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "PrecomputeCollection",
+			Handler:       _Inference_PrecomputeCollection_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -690,6 +690,12 @@ type RetrieveRequest struct {
 	ExcludeDocIds []string               `protobuf:"bytes,11,rep,name=exclude_doc_ids,json=excludeDocIds,proto3" json:"exclude_doc_ids,omitempty"` // drop these documents
 	GroupByDoc    bool                   `protobuf:"varint,12,opt,name=group_by_doc,json=groupByDoc,proto3" json:"group_by_doc,omitempty"`         // best passage per document only
 	OmitText      bool                   `protobuf:"varint,13,opt,name=omit_text,json=omitText,proto3" json:"omit_text,omitempty"`                 // do not return titles and texts
+	// Also return each passage's chunk-cache key under namespace and system (the key
+	// a Prefill with a retrieval source looks up) and whether it is cached (needs the
+	// Inference service).
+	WithKeys      bool   `protobuf:"varint,14,opt,name=with_keys,json=withKeys,proto3" json:"with_keys,omitempty"`
+	Namespace     string `protobuf:"bytes,15,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	System        string `protobuf:"bytes,16,opt,name=system,proto3" json:"system,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,16 +821,41 @@ func (x *RetrieveRequest) GetOmitText() bool {
 	return false
 }
 
+func (x *RetrieveRequest) GetWithKeys() bool {
+	if x != nil {
+		return x.WithKeys
+	}
+	return false
+}
+
+func (x *RetrieveRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RetrieveRequest) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
 type RetrievedPassage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PassageId     string                 `protobuf:"bytes,1,opt,name=passage_id,json=passageId,proto3" json:"passage_id,omitempty"`
-	DocId         string                 `protobuf:"bytes,2,opt,name=doc_id,json=docId,proto3" json:"doc_id,omitempty"`
-	Title         string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
-	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
-	ChunkId       string                 `protobuf:"bytes,5,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
-	Score         float64                `protobuf:"fixed64,6,opt,name=score,proto3" json:"score,omitempty"`
-	Bm25Score     float64                `protobuf:"fixed64,7,opt,name=bm25_score,json=bm25Score,proto3" json:"bm25_score,omitempty"`
-	DenseScore    float64                `protobuf:"fixed64,8,opt,name=dense_score,json=denseScore,proto3" json:"dense_score,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PassageId  string                 `protobuf:"bytes,1,opt,name=passage_id,json=passageId,proto3" json:"passage_id,omitempty"`
+	DocId      string                 `protobuf:"bytes,2,opt,name=doc_id,json=docId,proto3" json:"doc_id,omitempty"`
+	Title      string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	Text       string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	ChunkId    string                 `protobuf:"bytes,5,opt,name=chunk_id,json=chunkId,proto3" json:"chunk_id,omitempty"`
+	Score      float64                `protobuf:"fixed64,6,opt,name=score,proto3" json:"score,omitempty"`
+	Bm25Score  float64                `protobuf:"fixed64,7,opt,name=bm25_score,json=bm25Score,proto3" json:"bm25_score,omitempty"`
+	DenseScore float64                `protobuf:"fixed64,8,opt,name=dense_score,json=denseScore,proto3" json:"dense_score,omitempty"`
+	// With with_keys: the chunk-cache key, whether a tier holds it, and the fastest one.
+	ChunkKey      []byte `protobuf:"bytes,9,opt,name=chunk_key,json=chunkKey,proto3" json:"chunk_key,omitempty"`
+	Cached        bool   `protobuf:"varint,10,opt,name=cached,proto3" json:"cached,omitempty"`
+	Tier          string `protobuf:"bytes,11,opt,name=tier,proto3" json:"tier,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -913,6 +944,27 @@ func (x *RetrievedPassage) GetDenseScore() float64 {
 		return x.DenseScore
 	}
 	return 0
+}
+
+func (x *RetrievedPassage) GetChunkKey() []byte {
+	if x != nil {
+		return x.ChunkKey
+	}
+	return nil
+}
+
+func (x *RetrievedPassage) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
+}
+
+func (x *RetrievedPassage) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
 }
 
 type RetrieveResponse struct {
@@ -2003,7 +2055,7 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"total_docs\x18\t \x01(\x03R\ttotalDocs\x12%\n" +
 	"\x0etotal_passages\x18\n" +
 	" \x01(\x03R\rtotalPassages\x12\x18\n" +
-	"\aseconds\x18\v \x01(\x01R\aseconds\"\xea\x03\n" +
+	"\aseconds\x18\v \x01(\x01R\aseconds\"\xbd\x04\n" +
 	"\x0fRetrieveRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -2022,8 +2074,11 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"\x0fexclude_doc_ids\x18\v \x03(\tR\rexcludeDocIds\x12 \n" +
 	"\fgroup_by_doc\x18\f \x01(\bR\n" +
 	"groupByDoc\x12\x1b\n" +
-	"\tomit_text\x18\r \x01(\bR\bomitTextB\x10\n" +
-	"\x0e_fusion_weight\"\xe3\x01\n" +
+	"\tomit_text\x18\r \x01(\bR\bomitText\x12\x1b\n" +
+	"\twith_keys\x18\x0e \x01(\bR\bwithKeys\x12\x1c\n" +
+	"\tnamespace\x18\x0f \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06system\x18\x10 \x01(\tR\x06systemB\x10\n" +
+	"\x0e_fusion_weight\"\xac\x02\n" +
 	"\x10RetrievedPassage\x12\x1d\n" +
 	"\n" +
 	"passage_id\x18\x01 \x01(\tR\tpassageId\x12\x15\n" +
@@ -2035,7 +2090,11 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"\n" +
 	"bm25_score\x18\a \x01(\x01R\tbm25Score\x12\x1f\n" +
 	"\vdense_score\x18\b \x01(\x01R\n" +
-	"denseScore\"\xa4\x02\n" +
+	"denseScore\x12\x1b\n" +
+	"\tchunk_key\x18\t \x01(\fR\bchunkKey\x12\x16\n" +
+	"\x06cached\x18\n" +
+	" \x01(\bR\x06cached\x12\x12\n" +
+	"\x04tier\x18\v \x01(\tR\x04tier\"\xa4\x02\n" +
 	"\x10RetrieveResponse\x126\n" +
 	"\bpassages\x18\x01 \x03(\v2\x1a.ragkv.v1.RetrievedPassageR\bpassages\x12\x1b\n" +
 	"\tchunk_ids\x18\x02 \x03(\tR\bchunkIds\x12+\n" +

@@ -1,0 +1,126 @@
+package ragbench
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ragkv/ragkv/blend"
+	"github.com/ragkv/ragkv/internal/shared"
+	"github.com/ragkv/ragkv/model"
+)
+
+func storiesModel(t *testing.T) *model.Model {
+	d := shared.Path(t)
+	m, err := model.Open(filepath.Join(d, "models/stories260K/stories260K.bin"),
+		model.Options{Tokenizer: filepath.Join(d, "models/stories260K/tok512.bin"), Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// TestRunMusique: a short MuSiQue stream on stories260K after a collection precompute:
+// every method but full reads every passage from the memory tier, full reads none,
+// cacheblend recomputes about its ratio, the reference agrees with itself exactly,
+// and the windows cover the stream.
+func TestRunMusique(t *testing.T) {
+	m := storiesModel(t)
+	rep, err := Run(context.Background(), m, "stories260K", Options{Stream: "musique", DataDir: shared.Path(t), Queries: 12, Docs: 4,
+		K: 2, ChunkWords: 30, Window: 4, Methods: []blend.Method{blend.CacheBlend}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queries != 12 || rep.DistinctQueries != 4 || rep.CollectionPassages < 20 || strings.Join(rep.Methods, ",") != "full,cacheblend" {
+		t.Fatalf("report %+v", rep)
+	}
+	if h := rep.HitRatioWindows["cacheblend"]; h.First["memory"] != 1 || h.Last["memory"] != 1 {
+		t.Fatalf("cacheblend hit ratios %+v", h)
+	}
+	if h := rep.HitRatioWindows["full"]; h.Middle["none"] != 1 {
+		t.Fatalf("full hit ratios %+v", h)
+	}
+	if f := rep.RecomputeFrac["cacheblend"]; math.Abs(f-0.15) > 0.03 {
+		t.Fatalf("cacheblend recompute fraction %g", f)
+	}
+	if f := rep.Fidelity["full"]; f.KLMean != 0 || f.Top1 != 1 || rep.SpeedupP50["full"] != 1 {
+		t.Fatalf("full against itself: %+v, speedup %g", f, rep.SpeedupP50["full"])
+	}
+	if f := rep.Fidelity["cacheblend"]; !(f.KLMean > 0) || f.Top1 < 0.5 {
+		t.Fatalf("cacheblend fidelity %+v", f)
+	}
+	for _, k := range []string{"full", "cacheblend"} {
+		if !(rep.TTFTMsP50[k] > 0) || rep.TTFTMsP99[k] < rep.TTFTMsP50[k] || !(rep.SpeedupWindows[k].Last > 0) {
+			t.Fatalf("%s: p50 %g p99 %g windows %+v", k, rep.TTFTMsP50[k], rep.TTFTMsP99[k], rep.SpeedupWindows[k])
+		}
+	}
+}
+
+// TestSciFactStream: the stream has the novel share asked for, repeats recur, and
+// popularity is skewed (the most frequent text is sent far more than the median one).
+func TestSciFactStream(t *testing.T) {
+	o := Options{Stream: "scifact", DataDir: shared.Path(t), Queries: 2000, Docs: 300, Seed: 3}
+	o.EnsureDefaults()
+	docs, qs, err := loadSciFact(&o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 300 || len(qs) != 2000 {
+		t.Fatalf("%d docs, %d queries", len(docs), len(qs))
+	}
+	count := map[string]int{}
+	for _, q := range qs {
+		count[q]++
+	}
+	novel := float64(len(count)) / float64(len(qs))
+	if novel < 0.45 || novel > 0.55 {
+		t.Fatalf("novel share %.3f, want about 0.5", novel)
+	}
+	top := 0
+	for _, c := range count {
+		top = max(top, c)
+	}
+	if top < 20 {
+		t.Fatalf("most frequent query sent %d times: no popularity skew", top)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{{Stream: "nope"}, {Stream: "musique", Tier: "tape"}, {Stream: "musique", K: 65}, {Stream: "musique", Ratio: 2},
+		{Stream: "scifact", ZipfS: 0.5}, {Stream: "musique", Methods: []blend.Method{"psychic"}}} {
+		o.EnsureDefaults()
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}
+
+// TestRunAgainstServer: with Addr the stream runs against a running server; a second
+// run finds the collection ingested and precomputed (nothing recomputed: every passage
+// from the memory tier from the first query on).
+func TestRunAgainstServer(t *testing.T) {
+	m := storiesModel(t)
+	o := Options{Stream: "musique", Tier: "memory"}
+	o.EnsureDefaults()
+	srv, err := startServer(context.Background(), m, t.TempDir(), &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close()
+	for run := 0; run < 2; run++ {
+		rep, err := Run(context.Background(), nil, srv.addr, Options{Stream: "musique", DataDir: shared.Path(t), Addr: srv.addr, Queries: 6, Docs: 3,
+			K: 2, ChunkWords: 30, Window: 2, Methods: []blend.Method{blend.CacheBlend}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := rep.HitRatioWindows["cacheblend"].First; h["memory"] != 1 || rep.CollectionPassages < 10 {
+			t.Fatalf("run %d: first window hits %v, %d passages", run, h, rep.CollectionPassages)
+		}
+	}
+	if _, err := Run(context.Background(), nil, "", Options{Stream: "musique", DataDir: shared.Path(t), Addr: "127.0.0.1:1", Queries: 1, Docs: 1, K: 1}); err == nil {
+		t.Fatal("no server: no error")
+	}
+}
