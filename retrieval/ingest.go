@@ -55,18 +55,18 @@ type IngestResult struct {
 	Docs        int `json:"docs"`
 	DocsSkipped int `json:"docs_skipped"`
 	// Passages are the new passages indexed; Duplicates the passages dedup dropped.
-	Passages   int   `json:"passages"`
-	Duplicates int   `json:"duplicates"`
+	Passages   int `json:"passages"`
+	Duplicates int `json:"duplicates"`
 	// Replaced are documents this ingest replaced (upsert), Deleted those it deleted,
 	// DeleteMissing the ids asked to be deleted that the collection did not hold;
 	// Tombstoned the old passages they removed.
-	Replaced      int `json:"replaced,omitempty"`
-	Deleted       int `json:"deleted,omitempty"`
-	DeleteMissing int `json:"delete_missing,omitempty"`
-	Tombstoned    int `json:"tombstoned,omitempty"`
-	Shards     int   `json:"shards"`
-	TotalDocs  int64 `json:"total_docs"`
-	TotalPass  int64 `json:"total_passages"`
+	Replaced      int   `json:"replaced,omitempty"`
+	Deleted       int   `json:"deleted,omitempty"`
+	DeleteMissing int   `json:"delete_missing,omitempty"`
+	Tombstoned    int   `json:"tombstoned,omitempty"`
+	Shards        int   `json:"shards"`
+	TotalDocs     int64 `json:"total_docs"`
+	TotalPass     int64 `json:"total_passages"`
 	// Seconds is the commit time.
 	Seconds float64 `json:"seconds"`
 }
@@ -96,10 +96,10 @@ type Ingest struct {
 	replaced map[string]bool // documents in the collection this ingest replaces
 	deleted  map[string]bool // documents in the collection this ingest deletes
 	pending  []*pendingPassage
-	exact   map[[32]byte]bool
-	bands   map[[9]byte][]int // in-ingest LSH buckets → pending indexes
-	res     IngestResult
-	done    bool
+	exact    map[[32]byte]bool
+	bands    map[[9]byte][]int // in-ingest LSH buckets → pending indexes
+	res      IngestResult
+	done     bool
 }
 
 func (s *Store) writeLock(name string) chan struct{} {
@@ -551,6 +551,10 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 			_ = os.RemoveAll(d)
 		}
 		if markerWritten {
+			// The redo log first, while the pending marker still says "uncommitted".
+			if derr := s.applyRedo(in.name, false); derr != nil {
+				s.log.Error("retrieval: clean up failed ingest", "collection", in.name, "err", derr)
+			}
 			if derr := s.dropAbove(in.name, in.base.Generation); derr != nil {
 				s.log.Error("retrieval: clean up failed ingest", "collection", in.name, "err", derr)
 			}

@@ -686,4 +686,3 @@ func (s *Store) refitRecords(ctx context.Context, m *manifest, recs []*pendingPa
 	}
 	return ops, proj, quant, nil
 }
-
