@@ -140,7 +140,7 @@ func allPassages(t testing.TB, st *Store, name string) []brutePassage {
 		}
 	}
 	slices.Sort(pids)
-	recs, err := st.getPassages(name, pids, sn.m.RedoPending)
+	recs, err := st.getPassages(name, pids, redoGen(sn.m))
 	if err != nil {
 		t.Fatal(err)
 	}

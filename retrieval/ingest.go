@@ -617,7 +617,7 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 	}
 	m.RedoPending = len(ops) > 0
 	if m.RedoPending {
-		if err := s.writeRedo(in.name, ops); err != nil {
+		if err := s.writeRedo(in.name, gen, ops); err != nil {
 			return IngestResult{}, err
 		}
 		if err := s.hook("redo-written"); err != nil {
@@ -1157,7 +1157,7 @@ func (s *Store) RebuildWith(ctx context.Context, name string, opts RebuildOption
 	if len(ops) > 0 {
 		// A stale log of an interrupted rebuild cannot exist here: Open dropped or
 		// applied it, and commits apply theirs before releasing the lock.
-		if err := s.writeRedo(name, ops); err != nil {
+		if err := s.writeRedo(name, gen, ops); err != nil {
 			cleanup()
 			_ = s.applyRedo(name, false)
 			return IngestResult{}, err

@@ -2,6 +2,7 @@ package retrieval
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -23,8 +24,8 @@ import (
 // and the background compactor.
 
 // kRedo keys hold changes to keys that already exist (a replaced or deleted document's
-// passage, marker and dedup keys): r/<coll>\0<key> → op | value (op 1: set value, 0:
-// delete). They are written before the manifest that needs them and applied after it
+// passage, marker and dedup keys): r/<coll>\0<key> → op | generation | value (op 1:
+// set value, 0: delete; the generation whose commit they belong to). They are written before the manifest that needs them and applied after it
 // commits; Open applies those of a committed generation and drops those of an
 // interrupted one, so an overwrite never destroys the last committed state.
 const kRedo = "r/"
@@ -84,12 +85,13 @@ func (o redoOps) del(k []byte) {
 	}
 }
 
-// writeRedo stores ops in the redo log of coll, synced.
-func (s *Store) writeRedo(coll string, ops redoOps) error {
+// writeRedo stores ops in the redo log of coll for generation gen, synced.
+func (s *Store) writeRedo(coll string, gen uint64, ops redoOps) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for k, v := range ops {
-		val := make([]byte, 1, 1+len(v))
+		val := make([]byte, 9, 9+len(v))
+		binary.BigEndian.PutUint64(val[1:], gen)
 		if v != nil {
 			val[0] = 1
 			val = append(val, v...)
@@ -127,12 +129,12 @@ func (s *Store) applyRedo(coll string, apply bool) error {
 			if err != nil {
 				return err
 			}
-			if len(v) == 0 {
-				return fmt.Errorf("%w: empty redo entry", ErrCorrupt)
+			if len(v) < 9 {
+				return fmt.Errorf("%w: redo entry of %d bytes", ErrCorrupt, len(v))
 			}
 			target := k[len(prefix):]
 			if v[0] == 1 {
-				err = wb.Set(target, v[1:])
+				err = wb.Set(target, v[9:])
 			} else {
 				err = wb.Delete(target)
 			}
@@ -165,6 +167,15 @@ func (s *Store) applyRedo(coll string, apply bool) error {
 		return fmt.Errorf("retrieval: redo log of %q: %w", coll, err)
 	}
 	return s.db.Sync()
+}
+
+// redoGen is the generation whose redo entries readers of m's snapshot prefer (0:
+// none).
+func redoGen(m *manifest) uint64 {
+	if m.RedoPending {
+		return m.Generation
+	}
+	return 0
 }
 
 // redoCollections lists the collections with a redo log.
@@ -234,7 +245,7 @@ func (in *Ingest) planMutations(m *manifest, gen uint64) (redoOps, int, error) {
 	for i, l := range old {
 		pids[i] = l.pid
 	}
-	recs, err := s.getPassages(in.name, pids, false)
+	recs, err := s.getPassages(in.name, pids, 0)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -496,7 +507,7 @@ func (s *Store) mergeShards(ctx context.Context, c *collection, which []int) (in
 	}
 	var refs []shardRef
 	if len(pids) > 0 {
-		recs, err := s.getPassages(c.name, pids, m.RedoPending)
+		recs, err := s.getPassages(c.name, pids, redoGen(m))
 		if err != nil {
 			return 0, err
 		}

@@ -3,6 +3,7 @@ package retrieval
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -318,5 +319,67 @@ func TestCompactionPlan(t *testing.T) {
 		if got := compactionPlan(c.ns, c.live, p); !slices.Equal(got, c.want) {
 			t.Errorf("plan(%v, %v) = %v, want %v", c.ns, c.live, got, c.want)
 		}
+	}
+}
+
+// TestSearchDuringUpserts searches (with texts) while upserts, deletes and compactions
+// commit: no search fails, and every hit's text hashes to its chunk id (old or new
+// version, never a mix).
+func TestSearchDuringUpserts(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, t.TempDir(), testSIF(t))
+	defer st.Close()
+	docs := fixtureDocs(40)
+	ingest(t, st, "c", lifecycleOpts(), 2, docs)
+	st.opts.Compaction = CompactionPolicy{MergeFactor: 2, MaxShards: 2, MaxDeadFraction: 0.1}
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := st.Search(ctx, SearchRequest{Collection: "c", Query: fixtureQueries[i%len(fixtureQueries)], K: 10, Mode: ModeHybrid})
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, h := range res.Hits {
+				if ChunkID(h.Text) != h.ChunkID {
+					errs <- fmt.Errorf("hit %s (generation %d): text %q does not match its chunk id", h.PassageID, res.Generation, h.Text)
+					return
+				}
+			}
+		}
+	}()
+	for round := 0; round < 6; round++ {
+		in, err := st.BeginIngest(ctx, "c", IngestOptions{Upsert: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var up []Document
+		for i := round; i < 40; i += 5 {
+			d := docs[i]
+			d.Text = strings.Repeat("round ", round+1) + d.Text
+			up = append(up, d)
+		}
+		if err := in.Add(ctx, up...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if round%2 == 1 {
+			if _, err := st.Compact(ctx, "c"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
 	}
 }

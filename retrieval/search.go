@@ -183,7 +183,7 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		pids[i] = h.pid
 	}
 	if !req.NoText && len(pids) > 0 {
-		recs, err := s.getPassages(m.Name, pids, m.RedoPending)
+		recs, err := s.getPassages(m.Name, pids, redoGen(m))
 		if err != nil {
 			return nil, err
 		}

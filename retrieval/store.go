@@ -776,21 +776,22 @@ func decodePassage(v []byte) (uint64, *passageRecord, error) {
 }
 
 // getPassages loads passages by id (missing ones are an ErrCorrupt: shards only
-// reference committed passages). With redo set (a snapshot whose commit left a redo
-// log) a passage's pending new value in the log wins over the stored one.
-func (s *Store) getPassages(coll string, pids []string, redo bool) ([]*passageRecord, error) {
+// reference committed passages). With redo > 0 (the generation of a snapshot whose
+// commit left a redo log) a passage's pending new value in that generation's log wins
+// over the stored one; entries of a later, uncommitted generation are ignored.
+func (s *Store) getPassages(coll string, pids []string, redo uint64) ([]*passageRecord, error) {
 	out := make([]*passageRecord, len(pids))
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i, pid := range pids {
 			pk := collKey(kPassage, coll, []byte(pid))
-			if redo {
+			if redo > 0 {
 				it, err := txn.Get(collKey(kRedo, coll, pk))
 				if err == nil {
 					var p *passageRecord
 					err = it.Value(func(v []byte) error {
-						if len(v) > 1 && v[0] == 1 {
+						if len(v) > 9 && v[0] == 1 && binary.BigEndian.Uint64(v[1:9]) == redo {
 							var err error
-							_, p, err = decodePassage(v[1:])
+							_, p, err = decodePassage(v[9:])
 							return err
 						}
 						return nil
