@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ragkv/ragkv/retrieval/embed"
@@ -323,11 +322,4 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-func allocatedBytes(info fs.FileInfo) int64 {
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		return st.Blocks * 512
-	}
-	return info.Size()
 }
