@@ -132,11 +132,15 @@ func allPassages(t testing.TB, st *Store, name string) []brutePassage {
 	sn := c.acquire()
 	defer sn.release()
 	var pids []string
-	for _, sh := range sn.shards {
-		pids = append(pids, sh.pids...)
+	for i, sh := range sn.shards {
+		for o, pid := range sh.pids {
+			if !sn.dead[i].has(uint32(o)) {
+				pids = append(pids, pid)
+			}
+		}
 	}
 	slices.Sort(pids)
-	recs, err := st.getPassages(name, pids)
+	recs, err := st.getPassages(name, pids, redoGen(sn.m))
 	if err != nil {
 		t.Fatal(err)
 	}

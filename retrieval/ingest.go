@@ -40,6 +40,9 @@ type IngestOptions struct {
 	Shards int
 	// Progress, when set, is called as the commit advances (stage: "embed", "build").
 	Progress func(stage string, done, total int)
+	// Upsert replaces documents already in the collection (their old passages are
+	// tombstoned at the commit) instead of skipping them.
+	Upsert bool
 }
 
 // IngestResult summarizes a committed ingest.
@@ -52,11 +55,18 @@ type IngestResult struct {
 	Docs        int `json:"docs"`
 	DocsSkipped int `json:"docs_skipped"`
 	// Passages are the new passages indexed; Duplicates the passages dedup dropped.
-	Passages   int   `json:"passages"`
-	Duplicates int   `json:"duplicates"`
-	Shards     int   `json:"shards"`
-	TotalDocs  int64 `json:"total_docs"`
-	TotalPass  int64 `json:"total_passages"`
+	Passages   int `json:"passages"`
+	Duplicates int `json:"duplicates"`
+	// Replaced are documents this ingest replaced (upsert), Deleted those it deleted,
+	// DeleteMissing the ids asked to be deleted that the collection did not hold;
+	// Tombstoned the old passages they removed.
+	Replaced      int   `json:"replaced,omitempty"`
+	Deleted       int   `json:"deleted,omitempty"`
+	DeleteMissing int   `json:"delete_missing,omitempty"`
+	Tombstoned    int   `json:"tombstoned,omitempty"`
+	Shards        int   `json:"shards"`
+	TotalDocs     int64 `json:"total_docs"`
+	TotalPass     int64 `json:"total_passages"`
 	// Seconds is the commit time.
 	Seconds float64 `json:"seconds"`
 }
@@ -67,6 +77,8 @@ type pendingPassage struct {
 	exact                 [32]byte
 	sig                   *signature
 	vec                   []float32
+	// hashTaken: the exact-dedup key exists, owned by a passage this ingest removes.
+	hashTaken bool
 }
 
 // Ingest is an ingest in progress: documents are added, then committed atomically (or
@@ -80,12 +92,14 @@ type Ingest struct {
 	created bool
 	opts    IngestOptions
 
-	docs    map[string]bool
-	pending []*pendingPassage
-	exact   map[[32]byte]bool
-	bands   map[[9]byte][]int // in-ingest LSH buckets → pending indexes
-	res     IngestResult
-	done    bool
+	docs     map[string]bool
+	replaced map[string]bool // documents in the collection this ingest replaces
+	deleted  map[string]bool // documents in the collection this ingest deletes
+	pending  []*pendingPassage
+	exact    map[[32]byte]bool
+	bands    map[[9]byte][]int // in-ingest LSH buckets → pending indexes
+	res      IngestResult
+	done     bool
 }
 
 func (s *Store) writeLock(name string) chan struct{} {
@@ -140,7 +154,7 @@ func (s *Store) BeginIngest(ctx context.Context, name string, opts IngestOptions
 			<-lock
 			continue
 		}
-		in := &Ingest{s: s, name: name, lock: lock, opts: opts, docs: map[string]bool{}, exact: map[[32]byte]bool{}, bands: map[[9]byte][]int{}}
+		in := &Ingest{s: s, name: name, lock: lock, opts: opts, docs: map[string]bool{}, replaced: map[string]bool{}, deleted: map[string]bool{}, exact: map[[32]byte]bool{}, bands: map[[9]byte][]int{}}
 		s.mu.Lock()
 		closed := s.closed
 		c := s.colls[name]
@@ -208,7 +222,8 @@ func (s *Store) resolveEmbedder(o *CollectionOptions) error {
 }
 
 // Add chunks, validates and deduplicates documents. A document already in the
-// collection (or added earlier in this ingest) is skipped. An invalid document returns
+// collection is skipped, or with IngestOptions.Upsert (or after Delete of its id in
+// this ingest) replaced; one added earlier in this ingest is skipped. An invalid document returns
 // an ErrInvalidArgument error naming it and leaves the ingest as it was before the call.
 func (in *Ingest) Add(ctx context.Context, docs ...Document) error {
 	if in.done {
@@ -230,9 +245,13 @@ func (in *Ingest) Add(ctx context.Context, docs ...Document) error {
 			}
 		}
 		d := &docs[i]
-		if in.docs[d.ID] || existing[d.ID] {
+		if in.docs[d.ID] || (existing[d.ID] && !in.opts.Upsert && !in.deleted[d.ID]) {
 			in.res.DocsSkipped++
 			continue
+		}
+		if existing[d.ID] {
+			delete(in.deleted, d.ID)
+			in.replaced[d.ID] = true
 		}
 		in.docs[d.ID] = true
 		in.res.Docs++
@@ -256,6 +275,49 @@ func (in *Ingest) Add(ctx context.Context, docs ...Document) error {
 		}
 	}
 	return nil
+}
+
+// Delete deletes documents of the collection at the commit (their passages are
+// tombstoned). Ids the collection does not hold are counted in DeleteMissing; an id
+// added in this same ingest is an error.
+func (in *Ingest) Delete(ctx context.Context, ids ...string) error {
+	if in.done {
+		return fmt.Errorf("%w: ingest already committed or aborted", ErrInvalidArgument)
+	}
+	docs := make([]Document, len(ids))
+	for i, id := range ids {
+		if id == "" || len(id) > MaxDocIDBytes || !utf8.ValidString(id) || containsNUL(id) {
+			return fmt.Errorf("%w: document id %.40q to delete must be non-empty valid UTF-8 without NUL, at most %d bytes", ErrInvalidArgument, id, MaxDocIDBytes)
+		}
+		if in.docs[id] {
+			return fmt.Errorf("%w: document %q is added and deleted in the same ingest", ErrInvalidArgument, id)
+		}
+		docs[i].ID = id
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	existing, err := in.existingDocs(docs)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		switch {
+		case in.deleted[id]:
+		case existing[id]:
+			in.deleted[id] = true
+		default:
+			in.res.DeleteMissing++
+		}
+	}
+	return nil
+}
+
+// removed says whether the passage pid belongs to a document this ingest replaces or
+// deletes (a dedup hit on it does not count).
+func (in *Ingest) removed(pid string) bool {
+	d := DocOfPassage(pid)
+	return in.replaced[d] || in.deleted[d]
 }
 
 func (in *Ingest) validate(d *Document) error {
@@ -345,15 +407,25 @@ func (in *Ingest) isDuplicate(p *pendingPassage) (bool, error) {
 		}
 		found := false
 		err := in.s.db.View(func(txn *badger.Txn) error {
-			_, err := txn.Get(collKey(kHash, in.name, p.exact[:]))
-			if err == nil {
-				found = true
-				return nil
-			}
+			item, err := txn.Get(collKey(kHash, in.name, p.exact[:]))
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				return nil
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error {
+				_, owner, err := valueGen(v)
+				if err != nil {
+					return err
+				}
+				if in.removed(string(owner)) {
+					p.hashTaken = true
+				} else {
+					found = true
+				}
+				return nil
+			})
 		})
 		return found, err
 	case DedupMinHash:
@@ -378,6 +450,9 @@ func (in *Ingest) isDuplicate(p *pendingPassage) (bool, error) {
 				it := txn.NewIterator(badger.IteratorOptions{Prefix: collKey(kBand, in.name, bk[:])})
 				for it.Rewind(); it.Valid(); it.Next() {
 					pid := it.Item().Key()[len(collKey(kBand, in.name, bk[:])):]
+					if in.removed(string(pid)) {
+						continue
+					}
 					item, err := txn.Get(collKey(kSig, in.name, pid))
 					if err != nil {
 						it.Close()
@@ -476,12 +551,16 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 			_ = os.RemoveAll(d)
 		}
 		if markerWritten {
+			// The redo log first, while the pending marker still says "uncommitted".
+			if derr := s.applyRedo(in.name, false); derr != nil {
+				s.log.Error("retrieval: clean up failed ingest", "collection", in.name, "err", derr)
+			}
 			if derr := s.dropAbove(in.name, in.base.Generation); derr != nil {
 				s.log.Error("retrieval: clean up failed ingest", "collection", in.name, "err", derr)
 			}
 		}
 	}()
-	if len(in.pending) == 0 && !in.created {
+	if len(in.pending) == 0 && !in.created && len(in.deleted) == 0 && len(in.replaced) == 0 {
 		in.res.TotalDocs, in.res.TotalPass = m.Docs, m.Passages
 		return in.res, nil
 	}
@@ -521,17 +600,36 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 		return IngestResult{}, fmt.Errorf("retrieval: %w", err)
 	}
 	markerWritten = true
-	if err := in.writeRecords(gen, ps); err != nil {
+	// Documents replaced or deleted: their old passages are tombstoned in m's shard
+	// refs, and every change to an existing key goes through the redo log.
+	var ops redoOps
+	tomb := 0
+	if len(in.replaced)+len(in.deleted) > 0 {
+		if ops, tomb, err = in.planMutations(m, gen); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	if err := in.writeRecords(gen, ps, ops); err != nil {
 		return IngestResult{}, err
 	}
 	if err := s.hook("passages-written"); err != nil {
 		return IngestResult{}, err
 	}
+	m.RedoPending = len(ops) > 0
+	if m.RedoPending {
+		if err := s.writeRedo(in.name, gen, ops); err != nil {
+			return IngestResult{}, err
+		}
+		if err := s.hook("redo-written"); err != nil {
+			return IngestResult{}, err
+		}
+	}
 
 	m.Generation = gen
 	m.Shards = append(m.Shards, refs...)
-	m.Docs += int64(in.res.Docs)
-	m.Passages += int64(len(ps))
+	m.Docs += int64(in.res.Docs - len(in.replaced) - len(in.deleted))
+	m.Passages += int64(len(ps) - tomb)
+	in.res.Replaced, in.res.Deleted, in.res.Tombstoned = len(in.replaced), len(in.deleted), tomb
 	if in.created { // the collection's directory entry must be durable before the commit point
 		if err := os.MkdirAll(cdir, 0o755); err != nil {
 			return IngestResult{}, fmt.Errorf("retrieval: %w", err)
@@ -547,9 +645,24 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 	if err := s.hook("committed"); err != nil {
 		return IngestResult{}, err
 	}
+	var prevSn *snapshot
+	if in.prev != nil {
+		prevSn = in.prev.cur.Load()
+	}
 	if err := s.publish(in.name, m, in.prev); err != nil {
 		return IngestResult{}, err
 	}
+	if m.RedoPending {
+		// Readers of the previous generation must not see the changed keys: wait for
+		// them, then apply the log (readers of this generation look there first).
+		if prevSn != nil {
+			drain(prevSn)
+		}
+		if err := s.applyRedo(in.name, true); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	s.kickCompactor()
 	in.res.Generation = gen
 	in.res.Passages = len(ps)
 	in.res.Shards = nsh
@@ -853,28 +966,40 @@ func (s *Store) annOptions(m *manifest, n int) *ann.Options {
 }
 
 // writeRecords stores passages, document markers and dedup keys tagged with gen.
-func (in *Ingest) writeRecords(gen uint64, ps []*pendingPassage) error {
+// Keys that may exist already (those of replaced documents, dedup keys owned by
+// removed passages) go into ops, the redo log, instead.
+func (in *Ingest) writeRecords(gen uint64, ps []*pendingPassage, ops redoOps) error {
 	s := in.s
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
+	var viaRedo bool
 	set := func(k, v []byte) error {
+		if viaRedo {
+			ops.set(k, v)
+			return nil
+		}
 		if err := wb.Set(k, v); err != nil {
 			return fmt.Errorf("retrieval: store passages: %w", err)
 		}
 		return nil
 	}
 	for d := range in.docs {
+		if in.replaced[d] {
+			continue // marked by planMutations
+		}
 		if err := set(collKey(kDoc, in.name, []byte(d)), genValue(gen)); err != nil {
 			return err
 		}
 	}
 	for _, p := range ps {
+		viaRedo = in.replaced[p.doc]
 		rec := &passageRecord{Doc: p.doc, Title: p.title, Text: p.text, Vector: p.vec}
 		if err := set(collKey(kPassage, in.name, []byte(p.pid)), encodePassage(gen, rec)); err != nil {
 			return err
 		}
 		switch in.base.Options.Dedup {
 		case DedupExact:
+			viaRedo = viaRedo || p.hashTaken
 			if err := set(collKey(kHash, in.name, p.exact[:]), genValue(gen, []byte(p.pid))); err != nil {
 				return err
 			}
@@ -928,10 +1053,29 @@ func (s *Store) publish(name string, m *manifest, prev *collection) error {
 	return nil
 }
 
+// RebuildOptions configure a rebuild.
+type RebuildOptions struct {
+	// Shards is how many shards the collection is re-split into, in [1, 256].
+	Shards int
+	// Refit re-fits the embedder state (SIF word weights and common component), the
+	// PCA projection and the quantizer on the current corpus and re-embeds every
+	// passage, exactly as a from-scratch ingest of the same documents would.
+	Refit bool
+}
+
 // Rebuild re-shards a whole collection into shards shards from its stored passages
 // (keeping its fitted embedder state, projection and quantizer) and switches to them
 // atomically; the old shards are deleted once no search uses them.
 func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestResult, error) {
+	return s.RebuildWith(ctx, name, RebuildOptions{Shards: shards})
+}
+
+// RebuildWith re-shards a collection from its live stored passages (tombstones are
+// dropped), optionally re-fitting its dense models, and switches to the new shards
+// atomically (new vectors reach the passage store through the redo log, so a crash
+// at any point leaves the previous generation intact).
+func (s *Store) RebuildWith(ctx context.Context, name string, opts RebuildOptions) (IngestResult, error) {
+	shards := opts.Shards
 	if shards < 1 || shards > maxShards {
 		return IngestResult{}, fmt.Errorf("%w: shards %d must be in [1, %d]", ErrInvalidArgument, shards, maxShards)
 	}
@@ -945,8 +1089,15 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 	m := sn.m.clone()
 	proj, quant := sn.proj, sn.quant
 	sn.release()
+	if m.RedoPending {
+		if err := s.applyRedo(name, true); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	m.RedoPending = false
 	gen := m.Generation + 1
 	var recs []*pendingPassage
+	var gens []uint64
 	err = s.db.View(func(txn *badger.Txn) error {
 		prefix := collKey(kPassage, name)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
@@ -962,6 +1113,7 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 					return nil
 				}
 				recs = append(recs, &pendingPassage{pid: pid, doc: p.Doc, title: p.Title, text: p.Text, chunk: sha256.Sum256([]byte(p.Text)), vec: p.Vector})
+				gens = append(gens, g)
 				return nil
 			})
 			if err != nil {
@@ -972,6 +1124,12 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 	})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("retrieval: rebuild %q: read passages: %w", name, err)
+	}
+	var ops redoOps
+	if opts.Refit && m.Embedder != "" && len(recs) > 0 {
+		if ops, proj, quant, err = s.refitRecords(ctx, m, recs, gens); err != nil {
+			return IngestResult{}, fmt.Errorf("retrieval: rebuild %q: refit: %w", name, err)
+		}
 	}
 	cdir := filepath.Join(s.opts.Dir, "collections", name)
 	parts, refs := partition(recs, shards, gen) // recs are in passage-id order (Badger key order)
@@ -992,27 +1150,46 @@ func (s *Store) Rebuild(ctx context.Context, name string, shards int) (IngestRes
 		cleanup()
 		return IngestResult{}, err
 	}
-	m.Generation = gen
-	m.Shards = refs
-	if err := s.writeManifest(m); err != nil {
+	if err := s.hook("rebuild-built"); err != nil {
 		cleanup()
 		return IngestResult{}, err
 	}
+	if len(ops) > 0 {
+		// A stale log of an interrupted rebuild cannot exist here: Open dropped or
+		// applied it, and commits apply theirs before releasing the lock.
+		if err := s.writeRedo(name, gen, ops); err != nil {
+			cleanup()
+			_ = s.applyRedo(name, false)
+			return IngestResult{}, err
+		}
+		m.RedoPending = true
+	}
+	m.Generation = gen
+	m.Shards = refs
+	m.Passages = int64(len(recs))
+	if err := s.writeManifest(m); err != nil {
+		cleanup()
+		if len(ops) > 0 {
+			_ = s.applyRedo(name, false)
+		}
+		return IngestResult{}, err
+	}
+	if err := s.hook("rebuild-committed"); err != nil {
+		return IngestResult{}, err
+	}
 	prevSn := c.cur.Load()
-	nsn, err := s.openSnapshot(m, nil)
-	if err != nil {
-		return IngestResult{}, fmt.Errorf("retrieval: open rebuilt %q: %w", name, err)
-	}
-	c.cur.Store(nsn)
-	keep := map[string]bool{}
-	for _, r := range refs {
-		keep[r.Dir] = true
-	}
+	var obsolete []string
 	for _, sh := range prevSn.shards {
-		if !keep[sh.ref.Dir] {
-			sh.obsolete.Store(true)
+		obsolete = append(obsolete, sh.ref.Dir)
+	}
+	if err := s.switchTo(c, m, obsolete); err != nil {
+		return IngestResult{}, err
+	}
+	if len(ops) > 0 {
+		drain(prevSn)
+		if err := s.applyRedo(name, true); err != nil {
+			return IngestResult{}, err
 		}
 	}
-	prevSn.retire()
 	return IngestResult{Collection: name, Generation: gen, Shards: nsh, TotalDocs: m.Docs, TotalPass: m.Passages, Seconds: time.Since(start).Seconds()}, nil
 }

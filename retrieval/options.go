@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"regexp"
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -133,6 +134,12 @@ type Options struct {
 	// Logger and Registerer are injected (defaults: slog.Default(), no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Compaction is the merge policy of Compact and of the background compactor.
+	Compaction CompactionPolicy
+	// CompactEvery > 0 runs a background compactor: every CompactEvery, and after every
+	// commit, each collection is compacted by the policy (then Badger's value log is
+	// garbage-collected if anything merged). 0: compaction only on Compact calls.
+	CompactEvery time.Duration
 	// testHook, when set, is called at named points of a commit or delete (crash tests).
 	testHook func(point string) error
 }
@@ -148,6 +155,7 @@ func (o *Options) EnsureDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.Compaction.EnsureDefaults()
 }
 
 // Validate reports invalid options.
@@ -157,6 +165,12 @@ func (o *Options) Validate() error {
 	}
 	if o.BuildParallelism < 1 || o.MaxK < 1 {
 		return fmt.Errorf("%w: build parallelism %d and max k %d must be positive", ErrInvalidArgument, o.BuildParallelism, o.MaxK)
+	}
+	if err := o.Compaction.Validate(); err != nil {
+		return err
+	}
+	if o.CompactEvery < 0 {
+		return fmt.Errorf("%w: compact interval %v is negative", ErrInvalidArgument, o.CompactEvery)
 	}
 	seen := map[string]bool{}
 	for _, e := range o.Embedders {

@@ -183,7 +183,7 @@ func (s *Store) Search(ctx context.Context, req SearchRequest) (*SearchResult, e
 		pids[i] = h.pid
 	}
 	if !req.NoText && len(pids) > 0 {
-		recs, err := s.getPassages(m.Name, pids)
+		recs, err := s.getPassages(m.Name, pids, redoGen(m))
 		if err != nil {
 			return nil, err
 		}
@@ -250,9 +250,14 @@ func (q *query) prepare(ctx context.Context) error {
 		}
 		q.lq = lq
 		df := make([]int64, len(lq.Terms))
-		for _, sh := range q.sn.shards {
+		for i, sh := range q.sn.shards {
 			if err := sh.lex.DocFreqs(ctx, lq, df); err != nil {
 				return err
+			}
+			if ds := q.sn.dead[i]; ds != nil {
+				if err := sh.lex.SubtractDeadDocFreqs(ctx, lq, ds.has, df); err != nil {
+					return err
+				}
 			}
 		}
 		q.lp = lexical.GlobalParams(lq, q.sn.lex, df)
@@ -377,10 +382,13 @@ func (q *query) lexTop(n int) ([]scored, bool) {
 	var all []scored
 	total := 0
 	for i, sh := range q.sn.shards {
-		matched, acc := q.matched[i], q.accs[i]
-		total += len(matched)
+		matched, acc, ds := q.matched[i], q.accs[i], q.sn.dead[i]
 		h := candHeap(make([]cand, 0, min(n, len(matched))))
 		for _, o := range matched {
+			if ds.has(o) {
+				continue
+			}
+			total++
 			c := cand{shard: int32(i), ord: o, score: acc[o]}
 			if len(h) < n {
 				h.push(c)
@@ -410,8 +418,8 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 	sn := q.sn
 	total := 0
 	approx := false
-	for _, sh := range sn.shards {
-		total += sh.n
+	for i, sh := range sn.shards {
+		total += sn.live[i]
 		if sh.ann != nil {
 			if q.req.DenseIndex == DenseExact {
 				if err := sh.ensureCodes(); err != nil {
@@ -435,7 +443,7 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		lists[i] = sh.scanTop(q.qc, r, make([]cand, 0, min(r, sh.n)), int32(i))
+		lists[i] = sh.scanTop(q.qc, r, make([]cand, 0, min(r, sh.n)), int32(i), sn.dead[i])
 		return nil
 	})
 	if err != nil {
@@ -498,17 +506,25 @@ func (q *query) denseTopApprox(ctx context.Context, n, total int) ([]scored, boo
 			if p.NList > 0 {
 				np = min(p.NList, max(np, (annScanFactor*r*p.NList+sh.n-1)/sh.n))
 			}
-			res, err := sh.ann.SearchWith(q.qp, min(r, sh.n), ann.SearchParams{NProbe: np, Rescore: min(2*r, sh.n), Full: q.qv}, nil)
+			ds := sn.dead[i]
+			nd := sh.n - sn.live[i] // tombstoned results are asked for on top, then dropped
+			res, err := sh.ann.SearchWith(q.qp, min(r+nd, sh.n), ann.SearchParams{NProbe: np, Rescore: min(2*r+nd, sh.n), Full: q.qv}, nil)
 			if err != nil {
 				return fmt.Errorf("retrieval: ANN search of shard %s: %w", sh.ref.Dir, err)
 			}
 			for _, x := range res {
+				if ds.has(uint32(x.ID)) {
+					continue
+				}
+				if len(lists[i]) == r {
+					break
+				}
 				c := cand{shard: int32(i), ord: uint32(x.ID), score: float64(x.Score)}
 				lists[i] = append(lists[i], scored{cand: c, pid: sh.pids[x.ID], dense: c.score, hasD: true})
 			}
 			return nil
 		}
-		cs := sh.scanTop(q.qc, r, make([]cand, 0, min(r, sh.n)), int32(i))
+		cs := sh.scanTop(q.qc, r, make([]cand, 0, min(r, sh.n)), int32(i), sn.dead[i])
 		l := make([]scored, len(cs))
 		ords := make([]uint32, len(cs))
 		for j, c := range cs {

@@ -36,6 +36,10 @@ type shardRef struct {
 	Passages int    `json:"passages"`
 	// ANN is set when the shard's dense search uses the approximate index.
 	ANN bool `json:"ann,omitempty"`
+	// Deleted lists the tombstoned ordinals (ascending): passages of documents deleted
+	// or replaced after the shard was built. Searches skip them and collection
+	// statistics exclude them; compaction drops them.
+	Deleted []uint32 `json:"deleted,omitempty"`
 }
 
 type shardMeta struct {
@@ -471,15 +475,18 @@ func (sh *shard) chunkID(ord uint32) string {
 	return hex.EncodeToString(sh.chunk[32*int(ord) : 32*int(ord)+32])
 }
 
-// scanTop returns the r best passages by compressed score (for int8 codes q holds the
+// scanTop returns the r best live passages by compressed score (for int8 codes q holds the
 // quantizer's query weights), best first, ties by ordinal (= passage id order).
-func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32) []cand {
+func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32, dead deadSet) []cand {
 	h := candHeap(dst[:0])
 	d := sh.meta.CodeDim
 	if !sh.meta.Compressed {
 		d = sh.meta.Dim
 	}
 	for i := 0; i < sh.n; i++ {
+		if dead != nil && dead.has(uint32(i)) {
+			continue
+		}
 		var s float32
 		switch {
 		case sh.codesI8 != nil:

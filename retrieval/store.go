@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,7 +86,10 @@ type manifest struct {
 	Docs          int64             `json:"docs"`
 	Passages      int64             `json:"passages"`
 	Fusion        *FusionWeights    `json:"fusion,omitempty"`
-	Updated       time.Time         `json:"updated"`
+	// RedoPending: the commit of this generation left a redo log (changes to existing
+	// keys) that may not be applied yet; passage reads look there first.
+	RedoPending bool      `json:"redo_pending,omitempty"`
+	Updated     time.Time `json:"updated"`
 }
 
 const manifestFormat = 1
@@ -93,6 +97,9 @@ const manifestFormat = 1
 func (m *manifest) clone() *manifest {
 	c := *m
 	c.Shards = append([]shardRef(nil), m.Shards...)
+	for i := range c.Shards {
+		c.Shards[i].Deleted = slices.Clone(c.Shards[i].Deleted)
+	}
 	if m.Fusion != nil {
 		f := *m.Fusion
 		c.Fusion = &f
@@ -126,6 +133,8 @@ type Store struct {
 	colls  map[string]*collection
 	locks  map[string]chan struct{} // write locks of collections being created
 	tools  map[string]*toolRegistry
+
+	bg *compactor // background compaction (nil: off)
 }
 
 // Open opens (creating if needed) the store in opts.Dir. It recovers from interrupted
@@ -166,6 +175,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if opts.CompactEvery > 0 {
+		s.startCompactor()
+	}
 	return s, nil
 }
 
@@ -201,6 +213,21 @@ func (s *Store) load(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("retrieval: load manifests: %w", err)
+	}
+	redo, err := s.redoCollections()
+	if err != nil {
+		return err
+	}
+	for name := range redo {
+		// A redo log behind a pending marker belongs to an interrupted commit (drop
+		// it); otherwise its manifest committed and the log is applied.
+		_, uncommitted := pending[name]
+		if !uncommitted && manifests[name] == nil {
+			uncommitted = true
+		}
+		if err := s.applyRedo(name, !uncommitted); err != nil {
+			return err
+		}
 	}
 	for name := range pending {
 		var committed uint64
@@ -308,6 +335,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.stopCompactor()
 	s.closeCollections()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("retrieval: close badger: %w", err)
@@ -482,6 +510,7 @@ func (s *Store) DeleteCollection(ctx context.Context, name string) error {
 	for _, p := range collPrefixes {
 		prefixes = append(prefixes, collKey(p, name))
 	}
+	prefixes = append(prefixes, collKey(kRedo, name))
 	if err := s.db.DropPrefix(prefixes...); err != nil {
 		return fmt.Errorf("retrieval: delete %q: %w", name, err)
 	}
@@ -552,7 +581,10 @@ type snapshot struct {
 	embErr error          // why emb is nil when the collection has an embedder
 	proj   *pca.Projection
 	quant  *pca.Quantizer
-	lex    lexical.Stats // summed over shards
+	lex    lexical.Stats // summed over shards, live passages only
+	// dead[i] holds the tombstones of shards[i] (nil: none); live[i] its live count.
+	dead []deadSet
+	live []int
 
 	refs    atomic.Int64
 	retired atomic.Bool
@@ -609,6 +641,23 @@ func (s *Store) openSnapshot(m *manifest, prev *snapshot) (*snapshot, error) {
 		st := sh.lex.Stats()
 		sn.lex.Docs += st.Docs
 		sn.lex.TotalLength += st.TotalLength
+		var ds deadSet
+		if len(ref.Deleted) > 0 {
+			ds = newDeadSet(sh.n)
+			for _, o := range ref.Deleted {
+				if int(o) >= sh.n {
+					sn.finish()
+					return nil, fmt.Errorf("%w: shard %s tombstones ordinal %d of %d", ErrCorrupt, ref.Dir, o, sh.n)
+				}
+				if !ds.has(o) {
+					ds.add(o)
+					sn.lex.Docs--
+					sn.lex.TotalLength -= int64(sh.lex.Len(int(o)))
+				}
+			}
+		}
+		sn.dead = append(sn.dead, ds)
+		sn.live = append(sn.live, sh.n-ds.count())
 	}
 	if len(m.PCA) > 0 {
 		p, err := pca.UnmarshalProjection(m.PCA)
@@ -727,12 +776,38 @@ func decodePassage(v []byte) (uint64, *passageRecord, error) {
 }
 
 // getPassages loads passages by id (missing ones are an ErrCorrupt: shards only
-// reference committed passages).
-func (s *Store) getPassages(coll string, pids []string) ([]*passageRecord, error) {
+// reference committed passages). With redo > 0 (the generation of a snapshot whose
+// commit left a redo log) a passage's pending new value in that generation's log wins
+// over the stored one; entries of a later, uncommitted generation are ignored.
+func (s *Store) getPassages(coll string, pids []string, redo uint64) ([]*passageRecord, error) {
 	out := make([]*passageRecord, len(pids))
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i, pid := range pids {
-			it, err := txn.Get(collKey(kPassage, coll, []byte(pid)))
+			pk := collKey(kPassage, coll, []byte(pid))
+			if redo > 0 {
+				it, err := txn.Get(collKey(kRedo, coll, pk))
+				if err == nil {
+					var p *passageRecord
+					err = it.Value(func(v []byte) error {
+						if len(v) > 9 && v[0] == 1 && binary.BigEndian.Uint64(v[1:9]) == redo {
+							var err error
+							_, p, err = decodePassage(v[9:])
+							return err
+						}
+						return nil
+					})
+					if err != nil {
+						return err
+					}
+					if p != nil {
+						out[i] = p
+						continue
+					}
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+			}
+			it, err := txn.Get(pk)
 			if err != nil {
 				if errors.Is(err, badger.ErrKeyNotFound) {
 					return fmt.Errorf("%w: passage %q of %q is missing", ErrCorrupt, pid, coll)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -38,17 +39,51 @@ const (
 	ToolMethodTool2Vec ToolMethod = "tool2vec"
 	// ToolMethodDescription: the embedding of the tool's description.
 	ToolMethodDescription ToolMethod = "description"
+	// ToolMethodPrior: Tool2Vec where usage data is thin. The usage-query centroid is
+	// shrunk towards a prior, the embedding of the tool's name (split into words) and
+	// description, with weight n/(n+τ) on the centroid of n queries and τ/(n+τ) on the
+	// prior (τ = ToolPriorStrength; a Bayesian mean with τ pseudo-queries at the prior).
+	ToolMethodPrior ToolMethod = "tool2vec-prior"
+	// ToolMethodKNN: k-nearest usage queries. A tool scores the mean similarity of the
+	// query to its (up to ToolKNN) most similar usage queries, weighted n/(n+τ), plus
+	// τ/(n+τ) times the similarity to its name-and-description prior.
+	ToolMethodKNN ToolMethod = "knn"
 )
 
-// ParseToolMethod parses "tool2vec" (also "") or "description".
+// ToolPriorStrength (τ) and ToolKNN are the constants of the prior and kNN methods.
+const (
+	ToolPriorStrength = 2.0
+	ToolKNN           = 3
+)
+
+// ParseToolMethod parses "tool2vec" (also ""), "description", "tool2vec-prior" or "knn".
 func ParseToolMethod(s string) (ToolMethod, error) {
 	switch s {
 	case "", string(ToolMethodTool2Vec):
 		return ToolMethodTool2Vec, nil
-	case string(ToolMethodDescription):
-		return ToolMethodDescription, nil
+	case string(ToolMethodDescription), string(ToolMethodPrior), string(ToolMethodKNN):
+		return ToolMethod(s), nil
 	}
-	return "", fmt.Errorf("%w: unknown tool method %q (want tool2vec or description)", ErrInvalidArgument, s)
+	return "", fmt.Errorf("%w: unknown tool method %q (want tool2vec, description, tool2vec-prior or knn)", ErrInvalidArgument, s)
+}
+
+// toolNameWords splits a tool name ("get_weather", "SearchFlights") into words.
+func toolNameWords(name string) string {
+	var b strings.Builder
+	prevLower := false
+	for _, r := range name {
+		switch {
+		case r == '_' || r == '-' || r == '.' || r == '/' || r == ' ':
+			b.WriteByte(' ')
+			prevLower = false
+			continue
+		case unicode.IsUpper(r) && prevLower:
+			b.WriteByte(' ')
+		}
+		b.WriteRune(unicode.ToLower(r))
+		prevLower = unicode.IsLower(r) || unicode.IsDigit(r)
+	}
+	return b.String()
 }
 
 // Limits on tool registries.
@@ -73,6 +108,9 @@ type ToolIndex struct {
 	// Usage[i] is how many usage queries tool i's vector averages (0: description).
 	Usage   []int       `json:"usage"`
 	Vectors [][]float32 `json:"vectors"`
+	// For ToolMethodKNN: Vectors are the priors, UsageVectors[i] tool i's usage-query
+	// embeddings.
+	UsageVectors [][][]float32 `json:"usage_vectors,omitempty"`
 
 	emb embed.Embedder
 }
@@ -140,11 +178,17 @@ func BuildToolIndex(ctx context.Context, e embed.Embedder, tools []Tool, usage [
 	// vector, then every usage query, grouped by tool.
 	var descIdx []int
 	var descs, queries []string
+	withPrior := method == ToolMethodPrior || method == ToolMethodKNN
 	for i, t := range tools {
-		if method == ToolMethodDescription || len(byTool[i]) == 0 {
+		switch {
+		case withPrior:
+			descIdx = append(descIdx, i)
+			descs = append(descs, toolNameWords(t.Name)+". "+t.Description)
+			queries = append(queries, byTool[i]...)
+		case method == ToolMethodDescription || len(byTool[i]) == 0:
 			descIdx = append(descIdx, i)
 			descs = append(descs, t.Description)
-		} else {
+		default:
 			queries = append(queries, byTool[i]...)
 		}
 	}
@@ -159,9 +203,17 @@ func BuildToolIndex(ctx context.Context, e embed.Embedder, tools []Tool, usage [
 	if err != nil {
 		return nil, fmt.Errorf("retrieval: embed usage queries: %w", err)
 	}
+	if method == ToolMethodKNN {
+		ti.UsageVectors = make([][][]float32, len(tools))
+	}
 	for i := range tools {
 		n := len(byTool[i])
 		if method == ToolMethodDescription || n == 0 {
+			continue
+		}
+		ti.Usage[i] = n
+		if method == ToolMethodKNN {
+			ti.UsageVectors[i], qv = qv[:n], qv[n:]
 			continue
 		}
 		mean := make([]float32, e.Dim())
@@ -172,8 +224,21 @@ func BuildToolIndex(ctx context.Context, e embed.Embedder, tools []Tool, usage [
 		}
 		qv = qv[n:]
 		embed.Normalize(mean)
+		if method == ToolMethodPrior {
+			w := float32(float64(n) / (float64(n) + ToolPriorStrength))
+			prior := slices.Clone(ti.Vectors[i])
+			embed.Normalize(prior)
+			for j := range mean {
+				mean[j] = w*mean[j] + (1-w)*prior[j]
+			}
+			embed.Normalize(mean)
+		}
 		ti.Vectors[i] = mean
-		ti.Usage[i] = n
+	}
+	if method == ToolMethodKNN {
+		for _, v := range ti.Vectors {
+			embed.Normalize(v)
+		}
 	}
 	return ti, nil
 }
@@ -195,8 +260,34 @@ func (ti *ToolIndex) Search(ctx context.Context, query string, k int) ([]ToolHit
 
 func (ti *ToolIndex) searchVector(q []float32, k int) []ToolHit {
 	hits := make([]ToolHit, len(ti.Tools))
+	var top []float64
 	for i, t := range ti.Tools {
-		hits[i] = ToolHit{Name: t.Name, Description: t.Description, Score: float64(embed.Dot(q, ti.Vectors[i]))}
+		score := float64(embed.Dot(q, ti.Vectors[i]))
+		if ti.Method == ToolMethodKNN && len(ti.UsageVectors) == len(ti.Tools) && len(ti.UsageVectors[i]) > 0 {
+			top = top[:0]
+			for _, u := range ti.UsageVectors[i] {
+				top = append(top, float64(embed.Dot(q, u)))
+			}
+			slices.SortFunc(top, func(a, b float64) int {
+				switch {
+				case a > b:
+					return -1
+				case a < b:
+					return 1
+				}
+				return 0
+			})
+			m := min(ToolKNN, len(top))
+			knn := 0.0
+			for _, x := range top[:m] {
+				knn += x
+			}
+			knn /= float64(m)
+			n := float64(len(ti.UsageVectors[i]))
+			w := n / (n + ToolPriorStrength)
+			score = w*knn + (1-w)*score
+		}
+		hits[i] = ToolHit{Name: t.Name, Description: t.Description, Score: score}
 	}
 	slices.SortFunc(hits, func(a, b ToolHit) int {
 		if a.Score != b.Score {
@@ -332,6 +423,16 @@ func (s *Store) toolRegistry(name string) (*toolRegistry, error) {
 	for i, v := range ti.Vectors {
 		if len(v) != e.Dim() {
 			return nil, fmt.Errorf("%w: tool registry %q: vector %d has %d values, want %d", ErrCorrupt, name, i, len(v), e.Dim())
+		}
+	}
+	if ti.UsageVectors != nil && len(ti.UsageVectors) != len(ti.Tools) {
+		return nil, fmt.Errorf("%w: tool registry %q: %d usage vector lists for %d tools", ErrCorrupt, name, len(ti.UsageVectors), len(ti.Tools))
+	}
+	for i, us := range ti.UsageVectors {
+		for _, v := range us {
+			if len(v) != e.Dim() {
+				return nil, fmt.Errorf("%w: tool registry %q: a usage vector of tool %d has %d values, want %d", ErrCorrupt, name, i, len(v), e.Dim())
+			}
 		}
 	}
 	ti.emb = e

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -67,7 +69,7 @@ func (r *retrievalService) Ingest(stream grpc.ClientStreamingServer[ragkvv1.Inge
 	if first.GetShards() < 0 {
 		return invalidArg("ingest: shards = %d must be positive", first.GetShards())
 	}
-	opts := retrieval.IngestOptions{Shards: int(first.GetShards())}
+	opts := retrieval.IngestOptions{Shards: int(first.GetShards()), Upsert: first.GetUpsert()}
 	if o := first.GetOptions(); o != nil {
 		co, err := collectionOptionsFromProto(o)
 		if err != nil {
@@ -86,8 +88,8 @@ func (r *retrievalService) Ingest(stream grpc.ClientStreamingServer[ragkvv1.Inge
 			if c := msg.GetCollection(); c != "" && c != name {
 				return invalidArg("ingest: message %d names collection %q, the stream is for %q", n, c, name)
 			}
-			if msg.GetOptions() != nil || msg.GetShards() != 0 {
-				return invalidArg("ingest: message %d: options and shards belong in the first message only", n)
+			if msg.GetOptions() != nil || msg.GetShards() != 0 || msg.GetUpsert() {
+				return invalidArg("ingest: message %d: options, shards and upsert belong in the first message only", n)
 			}
 		}
 		docs := make([]retrieval.Document, len(msg.GetDocuments()))
@@ -96,6 +98,11 @@ func (r *retrievalService) Ingest(stream grpc.ClientStreamingServer[ragkvv1.Inge
 		}
 		if err := in.Add(ctx, docs...); err != nil {
 			return toStatus(fmt.Errorf("ingest message %d: %w", n, err))
+		}
+		if ids := msg.GetDeleteIds(); len(ids) > 0 {
+			if err := in.Delete(ctx, ids...); err != nil {
+				return toStatus(fmt.Errorf("ingest message %d: %w", n, err))
+			}
 		}
 		n++
 		msg, err = stream.Recv()
@@ -119,6 +126,7 @@ func ingestResultToProto(res retrieval.IngestResult) *ragkvv1.IngestResponse {
 		Docs: int64(res.Docs), DocsSkipped: int64(res.DocsSkipped), Passages: int64(res.Passages),
 		Duplicates: int64(res.Duplicates), Shards: int32(res.Shards), TotalDocs: res.TotalDocs,
 		TotalPassages: res.TotalPass, Seconds: res.Seconds,
+		Replaced: int64(res.Replaced), Deleted: int64(res.Deleted), DeleteMissing: int64(res.DeleteMissing),
 	}
 }
 
@@ -357,6 +365,10 @@ func (r *retrievalService) DescribeCollection(_ context.Context, req *ragkvv1.De
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	return collectionInfoToProto(info), nil
+}
+
+func collectionInfoToProto(info retrieval.CollectionInfo) *ragkvv1.RetrievalCollectionInfo {
 	out := &ragkvv1.RetrievalCollectionInfo{
 		Name: info.Name, Generation: info.Generation, Docs: info.Docs, Passages: info.Passages, Shards: int32(info.Shards),
 		Embedder: info.Embedder, Dim: int32(info.Dim), PcaDims: int32(info.PCADims), Int8: info.Int8,
@@ -367,7 +379,39 @@ func (r *retrievalService) DescribeCollection(_ context.Context, req *ragkvv1.De
 		out.FusionWeight = &w
 		out.FusionCvNdcgAt_10 = info.Fusion.CVNDCG10
 	}
+	return out
+}
+
+func (r *retrievalService) DeleteCollection(ctx context.Context, req *ragkvv1.DeleteCollectionRequest) (*ragkvv1.DeleteCollectionResponse, error) {
+	if req.GetCollection() == "" {
+		return nil, invalidArg("delete collection: collection is required")
+	}
+	if err := r.st.DeleteCollection(ctx, req.GetCollection()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &ragkvv1.DeleteCollectionResponse{}, nil
+}
+
+func (r *retrievalService) ListCollections(_ context.Context, _ *ragkvv1.ListCollectionsRequest) (*ragkvv1.ListCollectionsResponse, error) {
+	infos := r.st.Collections()
+	slices.SortFunc(infos, func(a, b retrieval.CollectionInfo) int { return strings.Compare(a.Name, b.Name) })
+	out := &ragkvv1.ListCollectionsResponse{}
+	for _, info := range infos {
+		out.Collections = append(out.Collections, collectionInfoToProto(info))
+	}
 	return out, nil
+}
+
+func (r *retrievalService) CompactCollection(ctx context.Context, req *ragkvv1.CompactCollectionRequest) (*ragkvv1.CompactCollectionResponse, error) {
+	res, err := r.st.Compact(ctx, req.GetCollection())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &ragkvv1.CompactCollectionResponse{
+		Collection: res.Collection, Generation: res.Generation, Merges: int32(res.Merges),
+		ShardsBefore: int32(res.ShardsBefore), ShardsAfter: int32(res.ShardsAfter),
+		TombstonesDropped: int64(res.Dropped), Seconds: res.Seconds,
+	}, nil
 }
 
 func (r *retrievalService) RebuildCollection(ctx context.Context, req *ragkvv1.RebuildCollectionRequest) (*ragkvv1.IngestResponse, error) {
@@ -375,7 +419,7 @@ func (r *retrievalService) RebuildCollection(ctx context.Context, req *ragkvv1.R
 	if shards == 0 {
 		shards = 1
 	}
-	res, err := r.st.Rebuild(ctx, req.GetCollection(), shards)
+	res, err := r.st.RebuildWith(ctx, req.GetCollection(), retrieval.RebuildOptions{Shards: shards, Refit: req.GetRefit()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -525,6 +525,7 @@ func init() {
 		holdout                        float64
 		seed                           uint64
 		asJSON                         bool
+		maxUsage                       int
 	)
 	cmd := &cobra.Command{
 		Use:   "tools",
@@ -536,7 +537,11 @@ query).
 
 --method tool2vec: a tool's vector is the mean embedding of its training usage queries
 (its description's embedding when it has none). --method description: the embedding of its
-description. The GloVe-SIF embedder is fitted on the descriptions and training queries for
+description. --method tool2vec-prior: the centroid of n usage queries shrunk towards the
+embedding of the tool's name and description, n/(n+2) : 2/(n+2). --method knn: the mean
+similarity to the tool's 3 nearest usage queries, weighted n/(n+2), plus 2/(n+2) times the
+similarity to that prior. --max-usage N keeps N training queries per tool (thin usage
+data, as on Gorilla-style API hubs). The GloVe-SIF embedder is fitted on the descriptions and training queries for
 both methods.
 
 Without --test, a deterministic --holdout fraction of --train (chosen by a hash of --seed
@@ -544,7 +549,7 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := retrieval.ParseToolMethod(method)
 			if err != nil {
-				return flagErr("method", "want tool2vec or description, got %q", method)
+				return flagErr("method", "want tool2vec, description, tool2vec-prior or knn, got %q", method)
 			}
 			if embeddings == "" {
 				return flagErr("embeddings", "required (a GloVe text file, e.g. ../shared/embeddings/glove.6B.100d.top50k.txt.gz)")
@@ -586,6 +591,20 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 			}
 			if len(test) == 0 {
 				return flagErr("test", "no test queries")
+			}
+			if maxUsage < 0 {
+				return flagErr("max-usage", "must be ≥ 0 (0: all), got %d", maxUsage)
+			}
+			if maxUsage > 0 { // thin usage data: the first maxUsage training queries of each tool
+				per := map[string]int{}
+				var kept []retrieval.LabeledToolQuery
+				for _, q := range train {
+					if per[q.Tool] < maxUsage {
+						per[q.Tool]++
+						kept = append(kept, q)
+					}
+				}
+				train = kept
 			}
 			wv, err := embed.LoadGloVe(embeddings, 0)
 			if err != nil {
@@ -655,7 +674,7 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 			}
 			return cliutil.PrintJSON(out, map[string]any{
 				"eval": "tools", "method": string(m), "embedder": sif.Name(), "tools": len(tools), "tools_with_usage": withUsage,
-				"train": len(train), "test": len(test), "holdout": holdout, "seed": seed, "test_file": testPath,
+				"train": len(train), "test": len(test), "holdout": holdout, "seed": seed, "test_file": testPath, "max_usage": maxUsage,
 				"recall@1": r1 / n, "recall@3": r3 / n, "recall@5": r5 / n, "ndcg@5": nd / n,
 				"build_seconds": build, "qps": n / qsec,
 			})
@@ -665,7 +684,8 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 	f.StringVar(&toolsPath, "tools", "", `tools JSON: [{"name","description"}]`)
 	f.StringVar(&trainPath, "train", "", `labelled usage queries JSONL: {"_id","query","tool"}`)
 	f.StringVar(&testPath, "test", "", "test queries JSONL (default: hold out --holdout of --train)")
-	f.StringVar(&method, "method", "tool2vec", "tool2vec or description")
+	f.StringVar(&method, "method", "tool2vec", "tool2vec, description, tool2vec-prior (centroid shrunk to the name+description prior) or knn (nearest usage queries + prior)")
+	f.IntVar(&maxUsage, "max-usage", 0, "keep at most this many training usage queries per tool (thin usage data; 0: all)")
 	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip)")
 	f.StringVar(&sifWeights, "sif-weights", "rank", "SIF word probabilities: rank or corpus")
 	f.Float64Var(&holdout, "holdout", 0.2, "fraction of --train held out as the test set when --test is not given")

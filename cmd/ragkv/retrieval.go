@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +40,11 @@ type retrievalConfig struct {
 		Dim       int    `yaml:"dim"`         // 0: asked from the server at start
 		BatchSize int    `yaml:"batch_size"`
 	} `yaml:"http_embedder"`
+	// CompactEvery is the background compaction interval (0: off); MergeFactor and
+	// MaxShards the tiered merge policy (see retrieval.CompactionPolicy).
+	CompactEvery time.Duration `yaml:"compact_every"`
+	MergeFactor  int           `yaml:"merge_factor"`
+	MaxShards    int           `yaml:"max_shards"`
 	// DefaultEmbedder names the embedder new collections use ("" = the first configured:
 	// GloVe-SIF, then HTTP).
 	DefaultEmbedder string `yaml:"default_embedder"`
@@ -90,6 +96,9 @@ func init() {
 	f.StringVar(&rc.HTTPEmbedder.APIKeyEnv, "retrieval-http-api-key-env", "", "environment variable holding the embeddings server's API key")
 	f.StringVar(&rc.DefaultEmbedder, "retrieval-default-embedder", "", "embedder of new collections (default: the first configured)")
 	f.IntVar(&rc.MaxK, "retrieval-max-k", retrieval.DefaultMaxK, "largest k a request may ask for")
+	f.DurationVar(&rc.CompactEvery, "retrieval-compact-every", time.Minute, "background shard compaction interval (0: off; also runs after each commit)")
+	f.IntVar(&rc.MergeFactor, "retrieval-merge-factor", 8, "compaction: merge this many shards of one size tier")
+	f.IntVar(&rc.MaxShards, "retrieval-max-shards", 16, "compaction: most shards a collection keeps")
 
 	serveComponents = append(serveComponents, serveComponent{
 		name: "retrieval",
@@ -108,7 +117,9 @@ func init() {
 			}
 			st, err := retrieval.Open(ctx, retrieval.Options{
 				Dir: dir, Embedders: embs, DefaultEmbedder: rc.DefaultEmbedder, MaxK: rc.MaxK,
-				Logger: env.log.With("component", "retrieval"), Registerer: env.reg,
+				CompactEvery: rc.CompactEvery,
+				Compaction:   retrieval.CompactionPolicy{MergeFactor: rc.MergeFactor, MaxShards: rc.MaxShards},
+				Logger:       env.log.With("component", "retrieval"), Registerer: env.reg,
 			})
 			if err != nil {
 				return nil, nil, nil, err
@@ -131,7 +142,8 @@ func init() {
 		addr, collection, corpus, embedder, dedup string
 		shards, chunkWords, chunkOverlap, batch   int
 		pcaDims                                   int
-		int8Codes, asJSON                         bool
+		int8Codes, asJSON, upsert                 bool
+		deleteIDs                                 []string
 		precompute                                bool
 		pcNS, pcSystem                            string
 		pcShare                                   float64
@@ -140,8 +152,8 @@ func init() {
 		if collection == "" {
 			return flagErr("collection", "required")
 		}
-		if corpus == "" {
-			return flagErr("corpus", "required")
+		if corpus == "" && len(deleteIDs) == 0 {
+			return flagErr("corpus", "required (unless --delete names documents to delete)")
 		}
 		if !precompute {
 			for _, name := range []string{"system", "namespace", "engine-share"} {
@@ -156,11 +168,14 @@ func init() {
 		if batch < 1 || batch > 100000 {
 			return flagErr("batch", "must be in [1, 100000], got %d", batch)
 		}
-		fh, err := os.Open(corpus)
-		if err != nil {
-			return flagErr("corpus", "%v", err)
+		var fh *os.File
+		if corpus != "" {
+			var err error
+			if fh, err = os.Open(corpus); err != nil {
+				return flagErr("corpus", "%v", err)
+			}
+			defer fh.Close()
 		}
-		defer fh.Close()
 		opts := &ragkvv1.RetrievalCollectionOptions{
 			ChunkWords: int32(chunkWords), ChunkOverlap: int32(chunkOverlap), Embedder: embedder,
 			PcaDims: int32(pcaDims), Int8: int8Codes,
@@ -186,7 +201,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		msg := &ragkvv1.IngestRequest{Collection: collection, Options: opts, Shards: int32(shards)}
+		msg := &ragkvv1.IngestRequest{Collection: collection, Options: opts, Shards: int32(shards), Upsert: upsert, DeleteIds: deleteIDs}
 		if !cmd.Flags().Changed("chunk-words") && !cmd.Flags().Changed("embedder") && !cmd.Flags().Changed("dedup") &&
 			!cmd.Flags().Changed("pca-dims") && !cmd.Flags().Changed("int8") && !cmd.Flags().Changed("chunk-overlap") {
 			msg.Options = nil // an existing collection keeps its options; a new one gets the defaults
@@ -203,13 +218,15 @@ func init() {
 			msg = &ragkvv1.IngestRequest{}
 			return nil
 		}
-		err = beir.ReadCorpus(fh, corpus, func(d beir.Doc) error {
-			msg.Documents = append(msg.Documents, &ragkvv1.RetrievalDocument{Id: d.ID, Title: d.Title, Text: d.Text})
-			if len(msg.Documents) >= batch {
-				return send()
-			}
-			return nil
-		})
+		if fh != nil {
+			err = beir.ReadCorpus(fh, corpus, func(d beir.Doc) error {
+				msg.Documents = append(msg.Documents, &ragkvv1.RetrievalDocument{Id: d.ID, Title: d.Title, Text: d.Text})
+				if len(msg.Documents) >= batch {
+					return send()
+				}
+				return nil
+			})
+		}
 		if err != nil {
 			prog.Finish()
 			if errors.Is(err, beir.ErrMalformed) {
@@ -229,8 +246,8 @@ func init() {
 			return err
 		}
 		out := cmd.OutOrStdout()
-		fmt.Fprintf(out, "%s: generation %d, %d new docs (%d skipped), %d passages (%d duplicates dropped) in %d shards; total %d docs, %d passages (%.1f s)\n",
-			res.GetCollection(), res.GetGeneration(), res.GetDocs(), res.GetDocsSkipped(), res.GetPassages(), res.GetDuplicates(),
+		fmt.Fprintf(out, "%s: generation %d, %d new docs (%d skipped, %d replaced, %d deleted), %d passages (%d duplicates dropped) in %d shards; total %d docs, %d passages (%.1f s)\n",
+			res.GetCollection(), res.GetGeneration(), res.GetDocs(), res.GetDocsSkipped(), res.GetReplaced(), res.GetDeleted(), res.GetPassages(), res.GetDuplicates(),
 			res.GetShards(), res.GetTotalDocs(), res.GetTotalPassages(), res.GetSeconds())
 		if precompute {
 			// Every passage not yet stored (the new ones) into the chunk cache.
@@ -261,6 +278,8 @@ func init() {
 	fl.StringVar(&pcNS, "namespace", "", "with --precompute: chunk cache namespace")
 	fl.StringVar(&pcSystem, "system", "", "with --precompute: system text the passages are computed after")
 	fl.Float64Var(&pcShare, "engine-share", 0.5, "with --precompute: share of the time the job may hold the engine")
+	fl.BoolVar(&upsert, "upsert", false, "replace documents already in the collection (default: skip them)")
+	fl.StringSliceVar(&deleteIDs, "delete", nil, "document ids to delete in the same commit (comma-separated)")
 	rootCmd.AddCommand(ingestCmd)
 
 	rootCmd.AddCommand(newQueryCmd(), newToolsCmd(), newCollectionCmd())
@@ -450,12 +469,84 @@ func newToolsCmd() *cobra.Command {
 }
 
 func newCollectionCmd() *cobra.Command {
-	coll := &cobra.Command{Use: "collection", Short: "Retrieval collections of a running server: describe, rebuild, fit-fusion"}
+	coll := &cobra.Command{Use: "collection", Short: "Retrieval collections of a running server: list, describe, delete, compact, rebuild, fit-fusion"}
 	var (
 		addr, name, queries, qrels string
 		shards                     int
-		asJSON                     bool
+		asJSON, refit              bool
 	)
+	needName := func() error {
+		if name == "" {
+			return flagErr("collection", "required")
+		}
+		return nil
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List the collections", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := dialServer(addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			res, err := ragkvv1.NewRetrievalClient(conn).ListCollections(cmd.Context(), &ragkvv1.ListCollectionsRequest{})
+			if err != nil {
+				return err
+			}
+			for _, c := range res.GetCollections() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: generation %d, %d docs, %d passages, %d shards, embedder %q\n",
+					c.GetName(), c.GetGeneration(), c.GetDocs(), c.GetPassages(), c.GetShards(), c.GetEmbedder())
+			}
+			if asJSON {
+				return cliutil.PrintJSON(cmd.OutOrStdout(), res)
+			}
+			return nil
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete", Short: "Delete a collection and its data", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needName(); err != nil {
+				return err
+			}
+			conn, err := dialServer(addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if _, err := ragkvv1.NewRetrievalClient(conn).DeleteCollection(cmd.Context(), &ragkvv1.DeleteCollectionRequest{Collection: name}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: deleted\n", name)
+			if asJSON {
+				return cliutil.PrintJSON(cmd.OutOrStdout(), map[string]any{"collection": name, "deleted": true})
+			}
+			return nil
+		},
+	}
+	compact := &cobra.Command{
+		Use: "compact", Short: "Merge a collection's shards by the server's tiered policy, dropping tombstones", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needName(); err != nil {
+				return err
+			}
+			conn, err := dialServer(addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			res, err := ragkvv1.NewRetrievalClient(conn).CompactCollection(cmd.Context(), &ragkvv1.CompactCollectionRequest{Collection: name})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: generation %d, %d merges, %d → %d shards, %d tombstones dropped (%.1f s)\n",
+				res.GetCollection(), res.GetGeneration(), res.GetMerges(), res.GetShardsBefore(), res.GetShardsAfter(), res.GetTombstonesDropped(), res.GetSeconds())
+			if asJSON {
+				return cliutil.PrintJSON(cmd.OutOrStdout(), res)
+			}
+			return nil
+		},
+	}
 	desc := &cobra.Command{
 		Use: "describe", Short: "Describe a collection", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -485,7 +576,7 @@ func newCollectionCmd() *cobra.Command {
 				return err
 			}
 			defer conn.Close()
-			res, err := ragkvv1.NewRetrievalClient(conn).RebuildCollection(cmd.Context(), &ragkvv1.RebuildCollectionRequest{Collection: name, Shards: int32(shards)})
+			res, err := ragkvv1.NewRetrievalClient(conn).RebuildCollection(cmd.Context(), &ragkvv1.RebuildCollectionRequest{Collection: name, Shards: int32(shards), Refit: refit})
 			if err != nil {
 				return err
 			}
@@ -497,6 +588,7 @@ func newCollectionCmd() *cobra.Command {
 		},
 	}
 	rebuild.Flags().IntVar(&shards, "shards", 1, "number of shards")
+	rebuild.Flags().BoolVar(&refit, "refit", false, "re-fit SIF weights, PCA and quantizer on the current corpus (re-embeds every passage)")
 	fit := &cobra.Command{
 		Use: "fit-fusion", Short: "Fit and keep a collection's hybrid BM25 weight on labelled BEIR queries", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -538,11 +630,11 @@ func newCollectionCmd() *cobra.Command {
 	}
 	fit.Flags().StringVar(&queries, "queries", "", "BEIR queries JSONL")
 	fit.Flags().StringVar(&qrels, "qrels", "", "BEIR qrels TSV")
-	for _, c := range []*cobra.Command{desc, rebuild, fit} {
+	for _, c := range []*cobra.Command{list, desc, del, compact, rebuild, fit} {
 		c.Flags().StringVar(&addr, "addr", "127.0.0.1:7431", "server gRPC address")
 		c.Flags().StringVar(&name, "collection", "", "collection name")
 		c.Flags().BoolVar(&asJSON, "json", false, "print the response as one JSON line")
 	}
-	coll.AddCommand(desc, rebuild, fit)
+	coll.AddCommand(list, desc, del, compact, rebuild, fit)
 	return coll
 }

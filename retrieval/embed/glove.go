@@ -113,6 +113,9 @@ func NewWordVectors(words []string, dim int, vecs []float32) (*WordVectors, erro
 // Dim is the vector dimension.
 func (wv *WordVectors) Dim() int { return wv.dim }
 
+// Word returns the word of rank i.
+func (wv *WordVectors) Word(i int) string { return wv.words[i] }
+
 // Len is the number of words.
 func (wv *WordVectors) Len() int { return len(wv.words) }
 

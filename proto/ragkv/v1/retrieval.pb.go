@@ -489,6 +489,8 @@ type IngestRequest struct {
 	Options       *RetrievalCollectionOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`       // first message only; for a new collection
 	Shards        int32                       `protobuf:"varint,3,opt,name=shards,proto3" json:"shards,omitempty"`        // first message only; default 1
 	Documents     []*RetrievalDocument        `protobuf:"bytes,4,rep,name=documents,proto3" json:"documents,omitempty"`
+	Upsert        bool                        `protobuf:"varint,5,opt,name=upsert,proto3" json:"upsert,omitempty"`                       // first message only: replace documents already present
+	DeleteIds     []string                    `protobuf:"bytes,6,rep,name=delete_ids,json=deleteIds,proto3" json:"delete_ids,omitempty"` // documents to delete in this ingest's commit
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -551,6 +553,20 @@ func (x *IngestRequest) GetDocuments() []*RetrievalDocument {
 	return nil
 }
 
+func (x *IngestRequest) GetUpsert() bool {
+	if x != nil {
+		return x.Upsert
+	}
+	return false
+}
+
+func (x *IngestRequest) GetDeleteIds() []string {
+	if x != nil {
+		return x.DeleteIds
+	}
+	return nil
+}
+
 type IngestResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
@@ -564,6 +580,9 @@ type IngestResponse struct {
 	TotalDocs     int64                  `protobuf:"varint,9,opt,name=total_docs,json=totalDocs,proto3" json:"total_docs,omitempty"`
 	TotalPassages int64                  `protobuf:"varint,10,opt,name=total_passages,json=totalPassages,proto3" json:"total_passages,omitempty"`
 	Seconds       float64                `protobuf:"fixed64,11,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	Replaced      int64                  `protobuf:"varint,12,opt,name=replaced,proto3" json:"replaced,omitempty"`                                // documents replaced (upsert)
+	Deleted       int64                  `protobuf:"varint,13,opt,name=deleted,proto3" json:"deleted,omitempty"`                                  // documents deleted
+	DeleteMissing int64                  `protobuf:"varint,14,opt,name=delete_missing,json=deleteMissing,proto3" json:"delete_missing,omitempty"` // delete_ids the collection did not hold
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +690,27 @@ func (x *IngestResponse) GetTotalPassages() int64 {
 func (x *IngestResponse) GetSeconds() float64 {
 	if x != nil {
 		return x.Seconds
+	}
+	return 0
+}
+
+func (x *IngestResponse) GetReplaced() int64 {
+	if x != nil {
+		return x.Replaced
+	}
+	return 0
+}
+
+func (x *IngestResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+func (x *IngestResponse) GetDeleteMissing() int64 {
+	if x != nil {
+		return x.DeleteMissing
 	}
 	return 0
 }
@@ -1955,6 +1995,7 @@ type RebuildCollectionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
 	Shards        int32                  `protobuf:"varint,2,opt,name=shards,proto3" json:"shards,omitempty"`
+	Refit         bool                   `protobuf:"varint,3,opt,name=refit,proto3" json:"refit,omitempty"` // re-fit SIF weights, PCA and quantizer on the current corpus
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2003,6 +2044,309 @@ func (x *RebuildCollectionRequest) GetShards() int32 {
 	return 0
 }
 
+func (x *RebuildCollectionRequest) GetRefit() bool {
+	if x != nil {
+		return x.Refit
+	}
+	return false
+}
+
+type DeleteCollectionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCollectionRequest) Reset() {
+	*x = DeleteCollectionRequest{}
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCollectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCollectionRequest) ProtoMessage() {}
+
+func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCollectionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCollectionRequest) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_retrieval_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeleteCollectionRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type DeleteCollectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCollectionResponse) Reset() {
+	*x = DeleteCollectionResponse{}
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCollectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCollectionResponse) ProtoMessage() {}
+
+func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCollectionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCollectionResponse) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_retrieval_proto_rawDescGZIP(), []int{22}
+}
+
+type ListCollectionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCollectionsRequest) Reset() {
+	*x = ListCollectionsRequest{}
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCollectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCollectionsRequest) ProtoMessage() {}
+
+func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCollectionsRequest.ProtoReflect.Descriptor instead.
+func (*ListCollectionsRequest) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_retrieval_proto_rawDescGZIP(), []int{23}
+}
+
+type ListCollectionsResponse struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Collections   []*RetrievalCollectionInfo `protobuf:"bytes,1,rep,name=collections,proto3" json:"collections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCollectionsResponse) Reset() {
+	*x = ListCollectionsResponse{}
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCollectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCollectionsResponse) ProtoMessage() {}
+
+func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCollectionsResponse.ProtoReflect.Descriptor instead.
+func (*ListCollectionsResponse) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_retrieval_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListCollectionsResponse) GetCollections() []*RetrievalCollectionInfo {
+	if x != nil {
+		return x.Collections
+	}
+	return nil
+}
+
+type CompactCollectionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactCollectionRequest) Reset() {
+	*x = CompactCollectionRequest{}
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactCollectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactCollectionRequest) ProtoMessage() {}
+
+func (x *CompactCollectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactCollectionRequest.ProtoReflect.Descriptor instead.
+func (*CompactCollectionRequest) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_retrieval_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CompactCollectionRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type CompactCollectionResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Collection        string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Generation        uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Merges            int32                  `protobuf:"varint,3,opt,name=merges,proto3" json:"merges,omitempty"`
+	ShardsBefore      int32                  `protobuf:"varint,4,opt,name=shards_before,json=shardsBefore,proto3" json:"shards_before,omitempty"`
+	ShardsAfter       int32                  `protobuf:"varint,5,opt,name=shards_after,json=shardsAfter,proto3" json:"shards_after,omitempty"`
+	TombstonesDropped int64                  `protobuf:"varint,6,opt,name=tombstones_dropped,json=tombstonesDropped,proto3" json:"tombstones_dropped,omitempty"`
+	Seconds           float64                `protobuf:"fixed64,7,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CompactCollectionResponse) Reset() {
+	*x = CompactCollectionResponse{}
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactCollectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactCollectionResponse) ProtoMessage() {}
+
+func (x *CompactCollectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ragkv_v1_retrieval_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactCollectionResponse.ProtoReflect.Descriptor instead.
+func (*CompactCollectionResponse) Descriptor() ([]byte, []int) {
+	return file_ragkv_v1_retrieval_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CompactCollectionResponse) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *CompactCollectionResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *CompactCollectionResponse) GetMerges() int32 {
+	if x != nil {
+		return x.Merges
+	}
+	return 0
+}
+
+func (x *CompactCollectionResponse) GetShardsBefore() int32 {
+	if x != nil {
+		return x.ShardsBefore
+	}
+	return 0
+}
+
+func (x *CompactCollectionResponse) GetShardsAfter() int32 {
+	if x != nil {
+		return x.ShardsAfter
+	}
+	return 0
+}
+
+func (x *CompactCollectionResponse) GetTombstonesDropped() int64 {
+	if x != nil {
+		return x.TombstonesDropped
+	}
+	return 0
+}
+
+func (x *CompactCollectionResponse) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
 var File_ragkv_v1_retrieval_proto protoreflect.FileDescriptor
 
 const file_ragkv_v1_retrieval_proto_rawDesc = "" +
@@ -2028,14 +2372,17 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\x16\n" +
-	"\x06vector\x18\x04 \x03(\x02R\x06vector\"\xc2\x01\n" +
+	"\x06vector\x18\x04 \x03(\x02R\x06vector\"\xf9\x01\n" +
 	"\rIngestRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
 	"collection\x12>\n" +
 	"\aoptions\x18\x02 \x01(\v2$.ragkv.v1.RetrievalCollectionOptionsR\aoptions\x12\x16\n" +
 	"\x06shards\x18\x03 \x01(\x05R\x06shards\x129\n" +
-	"\tdocuments\x18\x04 \x03(\v2\x1b.ragkv.v1.RetrievalDocumentR\tdocuments\"\xd5\x02\n" +
+	"\tdocuments\x18\x04 \x03(\v2\x1b.ragkv.v1.RetrievalDocumentR\tdocuments\x12\x16\n" +
+	"\x06upsert\x18\x05 \x01(\bR\x06upsert\x12\x1d\n" +
+	"\n" +
+	"delete_ids\x18\x06 \x03(\tR\tdeleteIds\"\xb2\x03\n" +
 	"\x0eIngestResponse\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -2055,7 +2402,10 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"total_docs\x18\t \x01(\x03R\ttotalDocs\x12%\n" +
 	"\x0etotal_passages\x18\n" +
 	" \x01(\x03R\rtotalPassages\x12\x18\n" +
-	"\aseconds\x18\v \x01(\x01R\aseconds\"\xbd\x04\n" +
+	"\aseconds\x18\v \x01(\x01R\aseconds\x12\x1a\n" +
+	"\breplaced\x18\f \x01(\x03R\breplaced\x12\x18\n" +
+	"\adeleted\x18\r \x01(\x03R\adeleted\x12%\n" +
+	"\x0edelete_missing\x18\x0e \x01(\x03R\rdeleteMissing\"\xbd\x04\n" +
 	"\x0fRetrieveRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -2184,12 +2534,37 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"\aoptions\x18\v \x01(\v2$.ragkv.v1.RetrievalCollectionOptionsR\aoptions\x12(\n" +
 	"\rfusion_weight\x18\f \x01(\x01H\x00R\ffusionWeight\x88\x01\x01\x12.\n" +
 	"\x14fusion_cv_ndcg_at_10\x18\r \x01(\x01R\x10fusionCvNdcgAt10B\x10\n" +
-	"\x0e_fusion_weight\"R\n" +
+	"\x0e_fusion_weight\"h\n" +
 	"\x18RebuildCollectionRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
 	"collection\x12\x16\n" +
-	"\x06shards\x18\x02 \x01(\x05R\x06shards*}\n" +
+	"\x06shards\x18\x02 \x01(\x05R\x06shards\x12\x14\n" +
+	"\x05refit\x18\x03 \x01(\bR\x05refit\"9\n" +
+	"\x17DeleteCollectionRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\"\x1a\n" +
+	"\x18DeleteCollectionResponse\"\x18\n" +
+	"\x16ListCollectionsRequest\"^\n" +
+	"\x17ListCollectionsResponse\x12C\n" +
+	"\vcollections\x18\x01 \x03(\v2!.ragkv.v1.RetrievalCollectionInfoR\vcollections\":\n" +
+	"\x18CompactCollectionRequest\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\"\x84\x02\n" +
+	"\x19CompactCollectionResponse\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06merges\x18\x03 \x01(\x05R\x06merges\x12#\n" +
+	"\rshards_before\x18\x04 \x01(\x05R\fshardsBefore\x12!\n" +
+	"\fshards_after\x18\x05 \x01(\x05R\vshardsAfter\x12-\n" +
+	"\x12tombstones_dropped\x18\x06 \x01(\x03R\x11tombstonesDropped\x12\x18\n" +
+	"\aseconds\x18\a \x01(\x01R\aseconds*}\n" +
 	"\rRetrievalMode\x12\x1e\n" +
 	"\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13RETRIEVAL_MODE_BM25\x10\x01\x12\x18\n" +
@@ -2211,7 +2586,7 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"\x10ToolVectorMethod\x12\"\n" +
 	"\x1eTOOL_VECTOR_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bTOOL_VECTOR_METHOD_TOOL2VEC\x10\x01\x12\"\n" +
-	"\x1eTOOL_VECTOR_METHOD_DESCRIPTION\x10\x022\xa8\x04\n" +
+	"\x1eTOOL_VECTOR_METHOD_DESCRIPTION\x10\x022\xb9\x06\n" +
 	"\tRetrieval\x12=\n" +
 	"\x06Ingest\x12\x17.ragkv.v1.IngestRequest\x1a\x18.ragkv.v1.IngestResponse(\x01\x12A\n" +
 	"\bRetrieve\x12\x19.ragkv.v1.RetrieveRequest\x1a\x1a.ragkv.v1.RetrieveResponse\x12P\n" +
@@ -2219,7 +2594,10 @@ const file_ragkv_v1_retrieval_proto_rawDesc = "" +
 	"\rRetrieveTools\x12\x1e.ragkv.v1.RetrieveToolsRequest\x1a\x1f.ragkv.v1.RetrieveToolsResponse\x12D\n" +
 	"\tFitFusion\x12\x1a.ragkv.v1.FitFusionRequest\x1a\x1b.ragkv.v1.FitFusionResponse\x12\\\n" +
 	"\x12DescribeCollection\x12#.ragkv.v1.DescribeCollectionRequest\x1a!.ragkv.v1.RetrievalCollectionInfo\x12Q\n" +
-	"\x11RebuildCollection\x12\".ragkv.v1.RebuildCollectionRequest\x1a\x18.ragkv.v1.IngestResponseB/Z-github.com/ragkv/ragkv/proto/ragkv/v1;ragkvv1b\x06proto3"
+	"\x11RebuildCollection\x12\".ragkv.v1.RebuildCollectionRequest\x1a\x18.ragkv.v1.IngestResponse\x12Y\n" +
+	"\x10DeleteCollection\x12!.ragkv.v1.DeleteCollectionRequest\x1a\".ragkv.v1.DeleteCollectionResponse\x12V\n" +
+	"\x0fListCollections\x12 .ragkv.v1.ListCollectionsRequest\x1a!.ragkv.v1.ListCollectionsResponse\x12\\\n" +
+	"\x11CompactCollection\x12\".ragkv.v1.CompactCollectionRequest\x1a#.ragkv.v1.CompactCollectionResponseB/Z-github.com/ragkv/ragkv/proto/ragkv/v1;ragkvv1b\x06proto3"
 
 var (
 	file_ragkv_v1_retrieval_proto_rawDescOnce sync.Once
@@ -2234,7 +2612,7 @@ func file_ragkv_v1_retrieval_proto_rawDescGZIP() []byte {
 }
 
 var file_ragkv_v1_retrieval_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_ragkv_v1_retrieval_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_ragkv_v1_retrieval_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_ragkv_v1_retrieval_proto_goTypes = []any{
 	(RetrievalMode)(0),                 // 0: ragkv.v1.RetrievalMode
 	(RetrievalFusion)(0),               // 1: ragkv.v1.RetrievalFusion
@@ -2262,7 +2640,13 @@ var file_ragkv_v1_retrieval_proto_goTypes = []any{
 	(*DescribeCollectionRequest)(nil),  // 23: ragkv.v1.DescribeCollectionRequest
 	(*RetrievalCollectionInfo)(nil),    // 24: ragkv.v1.RetrievalCollectionInfo
 	(*RebuildCollectionRequest)(nil),   // 25: ragkv.v1.RebuildCollectionRequest
-	nil,                                // 26: ragkv.v1.RetrievalLabeledQuery.RelevantEntry
+	(*DeleteCollectionRequest)(nil),    // 26: ragkv.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil),   // 27: ragkv.v1.DeleteCollectionResponse
+	(*ListCollectionsRequest)(nil),     // 28: ragkv.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),    // 29: ragkv.v1.ListCollectionsResponse
+	(*CompactCollectionRequest)(nil),   // 30: ragkv.v1.CompactCollectionRequest
+	(*CompactCollectionResponse)(nil),  // 31: ragkv.v1.CompactCollectionResponse
+	nil,                                // 32: ragkv.v1.RetrievalLabeledQuery.RelevantEntry
 }
 var file_ragkv_v1_retrieval_proto_depIdxs = []int32{
 	2,  // 0: ragkv.v1.RetrievalCollectionOptions.dedup:type_name -> ragkv.v1.RetrievalDedup
@@ -2281,29 +2665,36 @@ var file_ragkv_v1_retrieval_proto_depIdxs = []int32{
 	4,  // 13: ragkv.v1.RegisterToolsRequest.method:type_name -> ragkv.v1.ToolVectorMethod
 	4,  // 14: ragkv.v1.RegisterToolsResponse.method:type_name -> ragkv.v1.ToolVectorMethod
 	17, // 15: ragkv.v1.RetrieveToolsResponse.tools:type_name -> ragkv.v1.RetrievedTool
-	26, // 16: ragkv.v1.RetrievalLabeledQuery.relevant:type_name -> ragkv.v1.RetrievalLabeledQuery.RelevantEntry
+	32, // 16: ragkv.v1.RetrievalLabeledQuery.relevant:type_name -> ragkv.v1.RetrievalLabeledQuery.RelevantEntry
 	19, // 17: ragkv.v1.FitFusionRequest.queries:type_name -> ragkv.v1.RetrievalLabeledQuery
 	21, // 18: ragkv.v1.FitFusionResponse.grid:type_name -> ragkv.v1.FusionGridPoint
 	5,  // 19: ragkv.v1.RetrievalCollectionInfo.options:type_name -> ragkv.v1.RetrievalCollectionOptions
-	7,  // 20: ragkv.v1.Retrieval.Ingest:input_type -> ragkv.v1.IngestRequest
-	9,  // 21: ragkv.v1.Retrieval.Retrieve:input_type -> ragkv.v1.RetrieveRequest
-	14, // 22: ragkv.v1.Retrieval.RegisterTools:input_type -> ragkv.v1.RegisterToolsRequest
-	16, // 23: ragkv.v1.Retrieval.RetrieveTools:input_type -> ragkv.v1.RetrieveToolsRequest
-	20, // 24: ragkv.v1.Retrieval.FitFusion:input_type -> ragkv.v1.FitFusionRequest
-	23, // 25: ragkv.v1.Retrieval.DescribeCollection:input_type -> ragkv.v1.DescribeCollectionRequest
-	25, // 26: ragkv.v1.Retrieval.RebuildCollection:input_type -> ragkv.v1.RebuildCollectionRequest
-	8,  // 27: ragkv.v1.Retrieval.Ingest:output_type -> ragkv.v1.IngestResponse
-	11, // 28: ragkv.v1.Retrieval.Retrieve:output_type -> ragkv.v1.RetrieveResponse
-	15, // 29: ragkv.v1.Retrieval.RegisterTools:output_type -> ragkv.v1.RegisterToolsResponse
-	18, // 30: ragkv.v1.Retrieval.RetrieveTools:output_type -> ragkv.v1.RetrieveToolsResponse
-	22, // 31: ragkv.v1.Retrieval.FitFusion:output_type -> ragkv.v1.FitFusionResponse
-	24, // 32: ragkv.v1.Retrieval.DescribeCollection:output_type -> ragkv.v1.RetrievalCollectionInfo
-	8,  // 33: ragkv.v1.Retrieval.RebuildCollection:output_type -> ragkv.v1.IngestResponse
-	27, // [27:34] is the sub-list for method output_type
-	20, // [20:27] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	24, // 20: ragkv.v1.ListCollectionsResponse.collections:type_name -> ragkv.v1.RetrievalCollectionInfo
+	7,  // 21: ragkv.v1.Retrieval.Ingest:input_type -> ragkv.v1.IngestRequest
+	9,  // 22: ragkv.v1.Retrieval.Retrieve:input_type -> ragkv.v1.RetrieveRequest
+	14, // 23: ragkv.v1.Retrieval.RegisterTools:input_type -> ragkv.v1.RegisterToolsRequest
+	16, // 24: ragkv.v1.Retrieval.RetrieveTools:input_type -> ragkv.v1.RetrieveToolsRequest
+	20, // 25: ragkv.v1.Retrieval.FitFusion:input_type -> ragkv.v1.FitFusionRequest
+	23, // 26: ragkv.v1.Retrieval.DescribeCollection:input_type -> ragkv.v1.DescribeCollectionRequest
+	25, // 27: ragkv.v1.Retrieval.RebuildCollection:input_type -> ragkv.v1.RebuildCollectionRequest
+	26, // 28: ragkv.v1.Retrieval.DeleteCollection:input_type -> ragkv.v1.DeleteCollectionRequest
+	28, // 29: ragkv.v1.Retrieval.ListCollections:input_type -> ragkv.v1.ListCollectionsRequest
+	30, // 30: ragkv.v1.Retrieval.CompactCollection:input_type -> ragkv.v1.CompactCollectionRequest
+	8,  // 31: ragkv.v1.Retrieval.Ingest:output_type -> ragkv.v1.IngestResponse
+	11, // 32: ragkv.v1.Retrieval.Retrieve:output_type -> ragkv.v1.RetrieveResponse
+	15, // 33: ragkv.v1.Retrieval.RegisterTools:output_type -> ragkv.v1.RegisterToolsResponse
+	18, // 34: ragkv.v1.Retrieval.RetrieveTools:output_type -> ragkv.v1.RetrieveToolsResponse
+	22, // 35: ragkv.v1.Retrieval.FitFusion:output_type -> ragkv.v1.FitFusionResponse
+	24, // 36: ragkv.v1.Retrieval.DescribeCollection:output_type -> ragkv.v1.RetrievalCollectionInfo
+	8,  // 37: ragkv.v1.Retrieval.RebuildCollection:output_type -> ragkv.v1.IngestResponse
+	27, // 38: ragkv.v1.Retrieval.DeleteCollection:output_type -> ragkv.v1.DeleteCollectionResponse
+	29, // 39: ragkv.v1.Retrieval.ListCollections:output_type -> ragkv.v1.ListCollectionsResponse
+	31, // 40: ragkv.v1.Retrieval.CompactCollection:output_type -> ragkv.v1.CompactCollectionResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_ragkv_v1_retrieval_proto_init() }
@@ -2319,7 +2710,7 @@ func file_ragkv_v1_retrieval_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ragkv_v1_retrieval_proto_rawDesc), len(file_ragkv_v1_retrieval_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   22,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,9 @@ const (
 	Retrieval_FitFusion_FullMethodName          = "/ragkv.v1.Retrieval/FitFusion"
 	Retrieval_DescribeCollection_FullMethodName = "/ragkv.v1.Retrieval/DescribeCollection"
 	Retrieval_RebuildCollection_FullMethodName  = "/ragkv.v1.Retrieval/RebuildCollection"
+	Retrieval_DeleteCollection_FullMethodName   = "/ragkv.v1.Retrieval/DeleteCollection"
+	Retrieval_ListCollections_FullMethodName    = "/ragkv.v1.Retrieval/ListCollections"
+	Retrieval_CompactCollection_FullMethodName  = "/ragkv.v1.Retrieval/CompactCollection"
 )
 
 // RetrievalClient is the client API for Retrieval service.
@@ -59,6 +62,13 @@ type RetrievalClient interface {
 	DescribeCollection(ctx context.Context, in *DescribeCollectionRequest, opts ...grpc.CallOption) (*RetrievalCollectionInfo, error)
 	// RebuildCollection re-shards a collection from its stored passages.
 	RebuildCollection(ctx context.Context, in *RebuildCollectionRequest, opts ...grpc.CallOption) (*IngestResponse, error)
+	// DeleteCollection removes a collection and its data.
+	DeleteCollection(ctx context.Context, in *DeleteCollectionRequest, opts ...grpc.CallOption) (*DeleteCollectionResponse, error)
+	// ListCollections describes every collection.
+	ListCollections(ctx context.Context, in *ListCollectionsRequest, opts ...grpc.CallOption) (*ListCollectionsResponse, error)
+	// CompactCollection merges a collection's shards by the server's tiered policy and
+	// drops tombstones (the server also does this in the background).
+	CompactCollection(ctx context.Context, in *CompactCollectionRequest, opts ...grpc.CallOption) (*CompactCollectionResponse, error)
 }
 
 type retrievalClient struct {
@@ -142,6 +152,36 @@ func (c *retrievalClient) RebuildCollection(ctx context.Context, in *RebuildColl
 	return out, nil
 }
 
+func (c *retrievalClient) DeleteCollection(ctx context.Context, in *DeleteCollectionRequest, opts ...grpc.CallOption) (*DeleteCollectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCollectionResponse)
+	err := c.cc.Invoke(ctx, Retrieval_DeleteCollection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *retrievalClient) ListCollections(ctx context.Context, in *ListCollectionsRequest, opts ...grpc.CallOption) (*ListCollectionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCollectionsResponse)
+	err := c.cc.Invoke(ctx, Retrieval_ListCollections_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *retrievalClient) CompactCollection(ctx context.Context, in *CompactCollectionRequest, opts ...grpc.CallOption) (*CompactCollectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactCollectionResponse)
+	err := c.cc.Invoke(ctx, Retrieval_CompactCollection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RetrievalServer is the server API for Retrieval service.
 // All implementations must embed UnimplementedRetrievalServer
 // for forward compatibility.
@@ -165,6 +205,13 @@ type RetrievalServer interface {
 	DescribeCollection(context.Context, *DescribeCollectionRequest) (*RetrievalCollectionInfo, error)
 	// RebuildCollection re-shards a collection from its stored passages.
 	RebuildCollection(context.Context, *RebuildCollectionRequest) (*IngestResponse, error)
+	// DeleteCollection removes a collection and its data.
+	DeleteCollection(context.Context, *DeleteCollectionRequest) (*DeleteCollectionResponse, error)
+	// ListCollections describes every collection.
+	ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsResponse, error)
+	// CompactCollection merges a collection's shards by the server's tiered policy and
+	// drops tombstones (the server also does this in the background).
+	CompactCollection(context.Context, *CompactCollectionRequest) (*CompactCollectionResponse, error)
 	mustEmbedUnimplementedRetrievalServer()
 }
 
@@ -195,6 +242,15 @@ func (UnimplementedRetrievalServer) DescribeCollection(context.Context, *Describ
 }
 func (UnimplementedRetrievalServer) RebuildCollection(context.Context, *RebuildCollectionRequest) (*IngestResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RebuildCollection not implemented")
+}
+func (UnimplementedRetrievalServer) DeleteCollection(context.Context, *DeleteCollectionRequest) (*DeleteCollectionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteCollection not implemented")
+}
+func (UnimplementedRetrievalServer) ListCollections(context.Context, *ListCollectionsRequest) (*ListCollectionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListCollections not implemented")
+}
+func (UnimplementedRetrievalServer) CompactCollection(context.Context, *CompactCollectionRequest) (*CompactCollectionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CompactCollection not implemented")
 }
 func (UnimplementedRetrievalServer) mustEmbedUnimplementedRetrievalServer() {}
 func (UnimplementedRetrievalServer) testEmbeddedByValue()                   {}
@@ -332,6 +388,60 @@ func _Retrieval_RebuildCollection_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Retrieval_DeleteCollection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCollectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetrievalServer).DeleteCollection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Retrieval_DeleteCollection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetrievalServer).DeleteCollection(ctx, req.(*DeleteCollectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Retrieval_ListCollections_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCollectionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetrievalServer).ListCollections(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Retrieval_ListCollections_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetrievalServer).ListCollections(ctx, req.(*ListCollectionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Retrieval_CompactCollection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactCollectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetrievalServer).CompactCollection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Retrieval_CompactCollection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetrievalServer).CompactCollection(ctx, req.(*CompactCollectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Retrieval_ServiceDesc is the grpc.ServiceDesc for Retrieval service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -362,6 +472,18 @@ var Retrieval_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RebuildCollection",
 			Handler:    _Retrieval_RebuildCollection_Handler,
+		},
+		{
+			MethodName: "DeleteCollection",
+			Handler:    _Retrieval_DeleteCollection_Handler,
+		},
+		{
+			MethodName: "ListCollections",
+			Handler:    _Retrieval_ListCollections_Handler,
+		},
+		{
+			MethodName: "CompactCollection",
+			Handler:    _Retrieval_CompactCollection_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -399,3 +399,40 @@ func (s *Shard) Close() error {
 	}
 	return err
 }
+
+// SubtractDeadDocFreqs subtracts from df, for every query term, how many of the
+// shard's documents that contain it are dead (tombstoned by the caller), so that
+// df counts live documents only: a shard with tombstones then scores exactly as a
+// shard built without the dead documents would.
+func (s *Shard) SubtractDeadDocFreqs(ctx context.Context, q Query, dead func(ord uint32) bool, df []int64) error {
+	var tfd index.TermFieldDoc
+	for i, t := range q.Terms {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := s.reader.TermFieldReader(ctx, []byte(t), fieldName, false, false, false)
+		if err != nil {
+			return fmt.Errorf("lexical: term %q: %w", t, err)
+		}
+		for {
+			d, err := r.Next(tfd.Reset())
+			if err != nil {
+				_ = r.Close()
+				return fmt.Errorf("lexical: postings of %q: %w", t, err)
+			}
+			if d == nil {
+				break
+			}
+			in := d.ID.Value()
+			if in >= uint64(len(s.ordOf)) || s.ordOf[in] == math.MaxUint32 {
+				_ = r.Close()
+				return fmt.Errorf("%w: posting for unknown document %d", ErrCorrupt, in)
+			}
+			if dead(s.ordOf[in]) {
+				df[i]--
+			}
+		}
+		_ = r.Close()
+	}
+	return nil
+}

@@ -1,0 +1,325 @@
+package retrieval
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ragkv/ragkv/retrieval/embed"
+	"github.com/ragkv/ragkv/retrieval/synth"
+)
+
+// DatastoreBenchConfig describes one `ragkv bench datastore` run: a synthetic corpus
+// (package retrieval/synth) streamed into a fresh store in commits of Batch passages
+// (the ingest holds one batch in memory at a time), then query latency and throughput.
+type DatastoreBenchConfig struct {
+	// Dir is the store directory (must not hold a store).
+	Dir string
+	// Passages is the corpus size (one passage per synthetic document).
+	Passages int
+	// Batch is the passages per commit (bounds ingest memory; default 100,000) and
+	// ShardsPerCommit the shards each commit builds in parallel (default 2).
+	Batch, ShardsPerCommit int
+	// Embedder embeds passages (GloVe-SIF); Vocab is the synthetic vocabulary, most
+	// frequent first.
+	Embedder embed.Embedder
+	Vocab    []string
+	// PCADims, Int8, DenseIndex and ANNThreshold are the collection's dense options.
+	PCADims      int
+	Int8         bool
+	DenseIndex   DenseIndex
+	ANNThreshold int
+	// Queries is how many timed queries per mode (default 200), K their k (default
+	// 10), Threads the concurrent searchers of the QPS measurement (default 2).
+	Queries, K, Threads int
+	Seed                uint64
+	Logger              *slog.Logger
+	// Progress, when set, reports ingest progress.
+	Progress func(done, total int)
+}
+
+// DatastoreBenchResult is the report (JSON keys as issue 15 lists them).
+type DatastoreBenchResult struct {
+	Passages           int     `json:"passages"`
+	Shards             int     `json:"shards"`
+	IngestSeconds      float64 `json:"ingest_seconds"`
+	IngestPassagesPerS float64 `json:"ingest_passages_per_s"`
+	// RAMBytesPerPassage is the anonymous resident memory (RssAnon: not the page cache
+	// of memory-mapped or read files) the opened store adds, per passage; HeapBytes the
+	// Go heap part of it.
+	RAMBytesPerPassage  float64 `json:"ram_bytes_per_passage"`
+	HeapBytesPerPassage float64 `json:"heap_bytes_per_passage"`
+	DiskBytesPerPassage float64 `json:"disk_bytes_per_passage"`
+	BM25P50ms           float64 `json:"bm25_p50_ms"`
+	BM25P99ms           float64 `json:"bm25_p99_ms"`
+	DenseP50ms          float64 `json:"dense_p50_ms"`
+	DenseP99ms          float64 `json:"dense_p99_ms"`
+	HybridP50ms         float64 `json:"hybrid_p50_ms"`
+	HybridP99ms         float64 `json:"hybrid_p99_ms"`
+	// QPS is hybrid queries per second over Threads concurrent searchers.
+	QPS     float64 `json:"qps"`
+	Threads int     `json:"threads"`
+	// ANNRecall10 is the recall@10 of the collection's dense path (ANN where shards have
+	// an index) against the exact scan; ANNShards counts the shards with an index.
+	ANNRecall10 float64 `json:"ann_recall@10"`
+	ANNShards   int     `json:"ann_shards"`
+	// PeakRSSBytes is the process's peak resident set (VmHWM) at the end of the run.
+	PeakRSSBytes int64  `json:"peak_rss_bytes"`
+	K            int    `json:"k"`
+	Queries      int    `json:"queries"`
+	CPU          string `json:"cpu,omitempty"`
+}
+
+// BenchDatastore runs the datastore benchmark.
+func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBenchResult, error) {
+	if cfg.Batch == 0 {
+		cfg.Batch = 100_000
+	}
+	if cfg.ShardsPerCommit == 0 {
+		cfg.ShardsPerCommit = 2
+	}
+	if cfg.Queries == 0 {
+		cfg.Queries = 200
+	}
+	if cfg.K == 0 {
+		cfg.K = 10
+	}
+	if cfg.Threads == 0 {
+		cfg.Threads = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Passages < 1 || cfg.Batch < 1 || cfg.ShardsPerCommit < 1 || cfg.ShardsPerCommit > maxShards || cfg.Embedder == nil {
+		return nil, fmt.Errorf("%w: datastore bench needs passages, batch, shards per commit in [1, %d] and an embedder", ErrInvalidArgument, maxShards)
+	}
+	corpus, err := synth.New(synth.Options{Vocab: cfg.Vocab, Seed: cfg.Seed})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	opts := Options{Dir: cfg.Dir, Embedders: []embed.Embedder{cfg.Embedder}, Logger: cfg.Logger}
+	st, err := Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	copts := &CollectionOptions{PCADims: cfg.PCADims, Int8: cfg.Int8, DenseIndex: cfg.DenseIndex, ANNThreshold: cfg.ANNThreshold, Dedup: DedupNone}
+	res := &DatastoreBenchResult{Passages: cfg.Passages, K: cfg.K, Queries: cfg.Queries, Threads: cfg.Threads}
+	start := time.Now()
+	docs := make([]Document, 0, min(cfg.Batch, cfg.Passages))
+	for lo := 0; lo < cfg.Passages; lo += cfg.Batch {
+		hi := min(lo+cfg.Batch, cfg.Passages)
+		docs = docs[:hi-lo]
+		var wg sync.WaitGroup
+		workers := runtime.GOMAXPROCS(0)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := lo + w; i < hi; i += workers {
+					id, title, text, _ := corpus.Doc(i)
+					docs[i-lo] = Document{ID: id, Title: title, Text: text}
+				}
+			}()
+		}
+		wg.Wait()
+		in, err := st.BeginIngest(ctx, "bench", IngestOptions{Create: copts, Shards: cfg.ShardsPerCommit})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		if err := in.Add(ctx, docs...); err != nil {
+			in.Abort()
+			st.Close()
+			return nil, err
+		}
+		if _, err := in.Commit(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+		if cfg.Progress != nil {
+			cfg.Progress(hi, cfg.Passages)
+		}
+		copts = nil
+	}
+	res.IngestSeconds = time.Since(start).Seconds()
+	res.IngestPassagesPerS = float64(cfg.Passages) / res.IngestSeconds
+	docs = nil
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	// RAM: anonymous resident memory added by opening the store (codes, passage tables,
+	// ANN indexes, dictionaries), measured after a GC with the OS given back what Go
+	// freed.
+	runtime.GC()
+	debug.FreeOSMemory()
+	anon0, heap0 := rssAnon(), heapInUse()
+	st, err = Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	queries := make([]string, cfg.Queries)
+	for i := range queries {
+		queries[i], _ = corpus.Query(i, cfg.Passages)
+	}
+	for _, m := range []Mode{ModeBM25, ModeDense, ModeHybrid} { // warm up (lazy loads)
+		if _, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: queries[0], K: cfg.K, Mode: m}); err != nil {
+			return nil, err
+		}
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	res.RAMBytesPerPassage = float64(rssAnon()-anon0) / float64(cfg.Passages)
+	res.HeapBytesPerPassage = float64(heapInUse()-heap0) / float64(cfg.Passages)
+	info, err := st.Collection("bench")
+	if err != nil {
+		return nil, err
+	}
+	res.Shards = info.Shards
+	res.DiskBytesPerPassage = float64(dirBytes(cfg.Dir)) / float64(cfg.Passages)
+	sn, err := st.pin("bench")
+	if err != nil {
+		return nil, err
+	}
+	for _, sh := range sn.shards {
+		if sh.ann != nil {
+			res.ANNShards++
+		}
+	}
+	sn.release()
+
+	lat := func(m Mode) (p50, p99 float64, err error) {
+		ms := make([]float64, len(queries))
+		for i, q := range queries {
+			t0 := time.Now()
+			if _, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: m}); err != nil {
+				return 0, 0, err
+			}
+			ms[i] = float64(time.Since(t0).Microseconds()) / 1000
+		}
+		slices.Sort(ms)
+		return ms[len(ms)/2], ms[min(len(ms)-1, int(float64(len(ms))*0.99))], nil
+	}
+	if res.BM25P50ms, res.BM25P99ms, err = lat(ModeBM25); err != nil {
+		return nil, err
+	}
+	if res.DenseP50ms, res.DenseP99ms, err = lat(ModeDense); err != nil {
+		return nil, err
+	}
+	if res.HybridP50ms, res.HybridP99ms, err = lat(ModeHybrid); err != nil {
+		return nil, err
+	}
+	// QPS: hybrid queries over Threads searchers, each its share of the query list
+	// (repeated to at least 2 s).
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		done  int
+		first error
+	)
+	t0 := time.Now()
+	for w := 0; w < cfg.Threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			for i := w; time.Since(t0) < 2*time.Second || i < len(queries); i += cfg.Threads {
+				if _, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: queries[i%len(queries)], K: cfg.K, Mode: ModeHybrid, NoText: true}); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				n++
+			}
+			mu.Lock()
+			done += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	res.QPS = float64(done) / time.Since(t0).Seconds()
+	// Recall of the dense path the collection uses against the exact scan.
+	hit, tot := 0, 0
+	for _, q := range queries {
+		a, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: ModeDense, NoText: true})
+		if err != nil {
+			return nil, err
+		}
+		e, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: ModeDense, NoText: true, DenseIndex: DenseExact})
+		if err != nil {
+			return nil, err
+		}
+		want := map[string]bool{}
+		for _, h := range e.Hits {
+			want[h.PassageID] = true
+		}
+		for _, h := range a.Hits {
+			if want[h.PassageID] {
+				hit++
+			}
+		}
+		tot += len(e.Hits)
+	}
+	if tot > 0 {
+		res.ANNRecall10 = float64(hit) / float64(tot)
+	}
+	res.PeakRSSBytes = procStatus("VmHWM")
+	return res, nil
+}
+
+// procStatus reads a kB field of /proc/self/status in bytes (0 where unavailable).
+func procStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
+}
+
+func rssAnon() int64 { return procStatus("RssAnon") }
+
+func heapInUse() int64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}
+
+// dirBytes is the disk space the files under dir occupy (allocated blocks: Badger's
+// value log is a sparse, preallocated file).
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += allocatedBytes(info)
+			}
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,33 @@
+package retrieval
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/ragkv/ragkv/retrieval/embed/embedtest"
+)
+
+// TestBenchDatastoreSmall runs the datastore benchmark on a tiny synthetic corpus: the
+// report is complete and consistent (not a speed test).
+func TestBenchDatastoreSmall(t *testing.T) {
+	words, _ := embedtest.Words()
+	vocab := append([]string(nil), words...)
+	for i := len(vocab); i < 300; i++ { // synth needs ≥ 200 words; unknown ones embed to nothing
+		vocab = append(vocab, fmt.Sprintf("tok%d", i))
+	}
+	res, err := BenchDatastore(context.Background(), DatastoreBenchConfig{
+		Dir: t.TempDir(), Passages: 3000, Batch: 1000, ShardsPerCommit: 2, Embedder: testSIF(t), Vocab: vocab,
+		PCADims: 8, Queries: 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Passages != 3000 || res.Shards != 6 || res.IngestPassagesPerS <= 0 || res.DiskBytesPerPassage <= 0 ||
+		res.BM25P99ms < res.BM25P50ms || res.HybridP99ms <= 0 || res.QPS <= 0 || res.ANNRecall10 != 1 || res.PeakRSSBytes <= 0 {
+		t.Fatalf("report: %+v", res)
+	}
+	if _, err := BenchDatastore(context.Background(), DatastoreBenchConfig{Dir: t.TempDir(), Passages: 10}); err == nil {
+		t.Fatal("no embedder accepted")
+	}
+}
