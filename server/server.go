@@ -55,6 +55,13 @@ type options struct {
 	promptKeys PromptKeyer
 	// stopHooks run after the gRPC server stopped (closing peer connections).
 	stopHooks []func()
+	// healthChecks and healthInterval drive the health service (health.go).
+	healthChecks   map[string]HealthCheck
+	healthInterval time.Duration
+	// unary and stream are interceptors of the trust boundary (auth, limits), run
+	// after the metrics and guard interceptors, in option order.
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
 }
 
 // WithLogger sets the structured logger (default: slog.Default()).
@@ -114,6 +121,7 @@ type Server struct {
 	log    *slog.Logger
 	grpc   *grpc.Server
 	health *health.Server
+	hstate *healthState
 
 	mu    sync.Mutex
 	admin *http.Server
@@ -139,18 +147,26 @@ func New(opts ...Option) (*Server, error) {
 	if o.maxRecvMsgBytes <= 0 {
 		return nil, fmt.Errorf("server: max receive message size must be positive, got %d", o.maxRecvMsgBytes)
 	}
-	m := newGRPCMetrics(o.registerer)
+	if o.healthInterval <= 0 {
+		o.healthInterval = DefaultHealthInterval
+	}
+	m, err := newGRPCMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	g := guard{log: o.logger}
 	gopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.maxRecvMsgBytes),
 		grpc.MaxSendMsgSize(o.maxRecvMsgBytes),
-		grpc.ChainUnaryInterceptor(m.unary),
-		grpc.ChainStreamInterceptor(m.stream),
+		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{m.unary, g.unary}, o.unary...)...),
+		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{m.stream, g.stream}, o.stream...)...),
 	}, o.grpcOpts...)
 	gs := grpc.NewServer(gopts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	s := &Server{log: o.logger, grpc: gs, health: hs}
+	s.hstate = newHealthState(s)
 	for _, reg := range o.services {
 		reg(gs, &o)
 	}
@@ -169,24 +185,21 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 // graceful stop.
 func (s *Server) Serve(lis net.Listener) error {
 	s.log.Info("grpc listening", "addr", lis.Addr().String())
+	s.hstate.start()
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("server: grpc serve: %w", err)
 	}
 	return nil
 }
 
-// AdminHandler returns the admin HTTP handler: /metrics, /healthz and extra handlers.
+// AdminHandler returns the admin HTTP handler: /metrics, /healthz (every component's
+// check passes), /readyz (and the gRPC server is serving) and extra handlers. Both
+// answer JSON {"status", "ready", "components"}, 200 or 503.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
-		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			http.Error(w, "not serving", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { s.hstate.serveHealth(w, r, false) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { s.hstate.serveHealth(w, r, true) })
 	for path, h := range s.opts.adminHandlers {
 		mux.Handle(path, h)
 	}
@@ -209,6 +222,7 @@ func (s *Server) ServeAdmin(lis net.Listener) error {
 // Stop marks the server NOT_SERVING, then stops gracefully: in-flight RPCs may finish
 // until ctx is done, after which remaining connections are closed.
 func (s *Server) Stop(ctx context.Context) {
+	s.hstate.halt()
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/server"
 )
 
@@ -153,7 +154,11 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register process metrics: %w", err)
+		}
+	}
 	env := &serveEnv{log: log, reg: reg}
 	ctx := cmd.Context()
 
@@ -187,6 +192,9 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			opts = append(opts, opt)
 		}
 		deps[c.name] = val
+		if chk, ok := val.(interface{ Check(context.Context) error }); ok {
+			opts = append(opts, server.WithHealthCheck(healthName(c.name), chk.Check))
+		}
 	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -290,4 +298,18 @@ func orderComponents(cs []serveComponent) ([]serveComponent, error) {
 		}
 	}
 	return out, nil
+}
+
+// healthName is the gRPC health service name a component's check reports under (its
+// gRPC service where it has one).
+func healthName(component string) string {
+	switch component {
+	case "chunkcache":
+		return server.ChunkCacheServiceName
+	case "inference":
+		return server.InferenceServiceName
+	case "retrieval":
+		return ragkvv1.Retrieval_ServiceDesc.ServiceName
+	}
+	return "ragkv.component." + component
 }
