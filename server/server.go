@@ -11,6 +11,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,8 @@ type options struct {
 	// after the metrics and guard interceptors, in option order.
 	unary  []grpc.UnaryServerInterceptor
 	stream []grpc.StreamServerInterceptor
+	// tls is the gRPC listener's TLS configuration (transport.go; nil: plaintext).
+	tls *tls.Config
 }
 
 // WithLogger sets the structured logger (default: slog.Default()).

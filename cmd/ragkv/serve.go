@@ -38,6 +38,7 @@ type serveConfig struct {
 	RESP      respConfig      `yaml:"resp"`
 	Replica   replicaConfig   `yaml:"replica"`
 	OpenAI    openaiConfig    `yaml:"openai"`
+	Trust     trustConfig     `yaml:"trust"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -51,6 +52,7 @@ func defaultServeConfig() serveConfig {
 		Console:     consoleConfig{Interval: 5 * time.Second, History: time.Hour, Refresh: 2 * time.Second},
 		RESP:        respConfig{Namespace: "resp"},
 		OpenAI:      openaiConfig{Listen: "127.0.0.1:7433"},
+		Trust:       trustConfig{MaxHandles: server.DefaultMaxHandlesPerIdentity},
 	}
 }
 
@@ -61,6 +63,9 @@ type serveEnv struct {
 	// listeners are extra listeners components ask for (the OpenAI HTTP API): runServe
 	// binds them after the gRPC listener, serves them, and stops them before the server.
 	listeners []serveListener
+	// trust is the TLS and identity setup (serve_trust.go), for components that serve
+	// their own listeners.
+	trust *trust
 }
 
 // serveListener is an extra listener of a component: addr is bound (errors name flag),
@@ -162,6 +167,15 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	env := &serveEnv{log: log, reg: reg}
 	ctx := cmd.Context()
 
+	tr, err := loadTrust(cfg)
+	if err != nil {
+		return err
+	}
+	env.trust = tr
+	stopReload := tr.watchReload(ctx, log)
+	defer stopReload()
+	log.Info("trust", "setup", tr.String())
+
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return flagErr("data-dir", "%v", err)
 	}
@@ -196,6 +210,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			opts = append(opts, server.WithHealthCheck(healthName(c.name), chk.Check))
 		}
 	}
+	opts = append(opts, tr.options(cfg, deps)...)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return flagErr("listen", "%v", err)
@@ -218,7 +233,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			srv.Stop(context.Background())
 			return flagErr("admin-listen", "%v", err)
 		}
-		go func() { errc <- srv.ServeAdmin(alis) }()
+		go func() { errc <- srv.ServeAdmin(tr.listener(alis)) }()
 	}
 	addrs := fmt.Sprintf("grpc=%s", lis.Addr())
 	var stops []func(context.Context) error
@@ -236,7 +251,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			srv.Stop(context.Background())
 			return flagErr(l.flag, "%v", err)
 		}
-		go func() { errc <- l.serve(xl) }()
+		go func() { errc <- l.serve(tr.listener(xl)) }()
 		stops = append(stops, l.stop)
 		addrs += fmt.Sprintf(" %s=%s", l.name, xl.Addr())
 	}
