@@ -227,6 +227,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	errc := make(chan error, 2+len(env.listeners))
 	go func() { errc <- srv.Serve(lis) }()
+	addrs := fmt.Sprintf("grpc=%s", lis.Addr())
 	if cfg.AdminListen != "" {
 		alis, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
@@ -234,8 +235,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			return flagErr("admin-listen", "%v", err)
 		}
 		go func() { errc <- srv.ServeAdmin(tr.listener(alis)) }()
+		addrs += fmt.Sprintf(" admin=%s", alis.Addr())
 	}
-	addrs := fmt.Sprintf("grpc=%s", lis.Addr())
 	var stops []func(context.Context) error
 	stopListeners := func(ctx context.Context) {
 		for _, stop := range stops {

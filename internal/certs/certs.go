@@ -128,21 +128,27 @@ func WriteFile(dir, name string, b []byte) (string, error) {
 // Write creates dir/ca.pem, ca.key, server.pem and server.key (the server
 // certificate for hosts), valid for validity.
 func Write(dir string, hosts []string, validity time.Duration) (Files, error) {
+	f, _, err := WriteCA(dir, hosts, validity)
+	return f, err
+}
+
+// WriteCA is Write that also returns the CA, to issue client certificates with.
+func WriteCA(dir string, hosts []string, validity time.Duration) (Files, *CA, error) {
 	var f Files
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return f, fmt.Errorf("certs: %w", err)
+		return f, nil, fmt.Errorf("certs: %w", err)
 	}
 	ca, err := NewCA("ragkv CA", validity)
 	if err != nil {
-		return f, err
+		return f, nil, err
 	}
 	srv, err := ca.Issue("ragkv server", hosts, true, validity)
 	if err != nil {
-		return f, err
+		return f, nil, err
 	}
 	cak, err := ca.KeyPEM()
 	if err != nil {
-		return f, err
+		return f, nil, err
 	}
 	for _, w := range []struct {
 		dst  *string
@@ -150,8 +156,8 @@ func Write(dir string, hosts []string, validity time.Duration) (Files, error) {
 		b    []byte
 	}{{&f.CA, "ca.pem", ca.CertPEM()}, {&f.CAKey, "ca.key", cak}, {&f.Cert, "server.pem", srv.CertPEM}, {&f.Key, "server.key", srv.KeyPEM}} {
 		if *w.dst, err = WriteFile(dir, w.name, w.b); err != nil {
-			return f, err
+			return f, nil, err
 		}
 	}
-	return f, nil
+	return f, ca, nil
 }
