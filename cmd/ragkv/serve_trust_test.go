@@ -151,4 +151,6 @@ func TestServeWithTLSAndTokens(t *testing.T) {
 	}
 }
 
-func isUnauthenticated(err error) bool { return err != nil && strings.Contains(err.Error(), "Unauthenticated") }
+func isUnauthenticated(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Unauthenticated")
+}
