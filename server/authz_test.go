@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -330,4 +332,46 @@ func adminStats(t *testing.T, e *authEnv) *ragkvv1.ChunkCacheStatsResponse {
 		t.Fatal(err)
 	}
 	return st
+}
+
+func TestAdminListenerRoles(t *testing.T) {
+	st, err := auth.Load(writeAuthFile(t, authYAML()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(WithAuth(st, AuthOptions{}), WithAdminAuth(st),
+		WithAdminHandler("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("console")) })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.AdminHandler()
+	code := func(path, user, token string) int {
+		req := httptest.NewRequest("GET", path, nil)
+		switch user {
+		case "bearer":
+			req.Header.Set("Authorization", "Bearer "+token)
+		case "basic":
+			req.SetBasicAuth("anyone", token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, c := range []struct {
+		path, how, token string
+		want             int
+	}{
+		{"/healthz", "", "", http.StatusOK},
+		{"/metrics", "", "", http.StatusUnauthorized},
+		{"/metrics", "bearer", tokReader, http.StatusOK},
+		{"/", "bearer", tokReader, http.StatusForbidden},
+		{"/", "bearer", tokWriter, http.StatusForbidden},
+		{"/", "basic", "wrong", http.StatusUnauthorized},
+		{"/", "basic", tokAdmin, http.StatusOK},
+		{"/", "bearer", tokAdmin, http.StatusOK},
+	} {
+		if got := code(c.path, c.how, c.token); got != c.want {
+			t.Errorf("GET %s (%s %q): %d, want %d", c.path, c.how, c.token, got, c.want)
+		}
+	}
 }

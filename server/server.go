@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/ragkv/ragkv/server/auth"
 )
 
 // DefaultMaxRecvMsgBytes bounds a single inbound gRPC message. Chunk KV frames are sent
@@ -65,6 +67,8 @@ type options struct {
 	stream []grpc.StreamServerInterceptor
 	// tls is the gRPC listener's TLS configuration (transport.go; nil: plaintext).
 	tls *tls.Config
+	// adminAuth guards the admin listener (adminauth.go; nil: open).
+	adminAuth *auth.Store
 }
 
 // WithLogger sets the structured logger (default: slog.Default()).
@@ -206,7 +210,7 @@ func (s *Server) AdminHandler() http.Handler {
 	for path, h := range s.opts.adminHandlers {
 		mux.Handle(path, h)
 	}
-	return mux
+	return guardAdmin(s.opts.adminAuth, mux)
 }
 
 // ServeAdmin serves the admin HTTP endpoint on lis until Stop is called.

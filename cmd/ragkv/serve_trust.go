@@ -106,7 +106,7 @@ func (t *trust) options(cfg *serveConfig, deps map[string]any) []server.Option {
 		if st, ok := deps["retrieval"].(*retrieval.Store); ok {
 			ao.RegistryExists = func(name string) bool { _, err := st.ToolRegistry(name); return err == nil }
 		}
-		opts = append(opts, server.WithAuth(t.auth, ao))
+		opts = append(opts, server.WithAuth(t.auth, ao), server.WithAdminAuth(t.auth))
 	}
 	return opts
 }

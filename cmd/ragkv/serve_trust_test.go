@@ -127,11 +127,31 @@ func TestServeWithTLSAndTokens(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"ragkv.v1.ChunkCache":"ok"`) {
 		t.Fatalf("/readyz over TLS: %d %s", resp.StatusCode, body)
 	}
-	if _, err := http.Get("http://" + addrs["admin"] + "/metrics"); err == nil {
-		// A plaintext request to a TLS listener gets a 400 from Go's TLS server, not metrics.
-		r, _ := http.Get("http://" + addrs["admin"] + "/metrics")
-		if r != nil && r.StatusCode == http.StatusOK {
-			t.Fatal("plaintext /metrics answered 200 on a TLS listener")
+	get := func(path, token string) int {
+		req, _ := http.NewRequest("GET", "https://"+addrs["admin"]+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		r, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	if code := get("/metrics", ""); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token: %d, want 401", code)
+	}
+	if code := get("/", ""); code != http.StatusUnauthorized {
+		t.Fatalf("console without a token: %d, want 401", code)
+	}
+	if code := get("/metrics", tokAdmin); code != http.StatusOK {
+		t.Fatalf("/metrics with the admin token: %d", code)
+	}
+	if r, err := http.Get("http://" + addrs["admin"] + "/healthz"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == http.StatusOK {
+			t.Fatal("plaintext /healthz answered 200 on a TLS listener")
 		}
 	}
 	// SIGHUP reloads the file: the old token is revoked, the new one works.
