@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -83,6 +84,7 @@ func init() {
 	var dir string
 	var hosts, clients []string
 	var validity time.Duration
+	var ifMissing bool
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a private CA (ca.pem, ca.key), a server certificate (server.pem, server.key) and client certificates (NAME.pem, NAME.key) into --dir",
@@ -93,6 +95,12 @@ func init() {
 			}
 			if validity <= 0 {
 				return flagErr("validity", "must be positive")
+			}
+			if ifMissing {
+				if _, err := os.Stat(filepath.Join(dir, "server.pem")); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s/server.pem exists; nothing written\n", dir)
+					return nil
+				}
 			}
 			f, ca, err := certs.WriteCA(dir, hosts, validity)
 			if err != nil {
@@ -121,6 +129,7 @@ func init() {
 	initCmd.Flags().StringVar(&dir, "dir", "tls", "directory to write the files into")
 	initCmd.Flags().StringSliceVar(&hosts, "hosts", []string{"localhost", "127.0.0.1"}, "DNS names and IPs of the server certificate")
 	initCmd.Flags().StringSliceVar(&clients, "client", nil, "client certificate subject(s) to issue (each becomes an auth file cert_subject)")
+	initCmd.Flags().BoolVar(&ifMissing, "if-missing", false, "do nothing if --dir already holds server.pem (for a compose init service)")
 	initCmd.Flags().DurationVar(&validity, "validity", 365*24*time.Hour, "how long the certificates are valid")
 	tlsCmd.AddCommand(initCmd)
 	rootCmd.AddCommand(authCmd, tlsCmd)
