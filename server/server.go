@@ -69,6 +69,8 @@ type options struct {
 	tls *tls.Config
 	// adminAuth guards the admin listener (adminauth.go; nil: open).
 	adminAuth *auth.Store
+	// limits bound streams, keepalives, deadlines, staged bytes, SetPolicy (limits.go).
+	limits Limits
 }
 
 // WithLogger sets the structured logger (default: slog.Default()).
@@ -129,6 +131,7 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	hstate *healthState
+	lim    *limiter
 
 	mu    sync.Mutex
 	admin *http.Server
@@ -162,17 +165,23 @@ func New(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	g := guard{log: o.logger}
+	o.limits.EnsureDefaults()
+	lim := &limiter{l: o.limits}
 	gopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.maxRecvMsgBytes),
 		grpc.MaxSendMsgSize(o.maxRecvMsgBytes),
-		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{m.unary, g.unary}, o.unary...)...),
-		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{m.stream, g.stream}, o.stream...)...),
-	}, o.grpcOpts...)
+		// Order: metrics, guard (recovery, error mapping), the trust boundary's
+		// interceptors (auth) and then the limits, so that unauthenticated callers are
+		// refused before they stage bytes.
+		grpc.ChainUnaryInterceptor(append(append([]grpc.UnaryServerInterceptor{m.unary, g.unary}, o.unary...), lim.unary)...),
+		grpc.ChainStreamInterceptor(append(append([]grpc.StreamServerInterceptor{m.stream, g.stream}, o.stream...), lim.stream)...),
+	}, o.limits.serverOptions()...)
+	gopts = append(gopts, o.grpcOpts...)
 	gs := grpc.NewServer(gopts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	s := &Server{log: o.logger, grpc: gs, health: hs}
+	s := &Server{log: o.logger, grpc: gs, health: hs, lim: lim}
 	s.hstate = newHealthState(s)
 	for _, reg := range o.services {
 		reg(gs, &o)

@@ -52,7 +52,7 @@ func defaultServeConfig() serveConfig {
 		Console:     consoleConfig{Interval: 5 * time.Second, History: time.Hour, Refresh: 2 * time.Second},
 		RESP:        respConfig{Namespace: "resp"},
 		OpenAI:      openaiConfig{Listen: "127.0.0.1:7433"},
-		Trust:       trustConfig{MaxHandles: server.DefaultMaxHandlesPerIdentity},
+		Trust:       defaultTrustConfig(),
 	}
 }
 

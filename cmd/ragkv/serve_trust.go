@@ -8,7 +8,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ragkv/ragkv/retrieval"
 	"github.com/ragkv/ragkv/server"
@@ -27,6 +30,16 @@ type trustConfig struct {
 	Insecure bool `yaml:"insecure"`
 	// MaxHandles is the default bound on live Prefill handles per identity.
 	MaxHandles int `yaml:"max_handles_per_identity"`
+
+	// Resource limits (server.Limits).
+	MaxConcurrentStreams int           `yaml:"max_concurrent_streams"`
+	UnaryTimeout         time.Duration `yaml:"unary_timeout"`
+	KeepaliveMinTime     time.Duration `yaml:"keepalive_min_time"`
+	MaxStagedBytes       cacheBytes    `yaml:"max_staged_bytes"`
+	PolicyMinCapacity    cacheBytes    `yaml:"policy_min_capacity"`
+	// PolicyMaxMemory bounds the memory tier's SetPolicy capacity (default: the
+	// host's memory, from /proc/meminfo; 0 where unknown: no bound).
+	PolicyMaxMemory cacheBytes `yaml:"policy_max_memory"`
 }
 
 func init() {
@@ -38,6 +51,47 @@ func init() {
 	f.StringVar(&tc.AuthFile, "auth-file", "", "YAML identities (token hashes, roles, namespaces, collections, registries); reloaded on SIGHUP (see deploy/auth.example.yaml)")
 	f.BoolVar(&tc.Insecure, "insecure", false, "allow listeners on non-loopback addresses without TLS or without --auth-file")
 	f.IntVar(&tc.MaxHandles, "max-handles-per-identity", server.DefaultMaxHandlesPerIdentity, "live Prefill handles one identity may hold (auth file max_handles overrides)")
+	f.IntVar(&tc.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent RPCs per client connection")
+	f.DurationVar(&tc.UnaryTimeout, "unary-timeout", server.DefaultUnaryTimeout, "server-side deadline of unary RPCs")
+	f.DurationVar(&tc.KeepaliveMinTime, "keepalive-min-time", 10*time.Second, "clients pinging more often than this are disconnected")
+	f.Var(&tc.MaxStagedBytes, "max-staged-bytes", "layer bytes all PutChunk streams in flight may hold together")
+	f.Var(&tc.PolicyMinCapacity, "policy-min-capacity", "smallest tier capacity SetPolicy may set")
+	f.Var(&tc.PolicyMaxMemory, "policy-max-memory", "largest memory-tier capacity SetPolicy may set (default: the host's memory; 0: no bound)")
+}
+
+// hostMemory is MemTotal of /proc/meminfo in bytes (0 if unknown).
+func hostMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// limits are the server limits of the section.
+func (tc trustConfig) limits() server.Limits {
+	l := server.Limits{MaxConcurrentStreams: tc.MaxConcurrentStreams, UnaryTimeout: tc.UnaryTimeout, KeepaliveMinTime: tc.KeepaliveMinTime,
+		MaxStagedBytes: int64(tc.MaxStagedBytes), MinCapacityBytes: int64(tc.PolicyMinCapacity)}
+	if tc.PolicyMaxMemory > 0 {
+		l.MaxCapacityBytes = map[string]int64{"memory": int64(tc.PolicyMaxMemory)}
+	}
+	return l
+}
+
+func defaultTrustConfig() trustConfig {
+	return trustConfig{MaxHandles: server.DefaultMaxHandlesPerIdentity, MaxConcurrentStreams: server.DefaultMaxConcurrentStreams,
+		UnaryTimeout: server.DefaultUnaryTimeout, KeepaliveMinTime: 10 * time.Second, MaxStagedBytes: server.DefaultMaxStagedBytes,
+		PolicyMinCapacity: server.DefaultMinCapacityBytes, PolicyMaxMemory: cacheBytes(hostMemory())}
 }
 
 // trust is what runServe needs from the trust section.
@@ -97,7 +151,7 @@ func loadTrust(cfg *serveConfig) (*trust, error) {
 // options are the server options of the trust section; deps give the registry
 // existence check.
 func (t *trust) options(cfg *serveConfig, deps map[string]any) []server.Option {
-	var opts []server.Option
+	opts := []server.Option{server.WithLimits(cfg.Trust.limits())}
 	if t.tls != nil {
 		opts = append(opts, server.WithTLS(t.tls))
 	}
