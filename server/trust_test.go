@@ -220,7 +220,7 @@ identities:
 	}
 }
 
-func writeAuthFile(t *testing.T, body string) string {
+func writeAuthFile(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "auth.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
