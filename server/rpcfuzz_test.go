@@ -165,4 +165,3 @@ func FuzzRPC(f *testing.F) {
 		}
 	})
 }
-
