@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,11 +43,12 @@ type benchLoadResult struct {
 	Auth       bool    `json:"auth"`
 	Requests   int64   `json:"requests"`
 	// Errors counts failed well-formed requests (must be 0).
-	Errors    int64              `json:"errors"`
-	PerRPC    map[string]int64   `json:"requests_per_rpc"`
-	P99Ms     map[string]float64 `json:"p99_ms"`
-	P50Ms     map[string]float64 `json:"p50_ms"`
-	ReqPerSec float64            `json:"requests_per_sec"`
+	Errors     int64              `json:"errors"`
+	ErrorCodes map[string]int64   `json:"error_codes"`
+	PerRPC     map[string]int64   `json:"requests_per_rpc"`
+	P99Ms      map[string]float64 `json:"p99_ms"`
+	P50Ms      map[string]float64 `json:"p50_ms"`
+	ReqPerSec  float64            `json:"requests_per_sec"`
 	// BudgetViolations counts Stats samples where a tier held more than its capacity.
 	BudgetViolations int64 `json:"budget_violations"`
 	// IsolationViolations counts probes of another identity's namespace that did not
@@ -57,7 +59,12 @@ type benchLoadResult struct {
 	RSSWarmBytes    int64   `json:"rss_after_warmup_bytes"`
 	RSSEndBytes     int64   `json:"rss_end_bytes"`
 	RSSGrowthFrac   float64 `json:"rss_growth_frac"`
-	Note            string  `json:"note"`
+	// HeapWarmBytes/HeapEndBytes are the Go heap in use (after a GC) at the same
+	// points: RSS also counts Badger's memory-mapped files.
+	HeapWarmBytes  uint64  `json:"heap_after_warmup_bytes"`
+	HeapEndBytes   uint64  `json:"heap_end_bytes"`
+	HeapGrowthFrac float64 `json:"heap_growth_frac"`
+	Note           string  `json:"note"`
 }
 
 func init() {
@@ -117,6 +124,14 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// heapInUse is the Go heap in use after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 // rssBytes is VmRSS of this process (0 if unknown).
@@ -214,7 +229,14 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 		isolation atomic.Int64
 		budget    atomic.Int64
 		firstErr  atomic.Value
+		codesMu   sync.Mutex
+		errCodes  = map[string]int64{}
 	)
+	countCode := func(rpc string, err error) {
+		codesMu.Lock()
+		errCodes[rpc+":"+status.Code(err).String()]++
+		codesMu.Unlock()
+	}
 	runCtx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -242,6 +264,7 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 		}
 	}()
 	var rssWarm atomic.Int64
+	var heapWarm atomic.Uint64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -249,9 +272,15 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 		case <-runCtx.Done():
 		case <-time.After(duration / 5):
 			rssWarm.Store(rssBytes())
+			heapWarm.Store(heapInUse())
 		}
 	}()
 	start := time.Now()
+	// Clients stop starting requests at stopAt; their calls carry no deadline, so that
+	// requests in flight at the end complete instead of failing DeadlineExceeded.
+	stopAt := start.Add(duration)
+	callCtx, cancelCalls := context.WithCancel(ctx)
+	defer cancelCalls()
 	for c := 0; c < clients; c++ {
 		id := c % identities
 		conn, err := dial(tokens[id])
@@ -269,7 +298,7 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 			var keys [][]byte
 			local := map[string][]time.Duration{}
 			seq := uint64(0)
-			for runCtx.Err() == nil {
+			for time.Now().Before(stopAt) {
 				op := r.IntN(10)
 				t0 := time.Now()
 				var name string
@@ -279,7 +308,7 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 					name = "put"
 					seq++
 					var key []byte
-					key, err = benchPut(runCtx, cl, ns, uint64(c)<<32|seq)
+					key, err = benchPut(callCtx, cl, ns, uint64(c)<<32|seq)
 					if err == nil {
 						keys = append(keys, key)
 						if len(keys) > 256 {
@@ -288,26 +317,25 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 					}
 				case op < 6:
 					name = "get"
-					err = benchGet(runCtx, cl, ns, keys[r.IntN(len(keys))])
+					err = benchGet(callCtx, cl, ns, keys[r.IntN(len(keys))])
 					if status.Code(err) == codes.NotFound {
 						err = nil // evicted: a well-formed miss
 					}
 				case op < 9:
 					name = "lookup"
-					_, err = cl.Lookup(runCtx, &ragkvv1.ChunkLookupRequest{Namespace: ns, Keys: [][]byte{keys[r.IntN(len(keys))]}})
+					_, err = cl.Lookup(callCtx, &ragkvv1.ChunkLookupRequest{Namespace: ns, Keys: [][]byte{keys[r.IntN(len(keys))]}})
 				default:
 					name = "probe"
-					_, perr := cl.Lookup(runCtx, &ragkvv1.ChunkLookupRequest{Namespace: other, Keys: [][]byte{keys[r.IntN(len(keys))]}})
-					if identities > 1 && status.Code(perr) != codes.NotFound && runCtx.Err() == nil {
+					_, perr := cl.Lookup(callCtx, &ragkvv1.ChunkLookupRequest{Namespace: other, Keys: [][]byte{keys[r.IntN(len(keys))]}})
+					if identities > 1 && status.Code(perr) != codes.NotFound {
 						isolation.Add(1)
+						countCode("probe", perr)
 					}
-				}
-				if runCtx.Err() != nil {
-					break
 				}
 				local[name] = append(local[name], time.Since(t0))
 				if err != nil {
 					errs.Add(1)
+					countCode(name, err)
 					firstErr.CompareAndSwap(nil, fmt.Sprintf("%s: %v", name, err))
 				}
 			}
@@ -321,9 +349,9 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 	wg.Wait()
 	elapsed := time.Since(start)
 	res := &benchLoadResult{Clients: clients, Identities: identities, Seconds: elapsed.Seconds(), TLS: true, Auth: true,
-		Errors: errs.Load(), PerRPC: map[string]int64{}, P99Ms: map[string]float64{}, P50Ms: map[string]float64{},
+		Errors: errs.Load(), ErrorCodes: errCodes, PerRPC: map[string]int64{}, P99Ms: map[string]float64{}, P50Ms: map[string]float64{},
 		BudgetViolations: budget.Load(), IsolationViolations: isolation.Load(),
-		RSSWarmBytes: rssWarm.Load(), RSSEndBytes: rssBytes(),
+		RSSWarmBytes: rssWarm.Load(), RSSEndBytes: rssBytes(), HeapWarmBytes: heapWarm.Load(), HeapEndBytes: heapInUse(),
 		Note: "in-process server and clients; RSS covers both; quotas are not implemented (quota_violations null)"}
 	for k, v := range lat {
 		slices.Sort(v)
@@ -335,6 +363,9 @@ func runBenchLoad(ctx context.Context, clients, identities int, duration time.Du
 	res.ReqPerSec = float64(res.Requests) / elapsed.Seconds()
 	if res.RSSWarmBytes > 0 {
 		res.RSSGrowthFrac = float64(res.RSSEndBytes-res.RSSWarmBytes) / float64(res.RSSWarmBytes)
+	}
+	if res.HeapWarmBytes > 0 {
+		res.HeapGrowthFrac = (float64(res.HeapEndBytes) - float64(res.HeapWarmBytes)) / float64(res.HeapWarmBytes)
 	}
 	if e := firstErr.Load(); e != nil {
 		res.Note += "; first error: " + e.(string)
