@@ -383,3 +383,16 @@ func (a *authz) useHandle(id *auth.Identity, handle string, keep bool) error {
 	}
 	return nil
 }
+
+// forwardAuth copies the caller's authorization metadata onto the outgoing context, so
+// that a peer asked on the caller's behalf (Locate) authorizes the same identity.
+func forwardAuth(ctx context.Context) context.Context {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return ctx
+	}
+	if v := md.Get("authorization"); len(v) > 0 {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", v[0])
+	}
+	return ctx
+}

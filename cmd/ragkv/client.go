@@ -44,6 +44,23 @@ func (t tokenCreds) RequireTransportSecurity() bool { return t.secure }
 
 // clientDialOptions are the transport and credential options of the client flags.
 func clientDialOptions() ([]grpc.DialOption, error) {
+	opts, useTLS, err := clientTransportOptions()
+	if err != nil {
+		return nil, err
+	}
+	tok := clientTrust.token
+	if tok == "" {
+		tok = os.Getenv("RAGKV_TOKEN")
+	}
+	if tok != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: tok, secure: useTLS}))
+	}
+	return opts, nil
+}
+
+// clientTransportOptions are the TLS options of the client flags (plaintext without
+// them), and whether TLS is on. `ragkv serve` dials its Locate peers with them.
+func clientTransportOptions() ([]grpc.DialOption, bool, error) {
 	var opts []grpc.DialOption
 	ct := clientTrust
 	useTLS := ct.ca != "" || ct.serverName != "" || ct.cert != "" || ct.key != ""
@@ -54,20 +71,13 @@ func clientDialOptions() ([]grpc.DialOption, error) {
 			if ct.cert != "" || ct.key != "" {
 				flag = "tls-client-cert"
 			}
-			return nil, flagErr(flag, "%v", err)
+			return nil, false, flagErr(flag, "%v", err)
 		}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	} else {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
-	tok := ct.token
-	if tok == "" {
-		tok = os.Getenv("RAGKV_TOKEN")
-	}
-	if tok != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds{token: tok, secure: useTLS}))
-	}
-	return opts, nil
+	return opts, useTLS, nil
 }
 
 // dialServer opens a client connection to a ragkv server (TLS and a bearer token per
