@@ -222,6 +222,8 @@ type authStream struct {
 	id     *auth.Identity
 	method string
 	ctx    context.Context
+	// keepHandle: a Generate from a prefill request asked to keep its handle.
+	keepHandle bool
 }
 
 func (s *authStream) Context() context.Context { return s.ctx }
@@ -230,7 +232,21 @@ func (s *authStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
+	if g, ok := m.(*ragkvv1.GenerateRequest); ok && g.GetPrefill() != nil {
+		s.keepHandle = g.GetKeepHandle()
+	}
 	return s.a.authorize(s.id, s.method, m)
+}
+
+// SendMsg records the owner of a handle that a Generate from a prefill request keeps.
+func (s *authStream) SendMsg(m any) error {
+	if g, ok := m.(*ragkvv1.GenerateResponse); ok && s.keepHandle && g.GetPrefill().GetHandle() != "" {
+		p := g.GetPrefill()
+		s.a.mu.Lock()
+		s.a.handles[p.GetHandle()] = handleOwner{identity: s.id.Name, expires: time.Unix(0, p.GetHandleExpiresUnixNanos())}
+		s.a.mu.Unlock()
+	}
+	return s.ServerStream.SendMsg(m)
 }
 
 // authorize checks one request message against the identity's scopes (and the
