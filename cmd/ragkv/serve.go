@@ -175,6 +175,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	stopReload := tr.watchReload(ctx, log)
 	defer stopReload()
 	log.Info("trust", "setup", tr.String())
+	tr.warnInsecure(cfg, log)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return flagErr("data-dir", "%v", err)

@@ -209,3 +209,16 @@ func (t *trust) watchReload(ctx context.Context, log *slog.Logger) func() {
 func (t *trust) String() string {
 	return fmt.Sprintf("tls=%v mtls=%v auth=%v", t.tls != nil, t.tls != nil && t.tls.ClientCAs != nil, t.auth != nil)
 }
+
+// warnInsecure logs each non-loopback listener that --insecure lets run without TLS or
+// without identities.
+func (t *trust) warnInsecure(cfg *serveConfig, log *slog.Logger) {
+	for _, l := range []struct{ flag, addr string }{
+		{"listen", cfg.Listen}, {"admin-listen", cfg.AdminListen}, {"openai-listen", cfg.OpenAI.Listen},
+	} {
+		if l.addr != "" && !server.IsLoopback(l.addr) && (t.tls == nil || t.auth == nil) {
+			log.Warn("insecure listener: reachable off loopback without TLS or identities (--insecure)", "flag", l.flag, "addr", l.addr,
+				"tls", t.tls != nil, "auth", t.auth != nil)
+		}
+	}
+}
