@@ -16,10 +16,16 @@ COPY --from=build /out/ragkv /usr/local/bin/ragkv
 # The data directory belongs to the nonroot user (uid 65532), so a fresh named volume
 # mounted there is writable.
 COPY --from=build --chown=65532:65532 /out/data /data
-VOLUME ["/data"]
+COPY --from=build --chown=65532:65532 /out/data /tls
+# The example auth file (public example tokens: replace it, see deploy/auth.example.yaml).
+COPY deploy/auth.example.yaml /etc/ragkv/auth.yaml
+VOLUME ["/data", "/tls"]
 # 7431: gRPC (chunk cache, retrieval, ...); 7432: admin HTTP (/metrics, /healthz).
 EXPOSE 7431 7432
 USER nonroot:nonroot
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/ragkv"]
-CMD ["serve", "--data-dir", "/data", "--listen", "0.0.0.0:7431", "--admin-listen", "0.0.0.0:7432"]
+# Off loopback the server needs TLS and an auth file: mount a /tls holding server.pem
+# and server.key (`ragkv tls init --dir DIR`, or the compose file's tls-init service).
+CMD ["serve", "--data-dir", "/data", "--listen", "0.0.0.0:7431", "--admin-listen", "0.0.0.0:7432", \
+     "--tls-cert", "/tls/server.pem", "--tls-key", "/tls/server.key", "--auth-file", "/etc/ragkv/auth.yaml"]

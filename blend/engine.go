@@ -230,13 +230,42 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	if err != nil {
 		return nil, err
 	}
+	// Tokenize everything and check the prompt's length before computing any chunk (or
+	// waiting for an engine slot): a prompt too long for the context fails at once,
+	// however many of its chunks are missing.
+	m := e.st.m
+	prefix := m.Tok.Encode(in.System, true, false)
+	if in.SystemTokens != nil {
+		prefix = in.SystemTokens
+	}
+	query := m.Tok.Encode(in.Query, false, false)
+	if in.QueryTokens != nil {
+		query = in.QueryTokens
+	}
+	chunkToks := make([][]int, len(in.Chunks))
+	total := len(prefix) + len(query)
+	for i, ch := range in.Chunks {
+		if ch.Key != nil {
+			continue // counted when opened (nothing is computed for it)
+		}
+		toks := ch.Tokens
+		if len(toks) == 0 {
+			toks = m.Tok.Encode(ch.Text, false, false)
+		}
+		chunkToks[i] = toks
+		if total += len(toks); total > m.Config.Ctx {
+			return nil, fmt.Errorf("%w: at least %d tokens (system, query and chunks 0..%d) > %d; nothing computed", ErrTooLong, total, i, m.Config.Ctx)
+		}
+	}
+	if total > m.Config.Ctx {
+		return nil, fmt.Errorf("%w: %d tokens > %d; nothing computed", ErrTooLong, total, m.Config.Ctx)
+	}
 	release, err := e.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
 	t0 := time.Now()
-	m := e.st.m
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {
@@ -248,10 +277,6 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	// The system prefix: BOS + system text. Its exact KV is needed only to compute a
 	// missing chunk; when the prefix itself comes from the cache it is computed then,
 	// once.
-	prefix := m.Tok.Encode(in.System, true, false)
-	if in.SystemTokens != nil {
-		prefix = in.SystemTokens
-	}
 	var prefixKV *model.KV
 	prefixKVFn := func() (*model.KV, error) {
 		if prefixKV == nil && len(prefix) > 0 {
@@ -292,10 +317,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 			}
 			rep = SegmentReport{Key: *ch.Key, Source: seg.Source.Tier()}
 		default:
-			toks := ch.Tokens
-			if len(toks) == 0 {
-				toks = m.Tok.Encode(ch.Text, false, false)
-			}
+			toks := chunkToks[i]
 			if len(toks) == 0 {
 				return nil, fmt.Errorf("%w: chunk %d is empty", ErrInvalid, i)
 			}
@@ -321,10 +343,6 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	}
 	for _, r := range out.Segments {
 		out.CacheHits[r.Source]++
-	}
-	query := m.Tok.Encode(in.Query, false, false)
-	if in.QueryTokens != nil {
-		query = in.QueryTokens
 	}
 	out.Prepare = time.Since(t0)
 	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve})

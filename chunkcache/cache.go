@@ -82,6 +82,7 @@ type tierState struct {
 
 	hits, misses, promotions, demotions atomic.Uint64
 	corrupt                             atomic.Uint64 // reads that failed a checksum or parse
+	quarantined                         atomic.Uint64 // corrupt copies taken out of the tier (quarantine.go)
 }
 
 // New builds a cache over opts.Tiers and rebuilds its accounting from what the tiers
@@ -674,6 +675,8 @@ type TierStats struct {
 	Demotions   uint64 `json:"demotions"`
 	// CorruptReads counts reads from the tier that failed a checksum or did not parse.
 	CorruptReads uint64 `json:"corrupt_reads"`
+	// Quarantined counts corrupt copies taken out of the tier (never served again).
+	Quarantined uint64 `json:"quarantined,omitempty"`
 	// Shared marks the shared (remote) tier: its bytes, capacity and entries are what
 	// the store reports for everyone who shares it, its evictions are the store's own,
 	// and Errors counts the operations on it that failed (served as misses).
@@ -704,6 +707,7 @@ func (c *Cache) Stats() Stats {
 			Hits: t.hits.Load(), Misses: t.misses.Load(),
 			Evictions: ts.Evictions, Admissions: ts.Admissions, Rejections: ts.Rejections,
 			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(), CorruptReads: t.corrupt.Load(),
+			Quarantined: t.quarantined.Load(),
 		})
 	}
 	if c.shared != nil {

@@ -569,6 +569,69 @@ func TestCorruptDiskLayerIsDetected(t *testing.T) {
 	if st := c.Stats(); st.Tiers[1].CorruptReads != 1 || st.Tiers[0].CorruptReads != 0 {
 		t.Fatalf("corrupt reads: memory %d, disk %d; want 0, 1", st.Tiers[0].CorruptReads, st.Tiers[1].CorruptReads)
 	}
+	// Quarantined: the corrupt copy is never served again, and a new put stores a good one.
+	if st := c.Stats(); st.Tiers[1].Quarantined != 1 || st.Tiers[1].Entries != 0 || st.Chunks != 0 {
+		t.Fatalf("after the corrupt read: quarantined %d, disk entries %d, chunks %d; want 1, 0, 0",
+			st.Tiers[1].Quarantined, st.Tiers[1].Entries, st.Chunks)
+	}
+	if _, err := c.Open(ctx, "", k); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open after quarantine: %v, want ErrNotFound", err)
+	}
+	if err := disk.DB().View(func(txn *badger.Txn) error {
+		_, err := txn.Get(pk)
+		return err
+	}); !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Fatalf("corrupt record still on disk: %v", err)
+	}
+	r.Close()
+	put(t, c, spec, ks, vs)
+	checkChunk(t, c, spec, ks, vs)
+}
+
+func TestCorruptDiskRecordIsQuarantined(t *testing.T) {
+	dir := t.TempDir()
+	c, _, disk := openCache(t, cacheSetup{dir: dir, memCap: 1 << 20, diskCap: 1 << 22, writeThrough: true})
+	defer c.Close()
+	ctx := context.Background()
+	spec, ks, vs := testChunk(2, "", F16, 2, 4)
+	k := put(t, c, spec, ks, vs).Key
+	if _, err := c.SetPolicy(ctx, []TierPolicyUpdate{{Tier: "memory", Capacity: ptr(int64(1))}}); err != nil {
+		t.Fatal(err)
+	}
+	// Break the record header itself (store.ErrCorrupt from the disk tier's Open).
+	var broke int
+	if err := disk.DB().Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			if kk := it.Item().KeyCopy(nil); kk[0] == 'r' && bytes.Equal(kk[1:], k[:]) {
+				keys = append(keys, kk)
+			}
+		}
+		for _, kk := range keys {
+			if err := txn.Set(kk, []byte{1, 2, 3}); err != nil {
+				return err
+			}
+			broke++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if broke == 0 {
+		t.Fatal("found no record header to break")
+	}
+	_, err := c.Open(ctx, "", k)
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("open of a corrupt record: %v, want ErrCorrupt wrapping store.ErrCorrupt", err)
+	}
+	if st := c.Stats(); st.Tiers[1].Quarantined != 1 || st.Tiers[1].CorruptReads != 1 || st.Chunks != 0 {
+		t.Fatalf("quarantined %d, corrupt reads %d, chunks %d; want 1, 1, 0", st.Tiers[1].Quarantined, st.Tiers[1].CorruptReads, st.Chunks)
+	}
+	if _, err := c.Open(ctx, "", k); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second open: %v, want ErrNotFound (quarantined)", err)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -137,13 +137,17 @@ func (c *Cache) find(ctx context.Context, ns string, k Key, value bool, check fu
 			if errors.Is(err, store.ErrNotFound) {
 				continue // evicted meanwhile
 			}
+			if errors.Is(err, store.ErrCorrupt) {
+				c.corruptRead(i, k, err)
+				return nil, 0, entry{}, fmt.Errorf("%w: open %s in %s: %w", ErrCorrupt, k.Short(), t.name, err)
+			}
 			if err != nil {
 				return nil, 0, entry{}, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
 			}
 			if _, err := check(sr.Manifest(), sr.NumParts()); err != nil {
 				sr.Close()
 				if errors.Is(err, ErrCorrupt) {
-					t.corrupt.Add(1)
+					c.corruptRead(i, k, err)
 				}
 				return nil, 0, entry{}, fmt.Errorf("chunkcache: open %s in %s: %w", k.Short(), t.name, err)
 			}
@@ -228,6 +232,10 @@ func (r *Reader) Section(ctx context.Context, i int) ([]byte, error) {
 		r.buf, err = r.r.ReadPart(ctx, i, r.buf)
 		s = r.buf
 	}
+	if errors.Is(err, store.ErrCorrupt) {
+		r.c.corruptRead(r.tier, r.info.Key, err)
+		return nil, fmt.Errorf("%w: read %s layer %d from %s: %w", ErrCorrupt, r.info.Key.Short(), i, r.info.Tier, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chunkcache: read %s layer %d: %w", r.info.Key.Short(), i, err)
 	}
@@ -235,13 +243,14 @@ func (r *Reader) Section(ctx context.Context, i int) ([]byte, error) {
 		if err := r.hdr.CheckLayer(i, s); err != nil {
 			err = asInvalid(err)
 			if errors.Is(err, ErrCorrupt) {
-				r.c.tiers[r.tier].corrupt.Add(1)
+				r.c.corruptRead(r.tier, r.info.Key, err)
 			}
 			return nil, fmt.Errorf("chunkcache: read %s layer %d from %s: %w", r.info.Key.Short(), i, r.info.Tier, err)
 		}
 	} else if int64(len(s)) != r.hdr.LayerBytes() {
-		r.c.tiers[r.tier].corrupt.Add(1)
-		return nil, fmt.Errorf("%w: %s layer %d is %d bytes, want %d", ErrCorrupt, r.info.Key.Short(), i, len(s), r.hdr.LayerBytes())
+		err := fmt.Errorf("%w: %s layer %d is %d bytes, want %d", ErrCorrupt, r.info.Key.Short(), i, len(s), r.hdr.LayerBytes())
+		r.c.corruptRead(r.tier, r.info.Key, err)
+		return nil, err
 	}
 	if r.promote && r.parts[i] == nil {
 		r.parts[i] = s

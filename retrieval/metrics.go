@@ -1,6 +1,10 @@
 package retrieval
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	queries       *prometheus.CounterVec
@@ -9,7 +13,7 @@ type metrics struct {
 	ingestSeconds prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ragkv_retrieval_queries_total", Help: "Retrieval searches, by mode.",
@@ -27,7 +31,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.querySeconds, m.ingested, m.ingestSeconds)
+		for _, c := range []prometheus.Collector{m.queries, m.querySeconds, m.ingested, m.ingestSeconds} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("retrieval: register metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }

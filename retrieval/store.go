@@ -156,6 +156,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		WithIndexCacheSize(16 << 20).
 		WithValueThreshold(4 << 10).
 		WithNumCompactors(2)
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(bopts)
 	if err != nil {
 		return nil, fmt.Errorf("retrieval: open badger: %w", err)
@@ -165,7 +169,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		embedders: map[string]embed.Embedder{},
 		colls:     map[string]*collection{},
 		tools:     map[string]*toolRegistry{},
-		met:       newMetrics(opts.Registerer),
+		met:       met,
 	}
 	for _, e := range opts.Embedders {
 		s.embedders[e.Name()] = e

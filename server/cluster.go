@@ -34,6 +34,9 @@ type ReplicaOptions struct {
 	// PeerTimeout bounds each peer's answer (default 2s); a peer that does not answer
 	// is reported in LocateResponse.unreachable, not as an error.
 	PeerTimeout time.Duration
+	// DialOptions connect to the peers (default: plaintext); `ragkv serve` passes its
+	// client TLS flags (--tls-ca, ...). The caller's bearer token is forwarded.
+	DialOptions []grpc.DialOption
 }
 
 // WithReplica sets this replica's identity and peers.
@@ -69,7 +72,11 @@ func (s *chunkCacheService) initCluster(o *options) {
 	}
 	var conns []*grpc.ClientConn
 	for _, addr := range o.replica.Peers {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		dopts := o.replica.DialOptions
+		if len(dopts) == 0 {
+			dopts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		}
+		conn, err := grpc.NewClient(addr, dopts...)
 		if err != nil {
 			// A bad peer address is reported by every Locate that would ask it.
 			s.peers = append(s.peers, peer{addr: addr})
@@ -182,7 +189,7 @@ func (s *chunkCacheService) Locate(ctx context.Context, req *ragkvv1.LocateReque
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, s.replica.PeerTimeout)
+			pctx, cancel := context.WithTimeout(forwardAuth(ctx), s.replica.PeerTimeout)
 			defer cancel()
 			answers[i], errs[i] = p.client.Locate(pctx, peerReq)
 			if errs[i] == nil && len(answers[i].GetChunks()) != len(out.Chunks) {

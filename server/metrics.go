@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,7 @@ type grpcMetrics struct {
 	seconds *prometheus.HistogramVec
 }
 
-func newGRPCMetrics(reg prometheus.Registerer) *grpcMetrics {
+func newGRPCMetrics(reg prometheus.Registerer) (*grpcMetrics, error) {
 	m := &grpcMetrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ragkv_grpc_handled_total",
@@ -33,8 +34,12 @@ func newGRPCMetrics(reg prometheus.Registerer) *grpcMetrics {
 			Buckets: rpcBuckets,
 		}, []string{"method"}),
 	}
-	reg.MustRegister(m.handled, m.seconds)
-	return m
+	for _, c := range []prometheus.Collector{m.handled, m.seconds} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server: register grpc metrics: %w", err)
+		}
+	}
+	return m, nil
 }
 
 func (m *grpcMetrics) observe(method string, start time.Time, err error) {

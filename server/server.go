@@ -11,6 +11,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/ragkv/ragkv/retrieval"
+	"github.com/ragkv/ragkv/server/auth"
 )
 
 // DefaultMaxRecvMsgBytes bounds a single inbound gRPC message. Chunk KV frames are sent
@@ -60,6 +62,19 @@ type options struct {
 	retrieval *retrieval.Store
 	// stopHooks run after the gRPC server stopped (closing peer connections).
 	stopHooks []func()
+	// healthChecks and healthInterval drive the health service (health.go).
+	healthChecks   map[string]HealthCheck
+	healthInterval time.Duration
+	// unary and stream are interceptors of the trust boundary (auth, limits), run
+	// after the metrics and guard interceptors, in option order.
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+	// tls is the gRPC listener's TLS configuration (transport.go; nil: plaintext).
+	tls *tls.Config
+	// adminAuth guards the admin listener (adminauth.go; nil: open).
+	adminAuth *auth.Store
+	// limits bound streams, keepalives, deadlines, staged bytes, SetPolicy (limits.go).
+	limits Limits
 }
 
 // WithLogger sets the structured logger (default: slog.Default()).
@@ -119,6 +134,8 @@ type Server struct {
 	log    *slog.Logger
 	grpc   *grpc.Server
 	health *health.Server
+	hstate *healthState
+	lim    *limiter
 
 	mu    sync.Mutex
 	admin *http.Server
@@ -144,18 +161,32 @@ func New(opts ...Option) (*Server, error) {
 	if o.maxRecvMsgBytes <= 0 {
 		return nil, fmt.Errorf("server: max receive message size must be positive, got %d", o.maxRecvMsgBytes)
 	}
-	m := newGRPCMetrics(o.registerer)
+	if o.healthInterval <= 0 {
+		o.healthInterval = DefaultHealthInterval
+	}
+	m, err := newGRPCMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	g := guard{log: o.logger}
+	o.limits.EnsureDefaults()
+	lim := &limiter{l: o.limits}
 	gopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(o.maxRecvMsgBytes),
 		grpc.MaxSendMsgSize(o.maxRecvMsgBytes),
-		grpc.ChainUnaryInterceptor(m.unary),
-		grpc.ChainStreamInterceptor(m.stream),
-	}, o.grpcOpts...)
+		// Order: metrics, guard (recovery, error mapping), the trust boundary's
+		// interceptors (auth) and then the limits, so that unauthenticated callers are
+		// refused before they stage bytes.
+		grpc.ChainUnaryInterceptor(append(append([]grpc.UnaryServerInterceptor{m.unary, g.unary}, o.unary...), lim.unary)...),
+		grpc.ChainStreamInterceptor(append(append([]grpc.StreamServerInterceptor{m.stream, g.stream}, o.stream...), lim.stream)...),
+	}, o.limits.serverOptions()...)
+	gopts = append(gopts, o.grpcOpts...)
 	gs := grpc.NewServer(gopts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	s := &Server{log: o.logger, grpc: gs, health: hs}
+	s := &Server{log: o.logger, grpc: gs, health: hs, lim: lim}
+	s.hstate = newHealthState(s)
 	for _, reg := range o.services {
 		reg(gs, &o)
 	}
@@ -174,28 +205,25 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 // graceful stop.
 func (s *Server) Serve(lis net.Listener) error {
 	s.log.Info("grpc listening", "addr", lis.Addr().String())
+	s.hstate.start()
 	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("server: grpc serve: %w", err)
 	}
 	return nil
 }
 
-// AdminHandler returns the admin HTTP handler: /metrics, /healthz and extra handlers.
+// AdminHandler returns the admin HTTP handler: /metrics, /healthz (every component's
+// check passes), /readyz (and the gRPC server is serving) and extra handlers. Both
+// answer JSON {"status", "ready", "components"}, 200 or 503.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.opts.gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
-		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			http.Error(w, "not serving", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { s.hstate.serveHealth(w, r, false) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { s.hstate.serveHealth(w, r, true) })
 	for path, h := range s.opts.adminHandlers {
 		mux.Handle(path, h)
 	}
-	return mux
+	return guardAdmin(s.opts.adminAuth, mux)
 }
 
 // ServeAdmin serves the admin HTTP endpoint on lis until Stop is called.
@@ -214,6 +242,7 @@ func (s *Server) ServeAdmin(lis net.Listener) error {
 // Stop marks the server NOT_SERVING, then stops gracefully: in-flight RPCs may finish
 // until ctx is done, after which remaining connections are closed.
 func (s *Server) Stop(ctx context.Context) {
+	s.hstate.halt()
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {

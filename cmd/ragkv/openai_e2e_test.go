@@ -19,6 +19,13 @@ import (
 // prints (name → addr); the process is stopped (SIGTERM) at the end of the test.
 func startServe(t *testing.T, args ...string) map[string]string {
 	t.Helper()
+	addrs, _ := startServeProc(t, args...)
+	return addrs
+}
+
+// startServeProc is startServe that also returns the process (to signal it).
+func startServeProc(t *testing.T, args ...string) (map[string]string, *os.Process) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), cliEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
@@ -57,13 +64,13 @@ func startServe(t *testing.T, args ...string) map[string]string {
 			k, v, _ := strings.Cut(f, "=")
 			addrs[k] = v
 		}
-		return addrs
+		return addrs, cmd.Process
 	case err := <-exited:
 		t.Fatalf("ragkv serve exited: %v\n%s", err, stderr.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("ragkv serve did not start\n%s", stderr.String())
 	}
-	return nil
+	return nil, nil
 }
 
 // TestOpenAIClient runs the official openai npm client against `ragkv serve` over

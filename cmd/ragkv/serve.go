@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/server"
 )
 
@@ -37,6 +38,7 @@ type serveConfig struct {
 	RESP      respConfig      `yaml:"resp"`
 	Replica   replicaConfig   `yaml:"replica"`
 	OpenAI    openaiConfig    `yaml:"openai"`
+	Trust     trustConfig     `yaml:"trust"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -50,6 +52,7 @@ func defaultServeConfig() serveConfig {
 		Console:     consoleConfig{Interval: 5 * time.Second, History: time.Hour, Refresh: 2 * time.Second},
 		RESP:        respConfig{Namespace: "resp"},
 		OpenAI:      openaiConfig{Listen: "127.0.0.1:7433"},
+		Trust:       defaultTrustConfig(),
 	}
 }
 
@@ -60,6 +63,9 @@ type serveEnv struct {
 	// listeners are extra listeners components ask for (the OpenAI HTTP API): runServe
 	// binds them after the gRPC listener, serves them, and stops them before the server.
 	listeners []serveListener
+	// trust is the TLS and identity setup (serve_trust.go), for components that serve
+	// their own listeners.
+	trust *trust
 }
 
 // serveListener is an extra listener of a component: addr is bound (errors name flag),
@@ -153,9 +159,23 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register process metrics: %w", err)
+		}
+	}
 	env := &serveEnv{log: log, reg: reg}
 	ctx := cmd.Context()
+
+	tr, err := loadTrust(cfg)
+	if err != nil {
+		return err
+	}
+	env.trust = tr
+	stopReload := tr.watchReload(ctx, log)
+	defer stopReload()
+	log.Info("trust", "setup", tr.String())
+	tr.warnInsecure(cfg, log)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return flagErr("data-dir", "%v", err)
@@ -187,7 +207,11 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			opts = append(opts, opt)
 		}
 		deps[c.name] = val
+		if chk, ok := val.(interface{ Check(context.Context) error }); ok {
+			opts = append(opts, server.WithHealthCheck(healthName(c.name), chk.Check))
+		}
 	}
+	opts = append(opts, tr.options(cfg, deps)...)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return flagErr("listen", "%v", err)
@@ -204,15 +228,16 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	errc := make(chan error, 2+len(env.listeners))
 	go func() { errc <- srv.Serve(lis) }()
+	addrs := fmt.Sprintf("grpc=%s", lis.Addr())
 	if cfg.AdminListen != "" {
 		alis, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
 			srv.Stop(context.Background())
 			return flagErr("admin-listen", "%v", err)
 		}
-		go func() { errc <- srv.ServeAdmin(alis) }()
+		go func() { errc <- srv.ServeAdmin(tr.listener(alis)) }()
+		addrs += fmt.Sprintf(" admin=%s", alis.Addr())
 	}
-	addrs := fmt.Sprintf("grpc=%s", lis.Addr())
 	var stops []func(context.Context) error
 	stopListeners := func(ctx context.Context) {
 		for _, stop := range stops {
@@ -228,7 +253,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 			srv.Stop(context.Background())
 			return flagErr(l.flag, "%v", err)
 		}
-		go func() { errc <- l.serve(xl) }()
+		go func() { errc <- l.serve(tr.listener(xl)) }()
 		stops = append(stops, l.stop)
 		addrs += fmt.Sprintf(" %s=%s", l.name, xl.Addr())
 	}
@@ -290,4 +315,18 @@ func orderComponents(cs []serveComponent) ([]serveComponent, error) {
 		}
 	}
 	return out, nil
+}
+
+// healthName is the gRPC health service name a component's check reports under (its
+// gRPC service where it has one).
+func healthName(component string) string {
+	switch component {
+	case "chunkcache":
+		return server.ChunkCacheServiceName
+	case "inference":
+		return server.InferenceServiceName
+	case "retrieval":
+		return ragkvv1.Retrieval_ServiceDesc.ServiceName
+	}
+	return "ragkv.component." + component
 }

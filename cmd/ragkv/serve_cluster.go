@@ -140,5 +140,9 @@ func replicaOption(cfg *serveConfig, bound net.Addr) (server.Option, error) {
 		}
 		peers = append(peers, p)
 	}
-	return server.WithReplica(server.ReplicaOptions{ID: id, Peers: peers}), nil
+	dopts, _, err := clientTransportOptions() // --tls-ca etc. reach the peers too
+	if err != nil {
+		return nil, err
+	}
+	return server.WithReplica(server.ReplicaOptions{ID: id, Peers: peers, DialOptions: dopts}), nil
 }

@@ -64,7 +64,11 @@ func buildOpenAI(_ context.Context, cfg *serveConfig, env *serveEnv, deps map[st
 		ret = st
 	}
 	log := env.log.With("component", "openai")
-	srv, err := openai.New(openai.Options{Engine: eng, Template: tmpl, ModelName: oc.ModelName, Retrieval: ret, Logger: log})
+	oo := openai.Options{Engine: eng, Template: tmpl, ModelName: oc.ModelName, Retrieval: ret, Logger: log}
+	if env.trust != nil {
+		oo.Auth = env.trust.auth
+	}
+	srv, err := openai.New(oo)
 	if err != nil {
 		return nil, nil, nil, err
 	}

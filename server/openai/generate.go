@@ -15,6 +15,7 @@ import (
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/retrieval"
 	"github.com/ragkv/ragkv/server"
+	"github.com/ragkv/ragkv/server/auth"
 )
 
 // job is one validated generation: the prompt's parts as tokens and how to sample.
@@ -141,8 +142,12 @@ func (s *Server) sampling(j *job, f *samplingFields, defaultMax int) *apiError {
 func (s *Server) rag(ctx context.Context, j *job, f *ragFields, prefix, query []int, retrievalQuery string) *apiError {
 	m := s.o.Engine.Model()
 	j.in = blend.PrefillInput{Namespace: f.Namespace, SystemTokens: prefix, QueryTokens: query}
-	if _, err := chunkcache.NormalizeNamespace(f.Namespace); err != nil {
+	nsName, err := chunkcache.NormalizeNamespace(f.Namespace)
+	if err != nil {
 		return invalid("namespace", "namespace %q: %v", f.Namespace, err)
+	}
+	if id := auth.FromContext(ctx); id != nil && !id.Namespace(nsName) {
+		return notFound("namespace", "namespace_not_found", "namespace %q does not exist", f.Namespace)
 	}
 	if f.Blend != nil {
 		meth, err := blend.ParseMethod(f.Blend.Method)
@@ -183,6 +188,9 @@ func (s *Server) rag(ctx context.Context, j *job, f *ragFields, prefix, query []
 		}
 		if strings.TrimSpace(retrievalQuery) == "" {
 			return invalid("retrieval", "retrieval needs a user message (or prompt) to search for")
+		}
+		if !mayCollection(auth.FromContext(ctx), rt.Collection) { // answered as a missing one
+			return notFound("retrieval.collection", "collection_not_found", "retrieval.collection %q does not exist", rt.Collection)
 		}
 		// The one retrieval path (package server): the same passages, chunk texts and
 		// order as a gRPC Prefill with a retrieval source.

@@ -22,6 +22,7 @@ import (
 	"github.com/ragkv/ragkv/model/chat"
 	"github.com/ragkv/ragkv/model/tokenizer"
 	"github.com/ragkv/ragkv/retrieval"
+	"github.com/ragkv/ragkv/server/auth"
 )
 
 // Options configures a Server.
@@ -40,6 +41,9 @@ type Options struct {
 	MaxBodyBytes int64
 	MaxDocuments int
 	Logger       *slog.Logger
+	// Auth, when set, requires "Authorization: Bearer <token>" of an identity of the
+	// store and bounds its namespaces and collections (auth.go).
+	Auth *auth.Store
 }
 
 // EnsureDefaults fills in zero fields.
@@ -116,6 +120,11 @@ func (s *Server) Handler() http.Handler {
 					Message: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, method)})
 				return
 			}
+			r, e := s.authenticate(r)
+			if e != nil {
+				writeError(w, e)
+				return
+			}
 			h(w, r)
 		})
 	}
@@ -182,11 +191,11 @@ type modelCard struct {
 }
 
 // cards lists the model and, for /v1/embeddings, each retrieval collection.
-func (s *Server) cards() []modelCard {
+func (s *Server) cards(id *auth.Identity) []modelCard {
 	out := []modelCard{{ID: s.o.ModelName, Object: "model", Created: s.created, OwnedBy: "ragkv", MaxModelLen: s.o.Engine.Model().Config.Ctx}}
 	if s.o.Retrieval != nil {
 		for _, c := range s.o.Retrieval.Collections() {
-			if c.Name != s.o.ModelName {
+			if c.Name != s.o.ModelName && mayCollection(id, c.Name) {
 				out = append(out, modelCard{ID: c.Name, Object: "model", Created: s.created, OwnedBy: "ragkv-collection"})
 			}
 		}
@@ -194,13 +203,13 @@ func (s *Server) cards() []modelCard {
 	return out
 }
 
-func (s *Server) models(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, map[string]any{"object": "list", "data": s.cards()})
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, map[string]any{"object": "list", "data": s.cards(auth.FromContext(r.Context()))})
 }
 
 func (s *Server) model(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	for _, c := range s.cards() {
+	for _, c := range s.cards(auth.FromContext(r.Context())) {
 		if c.ID == id {
 			writeJSON(w, c)
 			return
