@@ -83,9 +83,10 @@ var methodRoles = map[string]auth.Role{
 	"/ragkv.v1.ChunkCache/WatchChunks": auth.Reader,
 	"/ragkv.v1.ChunkCache/Locate":      auth.Reader,
 
-	"/ragkv.v1.Inference/Prefill":          auth.Reader,
-	"/ragkv.v1.Inference/Generate":         auth.Reader,
-	"/ragkv.v1.Inference/PrecomputeChunks": auth.Writer,
+	"/ragkv.v1.Inference/Prefill":              auth.Reader,
+	"/ragkv.v1.Inference/Generate":             auth.Reader,
+	"/ragkv.v1.Inference/PrecomputeChunks":     auth.Writer,
+	"/ragkv.v1.Inference/PrecomputeCollection": auth.Writer,
 
 	"/ragkv.v1.Retrieval/Ingest":             auth.Writer,
 	"/ragkv.v1.Retrieval/Retrieve":           auth.Reader,
@@ -94,6 +95,9 @@ var methodRoles = map[string]auth.Role{
 	"/ragkv.v1.Retrieval/FitFusion":          auth.Reader, // persist: writer (authorize)
 	"/ragkv.v1.Retrieval/DescribeCollection": auth.Reader,
 	"/ragkv.v1.Retrieval/RebuildCollection":  auth.Admin,
+	"/ragkv.v1.Retrieval/DeleteCollection":   auth.Admin,
+	"/ragkv.v1.Retrieval/CompactCollection":  auth.Writer,
+	"/ragkv.v1.Retrieval/ListCollections":    auth.Reader, // answered with the caller's collections only
 
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      auth.Reader,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": auth.Reader,
@@ -193,6 +197,14 @@ func (a *authz) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 			}
 			r.Namespaces = mine
 		}
+	case *ragkvv1.ListCollectionsResponse:
+		var mine []*ragkvv1.RetrievalCollectionInfo
+		for _, c := range r.GetCollections() {
+			if id.Collection(c.GetName()) {
+				mine = append(mine, c)
+			}
+		}
+		r.Collections = mine
 	case *ragkvv1.PrefillResponse:
 		if r.GetHandle() != "" {
 			a.mu.Lock()
@@ -321,9 +333,15 @@ func (a *authz) authorize(id *auth.Identity, method string, msg any) error {
 	case *ragkvv1.LocateRequest:
 		return ns(r.GetNamespace())
 	case *ragkvv1.PrefillRequest:
+		if err := coll(r.GetRetrieval().GetCollection()); err != nil {
+			return err
+		}
 		return ns(r.GetNamespace())
 	case *ragkvv1.GenerateRequest:
 		if p := r.GetPrefill(); p != nil {
+			if err := coll(p.GetRetrieval().GetCollection()); err != nil {
+				return err
+			}
 			if err := ns(p.GetNamespace()); err != nil {
 				return err
 			}
@@ -335,6 +353,21 @@ func (a *authz) authorize(id *auth.Identity, method string, msg any) error {
 	case *ragkvv1.IngestRequest:
 		return coll(r.GetCollection())
 	case *ragkvv1.RetrieveRequest:
+		if err := coll(r.GetCollection()); err != nil {
+			return err
+		}
+		if r.GetWithKeys() { // chunk-cache keys and "cached" answer for that namespace
+			return ns(r.GetNamespace())
+		}
+		return nil
+	case *ragkvv1.PrecomputeCollectionRequest:
+		if err := coll(r.GetCollection()); err != nil {
+			return err
+		}
+		return ns(r.GetNamespace())
+	case *ragkvv1.DeleteCollectionRequest:
+		return coll(r.GetCollection())
+	case *ragkvv1.CompactCollectionRequest:
 		return coll(r.GetCollection())
 	case *ragkvv1.DescribeCollectionRequest:
 		return coll(r.GetCollection())
