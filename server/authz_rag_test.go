@@ -43,7 +43,9 @@ identities:
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := func(c string) *ragkvv1.RetrievalSource { return &ragkvv1.RetrievalSource{Collection: c, Query: "q", K: 2} }
+	src := func(c string) *ragkvv1.RetrievalSource {
+		return &ragkvv1.RetrievalSource{Collection: c, Query: "q", K: 2}
+	}
 	cases := []struct {
 		name   string
 		id     *auth.Identity
