@@ -79,8 +79,8 @@ func gemmF32() {
 			p("\tVFMADD231PS Y%d, Y13, Y%d", bc, 2*j+1)
 		}
 	}
-	for g := 0; g < 2; g++ {
-		for h := 0; h < 2; h++ {
+	for h := 0; h < 2; h++ {
+		for g := 0; g < 2; g++ {
 			lbl := fmt.Sprintf("%s_g%dh%d", name, g, h)
 			p("\tLEAQ %d(AX), SI", 64*h)
 			p("\tLEAQ %d(BX), R9", 24*g)
