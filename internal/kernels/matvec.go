@@ -213,9 +213,13 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 }
 
 // matvecFloatx4 sets res[i] = Σ_c W_i[c]·x[c] for the four float rows W_i at wp + i·rb
-// bytes (k = len(x) ≥ 1 columns of type t): the AVX-512 kernels, or the AVX2 ones with the
+// bytes (k = len(x) columns of type t): the AVX-512 kernels, or the AVX2 ones with the
 // last k%8 columns added here.
 func matvecFloatx4(t DType, k int, wp unsafe.Pointer, rb int, x []float32, res *[4]float32) {
+	if k == 0 {
+		*res = [4]float32{}
+		return
+	}
 	if cpu.HasAVX512() {
 		switch t {
 		case F32:
