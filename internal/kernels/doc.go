@@ -47,10 +47,12 @@
 // register transposes (f16 by VCVTPH2PS, bf16 by VPMOVZXWD and a shift), and decode takes
 // four-row f32/f16/bf16 matrix-vector kernels with an 8 KiB software prefetch; Dot, Axpy,
 // Scale, DotRows and AxpyRows have AVX2 forms. Measured on Zen 5 (2 cores, 2.6 GHz as
-// /proc/cpuinfo reports it), both paths in one run: bench gemm 4096×512×14336 f32 166
-// GFLOP/s on avx2 (the FMA peak at that clock, 2×2×8×2×2.6 GHz = 166; the cores boost) and
-// 281 on avx512; smollm-135m f32 bench engine 668 tok/s prefill and 51 decode on avx2, 959
-// and 52 on avx512 (llama.cpp built for AVX2: 404 and 61 in the same session).
+// /proc/cpuinfo reports it; shared, so figures vary by ±20%), both paths in one run: bench
+// gemm 4096×512×14336 f32 166 GFLOP/s on avx2 (the FMA peak at that clock, 2×2×8×2×2.6 GHz
+// = 166: the cores boost) and 281 on avx512; smollm-135m f32 bench engine, interleaved
+// with llama.cpp built for AVX2 (llama-bench -p 512 -n 32 -t 2): prefill 715-774 tok/s on
+// avx2, 1049-1203 on avx512, 495-513 for llama.cpp; decode 61 on avx2, 59-64 on avx512,
+// 60-69 for llama.cpp (decode is bound by memory bandwidth on every path).
 //
 // Without AVX-512 VNNI (the avx2 path: Haswell and later, Zen 1-3; and AVX-512 CPUs such as
 // Skylake-X) the quantized products run on AVX2 kernels (asm_gen_avx2q.go): VPMADDUBSW pair
