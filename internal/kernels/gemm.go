@@ -89,12 +89,15 @@ func packXF32(dst, x []float32, ldx, n, k, j0 int) {
 		_ = x[(j0+nrF-1)*ldx+k-1]
 		_ = dst[k*nrF-1]
 		packX12T16(nblk, unsafe.Pointer(&x[j0*ldx]), 4*ldx, &dst[0])
-		for j := range nrF {
-			row := x[(j0+j)*ldx : (j0+j)*ldx+k]
-			for c := nblk * 16; c < k; c++ {
-				dst[c*nrF+j] = row[c]
-			}
-		}
+		packXF32Tail(dst, x, ldx, j0, nblk*16, k)
+		return
+	}
+	if cpu.HasAVX2() && j0+nrF <= n && k >= 8 {
+		nblk := k / 8
+		_ = x[(j0+nrF-1)*ldx+k-1]
+		_ = dst[k*nrF-1]
+		packX12T8AVX2(nblk, unsafe.Pointer(&x[j0*ldx]), 4*ldx, &dst[0])
+		packXF32Tail(dst, x, ldx, j0, nblk*8, k)
 		return
 	}
 	for j := range nrF {
@@ -107,6 +110,16 @@ func packXF32(dst, x []float32, ldx, n, k, j0 int) {
 		row := x[(j0+j)*ldx : (j0+j)*ldx+k]
 		for c, v := range row {
 			dst[c*nrF+j] = v
+		}
+	}
+}
+
+// packXF32Tail packs columns [c0, k) of the full panel of tokens [j0, j0+nrF).
+func packXF32Tail(dst, x []float32, ldx, j0, c0, k int) {
+	for j := range nrF {
+		row := x[(j0+j)*ldx : (j0+j)*ldx+k]
+		for c := c0; c < k; c++ {
+			dst[c*nrF+j] = row[c]
 		}
 	}
 }
@@ -207,6 +220,25 @@ func packWFloat(dst []float32, w *Mat, r0, mc, c0, kc int) {
 			if cdone == kc {
 				continue
 			}
+		} else if cpu.HasAVX2() && pi*mrF+mrF <= mc && kc >= 8 {
+			// Full panel: 8×8 blocks converted and transposed in registers.
+			nblk := kc / 8
+			for q := range 4 {
+				src := unsafe.Pointer(&w.Data[(r0+pi*mrF+8*q)*rb+c0*esize])
+				d := &pan[8*q]
+				switch w.Type {
+				case F32:
+					packF32T8AVX2(nblk, src, rb, d)
+				case F16:
+					packF16T8AVX2(nblk, src, rb, d)
+				case BF16:
+					packBF16T8AVX2(nblk, src, rb, d)
+				}
+			}
+			cdone = nblk * 8
+			if cdone == kc {
+				continue
+			}
 		}
 		for rr := range mrF {
 			r := pi*mrF + rr
@@ -246,6 +278,8 @@ func microF32(kc int, a, b, c []float32, ldc int, accum bool) {
 	switch {
 	case cpu.HasAVX512():
 		gemmF32x32x12(kc, &a[0], &b[0], &c[0], ldc, accum)
+	case cpu.HasAVX2():
+		gemmF32x32x12AVX2(kc, &a[0], &b[0], &c[0], ldc, accum)
 	case cpu.HasNEON():
 		gemmF32NEON(kc, &a[0], &b[0], &c[0], ldc, accum)
 	default:
@@ -274,6 +308,12 @@ func packWDequant(dst []float32, w *Mat, r0, mc, c0, kc int, tmp []float32) {
 				packF32T16(nblk, unsafe.Pointer(&tmp[16*half*kc]), 4*kc, &pan[16*half])
 			}
 			cdone = nblk * 16
+		} else if cpu.HasAVX2() && nv == mrF && kc >= 8 {
+			nblk := kc / 8
+			for q := range 4 {
+				packF32T8AVX2(nblk, unsafe.Pointer(&tmp[8*q*kc]), 4*kc, &pan[8*q])
+			}
+			cdone = nblk * 8
 		}
 		for rr := range mrF {
 			for c := cdone; c < kc; c++ {

@@ -342,7 +342,7 @@ func TestPackWFloat(t *testing.T) { forEachPath(t, testPackWFloat) }
 func testPackWFloat(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, typ := range []DType{F32, F16, BF16} {
-		for _, sh := range []struct{ mc, c0, kc int }{{64, 0, 256}, {64, 16, 100}, {40, 3, 37}, {32, 5, 16}} {
+		for _, sh := range []struct{ mc, c0, kc int }{{64, 0, 256}, {64, 16, 100}, {40, 3, 37}, {32, 5, 16}, {64, 1, 8}, {64, 7, 23}, {33, 0, 9}} {
 			w, deq := randomMat(rng, typ, 70, 300)
 			got := make([]float32, (sh.mc+mrF-1)/mrF*mrF*sh.kc)
 			packWFloat(got, &w, 2, sh.mc, sh.c0, sh.kc)
@@ -356,6 +356,35 @@ func testPackWFloat(t *testing.T) {
 				}
 				if got[i] != want {
 					t.Fatalf("%v %+v: panel %d c %d r %d: %g want %g", typ, sh, pi, c, rr, got[i], want)
+				}
+			}
+		}
+	}
+}
+
+// TestPackXF32 compares the register-transposing X packer with the scalar one, for full
+// and partial panels and inner sizes around the vector widths.
+func TestPackXF32(t *testing.T) { forEachPath(t, testPackXF32) }
+
+func testPackXF32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, k := range []int{1, 7, 8, 9, 16, 17, 24, 40, 100} {
+		for _, n := range []int{5, 12, 30} {
+			ldx := k + 3
+			x := randomF32(rng, n*ldx)
+			for j0 := 0; j0 < n; j0 += nrF {
+				got := randomF32(rng, k*nrF)
+				packXF32(got, x, ldx, n, k, j0)
+				for c := range k {
+					for j := range nrF {
+						var want float32
+						if j0+j < n {
+							want = x[(j0+j)*ldx+c]
+						}
+						if g := got[c*nrF+j]; g != want {
+							t.Fatalf("k=%d n=%d j0=%d: panel[%d][%d] = %g, want %g", k, n, j0, c, j, g, want)
+						}
+					}
 				}
 			}
 		}

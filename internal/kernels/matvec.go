@@ -26,12 +26,10 @@ func (p *Pool) matVecFast(t DType) bool {
 		// with ggml's q8_K activations (they would be quantized a second time).
 		return neonMatVec(t) && !(t.BlockElems() == qkK && (p.floatAct || kFloat || p.cur.ggmlK))
 	}
-	if !cpu.HasAVX512() {
-		return false
-	}
 	switch t {
 	case F32, F16, BF16:
-		return cpu.HasAVX512()
+		// AVX-512 kernels on avx512, the AVX2 ones on avx2.
+		return cpu.HasAVX2()
 	case Q8_0, Q4_0, Q5_0:
 		// VNNI kernels on avx512 (q8_0, q4_0), the AVX2 ones otherwise.
 		return cpu.HasAVX2() && !p.floatAct
@@ -204,12 +202,8 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 		wp := unsafe.Add(base, r*rb)
 		for i := range n {
 			switch w.Type {
-			case F32:
-				matvecF32x4(k, wp, rb, &x[i*k], &res[0])
-			case F16:
-				matvecF16x4(k, wp, rb, &x[i*k], &res[0])
-			case BF16:
-				matvecBF16x4(k, wp, rb, &x[i*k], &res[0])
+			case F32, F16, BF16:
+				matvecFloatx4(w.Type, k, wp, rb, x[i*k:(i+1)*k], &res)
 			case Q8_0:
 				if vnni {
 					matvecQ8_0x4(nblk, wp, rb, unsafe.Pointer(&xq[i*nblk*xqMatvecBytes]), &res[0])
@@ -237,6 +231,64 @@ func (p *Pool) matVecRows(wid int, out []float32, w *Mat, lo, hi int) {
 				out[i*m+r] = dot(x[i*k:(i+1)*k], s.row)
 			}
 		}
+	}
+}
+
+// matvecFloatx4 sets res[i] = Σ_c W_i[c]·x[c] for the four float rows W_i at wp + i·rb
+// bytes (k = len(x) columns of type t): the AVX-512 kernels, or the AVX2 ones with the
+// last k%8 columns added here.
+func matvecFloatx4(t DType, k int, wp unsafe.Pointer, rb int, x []float32, res *[4]float32) {
+	if k == 0 {
+		*res = [4]float32{}
+		return
+	}
+	if cpu.HasAVX512() {
+		switch t {
+		case F32:
+			matvecF32x4(k, wp, rb, &x[0], &res[0])
+		case F16:
+			matvecF16x4(k, wp, rb, &x[0], &res[0])
+		case BF16:
+			matvecBF16x4(k, wp, rb, &x[0], &res[0])
+		}
+		return
+	}
+	k8 := k &^ 7
+	if k8 == 0 {
+		*res = [4]float32{}
+	} else {
+		switch t {
+		case F32:
+			matvecF32x4AVX2(k8, wp, rb, &x[0], &res[0])
+		case F16:
+			matvecF16x4AVX2(k8, wp, rb, &x[0], &res[0])
+		case BF16:
+			matvecBF16x4AVX2(k8, wp, rb, &x[0], &res[0])
+		}
+	}
+	if k8 == k {
+		return
+	}
+	esize := 4
+	if t != F32 {
+		esize = 2
+	}
+	for i := range 4 {
+		row := unsafe.Slice((*byte)(unsafe.Add(wp, i*rb)), k*esize)
+		s := res[i]
+		for c := k8; c < k; c++ {
+			var v float32
+			switch t {
+			case F32:
+				v = math.Float32frombits(binary.LittleEndian.Uint32(row[4*c:]))
+			case F16:
+				v = F16ToF32(binary.LittleEndian.Uint16(row[2*c:]))
+			default:
+				v = math.Float32frombits(uint32(binary.LittleEndian.Uint16(row[2*c:])) << 16)
+			}
+			s += v * x[c]
+		}
+		res[i] = s
 	}
 }
 

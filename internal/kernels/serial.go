@@ -116,6 +116,17 @@ func packWF32Strided(dst, b []float32, ldb, r0, mc, c0, kc int) {
 			if cdone == kc {
 				continue
 			}
+		} else if cpu.HasAVX2() && nv == mrF && kc >= 8 {
+			nblk := kc / 8
+			for q := range 4 {
+				row := r0 + pi*mrF + 8*q
+				_ = b[(row+7)*ldb+c0+nblk*8-1]
+				packF32T8AVX2(nblk, unsafe.Pointer(&b[row*ldb+c0]), 4*ldb, &pan[8*q])
+			}
+			cdone = nblk * 8
+			if cdone == kc {
+				continue
+			}
 		}
 		for rr := range mrF {
 			if rr >= nv {

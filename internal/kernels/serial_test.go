@@ -13,7 +13,7 @@ func TestSerialGemm(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
 		var g SerialGemm
 		for _, sh := range []struct{ n, m, k, pad int }{
-			{1, 1, 1, 0}, {12, 32, 16, 0}, {13, 33, 17, 3}, {384, 128, 64, 128}, {50, 64, 600, 5}, {7, 300, 9, 1},
+			{1, 1, 1, 0}, {12, 32, 16, 0}, {13, 33, 17, 3}, {384, 128, 64, 128}, {50, 64, 600, 5}, {7, 300, 9, 1}, {25, 64, 41, 2}, {24, 96, 263, 0},
 		} {
 			for _, bkMajor := range []bool{false, true} {
 				n, m, k := sh.n, sh.m, sh.k

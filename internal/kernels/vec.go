@@ -39,6 +39,23 @@ func DotRows(out, x, m []float32, ld int) {
 		for ; j+4 <= len(out); j += 4 {
 			matvecF32x4(len(x), unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
 		}
+	case cpu.HasAVX2():
+		k8 := len(x) &^ 7
+		for ; j+4 <= len(out); j += 4 {
+			if k8 == 0 {
+				clear(out[j : j+4])
+			} else {
+				matvecF32x4AVX2(k8, unsafe.Pointer(&m[j*ld]), 4*ld, &x[0], &out[j])
+			}
+			for i := range 4 {
+				row := m[(j+i)*ld : (j+i)*ld+len(x)]
+				s := out[j+i]
+				for c := k8; c < len(x); c++ {
+					s += x[c] * row[c]
+				}
+				out[j+i] = s
+			}
+		}
 	case cpu.HasNEON():
 		dotRowsNEON(out, x, m, ld)
 		return
@@ -65,6 +82,10 @@ func AxpyRows(y, a, m []float32, ld int) {
 		if n = len(y) &^ 15; n > 0 {
 			axpyRowsF32(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
 		}
+	case cpu.HasAVX2():
+		if n = len(y) &^ 7; n > 0 {
+			axpyRowsF32AVX2(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
+		}
 	case cpu.HasNEON():
 		if n = len(y) &^ 15; n > 0 {
 			axpyRowsNEON(n, len(a), &a[0], unsafe.Pointer(&m[0]), 4*ld, &y[0])
@@ -77,6 +98,10 @@ func dot(a, b []float32) float32 {
 	if cpu.HasAVX512() && len(a) > 0 {
 		_ = b[len(a)-1]
 		return dotF32(len(a), &a[0], &b[0])
+	}
+	if n := len(a) &^ 7; cpu.HasAVX2() && n > 0 {
+		_ = b[len(a)-1]
+		return dotF32AVX2(n, &a[0], &b[0]) + dotGeneric(a[n:], b[n:len(a)])
 	}
 	if n := len(a) &^ 15; cpu.HasNEON() && n > 0 {
 		_ = b[len(a)-1]
@@ -91,6 +116,12 @@ func axpy(y []float32, a float32, x []float32) {
 		axpyF32(len(y), a, &x[0], &y[0])
 		return
 	}
+	if n := len(y) &^ 7; cpu.HasAVX2() && n > 0 {
+		_ = x[len(y)-1]
+		axpyF32AVX2(n, a, &x[0], &y[0])
+		axpyGeneric(y[n:], a, x[n:len(y)])
+		return
+	}
 	if n := len(y) &^ 15; cpu.HasNEON() && n > 0 {
 		_ = x[len(y)-1]
 		axpyNEON(n, a, &x[0], &y[0])
@@ -103,6 +134,11 @@ func axpy(y []float32, a float32, x []float32) {
 func scale(x []float32, a float32) {
 	if cpu.HasAVX512() && len(x) > 0 {
 		scaleF32(len(x), a, &x[0])
+		return
+	}
+	if n := len(x) &^ 7; cpu.HasAVX2() && n > 0 {
+		scaleF32AVX2(n, a, &x[0])
+		scaleGeneric(x[n:], a)
 		return
 	}
 	if n := len(x) &^ 15; cpu.HasNEON() && n > 0 {

@@ -56,7 +56,7 @@ func TestRowHelpers(t *testing.T) { forEachPath(t, testRowHelpers) }
 func testRowHelpers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	for _, rows := range []int{0, 1, 2, 3, 4, 5, 9, 130} {
-		for _, cols := range []int{0, 1, 15, 16, 17, 64, 80, 128, 131} {
+		for _, cols := range []int{0, 1, 7, 8, 9, 15, 16, 17, 24, 41, 64, 80, 128, 131} {
 			ld := cols + 5
 			m := randomF32(rng, max(0, (rows-1)*ld+cols))
 			x := randomF32(rng, cols)
