@@ -209,8 +209,10 @@ func (t *SynthTensor) rowsData(dst []byte, f []float32, seed uint64, lo, hi int)
 			z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 			z ^= z >> 31
 			u := float32(z>>40)/float32(1<<24)*2 - 1 // [-1, 1)
+			// The explicit conversions round before the add, so that no architecture
+			// fuses the multiply-add (Go fuses on arm64): the same bytes everywhere.
 			if t.Norm {
-				f[i] = 1 + 0.1*u
+				f[i] = 1 + float32(0.1*u)
 			} else {
 				f[i] = t.Scale * u
 			}
