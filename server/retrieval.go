@@ -162,7 +162,7 @@ func collectionOptionsToProto(o retrieval.CollectionOptions) *ragkvv1.RetrievalC
 	p := &ragkvv1.RetrievalCollectionOptions{
 		ChunkWords: int32(o.ChunkWords), ChunkOverlap: int32(o.ChunkOverlap), MinhashThreshold: o.MinHashThreshold,
 		Embedder: o.Embedder, Dim: int32(o.Dim), PcaDims: int32(o.PCADims), Int8: o.Int8,
-		AnnThreshold: int32(o.ANNThreshold), Rescore: int32(o.Rescore), DefaultMode: modeToProto(o.DefaultMode),
+		AnnThreshold: int32(o.ANNThreshold), Rescore: int32(o.Rescore), DefaultMode: ModeToProto(o.DefaultMode),
 	}
 	switch o.Dedup {
 	case retrieval.DedupExact:
@@ -207,7 +207,8 @@ func modeFromProto(m ragkvv1.RetrievalMode) (retrieval.Mode, error) {
 	return "", invalidArg("unknown mode %v", m)
 }
 
-func modeToProto(m retrieval.Mode) ragkvv1.RetrievalMode {
+// ModeToProto is the wire form of a retrieval mode (UNSPECIFIED for one it does not know).
+func ModeToProto(m retrieval.Mode) ragkvv1.RetrievalMode {
 	switch m {
 	case retrieval.ModeBM25:
 		return ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25
@@ -252,7 +253,7 @@ func (r *retrievalService) Retrieve(ctx context.Context, req *ragkvv1.RetrieveRe
 		return nil, toStatus(err)
 	}
 	out := &ragkvv1.RetrieveResponse{
-		Mode: modeToProto(res.Mode), FusionWeight: res.FusionWeight, Generation: res.Generation,
+		Mode: ModeToProto(res.Mode), FusionWeight: res.FusionWeight, Generation: res.Generation,
 		Shards: int32(res.Shards), ChunkIds: res.ChunkIDs(),
 	}
 	switch res.Fusion {

@@ -121,7 +121,7 @@ computed now). With --json it prints only one JSON object: answer, passages, bre
 			if topP < 0 || topP > 1 {
 				return flagErr("top-p", "must be in [0, 1], got %g", topP)
 			}
-			src := &ragkvv1.RetrievalSource{Collection: collection, K: int32(k), Mode: retrievalModeProto(rm)}
+			src := &ragkvv1.RetrievalSource{Collection: collection, K: int32(k), Mode: server.ModeToProto(rm)}
 			r := ratio
 			req := &ragkvv1.GenerateRequest{MaxTokens: uint32(maxTokens), Temperature: float32(temperature), TopP: float32(topP), Seed: seed,
 				Source: &ragkvv1.GenerateRequest_Prefill{Prefill: &ragkvv1.PrefillRequest{Namespace: ns, System: system, Query: query,
@@ -165,18 +165,6 @@ computed now). With --json it prints only one JSON object: answer, passages, bre
 	f.BoolVar(&asJSON, "json", false, "print one JSON object (answer, passages, breakdown) instead of streaming")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "deadline of the call")
 	return cmd
-}
-
-func retrievalModeProto(m retrieval.Mode) ragkvv1.RetrievalMode {
-	switch m {
-	case retrieval.ModeBM25:
-		return ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25
-	case retrieval.ModeDense:
-		return ragkvv1.RetrievalMode_RETRIEVAL_MODE_DENSE
-	case retrieval.ModeHybrid:
-		return ragkvv1.RetrievalMode_RETRIEVAL_MODE_HYBRID
-	}
-	return ragkvv1.RetrievalMode_RETRIEVAL_MODE_UNSPECIFIED
 }
 
 // ask runs one Generate with a retrieval source, writing the answer's text to live as
