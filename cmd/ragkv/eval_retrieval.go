@@ -1,16 +1,9 @@
 package main
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"math"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +14,7 @@ import (
 	"github.com/ragkv/ragkv/retrieval"
 	"github.com/ragkv/ragkv/retrieval/beir"
 	"github.com/ragkv/ragkv/retrieval/embed"
+	"github.com/ragkv/ragkv/retrieval/retrievaleval"
 )
 
 // eval retrieval: build a collection from a BEIR corpus and score BEIR queries.
@@ -120,7 +114,7 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 			if err != nil {
 				return flagErr("qrels", "%v", err)
 			}
-			docs, err := loadCorpus(corpus)
+			docs, err := retrievaleval.LoadCorpus(corpus)
 			if err != nil {
 				return flagErr("corpus", "%v", err)
 			}
@@ -152,11 +146,16 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 				}
 				embs = append(embs, sif)
 			}
-			ev := &retrievalEval{
-				ctx: cmd.Context(), out: cmd.OutOrStdout(), docs: docs, queries: qs, qrels: rels, fit: fitQs,
-				embs: embs, copts: copts, shards: shards, k: k, dataDir: dataDir,
+			eo := retrievaleval.Options{
+				Docs: docs, Queries: qs, Qrels: rels, Fit: fitQs, Embedders: embs, Collection: copts,
+				Shards: shards, K: k, DataDir: dataDir, Out: cmd.OutOrStdout(), NewBar: bar,
 			}
-			res, err := ev.run(m, fu, sweep, noRescore)
+			var res map[string]any
+			if len(sweep) > 0 {
+				res, err = retrievaleval.Sweep(cmd.Context(), eo, sweep)
+			} else {
+				res, err = retrievaleval.Evaluate(cmd.Context(), eo, m, fu, noRescore)
+			}
 			if err != nil {
 				return err
 			}
@@ -191,330 +190,9 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 	evalCmd.AddCommand(cmd)
 }
 
-func loadCorpus(path string) ([]retrieval.Document, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	var docs []retrieval.Document
-	err = beir.ReadCorpus(fh, path, func(d beir.Doc) error {
-		docs = append(docs, retrieval.Document{ID: d.ID, Title: d.Title, Text: d.Text})
-		return nil
-	})
-	return docs, err
-}
-
-type retrievalEval struct {
-	ctx     context.Context
-	out     io.Writer
-	docs    []retrieval.Document
-	queries []beir.Query
-	qrels   beir.Qrels
-	fit     []retrieval.LabeledQuery
-	embs    []embed.Embedder
-	copts   retrieval.CollectionOptions
-	shards  int
-	k       int
-	dataDir string
-}
-
-const evalCollection = "eval"
-
-// build opens a store in a fresh directory and ingests the corpus.
-func (ev *retrievalEval) build(copts retrieval.CollectionOptions) (*retrieval.Store, func(), float64, error) {
-	dir := ev.dataDir
-	var err error
-	if dir == "" {
-		dir, err = os.MkdirTemp("", "ragkv-eval-retrieval-")
-		if err != nil {
-			return nil, nil, 0, err
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, 0, flagErr("data-dir", "%v", err)
-	}
-	cleanup := func() {
-		if ev.dataDir == "" {
-			_ = os.RemoveAll(dir)
-		}
-	}
-	st, err := retrieval.Open(ev.ctx, retrieval.Options{Dir: dir, Embedders: ev.embs, Logger: quietLogger()})
-	if err != nil {
-		cleanup()
-		return nil, nil, 0, err
-	}
-	done := func() { _ = st.Close(); cleanup() }
-	if _, err := st.Collection(evalCollection); err == nil {
-		if err := st.DeleteCollection(ev.ctx, evalCollection); err != nil {
-			done()
-			return nil, nil, 0, err
-		}
-	}
-	start := time.Now()
-	var prog *cliutil.Progress
-	stage, last := "", 0
-	in, err := st.BeginIngest(ev.ctx, evalCollection, retrieval.IngestOptions{
-		Create: &copts, Shards: ev.shards,
-		Progress: func(s string, d, t int) {
-			if s != stage {
-				prog.Finish()
-				stage, last, prog = s, 0, cliutil.NewProgress(os.Stderr, "ingest: "+s, int64(t))
-			}
-			prog.Add(int64(d - last))
-			last = d
-		},
-	})
-	if err != nil {
-		done()
-		return nil, nil, 0, err
-	}
-	prog = cliutil.NewProgress(os.Stderr, "ingest: chunk", int64(len(ev.docs)))
-	for i := 0; i < len(ev.docs); i += 512 {
-		if err := in.Add(ev.ctx, ev.docs[i:min(i+512, len(ev.docs))]...); err != nil {
-			in.Abort()
-			done()
-			return nil, nil, 0, err
-		}
-		prog.Add(int64(min(512, len(ev.docs)-i)))
-	}
-	stage = "chunk"
-	res, err := in.Commit(ev.ctx)
-	prog.Finish()
-	if err != nil {
-		done()
-		return nil, nil, 0, err
-	}
-	fmt.Fprintf(ev.out, "collection: %d docs, %d passages (%d duplicates dropped), %d shards, built in %.1f s\n",
-		res.TotalDocs, res.TotalPass, res.Duplicates, res.Shards, time.Since(start).Seconds())
-	return st, done, time.Since(start).Seconds(), nil
-}
-
-// runResult is the scored run of one configuration.
-type runResult struct {
-	beir.Scores
-	RunSHA256    string  `json:"run_sha256"`
-	ScoresSHA256 string  `json:"scores_sha256"`
-	QPS          float64 `json:"qps"`
-}
-
-func (ev *retrievalEval) search(st *retrieval.Store, label string, req retrieval.SearchRequest, weightFor map[string]float64) (runResult, error) {
-	run := map[string][]string{}
-	hr, hs := sha256.New(), sha256.New()
-	prog := cliutil.NewProgress(os.Stderr, "queries: "+label, int64(len(ev.queries)))
-	start := time.Now()
-	for _, q := range ev.queries {
-		r := req
-		r.Collection, r.Query, r.K, r.GroupByDoc, r.NoText = evalCollection, q.Text, ev.k, true, true
-		if w, ok := weightFor[q.ID]; ok {
-			r.FusionWeight = &w
-		}
-		res, err := st.Search(ev.ctx, r)
-		if err != nil {
-			prog.Finish()
-			if errors.Is(err, retrieval.ErrEmptyQuery) {
-				return runResult{}, fmt.Errorf("query %q: %w", q.ID, err)
-			}
-			return runResult{}, err
-		}
-		ids := make([]string, len(res.Hits))
-		fmt.Fprintf(hr, "%s", q.ID)
-		fmt.Fprintf(hs, "%s", q.ID)
-		for i, h := range res.Hits {
-			ids[i] = h.DocID
-			fmt.Fprintf(hr, "\t%s", h.DocID)
-			fmt.Fprintf(hs, "\t%s:%s", h.DocID, strconv.FormatFloat(h.Score, 'g', -1, 64))
-		}
-		hr.Write([]byte{'\n'})
-		hs.Write([]byte{'\n'})
-		run[q.ID] = ids
-		prog.Add(1)
-	}
-	prog.Finish()
-	el := time.Since(start).Seconds()
-	out := runResult{Scores: beir.Evaluate(run, ev.qrels), RunSHA256: hex.EncodeToString(hr.Sum(nil)), ScoresSHA256: hex.EncodeToString(hs.Sum(nil))}
-	if el > 0 {
-		out.QPS = float64(len(ev.queries)) / el
-	}
-	fmt.Fprintf(ev.out, "%-24s nDCG@10 %.4f  recall@100 %.4f  MRR@10 %.4f  (%d queries, %.0f q/s)\n",
-		label, out.NDCG10, out.Recall100, out.MRR10, out.Queries, out.QPS)
-	return out, nil
-}
-
-func (ev *retrievalEval) run(mode retrieval.Mode, fusion retrieval.Fusion, sweep []int, noRescore bool) (map[string]any, error) {
-	if len(sweep) > 0 {
-		return ev.runSweep(sweep)
-	}
-	st, done, buildSec, err := ev.build(ev.copts)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	info, err := st.Collection(evalCollection)
-	if err != nil {
-		return nil, err
-	}
-	res := map[string]any{
-		"eval": "retrieval", "mode": string(mode), "shards": ev.shards, "docs": info.Docs, "passages": info.Passages,
-		"chunk_words": info.Options.ChunkWords, "chunk_overlap": info.Options.ChunkOverlap,
-		"build_seconds": buildSec, "k": ev.k,
-	}
-	if info.Dim > 0 {
-		res["embedder"], res["dim"], res["pca_dims"], res["int8"] = info.Embedder, info.Dim, info.PCADims, info.Int8
-		res["bytes_per_vector"] = info.BytesPerVector
-	}
-	put := func(r runResult, into map[string]any) {
-		into["ndcg@10"], into["recall@100"], into["mrr@10"], into["queries"] = r.NDCG10, r.Recall100, r.MRR10, r.Queries
-		into["run_sha256"], into["scores_sha256"], into["qps"] = r.RunSHA256, r.ScoresSHA256, r.QPS
-	}
-	sub := func(r runResult) map[string]any { m := map[string]any{}; put(r, m); return m }
-	if mode != retrieval.ModeHybrid {
-		r, err := ev.search(st, string(mode), retrieval.SearchRequest{Mode: mode, NoRescore: noRescore}, nil)
-		if err != nil {
-			return nil, err
-		}
-		put(r, res)
-		return res, nil
-	}
-	bm, err := ev.search(st, "bm25", retrieval.SearchRequest{Mode: retrieval.ModeBM25}, nil)
-	if err != nil {
-		return nil, err
-	}
-	de, err := ev.search(st, "dense", retrieval.SearchRequest{Mode: retrieval.ModeDense}, nil)
-	if err != nil {
-		return nil, err
-	}
-	rrf, err := ev.search(st, "hybrid rrf", retrieval.SearchRequest{Mode: retrieval.ModeHybrid, Fusion: retrieval.FusionRRF}, nil)
-	if err != nil {
-		return nil, err
-	}
-	var weightFor map[string]float64
-	wlabel := fmt.Sprintf("hybrid weighted w=%.2f", retrieval.DefaultFusionWeight)
-	if len(ev.fit) > 0 {
-		prog := cliutil.NewProgress(os.Stderr, "fit fusion", 0)
-		fit, err := st.FitFusion(ev.ctx, evalCollection, ev.fit, retrieval.FitOptions{K: ev.k, Persist: true})
-		prog.Finish()
-		if err != nil {
-			return nil, err
-		}
-		weightFor = fit.FoldWeight
-		overlap := 0
-		for _, q := range ev.queries {
-			if _, ok := fit.FoldWeight[q.ID]; ok {
-				overlap++
-			}
-		}
-		res["fit"] = map[string]any{
-			"weight": fit.Weight, "in_sample_ndcg@10": fit.NDCG10, "cv_ndcg@10": fit.CVNDCG10, "folds": 5,
-			"fit_queries": fit.Queries, "eval_queries_cross_validated": overlap, "grid": fit.Grid,
-		}
-		fmt.Fprintf(ev.out, "fitted BM25 weight %.2f (in-sample nDCG@10 %.4f, 5-fold CV %.4f); %d eval queries use their fold's weight\n",
-			fit.Weight, fit.NDCG10, fit.CVNDCG10, overlap)
-		wlabel = "hybrid weighted (fitted)"
-	}
-	wr, err := ev.search(st, wlabel, retrieval.SearchRequest{Mode: retrieval.ModeHybrid, Fusion: retrieval.FusionWeighted}, weightFor)
-	if err != nil {
-		return nil, err
-	}
-	top := wr
-	if fusion == retrieval.FusionRRF {
-		top = rrf
-	}
-	put(top, res)
-	res["fusion"] = string(fusion)
-	if fusion == retrieval.FusionDefault {
-		res["fusion"] = string(retrieval.FusionWeighted)
-	}
-	res["weighted"], res["rrf"], res["bm25"], res["dense"] = sub(wr), sub(rrf), sub(bm), sub(de)
-	bestSingle := math.Max(bm.NDCG10, de.NDCG10)
-	res["best_single_ndcg@10"] = bestSingle
-	res["hybrid_minus_best_single"] = wr.NDCG10 - bestSingle
-	fmt.Fprintf(ev.out, "weighted hybrid − best single mode: %+.4f nDCG@10 (target ≥ −0.005); RRF: %+.4f\n",
-		wr.NDCG10-bestSingle, rrf.NDCG10-bestSingle)
-	return res, nil
-}
-
-// runSweep measures dense nDCG@10 at each PCA dimension relative to full vectors.
-func (ev *retrievalEval) runSweep(dims []int) (map[string]any, error) {
-	score := func(pcaDims int) (withR, noR runResult, bpv float64, err error) {
-		c := ev.copts
-		c.PCADims = pcaDims
-		st, done, _, err := ev.build(c)
-		if err != nil {
-			return
-		}
-		defer done()
-		info, _ := st.Collection(evalCollection)
-		bpv = info.BytesPerVector
-		label := fmt.Sprintf("dense pca=%d", info.PCADims)
-		if info.PCADims == 0 {
-			label = "dense full"
-		}
-		if withR, err = ev.search(st, label, retrieval.SearchRequest{Mode: retrieval.ModeDense}, nil); err != nil {
-			return
-		}
-		if info.PCADims > 0 {
-			noR, err = ev.search(st, label+" no-rescore", retrieval.SearchRequest{Mode: retrieval.ModeDense, NoRescore: true}, nil)
-		} else {
-			noR = withR
-		}
-		return
-	}
-	full, _, fullBPV, err := score(-1)
-	if err != nil {
-		return nil, err
-	}
-	var rows []map[string]any
-	def, defNDCG, defBoth := 0, 0, 0
-	for _, d := range dims {
-		r, nr, bpv, err := score(d)
-		if err != nil {
-			return nil, err
-		}
-		row := map[string]any{
-			"dims": d, "ndcg@10": r.NDCG10, "recall@100": r.Recall100, "retained": r.NDCG10 / full.NDCG10,
-			"ndcg@10_no_rescore": nr.NDCG10, "retained_no_rescore": nr.NDCG10 / full.NDCG10, "bytes_per_vector": bpv,
-		}
-		rows = append(rows, row)
-		if def == 0 && nr.NDCG10/full.NDCG10 >= 0.95 {
-			def = d
-		}
-		if defNDCG == 0 && r.NDCG10/full.NDCG10 >= 0.95 {
-			defNDCG = d
-		}
-		if defBoth == 0 && r.NDCG10/full.NDCG10 >= 0.95 && r.Recall100/full.Recall100 >= 0.95 {
-			defBoth = d
-		}
-		row["recall@100_retained"] = r.Recall100 / full.Recall100
-	}
-	slices.SortFunc(rows, func(a, b map[string]any) int { return a["dims"].(int) - b["dims"].(int) })
-	for _, r := range rows {
-		fmt.Fprintf(ev.out, "pca %3d: nDCG@10 %.4f (%.1f%% of full) rescored, %.4f (%.1f%%) codes only, %.0f B/vector in RAM\n",
-			r["dims"], r["ndcg@10"], 100*r["retained"].(float64), r["ndcg@10_no_rescore"], 100*r["retained_no_rescore"].(float64), r["bytes_per_vector"])
-	}
-	return map[string]any{
-		"eval": "retrieval", "mode": "dense", "shards": ev.shards, "full_ndcg@10": full.NDCG10, "full_recall@100": full.Recall100,
-		"full_bytes_per_vector": fullBPV, "pca_sweep": rows, "smallest_dims_retaining_95pct_without_rescore": def,
-		"smallest_dims_retaining_95pct_ndcg": defNDCG, "smallest_dims_retaining_95pct_ndcg_and_recall": defBoth,
-		"collection_default_pca_dims": retrieval.DefaultPCADims,
-		"ndcg@10":                     full.NDCG10, "recall@100": full.Recall100, "mrr@10": full.MRR10,
-	}, nil
-}
-
-// quietLogger logs warnings and errors to stderr (batch jobs).
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// evalHoldout reports whether a query id falls in the held-out fraction (deterministic
-// in seed and id).
-func evalHoldout(id string, seed uint64, frac float64) bool {
-	var b [8]byte
-	for i := range b {
-		b[i] = byte(seed >> (8 * i))
-	}
-	h := sha256.Sum256(append(b[:], id...))
-	u := uint64(h[0])<<45 | uint64(h[1])<<37 | uint64(h[2])<<29 | uint64(h[3])<<21 | uint64(h[4])<<13 | uint64(h[5])<<5 | uint64(h[6])>>3
-	return float64(u)/float64(1<<53) < frac
+// bar adapts a CLI progress line to retrievaleval.Bar.
+func bar(label string, total int64) retrievaleval.Bar {
+	return cliutil.NewProgress(os.Stderr, label, total)
 }
 
 // eval tools: Tool2Vec vs description embeddings on labelled tool-use queries.
@@ -579,15 +257,7 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 					return flagErr("test", "%v", err)
 				}
 			} else {
-				var tr []retrieval.LabeledToolQuery
-				for _, q := range train {
-					if evalHoldout(q.ID, seed, holdout) {
-						test = append(test, q)
-					} else {
-						tr = append(tr, q)
-					}
-				}
-				train = tr
+				train, test = retrievaleval.SplitHoldout(train, seed, holdout)
 			}
 			if len(test) == 0 {
 				return flagErr("test", "no test queries")
@@ -595,17 +265,7 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 			if maxUsage < 0 {
 				return flagErr("max-usage", "must be ≥ 0 (0: all), got %d", maxUsage)
 			}
-			if maxUsage > 0 { // thin usage data: the first maxUsage training queries of each tool
-				per := map[string]int{}
-				var kept []retrieval.LabeledToolQuery
-				for _, q := range train {
-					if per[q.Tool] < maxUsage {
-						per[q.Tool]++
-						kept = append(kept, q)
-					}
-				}
-				train = kept
-			}
+			train = retrievaleval.CapUsage(train, maxUsage)
 			wv, err := embed.LoadGloVe(embeddings, 0)
 			if err != nil {
 				return flagErr("embeddings", "%v", err)
@@ -624,42 +284,12 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 				return fmt.Errorf("--train: %w", err)
 			}
 			build := time.Since(start).Seconds()
-			known := map[string]bool{}
-			for _, t := range tools {
-				known[t.Name] = true
+			sc, err := retrievaleval.EvaluateTools(cmd.Context(), ti, tools, test, bar("tool queries", int64(len(test))))
+			if errors.Is(err, retrievaleval.ErrUnknownTool) {
+				return flagErr("test", "%v", err)
+			} else if err != nil {
+				return err
 			}
-			var r1, r3, r5, nd float64
-			prog := cliutil.NewProgress(os.Stderr, "tool queries", int64(len(test)))
-			start = time.Now()
-			for _, q := range test {
-				if !known[q.Tool] {
-					prog.Finish()
-					return flagErr("test", "query %q is labelled with unknown tool %q", q.ID, q.Tool)
-				}
-				hits, err := ti.Search(cmd.Context(), q.Query, 5)
-				if err != nil {
-					prog.Finish()
-					return err
-				}
-				for rank, h := range hits {
-					if h.Name != q.Tool {
-						continue
-					}
-					if rank < 1 {
-						r1++
-					}
-					if rank < 3 {
-						r3++
-					}
-					r5++
-					nd += 1 / math.Log2(float64(rank)+2)
-					break
-				}
-				prog.Add(1)
-			}
-			prog.Finish()
-			qsec := time.Since(start).Seconds()
-			n := float64(len(test))
 			withUsage := 0
 			for _, u := range ti.Usage {
 				if u > 0 {
@@ -668,15 +298,15 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: %d tools (%d with usage queries), %d train / %d test queries\n", m, len(tools), withUsage, len(train), len(test))
-			fmt.Fprintf(out, "recall@1 %.4f  recall@3 %.4f  recall@5 %.4f  nDCG@5 %.4f\n", r1/n, r3/n, r5/n, nd/n)
+			fmt.Fprintf(out, "recall@1 %.4f  recall@3 %.4f  recall@5 %.4f  nDCG@5 %.4f\n", sc.Recall1, sc.Recall3, sc.Recall5, sc.NDCG5)
 			if !asJSON {
 				return nil
 			}
 			return cliutil.PrintJSON(out, map[string]any{
 				"eval": "tools", "method": string(m), "embedder": sif.Name(), "tools": len(tools), "tools_with_usage": withUsage,
 				"train": len(train), "test": len(test), "holdout": holdout, "seed": seed, "test_file": testPath, "max_usage": maxUsage,
-				"recall@1": r1 / n, "recall@3": r3 / n, "recall@5": r5 / n, "ndcg@5": nd / n,
-				"build_seconds": build, "qps": n / qsec,
+				"recall@1": sc.Recall1, "recall@3": sc.Recall3, "recall@5": sc.Recall5, "ndcg@5": sc.NDCG5,
+				"build_seconds": build, "qps": sc.QPS,
 			})
 		},
 	}
