@@ -199,17 +199,3 @@ func TestCacheCLI(t *testing.T) {
 	}
 }
 
-func TestBenchStoreSmall(t *testing.T) {
-	for _, tier := range []string{"memory", "disk"} {
-		res, err := runBenchStore(context.Background(), tier, t.TempDir(), 64<<10, 8, 4, 1, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.TierReadMBps <= 0 || res.FileReadMBps <= 0 || res.ReadVsFile <= 0 {
-			t.Fatalf("%s: %+v", tier, res)
-		}
-		if (tier == "disk") != (res.DiskReadVsFile > 0) || (tier == "memory") != (res.MemoryReadGBps > 0) {
-			t.Fatalf("%s: wrong headline keys: %+v", tier, res)
-		}
-	}
-}
