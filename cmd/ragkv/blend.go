@@ -564,9 +564,10 @@ func printPrefill(w io.Writer, r *ragkvv1.PrefillResponse) {
 
 // remoteGenerate holds the remote-mode flags of `ragkv generate`.
 var remoteGenerate struct {
-	p         promptFlags
-	maxTokens int
-	keep      bool
+	p          promptFlags
+	maxTokens  int
+	handle     string
+	keepHandle bool
 }
 
 // addRemoteGenerate gives `ragkv generate` its remote mode: with --addr it generates
@@ -575,6 +576,9 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	local := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if remoteGenerate.p.addr == "" {
+			if c.Flags().Changed("handle") {
+				return flagErr("handle", "continues a Prefill handle on a server: needs --addr")
+			}
 			return local(c, args)
 		}
 		for _, name := range []string{"model", "tokenizer", "steps", "threads"} {
@@ -586,19 +590,39 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	}
 	remoteGenerate.p.register(cmd, "")
 	cmd.Flags().IntVar(&remoteGenerate.maxTokens, "max-tokens", 256, "tokens to generate (with --addr)")
+	cmd.Flags().StringVar(&remoteGenerate.handle, "handle", "", "continue from this handle of ragkv prefill (with --addr; the prompt flags do not apply)")
+	cmd.Flags().BoolVar(&remoteGenerate.keepHandle, "keep-handle", false, "with --handle: keep the handle for another generation (default: consumed)")
 	cmd.Flags().Lookup("addr").Usage = "generate on the ragkv server at this address (fused prefill of --chunk/--query) instead of a local --model"
 }
 
 func runRemoteGenerate(cmd *cobra.Command) error {
 	rg := &remoteGenerate
-	req, err := rg.p.request()
-	if err != nil {
-		return err
-	}
-	if rg.p.query == "" {
-		if pr, _ := cmd.Flags().GetString("prompt"); pr != "" {
-			req.Query = pr
+	var greq *ragkvv1.GenerateRequest
+	if cmd.Flags().Changed("handle") {
+		if rg.handle == "" {
+			return flagErr("handle", "empty handle")
 		}
+		// The handle holds the prompt's KV: flags that build or fuse a prompt do not apply.
+		for _, name := range []string{"namespace", "system", "chunk", "chunks-file", "query", "prompt", "method", "ratio"} {
+			if cmd.Flags().Changed(name) {
+				return flagErr(name, "does not apply with --handle (the handle holds the prefilled prompt)")
+			}
+		}
+		greq = &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Handle{Handle: rg.handle}, KeepHandle: rg.keepHandle}
+	} else {
+		if cmd.Flags().Changed("keep-handle") {
+			return flagErr("keep-handle", "applies only with --handle")
+		}
+		req, err := rg.p.request()
+		if err != nil {
+			return err
+		}
+		if rg.p.query == "" {
+			if pr, _ := cmd.Flags().GetString("prompt"); pr != "" {
+				req.Query = pr
+			}
+		}
+		greq = &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Prefill{Prefill: req}}
 	}
 	if rg.maxTokens < 1 {
 		return flagErr("max-tokens", "must be ≥ 1, got %d", rg.maxTokens)
@@ -622,8 +646,8 @@ func runRemoteGenerate(cmd *cobra.Command) error {
 	defer done()
 	ctx, cancel := context.WithTimeout(cmd.Context(), rg.p.timeout)
 	defer cancel()
-	stream, err := cl.Generate(ctx, &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Prefill{Prefill: req},
-		MaxTokens: uint32(rg.maxTokens), Temperature: float32(temp), TopP: float32(topP), Seed: seed})
+	greq.MaxTokens, greq.Temperature, greq.TopP, greq.Seed = uint32(rg.maxTokens), float32(temp), float32(topP), seed
+	stream, err := cl.Generate(ctx, greq)
 	if err != nil {
 		return cacheRPCErr("generate", err)
 	}

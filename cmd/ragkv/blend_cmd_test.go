@@ -240,4 +240,52 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 	if !sc.Scan() || len(strings.TrimSpace(sc.Text())) < 10 {
 		t.Fatalf("generate printed %q", out)
 	}
+
+	// generate --handle continues a prefill of the same prompt: the same greedy text.
+	out, err = runFresh(t, "prefill", "--addr", addr, "--chunk", texts[0], "--chunk", texts[1], "--query", "Lily", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &resp); err != nil || resp.Handle == "" {
+		t.Fatalf("prefill for a handle: %v %s", err, out)
+	}
+	fromHandle, err := runFresh(t, "generate", "--addr", addr, "--handle", resp.Handle, "--keep-handle", "--temperature", "0", "--max-tokens", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromHandle != out0(t, addr, texts) {
+		t.Fatalf("generate --handle printed %q, the same prompt generated %q", fromHandle, out0(t, addr, texts))
+	}
+	again, err := runFresh(t, "generate", "--addr", addr, "--handle", resp.Handle, "--temperature", "0", "--max-tokens", "20")
+	if err != nil || again != fromHandle {
+		t.Fatalf("kept handle, second generation: %q %v", again, err)
+	}
+	if _, err := runFresh(t, "generate", "--addr", addr, "--handle", resp.Handle, "--max-tokens", "5"); err == nil || !strings.Contains(err.Error(), "NotFound") && !strings.Contains(err.Error(), "handle") {
+		t.Fatalf("consumed handle reused: %v", err)
+	}
+	for _, bad := range []struct {
+		flag string
+		args []string
+	}{
+		{"--chunk", []string{"--addr", addr, "--handle", resp.Handle, "--chunk", "x"}},
+		{"--method", []string{"--addr", addr, "--handle", resp.Handle, "--method", "full"}},
+		{"--keep-handle", []string{"--addr", addr, "--keep-handle", "--chunk", "x"}},
+		{"--handle", []string{"--handle", resp.Handle, "--model", modelPath}},
+	} {
+		if _, err := runFresh(t, append([]string{"generate"}, bad.args...)...); err == nil || !strings.Contains(err.Error(), bad.flag) {
+			t.Fatalf("generate %v: want an error naming %s, got %v", bad.args, bad.flag, err)
+		}
+	}
+}
+
+// out0 generates greedily from the fused prompt texts[0], texts[1], query "Lily".
+func out0(t *testing.T, addr string, texts []string) string {
+	t.Helper()
+	out, err := runFresh(t, "generate", "--addr", addr, "--chunk", texts[0], "--chunk", texts[1], "--query", "Lily",
+		"--temperature", "0", "--max-tokens", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

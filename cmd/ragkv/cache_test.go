@@ -198,4 +198,3 @@ func TestCacheCLI(t *testing.T) {
 		t.Fatalf("bad key: %v", err)
 	}
 }
-
