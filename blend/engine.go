@@ -397,7 +397,7 @@ func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Ha
 		return Segment{}, SegmentReport{}, nil, nil, err
 	}
 	meta := &Meta{KVPrev: kvPrev}
-	pr, err := st.Put(ctx, toks, kv, meta)
+	pr, err := st.PutOnTheFly(ctx, toks, kv, meta)
 	if err != nil {
 		return Segment{}, SegmentReport{}, nil, nil, err
 	}

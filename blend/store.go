@@ -178,6 +178,17 @@ func (s *Store) Key(tokens []int, kvPrev []Hash) (chunkcache.Key, error) {
 // position base) with meta (nil: computed alone, no statistics). A chunk the admission
 // policy rejects is not stored (PutResult.Admitted false).
 func (s *Store) Put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta) (chunkcache.PutResult, error) {
+	return s.put(ctx, tokens, kv, meta, false)
+}
+
+// PutOnTheFly stores a chunk computed on the fly for one request (not precomputed): it
+// enters the cache on probation (chunkcache.PutSpec.Probationary), so a stream of
+// novel queries cannot push out the precomputed chunks that retrieval keeps returning.
+func (s *Store) PutOnTheFly(ctx context.Context, tokens []int, kv *model.KV, meta *Meta) (chunkcache.PutResult, error) {
+	return s.put(ctx, tokens, kv, meta, true)
+}
+
+func (s *Store) put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta, probationary bool) (chunkcache.PutResult, error) {
 	if kv.Len() != len(tokens) || kv.Len() == 0 {
 		return chunkcache.PutResult{}, fmt.Errorf("%w: %d tokens and %d KV rows", ErrInvalid, len(tokens), kv.Len())
 	}
@@ -203,6 +214,7 @@ func (s *Store) Put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta)
 		Metadata:     map[string][]byte{MetaKey: mb},
 		Cost:         c.PrefillFLOPs(kv.Pos[0], kv.Len()),
 		Importance:   mixedImportance(meta, c.Layers, kv.Len()),
+		Probationary: probationary,
 	}
 	return s.cache.PutFloat32(ctx, spec, k, v)
 }

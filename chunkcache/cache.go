@@ -63,6 +63,23 @@ type entry struct {
 	value   bool  // an opaque value (value.go), not a chunk
 	tokens  int32 // a chunk's token count
 	expires int64 // a value's expiry (unix ns; 0: none)
+	// prob: put on probation (PutSpec.Probationary) and not read since; not persisted
+	// (a restarted cache treats every chunk as proven).
+	prob bool
+}
+
+// probationary reports whether e is still on probation: put as probationary, unpinned,
+// and never read.
+func (e *entry) probationary() bool {
+	return e.prob && e.pin == Unpinned && (e.hits == nil || e.hits.Load() == 0)
+}
+
+// reserve accounts k in tier t for e's put or demotion: on probation if e is.
+func (t *tierState) reserve(k Key, size int64, e *entry) ([]eviction.Key, error) {
+	if e.probationary() {
+		return t.tracker.AppendReserveProbationary(nil, eviction.Key(k), size, e.cost)
+	}
+	return t.tracker.ReservePin(eviction.Key(k), size, e.cost, e.pin)
 }
 
 func (e *entry) kindName() string {
@@ -279,7 +296,7 @@ type PutResult struct {
 // object (its size is set here).
 func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, localOnly bool) (PutResult, error) {
 	size := obj.Size()
-	ns, cost, pin := ne.ns, ne.cost, ne.pin
+	ns, pin := ne.ns, ne.pin
 	res := PutResult{Key: k, StoredBytes: size}
 	var victims []victim
 	var errNoSpace, errOther error
@@ -288,8 +305,11 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 	mu := c.lock(k)
 	mu.Lock()
 	c.mu.RLock()
-	if old, ok := c.index[k]; ok && old.pin > pin {
-		pin = old.pin // a re-put keeps an existing pin
+	if old, ok := c.index[k]; ok {
+		if old.pin > pin {
+			pin = old.pin // a re-put keeps an existing pin
+		}
+		ne.prob = ne.prob && old.probationary() // and a chunk that has proven itself stays proven
 	}
 	c.mu.RUnlock()
 	ne.size, ne.pin = size, pin
@@ -307,7 +327,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		}
 		// Reserving and pinning in one tracker call: a concurrent put cannot evict
 		// the chunk before its pin takes.
-		vs, err := t.tracker.ReservePin(eviction.Key(k), tobj.Size(), cost, pin)
+		vs, err := t.reserve(k, tobj.Size(), &ne)
 		switch {
 		case errors.Is(err, eviction.ErrNotAdmitted):
 			rejected++
@@ -482,7 +502,7 @@ func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) (_ [
 		c.log.Warn("chunkcache: demote re-encode", "tier", dst.name, "key", k.String(), "err", err)
 		return nil, false
 	}
-	vs, err := dst.tracker.ReservePin(eviction.Key(k), obj.Size(), ent.cost, ent.pin)
+	vs, err := dst.reserve(k, obj.Size(), &ent)
 	if err != nil {
 		return nil, false // not admitted or no space below: the chunk leaves this tier only
 	}

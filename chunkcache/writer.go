@@ -33,6 +33,12 @@ type PutSpec struct {
 	// Pin protects the chunk from eviction from the start; a pinned chunk bypasses
 	// the tiers' admission filters (it is reserved and pinned in one tracker step).
 	Pin Pin
+	// Probationary marks a chunk nobody asked to keep — computed on the fly for one
+	// request — so that it enters each tier on probation (eviction.Tracker's
+	// AppendReserveProbationary): until it is read again it can displace only a
+	// bounded share (eviction.Config.Probation) of the chunks that were precomputed or
+	// have shown reuse. Ignored for pinned chunks.
+	Probationary bool
 	// Importance, for the Mixed dtype, ranks each layer's tokens ([layer][token],
 	// highest kept at the high precision; nil: key norms). Other dtypes ignore it.
 	Importance [][]float32
@@ -209,7 +215,7 @@ func (w *Writer) Commit(ctx context.Context) (PutResult, error) {
 	}
 	obj := store.Object{Manifest: mb, Parts: w.sections}
 	w.sections = nil
-	return w.c.commit(ctx, w.key, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens)}, false)
+	return w.c.commit(ctx, w.key, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens), prob: w.spec.Probationary}, false)
 }
 
 // Abort drops the staged layers; nothing was stored.

@@ -94,7 +94,14 @@ type Config struct {
 	Capacity      int64   `yaml:"capacity" json:"capacity"`
 	HighWatermark float64 `yaml:"high_watermark" json:"high_watermark"`
 	LowWatermark  float64 `yaml:"low_watermark" json:"low_watermark"`
+	// Probation is the share of Capacity that probationary entries (one-off chunks
+	// computed on the fly) may take from the policy's entries before they evict only
+	// each other; 0 means DefaultProbation.
+	Probation float64 `yaml:"probation" json:"probation"`
 }
+
+// DefaultProbation is the default Config.Probation: a tenth of the tier.
+const DefaultProbation = 0.1
 
 // EnsureDefaults fills in zero fields and normalizes names to lower case.
 func (c *Config) EnsureDefaults() {
@@ -112,6 +119,9 @@ func (c *Config) EnsureDefaults() {
 	if c.LowWatermark == 0 {
 		c.LowWatermark = c.HighWatermark
 	}
+	if c.Probation == 0 {
+		c.Probation = DefaultProbation
+	}
 }
 
 // Validate reports the first invalid field.
@@ -124,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Capacity <= 0 {
 		return fmt.Errorf("%w: capacity %d bytes (must be > 0)", ErrInvalid, c.Capacity)
+	}
+	if !(c.Probation > 0 && c.Probation <= 1) {
+		return fmt.Errorf("%w: probation %v (want a share of the capacity in (0, 1])", ErrInvalid, c.Probation)
 	}
 	return validWatermarks(c.HighWatermark, c.LowWatermark)
 }

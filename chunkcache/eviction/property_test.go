@@ -14,6 +14,7 @@ import (
 type modelEntry struct {
 	size int64
 	pin  Pin
+	prob bool
 }
 
 // trackerMachine drives a Tracker with random operations and checks it against a simple
@@ -26,7 +27,7 @@ type trackerMachine struct {
 	high, low float64
 	admission bool
 
-	evictions, admissions, rejections, updates, hits, misses uint64
+	evictions, admissions, rejections, updates, hits, misses, promotions uint64
 }
 
 func testKey(i int) Key {
@@ -34,6 +35,16 @@ func testKey(i int) Key {
 	k[0] = byte(i)
 	k[31] = byte(i * 7)
 	return k
+}
+
+func (m *trackerMachine) probation() (n int, bytes int64) {
+	for _, e := range m.ents {
+		if e.prob {
+			n++
+			bytes += e.size
+		}
+	}
+	return n, bytes
 }
 
 func (m *trackerMachine) used() (used, soft, hard int64) {
@@ -97,12 +108,15 @@ func (m *trackerMachine) checkVictims(t *rapid.T, victims []Key, exclude *Key) {
 	}
 }
 
-func (m *trackerMachine) Reserve(t *rapid.T) { m.reserve(t, false) }
+func (m *trackerMachine) Reserve(t *rapid.T) { m.reserve(t, false, false) }
+
+// ReserveProbationary reserves an entry on probation.
+func (m *trackerMachine) ReserveProbationary(t *rapid.T) { m.reserve(t, false, true) }
 
 // ReservePin reserves and pins in one call.
-func (m *trackerMachine) ReservePin(t *rapid.T) { m.reserve(t, true) }
+func (m *trackerMachine) ReservePin(t *rapid.T) { m.reserve(t, true, false) }
 
-func (m *trackerMachine) reserve(t *rapid.T, withPin bool) {
+func (m *trackerMachine) reserve(t *rapid.T, withPin, prob bool) {
 	k := m.key(t)
 	newPin := Unpinned
 	if withPin {
@@ -123,6 +137,8 @@ func (m *trackerMachine) reserve(t *rapid.T, withPin bool) {
 	var err error
 	if withPin {
 		victims, err = m.tr.ReservePin(k, size, cost, newPin)
+	} else if prob {
+		victims, err = m.tr.AppendReserveProbationary(nil, k, size, cost)
 	} else {
 		victims, err = m.tr.Reserve(k, size, cost)
 	}
@@ -170,10 +186,10 @@ func (m *trackerMachine) reserve(t *rapid.T, withPin bool) {
 		pin = newPin
 	}
 	if tracked {
-		m.ents[k] = modelEntry{size: size, pin: pin}
+		m.ents[k] = modelEntry{size: size, pin: pin, prob: prob && old.prob}
 		m.updates++
 	} else {
-		m.ents[k] = modelEntry{size: size, pin: pin}
+		m.ents[k] = modelEntry{size: size, pin: pin, prob: prob}
 		m.admissions++
 	}
 	if newUsed > high && after > low {
@@ -198,6 +214,11 @@ func (m *trackerMachine) Touch(t *rapid.T) {
 	}
 	if want {
 		m.hits++
+		if e := m.ents[k]; e.prob {
+			e.prob = false
+			m.ents[k] = e
+			m.promotions++
+		}
 	} else {
 		m.misses++
 	}
@@ -220,6 +241,9 @@ func (m *trackerMachine) SetPin(t *rapid.T) {
 		t.Fatalf("SetPin = %v, want %v", got, want)
 	}
 	if want {
+		if e.pin != p {
+			e.prob = false
+		}
 		e.pin = p
 		m.ents[k] = e
 	}
@@ -285,8 +309,9 @@ func (m *trackerMachine) Check(t *rapid.T) {
 		Entries: len(m.ents), UsedBytes: used, CapacityBytes: m.capacity,
 		PinnedBytes: soft + hard, SoftPinnedBytes: soft, HardPinnedBytes: hard,
 		Evictions: m.evictions, Admissions: m.admissions, Rejections: m.rejections,
-		Updates: m.updates, Hits: m.hits, Misses: m.misses,
+		Updates: m.updates, Hits: m.hits, Misses: m.misses, Promotions: m.promotions,
 	}
+	want.ProbationEntries, want.ProbationBytes = m.probation()
 	if st != want {
 		t.Fatalf("Stats = %+v\nmodel = %+v", st, want)
 	}
@@ -355,10 +380,31 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 	if nsoft != len(soft) || t.soft.n != nsoft {
 		tb.Fatalf("soft list has %d (n=%d), index %d soft-pinned", len(soft), t.soft.n, nsoft)
 	}
+	var prob []int32
+	var probBytes int64
+	for i := t.prob.head; i != nilIdx; i = t.s.ents[i].next {
+		prob = append(prob, i)
+		probBytes += t.s.ents[i].size
+		if len(prob) > len(t.s.idx) {
+			tb.Fatalf("probation list cycle")
+		}
+		if e := &t.s.ents[i]; !e.prob || e.pin != Unpinned {
+			tb.Fatalf("probation list holds an entry with prob=%v pin=%v", e.prob, e.pin)
+		}
+	}
+	nprob := 0
+	for _, i := range t.s.idx {
+		if t.s.ents[i].prob {
+			nprob++
+		}
+	}
+	if nprob != len(prob) || t.prob.n != nprob || probBytes != t.probBytes {
+		tb.Fatalf("probation list has %d (n=%d, %d bytes vs %d), index %d probationary", len(prob), t.prob.n, probBytes, t.probBytes, nprob)
+	}
 	if c, ok := t.pol.(interface{ count() int }); ok {
 		n := 0
 		for _, i := range t.s.idx {
-			if t.s.ents[i].pin == Unpinned {
+			if t.s.ents[i].pin == Unpinned && !t.s.ents[i].prob {
 				n++
 			}
 		}

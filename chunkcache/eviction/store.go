@@ -18,6 +18,7 @@ type entry struct {
 	hits uint32 // accesses since insert, saturating; carried across policy switches
 	pin  Pin
 	live bool
+	prob bool // probationary: in the tracker's probation list, not the policy
 
 	// Policy state.
 	prev, next int32   // list links

@@ -27,6 +27,12 @@ type TrackerStats struct {
 	// Hits counts Touch calls on tracked keys, Misses on untracked ones.
 	Hits   uint64 `json:"hits"`
 	Misses uint64 `json:"misses"`
+	// ProbationEntries and ProbationBytes are the probationary entries (reserved with
+	// AppendReserveProbationary and not hit since); Promotions counts those that a hit
+	// moved into the policy.
+	ProbationEntries int    `json:"probation_entries"`
+	ProbationBytes   int64  `json:"probation_bytes"`
+	Promotions       uint64 `json:"promotions"`
 }
 
 // EntryInfo describes one tracked entry.
@@ -47,12 +53,17 @@ type Tracker struct {
 	adm *tinyLFU // nil: admit everything
 
 	soft list // soft-pinned entries, most recently used at the head
+	// prob holds the probationary entries, most recently inserted at the head: unpinned
+	// entries outside the policy until their first hit (see AppendReserveProbationary).
+	prob      list
+	probBytes int64
+	probCap   int64
 
 	used, softBytes, hardBytes int64
 	highBytes, lowBytes        int64
 	clock                      uint64
 
-	evictions, admissions, rejections, updates, hits, misses uint64
+	evictions, admissions, rejections, updates, hits, misses, promotions uint64
 }
 
 // NewTracker returns an empty tracker for cfg (defaults applied, then validated).
@@ -61,7 +72,7 @@ func NewTracker(cfg Config) (*Tracker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, s: newStore(), soft: newList()}
+	t := &Tracker{cfg: cfg, s: newStore(), soft: newList(), prob: newList()}
 	t.pol = newPolicy(cfg.Policy, t.s, cfg.Capacity)
 	if cfg.Admission == AdmissionTinyLFU {
 		t.adm = newTinyLFU(0)
@@ -74,6 +85,7 @@ func (t *Tracker) setMarks() {
 	c := float64(t.cfg.Capacity)
 	t.highBytes = min(t.cfg.Capacity, int64(math.Floor(t.cfg.HighWatermark*c)))
 	t.lowBytes = min(t.highBytes, int64(math.Floor(t.cfg.LowWatermark*c)))
+	t.probCap = int64(math.Floor(t.cfg.Probation * c))
 }
 
 // Reserve accounts a new entry of size bytes whose hit saves cost (recompute cost, e.g.
@@ -85,13 +97,13 @@ func (t *Tracker) setMarks() {
 // made without evicting hard-pinned entries, or size > capacity; nothing changed),
 // ErrInvalid (negative size, negative or non-finite cost).
 func (t *Tracker) Reserve(k Key, size int64, cost float64) (victims []Key, err error) {
-	return t.reserve(nil, k, size, cost, false, Unpinned)
+	return t.reserve(nil, k, size, cost, false, Unpinned, false)
 }
 
 // AppendReserve is Reserve appending the victims to dst, so that a caller reusing dst
 // allocates nothing in steady state.
 func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]Key, error) {
-	return t.reserve(dst, k, size, cost, false, Unpinned)
+	return t.reserve(dst, k, size, cost, false, Unpinned, false)
 }
 
 // ReservePin is Reserve that also sets k's pin to p in the same critical section, so a
@@ -107,10 +119,24 @@ func (t *Tracker) AppendReservePin(dst []Key, k Key, size int64, cost float64, p
 	if p > HardPin {
 		return dst, fmt.Errorf("%w: pin %d", ErrInvalid, p)
 	}
-	return t.reserve(dst, k, size, cost, true, p)
+	return t.reserve(dst, k, size, cost, true, p, false)
 }
 
-func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin) ([]Key, error) {
+// AppendReserveProbationary reserves a new unpinned entry on probation: an entry that
+// nobody asked to keep (a chunk computed on the fly for one request) and that has not
+// yet shown reuse. Probationary entries stay outside the policy, in their own LRU
+// list, until their first Touch promotes them into it; they are the first victims of
+// any other reservation, and a probationary reservation evicts other probationary
+// entries rather than policy entries once they hold Config.Probation of the capacity.
+// A stream of one-off entries therefore displaces at most that share of what the
+// policy keeps (the segmented-LRU probation of Karedla et al., 1994, and the
+// admission window of W-TinyLFU, applied to entries that carry their own "unproven"
+// mark). If k is already tracked, this is an update that keeps its place.
+func (t *Tracker) AppendReserveProbationary(dst []Key, k Key, size int64, cost float64) ([]Key, error) {
+	return t.reserve(dst, k, size, cost, false, Unpinned, true)
+}
+
+func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin, probIns bool) ([]Key, error) {
 	if size < 0 {
 		return dst, fmt.Errorf("%w: size %d", ErrInvalid, size)
 	}
@@ -128,6 +154,9 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	if tracked {
 		e := &t.s.ents[i]
 		h, oldSize, pin = e.hash, uint64(e.size), e.pin
+		// An update stays on probation only if it is itself probationary; any other
+		// reservation (an explicit put, a pin) promotes the entry.
+		probIns = probIns && e.prob
 	} else {
 		h = keyHash(k)
 		if t.adm != nil {
@@ -145,7 +174,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned", ErrNoSpace, size, t.hardBytes, t.cfg.Capacity)
 		}
 		if !tracked && t.adm != nil && (!setPin || newPin == Unpinned) {
-			if v := t.nextVictim(); v != nilIdx && !t.adm.admit(h, t.s.ents[v].hash) {
+			if v := t.nextVictim(probIns, size); v != nilIdx && !t.adm.admit(h, t.s.ents[v].hash) {
 				t.rejections++
 				return dst, ErrNotAdmitted
 			}
@@ -158,7 +187,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	// feasibility check above guarantees brings usage within capacity.
 	if newUsed > t.highBytes {
 		for t.used+size > t.lowBytes {
-			v := t.nextVictim()
+			v := t.nextVictim(probIns, size)
 			if v == nilIdx {
 				break
 			}
@@ -173,6 +202,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		if setPin {
 			e.pin = newPin
 		}
+		e.prob = probIns
 		t.attach(i, true)
 		t.updates++
 	} else {
@@ -182,6 +212,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		if setPin {
 			e.pin = newPin
 		}
+		e.prob = probIns && e.pin == Unpinned
 		t.attach(i, false)
 		t.admissions++
 		if t.adm != nil && t.adm.needsGrow(len(t.s.idx)) {
@@ -197,18 +228,27 @@ func (t *Tracker) trackedHashes(yield func(h uint64)) {
 	}
 }
 
-// nextVictim returns the entry to evict next: the policy's choice among unpinned
-// entries, else the least recently used soft-pinned entry, else nilIdx.
-func (t *Tracker) nextVictim() int32 {
+// nextVictim returns the entry to evict next to make room for size bytes (probIns: a
+// probationary reservation; size 0 outside reservations): the oldest probationary entry
+// when the reservation is not probationary or probation is over its share, else the
+// policy's choice among unpinned entries, else the oldest probationary entry, else the
+// least recently used soft-pinned entry, else nilIdx.
+func (t *Tracker) nextVictim(probIns bool, size int64) int32 {
+	if t.prob.tail != nilIdx && (!probIns || t.probBytes+size > t.probCap) {
+		return t.prob.tail
+	}
 	if v := t.pol.victim(); v != nilIdx {
 		return v
+	}
+	if t.prob.tail != nilIdx {
+		return t.prob.tail
 	}
 	return t.soft.tail
 }
 
 func (t *Tracker) evict(i int32) {
 	e := &t.s.ents[i]
-	if e.pin == Unpinned {
+	if e.pin == Unpinned && !e.prob {
 		t.pol.remove(i, true)
 		t.used -= e.size
 	} else {
@@ -221,13 +261,16 @@ func (t *Tracker) evict(i int32) {
 // detach takes entry i out of its ordering structure and the usage accounting.
 func (t *Tracker) detach(i int32) {
 	e := &t.s.ents[i]
-	switch e.pin {
-	case Unpinned:
+	switch {
+	case e.prob:
+		t.prob.unlink(t.s, i)
+		t.probBytes -= e.size
+	case e.pin == Unpinned:
 		t.pol.remove(i, false)
-	case SoftPin:
+	case e.pin == SoftPin:
 		t.soft.unlink(t.s, i)
 		t.softBytes -= e.size
-	case HardPin:
+	case e.pin == HardPin:
 		t.hardBytes -= e.size
 	}
 	t.used -= e.size
@@ -237,13 +280,16 @@ func (t *Tracker) detach(i int32) {
 func (t *Tracker) attach(i int32, restored bool) {
 	e := &t.s.ents[i]
 	t.used += e.size
-	switch e.pin {
-	case Unpinned:
+	switch {
+	case e.prob:
+		t.prob.pushHead(t.s, i)
+		t.probBytes += e.size
+	case e.pin == Unpinned:
 		t.pol.insert(i, restored)
-	case SoftPin:
+	case e.pin == SoftPin:
 		t.soft.pushHead(t.s, i)
 		t.softBytes += e.size
-	case HardPin:
+	case e.pin == HardPin:
 		t.hardBytes += e.size
 	}
 }
@@ -267,10 +313,15 @@ func (t *Tracker) Touch(k Key) bool {
 	if t.adm != nil {
 		t.adm.record(e.hash)
 	}
-	switch e.pin {
-	case Unpinned:
+	switch {
+	case e.prob: // reuse shown: promote into the policy as a new entry
+		t.detach(i)
+		e.prob = false
+		t.attach(i, false)
+		t.promotions++
+	case e.pin == Unpinned:
 		t.pol.hit(i)
-	case SoftPin:
+	case e.pin == SoftPin:
 		t.soft.moveHead(t.s, i)
 	}
 	return true
@@ -326,6 +377,7 @@ func (t *Tracker) SetPin(k Key, p Pin) bool {
 	}
 	t.detach(i)
 	t.s.ents[i].pin = p
+	t.s.ents[i].prob = false // a pin (or its removal) is an explicit decision: out of probation
 	t.attach(i, true)
 	return true
 }
@@ -356,7 +408,7 @@ func (t *Tracker) SetPolicy(name string) error {
 	}
 	order := make([]int32, 0, len(t.s.idx))
 	for _, i := range t.s.idx {
-		if t.s.ents[i].pin == Unpinned {
+		if t.s.ents[i].pin == Unpinned && !t.s.ents[i].prob {
 			order = append(order, i)
 		}
 	}
@@ -411,7 +463,7 @@ func (t *Tracker) SetCapacity(bytes int64) (victims []Key, err error) {
 	t.pol.setCapacity(bytes)
 	if t.used > t.highBytes {
 		for t.used > t.lowBytes {
-			v := t.nextVictim()
+			v := t.nextVictim(false, 0)
 			if v == nilIdx {
 				break
 			}
@@ -461,6 +513,10 @@ func (t *Tracker) Stats() TrackerStats {
 		Updates:         t.updates,
 		Hits:            t.hits,
 		Misses:          t.misses,
+
+		ProbationEntries: t.prob.n,
+		ProbationBytes:   t.probBytes,
+		Promotions:       t.promotions,
 	}
 }
 
