@@ -449,7 +449,8 @@ func LoadVocabTxt(b []byte, lowercase bool) (*WordPiece, error) {
 }
 
 // ggufMetadata is the tokenizer.ggml.* metadata of t as llama.cpp's converter writes a
-// BERT vocabulary: model "bert", phantom-space tokens, [BRACKETED] tokens control.
+// BERT vocabulary: model "bert", phantom-space tokens, [BRACKETED] tokens control; the
+// [CLS] id also as bos_token_id, which is what llama.cpp reads (defaulting to 101).
 func (t *WordPiece) ggufMetadata() ([]gguf.KV, error) {
 	toks := make([]string, len(t.o.Tokens))
 	types := make([]int32, len(toks))
@@ -477,7 +478,7 @@ func (t *WordPiece) ggufMetadata() ([]gguf.KV, error) {
 	for _, k := range []struct {
 		key string
 		id  int
-	}{{"tokenizer.ggml.unknown_token_id", t.o.Unknown}, {"tokenizer.ggml.cls_token_id", t.o.CLS},
+	}{{"tokenizer.ggml.unknown_token_id", t.o.Unknown}, {"tokenizer.ggml.cls_token_id", t.o.CLS}, {"tokenizer.ggml.bos_token_id", t.o.CLS},
 		{"tokenizer.ggml.seperator_token_id", t.o.SEP}, {"tokenizer.ggml.padding_token_id", t.o.Pad}} {
 		if k.id >= 0 {
 			kvs = append(kvs, gguf.KV{Key: k.key, Value: gguf.Uint32(uint32(k.id))})
