@@ -147,7 +147,7 @@ func newModelSynthCmd() *cobra.Command {
 		layers, ctxLen    int
 	)
 	cmd := &cobra.Command{
-		Use:   "synth",
+		Use: "synth",
 		Short: "Write a GGUF file with random weights of a real model's shape (" + strings.Join(model.ShapeNames(), ", ") +
 			"; encoders: " + strings.Join(encoder.ShapeNames(), ", ") + ")",
 		RunE: func(cmd *cobra.Command, _ []string) error {
