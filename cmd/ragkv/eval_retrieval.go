@@ -77,7 +77,7 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 				return flagErr("sif-weights", "want rank or corpus, got %q", sifWeights)
 			}
 			if m != retrieval.ModeBM25 && embeddings == "" {
-				return flagErr("embeddings", "required for --mode %s (a GloVe text file, e.g. ../shared/embeddings/glove.6B.100d.top50k.txt.gz)", mode)
+				return flagErr("embeddings", "required for --mode %s (a GloVe text file, e.g. ../shared/embeddings/glove.6B.100d.top50k.txt.gz, or gguf:FILE for an in-engine sentence encoder)", mode)
 			}
 			var sweep []int
 			if pcaSweep != "" {
@@ -135,7 +135,12 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 				}
 			}
 			var embs []embed.Embedder
-			if embeddings != "" {
+			if enc, ok, err := openEncoderEmbedder(embeddings, "embeddings"); err != nil {
+				return err
+			} else if ok {
+				defer enc.Close()
+				embs = append(embs, enc)
+			} else if embeddings != "" {
 				wv, err := embed.LoadGloVe(embeddings, 0)
 				if err != nil {
 					return flagErr("embeddings", "%v", err)
@@ -171,7 +176,7 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 	f.StringVar(&qrels, "qrels", "", "BEIR qrels TSV (with a header line)")
 	f.StringVar(&mode, "mode", "bm25", "bm25, dense or hybrid")
 	f.StringVar(&fusion, "fusion", "weighted", "hybrid fusion reported at the top level: weighted or rrf")
-	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip) for the GloVe-SIF embedder")
+	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip) for the GloVe-SIF embedder, or gguf:FILE / hf:DIR[,pool=mean|cls|last,max=N,prefix=TEXT,eos=true]: an in-engine sentence encoder (BERT-family GGUF or safetensors, or a Llama-family decoder)")
 	f.StringVar(&sifWeights, "sif-weights", "rank", "SIF word probabilities: rank (Zipf over the GloVe frequency rank) or corpus")
 	f.IntVar(&pcaDims, "pca-dims", 0, "PCA dimension of the dense codes (0: the collection default; -1: full vectors)")
 	f.StringVar(&pcaSweep, "pca-sweep", "", "comma-separated PCA dimensions to sweep (dense mode), e.g. 16,32,50,64,100")
@@ -266,20 +271,27 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 				return flagErr("max-usage", "must be ≥ 0 (0: all), got %d", maxUsage)
 			}
 			train = retrievaleval.CapUsage(train, maxUsage)
-			wv, err := embed.LoadGloVe(embeddings, 0)
-			if err != nil {
-				return flagErr("embeddings", "%v", err)
-			}
-			sif, err := embed.NewSIF(wv, embed.SIFOptions{CorpusFrequencies: sifWeights == "corpus"})
-			if err != nil {
+			var emb embed.Embedder
+			if enc, ok, err := openEncoderEmbedder(embeddings, "embeddings"); err != nil {
 				return err
+			} else if ok {
+				defer enc.Close()
+				emb = enc
+			} else {
+				wv, err := embed.LoadGloVe(embeddings, 0)
+				if err != nil {
+					return flagErr("embeddings", "%v", err)
+				}
+				if emb, err = embed.NewSIF(wv, embed.SIFOptions{CorpusFrequencies: sifWeights == "corpus"}); err != nil {
+					return err
+				}
 			}
 			usage := make([]retrieval.ToolUsage, len(train))
 			for i, q := range train {
 				usage[i] = retrieval.ToolUsage{Query: q.Query, Tool: q.Tool}
 			}
 			start := time.Now()
-			ti, err := retrieval.BuildToolIndex(cmd.Context(), sif, tools, usage, m)
+			ti, err := retrieval.BuildToolIndex(cmd.Context(), emb, tools, usage, m)
 			if err != nil {
 				return fmt.Errorf("--train: %w", err)
 			}
@@ -303,7 +315,7 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 				return nil
 			}
 			return cliutil.PrintJSON(out, map[string]any{
-				"eval": "tools", "method": string(m), "embedder": sif.Name(), "tools": len(tools), "tools_with_usage": withUsage,
+				"eval": "tools", "method": string(m), "embedder": emb.Name(), "tools": len(tools), "tools_with_usage": withUsage,
 				"train": len(train), "test": len(test), "holdout": holdout, "seed": seed, "test_file": testPath, "max_usage": maxUsage,
 				"recall@1": sc.Recall1, "recall@3": sc.Recall3, "recall@5": sc.Recall5, "ndcg@5": sc.NDCG5,
 				"build_seconds": build, "qps": sc.QPS,
@@ -316,7 +328,7 @@ and the query's "_id") is held out as the test set and the rest is used for trai
 	f.StringVar(&testPath, "test", "", "test queries JSONL (default: hold out --holdout of --train)")
 	f.StringVar(&method, "method", "tool2vec", "tool2vec, description, tool2vec-prior (centroid shrunk to the name+description prior) or knn (nearest usage queries + prior)")
 	f.IntVar(&maxUsage, "max-usage", 0, "keep at most this many training usage queries per tool (thin usage data; 0: all)")
-	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip)")
+	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip), or gguf:FILE / hf:DIR[,pool=...]: an in-engine sentence encoder")
 	f.StringVar(&sifWeights, "sif-weights", "rank", "SIF word probabilities: rank or corpus")
 	f.Float64Var(&holdout, "holdout", 0.2, "fraction of --train held out as the test set when --test is not given")
 	f.Uint64Var(&seed, "seed", 1, "seed of the hold-out split")

@@ -12,6 +12,7 @@ import (
 	"github.com/ragkv/ragkv/internal/cliutil"
 	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/model"
+	"github.com/ragkv/ragkv/model/encoder"
 	"github.com/ragkv/ragkv/model/gguf"
 )
 
@@ -146,11 +147,14 @@ func newModelSynthCmd() *cobra.Command {
 		layers, ctxLen    int
 	)
 	cmd := &cobra.Command{
-		Use:   "synth",
-		Short: "Write a GGUF file with random weights of a real model's shape (" + strings.Join(model.ShapeNames(), ", ") + ")",
+		Use: "synth",
+		Short: "Write a GGUF file with random weights of a real model's shape (" + strings.Join(model.ShapeNames(), ", ") +
+			"; encoders: " + strings.Join(encoder.ShapeNames(), ", ") + ")",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, ok := model.Shapes[shape]; !ok {
-				return flagErr("shape", "unknown shape %q (known: %s)", shape, strings.Join(model.ShapeNames(), ", "))
+			_, isEncoder := encoder.Shapes[shape]
+			if _, ok := model.Shapes[shape]; !ok && !isEncoder {
+				return flagErr("shape", "unknown shape %q (known: %s; encoders: %s)", shape, strings.Join(model.ShapeNames(), ", "),
+					strings.Join(encoder.ShapeNames(), ", "))
 			}
 			t, err := kernels.ParseDType(dtype)
 			if err != nil || (t != kernels.F32 && t != kernels.F16 && t != kernels.Q8_0 && t != kernels.BF16) {
@@ -165,9 +169,22 @@ func newModelSynthCmd() *cobra.Command {
 			if out == "" {
 				return flagErr("out", "an output file is required")
 			}
+			if isEncoder && (layers != 0 || ctxLen != 0) {
+				return flagErr("layers", "--layers and --ctx do not apply to encoder shapes")
+			}
 			f, err := os.Create(out)
 			if err != nil {
 				return flagErr("out", "%v", err)
+			}
+			if isEncoder {
+				err := encoder.SynthGGUF(cmd.Context(), f, encoder.SynthOptions{Shape: shape, DType: t, Seed: seed})
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					os.Remove(out)
+				}
+				return err
 			}
 			prog := cliutil.NewProgress(os.Stderr, "synth "+shape, 0)
 			var last int64

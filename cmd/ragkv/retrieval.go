@@ -53,9 +53,20 @@ type retrievalConfig struct {
 }
 
 // buildEmbedders constructs the configured embedders.
-func (c *retrievalConfig) buildEmbedders(ctx context.Context, flagPrefix string) ([]embed.Embedder, error) {
+func (c *retrievalConfig) buildEmbedders(ctx context.Context, flagPrefix string) (_ []embed.Embedder, err error) {
 	var out []embed.Embedder
-	if c.Embeddings != "" {
+	defer func() { // an encoder opened before a later embedder failed
+		if err != nil {
+			if cerr := closeEmbedders(out); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+	if enc, ok, err := openEncoderEmbedder(c.Embeddings, flagPrefix+"embeddings"); err != nil {
+		return nil, err
+	} else if ok {
+		out = append(out, enc)
+	} else if c.Embeddings != "" {
 		w := c.SIFWeights
 		if w != "" && w != "rank" && w != "corpus" {
 			return nil, flagErr(flagPrefix+"sif-weights", "want rank or corpus, got %q", w)
@@ -89,7 +100,7 @@ func init() {
 	rc := &serveCfg.Retrieval
 	f.BoolVar(&rc.Disabled, "retrieval-disabled", false, "do not serve the retrieval service")
 	f.StringVar(&rc.Dir, "retrieval-dir", "", "retrieval collections directory (default <data-dir>/retrieval)")
-	f.StringVar(&rc.Embeddings, "retrieval-embeddings", "", "GloVe word vectors for the GloVe-SIF embedder")
+	f.StringVar(&rc.Embeddings, "retrieval-embeddings", "", "GloVe word vectors for the GloVe-SIF embedder, or gguf:FILE / hf:DIR[,pool=...]: an in-engine sentence encoder")
 	f.StringVar(&rc.SIFWeights, "retrieval-sif-weights", "rank", "GloVe-SIF word probabilities: rank or corpus")
 	f.StringVar(&rc.HTTPEmbedder.URL, "retrieval-http-url", "", "OpenAI-compatible embeddings server base URL")
 	f.StringVar(&rc.HTTPEmbedder.Model, "retrieval-http-model", "", "model name sent to the embeddings server")
@@ -122,6 +133,9 @@ func init() {
 				Logger:       env.log.With("component", "retrieval"), Registerer: env.reg,
 			})
 			if err != nil {
+				if cerr := closeEmbedders(embs); cerr != nil {
+					err = errors.Join(err, cerr)
+				}
 				return nil, nil, nil, err
 			}
 			names := make([]string, len(embs))
@@ -129,7 +143,7 @@ func init() {
 				names[i] = e.Name()
 			}
 			env.log.Info("retrieval ready", "dir", dir, "embedders", names, "collections", len(st.Collections()))
-			return server.WithRetrieval(st), st, st, nil
+			return server.WithRetrieval(st), st, closers{st, closerFunc(func() error { return closeEmbedders(embs) })}, nil
 		},
 	})
 

@@ -9,7 +9,7 @@ import (
 )
 
 // FromGGUF builds the tokenizer described by a GGUF file's tokenizer.ggml.* metadata
-// (model "llama": SPM; model "gpt2": byte-level BPE).
+// (model "llama": SPM; model "gpt2": byte-level BPE; model "bert": WordPiece).
 func FromGGUF(f *gguf.File) (Tokenizer, error) {
 	wrap := func(err error) error { return fmt.Errorf("tokenizer in %s: %w", f.Path, err) }
 	model, err := f.String("tokenizer.ggml.model")
@@ -56,6 +56,12 @@ func FromGGUF(f *gguf.File) (Tokenizer, error) {
 		return nil, wrap(err)
 	}
 	switch model {
+	case "bert":
+		t, err := wordPieceFromGGUF(f, tokens, unk)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		return t, nil
 	case "llama":
 		a, err := f.Array("tokenizer.ggml.scores")
 		if err != nil {
@@ -104,7 +110,7 @@ func FromGGUF(f *gguf.File) (Tokenizer, error) {
 		}
 		return t, nil
 	}
-	return nil, wrap(fmt.Errorf("%w: tokenizer.ggml.model %q (supported: llama, gpt2)", ErrUnsupported, model))
+	return nil, wrap(fmt.Errorf("%w: tokenizer.ggml.model %q (supported: llama, gpt2, bert)", ErrUnsupported, model))
 }
 
 // GGUFMetadata returns the tokenizer.ggml.* metadata that describes t, for writing a
@@ -173,6 +179,8 @@ func GGUFMetadata(t Tokenizer, pre string) ([]gguf.KV, error) {
 		if err := arr("tokenizer.ggml.merges", ms); err != nil {
 			return nil, err
 		}
+	case *WordPiece:
+		return tt.ggufMetadata()
 	default:
 		return nil, fmt.Errorf("%w: tokenizer %T", ErrUnsupported, t)
 	}

@@ -6,7 +6,7 @@ import (
 	"os"
 )
 
-// LoadHF reads a HuggingFace tokenizer.json (model type BPE). Byte-level models (a
+// LoadHF reads a HuggingFace tokenizer.json (model type BPE, or WordPiece: see WordPiece). Byte-level models (a
 // ByteLevel pre-tokenizer or decoder: Llama 3, Qwen2, SmolLM, GPT-2) become a BPE
 // tokenizer with the file's split regex; SentencePiece-derived models (byte_fallback,
 // U+2581 spaces: Llama 2, Mistral) become an SPM tokenizer whose piece scores follow
@@ -84,8 +84,11 @@ func ParseHF(b []byte) (Tokenizer, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
+	if f.Model.Type == "WordPiece" {
+		return parseHFWordPiece(b)
+	}
 	if f.Model.Type != "BPE" {
-		return nil, fmt.Errorf("%w: model type %q (only BPE)", ErrUnsupported, f.Model.Type)
+		return nil, fmt.Errorf("%w: model type %q (only BPE and WordPiece)", ErrUnsupported, f.Model.Type)
 	}
 	n := 0
 	for _, id := range f.Model.Vocab {

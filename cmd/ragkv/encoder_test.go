@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEvalRetrievalEncoderCLI: `eval retrieval --embeddings gguf:FILE` end to end with
+// in-engine encoders written by `model synth` (a BERT encoder and a Llama-family decoder):
+// queries that repeat a document's text retrieve that document first (full vectors), the
+// JSON names the embedder, and bad --embeddings values are errors naming the flag.
+func TestEvalRetrievalEncoderCLI(t *testing.T) {
+	dir := t.TempDir()
+	words := strings.Fields("the park dog cat tom lily red big small happy went found cake mom dad tree sun water protein cell gene study patients cancer")
+	var c, q, r strings.Builder
+	r.WriteString("query-id\tcorpus-id\tscore\n")
+	for i := 0; i < 16; i++ {
+		text := fmt.Sprintf("%s %s %s %s %s", words[i%len(words)], words[(i*7+3)%len(words)], words[(i*5+1)%len(words)], words[(i*3+2)%len(words)], words[(i+9)%len(words)])
+		fmt.Fprintf(&c, `{"_id":"doc%d","title":"","text":"%s"}`+"\n", i, text)
+		fmt.Fprintf(&q, `{"_id":"q%d","text":"%s"}`+"\n", i, text)
+		fmt.Fprintf(&r, "q%d\tdoc%d\t1\n", i, i)
+	}
+	corpus, queries, qrels := writeFile(t, dir, "corpus.jsonl", c.String()), writeFile(t, dir, "queries.jsonl", q.String()), writeFile(t, dir, "qrels.tsv", r.String())
+	bert, dec := filepath.Join(dir, "tiny-bert.gguf"), filepath.Join(dir, "tiny-llama3.gguf")
+	for _, s := range [][]string{{"tiny-bert", bert}, {"tiny-llama3", dec}} {
+		if _, err := runCLI(t, "model", "synth", "--shape", s[0], "--dtype", "f32", "--seed", "1", "--layers", "0", "--ctx", "0", "--out", s[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	common := []string{"eval", "retrieval", "--corpus", corpus, "--queries", queries, "--qrels", qrels, "--json",
+		"--chunk-words", "256", "--chunk-overlap", "32", "--fusion", "weighted", "--pca-dims", "-1", "--pca-sweep", "", "--no-rescore=false",
+		"--fit-queries", "", "--fit-qrels", "", "--dense-index", "exact", "--k", "100", "--dedup", "none", "--shards", "1"}
+	for _, tc := range []struct{ spec, name string }{
+		{"gguf:" + bert, "bert:tiny-bert.gguf"},
+		{"gguf:" + bert + ",pool=cls", "bert:tiny-bert.gguf+pool=cls"},
+		{"gguf:" + dec + ",pool=mean", "decoder:tiny-llama3.gguf+pool=mean"},
+	} {
+		m, out, err := runRetrievalCLI(t, append(common, "--mode", "dense", "--embeddings", tc.spec)...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tc.spec, err, out)
+		}
+		if m["embedder"] != tc.name || m["mrr@10"] != 1.0 || m["queries"] != 16.0 {
+			t.Errorf("%s: %v", tc.spec, m)
+		}
+	}
+	m, out, err := runRetrievalCLI(t, append(common, "--mode", "hybrid", "--embeddings", "gguf:"+bert)...)
+	if err != nil || m["mode"] != "hybrid" || m["ndcg@10"] != 1.0 {
+		t.Errorf("hybrid: %v %v\n%s", m, err, out)
+	}
+	for _, bad := range []string{"gguf:" + filepath.Join(dir, "missing.gguf"), "gguf:" + bert + ",pool=max", "gguf:" + bert + ",max=0", "gguf:", "gguf:" + corpus} {
+		_, _, err := runRetrievalCLI(t, append(common, "--mode", "dense", "--embeddings", bad)...)
+		if err == nil || !strings.Contains(err.Error(), "--embeddings") {
+			t.Errorf("%s: error %v, want one naming --embeddings", bad, err)
+		}
+	}
+}
