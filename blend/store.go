@@ -94,6 +94,9 @@ type StoreOptions struct {
 	Format chunkcache.Layout
 	// Fingerprint of the model (zero: ModelFingerprint).
 	Fingerprint chunkcache.Fingerprint
+	// NoProbation stores chunks computed on the fly as plain puts instead of on
+	// probation (PutOnTheFly): the behaviour before probation, for comparisons.
+	NoProbation bool
 }
 
 // Store keeps segment KVs with their Meta in a chunk cache. A segment's key is the
@@ -185,7 +188,7 @@ func (s *Store) Put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta)
 // enters the cache on probation (chunkcache.PutSpec.Probationary), so a stream of
 // novel queries cannot push out the precomputed chunks that retrieval keeps returning.
 func (s *Store) PutOnTheFly(ctx context.Context, tokens []int, kv *model.KV, meta *Meta) (chunkcache.PutResult, error) {
-	return s.put(ctx, tokens, kv, meta, true)
+	return s.put(ctx, tokens, kv, meta, !s.o.NoProbation)
 }
 
 func (s *Store) put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta, probationary bool) (chunkcache.PutResult, error) {

@@ -46,7 +46,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Addr != "" {
-				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent"} {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "no-probation"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
 					}
@@ -160,6 +160,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.Var(&cacheBytes, "cache-bytes", "capacity of the tier (default 8GiB)")
 	f.StringVar(&o.Policy, "policy", "", "eviction policy of the tier (default: the chunk cache's)")
 	f.StringVar(&o.Admission, "admission", "", "admission filter of the tier: none or tinylfu (default: the chunk cache's)")
+	f.BoolVar(&o.NoProbation, "no-probation", false, "store chunks computed on the fly as plain puts, not on probation (the comparison for admission)")
 	f.StringVar(&methods, "methods", "full,prefix,cacheblend,cachecraft", "methods (full always runs: it is the reference)")
 	f.IntVar(&o.K, "k", 5, "passages retrieved per query")
 	f.Float64Var(&o.Ratio, "ratio", 0.15, "recompute ratio of cacheblend and cachecraft")

@@ -77,6 +77,9 @@ type Options struct {
 	// (package chunkcache/eviction; default its defaults).
 	CacheBytes        int64
 	Policy, Admission string
+	// NoProbation stores the chunks computed on the fly as plain puts, not on
+	// probation (blend.StoreOptions.NoProbation): the comparison for admission.
+	NoProbation bool
 	// Methods to run (default full, prefix, cacheblend, cachecraft); full is always run.
 	Methods []blend.Method
 	// K passages per query (default 5), Ratio of cacheblend and cachecraft (default 0.15).
@@ -227,6 +230,7 @@ type Report struct {
 	CacheBytes         int64    `json:"cache_bytes"`
 	Policy             string   `json:"policy,omitempty"`
 	Admission          string   `json:"admission,omitempty"`
+	Probation          bool     `json:"probation"`
 	K                  int      `json:"k"`
 	Ratio              float64  `json:"ratio"`
 	Methods            []string `json:"methods"`
@@ -291,7 +295,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	}
 	defer env.close()
 	rep := &Report{Stream: o.Stream, Model: modelName, Queries: len(queries), Clients: o.Clients, Tier: o.Tier, K: o.K, Ratio: o.Ratio,
-		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission,
+		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission, Probation: !o.NoProbation && o.Addr == "",
 		CollectionDocs: len(docs), Window: o.Window}
 	for _, mm := range o.Methods {
 		rep.Methods = append(rep.Methods, string(mm))
@@ -443,7 +447,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if e.ret, err = retrieval.Open(ctx, retrieval.Options{Dir: filepath.Join(dir, "retrieval"), Logger: quiet}); err != nil {
 		return nil, err
 	}
-	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: o.DType})
+	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: o.DType, NoProbation: o.NoProbation})
 	if err != nil {
 		return nil, err
 	}
