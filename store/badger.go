@@ -278,6 +278,9 @@ func (b *Badger) Put(ctx context.Context, key Key, obj Object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := fpBadgerPut.Inject(); err != nil {
+		return b.wrap("put", key, err)
+	}
 	rec := layout(sizes, b.opts.SegmentBytes)
 	rec.manifest = obj.Manifest
 	txn := b.db.NewTransaction(true)
@@ -316,9 +319,11 @@ func (b *Badger) Put(ctx context.Context, key Key, obj Object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	fpBadgerPutStaged.Hit()
 	if err := txn.Commit(); err != nil {
 		return b.wrap("put", key, err)
 	}
+	fpBadgerPutCommitted.Hit()
 	return nil
 }
 
@@ -412,6 +417,9 @@ func (b *Badger) Delete(ctx context.Context, key Key) error {
 		if err := txn.Delete(segKey(nil, key, i)); err != nil {
 			return b.wrap("delete", key, err)
 		}
+	}
+	if err := fpBadgerDelete.Inject(); err != nil {
+		return b.wrap("delete", key, err)
 	}
 	if err := txn.Commit(); err != nil {
 		return b.wrap("delete", key, err)
