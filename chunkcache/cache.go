@@ -300,6 +300,10 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 	res := PutResult{Key: k, StoredBytes: size}
 	var victims []victim
 	var errNoSpace, errOther error
+	// errDurable is a persistent tier's failure to store the object: the put is then
+	// not acknowledged (and no other tier keeps it), since it would not survive a
+	// restart.
+	var errDurable error
 	rejected := 0
 
 	mu := c.lock(k)
@@ -342,14 +346,28 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		for _, v := range vs {
 			victims = append(victims, victim{tier: i, key: v})
 		}
-		if err := t.tier.Put(ctx, k, tobj); err != nil {
+		err = fpCommitReserved.Inject()
+		if err == nil {
+			err = t.tier.Put(ctx, k, tobj)
+		}
+		if err != nil {
 			t.tracker.Remove(eviction.Key(k))
 			_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
 			errOther = fmt.Errorf("tier %s: %w", t.name, err)
+			if t.persistent {
+				errDurable = errOther
+			}
 			continue
 		}
 		stored[i] = true
 		res.Tiers = append(res.Tiers, t.name)
+		fpCommitStored.Hit()
+	}
+	if errDurable != nil {
+		// Undone below: the tiers that took the object forget and delete it.
+		clear(stored)
+		res.Tiers = nil
+		errOther = errDurable
 	}
 	// A tier that was not written must not keep an older version of the chunk.
 	for i, t := range c.tiers {
@@ -374,6 +392,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		c.dropIndexLocked(k)
 	}
 	c.mu.Unlock()
+	fpCommitIndexed.Hit()
 	for i := range c.tiers {
 		switch {
 		case stored[i]:
@@ -399,6 +418,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 	mu.Unlock()
 
 	c.processVictims(victims)
+	fpCommitDone.Hit()
 	switch {
 	case len(res.Tiers) > 0:
 		res.Admitted = true
@@ -474,9 +494,14 @@ func (c *Cache) evictOne(ctx context.Context, v victim) []victim {
 	} else if live && next == len(c.tiers) && c.shared != nil && c.demoteShared(ctx, v.tier, k, &ent) {
 		demotedTo = next
 	}
-	if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+	err := fpEvictDelete.Inject()
+	if err == nil {
+		err = t.tier.Delete(ctx, k)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.log.Warn("chunkcache: evict", "tier", t.name, "key", k.String(), "err", err)
 	}
+	fpEvictDeleted.Hit()
 	c.mu.Lock()
 	c.dropIndexLocked(k)
 	c.mu.Unlock()
@@ -491,7 +516,11 @@ func (c *Cache) evictOne(ctx context.Context, v victim) []victim {
 // demote copies k from tier `from` into tier `to`; ok reports whether it landed.
 func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) (_ []victim, ok bool) {
 	src, dst := c.tiers[from], c.tiers[to]
-	obj, err := readObject(ctx, src.tier, k)
+	err := fpDemoteRead.Inject()
+	var obj store.Object
+	if err == nil {
+		obj, err = readObject(ctx, src.tier, k)
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			c.log.Warn("chunkcache: demote read", "tier", src.name, "key", k.String(), "err", err)
@@ -506,11 +535,16 @@ func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) (_ [
 	if err != nil {
 		return nil, false // not admitted or no space below: the chunk leaves this tier only
 	}
-	if err := dst.tier.Put(ctx, k, obj); err != nil {
+	err = fpDemoteReserved.Inject()
+	if err == nil {
+		err = dst.tier.Put(ctx, k, obj)
+	}
+	if err != nil {
 		dst.tracker.Remove(eviction.Key(k))
 		c.log.Warn("chunkcache: demote write", "tier", dst.name, "key", k.String(), "err", err)
 		return toVictims(to, vs), false
 	}
+	fpDemoteStored.Hit()
 	src.demotions.Add(1)
 	return toVictims(to, vs), true
 }

@@ -345,10 +345,15 @@ func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, f
 		mu.Unlock()
 		return
 	}
-	if err := first.tier.Put(ctx, k, obj); err != nil {
+	err = fpPromoteReserve.Inject()
+	if err == nil {
+		err = first.tier.Put(ctx, k, obj)
+	}
+	if err != nil {
 		first.tracker.Remove(eviction.Key(k))
 		c.log.Warn("chunkcache: promote", "key", k.String(), "err", err)
 	} else {
+		fpPromoteStored.Hit()
 		first.promotions.Add(1)
 		c.emit(EventPromoted, k, &e, 0, from)
 	}

@@ -215,6 +215,9 @@ func (w *Writer) Commit(ctx context.Context) (PutResult, error) {
 	}
 	obj := store.Object{Manifest: mb, Parts: w.sections}
 	w.sections = nil
+	if err := fpPutStaged.Inject(); err != nil {
+		return PutResult{}, err
+	}
 	return w.c.commit(ctx, w.key, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens), prob: w.spec.Probationary}, false)
 }
 

@@ -35,8 +35,8 @@
 // manifest switch, applied after it once readers of the previous generation are done
 // (readers of the new one look in the log first). Open applies the log of a committed
 // generation and drops that of an interrupted one, so a kill at any step — tested with
-// failpoints at every step and a killed child process after the commit point — leaves
-// the last committed state searchable.
+// failpoints at every step (internal/failpoint, "retrieval/<step>"), in process and as
+// a child process killed there — leaves the last committed state searchable.
 //
 // # Storage and crash safety
 //

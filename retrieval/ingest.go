@@ -674,9 +674,16 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 	return in.res, nil
 }
 
+// hook is the named step point of a commit: Options.testHook, then the failpoint
+// "retrieval/<point>" (failpoints.go).
 func (s *Store) hook(point string) error {
 	if s.opts.testHook != nil {
-		return s.opts.testHook(point)
+		if err := s.opts.testHook(point); err != nil {
+			return err
+		}
+	}
+	if fp := failpoints[point]; fp != nil {
+		return fp.Inject()
 	}
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ragkv/ragkv/internal/failpoint"
 	"github.com/ragkv/ragkv/retrieval/embed"
 )
 
@@ -257,50 +259,90 @@ func finalCorpusNoLast(docs []Document) []Document {
 	return out
 }
 
-// TestKilledAfterCommitPointRecovers kills a child process right after the manifest
-// of an upsert commits, before its redo log is applied: the reopened store applies the
-// log and equals a from-scratch build of the final corpus.
-func TestKilledAfterCommitPointRecovers(t *testing.T) {
+// TestKilledAtEveryStepRecovers kills a child process (os.Exit through the failpoint
+// "retrieval/<step>", armed by RAGKV_FAILPOINTS) at every step of an upsert+delete
+// ingest, of a compaction and of a refitting rebuild. A crash before the commit point
+// leaves the last committed state (searches equal those before the change, and the
+// change can be retried); a crash after it (the upsert's manifest switched, its redo
+// log not applied; a compaction or rebuild switched, old shards not removed) reopens
+// to the new state, equal to a from-scratch build of the final corpus.
+func TestKilledAtEveryStepRecovers(t *testing.T) {
 	sif := testSIF(t)
 	docs := fixtureDocs(40)
 	if dir := os.Getenv("RAGKV_RETRIEVAL_LIFECYCLE_DIR"); dir != "" {
-		st, err := Open(context.Background(), Options{Dir: dir, Embedders: []embed.Embedder{sif},
-			testHook: func(p string) error {
-				if p == "committed" {
-					os.Exit(3)
-				}
-				return nil
-			}})
+		if err := failpoint.EnvError(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := Open(context.Background(), Options{Dir: dir, Embedders: []embed.Embedder{sif}, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = upsertAndDelete(context.Background(), st, docs)
-		t.Fatalf("the commit did not reach the crash point: %v", err)
-	}
-	dir := t.TempDir()
-	st := openStore(t, dir, sif)
-	ingest(t, st, "c", lifecycleOpts(), 2, docs[:30])
-	ingest(t, st, "c", nil, 2, docs[30:])
-	st.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := execCommand(exe, "-test.run=^TestKilledAfterCommitPointRecovers$")
-	cmd.Env = append(os.Environ(), "RAGKV_RETRIEVAL_LIFECYCLE_DIR="+dir)
-	out, err := cmd.CombinedOutput()
-	if code := exitCode(err); code != 3 {
-		t.Fatalf("child exited with %d (want 3): %v\n%s", code, err, out)
-	}
-	st = openStore(t, dir, sif)
-	defer st.Close()
-	if redo, err := st.redoCollections(); err != nil || len(redo) != 0 {
-		t.Fatalf("redo log left after recovery: %v %v", redo, err)
+		switch step := os.Getenv("RAGKV_RETRIEVAL_LIFECYCLE_STEP"); {
+		case strings.HasPrefix(step, "compact"):
+			st.opts.Compaction = CompactionPolicy{MergeFactor: 2, MaxShards: 1, MaxDeadFraction: 0.01}
+			_, err = st.Compact(context.Background(), "c")
+		case strings.HasPrefix(step, "rebuild"):
+			_, err = st.RebuildWith(context.Background(), "c", RebuildOptions{Shards: 2, Refit: true})
+		default:
+			_, err = upsertAndDelete(context.Background(), st, docs)
+		}
+		t.Fatalf("the change did not reach the crash point: %v", err)
 	}
 	ref := openStore(t, t.TempDir(), sif)
 	defer ref.Close()
 	ingest(t, ref, "c", lifecycleOpts(), 1, finalCorpusNoLast(docs))
-	compareAll(t, "recovered", st, ref, ModeBM25)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := SearchRequest{Collection: "c", Query: "dog engine bread", K: 20, Mode: ModeBM25}
+	for _, step := range []string{"shards-built", "passages-written", "redo-written", "committed",
+		"compact-built", "compact-committed", "rebuild-built", "rebuild-committed"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			st := openStore(t, dir, sif)
+			ingest(t, st, "c", lifecycleOpts(), 2, docs[:30])
+			ingest(t, st, "c", nil, 2, docs[30:])
+			maintenance := strings.HasPrefix(step, "compact") || strings.HasPrefix(step, "rebuild")
+			if maintenance {
+				// Compactions and rebuilds crash on top of the committed upsert.
+				if _, err := upsertAndDelete(context.Background(), st, docs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := search(t, st, q)
+			st.Close()
+			cmd := execCommand(exe, "-test.run=^TestKilledAtEveryStepRecovers$")
+			cmd.Env = append(os.Environ(), "RAGKV_RETRIEVAL_LIFECYCLE_DIR="+dir, "RAGKV_RETRIEVAL_LIFECYCLE_STEP="+step,
+				failpoint.EnvVar+"=retrieval/"+step+"=exit(3)")
+			out, err := cmd.CombinedOutput()
+			if code := exitCode(err); code != 3 {
+				t.Fatalf("child exited with %d (want 3): %v\n%s", code, err, out)
+			}
+			st = openStore(t, dir, sif)
+			defer st.Close()
+			if redo, err := st.redoCollections(); err != nil || len(redo) != 0 {
+				t.Fatalf("redo log left after recovery: %v %v", redo, err)
+			}
+			if !maintenance && step != "committed" {
+				sameHits(t, "reopened before the commit point", before, search(t, st, q))
+				if _, err := upsertAndDelete(context.Background(), st, docs); err != nil {
+					t.Fatalf("retry: %v", err)
+				}
+			}
+			compareAll(t, "recovered", st, ref, ModeBM25)
+			if step == "rebuild-committed" {
+				compareAll(t, "recovered", st, ref, ModeDense, ModeHybrid)
+			}
+			if maintenance {
+				ents, _ := os.ReadDir(dir + "/collections/c")
+				info, _ := st.Collection("c")
+				if len(ents) != info.Shards {
+					t.Fatalf("%d shard directories for %d shards", len(ents), info.Shards)
+				}
+			}
+		})
+	}
 }
 
 func TestCompactionPlan(t *testing.T) {

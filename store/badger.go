@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -40,6 +41,14 @@ type BadgerOptions struct {
 	// it). GCDiscardRatio is the garbage fraction at which a file is rewritten (0.5).
 	GCInterval     time.Duration
 	GCDiscardRatio float64
+	// MinFreeBytes is the free space (of the filesystem holding Dir) a put must leave:
+	// a put that would leave less fails with ErrNoSpace before Badger writes anything.
+	// Badger writes its memtables and value log through memory maps, and a write
+	// through a map into a full filesystem is a SIGBUS that kills the process, so the
+	// tier refuses before the filesystem fills. The reserve also covers what Badger
+	// writes on its own (memtable flushes, compactions, the next value-log file).
+	// Default max(64 MiB, 4 × MemTableSize); negative: no check.
+	MinFreeBytes int64
 	// Logger receives Badger's own log lines (at debug level, warnings and errors at
 	// their level). Default slog.Default().
 	Logger *slog.Logger
@@ -67,6 +76,9 @@ func (o *BadgerOptions) EnsureDefaults() {
 	}
 	if o.GCDiscardRatio == 0 {
 		o.GCDiscardRatio = 0.5
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = max(64<<20, 4*o.MemTableSize)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -120,6 +132,9 @@ type Badger struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// inflight is the bytes of puts between their free-space check and their commit.
+	inflight atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -278,6 +293,14 @@ func (b *Badger) Put(ctx context.Context, key Key, obj Object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := fpBadgerPut.Inject(); err != nil {
+		return b.wrap("put", key, err)
+	}
+	release, err := b.reserveSpace(key, obj.Size())
+	if err != nil {
+		return err
+	}
+	defer release()
 	rec := layout(sizes, b.opts.SegmentBytes)
 	rec.manifest = obj.Manifest
 	txn := b.db.NewTransaction(true)
@@ -316,10 +339,33 @@ func (b *Badger) Put(ctx context.Context, key Key, obj Object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	fpBadgerPutStaged.Hit()
 	if err := txn.Commit(); err != nil {
 		return b.wrap("put", key, err)
 	}
+	fpBadgerPutCommitted.Hit()
 	return nil
+}
+
+// reserveSpace checks that the filesystem keeps MinFreeBytes free after this put and
+// the others in flight, and counts this one in flight until release.
+func (b *Badger) reserveSpace(key Key, size int64) (release func(), err error) {
+	if b.opts.MinFreeBytes < 0 {
+		return func() {}, nil
+	}
+	need := b.inflight.Add(size)
+	release = func() { b.inflight.Add(-size) }
+	free, err := FreeBytes(b.opts.Dir)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("store: put %x: free space of %s: %w", key[:8], b.opts.Dir, err)
+	}
+	if free-need < b.opts.MinFreeBytes {
+		release()
+		return nil, fmt.Errorf("store: put %x (%d bytes): %w: %d bytes free on the disk tier's filesystem, a put must leave %d",
+			key[:8], size, ErrNoSpace, free, b.opts.MinFreeBytes)
+	}
+	return release, nil
 }
 
 func (b *Badger) wrap(op string, key Key, err error) error {
@@ -412,6 +458,9 @@ func (b *Badger) Delete(ctx context.Context, key Key) error {
 		if err := txn.Delete(segKey(nil, key, i)); err != nil {
 			return b.wrap("delete", key, err)
 		}
+	}
+	if err := fpBadgerDelete.Inject(); err != nil {
+		return b.wrap("delete", key, err)
 	}
 	if err := txn.Commit(); err != nil {
 		return b.wrap("delete", key, err)
