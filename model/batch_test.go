@@ -142,12 +142,16 @@ func TestBatchFeedErrors(t *testing.T) {
 	bt := m.NewBatch(2)
 	shared := &State{m: m, KV: a.KV, logits: make([]float32, m.Config.Vocab), next: a.next}
 	for name, call := range map[string]func() error{
-		"no states":    func() error { return bt.Feed(ctx, nil, nil) },
-		"token count":  func() error { return bt.Feed(ctx, []*State{a, b}, []int{5}) },
-		"bad token":    func() error { return bt.Feed(ctx, []*State{a, b}, []int{5, m.Config.Vocab}) },
-		"shared KV":    func() error { return bt.Feed(ctx, []*State{a, shared}, []int{5, 6}) },
-		"other model":  func() error { return bt.Feed(ctx, []*State{a, {m: &Model{}, KV: b.KV}}, []int{5, 6}) },
-		"full context": func() error { b.next = m.Config.Ctx; defer func() { b.next = 1 }(); return bt.Feed(ctx, []*State{a, b}, []int{5, 6}) },
+		"no states":   func() error { return bt.Feed(ctx, nil, nil) },
+		"token count": func() error { return bt.Feed(ctx, []*State{a, b}, []int{5}) },
+		"bad token":   func() error { return bt.Feed(ctx, []*State{a, b}, []int{5, m.Config.Vocab}) },
+		"shared KV":   func() error { return bt.Feed(ctx, []*State{a, shared}, []int{5, 6}) },
+		"other model": func() error { return bt.Feed(ctx, []*State{a, {m: &Model{}, KV: b.KV}}, []int{5, 6}) },
+		"full context": func() error {
+			b.next = m.Config.Ctx
+			defer func() { b.next = 1 }()
+			return bt.Feed(ctx, []*State{a, b}, []int{5, 6})
+		},
 	} {
 		if err := call(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
