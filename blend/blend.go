@@ -121,6 +121,11 @@ type Request struct {
 	// Reserve is extra KV capacity for decoding after the prefill (capped at the model
 	// context, where decoding ends).
 	Reserve int
+
+	// gate, if set (the Engine's scheduler), is the prefill's claim on the engine: it
+	// is held for each layer step and given back between them when other work should
+	// run first, and while the prefill waits for a cached layer.
+	gate *ticket
 }
 
 // Result is a fused prefill.
