@@ -348,7 +348,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		e.mu.Lock()
 		est := units * e.unitNs
 		e.mu.Unlock()
-		gate = e.arb.newTicket(false, start.UnixNano()+int64(est))
+		gate = e.arb.newTicket(false, start.UnixNano()+int64(prefillAging*est))
 		defer func() {
 			gate.release()
 			if gate.total > 0 && units > 0 {
@@ -898,6 +898,13 @@ func (m *engineMetrics) observe(out *PrefillOutput, ttft time.Duration) {
 	m.tokens.WithLabelValues("recomputed").Add(float64(rec))
 	m.tokens.WithLabelValues("query").Add(float64(out.Stats.Query))
 }
+
+// prefillAging weighs a prefill's estimated compute in its scheduling key (arrival +
+// prefillAging × estimate): a shorter prefill goes before a longer one unless the longer
+// has waited prefillAging times their difference in compute longer — strongly shortest
+// first, which keeps the time to first token of fused prefills (a fraction of a full
+// one) near their compute under load, while no prefill waits forever.
+const prefillAging = 8
 
 // prefillUnits estimates a prefill's compute in token-layers of the model, for the
 // scheduler's order of prefills: full and prefix prefills compute every token;
