@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,7 +195,9 @@ func (e *Engine) enter() (leave func(), err error) {
 // request.
 func (e *Engine) acquire(ctx context.Context) (func(), error) {
 	if !e.o.Serial {
-		t := e.arb.newTicket(false, time.Now().Add(time.Second).UnixNano())
+		// Background work goes after every waiting request (PrecomputeShare bounds its
+		// share of the engine besides).
+		t := e.arb.newTicket(false, math.MaxInt64)
 		if err := t.acquire(ctx); err != nil {
 			return nil, err
 		}
