@@ -219,14 +219,6 @@ func (r *run) wait(l int) error {
 	if r.ld == nil {
 		return nil
 	}
-	if g := r.req.gate; g != nil {
-		// Do not hold the engine while waiting for a layer to load.
-		if ok, err := r.ld.poll(l); err != nil {
-			return err
-		} else if !ok {
-			g.release()
-		}
-	}
 	t := time.Now()
 	err := r.ld.wait(r.ctx, l)
 	r.stats.Wait += time.Since(t)
