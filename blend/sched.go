@@ -82,6 +82,12 @@ func (t *ticket) acquire(ctx context.Context) error {
 	}
 	a.enqueueLocked(t)
 	a.mu.Unlock()
+	return t.wait(ctx)
+}
+
+// wait waits for the queued t to be granted a slot (or leaves the queue when ctx ends).
+func (t *ticket) wait(ctx context.Context) error {
+	a := t.a
 	select {
 	case <-t.ready:
 		t.held, t.since = true, time.Now()
@@ -140,11 +146,14 @@ func (t *ticket) yield(ctx context.Context) error {
 		a.mu.Unlock()
 		return nil
 	}
+	// Queue t before handing its slot over, in one step: it then goes next by its own
+	// order, not after whatever arrives before it would queue.
 	t.accountLocked()
+	a.enqueueLocked(t)
 	a.free++
 	a.dispatchLocked()
 	a.mu.Unlock()
-	return t.acquire(ctx)
+	return t.wait(ctx)
 }
 
 // accountLocked ends t's hold: the time counts against its class.
