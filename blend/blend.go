@@ -121,6 +121,11 @@ type Request struct {
 	// Reserve is extra KV capacity for decoding after the prefill (capped at the model
 	// context, where decoding ends).
 	Reserve int
+
+	// gate, if set (the Engine's scheduler), is the prefill's claim on the engine: it
+	// is held for each layer step and given back between them when other work should
+	// run first, and while the prefill waits for a cached layer.
+	gate *ticket
 }
 
 // Result is a fused prefill.
@@ -412,6 +417,14 @@ func (b *Blender) Prefill(ctx context.Context, req *Request) (*Result, error) {
 	r.stats = Stats{Method: method, Ratio: req.Ratio, Tokens: L.n, Query: len(L.query)}
 	for i, s := range L.segs {
 		r.stats.Segments = append(r.stats.Segments, SegmentStats{Tokens: len(s.Tokens), Exact: L.exact[i]})
+	}
+	if req.gate != nil {
+		// Wait for the engine before starting the loader: prefills waiting their turn
+		// do not spend the CPU converting and re-rotating their cached layers ahead of
+		// the one computing.
+		if err := req.gate.acquire(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.do(); err != nil {
 		return nil, err

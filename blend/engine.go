@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +28,8 @@ var (
 	ErrHandleNotFound = errors.New("blend: prefill handle not found (expired, evicted or consumed)")
 	// ErrChunkNotCached: a chunk given by key is not in the cache (send its text).
 	ErrChunkNotCached = errors.New("blend: chunk not in the cache")
+	// ErrBusy: the engine's request queue is full (EngineOptions.MaxQueue); retry later.
+	ErrBusy = errors.New("blend: engine busy")
 )
 
 // EngineOptions configures an Engine.
@@ -40,9 +44,28 @@ type EngineOptions struct {
 	HandleTTL      time.Duration
 	MaxHandles     int
 	MaxHandleBytes int64
-	// MaxConcurrent bounds the prefills, generations and precomputed chunks computing
-	// at once (default 1: they share the kernel pool anyway); others wait.
+	// MaxConcurrent is the number of engine slots: units of work computing at once
+	// (default 1: they share the kernel pool anyway). Work holds a slot for short units
+	// — one decode step of every active generation together, one layer of a prefill,
+	// one chunk computed on the fly or precomputed — and gives it back between them
+	// (see sched.go): decode steps and prefills share the engine by DecodeShare, and
+	// among prefills the shortest (with aging) goes first.
 	MaxConcurrent int
+	// Serial restores the scheduling from before continuous batching, for comparison: a
+	// prefill holds a slot from start to end and a generation through its whole decode,
+	// one token per step.
+	Serial bool
+	// MaxBatch bounds the generations stepped together in one decode step (default 64;
+	// beyond it they take turns).
+	MaxBatch int
+	// MaxQueue bounds the prefills and generations inside the engine, waiting or running
+	// (default 256): beyond it a request fails at once with ErrBusy.
+	MaxQueue int
+	// DecodeShare is decode's share of the engine time while decode steps and prefills
+	// both wait (default 0.5, in (0, 1)); Quantum the least time a prefill keeps a slot
+	// before it yields to work that should go first (default 2ms).
+	DecodeShare float64
+	Quantum     time.Duration
 	// ContextChunks is the default statistics context of Precompute (see
 	// PrecomputeOptions).
 	ContextChunks int
@@ -68,6 +91,18 @@ func (o *EngineOptions) EnsureDefaults() {
 	if o.MaxConcurrent == 0 {
 		o.MaxConcurrent = 1
 	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 64
+	}
+	if o.MaxQueue == 0 {
+		o.MaxQueue = 256
+	}
+	if o.DecodeShare == 0 {
+		o.DecodeShare = 0.5
+	}
+	if o.Quantum == 0 {
+		o.Quantum = 2 * time.Millisecond
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -83,6 +118,10 @@ func (o *EngineOptions) Validate() error {
 		return fmt.Errorf("%w: default ratio %g", ErrInvalid, o.DefaultRatio)
 	case o.HandleTTL < 0 || o.MaxHandles < 0 || o.MaxHandleBytes < 0 || o.MaxConcurrent < 0:
 		return fmt.Errorf("%w: negative handle TTL, handle bound or concurrency", ErrInvalid)
+	case o.MaxBatch < 0 || o.MaxQueue < 0 || o.Quantum < 0:
+		return fmt.Errorf("%w: negative decode batch %d, queue bound %d or quantum %v", ErrInvalid, o.MaxBatch, o.MaxQueue, o.Quantum)
+	case !(o.DecodeShare > 0 && o.DecodeShare < 1):
+		return fmt.Errorf("%w: decode share %g (want 0 < share < 1)", ErrInvalid, o.DecodeShare)
 	}
 	return nil
 }
@@ -101,6 +140,16 @@ type Engine struct {
 	handles map[string]*list.Element // of *handle
 	lru     *list.List               // front: most recent
 	bytes   int64
+	unitNs  float64 // engine time per unit of prefill work (moving average; scheduler keys)
+
+	arb      *arbiter
+	inflight atomic.Int64 // prefills and generations inside the engine (MaxQueue)
+	// The decode loop (decode.go): one goroutine while any generation is active.
+	dmu      sync.Mutex
+	joining  []*seq
+	decoding bool
+	wake     chan struct{}
+	batch    *model.Batch // used by the decode loop only
 }
 
 type handle struct {
@@ -123,7 +172,8 @@ func NewEngine(st *Store, o EngineOptions) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{st: st, b: b, o: o, log: o.Logger, sem: make(chan struct{}, o.MaxConcurrent),
-		handles: map[string]*list.Element{}, lru: list.New()}
+		handles: map[string]*list.Element{}, lru: list.New(),
+		arb: newArbiter(o.MaxConcurrent, o.DecodeShare, o.Quantum), wake: make(chan struct{}, 1)}
 	if o.Registerer != nil {
 		if e.met, err = newEngineMetrics(o.Registerer, e); err != nil {
 			return nil, err
@@ -132,7 +182,27 @@ func NewEngine(st *Store, o EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
+// enter admits a request into the engine (ErrBusy beyond MaxQueue); leave when done.
+func (e *Engine) enter() (leave func(), err error) {
+	if n := e.inflight.Add(1); n > int64(e.o.MaxQueue) {
+		e.inflight.Add(-1)
+		return nil, fmt.Errorf("%w: %d requests in the engine (at most %d)", ErrBusy, n-1, e.o.MaxQueue)
+	}
+	return func() { e.inflight.Add(-1) }, nil
+}
+
+// acquire takes a slot for background work (precompute) or, with Serial, a whole
+// request.
 func (e *Engine) acquire(ctx context.Context) (func(), error) {
+	if !e.o.Serial {
+		// Background work goes after every waiting request (PrecomputeShare bounds its
+		// share of the engine besides).
+		t := e.arb.newTicket(false, math.MaxInt64)
+		if err := t.acquire(ctx); err != nil {
+			return nil, err
+		}
+		return t.release, nil
+	}
 	select {
 	case e.sem <- struct{}{}:
 		return func() { <-e.sem }, nil
@@ -199,6 +269,11 @@ func (e *Engine) Model() *model.Model { return e.st.m }
 
 // Prefill prefills a prompt and keeps its KV under a handle.
 func (e *Engine) Prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput, error) {
+	leave, err := e.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	out, err := e.prefill(ctx, in)
 	if err != nil {
 		return nil, err
@@ -260,11 +335,36 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	if total > m.Config.Ctx {
 		return nil, fmt.Errorf("%w: %d tokens > %d; nothing computed", ErrTooLong, total, m.Config.Ctx)
 	}
-	release, err := e.acquire(ctx)
-	if err != nil {
-		return nil, err
+	// The engine: with Serial a slot for the whole prefill; otherwise a ticket whose key
+	// orders it among the waiting prefills (arrival + estimated compute: shortest first,
+	// with aging), held only for compute units.
+	var gate *ticket
+	var units float64
+	if e.o.Serial {
+		release, err := e.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	} else {
+		units = prefillUnits(&m.Config, method, ratio, e.b.opts.CheckLayer, total, len(query))
+		e.mu.Lock()
+		est := units * e.unitNs
+		e.mu.Unlock()
+		gate = e.arb.newTicket(false, start.UnixNano()+int64(prefillAging*est))
+		defer func() {
+			gate.release()
+			if gate.total > 0 && units > 0 {
+				e.mu.Lock()
+				if v := float64(gate.total) / units; e.unitNs == 0 {
+					e.unitNs = v
+				} else {
+					e.unitNs += 0.1 * (v - e.unitNs)
+				}
+				e.mu.Unlock()
+			}
+		}()
 	}
-	defer release()
 	t0 := time.Now()
 	var closers []io.Closer
 	defer func() {
@@ -280,6 +380,11 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	var prefixKV *model.KV
 	prefixKVFn := func() (*model.KV, error) {
 		if prefixKV == nil && len(prefix) > 0 {
+			if gate != nil {
+				if err := gate.yield(ctx); err != nil {
+					return nil, err
+				}
+			}
 			var err error
 			if prefixKV, _, err = m.Prefill(ctx, prefix, 0, 0, model.ExtendOptions{}); err != nil {
 				return nil, fmt.Errorf("system prefix: %w", err)
@@ -289,7 +394,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	}
 	var kvPrev []Hash
 	if len(prefix) > 0 {
-		seg, rep, kv, closer, err := e.segment(ctx, st, prefix, nil, nil)
+		seg, rep, kv, closer, err := e.segment(ctx, st, prefix, nil, nil, gate)
 		if err != nil {
 			return nil, fmt.Errorf("system prefix: %w", err)
 		}
@@ -330,7 +435,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 				seg, rep = Segment{Tokens: toks}, SegmentReport{Key: k, Source: "none"}
 				break
 			}
-			if seg, rep, _, closer, err = e.segment(ctx, st, toks, kvPrev, prefixKVFn); err != nil {
+			if seg, rep, _, closer, err = e.segment(ctx, st, toks, kvPrev, prefixKVFn, gate); err != nil {
 				return nil, fmt.Errorf("chunk %d: %w", i, err)
 			}
 		}
@@ -345,7 +450,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		out.CacheHits[r.Source]++
 	}
 	out.Prepare = time.Since(t0)
-	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve})
+	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve, gate: gate})
 	if err != nil {
 		return nil, err
 	}
@@ -373,8 +478,8 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 // segment opens a stored segment computed after kvPrev (its Source reads the cache
 // until closer is closed), or computes it after the prefix whose exact KV prefixKV
 // returns (called only then; nil: no prefix) and stores it (returning the KV it
-// computed).
-func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Hash, prefixKV func() (*model.KV, error)) (Segment, SegmentReport, *model.KV, io.Closer, error) {
+// computed), holding gate (if not nil) while it computes.
+func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Hash, prefixKV func() (*model.KV, error), gate *ticket) (Segment, SegmentReport, *model.KV, io.Closer, error) {
 	key, err := st.Key(toks, kvPrev)
 	if err != nil {
 		return Segment{}, SegmentReport{}, nil, nil, err
@@ -392,10 +497,16 @@ func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Ha
 			return Segment{}, SegmentReport{}, nil, nil, err
 		}
 	}
+	if gate != nil {
+		if err := gate.yield(ctx); err != nil {
+			return Segment{}, SegmentReport{}, nil, nil, err
+		}
+	}
 	kv, err := ComputeAlone(ctx, st.m, pkv, toks)
 	if err != nil {
 		return Segment{}, SegmentReport{}, nil, nil, err
 	}
+	gate.release() // not while storing it
 	meta := &Meta{KVPrev: kvPrev}
 	pr, err := st.PutOnTheFly(ctx, toks, kv, meta)
 	if err != nil {
@@ -512,18 +623,29 @@ type GenerateDone struct {
 }
 
 // Generate decodes from a handle or a fresh prefill, calling emit for each event.
+//
+// Generations are decoded together: the engine's decode loop steps every active one by a
+// token per step in one batched forward pass (model.Batch), so concurrent requests share
+// each read of the weights; emit runs on the caller's goroutine, and a caller slow to
+// take its events only pauses its own generation.
 func (e *Engine) Generate(ctx context.Context, in *GenerateInput, emit func(GenerateEvent) error) error {
 	if in.MaxTokens < 0 || in.Temperature < 0 || in.TopP < 0 || in.TopP > 1 {
 		return fmt.Errorf("%w: max tokens %d, temperature %g, top-p %g", ErrInvalid, in.MaxTokens, in.Temperature, in.TopP)
 	}
+	if in.Handle != "" && in.Prefill != nil {
+		return fmt.Errorf("%w: give a handle or a prompt, not both", ErrInvalid)
+	}
+	leave, err := e.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
 	maxTok := in.MaxTokens
 	if maxTok == 0 {
 		maxTok = 128
 	}
 	var h *handle
 	switch {
-	case in.Handle != "" && in.Prefill != nil:
-		return fmt.Errorf("%w: give a handle or a prompt, not both", ErrInvalid)
 	case in.Handle != "":
 		var err error
 		if h, err = e.take(in.Handle, in.KeepHandle); err != nil {
@@ -542,6 +664,9 @@ func (e *Engine) Generate(ctx context.Context, in *GenerateInput, emit func(Gene
 		h = &handle{kv: out.kv, logits: out.Logits, last: out.last}
 	default:
 		return fmt.Errorf("%w: no handle and no prompt", ErrInvalid)
+	}
+	if !e.o.Serial {
+		return e.decode(ctx, in, h, maxTok, emit)
 	}
 	release, err := e.acquire(ctx)
 	if err != nil {
@@ -708,6 +833,8 @@ type engineMetrics struct {
 	chunks        *prometheus.CounterVec
 	generated     prometheus.Counter
 	decodeSeconds prometheus.Counter
+	decodeSteps   prometheus.Counter
+	decodeRows    prometheus.Counter
 }
 
 // ttftBuckets span a cached fused prefill of a small model (milliseconds) to a long
@@ -729,9 +856,21 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 			Buckets: ttftBuckets}, []string{"method"}),
 		decodeSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "ragkv_blend_decode_seconds_total",
 			Help: "Time spent decoding (after the prefill) in Generate; with ragkv_blend_generated_tokens_total it gives decode tokens per second."}),
+		decodeSteps: prometheus.NewCounter(prometheus.CounterOpts{Name: "ragkv_blend_decode_steps_total",
+			Help: "Batched decode steps (one forward pass for every generation stepped)."}),
+		decodeRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "ragkv_blend_decode_rows_total",
+			Help: "Generations stepped, summed over decode steps (÷ ragkv_blend_decode_steps_total: the mean batch)."}),
 	}
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_inflight",
-		Help: "Prefills and decodes holding an engine slot now."}, func() float64 { return float64(len(e.sem)) })
+		Help: "Prefills and decodes holding an engine slot now."}, func() float64 {
+		if e.o.Serial {
+			return float64(len(e.sem))
+		}
+		return float64(e.arb.busy())
+	})
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_requests",
+		Help: "Prefills and generations inside the engine (waiting or running; bounded by MaxQueue)."},
+		func() float64 { return float64(e.inflight.Load()) })
 	maxConcurrent := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_max_concurrent",
 		Help: "Engine slots (prefills and decodes that may run at once)."}, func() float64 { return float64(cap(e.sem)) })
 	handles := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_handles", Help: "Prefilled KVs kept for Generate."},
@@ -739,7 +878,7 @@ func newEngineMetrics(reg prometheus.Registerer, e *Engine) (*engineMetrics, err
 	handleBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ragkv_blend_handle_bytes", Help: "Bytes of the kept prefilled KVs."},
 		func() float64 { _, b := e.Handles(); return float64(b) })
 	for _, c := range []prometheus.Collector{m.prefills, m.seconds, m.ttft, m.tokens, m.chunks, m.generated, m.decodeSeconds,
-		handles, handleBytes, inflight, maxConcurrent} {
+		m.decodeSteps, m.decodeRows, handles, handleBytes, inflight, maxConcurrent, queued} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("blend: register metrics: %w", err)
 		}
@@ -761,4 +900,28 @@ func (m *engineMetrics) observe(out *PrefillOutput, ttft time.Duration) {
 	m.tokens.WithLabelValues("reused").Add(float64(reused))
 	m.tokens.WithLabelValues("recomputed").Add(float64(rec))
 	m.tokens.WithLabelValues("query").Add(float64(out.Stats.Query))
+}
+
+// prefillAging weighs a prefill's estimated compute in its scheduling key (arrival +
+// prefillAging × estimate): a shorter prefill goes before a longer one unless the longer
+// has waited prefillAging times their difference in compute longer — strongly shortest
+// first, which keeps the time to first token of fused prefills (a fraction of a full
+// one) near their compute under load, while no prefill waits forever.
+const prefillAging = 8
+
+// prefillUnits estimates a prefill's compute in token-layers of the model, for the
+// scheduler's order of prefills: full and prefix prefills compute every token;
+// CacheBlend every token up to its check layer, then the ratio; the others the ratio
+// (and the query).
+func prefillUnits(c *model.Config, method Method, ratio float64, checkLayer, tokens, query int) float64 {
+	L := float64(c.Layers)
+	n := float64(tokens)
+	switch method {
+	case Full, Prefix:
+		return n * L
+	case CacheBlend:
+		chk := float64(min(checkLayer+1, c.Layers))
+		return n*chk + (float64(query)+ratio*n)*(L-chk)
+	}
+	return (float64(query) + ratio*n) * L
 }

@@ -118,6 +118,23 @@ func (ld *loader) wait(ctx context.Context, l int) error {
 	return nil
 }
 
+// poll reports, without blocking, whether layer l is loaded (receiving the layers
+// signalled so far, as wait does).
+func (ld *loader) poll(l int) (bool, error) {
+	for ld.next <= l {
+		select {
+		case err := <-ld.done[ld.next]:
+			if err != nil {
+				return false, err
+			}
+			ld.next++
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // waitAll waits for every layer.
 func (ld *loader) waitAll(ctx context.Context) error { return ld.wait(ctx, len(ld.done)-1) }
 

@@ -158,6 +158,11 @@ func (r *run) tokensOf(rows []int) []int {
 
 // step runs layer l for rows (positions equal rows) with hidden states x.
 func (r *run) step(l int, x []float32, rows []int, o *model.StepOptions) error {
+	if g := r.req.gate; g != nil {
+		if err := g.yield(r.ctx); err != nil {
+			return err
+		}
+	}
 	t := time.Now()
 	err := r.st.LayerStep(r.ctx, l, x, rows, rows, r.kv, o)
 	r.stats.Compute += time.Since(t)

@@ -83,6 +83,13 @@ type scratch struct {
 	tokLayer *layerWeights
 	tokCS    []float32 // the RoPE table of the layer (cs or csLoc)
 	tokPost  []float32 // post-norm weights applied to xb2 in place
+
+	// Batched decode (Batch.Feed): when kvs is set, token i is its own sequence, whose KV
+	// is kvs[i] (the kv argument of layer is nil): its fresh K/V go to kvs[i] and it
+	// attends to kvs[i] only. kvSorted[i] reports whether kvs[i]'s positions are
+	// non-decreasing.
+	kvs      []*KV
+	kvSorted []bool
 }
 
 func (m *Model) newScratch(n int) *scratch {
@@ -434,14 +441,18 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	// slot (attnRange).
 	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
 	s.aWin = c.Window(l)
-	s.aSorted = true
-	for j := 1; j < kv.Len(); j++ {
-		if kv.Pos[j] < kv.Pos[j-1] {
-			s.aSorted = false
-			break
+	if s.kvs != nil {
+		// One query per sequence, each on its own KV: the per-query path (the same
+		// arithmetic as a sequence decoded alone).
+		T := 0
+		for _, kv := range s.kvs {
+			T = max(T, kv.Len())
 		}
-	}
-	if n >= gemmAttnMin {
+		s.growScores(T)
+		items := n * c.Heads
+		s.itemsPW = (items + s.slots - 1) / s.slots
+		m.pool.Parallel(s.slots, s.attnFn)
+	} else if s.aSorted = sortedPos(kv.Pos); n >= gemmAttnMin {
 		if err := s.attnGEMM(); err != nil {
 			return err
 		}
@@ -503,19 +514,26 @@ func (s *scratch) attnRange(lo, hi int) {
 	c := &s.m.Config
 	hd, qd, kd := c.HeadDim, c.QDim(), c.KVDim()
 	group := c.Heads / c.KVHeads
-	kv := s.aKV
-	T := kv.Len()
-	K, V := kv.K[s.aLayer], kv.V[s.aLayer]
+	kv, sorted := s.aKV, s.aSorted
+	var T int
+	var K, V []float32
+	if kv != nil {
+		T, K, V = kv.Len(), kv.K[s.aLayer], kv.V[s.aLayer]
+	}
 	items := s.aN * c.Heads
 	for slot := lo; slot < hi; slot++ {
 		for it := slot * s.itemsPW; it < min((slot+1)*s.itemsPW, items); it++ {
 			i, h := it/c.Heads, it%c.Heads
+			if s.kvs != nil { // batched decode: query i's own sequence
+				kv, sorted = s.kvs[i], s.kvSorted[i]
+				T, K, V = kv.Len(), kv.K[s.aLayer], kv.V[s.aLayer]
+			}
 			p := s.aPos[i]
 			qv := s.q[i*qd+h*hd : i*qd+(h+1)*hd] // scaled by 1/√d
 			off := (h / group) * hd
 			out := s.att[i*qd+h*hd : i*qd+(h+1)*hd]
 			start, end := 0, T
-			if s.aSorted {
+			if sorted {
 				// keys in position order: the visible ones are a run
 				end = visibleEnd(kv.Pos[:T], p)
 				start = min(visibleStart(kv.Pos[:T], p, s.aWin), end)
@@ -527,7 +545,7 @@ func (s *scratch) attnRange(lo, hi int) {
 				if c.AttnSoftcap > 0 {
 					softcap(sc, c.AttnSoftcap)
 				}
-				if s.aSorted {
+				if sorted {
 					maxv = vmath.Max(sc)
 				} else {
 					for j, v := range sc {
@@ -558,6 +576,16 @@ func (s *scratch) attnRange(lo, hi int) {
 			}
 		}
 	}
+}
+
+// sortedPos reports whether pos is non-decreasing.
+func sortedPos(pos []int) bool {
+	for j := 1; j < len(pos); j++ {
+		if pos[j] < pos[j-1] {
+			return false
+		}
+	}
+	return true
 }
 
 // ExtendOptions tunes Model.Extend and Model.Prefill.
@@ -739,6 +767,14 @@ func (s *scratch) siluRows(lo, hi int) {
 		geluTanhMul(s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h])
 		return
 	}
+	if s.kvs != nil {
+		// Batched decode: row by row, so that each row's vector/tail split is that of a
+		// token decoded alone (bit-identical results).
+		for i := lo; i < hi; i++ {
+			vmath.SiluMul(s.hb[i*h:(i+1)*h], s.hb2[i*h:(i+1)*h])
+		}
+		return
+	}
 	vmath.SiluMul(s.hb[lo*h:hi*h], s.hb2[lo*h:hi*h])
 }
 
@@ -845,9 +881,12 @@ func (s *scratch) biasRopeRows(lo, hi int) {
 		kernels.Scale(q, s.qScale) // attention's 1/√d, folded into Q
 		m.rotate(k, c.KVHeads, cs)
 		if s.tokRows != nil {
-			r, l := s.tokRows[i], s.tokL
-			copy(s.tokKV.K[l][r*kd:(r+1)*kd], k)
-			copy(s.tokKV.V[l][r*kd:(r+1)*kd], s.v[i*kd:(i+1)*kd])
+			r, l, kv := s.tokRows[i], s.tokL, s.tokKV
+			if s.kvs != nil {
+				kv = s.kvs[i]
+			}
+			copy(kv.K[l][r*kd:(r+1)*kd], k)
+			copy(kv.V[l][r*kd:(r+1)*kd], s.v[i*kd:(i+1)*kd])
 		}
 	}
 }

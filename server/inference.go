@@ -22,6 +22,7 @@ func init() {
 		errRow{blend.ErrHandleNotFound, codes.NotFound},
 		errRow{blend.ErrChunkNotCached, codes.NotFound},
 		errRow{blend.ErrCorrupt, codes.DataLoss},
+		errRow{blend.ErrBusy, codes.ResourceExhausted},
 		errRow{model.ErrInvalid, codes.InvalidArgument},
 	)
 }

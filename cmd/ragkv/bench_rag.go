@@ -46,7 +46,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Addr != "" {
-				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "no-probation"} {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "no-probation"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
 					}
@@ -80,6 +80,9 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			}
 			if cmd.Flags().Changed("novel") && o.Stream != "scifact" {
 				return flagErr("novel", "applies to --stream scifact only")
+			}
+			if o.DecodeTokens < 0 {
+				return flagErr("decode-tokens", "must be ≥ 0, got %d", o.DecodeTokens)
 			}
 			if threads < 0 {
 				return flagErr("threads", "must be ≥ 0, got %d", threads)
@@ -138,6 +141,13 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 					name, rep.TTFTMsP50[name], rep.TTFTMsP99[name], rep.SpeedupP50[name], sw.First, sw.Middle, sw.Last,
 					rep.RecomputeFrac[name], fd.KLMean, fd.Top1, fmtHits(rep.HitRatioWindows[name].Last))
 			}
+			if rep.DecodeTokens > 0 {
+				fmt.Fprintf(out, "decode %d tokens/request: %.1f tokens/s over the stream;", rep.DecodeTokens, rep.DecodeTokensPerSTotal)
+				for _, name := range rep.Methods {
+					fmt.Fprintf(out, " %s %.1f/s per request", name, rep.DecodeTokensPerS[name])
+				}
+				fmt.Fprintln(out)
+			}
 			if asJSON {
 				return cliutil.PrintJSON(out, struct {
 					*ragbench.Report
@@ -170,7 +180,9 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.IntVar(&o.Window, "window", 100, "queries per window of the per-window figures")
 	f.Float64Var(&o.NovelFrac, "novel", 0.5, "scifact: share of novel query texts")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the scifact stream")
-	f.IntVar(&o.EngineConcurrent, "engine-concurrent", 1, "engine slots (prefills computing at once)")
+	f.IntVar(&o.EngineConcurrent, "engine-concurrent", 1, "engine slots (units of work computing at once)")
+	f.BoolVar(&o.EngineSerial, "engine-serial", false, "the engine's scheduling before continuous batching (a request holds a slot through its prefill and its whole decode), for comparison")
+	f.IntVar(&o.DecodeTokens, "decode-tokens", 0, "decode this many greedy tokens per request (Generate instead of Prefill; JSON decode_tokens_per_s)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16 or int8")
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")

@@ -62,6 +62,7 @@ var errorRows = []struct {
 	{retrieval.ErrEmbedderUnavailable, http.StatusBadRequest, "no_embedder"},
 	{retrieval.ErrDimension, http.StatusBadRequest, ""},
 	{retrieval.ErrBusy, http.StatusServiceUnavailable, "busy"},
+	{blend.ErrBusy, http.StatusTooManyRequests, "engine_busy"},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout"},
 }
 

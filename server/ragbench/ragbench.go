@@ -110,9 +110,15 @@ type Options struct {
 	// collection is "bench-<stream>-w<ChunkWords>": ingesting it again skips the
 	// documents it holds, and precomputing it again skips the passages stored.
 	Addr string
-	// EngineConcurrent is the engine's MaxConcurrent (default 1).
+	// EngineConcurrent is the engine's MaxConcurrent (default 1); EngineSerial its
+	// Serial (the scheduling before continuous batching, for comparison).
 	EngineConcurrent int
-	Log              *slog.Logger
+	EngineSerial     bool
+	// DecodeTokens, when > 0, makes every request a Generate of that many greedy tokens
+	// (EOS ignored) instead of a Prefill: TTFT is then the time to the stream's prefill
+	// message, and the decode rates are reported.
+	DecodeTokens int
+	Log          *slog.Logger
 	// Progress, when set, is called after each query.
 	Progress func(done, total int)
 }
@@ -187,6 +193,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: tier %q (want memory or disk)", ErrInvalid, o.Tier)
 	case o.Queries < 1 || o.Clients < 1 || o.Docs < 1 || o.Window < 1 || o.EngineConcurrent < 1:
 		return fmt.Errorf("%w: queries, clients, docs, window and engine concurrency must be ≥ 1", ErrInvalid)
+	case o.DecodeTokens < 0:
+		return fmt.Errorf("%w: decode tokens %d", ErrInvalid, o.DecodeTokens)
 	case o.K < 1 || o.K > server.MaxRetrievalK:
 		return fmt.Errorf("%w: k = %d (want 1 to %d)", ErrInvalid, o.K, server.MaxRetrievalK)
 	case !(o.Ratio > 0 && o.Ratio <= 1):
@@ -251,6 +259,14 @@ type Report struct {
 	PromptTokensPerS map[string]float64                     `json:"prompt_tokens_per_s"`
 	// LastOverFirst is speedup_windows.last / speedup_windows.first (≥ 0.9: reuse holds).
 	LastOverFirst map[string]float64 `json:"last_over_first"`
+
+	// With DecodeTokens: tokens decoded per request, the decode rate one request saw
+	// (its tokens over the time from its prefill message to its end, summed over the
+	// method's requests) and all requests' decoded tokens over the stream's wall time.
+	EngineSerial          bool               `json:"engine_serial"`
+	DecodeTokens          int                `json:"decode_tokens"`
+	DecodeTokensPerS      map[string]float64 `json:"decode_tokens_per_s,omitempty"`
+	DecodeTokensPerSTotal float64            `json:"decode_tokens_per_s_total,omitempty"`
 }
 
 // sample is one method's prefill of one query.
@@ -262,6 +278,9 @@ type sample struct {
 	kl      float64
 	top1    bool
 	logits  []float32
+	// With DecodeTokens: tokens decoded and the time from the prefill message to the end.
+	decoded int
+	decode  time.Duration
 }
 
 // Run replays the stream against an in-process server on a loopback port over m (or,
@@ -296,7 +315,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	defer env.close()
 	rep := &Report{Stream: o.Stream, Model: modelName, Queries: len(queries), Clients: o.Clients, Tier: o.Tier, K: o.K, Ratio: o.Ratio,
 		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission, Probation: !o.NoProbation && o.Addr == "",
-		CollectionDocs: len(docs), Window: o.Window}
+		CollectionDocs: len(docs), Window: o.Window, EngineSerial: o.EngineSerial, DecodeTokens: o.DecodeTokens}
 	for _, mm := range o.Methods {
 		rep.Methods = append(rep.Methods, string(mm))
 	}
@@ -451,7 +470,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if err != nil {
 		return nil, err
 	}
-	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, MaxHandles: 1, Logger: quiet})
+	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, Serial: o.EngineSerial, MaxHandles: 1, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
@@ -517,11 +536,21 @@ func (e *env) query(ctx context.Context, o *Options, q string) (map[blend.Method
 		req := &ragkvv1.PrefillRequest{Query: q, Method: string(meth), Ratio: &ratio, ReturnLogits: true,
 			Retrieval: &ragkvv1.RetrievalSource{Collection: o.collection(), K: int32(o.K), Mode: ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25}}
 		t0 := time.Now()
-		resp, err := e.inf.Prefill(ctx, req)
+		var resp *ragkvv1.PrefillResponse
+		var ttft time.Duration
+		var decoded int
+		var decode time.Duration
+		var err error
+		if o.DecodeTokens > 0 {
+			resp, ttft, decoded, decode, err = e.generate(ctx, req, o.DecodeTokens)
+		} else {
+			resp, err = e.inf.Prefill(ctx, req)
+			ttft = time.Since(t0)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", meth, err)
 		}
-		s := &sample{ttft: time.Since(t0), recomp: resp.Breakdown.GetRecomputeFrac(), tokens: int(resp.Breakdown.GetTotalTokens())}
+		s := &sample{ttft: ttft, recomp: resp.Breakdown.GetRecomputeFrac(), tokens: int(resp.Breakdown.GetTotalTokens()), decoded: decoded, decode: decode}
 		for _, p := range resp.Passages {
 			s.sources = append(s.sources, p.Source)
 		}
@@ -534,6 +563,42 @@ func (e *env) query(ctx context.Context, o *Options, q string) (map[blend.Method
 		out[meth] = s
 	}
 	return out, nil
+}
+
+// generate runs req as a Generate of n greedy tokens: the prefill message (and the time
+// to it), the tokens decoded and the time from the prefill message to the end.
+func (e *env) generate(ctx context.Context, req *ragkvv1.PrefillRequest, n int) (*ragkvv1.PrefillResponse, time.Duration, int, time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t0 := time.Now()
+	st, err := e.inf.Generate(ctx, &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Prefill{Prefill: req}, MaxTokens: uint32(n), IgnoreEos: true})
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	var resp *ragkvv1.PrefillResponse
+	var ttft time.Duration
+	var t1 time.Time
+	tokens := 0
+	for {
+		msg, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil, 0, 0, 0, fmt.Errorf("generate: the stream ended without its done message")
+		}
+		if err != nil {
+			return nil, 0, 0, 0, err
+		}
+		switch {
+		case msg.GetPrefill() != nil:
+			resp, ttft, t1 = msg.GetPrefill(), time.Since(t0), time.Now()
+		case msg.GetToken() != nil:
+			tokens++
+		case msg.GetDone() != nil:
+			if resp == nil {
+				return nil, 0, 0, 0, fmt.Errorf("generate: no prefill message")
+			}
+			return resp, ttft, tokens, time.Since(t1), nil
+		}
+	}
 }
 
 // klTop1 is KL(softmax(p) ‖ softmax(q)) and whether both have the same argmax.
@@ -589,6 +654,20 @@ func summarize(rep *Report, o *Options, samples []map[blend.Method]*sample) {
 	rep.TTFTMsP50, rep.TTFTMsP99, rep.SpeedupP50 = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	rep.SpeedupWindows, rep.HitRatioWindows = map[string]Windows[float64]{}, map[string]Windows[map[string]float64]{}
 	rep.RecomputeFrac, rep.Fidelity, rep.PromptTokensPerS, rep.LastOverFirst = map[string]float64{}, map[string]Fidelity{}, map[string]float64{}, map[string]float64{}
+	if o.DecodeTokens > 0 {
+		rep.DecodeTokensPerS = map[string]float64{}
+		var all float64
+		for _, meth := range o.Methods {
+			var toks, secs float64
+			for _, s := range samples {
+				toks += float64(s[meth].decoded)
+				secs += s[meth].decode.Seconds()
+			}
+			all += toks
+			rep.DecodeTokensPerS[string(meth)] = toks / secs
+		}
+		rep.DecodeTokensPerSTotal = all / rep.Seconds
+	}
 	ttfts := func(meth blend.Method, lo, hi int) []float64 {
 		var out []float64
 		for _, s := range samples[lo:hi] {

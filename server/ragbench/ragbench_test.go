@@ -124,3 +124,28 @@ func TestRunAgainstServer(t *testing.T) {
 		t.Fatal("no server: no error")
 	}
 }
+
+// TestRunMusiqueDecode: with DecodeTokens every request is a Generate whose tokens are
+// counted; concurrent clients on the batched engine and on the serial one both report
+// decode rates, and the same first-token fidelity (greedy, same prompts).
+func TestRunMusiqueDecode(t *testing.T) {
+	m := storiesModel(t)
+	for _, serial := range []bool{false, true} {
+		rep, err := Run(context.Background(), m, "stories260K", Options{Stream: "musique", DataDir: shared.Path(t), Queries: 6, Docs: 2,
+			K: 2, ChunkWords: 30, Window: 2, Clients: 3, DecodeTokens: 5, NoPrecompute: true, EngineSerial: serial, Methods: []blend.Method{blend.CacheBlend}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.DecodeTokens != 5 || rep.EngineSerial != serial || !(rep.DecodeTokensPerSTotal > 0) {
+			t.Fatalf("serial %v: report %+v", serial, rep)
+		}
+		for _, k := range []string{"full", "cacheblend"} {
+			if !(rep.DecodeTokensPerS[k] > 0) || !(rep.TTFTMsP50[k] > 0) {
+				t.Fatalf("serial %v, %s: decode %g tokens/s, ttft p50 %g", serial, k, rep.DecodeTokensPerS[k], rep.TTFTMsP50[k])
+			}
+		}
+		if f := rep.Fidelity["full"]; f.KLMean != 0 || f.Top1 != 1 {
+			t.Fatalf("serial %v: full against itself %+v", serial, f)
+		}
+	}
+}
