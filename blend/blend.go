@@ -88,7 +88,8 @@ type Source interface {
 	// Rows is the number of rows it holds (≥ the segment's tokens; trailing extra
 	// rows are ignored).
 	Rows() int
-	// ReadLayer writes layer l: Rows()×KVDim values of K (rotated at Base) and of V.
+	// ReadLayer writes layer l: Rows()×KVDim values of K (rotated at Base, or not
+	// rotated at all if the Source has a KPreRoPE method that reports true) and of V.
 	ReadLayer(ctx context.Context, l int, k, v []float32) error
 	// Tier says where the KV is read from (e.g. "memory", "disk").
 	Tier() string

@@ -54,11 +54,18 @@ func (ld *loader) run(ctx context.Context, m *model.Model, kv *model.KV, segs []
 	rots := make([]rot, len(segs))
 	var scratchK, scratchV []float32
 	for i, s := range segs {
-		if b := s.src.Base(); b != s.start {
+		pre := false
+		if p, ok := s.src.(preRoPESource); ok {
+			pre = p.KPreRoPE()
+		}
+		if b := s.src.Base(); b != s.start || (pre && s.start+s.n > 1) {
 			rots[i].old = make([]int, s.n)
 			rots[i].new = make([]int, s.n)
 			for j := range s.n {
 				rots[i].old[j], rots[i].new[j] = b+j, s.start+j
+				if pre {
+					rots[i].old[j] = 0
+				}
 			}
 		}
 		if rows := s.src.Rows(); rows > s.n && rows*kd > len(scratchK) {
@@ -99,6 +106,12 @@ func (ld *loader) run(ctx context.Context, m *model.Model, kv *model.KV, segs []
 		}
 		ld.done[l] <- nil
 	}
+}
+
+// preRoPESource is a Source whose K may be stored without its rotary embedding
+// (StoreOptions.PreRoPE): such rows are rotated from position 0, not from Base()+row.
+type preRoPESource interface {
+	KPreRoPE() bool
 }
 
 // wait blocks until layer l is loaded (layers must be waited for in order, each once;

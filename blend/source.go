@@ -13,7 +13,13 @@ type KVSource struct {
 	KV *model.KV
 	// TierName is what Tier reports (default "memory").
 	TierName string
+	// PreRoPE: the rows' K is without its rotary embedding (UnrotateK); the loader
+	// rotates them from position 0.
+	PreRoPE bool
 }
+
+// KPreRoPE reports PreRoPE.
+func (s *KVSource) KPreRoPE() bool { return s.PreRoPE }
 
 // Base is the position of the first row.
 func (s *KVSource) Base() int {

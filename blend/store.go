@@ -97,6 +97,14 @@ type StoreOptions struct {
 	// NoProbation stores chunks computed on the fly as plain puts instead of on
 	// probation (PutOnTheFly): the behaviour before probation, for comparisons.
 	NoProbation bool
+	// PreRoPE stores K without its rotary embedding (chunkcache.PutSpec.PreRoPE):
+	// Put un-rotates a copy of each layer's K to position 0 and the loader rotates the
+	// rows to their new positions, so the chunk is used exactly as a post-RoPE one.
+	// Quantized K groups per channel then see each channel's own values instead of a
+	// pair mixed by position (KIVI, KVQuant): on stories260K q4 K-only error halves
+	// with 8-token groups (see blend/blendeval). Chunks already stored either way are
+	// read either way.
+	PreRoPE bool
 }
 
 // Store keeps segment KVs with their Meta in a chunk cache. A segment's key is the
@@ -208,18 +216,39 @@ func (s *Store) put(ctx context.Context, tokens []int, kv *model.KV, meta *Meta,
 	for l := range k {
 		k[l], v[l] = kv.K[l][:n], kv.V[l][:n]
 	}
+	if s.o.PreRoPE {
+		if k, err = UnrotateK(s.m, k, kv.Pos[:kv.Len()]); err != nil {
+			return chunkcache.PutResult{}, err
+		}
+	}
 	spec := chunkcache.PutSpec{
 		Namespace:    s.o.Namespace,
 		Model:        s.fingerprint(meta.KVPrev),
 		Tokens:       u32s(tokens),
 		Layout:       s.layout(),
 		PositionBase: int64(kv.Pos[0]),
+		PreRoPE:      s.o.PreRoPE,
 		Metadata:     map[string][]byte{MetaKey: mb},
 		Cost:         c.PrefillFLOPs(kv.Pos[0], kv.Len()),
 		Importance:   mixedImportance(meta, c.Layers, kv.Len()),
 		Probationary: probationary,
 	}
 	return s.cache.PutFloat32(ctx, spec, k, v)
+}
+
+// UnrotateK returns copies of each layer's K rows (at positions pos) with their rotary
+// embedding removed: every row rotated to position 0, the form of
+// StoreOptions.PreRoPE.
+func UnrotateK(m *model.Model, k [][]float32, pos []int) ([][]float32, error) {
+	zero := make([]int, len(pos))
+	out := make([][]float32, len(k))
+	for l, kl := range k {
+		out[l] = slices.Clone(kl)
+		if err := m.RotateKLayer(l, out[l], pos, zero); err != nil {
+			return nil, fmt.Errorf("blend: un-rotate K of layer %d: %w", l, err)
+		}
+	}
+	return out, nil
 }
 
 // mixedImportance ranks a chunk's tokens for the Mixed format from its Cache-Craft
@@ -317,7 +346,7 @@ func (s *Store) OpenKey(ctx context.Context, k chunkcache.Key) (Segment, io.Clos
 			return Segment{}, nil, fmt.Errorf("%w: chunk %s holds token %d outside the vocabulary", ErrInvalid, k.Short(), t)
 		}
 	}
-	src := &cacheSource{r: r, base: int(info.PositionBase), rows: r.NumTokens(), tier: info.Tier}
+	src := &cacheSource{r: r, base: int(info.PositionBase), rows: r.NumTokens(), tier: info.Tier, preRoPE: info.PreRoPE}
 	return Segment{Tokens: toks, Source: src, Meta: meta}, r, nil
 }
 
@@ -326,7 +355,11 @@ type cacheSource struct {
 	r          *chunkcache.Reader
 	base, rows int
 	tier       string
+	preRoPE    bool
 }
+
+// KPreRoPE reports whether the chunk's K is stored without its rotary embedding.
+func (s *cacheSource) KPreRoPE() bool { return s.preRoPE }
 
 func (s *cacheSource) Base() int    { return s.base }
 func (s *cacheSource) Rows() int    { return s.rows }

@@ -1010,7 +1010,7 @@ func (t *tierState) inFormat(obj store.Object, value bool) (store.Object, error)
 	n := h.Elems(h.Tokens)
 	k, v := make([]float32, n), make([]float32, n)
 	out := store.Object{Parts: make([][]byte, h.Layers)}
-	nh := kvblob.Header{Layout: target, Tokens: h.Tokens, PositionBase: h.PositionBase, LayerCRC: make([]uint32, h.Layers)}
+	nh := kvblob.Header{Layout: target, Tokens: h.Tokens, PositionBase: h.PositionBase, PreRoPE: h.PreRoPE, LayerCRC: make([]uint32, h.Layers)}
 	for i, p := range obj.Parts {
 		if err := h.CheckLayer(i, p); err != nil {
 			return obj, asInvalid(err)

@@ -938,6 +938,7 @@ func TestTierFormatReencodes(t *testing.T) {
 		var puts []put1
 		for i := range 4 { // the memory tier holds two: the first ones are demoted
 			spec, ks, vs := testChunk(uint64(60+i), "", F16, 3, 40)
+			spec.PreRoPE = i%2 == 1 // kept through re-encoding
 			put(t, c, spec, ks, vs)
 			puts = append(puts, put1{spec, ks, vs})
 		}
@@ -967,6 +968,9 @@ func TestTierFormatReencodes(t *testing.T) {
 			found++
 			if info.Tier != "disk" || info.Layout.DType != Q4 {
 				t.Fatalf("write-through %v: read %s from %s", wt, info.Layout.Format(), info.Tier)
+			}
+			if info.PreRoPE != p.spec.PreRoPE {
+				t.Fatalf("write-through %v: PreRoPE %v after re-encoding, put with %v", wt, info.PreRoPE, p.spec.PreRoPE)
 			}
 			var se float64
 			for l := range gk {

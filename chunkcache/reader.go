@@ -28,6 +28,8 @@ type ChunkInfo struct {
 	Created     time.Time
 	// LayerCRC is the CRC-32C of each layer section (K‖V‖KScales‖VScales).
 	LayerCRC []uint32
+	// PreRoPE: K is stored without its rotary embedding (PutSpec.PreRoPE).
+	PreRoPE bool
 }
 
 // Reader reads one chunk layer by layer, in any order; layer i is read (and its CRC
@@ -97,7 +99,7 @@ func (c *Cache) open(ctx context.Context, ns string, k Key) (*Reader, error) {
 		info: ChunkInfo{
 			Key: k, Namespace: ns, Model: m.model, Tokens: m.tokens, Layout: m.header.Layout,
 			PositionBase: m.header.PositionBase, Metadata: m.meta, Cost: m.cost, Tier: tierName,
-			Pin: e.pin, StoredBytes: sr.Size(), Created: time.Unix(0, m.created), LayerCRC: m.header.LayerCRC,
+			Pin: e.pin, StoredBytes: sr.Size(), Created: time.Unix(0, m.created), LayerCRC: m.header.LayerCRC, PreRoPE: m.header.PreRoPE,
 		},
 	}
 	if ti == len(c.tiers) {

@@ -24,6 +24,10 @@ type PutSpec struct {
 	Layout Layout
 	// PositionBase is the absolute position of the first token when K was rotated.
 	PositionBase int64
+	// PreRoPE says K is stored without its rotary embedding (every row as at position
+	// 0; see kvblob.Header.PreRoPE): readers rotate row t to its position. The writer
+	// converts; the cache only records it (and keeps it through re-encoding).
+	PreRoPE bool
 	// Metadata is free-form (e.g. Cache-Craft attention summaries under
 	// "cachecraft/..."); it is returned with the chunk.
 	Metadata map[string][]byte
@@ -207,7 +211,7 @@ func (w *Writer) Commit(ctx context.Context) (PutResult, error) {
 	m := manifest{
 		ns: w.ns, model: w.spec.Model, cost: w.spec.Cost, created: nowNanos(), pin: uint8(w.spec.Pin),
 		tokens: w.spec.Tokens, meta: w.spec.Metadata,
-		header: kvblob.Header{Layout: w.layout, Tokens: w.tokens, PositionBase: w.spec.PositionBase, LayerCRC: w.crcs},
+		header: kvblob.Header{Layout: w.layout, Tokens: w.tokens, PositionBase: w.spec.PositionBase, PreRoPE: w.spec.PreRoPE, LayerCRC: w.crcs},
 	}
 	mb, err := m.encode()
 	if err != nil {

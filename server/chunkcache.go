@@ -389,6 +389,7 @@ func putSpecFromProto(h *ragkvv1.ChunkPutHeader) (chunkcache.PutSpec, error) {
 			DType: dt, KScale: chunkcache.ScaleMode(l.GetKScale()), VScale: chunkcache.ScaleMode(l.GetVScale()),
 			Group: int(min(l.GetGroup(), math.MaxInt32)), Rotate: l.GetRotate(), HiBits: int(min(l.GetHiBits(), 255)), MixCentibits: int(min(l.GetMixCentibits(), math.MaxUint16))},
 		PositionBase: h.GetPositionBase(),
+		PreRoPE:      h.GetKPreRope(),
 		Metadata:     h.GetMetadata(),
 		Cost:         h.GetCost(),
 		Pin:          chunkcache.Pin(h.GetPin()),
@@ -407,6 +408,6 @@ func chunkInfoToProto(in *chunkcache.ChunkInfo) *ragkvv1.ChunkInfo {
 		Key: append([]byte(nil), in.Key[:]...), Namespace: in.Namespace, Model: fingerprintToProto(in.Model),
 		TokenIds: in.Tokens, Layout: LayoutToProto(in.Layout), PositionBase: in.PositionBase, Metadata: in.Metadata,
 		Cost: in.Cost, Tier: in.Tier, Pin: ragkvv1.ChunkPin(in.Pin), StoredBytes: uint64(in.StoredBytes),
-		CreatedUnixNanos: in.Created.UnixNano(),
+		CreatedUnixNanos: in.Created.UnixNano(), KPreRope: in.PreRoPE,
 	}
 }

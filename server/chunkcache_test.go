@@ -786,7 +786,7 @@ func TestChunkGroupedFormatAndConversion(t *testing.T) {
 	for i := range toks {
 		toks[i] = uint32(900 + i)
 	}
-	h := &ragkvv1.ChunkPutHeader{Model: ccModel, TokenIds: toks, Layout: LayoutToProto(l)}
+	h := &ragkvv1.ChunkPutHeader{Model: ccModel, TokenIds: toks, Layout: LayoutToProto(l), KPreRope: true}
 	var frames []*ragkvv1.ChunkLayerFrame
 	var sections [][]byte
 	for i := range layers {
@@ -807,8 +807,8 @@ func TestChunkGroupedFormatAndConversion(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := checkFetched(t, ctx, e.client, res.Key, h, frames)
-	if gl := info.GetLayout(); gl.GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_Q4 || gl.GetGroup() != 8 || !gl.GetRotate() {
-		t.Fatalf("stored layout %v", gl)
+	if gl := info.GetLayout(); gl.GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_Q4 || gl.GetGroup() != 8 || !gl.GetRotate() || !info.GetKPreRope() {
+		t.Fatalf("stored layout %v (K pre-RoPE %v)", gl, info.GetKPreRope())
 	}
 	st0, err := e.client.Stats(ctx, &ragkvv1.ChunkCacheStatsRequest{})
 	if err != nil {
@@ -835,7 +835,7 @@ func TestChunkGroupedFormatAndConversion(t *testing.T) {
 			t.Fatal(err)
 		}
 		if in := m.GetInfo(); in != nil {
-			if in.GetLayout().GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16 || in.GetLayout().GetGroup() != 0 {
+			if in.GetLayout().GetDtype() != ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16 || in.GetLayout().GetGroup() != 0 || !in.GetKPreRope() {
 				t.Fatalf("converted layout %v", in.GetLayout())
 			}
 			continue

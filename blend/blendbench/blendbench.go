@@ -47,6 +47,8 @@ type Options struct {
 	// Format, if its DType is set, is the full storage encoding (group size, rotation,
 	// mixed precision); it overrides DType.
 	Format chunkcache.Layout
+	// PreRoPE stores K without its rotary embedding (blend.StoreOptions.PreRoPE).
+	PreRoPE bool
 	// Iters is the number of timed rounds; the best time of each method is kept
 	// (default 1).
 	Iters int
@@ -238,7 +240,7 @@ func Setup(ctx context.Context, m *model.Model, o Options) (_ *Bench, err error)
 		tier.Close()
 		return nil, err
 	}
-	if bn.st, err = blend.NewStore(m, bn.cache, blend.StoreOptions{DType: o.DType, Format: o.Format}); err != nil {
+	if bn.st, err = blend.NewStore(m, bn.cache, blend.StoreOptions{DType: o.DType, Format: o.Format, PreRoPE: o.PreRoPE}); err != nil {
 		return nil, err
 	}
 	if bn.b, err = blend.New(m, o.Blend); err != nil {

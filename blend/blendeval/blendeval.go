@@ -126,6 +126,10 @@ type Options struct {
 	// norm), "craft" (Cache-Craft's outside-attention mass, highest kept), "craft-inv"
 	// (lowest outside mass kept), "vnorm" (value norm) or "first" (the earliest tokens).
 	KVScore string
+	// KVPreRoPE stores K without its rotary embedding (blend.StoreOptions.PreRoPE):
+	// K is un-rotated before encoding and the fusion's loader rotates the decoded
+	// rows from position 0.
+	KVPreRoPE bool
 	// Progress, if set, is called after each story.
 	Progress func(done int)
 }
@@ -227,8 +231,9 @@ type Report struct {
 
 // KVReport is the storage cost of the chunk caches in the evaluated format.
 type KVReport struct {
-	Format string `json:"format"`
-	Score  string `json:"score,omitempty"`
+	Format  string `json:"format"`
+	Score   string `json:"score,omitempty"`
+	PreRoPE bool   `json:"pre_rope,omitempty"`
 	// AvgBits is the mean precision of the stored values (scales and minima
 	// excluded); BitsPerValue includes them (section bytes·8 ÷ K and V values).
 	AvgBits      float64 `json:"avg_bits"`
@@ -316,13 +321,13 @@ func Run(ctx context.Context, m *model.Model, stories [][]int, o Options) (*Repo
 		}
 		if o.KV.DType != 0 {
 			if rep.KV == nil {
-				rep.KV = &KVReport{Format: o.KV.Format()}
+				rep.KV = &KVReport{Format: o.KV.Format(), PreRoPE: o.KVPreRoPE}
 				if o.KV.DType == chunkcache.Mixed {
 					rep.KV.Score = o.KVScore
 				}
 			}
 			for i := range segs {
-				if err := storeKV(m, &segs[i], o.KV, o.KVScore, rep.KV); err != nil {
+				if err := storeKV(m, &segs[i], o.KV, o.KVScore, o.KVPreRoPE, rep.KV); err != nil {
 					return nil, fmt.Errorf("story %d, chunk %d: store as %s: %w", si, i, o.KV.Format(), err)
 				}
 			}
@@ -496,8 +501,9 @@ func prepare(ctx context.Context, m *model.Model, prompt []int, k int, cc Contex
 }
 
 // storeKV passes a segment's KV through the blob encoder and decoder in format f, in
-// place, and adds its cost to rep.
-func storeKV(m *model.Model, seg *blend.Segment, f chunkcache.Layout, score string, rep *KVReport) error {
+// place (with pre: K un-rotated first and left so, the source marked PreRoPE for the
+// loader), and adds its cost to rep.
+func storeKV(m *model.Model, seg *blend.Segment, f chunkcache.Layout, score string, pre bool, rep *KVReport) error {
 	src, ok := seg.Source.(*blend.KVSource)
 	if !ok {
 		return fmt.Errorf("%w: segment source %T", ErrInvalid, seg.Source)
@@ -507,6 +513,20 @@ func storeKV(m *model.Model, seg *blend.Segment, f chunkcache.Layout, score stri
 	l := chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim}.WithFormat(f)
 	T := kv.Len()
 	n := T * kv.KVDim
+	if pre {
+		k := make([][]float32, c.Layers)
+		for l := range k {
+			k[l] = kv.K[l][:n]
+		}
+		uk, err := blend.UnrotateK(m, k, kv.Pos[:T])
+		if err != nil {
+			return err
+		}
+		for l := range uk {
+			copy(kv.K[l], uk[l])
+		}
+		src.PreRoPE = true
+	}
 	var sec []byte
 	for layer := range c.Layers {
 		k, v := kv.K[layer][:n], kv.V[layer][:n]

@@ -120,6 +120,7 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 	f.StringVar(&dir, "dir", "", "Badger directory of the disk tier (default: a temporary directory)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16, int8, q4, q2 or mixed")
 	f.StringVar(&kvDType, "kv-dtype", "", "stored KV format with options (overrides --dtype): q4, q2r, q4:group=64, mixed:bits=2.5, ...")
+	f.BoolVar(&o.PreRoPE, "kv-prerope", false, "store K without its rotary embedding (the loader rotates it to its position)")
 	f.IntVar(&o.Iters, "iters", 1, "timed rounds (the best of each method is reported)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the random tokens")
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")

@@ -500,8 +500,9 @@ func newCacheGetCmd() *cobra.Command {
 				l := info.Layout
 				h := chunkcache.BlobHeader{
 					Layout: chunkcache.Layout{Layers: int(l.Layers), KVHeads: int(l.KvHeads), HeadDim: int(l.HeadDim),
-						DType: chunkcache.DType(l.Dtype), KScale: chunkcache.ScaleMode(l.KScale), VScale: chunkcache.ScaleMode(l.VScale)},
-					Tokens: len(info.TokenIds), PositionBase: info.PositionBase,
+						DType: chunkcache.DType(l.Dtype), KScale: chunkcache.ScaleMode(l.KScale), VScale: chunkcache.ScaleMode(l.VScale),
+						Group: int(l.Group), Rotate: l.Rotate, HiBits: int(l.HiBits), MixCentibits: int(l.MixCentibits)},
+					Tokens: len(info.TokenIds), PositionBase: info.PositionBase, PreRoPE: info.KPreRope,
 				}
 				blob, err := chunkcache.EncodeBlob(h, sections)
 				if err != nil {
@@ -558,6 +559,7 @@ func newCachePutCmd() *cobra.Command {
 		seed                                                                    uint64
 		meta                                                                    []string
 	)
+	var preRoPE bool // from the --in blob's header
 	cmd := &cobra.Command{
 		Use:   "put",
 		Short: "Store a chunk from a KV blob file (--in) or synthetic random KV (for trying the service)",
@@ -597,7 +599,7 @@ func newCachePutCmd() *cobra.Command {
 				if h.Tokens != len(toks) {
 					return flagErr("tokens", "%d token ids for a %d-token blob", len(toks), h.Tokens)
 				}
-				layout, sections, positionBase = h.Layout, secs, h.PositionBase
+				layout, sections, positionBase, preRoPE = h.Layout, secs, h.PositionBase, h.PreRoPE
 			} else {
 				dt, err := chunkcache.ParseDType(dtypeFlag)
 				if err != nil {
@@ -641,7 +643,7 @@ func newCachePutCmd() *cobra.Command {
 				return flagErr("pin", "want none, soft or hard, got %q", pinFlag)
 			}
 			h := &ragkvv1.ChunkPutHeader{
-				Namespace: cf.namespace, TokenIds: toks, PositionBase: positionBase, Metadata: md, Pin: pin,
+				Namespace: cf.namespace, TokenIds: toks, PositionBase: positionBase, KPreRope: preRoPE, Metadata: md, Pin: pin,
 				Model: &ragkvv1.ChunkModelFingerprint{Architecture: arch, WeightsDigest: weights, TokenizerDigest: tokDigest,
 					Rope: &ragkvv1.ChunkRoPEConfig{Theta: ropeTheta, Style: ropeStyle}},
 				Layout: server.LayoutToProto(layout),

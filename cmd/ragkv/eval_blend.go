@@ -28,7 +28,7 @@ func init() {
 		n, chunks, threads                                           int
 		variants                                                     []string
 		gradual                                                      float64
-		asJSON                                                       bool
+		asJSON, kvPreRoPE                                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "blend",
@@ -73,13 +73,16 @@ stale=1, check=L (cacheblend) and score=sum|first|max, global=1 (cachecraft).`,
 			if err != nil {
 				return err
 			}
-			o := blendeval.Options{Chunks: chunks, Ratios: rs, Context: blendeval.Context(craftCtx), Blend: bo, KVScore: kvScore}
+			o := blendeval.Options{Chunks: chunks, Ratios: rs, Context: blendeval.Context(craftCtx), Blend: bo, KVScore: kvScore, KVPreRoPE: kvPreRoPE}
 			if kvDType != "" {
 				f, err := chunkcache.ParseFormat(kvDType)
 				if err != nil {
 					return flagErr("kv-dtype", "%v", err)
 				}
 				o.KV = f
+			}
+			if kvPreRoPE && kvDType == "" {
+				return flagErr("kv-prerope", "needs --kv-dtype (the stored format)")
 			}
 			if !slices.Contains(blendeval.KVScores, kvScore) {
 				return flagErr("kv-score", "%q (want one of %s)", kvScore, strings.Join(blendeval.KVScores, ", "))
@@ -133,6 +136,7 @@ stale=1, check=L (cacheblend) and score=sum|first|max, global=1 (cachecraft).`,
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
 	f.StringVar(&kvDType, "kv-dtype", "", "store the chunk caches in this format first (f32, f16, bf16, int8, q4, q2, q2r, q4r, mixed[:bits=B,hi=4|8], options group=N, rot=1; empty: float32 as computed)")
 	f.StringVar(&kvScore, "kv-score", "knorm", "importance signal of --kv-dtype mixed: "+strings.Join(blendeval.KVScores, ", "))
+	f.BoolVar(&kvPreRoPE, "kv-prerope", false, "store K without its rotary embedding (quantized before RoPE; the loader rotates it to its position)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	evalCmd.AddCommand(cmd)
 }

@@ -37,6 +37,9 @@ type inferenceConfig struct {
 	// Deviation and Gradual tune CacheBlend (see package blend).
 	Deviation string  `yaml:"deviation"`
 	Gradual   float64 `yaml:"gradual"`
+	// KVPreRoPE stores the chunks' K without its rotary embedding (blend
+	// StoreOptions.PreRoPE): better low-bit tier formats (q4 on disk).
+	KVPreRoPE bool `yaml:"kv_prerope"`
 }
 
 func init() {
@@ -45,6 +48,7 @@ func init() {
 	f.StringVar(&ic.Model, "model", "", "model file for the inference service (fused prefill, generation); empty: no inference service")
 	f.StringVar(&ic.Tokenizer, "tokenizer", "", "tokenizer file of --model (default: the model's own)")
 	f.StringVar(&ic.KVDType, "kv-dtype", "f16", "stored chunk KV dtype: f32, f16, bf16 or int8 (part of the chunk keys)")
+	f.BoolVar(&ic.KVPreRoPE, "kv-prerope", false, "store chunk K without its rotary embedding (quantizes better in low-bit tier formats; chunks stored either way are read either way)")
 	f.IntVar(&ic.Threads, "inference-threads", 0, "kernel threads of the inference service (0: all cores)")
 	f.DurationVar(&ic.HandleTTL, "handle-ttl", 5*time.Minute, "how long a prefilled KV is kept for Generate")
 	serveComponents = append(serveComponents, serveComponent{name: "inference", needs: []string{"chunkcache"}, build: buildInference})
@@ -85,7 +89,7 @@ func buildInference(_ context.Context, cfg *serveConfig, env *serveEnv, deps map
 		return nil, nil, nil, fmt.Errorf("inference: %w", err)
 	}
 	t0 := time.Now()
-	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: dt})
+	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: dt, PreRoPE: ic.KVPreRoPE})
 	if err != nil {
 		m.Close()
 		return nil, nil, nil, fmt.Errorf("inference: %w", err)

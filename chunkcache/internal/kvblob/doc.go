@@ -16,7 +16,9 @@
 //	              7 mixed: version 2, below)
 //	9       1     K scale mode (int8 only): 1 per-token, 2 per-channel; else 0
 //	10      1     V scale mode (int8 only), as above
-//	11      1     reserved, 0
+//	11      1     flags: bit 0 K stored pre-RoPE (unrotated: row t is rotated to its
+//	              position by the consumer, not re-rotated from position base + t);
+//	              others 0
 //	12      4     layers
 //	16      4     KV heads
 //	20      4     head dim

@@ -432,8 +432,18 @@ type Header struct {
 	Layout
 	Tokens       int
 	PositionBase int64
-	LayerCRC     []uint32
+	// PreRoPE says K is stored without its rotary embedding (as if every token were
+	// at position 0): a consumer rotates row t to its position instead of re-rotating
+	// it from PositionBase+t. KIVI and KVQuant quantize K before RoPE because RoPE
+	// mixes each channel pair across positions, which widens per-channel groups; the
+	// writer (the engine, which knows the model's RoPE) chooses it, and it survives
+	// re-encoding into any dtype. Byte 11 bit 0 of the header (0 in older blobs).
+	PreRoPE  bool
+	LayerCRC []uint32
 }
+
+// headerFlagPreRoPE is bit 0 of header byte 11 (Header.PreRoPE).
+const headerFlagPreRoPE = 1
 
 // fixedHeaderBytes is the version-1 header size without the per-layer CRCs;
 // fixedHeaderBytesV2 the version-2 one.
@@ -487,7 +497,11 @@ func AppendHeader(dst []byte, h *Header) ([]byte, error) {
 	dst = append(dst, Magic...)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(h.version()))
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(h.Layout.HeaderSize()))
-	dst = append(dst, byte(h.DType), byte(h.KScale), byte(h.VScale), 0)
+	var hflags byte
+	if h.PreRoPE {
+		hflags |= headerFlagPreRoPE
+	}
+	dst = append(dst, byte(h.DType), byte(h.KScale), byte(h.VScale), hflags)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(h.Layers))
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(h.KVHeads))
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(h.HeadDim))
@@ -547,7 +561,7 @@ func DecodeHeader(b []byte) (Header, int, error) {
 	if got, want := Checksum(b[:size-4]), binary.LittleEndian.Uint32(b[size-4:]); got != want {
 		return h, 0, fmt.Errorf("%w: header checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
-	if b[11] != 0 || binary.LittleEndian.Uint32(b[28:]) != 0 {
+	if b[11]&^headerFlagPreRoPE != 0 || binary.LittleEndian.Uint32(b[28:]) != 0 {
 		return h, 0, fmt.Errorf("%w: reserved header fields are not zero", ErrCorrupt)
 	}
 	h.Layout = Layout{
@@ -574,6 +588,7 @@ func DecodeHeader(b []byte) (Header, int, error) {
 	}
 	h.Tokens = int(tokens)
 	h.PositionBase = int64(binary.LittleEndian.Uint64(b[32:]))
+	h.PreRoPE = b[11]&headerFlagPreRoPE != 0
 	if err := h.Layout.Validate(); err != nil {
 		return h, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}

@@ -440,3 +440,43 @@ func BenchmarkDecodeLayer(b *testing.B) {
 		})
 	}
 }
+
+// TestPreRoPEFlag: Header.PreRoPE round-trips in both header versions (byte 11 bit
+// 0), leaves blobs without it byte for byte as before, and other bits of byte 11 are
+// corrupt.
+func TestPreRoPEFlag(t *testing.T) {
+	for _, l := range []Layout{layouts()[0], groupedLayouts()[0]} {
+		blob, _, _ := buildBlob(t, l, 5, 1)
+		if blob[11] != 0 {
+			t.Fatalf("%v: byte 11 = %d without the flag", l.Format(), blob[11])
+		}
+		h, secs, err := Decode(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.PreRoPE {
+			t.Fatalf("%v: PreRoPE set on a blob written without it", l.Format())
+		}
+		h.PreRoPE = true
+		pre, err := Encode(h, secs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pre[11] != 1 || !bytes.Equal(pre[l.HeaderSize():], blob[l.HeaderSize():]) {
+			t.Fatalf("%v: flag byte %d, or the sections changed", l.Format(), pre[11])
+		}
+		h2, _, err := Decode(pre)
+		if err != nil || !h2.PreRoPE || h2.Layout != l {
+			t.Fatalf("%v: decoded %+v, %v", l.Format(), h2, err)
+		}
+		hs := l.HeaderSize()
+		for _, b := range []byte{2, 0x81} {
+			bad := append([]byte(nil), pre[:hs]...)
+			bad[11] = b
+			binary.LittleEndian.PutUint32(bad[hs-4:], Checksum(bad[:hs-4]))
+			if _, _, err := DecodeHeader(bad); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%v: byte 11 = %#x accepted: %v", l.Format(), b, err)
+			}
+		}
+	}
+}

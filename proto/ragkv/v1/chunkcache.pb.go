@@ -698,8 +698,11 @@ type ChunkPutHeader struct {
 	// Free-form metadata (e.g. attention summaries), returned by GetChunk.
 	Metadata map[string][]byte `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Recompute cost a hit saves (prefill FLOPs or tokens); 0 = the token count.
-	Cost          float64  `protobuf:"fixed64,7,opt,name=cost,proto3" json:"cost,omitempty"`
-	Pin           ChunkPin `protobuf:"varint,8,opt,name=pin,proto3,enum=ragkv.v1.ChunkPin" json:"pin,omitempty"`
+	Cost float64  `protobuf:"fixed64,7,opt,name=cost,proto3" json:"cost,omitempty"`
+	Pin  ChunkPin `protobuf:"varint,8,opt,name=pin,proto3,enum=ragkv.v1.ChunkPin" json:"pin,omitempty"`
+	// K is stored without its rotary embedding (every row as at position 0): a reader
+	// rotates row t to its position instead of re-rotating it from position_base + t.
+	KPreRope      bool `protobuf:"varint,9,opt,name=k_pre_rope,json=kPreRope,proto3" json:"k_pre_rope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -788,6 +791,13 @@ func (x *ChunkPutHeader) GetPin() ChunkPin {
 		return x.Pin
 	}
 	return ChunkPin_CHUNK_PIN_UNPINNED
+}
+
+func (x *ChunkPutHeader) GetKPreRope() bool {
+	if x != nil {
+		return x.KPreRope
+	}
+	return false
 }
 
 // One layer of K/V, in the layout's dtype: K and V are [tokens][kv heads][head dim]
@@ -1109,6 +1119,7 @@ type ChunkInfo struct {
 	Pin              ChunkPin               `protobuf:"varint,10,opt,name=pin,proto3,enum=ragkv.v1.ChunkPin" json:"pin,omitempty"`
 	StoredBytes      uint64                 `protobuf:"varint,11,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"`
 	CreatedUnixNanos int64                  `protobuf:"varint,12,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
+	KPreRope         bool                   `protobuf:"varint,13,opt,name=k_pre_rope,json=kPreRope,proto3" json:"k_pre_rope,omitempty"` // as ChunkPutHeader.k_pre_rope
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1225,6 +1236,13 @@ func (x *ChunkInfo) GetCreatedUnixNanos() int64 {
 		return x.CreatedUnixNanos
 	}
 	return 0
+}
+
+func (x *ChunkInfo) GetKPreRope() bool {
+	if x != nil {
+		return x.KPreRope
+	}
+	return false
 }
 
 type GetChunkResponse struct {
@@ -2873,7 +2891,7 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x03key\x18\x02 \x01(\fH\x00R\x03key\x12)\n" +
 	"\x04spec\x18\x03 \x01(\v2\x13.ragkv.v1.ChunkSpecH\x00R\x04specB\x05\n" +
-	"\x03ref\"\x93\x03\n" +
+	"\x03ref\"\xb1\x03\n" +
 	"\x0eChunkPutHeader\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x125\n" +
 	"\x05model\x18\x02 \x01(\v2\x1f.ragkv.v1.ChunkModelFingerprintR\x05model\x12\x1b\n" +
@@ -2882,7 +2900,9 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\rposition_base\x18\x05 \x01(\x03R\fpositionBase\x12B\n" +
 	"\bmetadata\x18\x06 \x03(\v2&.ragkv.v1.ChunkPutHeader.MetadataEntryR\bmetadata\x12\x12\n" +
 	"\x04cost\x18\a \x01(\x01R\x04cost\x12$\n" +
-	"\x03pin\x18\b \x01(\x0e2\x12.ragkv.v1.ChunkPinR\x03pin\x1a;\n" +
+	"\x03pin\x18\b \x01(\x0e2\x12.ragkv.v1.ChunkPinR\x03pin\x12\x1c\n" +
+	"\n" +
+	"k_pre_rope\x18\t \x01(\bR\bkPreRope\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xa1\x01\n" +
@@ -2906,7 +2926,7 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x0fGetChunkRequest\x12(\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x12.ragkv.v1.ChunkRefR\x05chunk\x12\x16\n" +
 	"\x06layers\x18\x02 \x03(\rR\x06layers\x121\n" +
-	"\bas_dtype\x18\x03 \x01(\x0e2\x16.ragkv.v1.ChunkKVDTypeR\aasDtype\"\x80\x04\n" +
+	"\bas_dtype\x18\x03 \x01(\x0e2\x16.ragkv.v1.ChunkKVDTypeR\aasDtype\"\x9e\x04\n" +
 	"\tChunkInfo\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x125\n" +
@@ -2920,7 +2940,9 @@ const file_ragkv_v1_chunkcache_proto_rawDesc = "" +
 	"\x03pin\x18\n" +
 	" \x01(\x0e2\x12.ragkv.v1.ChunkPinR\x03pin\x12!\n" +
 	"\fstored_bytes\x18\v \x01(\x04R\vstoredBytes\x12,\n" +
-	"\x12created_unix_nanos\x18\f \x01(\x03R\x10createdUnixNanos\x1a;\n" +
+	"\x12created_unix_nanos\x18\f \x01(\x03R\x10createdUnixNanos\x12\x1c\n" +
+	"\n" +
+	"k_pre_rope\x18\r \x01(\bR\bkPreRope\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"w\n" +
