@@ -177,7 +177,7 @@ func (a *authz) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err := a.authorize(id, info.FullMethod, req); err != nil {
 		return nil, err
 	}
-	if _, ok := req.(*ragkvv1.PrefillRequest); ok {
+	if r, ok := req.(*ragkvv1.PrefillRequest); ok && r.GetKeepHandle() {
 		if err := a.handleRoom(id); err != nil {
 			return nil, err
 		}
@@ -342,10 +342,7 @@ func (a *authz) authorize(id *auth.Identity, method string, msg any) error {
 			if err := coll(p.GetRetrieval().GetCollection()); err != nil {
 				return err
 			}
-			if err := ns(p.GetNamespace()); err != nil {
-				return err
-			}
-			return a.handleRoom(id)
+			return ns(p.GetNamespace()) // Generate's own prefill keeps no handle
 		}
 		return a.useHandle(id, r.GetHandle(), r.GetKeepHandle())
 	case *ragkvv1.PrecomputeChunksRequest:

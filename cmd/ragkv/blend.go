@@ -484,8 +484,8 @@ func (p *promptFlags) request() (*ragkvv1.PrefillRequest, error) {
 
 func newPrefillCmd() *cobra.Command {
 	var (
-		p              promptFlags
-		logits, asJSON bool
+		p                    promptFlags
+		logits, asJSON, keep bool
 	)
 	cmd := &cobra.Command{
 		Use:   "prefill --addr HOST:PORT --chunk TEXT|key:HEX ... --query TEXT",
@@ -497,6 +497,7 @@ func newPrefillCmd() *cobra.Command {
 				return err
 			}
 			req.ReturnLogits = logits
+			req.KeepHandle = keep
 			cl, done, err := dialInference(p.addr)
 			if err != nil {
 				return err
@@ -540,12 +541,17 @@ func newPrefillCmd() *cobra.Command {
 	p.register(cmd, "127.0.0.1:7431")
 	cmd.Flags().BoolVar(&logits, "logits", false, "also return the logits (with --json)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the response as one JSON line")
+	cmd.Flags().BoolVar(&keep, "keep-handle", false, "keep the fused KV on the server under a handle (printed) for `ragkv generate --handle`")
 	return cmd
 }
 
 func printPrefill(w io.Writer, r *ragkvv1.PrefillResponse) {
 	b := r.Breakdown
-	fmt.Fprintf(w, "first token %d %q   handle %s\n", r.FirstToken, r.FirstText, r.Handle)
+	if r.Handle != "" {
+		fmt.Fprintf(w, "first token %d %q   handle %s\n", r.FirstToken, r.FirstText, r.Handle)
+	} else {
+		fmt.Fprintf(w, "first token %d %q\n", r.FirstToken, r.FirstText)
+	}
 	fmt.Fprintf(w, "method %s ratio %g: %d tokens (%d query), recomputed %.1f (%.3f of the chunks), FLOPs %.3f of a full prefill\n",
 		b.Method, b.Ratio, b.TotalTokens, b.QueryTokens, b.RecomputedTokens, b.RecomputeFrac, b.Flops/max(b.FullFlops, 1))
 	fmt.Fprintf(w, "time: total %.4fs = prepare %.4fs + load %.4fs (hidden %.0f%%), rotate %.4fs, recompute %.4fs (attention ≈%.4fs), select %.4fs, wait %.4fs\n",
@@ -566,6 +572,7 @@ func printPrefill(w io.Writer, r *ragkvv1.PrefillResponse) {
 var remoteGenerate struct {
 	p         promptFlags
 	maxTokens int
+	handle    string
 	keep      bool
 }
 
@@ -575,6 +582,11 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	local := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if remoteGenerate.p.addr == "" {
+			for _, name := range []string{"handle", "keep-handle"} {
+				if c.Flags().Changed(name) {
+					return flagErr(name, "needs --addr (handles live on a server)")
+				}
+			}
 			return local(c, args)
 		}
 		for _, name := range []string{"model", "tokenizer", "steps", "threads"} {
@@ -586,19 +598,36 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	}
 	remoteGenerate.p.register(cmd, "")
 	cmd.Flags().IntVar(&remoteGenerate.maxTokens, "max-tokens", 256, "tokens to generate (with --addr)")
+	cmd.Flags().StringVar(&remoteGenerate.handle, "handle", "", "continue from a handle of `ragkv prefill --keep-handle` (with --addr; no --chunk/--query)")
+	cmd.Flags().BoolVar(&remoteGenerate.keep, "keep-handle", false, "with --handle: keep the handle for another generate instead of consuming it")
 	cmd.Flags().Lookup("addr").Usage = "generate on the ragkv server at this address (fused prefill of --chunk/--query) instead of a local --model"
 }
 
 func runRemoteGenerate(cmd *cobra.Command) error {
 	rg := &remoteGenerate
-	req, err := rg.p.request()
-	if err != nil {
-		return err
-	}
-	if rg.p.query == "" {
-		if pr, _ := cmd.Flags().GetString("prompt"); pr != "" {
-			req.Query = pr
+	var src ragkvv1.GenerateRequest
+	if rg.handle != "" {
+		for _, name := range []string{"chunk", "chunks-file", "query", "system", "namespace", "method", "ratio", "prompt"} {
+			if cmd.Flags().Changed(name) {
+				return flagErr(name, "does not apply with --handle (the handle holds the prefilled prompt)")
+			}
 		}
+		src.Source = &ragkvv1.GenerateRequest_Handle{Handle: rg.handle}
+		src.KeepHandle = rg.keep
+	} else {
+		if rg.keep {
+			return flagErr("keep-handle", "applies only with --handle (use `ragkv prefill --keep-handle` to make one)")
+		}
+		req, err := rg.p.request()
+		if err != nil {
+			return err
+		}
+		if rg.p.query == "" {
+			if pr, _ := cmd.Flags().GetString("prompt"); pr != "" {
+				req.Query = pr
+			}
+		}
+		src.Source = &ragkvv1.GenerateRequest_Prefill{Prefill: req}
 	}
 	if rg.maxTokens < 1 {
 		return flagErr("max-tokens", "must be ≥ 1, got %d", rg.maxTokens)
@@ -622,8 +651,8 @@ func runRemoteGenerate(cmd *cobra.Command) error {
 	defer done()
 	ctx, cancel := context.WithTimeout(cmd.Context(), rg.p.timeout)
 	defer cancel()
-	stream, err := cl.Generate(ctx, &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Prefill{Prefill: req},
-		MaxTokens: uint32(rg.maxTokens), Temperature: float32(temp), TopP: float32(topP), Seed: seed})
+	src.MaxTokens, src.Temperature, src.TopP, src.Seed = uint32(rg.maxTokens), float32(temp), float32(topP), seed
+	stream, err := cl.Generate(ctx, &src)
 	if err != nil {
 		return cacheRPCErr("generate", err)
 	}

@@ -201,7 +201,7 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 	addr := lis.Addr().String()
 
 	out, err := runFresh(t, "prefill", "--addr", addr, "--chunk", "key:"+first.Key, "--chunk", texts[1], "--chunk", texts[2],
-		"--query", "Where is the ball?", "--method", "cachecraft", "--json")
+		"--query", "Where is the ball?", "--method", "cachecraft", "--keep-handle", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,5 +239,30 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	if !sc.Scan() || len(strings.TrimSpace(sc.Text())) < 10 {
 		t.Fatalf("generate printed %q", out)
+	}
+
+	// A prefill without --keep-handle keeps nothing; generate --handle continues from a
+	// kept one (and consumes it unless --keep-handle).
+	out, err = runFresh(t, "prefill", "--addr", addr, "--chunk", texts[0], "--query", "Lily", "--json")
+	if err != nil || strings.Contains(out, `"handle"`) {
+		t.Fatalf("prefill without --keep-handle: %v\n%s", err, out)
+	}
+	gen := func(args ...string) (string, error) {
+		return runFresh(t, append([]string{"generate", "--addr", addr, "--temperature", "0", "--max-tokens", "5", "--handle", resp.Handle}, args...)...)
+	}
+	if out, err := gen("--keep-handle"); err != nil || strings.TrimSpace(out) == "" {
+		t.Fatalf("generate --handle --keep-handle: %v %q", err, out)
+	}
+	if _, err := gen(); err != nil {
+		t.Fatalf("generate --handle: %v", err)
+	}
+	if _, err := gen(); err == nil || !strings.Contains(err.Error(), "handle") {
+		t.Fatalf("generate from a consumed handle: %v", err)
+	}
+	if _, err := gen("--chunk", "x"); err == nil || !strings.Contains(err.Error(), "--chunk") {
+		t.Fatalf("--handle with --chunk: %v", err)
+	}
+	if _, err := runFresh(t, "generate", "--addr", addr, "--keep-handle", "--query", "x"); err == nil || !strings.Contains(err.Error(), "--keep-handle") {
+		t.Fatalf("--keep-handle without --handle: %v", err)
 	}
 }
