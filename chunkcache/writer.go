@@ -74,7 +74,7 @@ func (c *Cache) NewWriter(ctx context.Context, spec PutSpec) (*Writer, error) {
 		}
 	}
 	id := spec.ID()
-	k, err := id.Key()
+	k, err := c.keyer.ChunkKey(&id)
 	if err != nil {
 		return nil, err
 	}

@@ -345,7 +345,7 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 		if !e.live {
 			tb.Fatalf("index points at a free slot")
 		}
-		if e.pin == SoftPin {
+		if e.pin == SoftPin && e.grp == 0 {
 			nsoft++
 			if !slices.Contains(soft, i) {
 				tb.Fatalf("soft-pinned entry missing from soft list")
@@ -358,7 +358,7 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 	if c, ok := t.pol.(interface{ count() int }); ok {
 		n := 0
 		for _, i := range t.s.idx {
-			if t.s.ents[i].pin == Unpinned {
+			if t.s.ents[i].pin == Unpinned && t.s.ents[i].grp == 0 {
 				n++
 			}
 		}

@@ -18,6 +18,7 @@ type entry struct {
 	hits uint32 // accesses since insert, saturating; carried across policy switches
 	pin  Pin
 	live bool
+	grp  int32 // group with a quota (quota.go), 1-based; 0: none
 
 	// Policy state.
 	prev, next int32   // list links

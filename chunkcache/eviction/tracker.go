@@ -24,6 +24,9 @@ type TrackerStats struct {
 	Rejections uint64 `json:"rejections"`
 	// Updates counts Reserve calls on an already tracked key.
 	Updates uint64 `json:"updates"`
+	// QuotaViolationBytes sums the bytes a group held beyond its quota after a
+	// reservation (0 unless the quota accounting is broken).
+	QuotaViolationBytes uint64 `json:"quota_violation_bytes"`
 	// Hits counts Touch calls on tracked keys, Misses on untracked ones.
 	Hits   uint64 `json:"hits"`
 	Misses uint64 `json:"misses"`
@@ -53,6 +56,15 @@ type Tracker struct {
 	clock                      uint64
 
 	evictions, admissions, rejections, updates, hits, misses uint64
+
+	// Groups with quotas (quota.go): groups[g-1] is group g of an entry's grp.
+	groups     []*group
+	groupIdx   map[string]int32
+	groupBytes int64 // bytes of all group entries (never the policy's victims)
+	quotaSum   int64
+	// quotaViolations sums, after each reservation, the bytes a group held beyond its
+	// quota (should stay 0).
+	quotaViolations uint64
 }
 
 // NewTracker returns an empty tracker for cfg (defaults applied, then validated).
@@ -111,6 +123,10 @@ func (t *Tracker) AppendReservePin(dst []Key, k Key, size int64, cost float64, p
 }
 
 func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin) ([]Key, error) {
+	return t.reserveIn(dst, k, size, cost, setPin, newPin, "")
+}
+
+func (t *Tracker) reserveIn(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin, gname string) ([]Key, error) {
 	if size < 0 {
 		return dst, fmt.Errorf("%w: size %d", ErrInvalid, size)
 	}
@@ -125,24 +141,55 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	i, tracked := t.s.idx[k]
 	var h, oldSize uint64 = 0, 0
 	pin := Unpinned
+	var g int32
 	if tracked {
 		e := &t.s.ents[i]
-		h, oldSize, pin = e.hash, uint64(e.size), e.pin
+		h, oldSize, pin, g = e.hash, uint64(e.size), e.pin, e.grp
 	} else {
+		g = t.groupOf(gname)
+	}
+	var gr *group
+	if g != 0 {
+		gr = t.groups[g-1]
+		if size > gr.quota {
+			return dst, fmt.Errorf("%w: entry of %d bytes exceeds the quota of %q (%d bytes)", ErrNoSpace, size, gr.name, gr.quota)
+		}
+		if gNew := gr.used - int64(oldSize) + size; gNew > gr.quota {
+			own := gr.used - gr.hard
+			if tracked && pin != HardPin {
+				own -= int64(oldSize)
+			}
+			if gNew-own > gr.quota {
+				return dst, fmt.Errorf("%w: %q needs %d bytes, %d of its quota of %d are hard-pinned", ErrNoSpace, gr.name, size, gr.hard, gr.quota)
+			}
+		}
+	}
+	if !tracked {
 		h = keyHash(k)
 		if t.adm != nil {
 			t.adm.record(h)
 		}
-		t.pol.miss(h, size)
+		if g == 0 {
+			t.pol.miss(h, size)
+		}
 	}
 	newUsed := t.used - int64(oldSize) + size
 	if newUsed > t.highBytes {
-		evictable := t.used - t.hardBytes
-		if tracked && pin != HardPin {
+		// Evictable: what the policy may take (never group entries) plus the reserving
+		// group's own entries.
+		evictable := t.used - t.hardBytes - t.groupBytes
+		if tracked && pin != HardPin && g == 0 {
 			evictable -= int64(oldSize)
 		}
+		if gr != nil {
+			own := gr.used - gr.hard
+			if tracked && pin != HardPin {
+				own -= int64(oldSize)
+			}
+			evictable += own
+		}
 		if newUsed-evictable > t.cfg.Capacity {
-			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned", ErrNoSpace, size, t.hardBytes, t.cfg.Capacity)
+			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned or other namespaces' quota shares", ErrNoSpace, size, t.used-evictable, t.cfg.Capacity)
 		}
 		if !tracked && t.adm != nil && (!setPin || newPin == Unpinned) {
 			if v := t.nextVictim(); v != nilIdx && !t.adm.admit(h, t.s.ents[v].hash) {
@@ -154,11 +201,26 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	if tracked {
 		t.detach(i)
 	}
+	// A group over its quota evicts its own entries first.
+	if gr != nil {
+		for gr.used+size > gr.quota {
+			v := t.groupVictim(g)
+			if v == nilIdx {
+				break
+			}
+			dst = append(dst, t.s.ents[v].key)
+			t.evict(v)
+		}
+	}
 	// Evict down to the low watermark (best effort: whatever is evictable), which the
-	// feasibility check above guarantees brings usage within capacity.
+	// feasibility check above guarantees brings usage within capacity: the policy's
+	// victims, then the reserving group's own entries.
 	if newUsed > t.highBytes {
 		for t.used+size > t.lowBytes {
 			v := t.nextVictim()
+			if v == nilIdx {
+				v = t.groupVictim(g)
+			}
 			if v == nilIdx {
 				break
 			}
@@ -178,7 +240,7 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	} else {
 		i = t.s.alloc(k, h)
 		e := &t.s.ents[i]
-		e.size, e.cost, e.tick, e.hits = size, cost, t.clock, 1
+		e.size, e.cost, e.tick, e.hits, e.grp = size, cost, t.clock, 1, g
 		if setPin {
 			e.pin = newPin
 		}
@@ -187,6 +249,9 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		if t.adm != nil && t.adm.needsGrow(len(t.s.idx)) {
 			t.adm.regrow(len(t.s.idx), t.trackedHashes)
 		}
+	}
+	if gr != nil && gr.used > gr.quota {
+		t.quotaViolations += uint64(gr.used - gr.quota)
 	}
 	return dst, nil
 }
@@ -208,7 +273,7 @@ func (t *Tracker) nextVictim() int32 {
 
 func (t *Tracker) evict(i int32) {
 	e := &t.s.ents[i]
-	if e.pin == Unpinned {
+	if e.pin == Unpinned && e.grp == 0 {
 		t.pol.remove(i, true)
 		t.used -= e.size
 	} else {
@@ -221,6 +286,22 @@ func (t *Tracker) evict(i int32) {
 // detach takes entry i out of its ordering structure and the usage accounting.
 func (t *Tracker) detach(i int32) {
 	e := &t.s.ents[i]
+	if e.grp != 0 {
+		g := t.groups[e.grp-1]
+		switch e.pin {
+		case Unpinned:
+			g.lru.unlink(t.s, i)
+		case SoftPin:
+			g.softl.unlink(t.s, i)
+			g.soft -= e.size
+		case HardPin:
+			g.hard -= e.size
+		}
+		g.used -= e.size
+		t.groupBytes -= e.size
+		t.used -= e.size
+		return
+	}
 	switch e.pin {
 	case Unpinned:
 		t.pol.remove(i, false)
@@ -237,6 +318,21 @@ func (t *Tracker) detach(i int32) {
 func (t *Tracker) attach(i int32, restored bool) {
 	e := &t.s.ents[i]
 	t.used += e.size
+	if e.grp != 0 {
+		g := t.groups[e.grp-1]
+		g.used += e.size
+		t.groupBytes += e.size
+		switch e.pin {
+		case Unpinned:
+			g.lru.pushHead(t.s, i)
+		case SoftPin:
+			g.softl.pushHead(t.s, i)
+			g.soft += e.size
+		case HardPin:
+			g.hard += e.size
+		}
+		return
+	}
 	switch e.pin {
 	case Unpinned:
 		t.pol.insert(i, restored)
@@ -266,6 +362,16 @@ func (t *Tracker) Touch(k Key) bool {
 	}
 	if t.adm != nil {
 		t.adm.record(e.hash)
+	}
+	if e.grp != 0 {
+		g := t.groups[e.grp-1]
+		switch e.pin {
+		case Unpinned:
+			g.lru.moveHead(t.s, i)
+		case SoftPin:
+			g.softl.moveHead(t.s, i)
+		}
+		return true
 	}
 	switch e.pin {
 	case Unpinned:
@@ -356,7 +462,7 @@ func (t *Tracker) SetPolicy(name string) error {
 	}
 	order := make([]int32, 0, len(t.s.idx))
 	for _, i := range t.s.idx {
-		if t.s.ents[i].pin == Unpinned {
+		if t.s.ents[i].pin == Unpinned && t.s.ents[i].grp == 0 {
 			order = append(order, i)
 		}
 	}
@@ -403,8 +509,11 @@ func (t *Tracker) SetCapacity(bytes int64) (victims []Key, err error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.hardBytes > bytes {
-		return nil, fmt.Errorf("%w: %d bytes are hard-pinned, more than the new capacity %d", ErrNoSpace, t.hardBytes, bytes)
+	if t.quotaSum > bytes {
+		return nil, fmt.Errorf("%w: capacity %d bytes is below the namespace quotas' sum %d", ErrInvalid, bytes, t.quotaSum)
+	}
+	if t.hardBytes+t.groupBytes > bytes {
+		return nil, fmt.Errorf("%w: %d bytes are hard-pinned or in namespace quota shares, more than the new capacity %d", ErrNoSpace, t.hardBytes+t.groupBytes, bytes)
 	}
 	t.cfg.Capacity = bytes
 	t.setMarks()
@@ -446,21 +555,26 @@ func (t *Tracker) Config() Config {
 func (t *Tracker) Stats() TrackerStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	soft, hard := t.softBytes, t.hardBytes
+	for _, g := range t.groups {
+		soft, hard = soft+g.soft, hard+g.hard
+	}
 	return TrackerStats{
-		Policy:          t.cfg.Policy,
-		Admission:       t.cfg.Admission,
-		Entries:         len(t.s.idx),
-		UsedBytes:       t.used,
-		CapacityBytes:   t.cfg.Capacity,
-		PinnedBytes:     t.softBytes + t.hardBytes,
-		SoftPinnedBytes: t.softBytes,
-		HardPinnedBytes: t.hardBytes,
-		Evictions:       t.evictions,
-		Admissions:      t.admissions,
-		Rejections:      t.rejections,
-		Updates:         t.updates,
-		Hits:            t.hits,
-		Misses:          t.misses,
+		Policy:              t.cfg.Policy,
+		Admission:           t.cfg.Admission,
+		Entries:             len(t.s.idx),
+		UsedBytes:           t.used,
+		CapacityBytes:       t.cfg.Capacity,
+		PinnedBytes:         soft + hard,
+		SoftPinnedBytes:     soft,
+		HardPinnedBytes:     hard,
+		QuotaViolationBytes: t.quotaViolations,
+		Evictions:           t.evictions,
+		Admissions:          t.admissions,
+		Rejections:          t.rejections,
+		Updates:             t.updates,
+		Hits:                t.hits,
+		Misses:              t.misses,
 	}
 }
 

@@ -84,7 +84,7 @@ func dialInference(addr string) (ragkvv1.InferenceClient, func(), error) {
 func newPrecomputeCmd() *cobra.Command {
 	var (
 		chunksPath, modelPath, tokPath, dataDir, cacheDir, dtype, ns, system, addr, keysOut string
-		collection                                                                          string
+		collection, saltFile                                                                string
 		engineShare                                                                         float64
 		coRetrieved                                                                         bool
 		contextChunks, threads, batch                                                       int
@@ -112,7 +112,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addr != "" {
-				for _, name := range []string{"model", "tokenizer", "data-dir", "cache-dir", "disk-capacity", "sync-writes", "dtype", "threads"} {
+				for _, name := range []string{"model", "tokenizer", "data-dir", "cache-dir", "salt-secret-file", "disk-capacity", "sync-writes", "dtype", "threads"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "applies to the local job only, not with --addr (the server's settings apply)")
 					}
@@ -190,7 +190,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 					cacheDir = filepath.Join(dataDir, "chunkcache")
 				}
 				err = precomputeLocal(cmd.Context(), precomputeLocalArgs{modelPath: modelPath, tokPath: tokPath, threads: threads,
-					dir: cacheDir, capacity: int64(diskCapacity), sync: syncWrites, dtype: dt, ns: ns, system: system,
+					dataDir: dataDir, saltFile: saltFile, dir: cacheDir, capacity: int64(diskCapacity), sync: syncWrites, dtype: dt, ns: ns, system: system,
 					contextChunks: contextChunks}, chunks, &res, record)
 			}
 			prog.Finish()
@@ -212,6 +212,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file (local job; default: the model's own)")
 	f.StringVar(&dataDir, "data-dir", "./data", "data directory of the local job (the chunk cache is <data-dir>/chunkcache)")
 	f.StringVar(&cacheDir, "cache-dir", "", "chunk cache Badger directory (overrides --data-dir)")
+	f.StringVar(&saltFile, "salt-secret-file", "", "salt secret of the keys, as `ragkv serve` uses it (local job; default <data-dir>/keys/salt.secret)")
 	f.Var(&diskCapacity, "disk-capacity", "disk tier budget of the local job (keep it ≥ the server's to avoid evicting)")
 	f.BoolVar(&syncWrites, "sync-writes", true, "fsync every chunk (local job)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype (local job; must match the server's --kv-dtype): f32, f16, bf16, int8")
@@ -322,6 +323,7 @@ func precomputeCollection(cmd *cobra.Command, addr string, req *ragkvv1.Precompu
 
 type precomputeLocalArgs struct {
 	modelPath, tokPath string
+	dataDir, saltFile  string
 	threads            int
 	dir                string
 	capacity           int64
@@ -338,11 +340,17 @@ func precomputeLocal(ctx context.Context, a precomputeLocalArgs, chunks []jsonlC
 	}
 	defer m.Close()
 	quiet := slog.New(slog.DiscardHandler)
+	// The keys must be the ones `ragkv serve` on this data directory derives.
+	keyer, err := openSaltKeyer(a.dataDir, a.saltFile)
+	if err != nil {
+		return err
+	}
 	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: a.dir, SyncWrites: a.sync, Logger: quiet})
 	if err != nil {
 		return flagErr("data-dir", "open the chunk cache in %s: %v (is a server running on it?)", a.dir, err)
 	}
 	cache, err := chunkcache.New(ctx, chunkcache.Options{
+		Keyer: keyer,
 		Tiers: []chunkcache.TierConfig{
 			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 64 << 20}},
 			{Tier: disk, Eviction: eviction.Config{Capacity: a.capacity}, WriteThrough: true},

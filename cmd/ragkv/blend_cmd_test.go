@@ -169,9 +169,13 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyer, err := chunkcache.OpenKeyer(filepath.Join(data, chunkcache.SaltSecretFile)) // the one precompute created
+	if err != nil {
+		t.Fatal(err)
+	}
 	cache, err := chunkcache.New(ctx, chunkcache.Options{Tiers: []chunkcache.TierConfig{
 		{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 64 << 20}},
-		{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 30}, WriteThrough: true}}, Logger: slog.New(slog.DiscardHandler)})
+		{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 30}, WriteThrough: true}}, Keyer: keyer, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
