@@ -55,7 +55,7 @@
 // of another namespace evicts a quota namespace's chunks (the tier's policy chooses
 // victims among namespaces without a quota, then the putting namespace's own), so a
 // namespace within its quota keeps its chunks; a chunk that cannot fit its quota is
-// refused (ErrNoSpace). A tier's quotas sum to at most its capacity. Stats reports each
+// not stored in that tier (a put fails with ErrNoSpace when no tier takes it). A tier's quotas sum to at most its capacity. Stats reports each
 // namespace's bytes per tier against its quota, and
 // ragkv_chunkcache_quota_violations_total the bytes held beyond a quota after an
 // operation (0 unless enforcement is broken). The position base

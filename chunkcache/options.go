@@ -32,8 +32,10 @@ type TierConfig struct {
 	// chunks (in this tier: they are demoted as any victim) before a put, demotion or
 	// promotion of its own; no other namespace's operation evicts its chunks. A chunk
 	// that cannot fit in its namespace's quota (larger than it, or the rest
-	// hard-pinned) is refused with ErrNoSpace. Namespaces without a quota share the
-	// rest under the tier's policy. Not for the shared tier.
+	// hard-pinned) is not stored in the tier: a put fails with ErrNoSpace when no tier
+	// took it (with a quota-less write-through disk tier it lands on disk only).
+	// Namespaces without a quota share the rest under the tier's policy. Not for the
+	// shared tier.
 	Quotas map[string]int64
 }
 

@@ -2,7 +2,9 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"net"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -114,4 +116,59 @@ func TestRotateSaltRPC(t *testing.T) {
 	svc := &chunkCacheService{c: pub, log: slog.New(slog.DiscardHandler)}
 	_, err = svc.RotateSalt(ctx, &ragkvv1.RotateSaltRequest{})
 	wantAuthCode(t, "rotating public salts", err, codes.FailedPrecondition)
+}
+
+// TestPutChunkOverQuotaIsResourceExhausted: a chunk that no tier can take within its
+// namespace's quota fails ResourceExhausted and stores nothing; another namespace's put
+// succeeds; Stats reports each namespace's bytes against its quota.
+func TestPutChunkOverQuotaIsResourceExhausted(t *testing.T) {
+	ctx := testCtx(t)
+	c, err := chunkcache.New(ctx, chunkcache.Options{Tiers: []chunkcache.TierConfig{{Tier: store.NewMemory(),
+		Eviction: eviction.Config{Capacity: 1 << 20}, Quotas: map[string]int64{"a": 1024}}}, Namespaces: []string{"default", "a"},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e := startServerWithCache(t, c)
+	h, frames := rawChunk(1, "a", ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16, 2, 16) // 2 × 16 × 2 × 16 × 2 × 2 bytes > 1 KiB
+	_, err = pushChunk(ctx, e, h, frames)
+	wantAuthCode(t, "a chunk larger than its namespace's quota", err, codes.ResourceExhausted)
+	hb, fb := rawChunk(2, "b", ragkvv1.ChunkKVDType_CHUNK_KV_DTYPE_F16, 2, 16)
+	if _, err := pushChunk(ctx, e, hb, fb); err != nil {
+		t.Fatalf("the same size in a namespace without a quota: %v", err)
+	}
+	st, err := e.Stats(ctx, &ragkvv1.ChunkCacheStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]uint64{}
+	for _, n := range st.GetNamespaceStats() {
+		got[n.GetNamespace()] = [2]uint64{n.GetTiers()[0].GetBytes(), n.GetTiers()[0].GetQuotaBytes()}
+	}
+	if got["a"] != [2]uint64{0, 1024} || got["b"][0] == 0 || got["b"][1] != 0 {
+		t.Fatalf("namespace stats %v", got)
+	}
+}
+
+// startServerWithCache serves c on loopback and returns a ChunkCache client.
+func startServerWithCache(t *testing.T, c *chunkcache.Cache) ragkvv1.ChunkCacheClient {
+	t.Helper()
+	srv, err := New(WithChunkCache(c), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	conn := dialChunk(t, lis.Addr().String())
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Stop(context.Background())
+		<-done
+	})
+	return ragkvv1.NewChunkCacheClient(conn)
 }

@@ -163,3 +163,45 @@ func TestGroupQuotaRandom(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkReserveGroup: a new key into a full group (one own eviction per op) beside
+// a full policy side, against BenchmarkReserve's plain case (lru):
+//
+//	go test -run '^$' -bench 'ReserveGroup' -benchmem ./chunkcache/eviction
+func BenchmarkReserveGroup(b *testing.B) {
+	for _, grouped := range []bool{false, true} {
+		name := "lru/no-quota"
+		if grouped {
+			name = "lru/quota"
+		}
+		b.Run(name, func(b *testing.B) {
+			tr, err := NewTracker(Config{Policy: "lru", Capacity: 2 * benchEntries})
+			if err != nil {
+				b.Fatal(err)
+			}
+			g := ""
+			if grouped {
+				if err := tr.SetGroupQuotas(map[string]int64{"a": benchEntries}); err != nil {
+					b.Fatal(err)
+				}
+				g = "a"
+			}
+			for i := uint64(0); i < 2*benchEntries; i++ {
+				name := ""
+				if i%2 == 0 {
+					name = g
+				}
+				if _, err := tr.ReserveGroup(benchKey(i), 1, 1, Unpinned, name); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := tr.ReserveGroup(benchKey(uint64(4*benchEntries+i)), 1, 1, Unpinned, g); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
