@@ -40,6 +40,9 @@ type Cache struct {
 	// promotion). A goroutine holds at most one at a time.
 	locks [1024]sync.Mutex
 
+	// rot orders salt rotations (write) against commits (read): see commit.
+	rot sync.RWMutex
+
 	mu     sync.RWMutex
 	index  map[Key]*entry
 	nsRefs map[string]int  // chunks per namespace
@@ -293,8 +296,17 @@ type PutResult struct {
 // commit stores a complete object in the first tier and every write-through tier (and
 // the shared tier), unless localOnly: then in the first tier only, the others getting
 // it by demotion. It is the single place where puts enter the cache. ne describes the
-// object (its size is set here).
-func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, localOnly bool) (PutResult, error) {
+// object (its size is set here). rekey derives k again: a salt rotation between the
+// put's start and its commit stores the object under the new key, and a rotation
+// waits for the commits in flight (c.rot), so none lands under an old key after the
+// rotation's sweep.
+func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), obj store.Object, ne entry, localOnly bool) (PutResult, error) {
+	c.rot.RLock()
+	defer c.rot.RUnlock()
+	k, err := rekey()
+	if err != nil {
+		return PutResult{}, err
+	}
 	size := obj.Size()
 	ns, cost, pin := ne.ns, ne.cost, ne.pin
 	res := PutResult{Key: k, StoredBytes: size}

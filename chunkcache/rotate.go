@@ -31,8 +31,8 @@ type RotateResult struct {
 // into the shared tier are unreachable under the new keys and left to its eviction and
 // TTLs). The secret file is rewritten first, so after a crash in the middle the
 // remaining old chunks no longer hash to their keys and the next start deletes them.
-// A put that computed its key before the rotation and commits after the sweep stores
-// an unreachable chunk that the tiers evict in time (or the next start deletes).
+// A put that started before the rotation and commits after it is stored under its new
+// key (commits re-derive their key under a lock the rotation takes).
 // Errors: ErrNoSecret (public salts), ErrInvalid (namespace name).
 func (c *Cache) RotateSalt(ctx context.Context, ns string) (RotateResult, error) {
 	if !c.gate.enter() {
@@ -46,23 +46,30 @@ func (c *Cache) RotateSalt(ctx context.Context, ns string) (RotateResult, error)
 		}
 		ns = n
 	}
-	gen, err := c.keyer.Rotate(ns)
-	if err != nil {
-		return RotateResult{}, err
-	}
-	res := RotateResult{Namespace: ns, Generation: gen}
 	type item struct {
 		ns string
 		k  Key
 	}
 	var stale []item
-	c.mu.RLock()
-	for k, e := range c.index {
-		if ns == "" || e.ns == ns {
-			stale = append(stale, item{e.ns, k})
+	// No commit is in flight while the secret changes and the old keys are listed:
+	// every chunk stored under an old key is in the list, and every later commit
+	// derives its key with the new secret.
+	c.rot.Lock()
+	gen, err := c.keyer.Rotate(ns)
+	if err == nil {
+		c.mu.RLock()
+		for k, e := range c.index {
+			if ns == "" || e.ns == ns {
+				stale = append(stale, item{e.ns, k})
+			}
 		}
+		c.mu.RUnlock()
 	}
-	c.mu.RUnlock()
+	c.rot.Unlock()
+	if err != nil {
+		return RotateResult{}, err
+	}
+	res := RotateResult{Namespace: ns, Generation: gen}
 	sort.Slice(stale, func(i, j int) bool { return string(stale[i].k[:]) < string(stale[j].k[:]) })
 	var firstErr error
 	for _, it := range stale {

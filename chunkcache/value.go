@@ -235,7 +235,8 @@ func (c *Cache) PutValue(ctx context.Context, ns string, name, value []byte, o V
 		m.crcs = append(m.crcs, crc32.Checksum(p, castagnoli))
 	}
 	obj := store.Object{Manifest: m.encode(), Parts: parts}
-	return c.commit(ctx, k, obj, entry{ns: ns, cost: m.cost, pin: o.Pin, value: true, expires: m.expires}, !o.WriteThrough)
+	rekey := func() (Key, error) { return c.keyer.ValueKey(ns, name) }
+	return c.commit(ctx, k, rekey, obj, entry{ns: ns, cost: m.cost, pin: o.Pin, value: true, expires: m.expires}, !o.WriteThrough)
 }
 
 // GetValue reads the value named name: its parts in order (read-only: views of the

@@ -209,7 +209,13 @@ func (w *Writer) Commit(ctx context.Context) (PutResult, error) {
 	}
 	obj := store.Object{Manifest: mb, Parts: w.sections}
 	w.sections = nil
-	return w.c.commit(ctx, w.key, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens)}, false)
+	rekey := func() (Key, error) {
+		id := w.spec.ID()
+		return w.c.keyer.ChunkKey(&id)
+	}
+	res, err := w.c.commit(ctx, w.key, rekey, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens)}, false)
+	w.key = res.Key
+	return res, err
 }
 
 // Abort drops the staged layers; nothing was stored.
