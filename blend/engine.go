@@ -234,6 +234,9 @@ type PrefillInput struct {
 	// (chat templates with special tokens).
 	SystemTokens []int
 	QueryTokens  []int
+	// KeepHandle keeps the prefill's KV under a handle (PrefillOutput.Handle) for
+	// Generate; without it Prefill keeps nothing. Generate's own prefill ignores it.
+	KeepHandle bool
 }
 
 // SegmentReport describes one segment of a prefill.
@@ -267,7 +270,7 @@ type PrefillOutput struct {
 // Model returns the engine's model (for its tokenizer and configuration).
 func (e *Engine) Model() *model.Model { return e.st.m }
 
-// Prefill prefills a prompt and keeps its KV under a handle.
+// Prefill prefills a prompt and, with in.KeepHandle, keeps its KV under a handle.
 func (e *Engine) Prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput, error) {
 	leave, err := e.enter()
 	if err != nil {
@@ -278,7 +281,9 @@ func (e *Engine) Prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 	if err != nil {
 		return nil, err
 	}
-	e.keep(out)
+	if in.KeepHandle {
+		e.keep(out)
+	}
 	return out, nil
 }
 

@@ -45,6 +45,13 @@ func TestEngineHandles(t *testing.T) {
 	e := testEngine(t, EngineOptions{MaxHandles: 2, HandleTTL: time.Hour, Registerer: reg})
 	ctx := context.Background()
 	in := &PrefillInput{System: "A story.", Chunks: []ChunkRef{{Text: "Tom had a dog."}, {Text: "The dog was big."}}, Query: "The dog"}
+	if out, err := e.Prefill(ctx, in); err != nil || out.Handle != "" {
+		t.Fatalf("prefill without KeepHandle: handle %q, %v", out.Handle, err)
+	}
+	if n, _ := e.Handles(); n != 0 {
+		t.Fatalf("%d handles kept without KeepHandle", n)
+	}
+	in.KeepHandle = true
 	var hs []string
 	for i := 0; i < 3; i++ {
 		out, err := e.Prefill(ctx, in)
@@ -52,7 +59,7 @@ func TestEngineHandles(t *testing.T) {
 			t.Fatal(err)
 		}
 		hs = append(hs, out.Handle)
-		wantSrc := map[int]string{0: "computed", 1: "memory", 2: "memory"}[i]
+		wantSrc := "memory"
 		if out.Segments[2].Source != wantSrc || out.CacheHits[wantSrc] == 0 {
 			t.Fatalf("prefill %d: chunk source %q, want %q", i, out.Segments[2].Source, wantSrc)
 		}

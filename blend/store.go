@@ -182,7 +182,7 @@ func u32s(tokens []int) []uint32 {
 // Key is the chunk-cache key of a segment whose KV was computed after kvPrev.
 func (s *Store) Key(tokens []int, kvPrev []Hash) (chunkcache.Key, error) {
 	id := chunkcache.ChunkID{Namespace: s.o.Namespace, Model: s.fingerprint(kvPrev), DType: s.o.DType, Tokens: u32s(tokens)}
-	return id.Key()
+	return s.cache.Key(id)
 }
 
 // Put stores a segment's KV (rows at consecutive positions from kv.Pos[0], the

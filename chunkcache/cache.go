@@ -32,12 +32,16 @@ const (
 type Cache struct {
 	opts  Options
 	log   *slog.Logger
+	keyer *Keyer
 	tiers []*tierState
 	gate  gate
 
 	// locks serialize the operations on one key (put, delete, pin, eviction,
 	// promotion). A goroutine holds at most one at a time.
 	locks [1024]sync.Mutex
+
+	// rot orders salt rotations (write) against commits (read): see commit.
+	rot sync.RWMutex
 
 	mu     sync.RWMutex
 	index  map[Key]*entry
@@ -77,9 +81,9 @@ func (e *entry) probationary() bool {
 // reserve accounts k in tier t for e's put or demotion: on probation if e is.
 func (t *tierState) reserve(k Key, size int64, e *entry) ([]eviction.Key, error) {
 	if e.probationary() {
-		return t.tracker.AppendReserveProbationary(nil, eviction.Key(k), size, e.cost)
+		return t.tracker.ReserveGroupProbationary(eviction.Key(k), size, e.cost, e.ns)
 	}
-	return t.tracker.ReservePin(eviction.Key(k), size, e.cost, e.pin)
+	return t.tracker.ReserveGroup(eviction.Key(k), size, e.cost, e.pin, e.ns)
 }
 
 func (e *entry) kindName() string {
@@ -121,6 +125,7 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	c := &Cache{
 		opts:   opts,
 		log:    opts.Logger,
+		keyer:  opts.Keyer,
 		index:  make(map[Key]*entry),
 		nsRefs: make(map[string]int),
 		known:  make(map[string]bool),
@@ -140,6 +145,21 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		if err != nil {
 			closeTiers()
 			return nil, fmt.Errorf("tier %s: %w", tc.Tier.Name(), err)
+		}
+		if len(tc.Quotas) > 0 {
+			qs := make(map[string]int64, len(tc.Quotas))
+			for ns, q := range tc.Quotas {
+				n, err := NormalizeNamespace(ns)
+				if err != nil {
+					closeTiers()
+					return nil, fmt.Errorf("tier %s: quota: %w", tc.Tier.Name(), err)
+				}
+				qs[n] = q
+			}
+			if err := tr.SetGroupQuotas(qs); err != nil {
+				closeTiers()
+				return nil, fmt.Errorf("%w: tier %s: %w", ErrInvalid, tc.Tier.Name(), err)
+			}
 		}
 		if tc.Format.DType != 0 {
 			probe := Layout{Layers: 1, KVHeads: 1, HeadDim: 1}.WithFormat(tc.Format)
@@ -184,7 +204,7 @@ func (c *Cache) recover(ctx context.Context) error {
 		var objs []found
 		var bad []Key
 		err := t.tier.Scan(ctx, func(in store.Info) error {
-			e, created, err := checkStored(Key(in.Key), in.Manifest, in.Parts)
+			e, created, err := checkStored(c.keyer, Key(in.Key), in.Manifest, in.Parts)
 			if err != nil {
 				c.log.Warn("chunkcache: dropping unreadable chunk", "tier", t.name, "key", Key(in.Key).String(), "err", err)
 				bad = append(bad, Key(in.Key))
@@ -209,7 +229,7 @@ func (c *Cache) recover(ctx context.Context) error {
 		sort.Slice(objs, func(i, j int) bool { return objs[i].created < objs[j].created })
 		var victims []victim
 		for _, o := range objs {
-			vs, err := t.tracker.ReservePin(o.key, o.e.size, o.e.cost, o.e.pin)
+			vs, err := t.tracker.ReserveGroup(o.key, o.e.size, o.e.cost, o.e.pin, o.e.ns)
 			if err != nil {
 				c.log.Warn("chunkcache: chunk does not fit on restart; deleting", "tier", t.name, "key", o.key.String(), "err", err)
 				if err := t.tier.Delete(ctx, o.key); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -293,8 +313,17 @@ type PutResult struct {
 // commit stores a complete object in the first tier and every write-through tier (and
 // the shared tier), unless localOnly: then in the first tier only, the others getting
 // it by demotion. It is the single place where puts enter the cache. ne describes the
-// object (its size is set here).
-func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, localOnly bool) (PutResult, error) {
+// object (its size is set here). rekey derives k again: a salt rotation between the
+// put's start and its commit stores the object under the new key, and a rotation
+// waits for the commits in flight (c.rot), so none lands under an old key after the
+// rotation's sweep.
+func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), obj store.Object, ne entry, localOnly bool) (PutResult, error) {
+	c.rot.RLock()
+	defer c.rot.RUnlock()
+	k, err := rekey()
+	if err != nil {
+		return PutResult{}, err
+	}
 	size := obj.Size()
 	ns, pin := ne.ns, ne.pin
 	res := PutResult{Key: k, StoredBytes: size}
@@ -741,6 +770,10 @@ type TierStats struct {
 	// format (f16, q4, ...). Not reported for the shared tier.
 	ChunkTokens   int64   `json:"chunk_tokens,omitempty"`
 	BytesPerToken float64 `json:"bytes_per_token,omitempty"`
+	// QuotaViolationBytes sums the bytes a namespace held beyond its quota in the
+	// tier after an operation (0 unless quota enforcement is broken; the metric
+	// ragkv_chunkcache_quota_violations_total).
+	QuotaViolationBytes uint64 `json:"quota_violation_bytes,omitempty"`
 }
 
 // Stats is a snapshot of the cache.
@@ -748,6 +781,26 @@ type Stats struct {
 	Tiers      []TierStats `json:"tiers"`
 	Chunks     int         `json:"chunks"`
 	Namespaces []string    `json:"namespaces"`
+	// NamespaceStats has one entry per namespace in Namespaces, in the same order.
+	NamespaceStats []NamespaceStats `json:"namespace_stats"`
+}
+
+// NamespaceStats is one namespace's share of the local tiers.
+type NamespaceStats struct {
+	Name string `json:"name"`
+	// SaltGeneration is the generation of the secret its keys are salted with (0:
+	// public salts).
+	SaltGeneration uint32 `json:"salt_generation"`
+	// Tiers: bytes held (chunks and values) and quota (0: none) per local tier,
+	// fastest first.
+	Tiers []NamespaceTierUsage `json:"tiers"`
+}
+
+// NamespaceTierUsage is a namespace's bytes in one tier against its quota there.
+type NamespaceTierUsage struct {
+	Tier  string `json:"tier"`
+	Bytes int64  `json:"bytes"`
+	Quota int64  `json:"quota_bytes,omitempty"`
 }
 
 // Stats returns per-tier usage and counters.
@@ -761,7 +814,7 @@ func (c *Cache) Stats() Stats {
 			Hits: t.hits.Load(), Misses: t.misses.Load(),
 			Evictions: ts.Evictions, Admissions: ts.Admissions, Rejections: ts.Rejections,
 			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(), CorruptReads: t.corrupt.Load(),
-			Quarantined: t.quarantined.Load(),
+			Quarantined: t.quarantined.Load(), QuotaViolationBytes: ts.QuotaViolationBytes,
 		})
 	}
 	if c.shared != nil {
@@ -769,7 +822,9 @@ func (c *Cache) Stats() Stats {
 	}
 	type chunk struct {
 		k      Key
+		ns     string
 		tokens int32
+		value  bool
 	}
 	var chunks []chunk
 	c.mu.RLock()
@@ -778,18 +833,33 @@ func (c *Cache) Stats() Stats {
 		s.Namespaces = append(s.Namespaces, ns)
 	}
 	for k, e := range c.index {
-		if !e.value {
-			chunks = append(chunks, chunk{k, e.tokens})
-		}
+		chunks = append(chunks, chunk{k, e.ns, e.tokens, e.value})
 	}
 	c.mu.RUnlock()
 	sort.Strings(s.Namespaces)
-	// Per-tier token counts, outside c.mu (the trackers lock on their own); sizes
-	// are the tier's own (a tier with a Format stores its own encoding).
+	nsIndex := make(map[string]int, len(s.Namespaces))
+	for i, ns := range s.Namespaces {
+		nsIndex[ns] = i
+		st := NamespaceStats{Name: ns, SaltGeneration: c.keyer.Generation(ns), Tiers: make([]NamespaceTierUsage, len(c.tiers))}
+		for ti, t := range c.tiers {
+			st.Tiers[ti] = NamespaceTierUsage{Tier: t.name, Quota: t.tracker.GroupQuota(ns)}
+		}
+		s.NamespaceStats = append(s.NamespaceStats, st)
+	}
+	// Per-tier token counts and namespace bytes, outside c.mu (the trackers lock on
+	// their own); sizes are the tier's own (a tier with a Format stores its own
+	// encoding).
 	for i, t := range c.tiers {
 		var bytes int64
 		for _, ch := range chunks {
-			if ei, ok := t.tracker.Lookup(eviction.Key(ch.k)); ok {
+			ei, ok := t.tracker.Lookup(eviction.Key(ch.k))
+			if !ok {
+				continue
+			}
+			if j, ok := nsIndex[ch.ns]; ok {
+				s.NamespaceStats[j].Tiers[i].Bytes += ei.Size
+			}
+			if !ch.value {
 				s.Tiers[i].ChunkTokens += int64(ch.tokens)
 				bytes += ei.Size
 			}

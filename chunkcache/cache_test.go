@@ -30,6 +30,7 @@ type cacheSetup struct {
 	writeThrough bool
 	reg          prometheus.Registerer
 	namespaces   []string
+	keyer        *Keyer
 }
 
 func openCache(t testing.TB, s cacheSetup) (*Cache, *store.Memory, *store.Badger) {
@@ -46,7 +47,7 @@ func openCache(t testing.TB, s cacheSetup) (*Cache, *store.Memory, *store.Badger
 		}
 		tiers = append(tiers, TierConfig{Tier: disk, Eviction: eviction.Config{Capacity: s.diskCap}, WriteThrough: s.writeThrough})
 	}
-	c, err := New(ctx, Options{Tiers: tiers, Registerer: s.reg, Namespaces: s.namespaces, Logger: slog.New(slog.DiscardHandler)})
+	c, err := New(ctx, Options{Tiers: tiers, Registerer: s.reg, Namespaces: s.namespaces, Keyer: s.keyer, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +104,7 @@ func encoded(t tb, spec PutSpec, ks, vs [][]float32) [][]byte {
 // stored bytes with what encoding the inputs gives.
 func checkChunk(t testing.TB, c *Cache, spec PutSpec, ks, vs [][]float32) *ChunkInfo {
 	t.Helper()
-	id := spec.ID()
-	k, err := id.Key()
+	k, err := c.Key(spec.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func equalTokens(a, b []uint32) bool {
 
 func keyOf(t tb, spec PutSpec) Key {
 	id := spec.ID()
-	k, err := id.Key()
+	k, err := PublicKeyer().ChunkKey(&id)
 	if err != nil {
 		t.Fatal(err)
 	}

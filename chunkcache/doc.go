@@ -12,7 +12,10 @@
 //
 //	"ragkv.chunkcache.key" 0x00
 //	u32 KeyVersion (1)
-//	namespace salt: SHA-256("ragkv.chunkcache.namespace.v1" 0x00 namespace), 32 bytes
+//	namespace salt, 32 bytes (Keyer): with a secret (`ragkv serve`: OpenKeyer on
+//	   <data-dir>/keys/salt.secret) HMAC-SHA256(secret, "ragkv.chunkcache.namespace.v2"
+//	   0x00 namespace); with public salts (PublicKeyer, the library default)
+//	   SHA-256("ragkv.chunkcache.namespace.v1" 0x00 namespace)
 //	str architecture, str weights digest, str tokenizer digest
 //	f64 rope theta, u32 rope dims, str rope style, str rope scaling, f64 rope factor,
 //	u32 rope original context
@@ -21,8 +24,41 @@
 //	   copy under the same key
 //	u32 token count, then each token id as u32
 //
-// The same identity gives the same key in every process and after restarts (tested
-// across two processes and against an independent implementation). The position base
+// The same identity gives the same key in every process and after restarts under the
+// same keyer (tested across two processes and against an independent implementation).
+//
+// # Salt secrets
+//
+// Options.Keyer derives every key of a cache (Cache.Key, Cache.ValueKey; nothing
+// else computes keys). With a secret, a client that knows a namespace and a text
+// cannot compute the chunk's key, so keys are obtained from the server only (PutChunk,
+// lookups by spec, Prefill, Retrieve with_keys) and a key says nothing to whoever does
+// not hold it. The secret file (format version 1: "ragkv-salt-secret 1", a base
+// secret and per-namespace secrets, each with a generation) is created 0600 on first
+// start; a file readable by others is refused. Cache.RotateSalt replaces a
+// namespace's secret (or the base secret: every namespace) by a new random one of the
+// next generation — the file is rewritten first — and deletes every chunk and value
+// stored under the old keys from every tier (as far as this cache's index knows them;
+// in the shared tier, objects only other replicas put become unreachable and are left
+// to Redis's eviction and TTLs). Chunks still stored under old keys after a crash in
+// the middle no longer hash to their keys and are deleted by the next start, as any
+// manifest that does not hash to its key. Replicas sharing a remote tier must share
+// the secret file (a rotation on one replica needs the file copied and the others
+// restarted). A data directory written with public salts (before secrets) is emptied
+// by the first start with a secret, for the same reason.
+//
+// # Quotas
+//
+// TierConfig.Quotas bounds namespaces' bytes per local tier (eviction.Tracker groups):
+// a namespace at its quota evicts its own least recently used chunks (unpinned first,
+// then soft-pinned) to make room for its own put, demotion or promotion; no operation
+// of another namespace evicts a quota namespace's chunks (the tier's policy chooses
+// victims among namespaces without a quota, then the putting namespace's own), so a
+// namespace within its quota keeps its chunks; a chunk that cannot fit its quota is
+// not stored in that tier (a put fails with ErrNoSpace when no tier takes it). A tier's quotas sum to at most its capacity. Stats reports each
+// namespace's bytes per tier against its quota, and
+// ragkv_chunkcache_quota_violations_total the bytes held beyond a quota after an
+// operation (0 unless enforcement is broken). The position base
 // is not part of the key: a chunk's KV is reusable at any position after re-rotation,
 // which is what CacheBlend-style fusion does; it is recorded in the blob header.
 //
@@ -30,7 +66,8 @@
 //
 // Every operation names a namespace ("" means "default"). A chunk is visible only in
 // the namespace it was put in: its key is salted with the namespace and the cache
-// records the namespace with the chunk and checks it on every access. A namespace
+// records the namespace with the chunk and checks it on every access (with a salt
+// secret a client also cannot compute another namespace's keys). A namespace
 // exists if it is configured (Options.Namespaces), has received a put since start, or
 // holds chunks on disk at startup; other names give ErrUnknownNamespace.
 //

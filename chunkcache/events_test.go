@@ -81,7 +81,7 @@ func TestEventsReplayState(t *testing.T) {
 		}
 		spec, ks, vs := testChunk(uint64(i), ns, F32, 2, 64) // 2 × 64 × 16 × 4 × 2 = 16 KiB
 		id := spec.ID()
-		k, _ := id.Key()
+		k, _ := PublicKeyer().ChunkKey(&id)
 		keys, specs, kss, vss = append(keys, k), append(specs, spec), append(kss, ks), append(vss, vs)
 	}
 	var wg sync.WaitGroup

@@ -88,8 +88,7 @@ func faultWorkload(c *Cache, report func(string, int)) {
 		}
 		if i%2 == 1 {
 			spec, _, _ := faultChunk(r.IntN(i))
-			id := spec.ID()
-			k, _ := id.Key()
+			k, _ := c.Key(spec.ID())
 			_, _, _, _ = c.GetFloat32(ctx, spec.Namespace, k) // a miss is fine
 		}
 	}
@@ -171,8 +170,7 @@ func checkAfterRestart(t *testing.T, dir string, s faultSetup, acked map[int]boo
 func faultIntact(c *Cache, n int) (bool, error) {
 	ctx := context.Background()
 	spec, ks, vs := faultChunk(n)
-	id := spec.ID()
-	k, err := id.Key()
+	k, err := c.Key(spec.ID())
 	if err != nil {
 		return false, err
 	}

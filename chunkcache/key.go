@@ -1,8 +1,6 @@
 package chunkcache
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -113,20 +111,6 @@ func NormalizeNamespace(ns string) (string, error) {
 	return ns, nil
 }
 
-// NamespaceSalt is the 32-byte salt hashed into the keys of a namespace:
-// SHA-256("ragkv.chunkcache.namespace.v1" 0x00 name). It is derived from the name, so
-// keys are reproducible anywhere; isolation is enforced by the cache, which records
-// each chunk's namespace and never returns it to another (the salt makes the key
-// spaces disjoint as well).
-func NamespaceSalt(ns string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("ragkv.chunkcache.namespace.v1\x00"))
-	h.Write([]byte(ns))
-	var s [32]byte
-	h.Sum(s[:0])
-	return s
-}
-
 // ChunkID is everything a chunk's key is computed from.
 type ChunkID struct {
 	Namespace string
@@ -153,52 +137,4 @@ func (id *ChunkID) Validate() error {
 		return fmt.Errorf("%w: %d tokens (max %d)", ErrInvalid, len(id.Tokens), MaxTokens)
 	}
 	return nil
-}
-
-// Key computes the content key. See the package doc for the exact encoding.
-func (id *ChunkID) Key() (Key, error) {
-	if err := id.Validate(); err != nil {
-		return Key{}, err
-	}
-	ns, _ := NormalizeNamespace(id.Namespace)
-	h := sha256.New()
-	var buf [8]byte
-	u32 := func(v uint32) {
-		binary.LittleEndian.PutUint32(buf[:4], v)
-		h.Write(buf[:4])
-	}
-	f64 := func(v float64) {
-		if v == 0 {
-			v = 0 // -0 hashes as +0
-		}
-		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
-		h.Write(buf[:])
-	}
-	str := func(s string) {
-		u32(uint32(len(s)))
-		h.Write([]byte(s))
-	}
-	h.Write([]byte("ragkv.chunkcache.key\x00"))
-	u32(KeyVersion)
-	salt := NamespaceSalt(ns)
-	h.Write(salt[:])
-	str(id.Model.Architecture)
-	str(id.Model.WeightsDigest)
-	str(id.Model.TokenizerDigest)
-	f64(id.Model.RoPE.Theta)
-	u32(uint32(id.Model.RoPE.Dims))
-	str(id.Model.RoPE.Style)
-	str(id.Model.RoPE.Scaling)
-	f64(id.Model.RoPE.Factor)
-	u32(uint32(id.Model.RoPE.OriginalContext))
-	h.Write([]byte{byte(id.DType)})
-	u32(uint32(len(id.Tokens)))
-	tb := make([]byte, 4*len(id.Tokens))
-	for i, t := range id.Tokens {
-		binary.LittleEndian.PutUint32(tb[4*i:], t)
-	}
-	h.Write(tb)
-	var k Key
-	h.Sum(k[:0])
-	return k, nil
 }

@@ -32,7 +32,7 @@ func testIDs() []ChunkID {
 func keyLines(t testing.TB) string {
 	var b strings.Builder
 	for _, id := range testIDs() {
-		k, err := id.Key()
+		k, err := PublicKeyer().ChunkKey(&id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func keyLines(t testing.TB) string {
 // and this value, since stored chunks would otherwise become unreachable silently.
 func TestKeyGolden(t *testing.T) {
 	id := testIDs()[2]
-	k, err := id.Key()
+	k, err := PublicKeyer().ChunkKey(&id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestKeyValidation(t *testing.T) {
 	for want, mutate := range bad {
 		id := base
 		mutate(&id)
-		_, err := id.Key()
+		_, err := PublicKeyer().ChunkKey(&id)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v", want, err)
 		}

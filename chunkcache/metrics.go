@@ -10,6 +10,7 @@ type collector struct {
 	bytes, capacity, entries, pinned                          *prometheus.Desc
 	hits, misses, evictions, admissions, rejections, promotes *prometheus.Desc
 	demotes, chunks, corrupt, quarantined, errors             *prometheus.Desc
+	quotaViolations                                           *prometheus.Desc
 }
 
 func newCollector(c *Cache) *collector {
@@ -33,12 +34,14 @@ func newCollector(c *Cache) *collector {
 		corrupt:     d("corrupt_reads_total", "Reads from the tier that failed a checksum or did not parse.", "tier"),
 		quarantined: d("quarantined_total", "Corrupt copies taken out of the tier (deleted, never served again).", "tier"),
 		errors:      d("errors_total", "Operations on the shared tier that failed and were served as misses.", "tier"),
+		quotaViolations: d("quota_violations_total",
+			"Bytes a namespace held in the tier beyond its quota, summed after each operation (stays 0 unless quota enforcement is broken).", "tier"),
 	}
 }
 
 func (m *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.bytes, m.capacity, m.entries, m.pinned, m.hits, m.misses,
-		m.evictions, m.admissions, m.rejections, m.promotes, m.demotes, m.chunks, m.corrupt, m.quarantined, m.errors} {
+		m.evictions, m.admissions, m.rejections, m.promotes, m.demotes, m.chunks, m.corrupt, m.quarantined, m.errors, m.quotaViolations} {
 		ch <- d
 	}
 }
@@ -66,6 +69,9 @@ func (m *collector) Collect(ch chan<- prometheus.Metric) {
 		cnt(m.corrupt, t.CorruptReads)
 		cnt(m.quarantined, t.Quarantined)
 		cnt(m.errors, t.Errors)
+		if !t.Shared {
+			cnt(m.quotaViolations, t.QuotaViolationBytes)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.chunks, prometheus.GaugeValue, float64(s.Chunks))
 }

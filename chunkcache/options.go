@@ -27,6 +27,16 @@ type TierConfig struct {
 	// chunk as stored. Zero: chunks are kept as written. The chunk's key (its identity)
 	// does not change. Set it with ParseFormat; the shape fields are ignored.
 	Format Layout
+	// Quotas bound namespaces' bytes in this tier (namespace → bytes; summing to at
+	// most the capacity). A namespace at its quota evicts its own least recently used
+	// chunks (in this tier: they are demoted as any victim) before a put, demotion or
+	// promotion of its own; no other namespace's operation evicts its chunks. A chunk
+	// that cannot fit in its namespace's quota (larger than it, or the rest
+	// hard-pinned) is not stored in the tier: a put fails with ErrNoSpace when no tier
+	// took it (with a quota-less write-through disk tier it lands on disk only).
+	// Namespaces without a quota share the rest under the tier's policy. Not for the
+	// shared tier.
+	Quotas map[string]int64
 }
 
 // A tier implementing store.SharedTier (the Redis remote tier) must be the last one;
@@ -54,6 +64,10 @@ type Options struct {
 	// EventLogSize is how many chunk events (see Watch) are kept for watchers that
 	// resume (default 65536; negative: no event log).
 	EventLogSize int
+	// Keyer derives every key of the cache (default PublicKeyer: salts from the
+	// namespace names alone). `ragkv serve` gives one over the data directory's salt
+	// secret (OpenKeyer), so clients cannot compute keys; Cache.Key is the one way in.
+	Keyer *Keyer
 	// Logger (default slog.Default()) and Registerer (nil: no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -69,6 +83,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Keyer == nil {
+		o.Keyer = PublicKeyer()
 	}
 	if o.EventLogSize == 0 {
 		o.EventLogSize = 1 << 16

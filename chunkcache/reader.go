@@ -168,7 +168,7 @@ func (c *Cache) find(ctx context.Context, ns string, k Key, value bool, check fu
 	}
 	if c.shared != nil {
 		sr, se, err := c.openShared(ctx, ns, k, func(b []byte, parts int) (entry, error) {
-			se, _, err := checkStored(k, b, parts)
+			se, _, err := checkStored(c.keyer, k, b, parts)
 			switch {
 			case err != nil:
 				return entry{}, err
@@ -342,7 +342,7 @@ func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, f
 		mu.Unlock()
 		return
 	}
-	vs, err := first.tracker.ReservePin(eviction.Key(k), obj.Size(), cost, e.pin)
+	vs, err := first.tracker.ReserveGroup(eviction.Key(k), obj.Size(), cost, e.pin, e.ns)
 	if err != nil {
 		mu.Unlock()
 		return

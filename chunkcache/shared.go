@@ -139,7 +139,7 @@ func (c *Cache) deleteShared(ctx context.Context, ns string, k Key, e *entry, lo
 			s.fail(c, "delete", k, err)
 			return false, fmt.Errorf("chunkcache: delete %s from %s: %w", k.Short(), s.name, err)
 		}
-		ne, _, cerr := checkStored(k, r.Manifest(), r.NumParts())
+		ne, _, cerr := checkStored(c.keyer, k, r.Manifest(), r.NumParts())
 		r.Close()
 		if cerr != nil || ne.ns != ns {
 			return false, nil
@@ -235,7 +235,7 @@ func (c *Cache) promoteShared(k Key, obj store.Object, e entry) {
 		return
 	}
 	e.size, e.pin = obj.Size(), Unpinned
-	vs, err := first.tracker.ReservePin(eviction.Key(k), e.size, e.cost, e.pin)
+	vs, err := first.tracker.ReserveGroup(eviction.Key(k), e.size, e.cost, e.pin, e.ns)
 	if err != nil {
 		mu.Unlock()
 		return

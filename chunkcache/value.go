@@ -2,7 +2,6 @@ package chunkcache
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,24 +33,9 @@ const (
 // valuePartBytes is ValuePartBytes (smaller in tests).
 var valuePartBytes = ValuePartBytes
 
-// ValueKey is the key of the value named name in namespace ns.
-func ValueKey(ns string, name []byte) (Key, error) {
-	n, err := NormalizeNamespace(ns)
-	if err != nil {
-		return Key{}, err
-	}
-	if len(name) > MaxValueNameBytes {
-		return Key{}, fmt.Errorf("%w: value name of %d bytes (max %d)", ErrInvalid, len(name), MaxValueNameBytes)
-	}
-	h := sha256.New()
-	h.Write([]byte("ragkv.chunkcache.value.v1\x00"))
-	salt := NamespaceSalt(n)
-	h.Write(salt[:])
-	h.Write(name)
-	var k Key
-	h.Sum(k[:0])
-	return k, nil
-}
+// ValueKey is the key of the value named name in namespace ns (under the cache's
+// keyer).
+func (c *Cache) ValueKey(ns string, name []byte) (Key, error) { return c.keyer.ValueKey(ns, name) }
 
 // valueManifest encoding (little-endian; str/bytes = u32 length + bytes):
 //
@@ -142,13 +126,13 @@ func decodeValueManifest(b []byte) (*valueManifest, error) {
 
 // checkStored decodes a stored manifest of either kind, checks that it hashes to k and
 // matches its part count, and describes it (size not set) with its creation time.
-func checkStored(k Key, b []byte, parts int) (entry, int64, error) {
+func checkStored(kr *Keyer, k Key, b []byte, parts int) (entry, int64, error) {
 	if len(b) >= 4 && string(b[:4]) == valueManifestMagic {
 		m, err := decodeValueManifest(b)
 		if err != nil {
 			return entry{}, 0, err
 		}
-		vk, err := ValueKey(m.ns, m.name)
+		vk, err := kr.ValueKey(m.ns, m.name)
 		if err == nil && vk != k {
 			err = fmt.Errorf("%w: value manifest hashes to %s", ErrCorrupt, vk.Short())
 		}
@@ -165,13 +149,13 @@ func checkStored(k Key, b []byte, parts int) (entry, int64, error) {
 		return entry{}, 0, err
 	}
 	id := ChunkID{Namespace: m.ns, Model: m.model, DType: m.header.DType, Tokens: m.tokens}
-	ck, err := id.Key()
+	ck, err := kr.ChunkKey(&id)
 	if err == nil && ck != k {
 		// A tier with a Format keeps a re-encoded copy under the key of the dtype the
 		// chunk was put as: accept the identity under any dtype.
 		for d := F32; d <= Mixed && ck != k; d++ {
 			id.DType = d
-			if dk, derr := id.Key(); derr == nil && dk == k {
+			if dk, derr := kr.ChunkKey(&id); derr == nil && dk == k {
 				ck = dk
 			}
 		}
@@ -229,7 +213,7 @@ func (c *Cache) PutValue(ctx context.Context, ns string, name, value []byte, o V
 			return PutResult{}, err
 		}
 	}
-	k, err := ValueKey(ns, name)
+	k, err := c.keyer.ValueKey(ns, name)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -251,7 +235,8 @@ func (c *Cache) PutValue(ctx context.Context, ns string, name, value []byte, o V
 		m.crcs = append(m.crcs, crc32.Checksum(p, castagnoli))
 	}
 	obj := store.Object{Manifest: m.encode(), Parts: parts}
-	return c.commit(ctx, k, obj, entry{ns: ns, cost: m.cost, pin: o.Pin, value: true, expires: m.expires}, !o.WriteThrough)
+	rekey := func() (Key, error) { return c.keyer.ValueKey(ns, name) }
+	return c.commit(ctx, k, rekey, obj, entry{ns: ns, cost: m.cost, pin: o.Pin, value: true, expires: m.expires}, !o.WriteThrough)
 }
 
 // GetValue reads the value named name: its parts in order (read-only: views of the
@@ -267,7 +252,7 @@ func (c *Cache) GetValue(ctx context.Context, ns string, name []byte) ([][]byte,
 	if err != nil {
 		return nil, ValueInfo{}, err
 	}
-	k, err := ValueKey(ns, name)
+	k, err := c.keyer.ValueKey(ns, name)
 	if err != nil {
 		return nil, ValueInfo{}, err
 	}
@@ -333,7 +318,7 @@ func (c *Cache) ValueTTL(ctx context.Context, ns string, name []byte) (ttl time.
 	if err != nil {
 		return 0, false, err
 	}
-	k, err := ValueKey(ns, name)
+	k, err := c.keyer.ValueKey(ns, name)
 	if err != nil {
 		return 0, false, err
 	}
@@ -355,7 +340,7 @@ func (c *Cache) ValueTTL(ctx context.Context, ns string, name []byte) (ttl time.
 		return 0, false, nil
 	}
 	defer r.Close()
-	e, _, err := checkStored(k, r.Manifest(), r.NumParts())
+	e, _, err := checkStored(c.keyer, k, r.Manifest(), r.NumParts())
 	if err != nil || !e.value || (e.expires != 0 && e.expires <= now) {
 		return 0, false, nil
 	}
@@ -374,7 +359,7 @@ func (c *Cache) ValuesPresent(ctx context.Context, ns string, names [][]byte) ([
 	defer c.gate.exit()
 	keys := make([]Key, len(names))
 	for i, n := range names {
-		k, err := ValueKey(ns, n)
+		k, err := c.keyer.ValueKey(ns, n)
 		if err != nil {
 			return nil, err
 		}
@@ -396,7 +381,7 @@ func (c *Cache) ValuesPresent(ctx context.Context, ns string, names [][]byte) ([
 
 // DeleteValue deletes the value named name; ok false when there was none.
 func (c *Cache) DeleteValue(ctx context.Context, ns string, name []byte) (bool, error) {
-	k, err := ValueKey(ns, name)
+	k, err := c.keyer.ValueKey(ns, name)
 	if err != nil {
 		return false, err
 	}

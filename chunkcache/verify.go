@@ -87,7 +87,7 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 			seen[o.key] = true
 			tv.Objects++
 			tv.Bytes += o.size
-			e, _, err := checkStored(o.key, o.man, o.parts)
+			e, _, err := checkStored(c.keyer, o.key, o.man, o.parts)
 			if err == nil {
 				err = verifyParts(ctx, t.tier, o.key, o.man, e.value)
 			}

@@ -84,7 +84,7 @@ func (c *Cache) NewWriter(ctx context.Context, spec PutSpec) (*Writer, error) {
 		}
 	}
 	id := spec.ID()
-	k, err := id.Key()
+	k, err := c.keyer.ChunkKey(&id)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,13 @@ func (w *Writer) Commit(ctx context.Context) (PutResult, error) {
 	if err := fpPutStaged.Inject(); err != nil {
 		return PutResult{}, err
 	}
-	return w.c.commit(ctx, w.key, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens), prob: w.spec.Probationary}, false)
+	rekey := func() (Key, error) {
+		id := w.spec.ID()
+		return w.c.keyer.ChunkKey(&id)
+	}
+	res, err := w.c.commit(ctx, w.key, rekey, obj, entry{ns: w.ns, cost: w.spec.Cost, pin: w.spec.Pin, tokens: int32(w.tokens), prob: w.spec.Probationary}, false)
+	w.key = res.Key
+	return res, err
 }
 
 // Abort drops the staged layers; nothing was stored.

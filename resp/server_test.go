@@ -144,7 +144,7 @@ func TestGoRedisClient(t *testing.T) {
 	}
 
 	// The values are chunk-cache values in namespace "resp": in its tiers and events.
-	k, _ := chunkcache.ValueKey("resp", []byte("big"))
+	k, _ := cache.ValueKey("resp", []byte("big"))
 	res, err := cache.Lookup(ctx, "resp", []chunkcache.Key{k})
 	if err != nil || !res[0].Present || res[0].Kind != chunkcache.KindValue || res[0].StoredBytes < 4<<20 {
 		t.Fatalf("lookup %+v %v", res, err)
@@ -171,7 +171,7 @@ func TestEvictionAndPins(t *testing.T) {
 	if err := rc.Set(ctx, "pinned", val, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	k, _ := chunkcache.ValueKey("resp", []byte("pinned"))
+	k, _ := cache.ValueKey("resp", []byte("pinned"))
 	if err := cache.SetPin(ctx, "resp", k, chunkcache.HardPin); err != nil {
 		t.Fatal(err)
 	}

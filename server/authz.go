@@ -82,6 +82,7 @@ var methodRoles = map[string]auth.Role{
 	"/ragkv.v1.ChunkCache/SetPolicy":   auth.Admin,
 	"/ragkv.v1.ChunkCache/WatchChunks": auth.Reader,
 	"/ragkv.v1.ChunkCache/Locate":      auth.Reader,
+	"/ragkv.v1.ChunkCache/RotateSalt":  auth.Admin, // all namespaces: an admin of every namespace (authorize)
 
 	"/ragkv.v1.Inference/Prefill":              auth.Reader,
 	"/ragkv.v1.Inference/Generate":             auth.Reader,
@@ -177,7 +178,7 @@ func (a *authz) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err := a.authorize(id, info.FullMethod, req); err != nil {
 		return nil, err
 	}
-	if _, ok := req.(*ragkvv1.PrefillRequest); ok {
+	if r, ok := req.(*ragkvv1.PrefillRequest); ok && r.GetKeepHandle() {
 		if err := a.handleRoom(id); err != nil {
 			return nil, err
 		}
@@ -196,6 +197,13 @@ func (a *authz) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 				}
 			}
 			r.Namespaces = mine
+			var stats []*ragkvv1.ChunkNamespaceStats
+			for _, n := range r.NamespaceStats {
+				if id.Namespace(n.GetNamespace()) {
+					stats = append(stats, n)
+				}
+			}
+			r.NamespaceStats = stats
 		}
 	case *ragkvv1.ListCollectionsResponse:
 		var mine []*ragkvv1.RetrievalCollectionInfo
@@ -332,6 +340,11 @@ func (a *authz) authorize(id *auth.Identity, method string, msg any) error {
 		return ns(r.GetNamespace())
 	case *ragkvv1.LocateRequest:
 		return ns(r.GetNamespace())
+	case *ragkvv1.RotateSaltRequest:
+		if r.GetNamespace() == "" && !id.AllNamespaces() {
+			return status.Errorf(codes.PermissionDenied, "identity %s may not rotate every namespace's salt (its scope is not \"*\"); name a namespace", id.Name)
+		}
+		return ns(r.GetNamespace())
 	case *ragkvv1.PrefillRequest:
 		if err := coll(r.GetRetrieval().GetCollection()); err != nil {
 			return err
@@ -342,10 +355,7 @@ func (a *authz) authorize(id *auth.Identity, method string, msg any) error {
 			if err := coll(p.GetRetrieval().GetCollection()); err != nil {
 				return err
 			}
-			if err := ns(p.GetNamespace()); err != nil {
-				return err
-			}
-			return a.handleRoom(id)
+			return ns(p.GetNamespace()) // Generate's own prefill keeps no handle
 		}
 		return a.useHandle(id, r.GetHandle(), r.GetKeepHandle())
 	case *ragkvv1.PrecomputeChunksRequest:

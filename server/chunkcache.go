@@ -27,6 +27,7 @@ func init() {
 		errRow{chunkcache.ErrUnknownTier, codes.InvalidArgument},
 		errRow{chunkcache.ErrCorrupt, codes.DataLoss},
 		errRow{chunkcache.ErrClosed, codes.Unavailable},
+		errRow{chunkcache.ErrNoSecret, codes.FailedPrecondition},
 	)
 }
 
@@ -99,7 +100,7 @@ func (s *chunkCacheService) PutChunk(stream grpc.ClientStreamingServer[ragkvv1.P
 
 func (s *chunkCacheService) GetChunk(req *ragkvv1.GetChunkRequest, stream grpc.ServerStreamingServer[ragkvv1.GetChunkResponse]) error {
 	ctx := stream.Context()
-	ns, key, err := resolveChunkRef(req.GetChunk())
+	ns, key, err := s.resolveChunkRef(req.GetChunk())
 	if err != nil {
 		return err
 	}
@@ -193,7 +194,7 @@ func (s *chunkCacheService) Lookup(ctx context.Context, req *ragkvv1.ChunkLookup
 		keys = append(keys, k)
 	}
 	for i, sp := range req.GetSpecs() {
-		k, err := specKey(req.GetNamespace(), sp)
+		k, err := s.specKey(req.GetNamespace(), sp)
 		if err != nil {
 			return nil, toStatus(fmt.Errorf("Lookup: specs[%d]: %w", i, err))
 		}
@@ -214,7 +215,7 @@ func (s *chunkCacheService) Lookup(ctx context.Context, req *ragkvv1.ChunkLookup
 }
 
 func (s *chunkCacheService) DeleteChunk(ctx context.Context, req *ragkvv1.DeleteChunkRequest) (*ragkvv1.DeleteChunkResponse, error) {
-	ns, key, err := resolveChunkRef(req.GetChunk())
+	ns, key, err := s.resolveChunkRef(req.GetChunk())
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +227,7 @@ func (s *chunkCacheService) DeleteChunk(ctx context.Context, req *ragkvv1.Delete
 }
 
 func (s *chunkCacheService) Pin(ctx context.Context, req *ragkvv1.PinChunkRequest) (*ragkvv1.PinChunkResponse, error) {
-	ns, key, err := resolveChunkRef(req.GetChunk())
+	ns, key, err := s.resolveChunkRef(req.GetChunk())
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +246,7 @@ func (s *chunkCacheService) Pin(ctx context.Context, req *ragkvv1.PinChunkReques
 }
 
 func (s *chunkCacheService) Unpin(ctx context.Context, req *ragkvv1.UnpinChunkRequest) (*ragkvv1.UnpinChunkResponse, error) {
-	ns, key, err := resolveChunkRef(req.GetChunk())
+	ns, key, err := s.resolveChunkRef(req.GetChunk())
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +266,13 @@ func (s *chunkCacheService) Stats(ctx context.Context, _ *ragkvv1.ChunkCacheStat
 			PinnedBytes: uint64(t.PinnedBytes), Promotions: t.Promotions, Demotions: t.Demotions, Persistent: t.Persistent,
 			Shared: t.Shared, Errors: t.Errors, ChunkTokens: uint64(t.ChunkTokens), BytesPerToken: t.BytesPerToken,
 		})
+	}
+	for _, n := range st.NamespaceStats {
+		ns := &ragkvv1.ChunkNamespaceStats{Namespace: n.Name, SaltGeneration: n.SaltGeneration}
+		for _, u := range n.Tiers {
+			ns.Tiers = append(ns.Tiers, &ragkvv1.ChunkNamespaceTierUsage{Tier: u.Tier, Bytes: uint64(u.Bytes), QuotaBytes: uint64(u.Quota)})
+		}
+		out.NamespaceStats = append(out.NamespaceStats, ns)
 	}
 	return out, nil
 }
@@ -296,6 +304,20 @@ func (s *chunkCacheService) SetPolicy(ctx context.Context, req *ragkvv1.SetChunk
 	return policyToProto(pol), nil
 }
 
+func (s *chunkCacheService) RotateSalt(ctx context.Context, req *ragkvv1.RotateSaltRequest) (*ragkvv1.RotateSaltResponse, error) {
+	res, err := s.c.RotateSalt(ctx, req.GetNamespace())
+	if err != nil && res.Generation == 0 {
+		return nil, toStatus(fmt.Errorf("RotateSalt: %w", err))
+	}
+	if err != nil {
+		// Rotated; some stale chunks could not be deleted now (unreachable; the next
+		// start deletes them).
+		s.log.Warn("RotateSalt: stale chunks left", "namespace", res.Namespace, "err", err)
+	}
+	return &ragkvv1.RotateSaltResponse{Namespace: res.Namespace, Generation: res.Generation,
+		Deleted: uint64(res.Deleted), FreedBytes: uint64(res.FreedBytes)}, nil
+}
+
 func policyToProto(pol []chunkcache.TierPolicy) *ragkvv1.ChunkPolicy {
 	out := &ragkvv1.ChunkPolicy{AvailablePolicies: chunkcache.Policies(), AvailableAdmissions: chunkcache.Admissions()}
 	for _, p := range pol {
@@ -308,7 +330,7 @@ func policyToProto(pol []chunkcache.TierPolicy) *ragkvv1.ChunkPolicy {
 }
 
 // resolveChunkRef turns a ChunkRef into a namespace and key.
-func resolveChunkRef(ref *ragkvv1.ChunkRef) (string, chunkcache.Key, error) {
+func (s *chunkCacheService) resolveChunkRef(ref *ragkvv1.ChunkRef) (string, chunkcache.Key, error) {
 	if ref == nil {
 		return "", chunkcache.Key{}, invalidArg("chunk reference is missing")
 	}
@@ -320,7 +342,7 @@ func resolveChunkRef(ref *ragkvv1.ChunkRef) (string, chunkcache.Key, error) {
 		}
 		return ref.GetNamespace(), k, nil
 	case *ragkvv1.ChunkRef_Spec:
-		k, err := specKey(ref.GetNamespace(), r.Spec)
+		k, err := s.specKey(ref.GetNamespace(), r.Spec)
 		if err != nil {
 			return "", k, toStatus(err)
 		}
@@ -329,13 +351,14 @@ func resolveChunkRef(ref *ragkvv1.ChunkRef) (string, chunkcache.Key, error) {
 	return "", chunkcache.Key{}, invalidArg("chunk reference has neither a key nor a spec")
 }
 
-func specKey(ns string, sp *ragkvv1.ChunkSpec) (chunkcache.Key, error) {
+// specKey is the key of a chunk given by its identity, derived by the cache's keyer
+// (with the server's salt secret): clients never compute keys themselves.
+func (s *chunkCacheService) specKey(ns string, sp *ragkvv1.ChunkSpec) (chunkcache.Key, error) {
 	dt, err := dtypeFromProto(sp.GetDtype())
 	if err != nil {
 		return chunkcache.Key{}, err
 	}
-	id := chunkcache.ChunkID{Namespace: ns, Model: fingerprintFromProto(sp.GetModel()), DType: dt, Tokens: sp.GetTokenIds()}
-	return id.Key()
+	return s.c.Key(chunkcache.ChunkID{Namespace: ns, Model: fingerprintFromProto(sp.GetModel()), DType: dt, Tokens: sp.GetTokenIds()})
 }
 
 func dtypeFromProto(d ragkvv1.ChunkKVDType) (chunkcache.DType, error) {

@@ -44,7 +44,8 @@ type ccEnv struct {
 	stop   func()
 }
 
-// newChunkCache opens a memory + Badger (write-through) cache in dir.
+// newChunkCache opens a memory + Badger (write-through) cache in dir, keyed with the
+// salt secret dir.salt.secret.
 func newChunkCache(t testing.TB, dir string, memCap, diskCap int64) (*chunkcache.Cache, *store.Memory) {
 	t.Helper()
 	ctx := context.Background()
@@ -54,11 +55,17 @@ func newChunkCache(t testing.TB, dir string, memCap, diskCap int64) (*chunkcache
 		t.Fatal(err)
 	}
 	mem := store.NewMemory()
+	// Keys salted with a secret as in `ragkv serve` (beside dir, so a restart finds it).
+	keyer, err := chunkcache.OpenKeyer(dir + ".salt.secret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := chunkcache.New(ctx, chunkcache.Options{
 		Tiers: []chunkcache.TierConfig{
 			{Tier: mem, Eviction: eviction.Config{Capacity: memCap}},
 			{Tier: disk, Eviction: eviction.Config{Capacity: diskCap}, WriteThrough: true},
 		},
+		Keyer:  keyer,
 		Logger: quiet,
 	})
 	if err != nil {

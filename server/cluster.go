@@ -131,7 +131,7 @@ func (s *chunkCacheService) Locate(ctx context.Context, req *ragkvv1.LocateReque
 		add(k, 0, "")
 	}
 	for i, sp := range req.GetSpecs() {
-		k, err := specKey(ns, sp)
+		k, err := s.specKey(ns, sp)
 		if err != nil {
 			return nil, toStatus(fmt.Errorf("Locate: specs[%d]: %w", i, err))
 		}

@@ -98,7 +98,7 @@ func prefillInput(req *ragkvv1.PrefillRequest) (*blend.PrefillInput, error) {
 		return nil, invalidArg("prefill: missing request")
 	}
 	in := &blend.PrefillInput{Namespace: req.GetNamespace(), System: req.GetSystem(), Query: req.GetQuery(),
-		Reserve: int(req.GetReserveTokens())}
+		Reserve: int(req.GetReserveTokens()), KeepHandle: req.GetKeepHandle()}
 	m, err := blend.ParseMethod(req.GetMethod())
 	if err != nil {
 		return nil, invalidArg("prefill: method %q: want full, prefix, naive, cacheblend or cachecraft", req.GetMethod())

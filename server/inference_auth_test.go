@@ -17,7 +17,7 @@ import (
 	"github.com/ragkv/ragkv/store"
 )
 
-// TestInferenceHandlesOwnedWithAuth: a Prefill handle is its identity's only: another identity continuing from it gets what a missing handle gets;
+// TestInferenceHandlesOwnedWithAuth: a Prefill keeps a handle only with keep_handle (bounded per identity); a handle is its identity's only: another identity continuing from it gets what a missing handle gets;
 // the owner can; a foreign namespace is refused before anything is computed.
 func TestInferenceHandlesOwnedWithAuth(t *testing.T) {
 	m := openStoriesModel(t)
@@ -40,7 +40,7 @@ func TestInferenceHandlesOwnedWithAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(WithChunkCache(cache), WithInference(eng), WithLogger(quiet), WithAuth(st, AuthOptions{}))
+	srv, err := New(WithChunkCache(cache), WithInference(eng), WithLogger(quiet), WithAuth(st, AuthOptions{MaxHandlesPerIdentity: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +55,33 @@ func TestInferenceHandlesOwnedWithAuth(t *testing.T) {
 	ctx := testCtx(t)
 	pre := &ragkvv1.PrefillRequest{Namespace: "a", System: inferenceSystem, Query: "Lily",
 		Chunks: []*ragkvv1.InferenceChunk{{Chunk: &ragkvv1.InferenceChunk_Text{Text: inferenceChunks[0]}}}}
+	// Without keep_handle nothing is kept: no handle, none held by the engine, and such
+	// prefills do not count against the identity's bound (1 here).
+	for range 2 {
+		out, err := cl.Prefill(as(ctx, tokReader), pre)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.GetHandle() != "" || out.GetHandleExpiresUnixNanos() != 0 {
+			t.Fatalf("prefill without keep_handle returned handle %q", out.GetHandle())
+		}
+		if n, _ := eng.Handles(); n != 0 {
+			t.Fatalf("engine holds %d handles after prefills without keep_handle", n)
+		}
+	}
+	pre.KeepHandle = true
 	out, err := cl.Prefill(as(ctx, tokReader), pre)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if out.GetHandle() == "" {
+		t.Fatal("prefill with keep_handle returned no handle")
+	}
+	_, err = cl.Prefill(as(ctx, tokReader), pre)
+	wantAuthCode(t, "a second kept handle over the bound of 1", err, codes.ResourceExhausted)
+	pre.KeepHandle = false
+	if _, err := cl.Prefill(as(ctx, tokReader), pre); err != nil {
+		t.Fatalf("prefill without keep_handle at the handle bound: %v", err)
 	}
 	gen := func(tok string, req *ragkvv1.GenerateRequest) (*ragkvv1.PrefillResponse, error) {
 		s, err := cl.Generate(as(ctx, tok), req)

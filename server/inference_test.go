@@ -322,7 +322,7 @@ func TestInferenceAcrossRestart(t *testing.T) {
 		if len(b.Segments) != 4 || b.Segments[0].Kind != "system" || meth != blend.Full && (!b.Segments[1].Exact || b.Segments[2].Exact) {
 			t.Fatalf("%s: segments %v", meth, b.Segments)
 		}
-		if resp.Handle == "" || b.TotalTokens == 0 || b.Flops <= 0 || b.Flops > b.FullFlops*1.01 {
+		if resp.Handle != "" || b.TotalTokens == 0 || b.Flops <= 0 || b.Flops > b.FullFlops*1.01 {
 			t.Fatalf("%s: response %v", meth, resp)
 		}
 		t.Logf("%-10s first token %q, recomputed %.1f (%.3f), flops %.2f of full, load %.2gs hidden %.2f, cache %v",
@@ -411,7 +411,7 @@ func TestInferenceAcrossRestart(t *testing.T) {
 	wantInfCode(t, err, codes.InvalidArgument, "namespace")
 
 	// Generate from a handle: greedy tokens equal decoding the full prefill in process.
-	full, err := cl.Prefill(ctx, &ragkvv1.PrefillRequest{System: inferenceSystem, Chunks: textChunks(inferenceChunks...), Query: query, Method: "full"})
+	full, err := cl.Prefill(ctx, &ragkvv1.PrefillRequest{System: inferenceSystem, Chunks: textChunks(inferenceChunks...), Query: query, Method: "full", KeepHandle: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,6 +21,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/ragkv/ragkv/blend"
+	"github.com/ragkv/ragkv/chunkcache"
+	"github.com/ragkv/ragkv/internal/kernels"
+	"github.com/ragkv/ragkv/model"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/retrieval"
 	"github.com/ragkv/ragkv/retrieval/embed"
@@ -52,9 +58,37 @@ var fuzzRPCs = []fuzzRPC{
 	{"/ragkv.v1.Retrieval/FitFusion", func() proto.Message { return &ragkvv1.FitFusionRequest{} }, false, false},
 	{"/ragkv.v1.Retrieval/DescribeCollection", func() proto.Message { return &ragkvv1.DescribeCollectionRequest{} }, false, false},
 	{"/ragkv.v1.Retrieval/RebuildCollection", func() proto.Message { return &ragkvv1.RebuildCollectionRequest{} }, false, false},
+	{"/ragkv.v1.ChunkCache/RotateSalt", func() proto.Message { return &ragkvv1.RotateSaltRequest{} }, false, false},
+	{"/ragkv.v1.Inference/Prefill", func() proto.Message { return &ragkvv1.PrefillRequest{} }, false, false},
+	{"/ragkv.v1.Inference/Generate", func() proto.Message { return &ragkvv1.GenerateRequest{} }, false, true},
+	{"/ragkv.v1.Inference/PrecomputeChunks", func() proto.Message { return &ragkvv1.PrecomputeChunksRequest{} }, false, true},
+	{"/ragkv.v1.Inference/PrecomputeCollection", func() proto.Message { return &ragkvv1.PrecomputeCollectionRequest{} }, false, true},
 }
 
-// FuzzRPC decodes arbitrary bytes as the request of any chunk-cache or retrieval RPC
+// fuzzModel writes the tiny-llama3 synth model (vocabulary 320, 3 layers) with a
+// 256-token context, so every prompt is cheap and length limits are easy to reach.
+func fuzzModel(tb testing.TB) *model.Model {
+	path := filepath.Join(tb.TempDir(), "tiny-llama3.gguf")
+	fh, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := model.SynthGGUF(context.Background(), fh, model.SynthOptions{Shape: "tiny-llama3", DType: kernels.F32, Seed: 1, Ctx: 256}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	m, err := model.Open(path, model.Options{Threads: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m
+}
+
+// FuzzRPC decodes arbitrary bytes as the request of any chunk-cache, retrieval or
+// inference RPC (inference on the tiny-llama3 synth model)
 // (several messages for client streams) and sends them, as one of three identities or
 // none, to an in-process server with auth and limits on. Every answer must be a
 // precise status: never Internal or Unknown (a server bug or leaked internals), and
@@ -74,6 +108,21 @@ func FuzzRPC(f *testing.F) {
 	f.Add(uint8(11), uint8(2), rb, []byte(nil))
 	f.Add(uint8(8), uint8(2), sb, []byte(nil))
 	f.Add(uint8(1), uint8(3), []byte{0x0a, 0x02, 0x0a, 0x00}, []byte(nil))
+	base := uint8(len(fuzzRPCs) - 5) // RotateSalt, then the inference RPCs
+	rsb, _ := proto.Marshal(&ragkvv1.RotateSaltRequest{Namespace: "a"})
+	pre := &ragkvv1.PrefillRequest{Namespace: "a", System: "A story.", Query: "The",
+		Chunks: []*ragkvv1.InferenceChunk{{Chunk: &ragkvv1.InferenceChunk_Text{Text: "Tom had a ball."}}}, KeepHandle: true}
+	pb, _ := proto.Marshal(pre)
+	gb, _ := proto.Marshal(&ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Prefill{Prefill: pre}, MaxTokens: 3})
+	hgb, _ := proto.Marshal(&ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Handle{Handle: "00"}, MaxTokens: 3})
+	pcb, _ := proto.Marshal(&ragkvv1.PrecomputeChunksRequest{Namespace: "a", Chunks: []*ragkvv1.PrecomputeChunk{{Id: "1", Text: "The dog ran."}}})
+	pcc, _ := proto.Marshal(&ragkvv1.PrecomputeCollectionRequest{Collection: "c", Namespace: "a"})
+	f.Add(base, uint8(3), rsb, []byte(nil))
+	f.Add(base+1, uint8(1), pb, []byte(nil))
+	f.Add(base+2, uint8(1), gb, []byte(nil))
+	f.Add(base+2, uint8(1), hgb, []byte(nil))
+	f.Add(base+3, uint8(2), pcb, []byte(nil))
+	f.Add(base+4, uint8(2), pcc, []byte(nil))
 
 	file := writeAuthFile(f, authYAML())
 	st, err := auth.Load(file)
@@ -91,7 +140,16 @@ func FuzzRPC(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { ret.Close() })
-	srv, err := New(WithChunkCache(c), WithRetrieval(ret), WithLogger(slog.New(slog.DiscardHandler)),
+	m := fuzzModel(f)
+	bs, err := blend.NewStore(m, c, blend.StoreOptions{DType: chunkcache.F16})
+	if err != nil {
+		f.Fatal(err)
+	}
+	eng, err := blend.NewEngine(bs, blend.EngineOptions{MaxHandles: 8, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv, err := New(WithChunkCache(c), WithRetrieval(ret), WithInference(eng), WithLogger(slog.New(slog.DiscardHandler)),
 		WithAuth(st, AuthOptions{}), WithLimits(Limits{MaxStagedBytes: 8 << 20, MinCapacityBytes: 1 << 16}))
 	if err != nil {
 		f.Fatal(err)

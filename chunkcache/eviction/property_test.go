@@ -370,7 +370,7 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 		if !e.live {
 			tb.Fatalf("index points at a free slot")
 		}
-		if e.pin == SoftPin {
+		if e.pin == SoftPin && e.grp == 0 {
 			nsoft++
 			if !slices.Contains(soft, i) {
 				tb.Fatalf("soft-pinned entry missing from soft list")
@@ -388,8 +388,8 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 		if len(prob) > len(t.s.idx) {
 			tb.Fatalf("probation list cycle")
 		}
-		if e := &t.s.ents[i]; !e.prob || e.pin != Unpinned {
-			tb.Fatalf("probation list holds an entry with prob=%v pin=%v", e.prob, e.pin)
+		if e := &t.s.ents[i]; !e.prob || e.pin != Unpinned || e.grp != 0 {
+			tb.Fatalf("probation list holds an entry with prob=%v pin=%v group %d", e.prob, e.pin, e.grp)
 		}
 	}
 	nprob := 0
@@ -404,7 +404,7 @@ func (t *Tracker) checkInternal(tb interface{ Fatalf(string, ...any) }) {
 	if c, ok := t.pol.(interface{ count() int }); ok {
 		n := 0
 		for _, i := range t.s.idx {
-			if t.s.ents[i].pin == Unpinned && !t.s.ents[i].prob {
+			if t.s.ents[i].pin == Unpinned && t.s.ents[i].grp == 0 && !t.s.ents[i].prob {
 				n++
 			}
 		}

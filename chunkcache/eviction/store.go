@@ -18,7 +18,8 @@ type entry struct {
 	hits uint32 // accesses since insert, saturating; carried across policy switches
 	pin  Pin
 	live bool
-	prob bool // probationary: in the tracker's probation list, not the policy
+	grp  int32 // group with a quota (quota.go), 1-based; 0: none
+	prob bool  // probationary: in the tracker's probation list, not the policy (never in a group)
 
 	// Policy state.
 	prev, next int32   // list links

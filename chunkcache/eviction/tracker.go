@@ -24,6 +24,9 @@ type TrackerStats struct {
 	Rejections uint64 `json:"rejections"`
 	// Updates counts Reserve calls on an already tracked key.
 	Updates uint64 `json:"updates"`
+	// QuotaViolationBytes sums the bytes a group held beyond its quota after a
+	// reservation (0 unless the quota accounting is broken).
+	QuotaViolationBytes uint64 `json:"quota_violation_bytes"`
 	// Hits counts Touch calls on tracked keys, Misses on untracked ones.
 	Hits   uint64 `json:"hits"`
 	Misses uint64 `json:"misses"`
@@ -64,6 +67,15 @@ type Tracker struct {
 	clock                      uint64
 
 	evictions, admissions, rejections, updates, hits, misses, promotions uint64
+
+	// Groups with quotas (quota.go): groups[g-1] is group g of an entry's grp.
+	groups     []*group
+	groupIdx   map[string]int32
+	groupBytes int64 // bytes of all group entries (never the policy's victims)
+	quotaSum   int64
+	// quotaViolations sums, after each reservation, the bytes a group held beyond its
+	// quota (should stay 0).
+	quotaViolations uint64
 }
 
 // NewTracker returns an empty tracker for cfg (defaults applied, then validated).
@@ -97,13 +109,13 @@ func (t *Tracker) setMarks() {
 // made without evicting hard-pinned entries, or size > capacity; nothing changed),
 // ErrInvalid (negative size, negative or non-finite cost).
 func (t *Tracker) Reserve(k Key, size int64, cost float64) (victims []Key, err error) {
-	return t.reserve(nil, k, size, cost, false, Unpinned, false)
+	return t.reserve(nil, k, size, cost, false, Unpinned)
 }
 
 // AppendReserve is Reserve appending the victims to dst, so that a caller reusing dst
 // allocates nothing in steady state.
 func (t *Tracker) AppendReserve(dst []Key, k Key, size int64, cost float64) ([]Key, error) {
-	return t.reserve(dst, k, size, cost, false, Unpinned, false)
+	return t.reserve(dst, k, size, cost, false, Unpinned)
 }
 
 // ReservePin is Reserve that also sets k's pin to p in the same critical section, so a
@@ -119,7 +131,11 @@ func (t *Tracker) AppendReservePin(dst []Key, k Key, size int64, cost float64, p
 	if p > HardPin {
 		return dst, fmt.Errorf("%w: pin %d", ErrInvalid, p)
 	}
-	return t.reserve(dst, k, size, cost, true, p, false)
+	return t.reserve(dst, k, size, cost, true, p)
+}
+
+func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin) ([]Key, error) {
+	return t.reserveIn(dst, k, size, cost, setPin, newPin, "", false)
 }
 
 // AppendReserveProbationary reserves a new unpinned entry on probation: an entry that
@@ -133,10 +149,17 @@ func (t *Tracker) AppendReservePin(dst []Key, k Key, size int64, cost float64, p
 // admission window of W-TinyLFU, applied to entries that carry their own "unproven"
 // mark). If k is already tracked, this is an update that keeps its place.
 func (t *Tracker) AppendReserveProbationary(dst []Key, k Key, size int64, cost float64) ([]Key, error) {
-	return t.reserve(dst, k, size, cost, false, Unpinned, true)
+	return t.reserveIn(dst, k, size, cost, false, Unpinned, "", true)
 }
 
-func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin, probIns bool) ([]Key, error) {
+// ReserveGroupProbationary is AppendReserveProbationary for an entry of group name. An
+// entry of a group with a quota is not put on probation (its group's quota already
+// bounds what it can displace): it is ReserveGroup with no pin.
+func (t *Tracker) ReserveGroupProbationary(k Key, size int64, cost float64, name string) ([]Key, error) {
+	return t.reserveIn(nil, k, size, cost, false, Unpinned, name, true)
+}
+
+func (t *Tracker) reserveIn(dst []Key, k Key, size int64, cost float64, setPin bool, newPin Pin, gname string, probIns bool) ([]Key, error) {
 	if size < 0 {
 		return dst, fmt.Errorf("%w: size %d", ErrInvalid, size)
 	}
@@ -151,27 +174,59 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	i, tracked := t.s.idx[k]
 	var h, oldSize uint64 = 0, 0
 	pin := Unpinned
+	var g int32
 	if tracked {
 		e := &t.s.ents[i]
-		h, oldSize, pin = e.hash, uint64(e.size), e.pin
+		h, oldSize, pin, g = e.hash, uint64(e.size), e.pin, e.grp
 		// An update stays on probation only if it is itself probationary; any other
 		// reservation (an explicit put, a pin) promotes the entry.
 		probIns = probIns && e.prob
 	} else {
+		g = t.groupOf(gname)
+	}
+	probIns = probIns && g == 0
+	var gr *group
+	if g != 0 {
+		gr = t.groups[g-1]
+		if size > gr.quota {
+			return dst, fmt.Errorf("%w: entry of %d bytes exceeds the quota of %q (%d bytes)", ErrNoSpace, size, gr.name, gr.quota)
+		}
+		if gNew := gr.used - int64(oldSize) + size; gNew > gr.quota {
+			own := gr.used - gr.hard
+			if tracked && pin != HardPin {
+				own -= int64(oldSize)
+			}
+			if gNew-own > gr.quota {
+				return dst, fmt.Errorf("%w: %q needs %d bytes, %d of its quota of %d are hard-pinned", ErrNoSpace, gr.name, size, gr.hard, gr.quota)
+			}
+		}
+	}
+	if !tracked {
 		h = keyHash(k)
 		if t.adm != nil {
 			t.adm.record(h)
 		}
-		t.pol.miss(h, size)
+		if g == 0 {
+			t.pol.miss(h, size)
+		}
 	}
 	newUsed := t.used - int64(oldSize) + size
 	if newUsed > t.highBytes {
-		evictable := t.used - t.hardBytes
-		if tracked && pin != HardPin {
+		// Evictable: what the policy may take (never group entries) plus the reserving
+		// group's own entries.
+		evictable := t.used - t.hardBytes - t.groupBytes
+		if tracked && pin != HardPin && g == 0 {
 			evictable -= int64(oldSize)
 		}
+		if gr != nil {
+			own := gr.used - gr.hard
+			if tracked && pin != HardPin {
+				own -= int64(oldSize)
+			}
+			evictable += own
+		}
 		if newUsed-evictable > t.cfg.Capacity {
-			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned", ErrNoSpace, size, t.hardBytes, t.cfg.Capacity)
+			return dst, fmt.Errorf("%w: need %d bytes, %d of %d are hard-pinned or other namespaces' quota shares", ErrNoSpace, size, t.used-evictable, t.cfg.Capacity)
 		}
 		if !tracked && t.adm != nil && (!setPin || newPin == Unpinned) {
 			if v := t.nextVictim(probIns, size); v != nilIdx && !t.adm.admit(h, t.s.ents[v].hash) {
@@ -183,11 +238,26 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 	if tracked {
 		t.detach(i)
 	}
+	// A group over its quota evicts its own entries first.
+	if gr != nil {
+		for gr.used+size > gr.quota {
+			v := t.groupVictim(g)
+			if v == nilIdx {
+				break
+			}
+			dst = append(dst, t.s.ents[v].key)
+			t.evict(v)
+		}
+	}
 	// Evict down to the low watermark (best effort: whatever is evictable), which the
-	// feasibility check above guarantees brings usage within capacity.
+	// feasibility check above guarantees brings usage within capacity: the policy's
+	// victims, then the reserving group's own entries.
 	if newUsed > t.highBytes {
 		for t.used+size > t.lowBytes {
 			v := t.nextVictim(probIns, size)
+			if v == nilIdx {
+				v = t.groupVictim(g)
+			}
 			if v == nilIdx {
 				break
 			}
@@ -202,13 +272,13 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		if setPin {
 			e.pin = newPin
 		}
-		e.prob = probIns
+		e.prob = probIns && e.pin == Unpinned
 		t.attach(i, true)
 		t.updates++
 	} else {
 		i = t.s.alloc(k, h)
 		e := &t.s.ents[i]
-		e.size, e.cost, e.tick, e.hits = size, cost, t.clock, 1
+		e.size, e.cost, e.tick, e.hits, e.grp = size, cost, t.clock, 1, g
 		if setPin {
 			e.pin = newPin
 		}
@@ -218,6 +288,9 @@ func (t *Tracker) reserve(dst []Key, k Key, size int64, cost float64, setPin boo
 		if t.adm != nil && t.adm.needsGrow(len(t.s.idx)) {
 			t.adm.regrow(len(t.s.idx), t.trackedHashes)
 		}
+	}
+	if gr != nil && gr.used > gr.quota {
+		t.quotaViolations += uint64(gr.used - gr.quota)
 	}
 	return dst, nil
 }
@@ -232,7 +305,7 @@ func (t *Tracker) trackedHashes(yield func(h uint64)) {
 // probationary reservation; size 0 outside reservations): the oldest probationary entry
 // when the reservation is not probationary or probation is over its share, else the
 // policy's choice among unpinned entries, else the oldest probationary entry, else the
-// least recently used soft-pinned entry, else nilIdx.
+// least recently used soft-pinned entry, else nilIdx. Never a group's entry.
 func (t *Tracker) nextVictim(probIns bool, size int64) int32 {
 	if t.prob.tail != nilIdx && (!probIns || t.probBytes+size > t.probCap) {
 		return t.prob.tail
@@ -248,7 +321,7 @@ func (t *Tracker) nextVictim(probIns bool, size int64) int32 {
 
 func (t *Tracker) evict(i int32) {
 	e := &t.s.ents[i]
-	if e.pin == Unpinned && !e.prob {
+	if e.pin == Unpinned && e.grp == 0 && !e.prob {
 		t.pol.remove(i, true)
 		t.used -= e.size
 	} else {
@@ -261,6 +334,22 @@ func (t *Tracker) evict(i int32) {
 // detach takes entry i out of its ordering structure and the usage accounting.
 func (t *Tracker) detach(i int32) {
 	e := &t.s.ents[i]
+	if e.grp != 0 {
+		g := t.groups[e.grp-1]
+		switch e.pin {
+		case Unpinned:
+			g.lru.unlink(t.s, i)
+		case SoftPin:
+			g.softl.unlink(t.s, i)
+			g.soft -= e.size
+		case HardPin:
+			g.hard -= e.size
+		}
+		g.used -= e.size
+		t.groupBytes -= e.size
+		t.used -= e.size
+		return
+	}
 	switch {
 	case e.prob:
 		t.prob.unlink(t.s, i)
@@ -280,6 +369,21 @@ func (t *Tracker) detach(i int32) {
 func (t *Tracker) attach(i int32, restored bool) {
 	e := &t.s.ents[i]
 	t.used += e.size
+	if e.grp != 0 {
+		g := t.groups[e.grp-1]
+		g.used += e.size
+		t.groupBytes += e.size
+		switch e.pin {
+		case Unpinned:
+			g.lru.pushHead(t.s, i)
+		case SoftPin:
+			g.softl.pushHead(t.s, i)
+			g.soft += e.size
+		case HardPin:
+			g.hard += e.size
+		}
+		return
+	}
 	switch {
 	case e.prob:
 		t.prob.pushHead(t.s, i)
@@ -312,6 +416,16 @@ func (t *Tracker) Touch(k Key) bool {
 	}
 	if t.adm != nil {
 		t.adm.record(e.hash)
+	}
+	if e.grp != 0 {
+		g := t.groups[e.grp-1]
+		switch e.pin {
+		case Unpinned:
+			g.lru.moveHead(t.s, i)
+		case SoftPin:
+			g.softl.moveHead(t.s, i)
+		}
+		return true
 	}
 	switch {
 	case e.prob: // reuse shown: promote into the policy as a new entry
@@ -408,7 +522,7 @@ func (t *Tracker) SetPolicy(name string) error {
 	}
 	order := make([]int32, 0, len(t.s.idx))
 	for _, i := range t.s.idx {
-		if t.s.ents[i].pin == Unpinned && !t.s.ents[i].prob {
+		if t.s.ents[i].pin == Unpinned && t.s.ents[i].grp == 0 && !t.s.ents[i].prob {
 			order = append(order, i)
 		}
 	}
@@ -455,8 +569,11 @@ func (t *Tracker) SetCapacity(bytes int64) (victims []Key, err error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.hardBytes > bytes {
-		return nil, fmt.Errorf("%w: %d bytes are hard-pinned, more than the new capacity %d", ErrNoSpace, t.hardBytes, bytes)
+	if t.quotaSum > bytes {
+		return nil, fmt.Errorf("%w: capacity %d bytes is below the namespace quotas' sum %d", ErrInvalid, bytes, t.quotaSum)
+	}
+	if t.hardBytes+t.groupBytes > bytes {
+		return nil, fmt.Errorf("%w: %d bytes are hard-pinned or in namespace quota shares, more than the new capacity %d", ErrNoSpace, t.hardBytes+t.groupBytes, bytes)
 	}
 	t.cfg.Capacity = bytes
 	t.setMarks()
@@ -498,21 +615,26 @@ func (t *Tracker) Config() Config {
 func (t *Tracker) Stats() TrackerStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	soft, hard := t.softBytes, t.hardBytes
+	for _, g := range t.groups {
+		soft, hard = soft+g.soft, hard+g.hard
+	}
 	return TrackerStats{
-		Policy:          t.cfg.Policy,
-		Admission:       t.cfg.Admission,
-		Entries:         len(t.s.idx),
-		UsedBytes:       t.used,
-		CapacityBytes:   t.cfg.Capacity,
-		PinnedBytes:     t.softBytes + t.hardBytes,
-		SoftPinnedBytes: t.softBytes,
-		HardPinnedBytes: t.hardBytes,
-		Evictions:       t.evictions,
-		Admissions:      t.admissions,
-		Rejections:      t.rejections,
-		Updates:         t.updates,
-		Hits:            t.hits,
-		Misses:          t.misses,
+		Policy:              t.cfg.Policy,
+		Admission:           t.cfg.Admission,
+		Entries:             len(t.s.idx),
+		UsedBytes:           t.used,
+		CapacityBytes:       t.cfg.Capacity,
+		PinnedBytes:         soft + hard,
+		SoftPinnedBytes:     soft,
+		HardPinnedBytes:     hard,
+		QuotaViolationBytes: t.quotaViolations,
+		Evictions:           t.evictions,
+		Admissions:          t.admissions,
+		Rejections:          t.rejections,
+		Updates:             t.updates,
+		Hits:                t.hits,
+		Misses:              t.misses,
 
 		ProbationEntries: t.prob.n,
 		ProbationBytes:   t.probBytes,

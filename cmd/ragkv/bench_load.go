@@ -896,7 +896,11 @@ func runBenchLoadKill(ctx context.Context, cfg loadConfig, dir string, tf certs.
 	k := res.Kill
 	k.KilledAfterSeconds = killedAt.Sub(t0).Seconds()
 	k.Acknowledged = len(acked)
-	if k.Check, err = checkCacheDir(ctx, filepath.Join(dataDir, "chunkcache"), slog.New(slog.DiscardHandler)); err != nil {
+	keyer, err := chunkcache.OpenKeyer(filepath.Join(dataDir, chunkcache.SaltSecretFile)) // the child's secret
+	if err != nil {
+		return nil, fmt.Errorf("bench load: salt secret after the kill: %w", err)
+	}
+	if k.Check, err = checkCacheDir(ctx, filepath.Join(dataDir, "chunkcache"), keyer, slog.New(slog.DiscardHandler)); err != nil {
 		return nil, fmt.Errorf("bench load: cache check after the kill: %w", err)
 	}
 	t1 := time.Now()

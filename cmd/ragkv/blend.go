@@ -84,7 +84,7 @@ func dialInference(addr string) (ragkvv1.InferenceClient, func(), error) {
 func newPrecomputeCmd() *cobra.Command {
 	var (
 		chunksPath, modelPath, tokPath, dataDir, cacheDir, dtype, ns, system, addr, keysOut string
-		collection                                                                          string
+		collection, saltFile                                                                string
 		engineShare                                                                         float64
 		coRetrieved                                                                         bool
 		contextChunks, threads, batch                                                       int
@@ -112,7 +112,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addr != "" {
-				for _, name := range []string{"model", "tokenizer", "data-dir", "cache-dir", "disk-capacity", "sync-writes", "dtype", "threads"} {
+				for _, name := range []string{"model", "tokenizer", "data-dir", "cache-dir", "salt-secret-file", "disk-capacity", "sync-writes", "dtype", "threads"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "applies to the local job only, not with --addr (the server's settings apply)")
 					}
@@ -190,7 +190,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 					cacheDir = filepath.Join(dataDir, "chunkcache")
 				}
 				err = precomputeLocal(cmd.Context(), precomputeLocalArgs{modelPath: modelPath, tokPath: tokPath, threads: threads,
-					dir: cacheDir, capacity: int64(diskCapacity), sync: syncWrites, dtype: dt, ns: ns, system: system,
+					dataDir: dataDir, saltFile: saltFile, dir: cacheDir, capacity: int64(diskCapacity), sync: syncWrites, dtype: dt, ns: ns, system: system,
 					contextChunks: contextChunks}, chunks, &res, record)
 			}
 			prog.Finish()
@@ -212,6 +212,7 @@ stored are skipped, so running it again after an interruption resumes.`,
 	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file (local job; default: the model's own)")
 	f.StringVar(&dataDir, "data-dir", "./data", "data directory of the local job (the chunk cache is <data-dir>/chunkcache)")
 	f.StringVar(&cacheDir, "cache-dir", "", "chunk cache Badger directory (overrides --data-dir)")
+	f.StringVar(&saltFile, "salt-secret-file", "", "salt secret of the keys, as `ragkv serve` uses it (local job; default <data-dir>/keys/salt.secret)")
 	f.Var(&diskCapacity, "disk-capacity", "disk tier budget of the local job (keep it ≥ the server's to avoid evicting)")
 	f.BoolVar(&syncWrites, "sync-writes", true, "fsync every chunk (local job)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype (local job; must match the server's --kv-dtype): f32, f16, bf16, int8")
@@ -322,6 +323,7 @@ func precomputeCollection(cmd *cobra.Command, addr string, req *ragkvv1.Precompu
 
 type precomputeLocalArgs struct {
 	modelPath, tokPath string
+	dataDir, saltFile  string
 	threads            int
 	dir                string
 	capacity           int64
@@ -338,11 +340,17 @@ func precomputeLocal(ctx context.Context, a precomputeLocalArgs, chunks []jsonlC
 	}
 	defer m.Close()
 	quiet := slog.New(slog.DiscardHandler)
+	// The keys must be the ones `ragkv serve` on this data directory derives.
+	keyer, err := openSaltKeyer(a.dataDir, a.saltFile)
+	if err != nil {
+		return err
+	}
 	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: a.dir, SyncWrites: a.sync, Logger: quiet})
 	if err != nil {
 		return flagErr("data-dir", "open the chunk cache in %s: %v (is a server running on it?)", a.dir, err)
 	}
 	cache, err := chunkcache.New(ctx, chunkcache.Options{
+		Keyer: keyer,
 		Tiers: []chunkcache.TierConfig{
 			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 64 << 20}},
 			{Tier: disk, Eviction: eviction.Config{Capacity: a.capacity}, WriteThrough: true},
@@ -484,8 +492,8 @@ func (p *promptFlags) request() (*ragkvv1.PrefillRequest, error) {
 
 func newPrefillCmd() *cobra.Command {
 	var (
-		p              promptFlags
-		logits, asJSON bool
+		p                    promptFlags
+		logits, asJSON, keep bool
 	)
 	cmd := &cobra.Command{
 		Use:   "prefill --addr HOST:PORT --chunk TEXT|key:HEX ... --query TEXT",
@@ -497,6 +505,7 @@ func newPrefillCmd() *cobra.Command {
 				return err
 			}
 			req.ReturnLogits = logits
+			req.KeepHandle = keep
 			cl, done, err := dialInference(p.addr)
 			if err != nil {
 				return err
@@ -540,12 +549,17 @@ func newPrefillCmd() *cobra.Command {
 	p.register(cmd, "127.0.0.1:7431")
 	cmd.Flags().BoolVar(&logits, "logits", false, "also return the logits (with --json)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the response as one JSON line")
+	cmd.Flags().BoolVar(&keep, "keep-handle", false, "keep the fused KV on the server under a handle (printed) for `ragkv generate --handle`")
 	return cmd
 }
 
 func printPrefill(w io.Writer, r *ragkvv1.PrefillResponse) {
 	b := r.Breakdown
-	fmt.Fprintf(w, "first token %d %q   handle %s\n", r.FirstToken, r.FirstText, r.Handle)
+	if r.Handle != "" {
+		fmt.Fprintf(w, "first token %d %q   handle %s\n", r.FirstToken, r.FirstText, r.Handle)
+	} else {
+		fmt.Fprintf(w, "first token %d %q\n", r.FirstToken, r.FirstText)
+	}
 	fmt.Fprintf(w, "method %s ratio %g: %d tokens (%d query), recomputed %.1f (%.3f of the chunks), FLOPs %.3f of a full prefill\n",
 		b.Method, b.Ratio, b.TotalTokens, b.QueryTokens, b.RecomputedTokens, b.RecomputeFrac, b.Flops/max(b.FullFlops, 1))
 	fmt.Fprintf(w, "time: total %.4fs = prepare %.4fs + load %.4fs (hidden %.0f%%), rotate %.4fs, recompute %.4fs (attention ≈%.4fs), select %.4fs, wait %.4fs\n",
@@ -564,10 +578,10 @@ func printPrefill(w io.Writer, r *ragkvv1.PrefillResponse) {
 
 // remoteGenerate holds the remote-mode flags of `ragkv generate`.
 var remoteGenerate struct {
-	p          promptFlags
-	maxTokens  int
-	handle     string
-	keepHandle bool
+	p         promptFlags
+	maxTokens int
+	handle    string
+	keep      bool
 }
 
 // addRemoteGenerate gives `ragkv generate` its remote mode: with --addr it generates
@@ -576,8 +590,10 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	local := cmd.RunE
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if remoteGenerate.p.addr == "" {
-			if c.Flags().Changed("handle") {
-				return flagErr("handle", "continues a Prefill handle on a server: needs --addr")
+			for _, name := range []string{"handle", "keep-handle"} {
+				if c.Flags().Changed(name) {
+					return flagErr(name, "needs --addr (handles live on a server)")
+				}
 			}
 			return local(c, args)
 		}
@@ -590,28 +606,25 @@ func addRemoteGenerate(cmd *cobra.Command) {
 	}
 	remoteGenerate.p.register(cmd, "")
 	cmd.Flags().IntVar(&remoteGenerate.maxTokens, "max-tokens", 256, "tokens to generate (with --addr)")
-	cmd.Flags().StringVar(&remoteGenerate.handle, "handle", "", "continue from this handle of ragkv prefill (with --addr; the prompt flags do not apply)")
-	cmd.Flags().BoolVar(&remoteGenerate.keepHandle, "keep-handle", false, "with --handle: keep the handle for another generation (default: consumed)")
+	cmd.Flags().StringVar(&remoteGenerate.handle, "handle", "", "continue from a handle of `ragkv prefill --keep-handle` (with --addr; no --chunk/--query)")
+	cmd.Flags().BoolVar(&remoteGenerate.keep, "keep-handle", false, "with --handle: keep the handle for another generate instead of consuming it")
 	cmd.Flags().Lookup("addr").Usage = "generate on the ragkv server at this address (fused prefill of --chunk/--query) instead of a local --model"
 }
 
 func runRemoteGenerate(cmd *cobra.Command) error {
 	rg := &remoteGenerate
-	var greq *ragkvv1.GenerateRequest
-	if cmd.Flags().Changed("handle") {
-		if rg.handle == "" {
-			return flagErr("handle", "empty handle")
-		}
-		// The handle holds the prompt's KV: flags that build or fuse a prompt do not apply.
-		for _, name := range []string{"namespace", "system", "chunk", "chunks-file", "query", "prompt", "method", "ratio"} {
+	var src ragkvv1.GenerateRequest
+	if rg.handle != "" {
+		for _, name := range []string{"chunk", "chunks-file", "query", "system", "namespace", "method", "ratio", "prompt"} {
 			if cmd.Flags().Changed(name) {
 				return flagErr(name, "does not apply with --handle (the handle holds the prefilled prompt)")
 			}
 		}
-		greq = &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Handle{Handle: rg.handle}, KeepHandle: rg.keepHandle}
+		src.Source = &ragkvv1.GenerateRequest_Handle{Handle: rg.handle}
+		src.KeepHandle = rg.keep
 	} else {
-		if cmd.Flags().Changed("keep-handle") {
-			return flagErr("keep-handle", "applies only with --handle")
+		if rg.keep {
+			return flagErr("keep-handle", "applies only with --handle (use `ragkv prefill --keep-handle` to make one)")
 		}
 		req, err := rg.p.request()
 		if err != nil {
@@ -622,7 +635,7 @@ func runRemoteGenerate(cmd *cobra.Command) error {
 				req.Query = pr
 			}
 		}
-		greq = &ragkvv1.GenerateRequest{Source: &ragkvv1.GenerateRequest_Prefill{Prefill: req}}
+		src.Source = &ragkvv1.GenerateRequest_Prefill{Prefill: req}
 	}
 	if rg.maxTokens < 1 {
 		return flagErr("max-tokens", "must be ≥ 1, got %d", rg.maxTokens)
@@ -646,8 +659,8 @@ func runRemoteGenerate(cmd *cobra.Command) error {
 	defer done()
 	ctx, cancel := context.WithTimeout(cmd.Context(), rg.p.timeout)
 	defer cancel()
-	greq.MaxTokens, greq.Temperature, greq.TopP, greq.Seed = uint32(rg.maxTokens), float32(temp), float32(topP), seed
-	stream, err := cl.Generate(ctx, greq)
+	src.MaxTokens, src.Temperature, src.TopP, src.Seed = uint32(rg.maxTokens), float32(temp), float32(topP), seed
+	stream, err := cl.Generate(ctx, &src)
 	if err != nil {
 		return cacheRPCErr("generate", err)
 	}

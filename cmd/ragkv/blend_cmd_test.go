@@ -169,9 +169,13 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyer, err := chunkcache.OpenKeyer(filepath.Join(data, chunkcache.SaltSecretFile)) // the one precompute created
+	if err != nil {
+		t.Fatal(err)
+	}
 	cache, err := chunkcache.New(ctx, chunkcache.Options{Tiers: []chunkcache.TierConfig{
 		{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 64 << 20}},
-		{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 30}, WriteThrough: true}}, Logger: slog.New(slog.DiscardHandler)})
+		{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 30}, WriteThrough: true}}, Keyer: keyer, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +205,7 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 	addr := lis.Addr().String()
 
 	out, err := runFresh(t, "prefill", "--addr", addr, "--chunk", "key:"+first.Key, "--chunk", texts[1], "--chunk", texts[2],
-		"--query", "Where is the ball?", "--method", "cachecraft", "--json")
+		"--query", "Where is the ball?", "--method", "cachecraft", "--keep-handle", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +245,13 @@ func TestPrecomputePrefillGenerateCLI(t *testing.T) {
 		t.Fatalf("generate printed %q", out)
 	}
 
+	// A prefill without --keep-handle keeps nothing.
+	out, err = runFresh(t, "prefill", "--addr", addr, "--chunk", texts[0], "--query", "Lily", "--json")
+	if err != nil || strings.Contains(out, `"handle"`) {
+		t.Fatalf("prefill without --keep-handle: %v\n%s", err, out)
+	}
 	// generate --handle continues a prefill of the same prompt: the same greedy text.
-	out, err = runFresh(t, "prefill", "--addr", addr, "--chunk", texts[0], "--chunk", texts[1], "--query", "Lily", "--json")
+	out, err = runFresh(t, "prefill", "--addr", addr, "--chunk", texts[0], "--chunk", texts[1], "--query", "Lily", "--keep-handle", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,13 @@ type cacheConfig struct {
 	DisablePromotion bool       `yaml:"disable_promotion"`
 	// Remote is the shared remote tier on Redis (--remote).
 	Remote cacheRemoteConfig `yaml:"remote"`
+	// SaltSecretFile holds the secret the namespaces' key salts are derived from
+	// (default <data-dir>/keys/salt.secret, created 0600 on first start). Replicas that
+	// share a remote tier must use the same file.
+	SaltSecretFile string `yaml:"salt_secret_file"`
+	// Quotas bound namespaces' bytes per tier: namespace → tier (memory, disk) →
+	// bytes (--namespace-quota NS=TIER:BYTES).
+	Quotas map[string]map[string]cacheBytes `yaml:"quotas"`
 
 	// diskPolicy is --disk-policy: it overrides the disk tier's policy after --policy
 	// and the YAML file, whatever the order they were given in.
@@ -141,8 +148,12 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	quotas, err := tierQuotas(cc.Quotas, cc.Disk.Capacity > 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	log := env.log.With("component", "chunkcache")
-	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction(), Format: memFormat}}
+	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction(), Format: memFormat, Quotas: quotas["memory"]}}
 	dir := cc.Dir
 	if dir == "" {
 		dir = filepath.Join(cfg.DataDir, "chunkcache")
@@ -152,7 +163,7 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough, Format: diskFormat})
+		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough, Format: diskFormat, Quotas: quotas["disk"]})
 	}
 	remote, err := openRemoteTier(ctx, cc.Remote, log)
 	if err != nil {
@@ -164,17 +175,39 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	if remote != nil {
 		tiers = append(tiers, chunkcache.TierConfig{Tier: remote})
 	}
+	keyer, err := openSaltKeyer(cfg.DataDir, cc.SaltSecretFile)
+	if err != nil {
+		for _, t := range tiers {
+			t.Tier.Close()
+		}
+		return nil, nil, nil, err
+	}
 	c, err := chunkcache.New(ctx, chunkcache.Options{
 		Tiers: tiers, MaxChunkBytes: int64(cc.MaxChunkBytes), Namespaces: cc.Namespaces,
 		StrictNamespaces: cc.StrictNamespaces, DisablePromotion: cc.DisablePromotion,
-		Logger: log, Registerer: env.reg,
+		Keyer: keyer, Logger: log, Registerer: env.reg,
 	})
 	if err != nil {
+		if len(quotas) > 0 && errors.Is(err, chunkcache.ErrInvalid) && strings.Contains(err.Error(), "quota") {
+			return nil, nil, nil, flagErr("namespace-quota", "%v", err)
+		}
 		return nil, nil, nil, err
 	}
 	st := c.Stats()
 	log.Info("chunk cache ready", "dir", dir, "tiers", c.Tiers(), "chunks", st.Chunks)
 	return server.WithChunkCache(c), c, c, nil
+}
+
+// openSaltKeyer opens (or creates) the salt secret: file, or <dataDir>/keys/salt.secret.
+func openSaltKeyer(dataDir, file string) (*chunkcache.Keyer, error) {
+	if file == "" {
+		file = filepath.Join(dataDir, chunkcache.SaltSecretFile)
+	}
+	k, err := chunkcache.OpenKeyer(file)
+	if err != nil {
+		return nil, flagErr("salt-secret-file", "%v", err)
+	}
+	return k, nil
 }
 
 // cacheBytes is a byte count that parses "512MiB", "4GiB", "1G", "100MB" or a plain
@@ -263,6 +296,7 @@ func init() {
 	f.Var(cacheBothFloat{&cc.Memory.LowWatermark, &cc.Disk.LowWatermark}, "low-watermark", "evict down to this fraction of capacity (both tiers; default = high)")
 	f.BoolVar(&cc.SyncWrites, "sync-writes", cc.SyncWrites, "fsync every chunk put before acknowledging it")
 	f.Var(&cc.MaxChunkBytes, "max-chunk-bytes", "largest chunk accepted (e.g. 1GiB)")
+	f.StringVar(&cc.SaltSecretFile, "salt-secret-file", "", "secret the namespaces' key salts are derived from (default <data-dir>/keys/salt.secret, created 0600; replicas sharing --remote need the same file)")
 	serveComponents = append(serveComponents, serveComponent{name: "chunkcache", build: buildChunkCache})
 
 	cacheCmd.AddCommand(newCacheStatsCmd(), newCacheLookupCmd(), newCacheGetCmd(), newCachePutCmd(),
@@ -344,17 +378,21 @@ func newCacheStatsCmd() *cobra.Command {
 			if err != nil {
 				return cacheRPCErr("stats", err)
 			}
+			w := cmd.OutOrStdout()
 			if cf.json {
-				return cliutil.PrintJSON(os.Stdout, st)
+				return cliutil.PrintJSON(w, st)
 			}
-			fmt.Printf("chunks: %d   namespaces: %s\n", st.Chunks, strings.Join(st.Namespaces, ", "))
-			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "chunks: %d   namespaces: %s\n", st.Chunks, strings.Join(st.Namespaces, ", "))
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIER\tUSED\tCAPACITY\tENTRIES\tHITS\tMISSES\tEVICTIONS\tADMISSIONS\tREJECTED\tPROMOTED\tDEMOTED\tPINNED\tBYTES/TOKEN")
 			for _, t := range st.Tiers {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.0f\n", t.Name, cacheHuman(t.Bytes), cacheHuman(t.CapacityBytes),
 					t.Entries, t.Hits, t.Misses, t.Evictions, t.Admissions, t.Rejections, t.Promotions, t.Demotions, cacheHuman(t.PinnedBytes), t.BytesPerToken)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return printNamespaceStats(w, st.GetNamespaceStats())
 		},
 	}
 	cf.register(cmd, false)

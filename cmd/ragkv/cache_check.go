@@ -23,7 +23,7 @@ type cacheCheckResult struct {
 }
 
 func init() {
-	var dataDir, dir string
+	var dataDir, dir, saltFile string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -42,7 +42,18 @@ Stop the server first (Badger allows one process per directory).`,
 			if _, err := os.Stat(dir); err != nil {
 				return flagErr("data-dir", "%v", err)
 			}
-			rep, err := checkCacheDir(cmd.Context(), dir, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+			if saltFile == "" {
+				saltFile = filepath.Join(dataDir, chunkcache.SaltSecretFile)
+			}
+			keyer := chunkcache.PublicKeyer()
+			if _, err := os.Stat(saltFile); err == nil {
+				if keyer, err = chunkcache.OpenKeyer(saltFile); err != nil {
+					return flagErr("salt-secret-file", "%v", err)
+				}
+			} else if cmd.Flags().Changed("salt-secret-file") {
+				return flagErr("salt-secret-file", "%v", err)
+			}
+			rep, err := checkCacheDir(cmd.Context(), dir, keyer, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 			if err != nil {
 				return err
 			}
@@ -67,19 +78,21 @@ Stop the server first (Badger allows one process per directory).`,
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", "data", "the server's data directory")
 	f.StringVar(&dir, "dir", "", "the Badger directory itself (default <data-dir>/chunkcache)")
+	f.StringVar(&saltFile, "salt-secret-file", "", "the server's salt secret (default <data-dir>/keys/salt.secret when it exists; without it, chunks stored under secret salts would not hash to their keys)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	cacheCmd.AddCommand(cmd)
 }
 
 // checkCacheDir opens the disk tier in dir (no capacity limit, so nothing is evicted)
 // and verifies it.
-func checkCacheDir(ctx context.Context, dir string, log *slog.Logger) (chunkcache.VerifyReport, error) {
+func checkCacheDir(ctx context.Context, dir string, keyer *chunkcache.Keyer, log *slog.Logger) (chunkcache.VerifyReport, error) {
 	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1, Logger: log})
 	if err != nil {
 		return chunkcache.VerifyReport{}, err
 	}
 	c, err := chunkcache.New(ctx, chunkcache.Options{
 		Tiers:  []chunkcache.TierConfig{{Tier: disk, Eviction: eviction.Config{Capacity: math.MaxInt64 / 4}}},
+		Keyer:  keyer,
 		Logger: log,
 	})
 	if err != nil {

@@ -155,6 +155,9 @@ func TestTwoReplicasShareThroughRedis(t *testing.T) {
 	modelArgs := []string{"--model", filepath.Join(dir, "stories260K.bin"), "--tokenizer", filepath.Join(dir, "tok512.bin"),
 		"--inference-threads", "1", "--sync-writes=false", "--remote", rs.URL()}
 	dataA, dataB := t.TempDir(), t.TempDir()
+	// Replicas sharing a remote tier share the salt secret (else their keys differ).
+	saltFile := filepath.Join(t.TempDir(), "salt.secret")
+	modelArgs = append(modelArgs, "--salt-secret-file", saltFile)
 	a := startReplica(t, append([]string{"--data-dir", dataA, "--replica-id", "A"}, modelArgs...)...)
 	b := startReplica(t, append([]string{"--data-dir", dataB, "--replica-id", "B", "--resp-listen", "127.0.0.1:0"}, modelArgs...)...)
 	if b.resp == "" {
@@ -211,7 +214,7 @@ func TestTwoReplicasShareThroughRedis(t *testing.T) {
 	}
 
 	// SIGKILL A in the middle of a put: B never sees a partial chunk.
-	killMidPut(t, a, b, rs)
+	killMidPut(t, a, b, rs, saltFile)
 
 	// Redis restarted empty: B keeps serving (its RAM copies, and misses computed).
 	rs.Restart()
@@ -248,7 +251,7 @@ func TestTwoReplicasShareThroughRedis(t *testing.T) {
 // killMidPut streams a large chunk into A and kills A with SIGKILL once some of its
 // parts are in Redis but before its record is: B must not see the chunk, and the
 // stray parts must expire.
-func killMidPut(t *testing.T, a, b *replicaProc, rs *redistest.Server) {
+func killMidPut(t *testing.T, a, b *replicaProc, rs *redistest.Server, saltFile string) {
 	t.Helper()
 	ctx := context.Background()
 	const layers, tokens = 32, 4096 // 32 layers × 2 MiB (f32, 2 KV heads × 32)
@@ -257,7 +260,11 @@ func killMidPut(t *testing.T, a, b *replicaProc, rs *redistest.Server) {
 		h, frames := bigChunk(seed, layers, tokens)
 		id := chunkcache.ChunkID{Namespace: "", Model: chunkcache.Fingerprint{Architecture: h.Model.Architecture, WeightsDigest: h.Model.WeightsDigest},
 			DType: chunkcache.F32, Tokens: h.TokenIds}
-		key, err := id.Key()
+		keyer, err := chunkcache.OpenKeyer(saltFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := keyer.ChunkKey(&id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -137,7 +137,10 @@ type PrefillRequest struct {
 	// given) + the retrieved passages in rank order (best first) + query. Each passage
 	// is fused as its text + "\n\n" (the OpenAI API's document form), tokenized without
 	// BOS, so PrecomputeCollection and Retrieve (with_keys) key it the same way.
-	Retrieval     *RetrievalSource `protobuf:"bytes,9,opt,name=retrieval,proto3" json:"retrieval,omitempty"`
+	Retrieval *RetrievalSource `protobuf:"bytes,9,opt,name=retrieval,proto3" json:"retrieval,omitempty"`
+	// Keep the fused KV under a handle (PrefillResponse.handle) that Generate continues
+	// from. Prefill only: Generate from a prefill request keeps nothing (ignored there).
+	KeepHandle    bool `protobuf:"varint,10,opt,name=keep_handle,json=keepHandle,proto3" json:"keep_handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +236,13 @@ func (x *PrefillRequest) GetRetrieval() *RetrievalSource {
 		return x.Retrieval
 	}
 	return nil
+}
+
+func (x *PrefillRequest) GetKeepHandle() bool {
+	if x != nil {
+		return x.KeepHandle
+	}
+	return false
 }
 
 // Where a prompt's retrieved passages come from (needs the Retrieval service).
@@ -759,7 +769,8 @@ func (x *PrefillBreakdown) GetFullFlops() float64 {
 
 type PrefillResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Handle of the fused KV kept server-side (for Generate).
+	// Handle of the fused KV kept server-side (for Generate); only with keep_handle,
+	// and empty when the KV alone exceeds the server's handle budget.
 	Handle     string            `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	FirstToken uint32            `protobuf:"varint,2,opt,name=first_token,json=firstToken,proto3" json:"first_token,omitempty"`
 	FirstText  string            `protobuf:"bytes,3,opt,name=first_text,json=firstText,proto3" json:"first_text,omitempty"`
@@ -1653,7 +1664,7 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x0eInferenceChunk\x12\x12\n" +
 	"\x03key\x18\x01 \x01(\fH\x00R\x03key\x12\x14\n" +
 	"\x04text\x18\x02 \x01(\tH\x00R\x04textB\a\n" +
-	"\x05chunk\"\xd0\x02\n" +
+	"\x05chunk\"\xf1\x02\n" +
 	"\x0ePrefillRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
 	"\x06system\x18\x02 \x01(\tR\x06system\x120\n" +
@@ -1663,7 +1674,10 @@ const file_ragkv_v1_inference_proto_rawDesc = "" +
 	"\x05ratio\x18\x06 \x01(\x01H\x00R\x05ratio\x88\x01\x01\x12#\n" +
 	"\rreturn_logits\x18\a \x01(\bR\freturnLogits\x12%\n" +
 	"\x0ereserve_tokens\x18\b \x01(\rR\rreserveTokens\x127\n" +
-	"\tretrieval\x18\t \x01(\v2\x19.ragkv.v1.RetrievalSourceR\tretrievalB\b\n" +
+	"\tretrieval\x18\t \x01(\v2\x19.ragkv.v1.RetrievalSourceR\tretrieval\x12\x1f\n" +
+	"\vkeep_handle\x18\n" +
+	" \x01(\bR\n" +
+	"keepHandleB\b\n" +
 	"\x06_ratio\"\xc3\x01\n" +
 	"\x0fRetrievalSource\x12\x1e\n" +
 	"\n" +

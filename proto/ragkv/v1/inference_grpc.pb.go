@@ -38,9 +38,11 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type InferenceClient interface {
-	// Prefill builds the KV cache of the prompt with the requested method, keeps it
-	// server-side under a handle (bounded by a TTL and an LRU budget) and returns the
-	// first generated token (greedy) with a breakdown of what was reused and recomputed.
+	// Prefill builds the KV cache of the prompt with the requested method and returns
+	// the first generated token (greedy) with a breakdown of what was reused and
+	// recomputed. With keep_handle it also keeps the fused KV server-side under a handle
+	// (bounded by a TTL, an LRU budget and, with an auth file, per identity) for Generate;
+	// without it nothing is kept and the response carries no handle.
 	Prefill(ctx context.Context, in *PrefillRequest, opts ...grpc.CallOption) (*PrefillResponse, error)
 	// Generate prefills the same input (or takes over a Prefill handle) and streams
 	// tokens until EOS, max_tokens or the context's end: first a PrefillResponse (when it
@@ -138,9 +140,11 @@ type Inference_PrecomputeCollectionClient = grpc.ServerStreamingClient[Precomput
 // All implementations must embed UnimplementedInferenceServer
 // for forward compatibility.
 type InferenceServer interface {
-	// Prefill builds the KV cache of the prompt with the requested method, keeps it
-	// server-side under a handle (bounded by a TTL and an LRU budget) and returns the
-	// first generated token (greedy) with a breakdown of what was reused and recomputed.
+	// Prefill builds the KV cache of the prompt with the requested method and returns
+	// the first generated token (greedy) with a breakdown of what was reused and
+	// recomputed. With keep_handle it also keeps the fused KV server-side under a handle
+	// (bounded by a TTL, an LRU budget and, with an auth file, per identity) for Generate;
+	// without it nothing is kept and the response carries no handle.
 	Prefill(context.Context, *PrefillRequest) (*PrefillResponse, error)
 	// Generate prefills the same input (or takes over a Prefill handle) and streams
 	// tokens until EOS, max_tokens or the context's end: first a PrefillResponse (when it

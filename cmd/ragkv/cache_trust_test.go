@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeSaltSecretAndQuotas: `ragkv serve` creates its salt secret 0600 in the data
+// directory, reports a --namespace-quota in `cache stats`, and `cache rotate-salt`
+// deletes the namespace's chunks under the old keys; bad quotas name the flag.
+func TestServeSaltSecretAndQuotas(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", "", "--sync-writes=false"}
+	addrs := startServe(t, append(base, "--namespace-quota", "q=memory:64KiB,q=disk:1MiB")...)
+	g := addrs["grpc"]
+	fi, err := os.Stat(filepath.Join(dir, "keys", "salt.secret"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("salt secret: %v %v", fi, err)
+	}
+	last := func(out string) map[string]any {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var v map[string]any
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &v); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return v
+	}
+	for i, toks := range []string{"1,2,3", "4,5,6"} {
+		if _, err := runFresh(t, "cache", "put", "--addr", g, "--namespace", []string{"q", "r"}[i], "--weights-digest", "sha256:demo",
+			"--tokens", toks, "--layers", "2", "--dtype", "f16"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runFresh(t, "cache", "stats", "--addr", g, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := last(out)
+	quotas := map[string]float64{}
+	for _, n := range st["namespace_stats"].([]any) {
+		m := n.(map[string]any)
+		for _, tu := range m["tiers"].([]any) {
+			u := tu.(map[string]any)
+			if q, ok := u["quota_bytes"].(float64); ok {
+				quotas[m["namespace"].(string)+"/"+u["tier"].(string)] = q
+			}
+		}
+	}
+	if quotas["q/memory"] != 64<<10 || quotas["q/disk"] != 1<<20 || quotas["r/memory"] != 0 {
+		t.Fatalf("quotas in stats: %v\n%s", quotas, out)
+	}
+	out, err = runFresh(t, "cache", "rotate-salt", "--addr", g, "--namespace", "q", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := last(out); r["generation"] != 2.0 || r["deleted"] != 1.0 {
+		t.Fatalf("rotate-salt: %s", out)
+	}
+	out, err = runFresh(t, "cache", "stats", "--addr", g, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := last(out)["chunks"]; c != 1.0 {
+		t.Fatalf("after rotating q: chunks %v, want r's 1\n%s", c, out)
+	}
+
+	other := []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", ""}
+	for _, bad := range []string{"q=remote:1GiB", "q=memory:2GiB", "q:memory:1", "bad name!=memory:1MiB"} {
+		err := executeRoot(append(other, "--namespace-quota", bad)...)
+		if err == nil || !strings.Contains(err.Error(), "--namespace-quota") {
+			t.Errorf("--namespace-quota %s: %v", bad, err)
+		}
+		serveCfg.Cache.Quotas = nil
+	}
+}
