@@ -44,8 +44,10 @@
 // the middle no longer hash to their keys and are deleted by the next start, as any
 // manifest that does not hash to its key. Replicas sharing a remote tier must share
 // the secret file (a rotation on one replica needs the file copied and the others
-// restarted). A data directory written with public salts (before secrets) is emptied
-// by the first start with a secret, for the same reason.
+// restarted). A data directory written with public salts (before secrets) would be
+// emptied by a start with a new secret, for the same reason: `ragkv serve` and
+// `ragkv precompute` refuse to create a secret for a disk tier that already holds
+// chunks, and `--salt-secret-file public` keeps public salts for such a directory.
 //
 // # Quotas
 //

@@ -340,14 +340,15 @@ func precomputeLocal(ctx context.Context, a precomputeLocalArgs, chunks []jsonlC
 	}
 	defer m.Close()
 	quiet := slog.New(slog.DiscardHandler)
-	// The keys must be the ones `ragkv serve` on this data directory derives.
-	keyer, err := openSaltKeyer(a.dataDir, a.saltFile)
-	if err != nil {
-		return err
-	}
 	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: a.dir, SyncWrites: a.sync, Logger: quiet})
 	if err != nil {
 		return flagErr("data-dir", "open the chunk cache in %s: %v (is a server running on it?)", a.dir, err)
+	}
+	// The keys must be the ones `ragkv serve` on this data directory derives.
+	keyer, err := openSaltKeyer(ctx, a.dataDir, a.saltFile, disk)
+	if err != nil {
+		disk.Close()
+		return err
 	}
 	cache, err := chunkcache.New(ctx, chunkcache.Options{
 		Keyer: keyer,

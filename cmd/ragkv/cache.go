@@ -175,7 +175,11 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	if remote != nil {
 		tiers = append(tiers, chunkcache.TierConfig{Tier: remote})
 	}
-	keyer, err := openSaltKeyer(cfg.DataDir, cc.SaltSecretFile)
+	var diskTier store.Tier
+	if cc.Disk.Capacity > 0 {
+		diskTier = tiers[1].Tier
+	}
+	keyer, err := openSaltKeyer(ctx, cfg.DataDir, cc.SaltSecretFile, diskTier)
 	if err != nil {
 		for _, t := range tiers {
 			t.Tier.Close()
@@ -198,10 +202,33 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	return server.WithChunkCache(c), c, c, nil
 }
 
-// openSaltKeyer opens (or creates) the salt secret: file, or <dataDir>/keys/salt.secret.
-func openSaltKeyer(dataDir, file string) (*chunkcache.Keyer, error) {
+// publicSalts is the --salt-secret-file value that keeps public salts (data
+// directories written before salt secrets).
+const publicSalts = "public"
+
+// openSaltKeyer opens (or creates) the salt secret: file, or <dataDir>/keys/salt.secret;
+// "public" keeps public salts. It refuses to create a secret for a disk tier that already
+// holds chunks (written with public salts before salt secrets existed): under a new
+// secret they would not hash to their keys and the start would delete them all.
+func openSaltKeyer(ctx context.Context, dataDir, file string, disk store.Tier) (*chunkcache.Keyer, error) {
+	if file == publicSalts {
+		return chunkcache.PublicKeyer(), nil
+	}
 	if file == "" {
 		file = filepath.Join(dataDir, chunkcache.SaltSecretFile)
+	}
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) && disk != nil {
+		held := 0
+		errStop := errors.New("stop")
+		if err := disk.Scan(ctx, func(store.Info) error { held++; return errStop }); err != nil && !errors.Is(err, errStop) {
+			return nil, err
+		}
+		if held > 0 {
+			return nil, flagErr("salt-secret-file", "%s does not exist but the disk tier already holds chunks, keyed with public salts "+
+				"(written before salt secrets): a new secret would make every one of them unreachable and this start would delete them. "+
+				"Keep them with --salt-secret-file %s (keys from public salts, as before: Lookup can then tell whether a namespace cached a text), "+
+				"or move the chunk cache directory away to start empty with a secret", file, publicSalts)
+		}
 	}
 	k, err := chunkcache.OpenKeyer(file)
 	if err != nil {
@@ -296,7 +323,7 @@ func init() {
 	f.Var(cacheBothFloat{&cc.Memory.LowWatermark, &cc.Disk.LowWatermark}, "low-watermark", "evict down to this fraction of capacity (both tiers; default = high)")
 	f.BoolVar(&cc.SyncWrites, "sync-writes", cc.SyncWrites, "fsync every chunk put before acknowledging it")
 	f.Var(&cc.MaxChunkBytes, "max-chunk-bytes", "largest chunk accepted (e.g. 1GiB)")
-	f.StringVar(&cc.SaltSecretFile, "salt-secret-file", "", "secret the namespaces' key salts are derived from (default <data-dir>/keys/salt.secret, created 0600; replicas sharing --remote need the same file)")
+	f.StringVar(&cc.SaltSecretFile, "salt-secret-file", "", "secret the namespaces' key salts are derived from (default <data-dir>/keys/salt.secret, created 0600; replicas sharing --remote need the same file; \"public\": public salts, for data dirs written before salt secrets)")
 	serveComponents = append(serveComponents, serveComponent{name: "chunkcache", build: buildChunkCache})
 
 	cacheCmd.AddCommand(newCacheStatsCmd(), newCacheLookupCmd(), newCacheGetCmd(), newCachePutCmd(),
