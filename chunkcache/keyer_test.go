@@ -361,6 +361,10 @@ func TestRotateSaltDuringPuts(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	for i := range 5 { // after the last rotation, so that the check below is never 0 of 0
+		spec, ks, vs := testChunk(uint64(9000+i), "a", F16, 2, 8)
+		put(t, c, spec, ks, vs)
+	}
 	held := c.Stats().Tiers[1].Entries
 	if err := c.Close(); err != nil {
 		t.Fatal(err)

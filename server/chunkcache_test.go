@@ -751,15 +751,17 @@ func startChildServer(t *testing.T, dir string) (*exec.Cmd, string) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
+	var said []string
 	for sc.Scan() {
 		if addr, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
 			go func() { _, _ = io.Copy(io.Discard, out) }()
 			return cmd, addr
 		}
+		said = append(said, sc.Text())
 	}
 	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	t.Fatal("child server did not report its address")
+	werr := cmd.Wait()
+	t.Fatalf("child server did not report its address (%v); it printed:\n%s", werr, strings.Join(said, "\n"))
 	return nil, ""
 }
 
