@@ -412,11 +412,27 @@ func layerNorm(out, x, w, b []float32, eps float32) {
 	}
 }
 
-// geluErf applies 0.5·x·(1 + erf(x/√2)) in place (in float64).
+// geluErf applies 0.5·x·(1 + erf(x/√2)) in place, erf by Abramowitz & Stegun 7.1.26
+// (|error| ≤ 1.5e-7, with vmath.Exp): about 4× faster than math.Erf, and the feed-forward
+// activation was a third of the encoder's time with it.
 func geluErf(x []float32) {
+	const (
+		p                      = 0.3275911
+		a1, a2, a3, a4, a5     = 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429
+		invSqrt2       float32 = 0.70710678118654752
+	)
 	for i, v := range x {
-		f := float64(v)
-		x[i] = float32(0.5 * f * (1 + math.Erf(f*0.70710678118654752)))
+		z := v * invSqrt2
+		az := z
+		if az < 0 {
+			az = -az
+		}
+		t := 1 / (1 + p*az)
+		e := 1 - (((((a5*t+a4)*t)+a3)*t+a2)*t+a1)*t*vmath.Exp(-az*az)
+		if z < 0 {
+			e = -e
+		}
+		x[i] = 0.5 * v * (1 + e)
 	}
 }
 
