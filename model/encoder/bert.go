@@ -417,9 +417,9 @@ func layerNorm(out, x, w, b []float32, eps float32) {
 // activation was a third of the encoder's time with it.
 func geluErf(x []float32) {
 	const (
-		p                      = 0.3275911
-		a1, a2, a3, a4, a5     = 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429
-		invSqrt2       float32 = 0.70710678118654752
+		p                          = 0.3275911
+		a1, a2, a3, a4, a5         = 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429
+		invSqrt2           float32 = 0.70710678118654752
 	)
 	for i, v := range x {
 		z := v * invSqrt2
