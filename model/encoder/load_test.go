@@ -367,3 +367,32 @@ func FuzzOpenGGUF(f *testing.F) {
 		_, _ = e.Embed(context.Background(), []string{"Tom went to the park."})
 	})
 }
+
+// TestEmbedConcurrent: concurrent Embed calls on one Embedder (BERT and decoder) give the
+// vectors of a lone call.
+func TestEmbedConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	for _, shape := range []string{"tiny-bert", "tiny-llama3"} {
+		path, _ := synthFile(t, dir, shape, "f32", 1)
+		want, e := embedAll(t, path, EmbedderOptions{Threads: 2})
+		errs := make(chan error, 4)
+		for g := 0; g < 4; g++ {
+			go func() {
+				got, err := e.Embed(context.Background(), testTexts)
+				if err == nil {
+					for i := range got {
+						if !slices.Equal(got[i], want[i]) {
+							err = fmt.Errorf("%s text %d differs under concurrency", shape, i)
+						}
+					}
+				}
+				errs <- err
+			}()
+		}
+		for g := 0; g < 4; g++ {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
