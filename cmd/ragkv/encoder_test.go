@@ -29,6 +29,13 @@ func TestEvalRetrievalEncoderCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	out, err := runCLI(t, "model", "inspect", "--json", "--tensors=false", bert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc, ok := lastJSON(t, out)["encoder"].(map[string]any); !ok || enc["dim"] != 64.0 || enc["pooling"] != "mean" {
+		t.Errorf("model inspect: %s", out)
+	}
 	common := []string{"eval", "retrieval", "--corpus", corpus, "--queries", queries, "--qrels", qrels, "--json",
 		"--chunk-words", "256", "--chunk-overlap", "32", "--fusion", "weighted", "--pca-dims", "-1", "--pca-sweep", "", "--no-rescore=false",
 		"--fit-queries", "", "--fit-qrels", "", "--dense-index", "exact", "--k", "100", "--dedup", "none", "--shards", "1"}
@@ -45,9 +52,9 @@ func TestEvalRetrievalEncoderCLI(t *testing.T) {
 			t.Errorf("%s: %v", tc.spec, m)
 		}
 	}
-	m, out, err := runRetrievalCLI(t, append(common, "--mode", "hybrid", "--embeddings", "gguf:"+bert)...)
+	m, hout, err := runRetrievalCLI(t, append(common, "--mode", "hybrid", "--embeddings", "gguf:"+bert)...)
 	if err != nil || m["mode"] != "hybrid" || m["ndcg@10"] != 1.0 {
-		t.Errorf("hybrid: %v %v\n%s", m, err, out)
+		t.Errorf("hybrid: %v %v\n%s", m, err, hout)
 	}
 	for _, bad := range []string{"gguf:" + filepath.Join(dir, "missing.gguf"), "gguf:" + bert + ",pool=max", "gguf:" + bert + ",max=0", "gguf:", "gguf:" + corpus} {
 		_, _, err := runRetrievalCLI(t, append(common, "--mode", "dense", "--embeddings", bad)...)

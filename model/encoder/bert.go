@@ -35,6 +35,9 @@ func (p Pooling) String() string {
 	return "default"
 }
 
+// MarshalText writes the pooling's name.
+func (p Pooling) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
 // ParsePooling parses "mean", "cls", "last" or "" (PoolDefault).
 func ParsePooling(s string) (Pooling, error) {
 	switch s {
@@ -58,15 +61,26 @@ const (
 	ActGELUTanh            // the tanh approximation (HF gelu_new, gelu_pytorch_tanh; ggml_gelu)
 )
 
+// MarshalText writes "gelu" or "gelu_tanh".
+func (a Act) MarshalText() ([]byte, error) {
+	if a == ActGELUTanh {
+		return []byte("gelu_tanh"), nil
+	}
+	return []byte("gelu"), nil
+}
+
 // Config is a BERT encoder's shape.
 type Config struct {
-	Dim, Hidden, Layers, Heads int
-	Vocab                      int
-	MaxPos                     int // position embeddings (the longest sequence)
-	TypeVocab                  int // token-type (segment) embeddings
-	NormEps                    float32
-	Pooling                    Pooling // the model's pooling (never PoolDefault after loading)
-	Act                        Act
+	Dim       int     `json:"dim"`
+	Hidden    int     `json:"hidden"`
+	Layers    int     `json:"layers"`
+	Heads     int     `json:"heads"`
+	Vocab     int     `json:"vocab"`
+	MaxPos    int     `json:"positions"`   // position embeddings (the longest sequence)
+	TypeVocab int     `json:"token_types"` // token-type (segment) embeddings
+	NormEps   float32 `json:"norm_eps"`
+	Pooling   Pooling `json:"pooling"` // the model's pooling (never PoolDefault after loading)
+	Act       Act     `json:"act"`
 }
 
 // HeadDim is Dim/Heads.
