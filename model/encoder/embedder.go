@@ -29,19 +29,24 @@ func (b *BERT) tokenize(text string, maxTokens int) []int { return b.Tokenize(te
 func (b *BERT) hidden(ctx context.Context, seqs [][]int) ([]float32, []int, error) {
 	return b.Hidden(ctx, seqs)
 }
-func (b *BERT) dim() int            { return b.Config.Dim }
-func (b *BERT) pooling() Pooling    { return b.Config.Pooling }
-func (b *BERT) maxTokens() int      { return b.Config.MaxPos }
-func (b *BERT) close() error        { return b.Close() }
-func (d *Decoder) dim() int         { return d.M.Config.Dim }
-func (d *Decoder) pooling() Pooling { return PoolLast }
-func (d *Decoder) maxTokens() int   { return d.M.Config.Ctx }
-func (d *Decoder) close() error     { return d.Close() }
+func (b *BERT) dim() int         { return b.Config.Dim }
+func (b *BERT) pooling() Pooling { return b.Config.Pooling }
+func (b *BERT) maxTokens() int   { return b.Config.MaxPos }
+func (b *BERT) close() error     { return b.Close() }
+func (d *Decoder) dim() int      { return d.M.Config.Dim }
+func (d *Decoder) pooling() Pooling {
+	if d.pool != PoolDefault {
+		return d.pool
+	}
+	return PoolLast
+}
+func (d *Decoder) maxTokens() int { return d.M.Config.Ctx }
+func (d *Decoder) close() error   { return d.Close() }
 
 // EmbedderOptions configures NewEmbedder.
 type EmbedderOptions struct {
 	// Pooling overrides the model's (BERT: the file's pooling type, else mean; decoders:
-	// last token).
+	// the file's ARCH.pooling_type, else the last token).
 	Pooling Pooling
 	// MaxTokens truncates each text (≤ 0: the model's positions or context).
 	MaxTokens int
