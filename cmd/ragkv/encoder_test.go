@@ -63,3 +63,39 @@ func TestEvalRetrievalEncoderCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestServeEncoderEmbedder: the serve configuration's retrieval embeddings accept an
+// encoder spec (the embedder is built, named, and closed with the others); bad specs are
+// errors naming --retrieval-embeddings.
+func TestServeEncoderEmbedder(t *testing.T) {
+	dir := t.TempDir()
+	bert := filepath.Join(dir, "tiny-bert.gguf")
+	if _, err := runCLI(t, "model", "synth", "--shape", "tiny-bert", "--dtype", "q8_0", "--seed", "1", "--layers", "0", "--ctx", "0", "--out", bert); err != nil {
+		t.Fatal(err)
+	}
+	rc := retrievalConfig{Embeddings: "gguf:" + bert + ",pool=cls"}
+	embs, err := rc.buildEmbedders(t.Context(), "retrieval-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(embs) != 1 || embs[0].Name() != "bert:tiny-bert.gguf+pool=cls" || embs[0].Dim() != 64 {
+		t.Fatalf("embedders %v", embs)
+	}
+	v, err := embs[0].Embed(t.Context(), []string{"the park"})
+	if err != nil || len(v) != 1 || len(v[0]) != 64 {
+		t.Fatalf("embed: %v", err)
+	}
+	if err := closeEmbedders(embs); err != nil {
+		t.Fatal(err)
+	}
+	rc = retrievalConfig{Embeddings: "gguf:" + filepath.Join(dir, "missing.gguf")}
+	if _, err := rc.buildEmbedders(t.Context(), "retrieval-"); err == nil || !strings.Contains(err.Error(), "--retrieval-embeddings") {
+		t.Errorf("missing file: %v", err)
+	}
+	// An encoder opened before a failing HTTP embedder is closed again (no error leaks).
+	rc = retrievalConfig{Embeddings: "gguf:" + bert}
+	rc.HTTPEmbedder.URL = "http://127.0.0.1:1"
+	if _, err := rc.buildEmbedders(t.Context(), "retrieval-"); err == nil || !strings.Contains(err.Error(), "--retrieval-http-url") {
+		t.Errorf("failing HTTP embedder: %v", err)
+	}
+}
