@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 
@@ -191,8 +192,8 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 }
 
 // ParseSpec splits an --embeddings value of the form KIND:PATH[,key=value...] (KIND gguf
-// or hf) into the path and options: pool=mean|cls|last, max=N, prefix=TEXT (URL-style
-// %2C for commas), eos=true. ok is false when spec has no such prefix (a GloVe file).
+// or hf) into the path and options: pool=mean|cls|last, max=N, prefix=TEXT (percent-
+// escaped: %2C for a comma, %20 for a space), eos=true. ok is false when spec has no such prefix (a GloVe file).
 func ParseSpec(spec string) (path string, o EmbedderOptions, ok bool, err error) {
 	var rest string
 	switch {
@@ -225,7 +226,9 @@ func ParseSpec(spec string) (path string, o EmbedderOptions, ok bool, err error)
 			}
 			o.MaxTokens = n
 		case "prefix":
-			o.Prefix = strings.ReplaceAll(v, "%2C", ",")
+			if o.Prefix, err = url.PathUnescape(v); err != nil {
+				return "", o, true, fmt.Errorf("%w: prefix=%q: %v", model.ErrInvalid, v, err)
+			}
 		case "eos":
 			o.AddEOS = v == "true" || v == "1"
 		default:

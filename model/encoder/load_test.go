@@ -324,12 +324,12 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("Hidden(%d tokens): %v", len(seqs[0]), err)
 		}
 	}
-	for _, s := range []string{"gguf:x,pool=max", "gguf:x,max=-1", "gguf:x,nope=1", "gguf:x,pool"} {
+	for _, s := range []string{"gguf:x,pool=max", "gguf:x,max=-1", "gguf:x,nope=1", "gguf:x,pool", "gguf:x,prefix=%zz"} {
 		if _, _, ok, err := ParseSpec(s); !ok || err == nil {
 			t.Errorf("ParseSpec(%q): ok %v err %v", s, ok, err)
 		}
 	}
-	if p, o, ok, err := ParseSpec("gguf:/m.gguf,pool=last,max=64,prefix=query: a%2Cb,eos=true"); err != nil || !ok || p != "/m.gguf" ||
+	if p, o, ok, err := ParseSpec("gguf:/m.gguf,pool=last,max=64,prefix=query:%20a%2Cb,eos=true"); err != nil || !ok || p != "/m.gguf" ||
 		o.Pooling != PoolLast || o.MaxTokens != 64 || o.Prefix != "query: a,b" || !o.AddEOS {
 		t.Errorf("ParseSpec: %q %+v %v %v", p, o, ok, err)
 	}
