@@ -29,6 +29,13 @@ func TestEvalRetrievalEncoderCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	out, err := runCLI(t, "model", "inspect", "--json", "--tensors=false", bert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc, ok := lastJSON(t, out)["encoder"].(map[string]any); !ok || enc["dim"] != 64.0 || enc["pooling"] != "mean" {
+		t.Errorf("model inspect: %s", out)
+	}
 	common := []string{"eval", "retrieval", "--corpus", corpus, "--queries", queries, "--qrels", qrels, "--json",
 		"--chunk-words", "256", "--chunk-overlap", "32", "--fusion", "weighted", "--pca-dims", "-1", "--pca-sweep", "", "--no-rescore=false",
 		"--fit-queries", "", "--fit-qrels", "", "--dense-index", "exact", "--k", "100", "--dedup", "none", "--shards", "1"}
@@ -45,14 +52,50 @@ func TestEvalRetrievalEncoderCLI(t *testing.T) {
 			t.Errorf("%s: %v", tc.spec, m)
 		}
 	}
-	m, out, err := runRetrievalCLI(t, append(common, "--mode", "hybrid", "--embeddings", "gguf:"+bert)...)
+	m, hout, err := runRetrievalCLI(t, append(common, "--mode", "hybrid", "--embeddings", "gguf:"+bert)...)
 	if err != nil || m["mode"] != "hybrid" || m["ndcg@10"] != 1.0 {
-		t.Errorf("hybrid: %v %v\n%s", m, err, out)
+		t.Errorf("hybrid: %v %v\n%s", m, err, hout)
 	}
 	for _, bad := range []string{"gguf:" + filepath.Join(dir, "missing.gguf"), "gguf:" + bert + ",pool=max", "gguf:" + bert + ",max=0", "gguf:", "gguf:" + corpus} {
 		_, _, err := runRetrievalCLI(t, append(common, "--mode", "dense", "--embeddings", bad)...)
 		if err == nil || !strings.Contains(err.Error(), "--embeddings") {
 			t.Errorf("%s: error %v, want one naming --embeddings", bad, err)
 		}
+	}
+}
+
+// TestServeEncoderEmbedder: the serve configuration's retrieval embeddings accept an
+// encoder spec (the embedder is built, named, and closed with the others); bad specs are
+// errors naming --retrieval-embeddings.
+func TestServeEncoderEmbedder(t *testing.T) {
+	dir := t.TempDir()
+	bert := filepath.Join(dir, "tiny-bert.gguf")
+	if _, err := runCLI(t, "model", "synth", "--shape", "tiny-bert", "--dtype", "q8_0", "--seed", "1", "--layers", "0", "--ctx", "0", "--out", bert); err != nil {
+		t.Fatal(err)
+	}
+	rc := retrievalConfig{Embeddings: "gguf:" + bert + ",pool=cls"}
+	embs, err := rc.buildEmbedders(t.Context(), "retrieval-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(embs) != 1 || embs[0].Name() != "bert:tiny-bert.gguf+pool=cls" || embs[0].Dim() != 64 {
+		t.Fatalf("embedders %v", embs)
+	}
+	v, err := embs[0].Embed(t.Context(), []string{"the park"})
+	if err != nil || len(v) != 1 || len(v[0]) != 64 {
+		t.Fatalf("embed: %v", err)
+	}
+	if err := closeEmbedders(embs); err != nil {
+		t.Fatal(err)
+	}
+	rc = retrievalConfig{Embeddings: "gguf:" + filepath.Join(dir, "missing.gguf")}
+	if _, err := rc.buildEmbedders(t.Context(), "retrieval-"); err == nil || !strings.Contains(err.Error(), "--retrieval-embeddings") {
+		t.Errorf("missing file: %v", err)
+	}
+	// An encoder opened before a failing HTTP embedder is closed again (no error leaks).
+	rc = retrievalConfig{Embeddings: "gguf:" + bert}
+	rc.HTTPEmbedder.URL = "http://127.0.0.1:1"
+	if _, err := rc.buildEmbedders(t.Context(), "retrieval-"); err == nil || !strings.Contains(err.Error(), "--retrieval-http-url") {
+		t.Errorf("failing HTTP embedder: %v", err)
 	}
 }

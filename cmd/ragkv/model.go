@@ -32,6 +32,7 @@ type modelInspectResult struct {
 	Path       string               `json:"path"`
 	Format     string               `json:"format"`
 	Config     *model.Config        `json:"config,omitempty"`
+	Encoder    *encoder.Config      `json:"encoder,omitempty"` // BERT-family encoders (architecture bert)
 	WeightType string               `json:"weight_type,omitempty"`
 	Tokenizer  string               `json:"tokenizer,omitempty"`
 	VocabSize  int                  `json:"vocab_size,omitempty"`
@@ -71,6 +72,22 @@ func newModelInspectCmd() *cobra.Command {
 					}
 				}
 				f.Close()
+			}
+			if res.Metadata["general.architecture"] == "bert" {
+				b, err := encoder.Open(path, encoder.Options{Threads: 1})
+				if err != nil {
+					res.LoadError = err.Error()
+				} else {
+					res.Encoder = &b.Config
+					res.Tokenizer = b.Tok.Kind()
+					res.VocabSize = b.Tok.VocabSize()
+					b.Close()
+				}
+				if asJSON {
+					return cliutil.PrintJSON(cmd.OutOrStdout(), res)
+				}
+				printModelInspect(cmd.OutOrStdout(), res)
+				return nil
 			}
 			m, err := model.Open(path, model.Options{Threads: 1})
 			if err != nil {
@@ -117,6 +134,11 @@ func printModelInspect(w io.Writer, r modelInspectResult) {
 			c.Arch, c.Dim, c.Hidden, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.Vocab, c.Ctx)
 		fmt.Fprintf(w, "rope:    %s, theta %g   norm eps %g   qkv bias %v   tied %v\n", c.Rope, c.RopeTheta, c.NormEps, c.QKVBias, c.Tied)
 		fmt.Fprintf(w, "weights: %s   tokenizer: %s (%d tokens)\n", r.WeightType, r.Tokenizer, r.VocabSize)
+	}
+	if c := r.Encoder; c != nil {
+		fmt.Fprintf(w, "encoder: bert  dim %d  hidden %d  layers %d  heads %d  vocab %d  positions %d  token types %d  norm eps %g  pooling %s\n",
+			c.Dim, c.Hidden, c.Layers, c.Heads, c.Vocab, c.MaxPos, c.TypeVocab, c.NormEps, c.Pooling)
+		fmt.Fprintf(w, "         tokenizer: %s (%d tokens)\n", r.Tokenizer, r.VocabSize)
 	}
 	if r.LoadError != "" {
 		fmt.Fprintf(w, "load:    %s\n", r.LoadError)

@@ -35,6 +35,9 @@ func (p Pooling) String() string {
 	return "default"
 }
 
+// MarshalText writes the pooling's name.
+func (p Pooling) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
 // ParsePooling parses "mean", "cls", "last" or "" (PoolDefault).
 func ParsePooling(s string) (Pooling, error) {
 	switch s {
@@ -58,15 +61,26 @@ const (
 	ActGELUTanh            // the tanh approximation (HF gelu_new, gelu_pytorch_tanh; ggml_gelu)
 )
 
+// MarshalText writes "gelu" or "gelu_tanh".
+func (a Act) MarshalText() ([]byte, error) {
+	if a == ActGELUTanh {
+		return []byte("gelu_tanh"), nil
+	}
+	return []byte("gelu"), nil
+}
+
 // Config is a BERT encoder's shape.
 type Config struct {
-	Dim, Hidden, Layers, Heads int
-	Vocab                      int
-	MaxPos                     int // position embeddings (the longest sequence)
-	TypeVocab                  int // token-type (segment) embeddings
-	NormEps                    float32
-	Pooling                    Pooling // the model's pooling (never PoolDefault after loading)
-	Act                        Act
+	Dim       int     `json:"dim"`
+	Hidden    int     `json:"hidden"`
+	Layers    int     `json:"layers"`
+	Heads     int     `json:"heads"`
+	Vocab     int     `json:"vocab"`
+	MaxPos    int     `json:"positions"`   // position embeddings (the longest sequence)
+	TypeVocab int     `json:"token_types"` // token-type (segment) embeddings
+	NormEps   float32 `json:"norm_eps"`
+	Pooling   Pooling `json:"pooling"` // the model's pooling (never PoolDefault after loading)
+	Act       Act     `json:"act"`
 }
 
 // HeadDim is Dim/Heads.
@@ -240,9 +254,11 @@ func (r *run) layer(w *bertLayer, x []float32, off []int) error {
 	if err := b.pool.MatMulMulti(r.outs[:], x[:n*d], n, r.ws[:]); err != nil {
 		return err
 	}
-	addBias(r.q[:n*d], w.bq)
-	addBias(r.k[:n*d], w.bk)
-	addBias(r.v[:n*d], w.bv)
+	b.pool.Parallel(n, func(lo, hi int) {
+		addBias(r.q[lo*d:hi*d], w.bq)
+		addBias(r.k[lo*d:hi*d], w.bk)
+		addBias(r.v[lo*d:hi*d], w.bv)
+	})
 	if err := r.attention(off); err != nil {
 		return err
 	}
@@ -250,13 +266,15 @@ func (r *run) layer(w *bertLayer, x []float32, off []int) error {
 	if err := b.pool.MatMul(r.a[:n*d], r.q[:n*d], n, &w.wo); err != nil {
 		return err
 	}
-	for i := 0; i < n; i++ {
-		row, in := r.a[i*d:(i+1)*d], x[i*d:(i+1)*d]
-		for j := range row {
-			row[j] += w.bo[j] + in[j]
+	b.pool.Parallel(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row, in := r.a[i*d:(i+1)*d], x[i*d:(i+1)*d]
+			for j := range row {
+				row[j] += w.bo[j] + in[j]
+			}
+			layerNorm(in, row, w.attnNormW, w.attnNormB, c.NormEps)
 		}
-		layerNorm(in, row, w.attnNormW, w.attnNormB, c.NormEps)
-	}
+	})
 	hd := c.Hidden
 	if err := b.pool.MatMul(r.h[:n*hd], x[:n*d], n, &w.up); err != nil {
 		return err
@@ -276,13 +294,15 @@ func (r *run) layer(w *bertLayer, x []float32, off []int) error {
 	if err := b.pool.MatMul(r.a[:n*d], r.h[:n*hd], n, &w.down); err != nil {
 		return err
 	}
-	for i := 0; i < n; i++ {
-		row, in := r.a[i*d:(i+1)*d], x[i*d:(i+1)*d]
-		for j := range row {
-			row[j] += w.downB[j] + in[j]
+	b.pool.Parallel(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row, in := r.a[i*d:(i+1)*d], x[i*d:(i+1)*d]
+			for j := range row {
+				row[j] += w.downB[j] + in[j]
+			}
+			layerNorm(in, row, w.outNormW, w.outNormB, c.NormEps)
 		}
-		layerNorm(in, row, w.outNormW, w.outNormB, c.NormEps)
-	}
+	})
 	return nil
 }
 
@@ -412,11 +432,37 @@ func layerNorm(out, x, w, b []float32, eps float32) {
 	}
 }
 
-// geluErf applies 0.5·x·(1 + erf(x/√2)) in place (in float64).
+// geluErf applies 0.5·x·(1 + erf(x/√2)) in place, erf by Abramowitz & Stegun 7.1.26
+// (|error| ≤ 1.5e-7) with the exponentials taken 256 at a time by vmath.ExpSum (AVX2):
+// math.Erf made the feed-forward activation a third of the encoder's time, a scalar exp
+// still 40 % with q8_0 weights.
 func geluErf(x []float32) {
-	for i, v := range x {
-		f := float64(v)
-		x[i] = float32(0.5 * f * (1 + math.Erf(f*0.70710678118654752)))
+	const (
+		p                          = 0.3275911
+		a1, a2, a3, a4, a5         = 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429
+		invSqrt2           float32 = 0.70710678118654752
+	)
+	var e [256]float32
+	for lo := 0; lo < len(x); lo += len(e) {
+		blk := x[lo:min(lo+len(e), len(x))]
+		eb := e[:len(blk)]
+		for i, v := range blk {
+			z := v * invSqrt2
+			eb[i] = -z * z
+		}
+		vmath.ExpSum(eb, 0) // exp(−z²); every argument ≤ 0
+		for i, v := range blk {
+			az := v * invSqrt2
+			if az < 0 {
+				az = -az
+			}
+			t := 1 / (1 + p*az)
+			erf := 1 - (((((a5*t+a4)*t)+a3)*t+a2)*t+a1)*t*eb[i]
+			if v < 0 {
+				erf = -erf
+			}
+			blk[i] = 0.5 * v * (1 + erf)
+		}
 	}
 }
 

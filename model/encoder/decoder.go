@@ -30,6 +30,7 @@ type DecoderOptions struct {
 type Decoder struct {
 	M              *model.Model
 	addBOS, addEOS bool
+	pool           Pooling // the file's ARCH.pooling_type (mean, cls, last), else last
 }
 
 // OpenDecoder loads a model file as package model does.
@@ -72,6 +73,14 @@ func (d *Decoder) ggufSpecials(path string) error {
 			}
 		}
 		return def
+	}
+	if a, err := f.String("general.architecture"); err == nil {
+		if v, err := f.Uint(a + ".pooling_type"); err == nil {
+			switch p := Pooling(v); p {
+			case PoolMean, PoolCLS, PoolLast:
+				d.pool = p
+			}
+		}
 	}
 	d.addBOS = flag("tokenizer.ggml.add_bos_token", bos) && d.M.Tok.BOS() >= 0
 	d.addEOS = (d.addEOS || flag("tokenizer.ggml.add_eos_token", false)) && d.M.Tok.EOS() >= 0

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 
@@ -29,19 +30,24 @@ func (b *BERT) tokenize(text string, maxTokens int) []int { return b.Tokenize(te
 func (b *BERT) hidden(ctx context.Context, seqs [][]int) ([]float32, []int, error) {
 	return b.Hidden(ctx, seqs)
 }
-func (b *BERT) dim() int            { return b.Config.Dim }
-func (b *BERT) pooling() Pooling    { return b.Config.Pooling }
-func (b *BERT) maxTokens() int      { return b.Config.MaxPos }
-func (b *BERT) close() error        { return b.Close() }
-func (d *Decoder) dim() int         { return d.M.Config.Dim }
-func (d *Decoder) pooling() Pooling { return PoolLast }
-func (d *Decoder) maxTokens() int   { return d.M.Config.Ctx }
-func (d *Decoder) close() error     { return d.Close() }
+func (b *BERT) dim() int         { return b.Config.Dim }
+func (b *BERT) pooling() Pooling { return b.Config.Pooling }
+func (b *BERT) maxTokens() int   { return b.Config.MaxPos }
+func (b *BERT) close() error     { return b.Close() }
+func (d *Decoder) dim() int      { return d.M.Config.Dim }
+func (d *Decoder) pooling() Pooling {
+	if d.pool != PoolDefault {
+		return d.pool
+	}
+	return PoolLast
+}
+func (d *Decoder) maxTokens() int { return d.M.Config.Ctx }
+func (d *Decoder) close() error   { return d.Close() }
 
 // EmbedderOptions configures NewEmbedder.
 type EmbedderOptions struct {
 	// Pooling overrides the model's (BERT: the file's pooling type, else mean; decoders:
-	// last token).
+	// the file's ARCH.pooling_type, else the last token).
 	Pooling Pooling
 	// MaxTokens truncates each text (≤ 0: the model's positions or context).
 	MaxTokens int
@@ -186,8 +192,8 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 }
 
 // ParseSpec splits an --embeddings value of the form KIND:PATH[,key=value...] (KIND gguf
-// or hf) into the path and options: pool=mean|cls|last, max=N, prefix=TEXT (URL-style
-// %2C for commas), eos=true. ok is false when spec has no such prefix (a GloVe file).
+// or hf) into the path and options: pool=mean|cls|last, max=N, prefix=TEXT (percent-
+// escaped: %2C for a comma, %20 for a space), eos=true. ok is false when spec has no such prefix (a GloVe file).
 func ParseSpec(spec string) (path string, o EmbedderOptions, ok bool, err error) {
 	var rest string
 	switch {
@@ -220,7 +226,9 @@ func ParseSpec(spec string) (path string, o EmbedderOptions, ok bool, err error)
 			}
 			o.MaxTokens = n
 		case "prefix":
-			o.Prefix = strings.ReplaceAll(v, "%2C", ",")
+			if o.Prefix, err = url.PathUnescape(v); err != nil {
+				return "", o, true, fmt.Errorf("%w: prefix=%q: %v", model.ErrInvalid, v, err)
+			}
 		case "eos":
 			o.AddEOS = v == "true" || v == "1"
 		default:

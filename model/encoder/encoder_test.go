@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ragkv/ragkv/internal/kernels"
 	"github.com/ragkv/ragkv/model"
+	"github.com/ragkv/ragkv/model/quantize"
 )
 
 type refRun struct {
@@ -47,6 +49,23 @@ func loadRef(t *testing.T) refFile {
 // its path and SHA-256.
 func synthFile(t *testing.T, dir, shape, dtype string, seed uint64) (string, string) {
 	t.Helper()
+	if base, qtype, ok := strings.Cut(dtype, ">"); ok { // synthesized, then quantized by model/quantize
+		src, _ := synthFile(t, dir, shape, base, seed)
+		ft, err := quantize.ParseFileType(qtype)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, shape+"-"+base+"-"+qtype+".gguf")
+		if _, err := quantize.Run(context.Background(), src, path, quantize.Options{Type: ft, Threads: 1}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.Sum256(b)
+		return path, hex.EncodeToString(h[:])
+	}
 	path := filepath.Join(dir, shape+"-"+dtype+".gguf")
 	if _, err := os.Stat(path); err != nil {
 		dt, err := kernels.ParseDType(dtype)
@@ -87,8 +106,8 @@ func cosine(a, b []float32) float64 {
 	return ab / math.Sqrt(aa*bb)
 }
 
-// TestLlamaCppEmbeddings: on ragkv's synthetic encoder (tiny-bert, f32/f16/q8_0; mean and
-// CLS pooling) and decoder (tiny-llama3, tiny-qwen2; last and mean pooling) files, the
+// TestLlamaCppEmbeddings: on ragkv's synthetic encoder (tiny-bert, f32/f16/q8_0, and
+// q4_0 / q4_K_M as ragkv's quantizer writes them; mean and CLS pooling) and decoder (tiny-llama3, tiny-qwen2; last and mean pooling) files, the
 // embeddings of the reference texts are within 1e-3 cosine of llama.cpp's llama-embedding
 // output (testdata/llamacpp.json, written by testdata/llamacpp_ref.py), computed from the
 // token ids llama.cpp used; ragkv's own tokenization (WordPiece; the synthetic BPE

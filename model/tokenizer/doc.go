@@ -1,6 +1,6 @@
 // Package tokenizer turns text into token ids and back for Llama-family models.
 //
-// Two algorithms are implemented:
+// Three algorithms are implemented:
 //
 //   - SentencePiece-style BPE with piece scores and byte fallback (SPM), as used by
 //     llama2.c tokenizer files (tok512.bin) and GGUF files with tokenizer.ggml.model =
@@ -16,6 +16,9 @@
 //     own), bytes mapped to printable code points, then merges applied by rank. The
 //     pre-tokenizer patterns need look-ahead and Unicode classes, so they run on
 //     github.com/dlclark/regexp2 (Go's regexp has no look-ahead).
+//   - WordPiece (BERT encoders; see WordPiece): HF's BertNormalizer and BertPreTokenizer,
+//     then greedy longest-match pieces, from GGUF tokenizer.ggml.model = "bert", a
+//     tokenizer.json with a WordPiece model, or a vocab.txt.
 //
 // Decode round-trips: Decode(Encode(s, ...)) == s for every string s (valid UTF-8 or not)
 // for SPM tokenizers, and for byte-level BPE whenever the vocabulary covers all 256 bytes.

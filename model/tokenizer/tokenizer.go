@@ -19,7 +19,7 @@ type Tokenizer interface {
 	// BOS and EOS return the special token ids, or -1.
 	BOS() int
 	EOS() int
-	// Kind is "spm" or "bpe".
+	// Kind is "spm", "bpe" or "wpm" (WordPiece).
 	Kind() string
 }
 

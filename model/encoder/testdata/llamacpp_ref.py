@@ -27,6 +27,8 @@ RUNS = [  # shape, dtype, pooling, extra llama-embedding arguments
     ("tiny-bert", "f32", "cls", ["--pooling", "cls"]),
     ("tiny-bert", "f16", "mean", []),
     ("tiny-bert", "q8_0", "mean", []),
+    ("tiny-bert", "f32>q4_0", "mean", []),     # f32 synth, then `ragkv model quantize --type q4_0`
+    ("tiny-bert", "f32>q4_K_M", "cls", ["--pooling", "cls"]),
     ("tiny-llama3", "f32", "last", ["--pooling", "last"]),
     ("tiny-llama3", "f32", "mean", ["--pooling", "mean"]),
     ("tiny-qwen2", "f32", "last", ["--pooling", "last"]),
@@ -41,10 +43,16 @@ def main():
            "texts": TEXTS, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for shape, dtype, pooling, extra in RUNS:
-            path = os.path.join(tmp, f"{shape}-{dtype}.gguf")
+            base, _, qtype = dtype.partition(">")
+            path = os.path.join(tmp, f"{shape}-{base}.gguf")
             if not os.path.exists(path):
-                subprocess.run(["go", "run", "./cmd/ragkv", "model", "synth", "--shape", shape, "--dtype", dtype,
+                subprocess.run(["go", "run", "./cmd/ragkv", "model", "synth", "--shape", shape, "--dtype", base,
                                 "--seed", "1", "--out", path], check=True, capture_output=True)
+            if qtype:
+                qpath = os.path.join(tmp, f"{shape}-{base}-{qtype}.gguf")
+                subprocess.run(["go", "run", "./cmd/ragkv", "model", "quantize", "--in", path, "--out", qpath,
+                                "--type", qtype], check=True, capture_output=True)
+                path = qpath
             sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
             ctx = "128" if shape == "tiny-bert" else "512"
             cmd = [exe, "-m", path, "-t", "2", "-c", ctx, "-b", ctx, "--embd-normalize", "2", "--embd-output-format", "array",
