@@ -991,6 +991,62 @@ func TestTierFormatReencodes(t *testing.T) {
 	}
 }
 
+// A chunk read from a q4 disk tier is promoted into the memory tier in that tier's own
+// format (f16), not as the q4 copy.
+func TestPromotionReencodes(t *testing.T) {
+	f16, _ := ParseFormat("f16")
+	q4, _ := ParseFormat("q4")
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() *Cache {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(ctx, Options{Tiers: []TierConfig{
+			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 1 << 20}, Format: f16},
+			{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 24}, WriteThrough: true, Format: q4},
+		}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	spec, ks, _ := testChunk(80, "", F16, 2, 40)
+	spec.PreRoPE = true
+	put(t, c, spec, ks, ks)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = open() // the memory tier starts empty
+	defer c.Close()
+	info, k1, _, err := c.GetFloat32(ctx, "", keyOf(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Tier != "disk" || info.Layout.DType != Q4 {
+		t.Fatalf("first read %s from %s", info.Layout.Format(), info.Tier)
+	}
+	info, k2, _, err := c.GetFloat32(ctx, "", keyOf(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Tier != "memory" || info.Layout.DType != F16 || !info.PreRoPE {
+		t.Fatalf("after promotion: %s from %s (pre-RoPE %v)", info.Layout.Format(), info.Tier, info.PreRoPE)
+	}
+	for l := range k1 {
+		for j := range k1[l] {
+			if d := math.Abs(float64(k1[l][j] - k2[l][j])); d > 1e-3*(1+math.Abs(float64(k1[l][j]))) {
+				t.Fatalf("layer %d value %d: q4 read %v, promoted f16 %v", l, j, k1[l][j], k2[l][j])
+			}
+		}
+	}
+	if st := c.Stats(); st.Tiers[0].BytesPerToken < 2*2*16*2 {
+		t.Fatalf("memory tier holds %.1f bytes/token: not f16", st.Tiers[0].BytesPerToken)
+	}
+}
+
 // PutSpec.Importance chooses a Mixed chunk's high-precision tokens per layer.
 func TestMixedImportance(t *testing.T) {
 	c, _, _ := openCache(t, cacheSetup{memCap: 1 << 20})
