@@ -343,7 +343,7 @@ func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, f
 		return
 	}
 	// The first tier keeps its own format (e.g. q4 on disk promoted into f16 RAM).
-	obj, err := first.inFormat(obj, e.value)
+	obj, err := first.inFormat(obj, e.value, ns)
 	if err != nil {
 		mu.Unlock()
 		c.log.Warn("chunkcache: promote: re-encode", "key", k.String(), "err", err)

@@ -234,7 +234,7 @@ func (c *Cache) promoteShared(k Key, obj store.Object, e entry) {
 		mu.Unlock()
 		return
 	}
-	obj, err := first.inFormat(obj, e.value) // the first tier's own format
+	obj, err := first.inFormat(obj, e.value, e.ns) // the first tier's own format
 	if err != nil {
 		mu.Unlock()
 		c.log.Warn("chunkcache: promote: re-encode", "key", k.String(), "err", err)
