@@ -50,7 +50,14 @@ func startLoader(ctx context.Context, m *model.Model, kv *model.KV, segs []loadS
 
 func (ld *loader) run(ctx context.Context, m *model.Model, kv *model.KV, segs []loadSeg, from int) {
 	kd := kv.KVDim
-	type rot struct{ old, new []int }
+	type rot struct {
+		old, new []int
+		// pre: K stored without RoPE, rotated to pos by a table per frequency set
+		// (index 1: Config.LocalRope layers), built on first use.
+		pre bool
+		pos []int
+		tab [2][]float32
+	}
 	rots := make([]rot, len(segs))
 	var scratchK, scratchV []float32
 	for i, s := range segs {
@@ -58,14 +65,17 @@ func (ld *loader) run(ctx context.Context, m *model.Model, kv *model.KV, segs []
 		if p, ok := s.src.(preRoPESource); ok {
 			pre = p.KPreRoPE()
 		}
-		if b := s.src.Base(); b != s.start || (pre && s.start+s.n > 1) {
+		if pre && s.start+s.n > 1 {
+			rots[i].pre = true
+			rots[i].pos = make([]int, s.n)
+			for j := range s.n {
+				rots[i].pos[j] = s.start + j
+			}
+		} else if b := s.src.Base(); b != s.start && !pre {
 			rots[i].old = make([]int, s.n)
 			rots[i].new = make([]int, s.n)
 			for j := range s.n {
 				rots[i].old[j], rots[i].new[j] = b+j, s.start+j
-				if pre {
-					rots[i].old[j] = 0
-				}
 			}
 		}
 		if rows := s.src.Rows(); rows > s.n && rows*kd > len(scratchK) {
@@ -96,7 +106,23 @@ func (ld *loader) run(ctx context.Context, m *model.Model, kv *model.KV, segs []
 				ld.done[l] <- fmt.Errorf("blend: load layer %d of the segment at position %d: %w", l, s.start, err)
 				return
 			}
-			if rots[i].old != nil {
+			if r := &rots[i]; r.pre {
+				ti := 0
+				if m.Config.LocalRope(l) {
+					ti = 1
+				}
+				if r.tab[ti] == nil {
+					if r.tab[ti], err = m.RopeTable(l, r.pos); err != nil {
+						ld.done[l] <- err
+						return
+					}
+				}
+				if err := m.RotateKTable(k, r.tab[ti]); err != nil {
+					ld.done[l] <- err
+					return
+				}
+				ld.rotate += time.Since(t1)
+			} else if rots[i].old != nil {
 				if err := m.RotateKLayer(l, k, rots[i].old, rots[i].new); err != nil {
 					ld.done[l] <- err
 					return

@@ -99,7 +99,8 @@ type tierState struct {
 	tracker      *eviction.Tracker
 	writeThrough bool
 	persistent   bool
-	format       Layout // encoding fields of TierConfig.Format (DType 0: as written)
+	format       Layout            // encoding fields of TierConfig.Format (DType 0: as written)
+	nsFormats    map[string]Layout // TierConfig.NamespaceFormats
 
 	hits, misses, promotions, demotions atomic.Uint64
 	corrupt                             atomic.Uint64 // reads that failed a checksum or parse
@@ -161,20 +162,35 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 				return nil, fmt.Errorf("%w: tier %s: %w", ErrInvalid, tc.Tier.Name(), err)
 			}
 		}
-		if tc.Format.DType != 0 {
-			probe := Layout{Layers: 1, KVHeads: 1, HeadDim: 1}.WithFormat(tc.Format)
+		fs := map[string]Layout{"": tc.Format}
+		nsFormats := map[string]Layout{}
+		for ns, f := range tc.NamespaceFormats {
+			n, err := NormalizeNamespace(ns)
+			if err != nil {
+				closeTiers()
+				return nil, fmt.Errorf("tier %s: namespace formats: %w", tc.Tier.Name(), err)
+			}
+			nsFormats[n] = f
+			fs[fmt.Sprintf(" of namespace %q", n)] = f
+		}
+		for what, f := range fs {
+			if f.DType == 0 {
+				continue
+			}
+			probe := Layout{Layers: 1, KVHeads: 1, HeadDim: 1}.WithFormat(f)
 			if probe.Rotate {
 				probe.HeadDim = 2
 			}
 			probe.EnsureDefaults()
 			if err := probe.Validate(); err != nil {
 				closeTiers()
-				return nil, fmt.Errorf("tier %s: format: %w", tc.Tier.Name(), asInvalid(err))
+				return nil, fmt.Errorf("tier %s: format%s: %w", tc.Tier.Name(), what, asInvalid(err))
 			}
 		}
 		c.tiers = append(c.tiers, &tierState{
 			name: tc.Tier.Name(), tier: tc.Tier, tracker: tr,
 			writeThrough: tc.WriteThrough, persistent: tc.Tier.Persistent(), format: tc.Format,
+			nsFormats: nsFormats,
 		})
 	}
 	if err := c.recover(ctx); err != nil {
@@ -353,7 +369,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 		if i != 0 && (!t.writeThrough || localOnly) {
 			continue
 		}
-		tobj, err := t.inFormat(obj, ne.value)
+		tobj, err := t.inFormat(obj, ne.value, ns)
 		if err != nil {
 			errOther = fmt.Errorf("tier %s: %w", t.name, err)
 			continue
@@ -556,7 +572,7 @@ func (c *Cache) demote(ctx context.Context, from, to int, k Key, ent entry) (_ [
 		}
 		return nil, false
 	}
-	if obj, err = dst.inFormat(obj, ent.value); err != nil {
+	if obj, err = dst.inFormat(obj, ent.value, ent.ns); err != nil {
 		c.log.Warn("chunkcache: demote re-encode", "tier", dst.name, "key", k.String(), "err", err)
 		return nil, false
 	}
@@ -1057,11 +1073,15 @@ func (g *gate) close() bool {
 
 func nowNanos() int64 { return time.Now().UnixNano() }
 
-// inFormat returns obj re-encoded in the tier's format (obj itself when the tier has
-// none, obj is an opaque value, or the chunk is already in that format). Every layer's
-// CRC is checked before it is decoded.
-func (t *tierState) inFormat(obj store.Object, value bool) (store.Object, error) {
-	if value || t.format.DType == 0 {
+// inFormat returns obj, a chunk of namespace ns, re-encoded in the tier's format for
+// ns (obj itself when the tier has none, obj is an opaque value, or the chunk is
+// already in that format). Every layer's CRC is checked before it is decoded.
+func (t *tierState) inFormat(obj store.Object, value bool, ns string) (store.Object, error) {
+	format := t.format
+	if f, ok := t.nsFormats[ns]; ok {
+		format = f
+	}
+	if value || format.DType == 0 {
 		return obj, nil
 	}
 	m, err := decodeManifest(obj.Manifest)
@@ -1069,7 +1089,7 @@ func (t *tierState) inFormat(obj store.Object, value bool) (store.Object, error)
 		return obj, err
 	}
 	h := m.header
-	target := h.Layout.WithFormat(t.format)
+	target := h.Layout.WithFormat(format)
 	target.EnsureDefaults()
 	if target == h.Layout {
 		return obj, nil

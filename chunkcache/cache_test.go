@@ -991,6 +991,112 @@ func TestTierFormatReencodes(t *testing.T) {
 	}
 }
 
+// A chunk read from a q4 disk tier is promoted into the memory tier in that tier's own
+// format (f16), not as the q4 copy.
+func TestPromotionReencodes(t *testing.T) {
+	f16, _ := ParseFormat("f16")
+	q4, _ := ParseFormat("q4")
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() *Cache {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(ctx, Options{Tiers: []TierConfig{
+			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 1 << 20}, Format: f16},
+			{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 24}, WriteThrough: true, Format: q4},
+		}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	spec, ks, _ := testChunk(80, "", F16, 2, 40)
+	spec.PreRoPE = true
+	put(t, c, spec, ks, ks)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = open() // the memory tier starts empty
+	defer c.Close()
+	info, k1, _, err := c.GetFloat32(ctx, "", keyOf(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Tier != "disk" || info.Layout.DType != Q4 {
+		t.Fatalf("first read %s from %s", info.Layout.Format(), info.Tier)
+	}
+	info, k2, _, err := c.GetFloat32(ctx, "", keyOf(t, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Tier != "memory" || info.Layout.DType != F16 || !info.PreRoPE {
+		t.Fatalf("after promotion: %s from %s (pre-RoPE %v)", info.Layout.Format(), info.Tier, info.PreRoPE)
+	}
+	for l := range k1 {
+		for j := range k1[l] {
+			if d := math.Abs(float64(k1[l][j] - k2[l][j])); d > 1e-3*(1+math.Abs(float64(k1[l][j]))) {
+				t.Fatalf("layer %d value %d: q4 read %v, promoted f16 %v", l, j, k1[l][j], k2[l][j])
+			}
+		}
+	}
+	if st := c.Stats(); st.Tiers[0].BytesPerToken < 2*2*16*2 {
+		t.Fatalf("memory tier holds %.1f bytes/token: not f16", st.Tiers[0].BytesPerToken)
+	}
+}
+
+// TierConfig.NamespaceFormats overrides the tier's format per namespace: q4 on disk
+// except for namespace "exact", kept f16; a bad format there is refused at New.
+func TestNamespaceFormats(t *testing.T) {
+	ctx := context.Background()
+	q4, _ := ParseFormat("q4")
+	f16, _ := ParseFormat("f16")
+	dir := t.TempDir()
+	open := func() *Cache {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(ctx, Options{Tiers: []TierConfig{
+			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 1 << 20}},
+			{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 24}, WriteThrough: true, Format: q4, NamespaceFormats: map[string]Layout{"exact": f16}},
+		}, Namespaces: []string{DefaultNamespace, "exact"}, DisablePromotion: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	want := map[string]DType{"": Q4, "exact": F16}
+	specs := map[string]PutSpec{}
+	for ns := range want {
+		spec, ks, vs := testChunk(90, ns, F32, 2, 20)
+		put(t, c, spec, ks, vs)
+		specs[ns] = spec
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = open() // RAM starts empty: reads come from the disk copies
+	defer c.Close()
+	for ns, want := range want {
+		info, _, _, err := c.GetFloat32(ctx, ns, keyOf(t, specs[ns]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Tier != "disk" || info.Layout.DType != want {
+			t.Fatalf("namespace %q: %s from %s, want %v on disk", ns, info.Layout.Format(), info.Tier, want)
+		}
+	}
+	bad := Layout{DType: Q4, Group: -1}
+	if _, err := New(ctx, Options{Tiers: []TierConfig{{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 1 << 20},
+		NamespaceFormats: map[string]Layout{"x": bad}}}, Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `namespace "x"`) {
+		t.Fatalf("bad namespace format: %v", err)
+	}
+}
+
 // PutSpec.Importance chooses a Mixed chunk's high-precision tokens per layer.
 func TestMixedImportance(t *testing.T) {
 	c, _, _ := openCache(t, cacheSetup{memCap: 1 << 20})

@@ -23,9 +23,10 @@ type TierConfig struct {
 	// Format, if its DType is set, is the KV format of the chunks this tier stores
 	// (e.g. f16 in RAM and q4 on disk): a put, write-through copy or demotion into the
 	// tier re-encodes a chunk stored in another format (decoded to float32, then
-	// encoded; Mixed ranks tokens by key norm). A promotion out of the tier copies the
-	// chunk as stored. Zero: chunks are kept as written. The chunk's key (its identity)
-	// does not change. Set it with ParseFormat; the shape fields are ignored.
+	// encoded; Mixed ranks tokens by key norm). A promotion into the first tier
+	// re-encodes into the first tier's format. Zero: chunks are kept as written. The
+	// chunk's key (its identity) does not change. Set it with ParseFormat; the shape
+	// fields are ignored.
 	Format Layout
 	// Quotas bound namespaces' bytes in this tier (namespace → bytes; summing to at
 	// most the capacity). A namespace at its quota evicts its own least recently used
@@ -37,6 +38,9 @@ type TierConfig struct {
 	// Namespaces without a quota share the rest under the tier's policy. Not for the
 	// shared tier.
 	Quotas map[string]int64
+	// NamespaceFormats overrides Format for the chunks of these namespaces (e.g. q2 on
+	// disk for a large, rarely read namespace); a zero Layout keeps them as written.
+	NamespaceFormats map[string]Layout
 }
 
 // A tier implementing store.SharedTier (the Redis remote tier) must be the last one;

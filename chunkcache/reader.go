@@ -342,6 +342,13 @@ func (c *Cache) promoteChunk(k Key, ns string, obj store.Object, cost float64, f
 		mu.Unlock()
 		return
 	}
+	// The first tier keeps its own format (e.g. q4 on disk promoted into f16 RAM).
+	obj, err := first.inFormat(obj, e.value, ns)
+	if err != nil {
+		mu.Unlock()
+		c.log.Warn("chunkcache: promote: re-encode", "key", k.String(), "err", err)
+		return
+	}
 	vs, err := first.tracker.ReserveGroup(eviction.Key(k), obj.Size(), cost, e.pin, e.ns)
 	if err != nil {
 		mu.Unlock()

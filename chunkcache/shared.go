@@ -234,6 +234,12 @@ func (c *Cache) promoteShared(k Key, obj store.Object, e entry) {
 		mu.Unlock()
 		return
 	}
+	obj, err := first.inFormat(obj, e.value, e.ns) // the first tier's own format
+	if err != nil {
+		mu.Unlock()
+		c.log.Warn("chunkcache: promote: re-encode", "key", k.String(), "err", err)
+		return
+	}
 	e.size, e.pin = obj.Size(), Unpinned
 	vs, err := first.tracker.ReserveGroup(eviction.Key(k), e.size, e.cost, e.pin, e.ns)
 	if err != nil {

@@ -50,6 +50,51 @@ func TestRotateKExact(t *testing.T) {
 	}
 }
 
+// TestRotateKTable: K un-rotated to position 0 and rotated back by a RopeTable equals
+// the computed K (every layer), and the table rotation is RotateKLayer from 0 exactly.
+func TestRotateKTable(t *testing.T) {
+	m := openStories(t, "stories260K.bin")
+	toks := storyTokens(m)[1:]
+	kv, _, err := m.Prefill(context.Background(), toks, 11, 0, ExtendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := kv.Len() * kv.KVDim
+	zero := make([]int, kv.Len())
+	for l := range m.Config.Layers {
+		pre := append([]float32(nil), kv.K[l][:n]...)
+		if err := m.RotateKLayer(l, pre, kv.Pos, zero); err != nil {
+			t.Fatal(err)
+		}
+		if d := maxDiff(pre, kv.K[l][:n]); d == 0 {
+			t.Fatalf("layer %d: un-rotating changed nothing", l)
+		}
+		viaLayer := append([]float32(nil), pre...)
+		if err := m.RotateKLayer(l, viaLayer, zero, kv.Pos); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := m.RopeTable(l, kv.Pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.RotateKTable(pre, cs); err != nil {
+			t.Fatal(err)
+		}
+		if d := maxDiff(pre, viaLayer); d != 0 {
+			t.Fatalf("layer %d: table rotation differs from RotateKLayer by %g", l, d)
+		}
+		if d := maxDiff(pre, kv.K[l][:n]); d > 1e-5 {
+			t.Fatalf("layer %d: round trip through position 0 differs by %g", l, d)
+		}
+	}
+	if _, err := m.RopeTable(m.Config.Layers, kv.Pos); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("table of a layer out of range: %v", err)
+	}
+	if err := m.RotateKTable(make([]float32, 3), make([]float32, 2*m.Config.HeadDim)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("table longer than K: %v", err)
+	}
+}
+
 // TestLayerStepEqualsFull: Embed + LayerStep over all positions for every layer equals
 // Prefill (K/V of every layer and the logits).
 func TestLayerStepEqualsFull(t *testing.T) {

@@ -246,6 +246,37 @@ func (m *Model) RotateKLayer(l int, k []float32, oldPos, newPos []int) error {
 	return nil
 }
 
+// RopeTable returns the cos/sin table of layer l's RoPE frequencies at positions pos
+// (len(pos)×HeadDim values: cos, sin of each pair), for RotateKTable. Layers with the
+// same frequencies (all of them unless Config.LocalRope) share a table.
+func (m *Model) RopeTable(l int, pos []int) ([]float32, error) {
+	if l < 0 || l >= m.Config.Layers {
+		return nil, fmt.Errorf("%w: RopeTable of layer %d of %d", ErrInvalid, l, m.Config.Layers)
+	}
+	hd := m.Config.HeadDim
+	freqs := m.layerFreqs(l)
+	cs := make([]float32, len(pos)*hd)
+	for i, p := range pos {
+		ropeCSFreqs(cs[i*hd:(i+1)*hd], float64(p), freqs)
+	}
+	return cs, nil
+}
+
+// RotateKTable rotates K rows (n×KVDim, in place), row i by row i of a RopeTable: K
+// stored without its rotary embedding becomes K at the table's positions (the same
+// rotation RotateKLayer applies from position 0, without a sincos per row and layer).
+func (m *Model) RotateKTable(k, cs []float32) error {
+	hd, kvDim := m.Config.HeadDim, m.Config.KVDim()
+	n := len(cs) / hd
+	if len(cs)%hd != 0 || len(k) < n*kvDim {
+		return fmt.Errorf("%w: RotateKTable with a table of %d values for %d K values", ErrInvalid, len(cs), len(k))
+	}
+	for i := range n {
+		m.rotate(k[i*kvDim:(i+1)*kvDim], m.Config.KVHeads, cs[i*hd:(i+1)*hd])
+	}
+	return nil
+}
+
 // ShiftKV moves every row of kv to a new position: K of all layers is re-rotated and
 // kv.Pos updated.
 func (m *Model) ShiftKV(kv *KV, newPos []int) error {

@@ -28,6 +28,8 @@ func init() {
 		threads                                     int
 		asJSON                                      bool
 	)
+	var kvDType string // --kv-dtype: a full storage format
+	var kvPreRoPE bool
 	cmd := &cobra.Command{
 		Use:   "rag --stream musique|scifact (--model F [--tokenizer F] | --addr HOST:PORT) [--queries N] [--clients N] [--tier memory|disk] [--json]",
 		Short: "Replay a RAG query stream (retrieve → fused prefill) per method: TTFT p50/p99, speedup per window, hit ratios, fidelity",
@@ -46,7 +48,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Addr != "" {
-				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "no-probation"} {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "no-probation", "kv-dtype", "kv-prerope"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
 					}
@@ -92,6 +94,16 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 				return flagErr("dtype", "%v", err)
 			}
 			o.DType = dt
+			if kvDType != "" {
+				if cmd.Flags().Changed("dtype") {
+					return flagErr("kv-dtype", "give --kv-dtype or --dtype, not both")
+				}
+				if o.Format, err = chunkcache.ParseFormat(kvDType); err != nil {
+					return flagErr("kv-dtype", "%v", err)
+				}
+				o.DType = o.Format.DType
+			}
+			o.PreRoPE = kvPreRoPE
 			o.Methods = nil
 			for _, s := range strings.Split(methods, ",") {
 				m, err := blend.ParseMethod(strings.TrimSpace(s))
@@ -184,6 +196,8 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.BoolVar(&o.EngineSerial, "engine-serial", false, "the engine's scheduling before continuous batching (a request holds a slot through its prefill and its whole decode), for comparison")
 	f.IntVar(&o.DecodeTokens, "decode-tokens", 0, "decode this many greedy tokens per request (Generate instead of Prefill; JSON decode_tokens_per_s)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16 or int8")
+	f.StringVar(&kvDType, "kv-dtype", "", "stored KV format with options (overrides --dtype): q4, q2r, q4:group=64, mixed:bits=2.5, ...")
+	f.BoolVar(&kvPreRoPE, "kv-prerope", false, "store K without its rotary embedding (the loader rotates it to its position)")
 	f.IntVar(&threads, "threads", 0, "kernel threads (0: all cores)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	benchCmd.AddCommand(cmd)

@@ -89,7 +89,7 @@ func TestEvalBlendJSON(t *testing.T) {
 	}
 	// --kv-dtype stores the chunks in that format first and reports its cost.
 	out, err = runFresh(t, "eval", "blend", "--model", filepath.Join(dir, "stories260K.bin"), "--tokenizer", filepath.Join(dir, "tok512.bin"),
-		"--stories", stories, "--n", "2", "--ratios", "0.15", "--kv-dtype", "mixed:bits=2.5", "--kv-score", "craft-inv", "--json")
+		"--stories", stories, "--n", "2", "--ratios", "0.15", "--kv-dtype", "mixed:bits=2.5", "--kv-score", "craft-inv", "--kv-prerope", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +98,7 @@ func TestEvalBlendJSON(t *testing.T) {
 		KV struct {
 			Format        string  `json:"format"`
 			Score         string  `json:"score"`
+			PreRoPE       bool    `json:"pre_rope"`
 			AvgBits       float64 `json:"avg_bits"`
 			BytesPerToken float64 `json:"bytes_per_token"`
 		} `json:"kv"`
@@ -105,11 +106,14 @@ func TestEvalBlendJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &kvRep); err != nil {
 		t.Fatal(err)
 	}
-	if k := kvRep.KV; k.Format != "mixed:group=32,bits=2.5,hi=4" || k.Score != "craft-inv" || !(k.AvgBits > 2 && k.AvgBits <= 2.5) || k.BytesPerToken <= 0 {
+	if k := kvRep.KV; k.Format != "mixed:group=32,bits=2.5,hi=4" || k.Score != "craft-inv" || !k.PreRoPE || !(k.AvgBits > 2 && k.AvgBits <= 2.5) || k.BytesPerToken <= 0 {
 		t.Fatalf("kv report %+v", k)
 	}
 	if !strings.Contains(out, "chunk KV stored as mixed") {
 		t.Fatalf("table lacks the storage line:\n%s", out)
+	}
+	if _, err := runFresh(t, "eval", "blend", "--model", filepath.Join(dir, "stories260K.bin"), "--stories", stories, "--kv-prerope"); err == nil || !strings.Contains(err.Error(), "--kv-prerope") {
+		t.Fatalf("--kv-prerope without --kv-dtype: %v", err)
 	}
 	for _, c := range []struct{ flag, val string }{{"ratios", "0.1,x"}, {"chunks", "0"}, {"variant", "cacheblend:dev=zz"}, {"craft-context", "elsewhere"}, {"kv-dtype", "q3"}, {"kv-score", "loud"}} {
 		_, err := runFresh(t, "eval", "blend", "--model", filepath.Join(dir, "stories260K.bin"), "--stories", stories, "--"+c.flag, c.val)

@@ -69,6 +69,25 @@ type cacheTierConfig struct {
 	// mixed:bits=2.5, ...); chunks put, copied or demoted into the tier in another
 	// format are re-encoded. Empty: as written.
 	KVFormat string `yaml:"kv_format"`
+	// KVFormats overrides KVFormat per namespace (YAML only), e.g.
+	// {archive: q2, exact: f16}.
+	KVFormats map[string]string `yaml:"kv_formats"`
+}
+
+// nsFormats parses KVFormats (tier names the YAML section in errors).
+func (t cacheTierConfig) nsFormats(tier string) (map[string]chunkcache.Layout, error) {
+	if len(t.KVFormats) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]chunkcache.Layout, len(t.KVFormats))
+	for ns, s := range t.KVFormats {
+		f, err := chunkcache.ParseFormat(s)
+		if err != nil {
+			return nil, fmt.Errorf("cache config: %s.kv_formats[%q]: %w", tier, ns, err)
+		}
+		out[ns] = f
+	}
+	return out, nil
 }
 
 // format parses KVFormat, naming the flag that sets it.
@@ -152,8 +171,16 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	memNS, err := cc.Memory.nsFormats("memory")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	diskNS, err := cc.Disk.nsFormats("disk")
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	log := env.log.With("component", "chunkcache")
-	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction(), Format: memFormat, Quotas: quotas["memory"]}}
+	tiers := []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: cc.Memory.eviction(), Format: memFormat, NamespaceFormats: memNS, Quotas: quotas["memory"]}}
 	dir := cc.Dir
 	if dir == "" {
 		dir = filepath.Join(cfg.DataDir, "chunkcache")
@@ -163,7 +190,7 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough, Format: diskFormat, Quotas: quotas["disk"]})
+		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough, Format: diskFormat, NamespaceFormats: diskNS, Quotas: quotas["disk"]})
 	}
 	remote, err := openRemoteTier(ctx, cc.Remote, log)
 	if err != nil {

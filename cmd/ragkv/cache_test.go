@@ -43,7 +43,7 @@ func TestCacheConfigYAML(t *testing.T) {
 	src := `
 cache:
   memory: {capacity: 256MiB, policy: s3fifo, admission: tinylfu, high_watermark: 0.9, low_watermark: 0.8}
-  disk: {capacity: 1073741824}
+  disk: {capacity: 1073741824, kv_format: q4, kv_formats: {exact: f16, archive: "q2:group=16"}}
   sync_writes: false
   namespaces: [default, tenant-a]
 `
@@ -59,6 +59,13 @@ cache:
 	}
 	if err := c.Memory.validate("mem", "policy"); err != nil {
 		t.Fatal(err)
+	}
+	if nf, err := c.Disk.nsFormats("disk"); err != nil || nf["exact"].DType != chunkcache.F16 || nf["archive"].Format() != "q2:group=16" {
+		t.Fatalf("disk namespace formats %v, %v", nf, err)
+	}
+	c.Disk.KVFormats["archive"] = "q3"
+	if _, err := c.Disk.nsFormats("disk"); err == nil || !strings.Contains(err.Error(), `disk.kv_formats["archive"]`) {
+		t.Fatalf("bad namespace format: %v", err)
 	}
 	c.Memory.Policy = "mru"
 	var ue usageError

@@ -102,6 +102,11 @@ type Options struct {
 	Seed      uint64
 	// DType of the stored KV (default f16).
 	DType chunkcache.DType
+	// Format, if its DType is set, is the stored KV format with its options
+	// (chunkcache.ParseFormat: q4, q2r, mixed:bits=2.5, ...); it overrides DType.
+	Format chunkcache.Layout
+	// PreRoPE stores K without its rotary embedding (blend.StoreOptions.PreRoPE).
+	PreRoPE bool
 	// Dir is the working directory (default: a temporary one, removed after).
 	Dir string
 	// Addr, when set, is a running server (Inference and Retrieval services) to
@@ -267,6 +272,13 @@ type Report struct {
 	DecodeTokens          int                `json:"decode_tokens"`
 	DecodeTokensPerS      map[string]float64 `json:"decode_tokens_per_s,omitempty"`
 	DecodeTokensPerSTotal float64            `json:"decode_tokens_per_s_total,omitempty"`
+	// KVFormat is the stored chunk KV format (empty with Addr); KVPreRoPE whether K
+	// is stored without its rotary embedding.
+	KVFormat  string `json:"kv_format,omitempty"`
+	KVPreRoPE bool   `json:"kv_prerope,omitempty"`
+	// TierStats is the --tier tier's state at the end (in-process server only): bytes,
+	// chunk tokens, bytes per token, evictions.
+	TierStats *chunkcache.TierStats `json:"tier_stats,omitempty"`
 }
 
 // sample is one method's prefill of one query.
@@ -316,6 +328,12 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	rep := &Report{Stream: o.Stream, Model: modelName, Queries: len(queries), Clients: o.Clients, Tier: o.Tier, K: o.K, Ratio: o.Ratio,
 		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission, Probation: !o.NoProbation && o.Addr == "",
 		CollectionDocs: len(docs), Window: o.Window, EngineSerial: o.EngineSerial, DecodeTokens: o.DecodeTokens}
+	if o.Addr == "" {
+		rep.KVFormat, rep.KVPreRoPE = o.DType.String(), o.PreRoPE
+		if o.Format.DType != 0 {
+			rep.KVFormat = o.Format.Format()
+		}
+	}
 	for _, mm := range o.Methods {
 		rep.Methods = append(rep.Methods, string(mm))
 	}
@@ -422,6 +440,11 @@ feed:
 		return nil, err
 	}
 	rep.Seconds = time.Since(t0).Seconds()
+	if env.cache != nil {
+		if ts := env.cache.Stats().Tiers; len(ts) > 0 {
+			rep.TierStats = &ts[len(ts)-1]
+		}
+	}
 	summarize(rep, &o, samples)
 	return rep, nil
 }
@@ -466,7 +489,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if e.ret, err = retrieval.Open(ctx, retrieval.Options{Dir: filepath.Join(dir, "retrieval"), Logger: quiet}); err != nil {
 		return nil, err
 	}
-	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: o.DType, NoProbation: o.NoProbation})
+	st, err := blend.NewStore(m, cache, blend.StoreOptions{DType: o.DType, Format: o.Format, PreRoPE: o.PreRoPE, NoProbation: o.NoProbation})
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ragkv/ragkv/blend"
+	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/internal/shared"
 	"github.com/ragkv/ragkv/model"
 )
@@ -56,6 +57,37 @@ func TestRunMusique(t *testing.T) {
 		if !(rep.TTFTMsP50[k] > 0) || rep.TTFTMsP99[k] < rep.TTFTMsP50[k] || !(rep.SpeedupWindows[k].Last > 0) {
 			t.Fatalf("%s: p50 %g p99 %g windows %+v", k, rep.TTFTMsP50[k], rep.TTFTMsP99[k], rep.SpeedupWindows[k])
 		}
+	}
+}
+
+// TestRunQ4Format: --kv-dtype q4 --kv-prerope stores the collection in q4 (about a
+// third of f16's 640 bytes per token on stories260K) and still serves every passage
+// from memory.
+func TestRunQ4Format(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a second in-process bench run (~35 s on a loaded 2-core machine)")
+	}
+	m := storiesModel(t)
+	f, err := chunkcache.ParseFormat("q4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), m, "stories260K", Options{Stream: "musique", DataDir: shared.Path(t), Queries: 4, Docs: 2,
+		K: 2, ChunkWords: 30, Window: 2, Methods: []blend.Method{blend.CacheBlend}, Format: f, PreRoPE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KVFormat != "q4:group=32" || !rep.KVPreRoPE || rep.TierStats == nil {
+		t.Fatalf("format %q pre-RoPE %v, tier stats %+v", rep.KVFormat, rep.KVPreRoPE, rep.TierStats)
+	}
+	if bpt := rep.TierStats.BytesPerToken; !(bpt > 150 && bpt < 400) || rep.TierStats.ChunkTokens == 0 {
+		t.Fatalf("tier holds %d tokens at %.1f bytes/token (q4 ≈ 203 + manifest)", rep.TierStats.ChunkTokens, bpt)
+	}
+	if h := rep.HitRatioWindows["cacheblend"]; h.Last["memory"] != 1 {
+		t.Fatalf("cacheblend hit ratios %+v", h)
+	}
+	if f := rep.Fidelity["cacheblend"]; !(f.KLMean > 0) || f.Top1 < 0.5 {
+		t.Fatalf("cacheblend fidelity %+v", f)
 	}
 }
 
