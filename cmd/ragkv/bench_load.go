@@ -66,6 +66,10 @@ type benchLoadResult struct {
 	IsolationViolations int64 `json:"isolation_violations"`
 	// QuotaViolations is null: per-namespace quotas are not implemented.
 	QuotaViolations *int64 `json:"quota_violations"`
+	// FillChunks and FillSeconds: chunks put (in process) to fill the tiers before the
+	// timed run (--fill).
+	FillChunks  int     `json:"fill_chunks,omitempty"`
+	FillSeconds float64 `json:"fill_seconds,omitempty"`
 	// WarmupSeconds is when the RSS baseline was taken: after --warmup and once the
 	// disk tier had filled to 95% of its capacity (steady state: both tiers evicting),
 	// at most half the run.
@@ -130,6 +134,9 @@ type loadConfig struct {
 	passages int
 	// badgerMemTable, badgerBlockCache: the disk tier's Badger caches (0: defaults).
 	badgerMemTable, badgerBlockCache int64
+	// fill: before the timed run, fill both tiers (in process, through the cache API)
+	// until RAM evicts and the disk tier is 95% full: the steady state of a long run.
+	fill bool
 }
 
 func init() {
@@ -221,6 +228,7 @@ chunk whose PutChunk was acknowledged before the kill: each must be there, bit-e
 	f.StringVar(&cfg.model, "model", "", "model for Prefill in the mix (e.g. stories260K.bin); empty: no prefill")
 	f.StringVar(&cfg.tokenizer, "tokenizer", "", "tokenizer of --model")
 	f.IntVar(&cfg.passages, "passages", 0, "synthetic passages in a retrieval collection for Retrieve in the mix (0: no retrieve)")
+	f.BoolVar(&cfg.fill, "fill", true, "fill both tiers to capacity before the timed run (in-process server; steady state)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	benchCmd.AddCommand(cmd)
 }
@@ -284,6 +292,74 @@ type loadTarget struct {
 	pid      string // "self" (in-process) or the child's pid
 	inferenc bool
 	passages int
+	cache    *chunkcache.Cache // in-process server only
+}
+
+// fillTiers puts bench chunks straight into the cache (4 writers, namespaces of the
+// identities, seeds outside the clients' range) until the memory tier has evicted and
+// the disk tier is 95% full, or 5 minutes pass.
+func fillTiers(ctx context.Context, cache *chunkcache.Cache, identities int) (int, error) {
+	full := func() bool {
+		st := cache.Stats()
+		if len(st.Tiers) < 2 {
+			return st.Tiers[0].Evictions > 0
+		}
+		d := st.Tiers[1]
+		return st.Tiers[0].Evictions > 0 && float64(d.Bytes) >= 0.95*float64(d.Capacity)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	var n atomic.Int64
+	var done atomic.Bool
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := uint64(0); !done.Load(); i++ {
+				if ctx.Err() != nil || time.Now().After(deadline) {
+					done.Store(true)
+					return
+				}
+				seed := uint64(1<<31+w)<<32 | i
+				ns := fmt.Sprintf("tenant-%d", int(i)%identities)
+				if err := fillPut(ctx, cache, ns, seed); err != nil {
+					errc <- err
+					done.Store(true)
+					return
+				}
+				if n.Add(1)%256 == 0 && full() {
+					done.Store(true)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return int(n.Load()), fmt.Errorf("bench load: fill: %w", err)
+	}
+	return int(n.Load()), ctx.Err()
+}
+
+// fillPut puts benchChunk(ns, seed) through the cache API (as PutChunk would).
+func fillPut(ctx context.Context, cache *chunkcache.Cache, ns string, seed uint64) error {
+	h, kv := benchChunk(ns, seed)
+	l := h.GetLayout()
+	w, err := cache.NewWriter(ctx, chunkcache.PutSpec{Namespace: ns, Tokens: h.GetTokenIds(), PositionBase: h.GetPositionBase(),
+		Model:  chunkcache.Fingerprint{Architecture: h.GetModel().GetArchitecture(), WeightsDigest: h.GetModel().GetWeightsDigest(), TokenizerDigest: h.GetModel().GetTokenizerDigest()},
+		Layout: chunkcache.Layout{Layers: int(l.GetLayers()), KVHeads: int(l.GetKvHeads()), HeadDim: int(l.GetHeadDim()), DType: chunkcache.F16}})
+	if err != nil {
+		return err
+	}
+	for i, p := range kv {
+		if err := w.WriteLayerRaw(i, chunkcache.LayerParts{K: p[0], V: p[1]}, nil); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	_, err = w.Commit(ctx)
+	return err
 }
 
 // loadIdentities writes the auth file: an admin and one writer per namespace (reading
@@ -331,10 +407,20 @@ func runBenchLoad(ctx context.Context, cfg loadConfig) (*benchLoadResult, error)
 	}
 	defer stop()
 	target.tls = ccfg
+	var filled int
+	var fillSecs float64
+	if cfg.fill {
+		t0 := time.Now()
+		if filled, err = fillTiers(ctx, target.cache, cfg.identities); err != nil {
+			return nil, err
+		}
+		fillSecs = time.Since(t0).Seconds()
+	}
 	res, _, err := driveLoad(ctx, cfg, target, tokens, nil)
 	if err != nil {
 		return nil, err
 	}
+	res.FillChunks, res.FillSeconds = filled, fillSecs
 	res.Server = "in-process"
 	res.Note = "in-process server and clients; RSS covers both; quotas are not implemented (quota_violations null)" + res.Note
 	return res, nil
@@ -373,7 +459,7 @@ func startLoadServer(ctx context.Context, cfg loadConfig, dir string, tf certs.F
 	}
 	closers = append(closers, func() { _ = cache.Close() })
 	opts := []server.Option{server.WithChunkCache(cache), server.WithLogger(quiet)}
-	target := &loadTarget{pid: "self"}
+	target := &loadTarget{pid: "self", cache: cache}
 	if cfg.model != "" {
 		m, err := model.Open(cfg.model, model.Options{Tokenizer: cfg.tokenizer})
 		if err != nil {
@@ -636,7 +722,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 						Mode: ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25})
 				default:
 					name = "prefill"
-					err = benchPrefill(callCtx, inf, ns, r, target.passages)
+					err = benchPrefill(callCtx, inf, ns, r)
 				}
 				if killed.Load() {
 					if err != nil {
@@ -709,10 +795,12 @@ func benchQuery(r *rand.Rand) string {
 	return benchWords[r.IntN(len(benchWords))] + " " + benchWords[r.IntN(len(benchWords))] + " " + benchWords[r.IntN(len(benchWords))]
 }
 
-// benchPrefill fuses two chunks (passages of the collection, so that they repeat and
-// are cached, or fixed texts without one) and a query, CacheBlend at the default ratio.
-func benchPrefill(ctx context.Context, inf ragkvv1.InferenceClient, ns string, r *rand.Rand, passages int) error {
-	n := max(passages, 32)
+// benchPrefill fuses two chunks and a query, CacheBlend at the default ratio. The
+// chunks are drawn from the first 16 synthetic passages, so that after the first
+// requests of each namespace their KV comes from the cache (the RAG case the cache is
+// for) rather than being computed on every request.
+func benchPrefill(ctx context.Context, inf ragkvv1.InferenceClient, ns string, r *rand.Rand) error {
+	const n = 16
 	a, b := r.IntN(n), r.IntN(n)
 	_, err := inf.Prefill(ctx, &ragkvv1.PrefillRequest{Namespace: ns, Method: "cacheblend", Query: "What did " + benchQuery(r) + " do?",
 		Chunks: []*ragkvv1.InferenceChunk{
