@@ -90,6 +90,10 @@ type benchLoadResult struct {
 	HeapWarmBytes  uint64  `json:"heap_after_warmup_bytes"`
 	HeapEndBytes   uint64  `json:"heap_end_bytes"`
 	HeapGrowthFrac float64 `json:"heap_growth_frac"`
+	// GoMemEnd is the Go runtime's view at the end (in-process server only): heap in
+	// use, heap freed but not returned to the OS, goroutine stacks, everything the
+	// runtime obtained from the OS.
+	GoMemEnd *goMem `json:"go_mem_end,omitempty"`
 	// RSSSamples is the RSS (MiB) once per second, to see where it levels off.
 	RSSSamples []int64 `json:"rss_mib_per_second,omitempty"`
 	// Kill is the outcome of --kill-after.
@@ -241,6 +245,22 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// goMem is a summary of runtime.MemStats.
+type goMem struct {
+	HeapInuse          uint64 `json:"heap_inuse_bytes"`
+	HeapIdleUnreleased uint64 `json:"heap_idle_unreleased_bytes"`
+	Stacks             uint64 `json:"stack_bytes"`
+	Sys                uint64 `json:"sys_bytes"`
+	Goroutines         int    `json:"goroutines"`
+}
+
+func readGoMem() *goMem {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return &goMem{HeapInuse: ms.HeapInuse, HeapIdleUnreleased: ms.HeapIdle - ms.HeapReleased, Stacks: ms.StackSys,
+		Sys: ms.Sys, Goroutines: runtime.NumGoroutine()}
 }
 
 // heapInUse is the Go heap in use after a collection.
@@ -759,6 +779,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		res.RSSAnonWarmBytes, res.RSSAnonEndBytes = memWarm.anon, end.anon
 		res.RSSFileWarmBytes, res.RSSFileEndBytes = memWarm.file, end.file
 		if target.pid == "self" {
+			res.GoMemEnd = readGoMem() // before heapInUse's GC: what the run left
 			res.HeapWarmBytes, res.HeapEndBytes = heapWarm, heapInUse()
 		}
 	}
