@@ -299,6 +299,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 	ne.size, ne.pin = size, pin
 	stored := make([]bool, len(c.tiers))
 	had := make([]bool, len(c.tiers))
+	kept := make([]bool, len(c.tiers)) // a refused overwrite left the older copy intact
 	for i, t := range c.tiers {
 		had[i] = t.tracker.Contains(eviction.Key(k))
 		if i != 0 && (!t.writeThrough || localOnly) {
@@ -331,8 +332,16 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 			err = t.tier.Put(ctx, k, tobj)
 		}
 		if err != nil {
-			t.tracker.Remove(eviction.Key(k))
-			_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
+			if had[i] {
+				// A failed Put leaves the previous object or the new one, whole (the
+				// store.Tier contract; the disk tier refuses before writing when it is
+				// short of space): the tier keeps that copy, so an acknowledged chunk
+				// is not lost to a failed re-put.
+				kept[i] = true
+			} else {
+				t.tracker.Remove(eviction.Key(k))
+				_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
+			}
 			errOther = fmt.Errorf("tier %s: %w", t.name, err)
 			if t.persistent {
 				errDurable = errOther
@@ -351,7 +360,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 	}
 	// A tier that was not written must not keep an older version of the chunk.
 	for i, t := range c.tiers {
-		if !stored[i] && t.tracker.Remove(eviction.Key(k)) {
+		if !stored[i] && !kept[i] && t.tracker.Remove(eviction.Key(k)) {
 			if err := t.tier.Delete(context.WithoutCancel(ctx), k); err != nil && !errors.Is(err, store.ErrNotFound) {
 				c.log.Warn("chunkcache: delete stale copy", "tier", t.name, "key", k.String(), "err", err)
 			}
@@ -377,7 +386,7 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		switch {
 		case stored[i]:
 			c.emit(EventStored, k, &ne, i, -1)
-		case had[i]:
+		case had[i] && !kept[i]:
 			c.emit(EventDeleted, k, &ne, i, -1)
 		}
 	}
