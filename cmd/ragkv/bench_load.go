@@ -138,6 +138,9 @@ type loadConfig struct {
 	passages int
 	// badgerMemTable, badgerBlockCache: the disk tier's Badger caches (0: defaults).
 	badgerMemTable, badgerBlockCache int64
+	// badgerVlogFile, badgerGC: the value-log file size and GC interval (0: defaults).
+	badgerVlogFile int64
+	badgerGC       time.Duration
 	// fill: before the timed run, fill both tiers (in process, through the cache API)
 	// until RAM evicts and the disk tier is 95% full: the steady state of a long run.
 	fill bool
@@ -145,7 +148,7 @@ type loadConfig struct {
 
 func init() {
 	cfg := loadConfig{memCap: 64 << 20, diskCap: 256 << 20}
-	var memCap, diskCap, memTable, blockCache cacheBytes = 64 << 20, 0, 0, 0
+	var memCap, diskCap, memTable, blockCache, vlogFile cacheBytes = 64 << 20, 0, 0, 0, 0
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "load",
@@ -199,7 +202,16 @@ chunk whose PutChunk was acknowledged before the kill: each must be there, bit-e
 					cfg.diskCap = 4 << 30 // nothing evicted: every acknowledged chunk must be there
 				}
 			}
-			cfg.badgerMemTable, cfg.badgerBlockCache = int64(memTable), int64(blockCache)
+			cfg.badgerMemTable, cfg.badgerBlockCache, cfg.badgerVlogFile = int64(memTable), int64(blockCache), int64(vlogFile)
+			if v := cfg.badgerVlogFile; v != 0 && (v < 1<<20 || v >= 2<<30) {
+				return flagErr("badger-vlog-file", "want 1MiB..2GiB, got %d", v)
+			}
+			if m := cfg.badgerMemTable; m != 0 && m < 1<<20 {
+				return flagErr("badger-memtable", "want ≥ 1MiB, got %d", m)
+			}
+			if cfg.badgerGC < 0 {
+				return flagErr("badger-gc-interval", "must be ≥ 0")
+			}
 			res, err := runBenchLoad(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -229,6 +241,8 @@ chunk whose PutChunk was acknowledged before the kill: each must be there, bit-e
 	f.Var(&diskCap, "disk-capacity", "disk tier capacity (default 256MiB; 4GiB with --kill-after)")
 	f.Var(&memTable, "badger-memtable", "the disk tier's Badger memtable size (default: the store's, 32MiB)")
 	f.Var(&blockCache, "badger-block-cache", "the disk tier's Badger block cache (default: the store's, 64MiB)")
+	f.Var(&vlogFile, "badger-vlog-file", "the disk tier's Badger value-log file size (default: the store's, 512MiB; GC rewrites only files other than the one being written)")
+	f.DurationVar(&cfg.badgerGC, "badger-gc-interval", 0, "the disk tier's value-log GC interval (default: the store's, 1m)")
 	f.StringVar(&cfg.model, "model", "", "model for Prefill in the mix (e.g. stories260K.bin); empty: no prefill")
 	f.StringVar(&cfg.tokenizer, "tokenizer", "", "tokenizer of --model")
 	f.IntVar(&cfg.passages, "passages", 0, "synthetic passages in a retrieval collection for Retrieve in the mix (0: no retrieve)")
@@ -451,22 +465,26 @@ func runBenchLoad(ctx context.Context, cfg loadConfig) (*benchLoadResult, error)
 func startLoadServer(ctx context.Context, cfg loadConfig, dir string, tf certs.Files, authPath string) (_ *loadTarget, stop func(), err error) {
 	quiet := slog.New(slog.DiscardHandler)
 	var closers []func()
-	stop = func() {
+	stopAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			stop()
+			stopAll()
 		}
 	}()
 	st, err := auth.Load(authPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: filepath.Join(dir, "disk"), Logger: quiet,
-		MemTableSize: cfg.badgerMemTable, BlockCacheSize: cfg.badgerBlockCache})
+	bo := store.BadgerOptions{Dir: filepath.Join(dir, "disk"), Logger: quiet,
+		MemTableSize: cfg.badgerMemTable, BlockCacheSize: cfg.badgerBlockCache, ValueLogFileSize: cfg.badgerVlogFile, GCInterval: cfg.badgerGC}
+	if bo.ValueLogFileSize > 0 {
+		bo.SegmentBytes = min(64<<20, bo.ValueLogFileSize/2)
+	}
+	disk, err := store.OpenBadger(ctx, bo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -540,7 +558,7 @@ func startLoadServer(ctx context.Context, cfg loadConfig, dir string, tf certs.F
 	}()
 	closers = append(closers, func() { srv.Stop(context.Background()); <-done })
 	target.addr = lis.Addr().String()
-	return target, stop, nil
+	return target, stopAll, nil
 }
 
 var benchWords = strings.Fields("tom lily ball park dog cat tree red big small happy sad sun rain cake mom dad friend toy box " +
