@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,14 @@ type benchLoadResult struct {
 	HeapWarmBytes  uint64  `json:"heap_after_warmup_bytes"`
 	HeapEndBytes   uint64  `json:"heap_end_bytes"`
 	HeapGrowthFrac float64 `json:"heap_growth_frac"`
+	// RSSRetained*: RSS right after the Go heap was collected and its free pages
+	// returned to the OS (debug.FreeOSMemory, in-process server only), at the same two
+	// points, read after the plain RSS figures above: what the process keeps, without
+	// the garbage and free pages the collector's pacing and the scavenger leave. A leak
+	// grows it; GC pacing does not.
+	RSSRetainedWarmBytes  int64   `json:"rss_retained_after_warmup_bytes,omitempty"`
+	RSSRetainedEndBytes   int64   `json:"rss_retained_end_bytes,omitempty"`
+	RSSRetainedGrowthFrac float64 `json:"rss_retained_growth_frac,omitempty"`
 	// GoMemEnd is the Go runtime's view at the end (in-process server only): heap in
 	// use, heap freed but not returned to the OS, goroutine stacks, everything the
 	// runtime obtained from the OS.
@@ -669,6 +678,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 	var (
 		memWarm    procMem
 		heapWarm   uint64
+		retWarm    int64
 		warmAt     time.Duration
 		rssSamples []int64
 		memDone    = make(chan struct{})
@@ -691,6 +701,8 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 				memWarm = m
 				if target.pid == "self" {
 					heapWarm = heapInUse()
+					debug.FreeOSMemory()
+					retWarm = rssBytes()
 				}
 			}
 		}
@@ -799,6 +811,11 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		if target.pid == "self" {
 			res.GoMemEnd = readGoMem() // before heapInUse's GC: what the run left
 			res.HeapWarmBytes, res.HeapEndBytes = heapWarm, heapInUse()
+			debug.FreeOSMemory()
+			res.RSSRetainedWarmBytes, res.RSSRetainedEndBytes = retWarm, rssBytes()
+			if retWarm > 0 {
+				res.RSSRetainedGrowthFrac = float64(res.RSSRetainedEndBytes-retWarm) / float64(retWarm)
+			}
 		}
 	}
 	for k, v := range lat {
