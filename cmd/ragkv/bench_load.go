@@ -406,14 +406,16 @@ func fillPut(ctx context.Context, cache *chunkcache.Cache, ns string, seed uint6
 }
 
 // loadIdentities writes the auth file: an admin and one writer per namespace (reading
-// the bench collection).
+// the bench collection). max_handles is high so that the Prefill handles a server
+// keeps (until their TTL, where Prefill keeps one per request) never refuse a prefill
+// of the mix.
 func loadIdentities(dir string, identities int) (path string, tokens []string, err error) {
 	tokens = make([]string, identities)
 	var y strings.Builder
 	y.WriteString("identities:\n  - name: bench-admin\n    role: admin\n    token_sha256: " + auth.HashToken("bench-admin-token") + "\n    namespaces: [\"*\"]\n    collections: [\"*\"]\n")
 	for i := range tokens {
 		tokens[i] = fmt.Sprintf("bench-token-%d-%d", i, rand.Uint64())
-		fmt.Fprintf(&y, "  - name: tenant-%d\n    role: writer\n    token_sha256: %s\n    namespaces: [\"tenant-%d\"]\n    collections: [\"bench\"]\n    max_handles: 64\n",
+		fmt.Fprintf(&y, "  - name: tenant-%d\n    role: writer\n    token_sha256: %s\n    namespaces: [\"tenant-%d\"]\n    collections: [\"bench\"]\n    max_handles: 1000000\n",
 			i, auth.HashToken(tokens[i]), i)
 	}
 	path = filepath.Join(dir, "auth.yaml")
@@ -583,6 +585,21 @@ func benchPassage(i int) string {
 	return strings.Join(w, " ") + "."
 }
 
+// killFlag reports whether the kill channel is closed (never, for a nil channel).
+type killFlag struct{ ch <-chan struct{} }
+
+func (k killFlag) Load() bool {
+	if k.ch == nil {
+		return false
+	}
+	select {
+	case <-k.ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // ackedPut is a chunk whose PutChunk was acknowledged.
 type ackedPut struct {
 	ns   string
@@ -614,7 +631,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		budget      atomic.Int64
 		diskEvicted atomic.Uint64
 		diskFull    atomic.Bool
-		killed      atomic.Bool
+		killed      = killFlag{kill}
 		firstErr    atomic.Value
 		codesMu     sync.Mutex
 		errCodes    = map[string]int64{}
@@ -637,7 +654,6 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		go func() {
 			select {
 			case <-kill:
-				killed.Store(true)
 				cancelCalls()
 				cancel()
 			case <-runCtx.Done():
@@ -1014,8 +1030,8 @@ func runBenchLoadKill(ctx context.Context, cfg loadConfig, dir string, tf certs.
 	var killedAt time.Time
 	timer := time.AfterFunc(cfg.killAfter, func() {
 		killedAt = time.Now()
+		close(kill) // first: an error a client sees after the signal is then known as late
 		_ = child.cmd.Process.Signal(syscall.SIGKILL)
-		close(kill)
 	})
 	t0 := time.Now()
 	res, acked, err := driveLoad(ctx, cfg, &loadTarget{addr: child.addr, tls: ccfg, pid: strconv.Itoa(child.cmd.Process.Pid)}, tokens, kill)
