@@ -358,6 +358,11 @@ func (c *Cache) commit(ctx context.Context, k Key, obj store.Object, ne entry, l
 		res.Tiers = nil
 		errOther = errDurable
 	}
+	if len(res.Tiers) > 0 {
+		// The put succeeded elsewhere: an older copy left by a failed Put would be
+		// stale next to the new one, so it goes (below).
+		clear(kept)
+	}
 	// A tier that was not written must not keep an older version of the chunk.
 	for i, t := range c.tiers {
 		if !stored[i] && !kept[i] && t.tracker.Remove(eviction.Key(k)) {
