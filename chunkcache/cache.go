@@ -364,6 +364,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 	ne.size, ne.pin = size, pin
 	stored := make([]bool, len(c.tiers))
 	had := make([]bool, len(c.tiers))
+	kept := make([]bool, len(c.tiers)) // a refused overwrite left the older copy intact
 	for i, t := range c.tiers {
 		had[i] = t.tracker.Contains(eviction.Key(k))
 		if i != 0 && (!t.writeThrough || localOnly) {
@@ -396,8 +397,16 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 			err = t.tier.Put(ctx, k, tobj)
 		}
 		if err != nil {
-			t.tracker.Remove(eviction.Key(k))
-			_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
+			if had[i] {
+				// A failed Put leaves the previous object or the new one, whole (the
+				// store.Tier contract; the disk tier refuses before writing when it is
+				// short of space): the tier keeps that copy, so an acknowledged chunk
+				// is not lost to a failed re-put.
+				kept[i] = true
+			} else {
+				t.tracker.Remove(eviction.Key(k))
+				_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
+			}
 			errOther = fmt.Errorf("tier %s: %w", t.name, err)
 			if t.persistent {
 				errDurable = errOther
@@ -414,9 +423,14 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 		res.Tiers = nil
 		errOther = errDurable
 	}
+	if len(res.Tiers) > 0 {
+		// The put succeeded elsewhere: an older copy left by a failed Put would be
+		// stale next to the new one, so it goes (below).
+		clear(kept)
+	}
 	// A tier that was not written must not keep an older version of the chunk.
 	for i, t := range c.tiers {
-		if !stored[i] && t.tracker.Remove(eviction.Key(k)) {
+		if !stored[i] && !kept[i] && t.tracker.Remove(eviction.Key(k)) {
 			if err := t.tier.Delete(context.WithoutCancel(ctx), k); err != nil && !errors.Is(err, store.ErrNotFound) {
 				c.log.Warn("chunkcache: delete stale copy", "tier", t.name, "key", k.String(), "err", err)
 			}
@@ -442,7 +456,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 		switch {
 		case stored[i]:
 			c.emit(EventStored, k, &ne, i, -1)
-		case had[i]:
+		case had[i] && !kept[i]:
 			c.emit(EventDeleted, k, &ne, i, -1)
 		}
 	}

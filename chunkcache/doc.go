@@ -86,7 +86,9 @@
 // Options.Tiers are ordered fastest first; each has an eviction.Tracker that decides
 // what it keeps within its byte budget. A put stages all layers in memory (Writer) and
 // on Commit writes the first tier and every WriteThrough tier (the persistent disk
-// tier in `ragkv serve`, so an acknowledged chunk survives a crash). A chunk a tier
+// tier in `ragkv serve`, so an acknowledged chunk survives a crash: a put that a
+// persistent tier fails to store — disk full, I/O error — fails and leaves no copy in
+// the other tiers). A chunk a tier
 // evicts is demoted to the next tier if that tier does not hold it yet, and deleted
 // from the last tier. A chunk read in full from a lower tier is promoted into the
 // first tier when the Reader closes (subject to that tier's admission filter; a pinned

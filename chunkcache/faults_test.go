@@ -71,8 +71,9 @@ func openFaultCache(dir string, s faultSetup) (*Cache, error) {
 	})
 }
 
-// faultWorkload puts chunks 0..faultOps-1 in order and, after every second put, reads
-// an older chunk in full (a promotion when it is only on disk). It reports each put
+// faultWorkload puts chunks 0..faultOps-1 in order, after every fourth put re-puts an
+// older one (whether or not that succeeds, the chunk must stay as it was), and after
+// every second put reads an older chunk in full (a promotion when it is only on disk). It reports each put
 // before it starts ("PUT n") and after it is acknowledged ("ACK n"). A failed put is
 // reported ("FAIL n") and the workload goes on.
 func faultWorkload(c *Cache, report func(string, int)) {
@@ -85,6 +86,12 @@ func faultWorkload(c *Cache, report func(string, int)) {
 			report("FAIL", i)
 		} else {
 			report("ACK", i)
+		}
+		if i%4 == 3 {
+			// Re-put an earlier chunk (an overwrite of the same content key).
+			spec, ks, vs := faultChunk(r.IntN(i))
+			report("REPUT", 0)
+			_, _ = c.PutFloat32(ctx, spec, ks, vs)
 		}
 		if i%2 == 1 {
 			spec, _, _ := faultChunk(r.IntN(i))

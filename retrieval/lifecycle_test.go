@@ -283,6 +283,8 @@ func TestKilledAtEveryStepRecovers(t *testing.T) {
 			_, err = st.Compact(context.Background(), "c")
 		case strings.HasPrefix(step, "rebuild"):
 			_, err = st.RebuildWith(context.Background(), "c", RebuildOptions{Shards: 2, Refit: true})
+		case step == "manifest-deleted":
+			err = st.DeleteCollection(context.Background(), "c")
 		default:
 			_, err = upsertAndDelete(context.Background(), st, docs)
 		}
@@ -296,8 +298,14 @@ func TestKilledAtEveryStepRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := SearchRequest{Collection: "c", Query: "dog engine bread", K: 20, Mode: ModeBM25}
-	for _, step := range []string{"shards-built", "passages-written", "redo-written", "committed",
-		"compact-built", "compact-committed", "rebuild-built", "rebuild-committed"} {
+	steps := []string{"shards-built", "passages-written", "redo-written", "committed",
+		"compact-built", "compact-committed", "rebuild-built", "rebuild-committed", "manifest-deleted"}
+	for _, name := range failpoint.Names("retrieval/") {
+		if !slices.Contains(steps, strings.TrimPrefix(name, "retrieval/")) {
+			t.Errorf("failpoint %s has no crash case", name)
+		}
+	}
+	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			dir := t.TempDir()
 			st := openStore(t, dir, sif)
@@ -321,6 +329,17 @@ func TestKilledAtEveryStepRecovers(t *testing.T) {
 			}
 			st = openStore(t, dir, sif)
 			defer st.Close()
+			if step == "manifest-deleted" {
+				// Past the delete's commit point: the reopened store finishes it, and a
+				// collection created under the name starts empty.
+				if _, err := st.Collection("c"); !errors.Is(err, ErrCollectionNotFound) {
+					t.Fatalf("deleted collection after the crash: %v", err)
+				}
+				if r := ingest(t, st, "c", lifecycleOpts(), 1, docs[:5]); r.Docs != 5 || r.TotalDocs != 5 {
+					t.Fatalf("re-created collection: %+v", r)
+				}
+				return
+			}
 			if redo, err := st.redoCollections(); err != nil || len(redo) != 0 {
 				t.Fatalf("redo log left after recovery: %v %v", redo, err)
 			}

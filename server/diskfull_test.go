@@ -83,6 +83,10 @@ func TestPutChunkOnFullDiskIsResourceExhausted(t *testing.T) {
 	if _, err := pushChunk(ctx, cl, h, frames); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("the refused chunk again: %v", err)
 	}
+	// A re-put of an acknowledged chunk is refused too, and leaves the stored copy.
+	if _, err := pushChunk(ctx, cl, acked[0].h, acked[0].frames); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("re-put on a full disk: %v", err)
+	}
 	if st := c.Stats(); st.Chunks != len(acked) {
 		t.Fatalf("%d chunks in the cache, %d acknowledged", st.Chunks, len(acked))
 	}

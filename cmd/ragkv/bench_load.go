@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,6 +67,10 @@ type benchLoadResult struct {
 	IsolationViolations int64 `json:"isolation_violations"`
 	// QuotaViolations is null: per-namespace quotas are not implemented.
 	QuotaViolations *int64 `json:"quota_violations"`
+	// FillChunks and FillSeconds: chunks put (in process) to fill the tiers before the
+	// timed run (--fill).
+	FillChunks  int     `json:"fill_chunks,omitempty"`
+	FillSeconds float64 `json:"fill_seconds,omitempty"`
 	// WarmupSeconds is when the RSS baseline was taken: after --warmup and once the
 	// disk tier had filled to 95% of its capacity (steady state: both tiers evicting),
 	// at most half the run.
@@ -86,6 +91,18 @@ type benchLoadResult struct {
 	HeapWarmBytes  uint64  `json:"heap_after_warmup_bytes"`
 	HeapEndBytes   uint64  `json:"heap_end_bytes"`
 	HeapGrowthFrac float64 `json:"heap_growth_frac"`
+	// RSSRetained*: RSS right after the Go heap was collected and its free pages
+	// returned to the OS (debug.FreeOSMemory, in-process server only), at the same two
+	// points, read after the plain RSS figures above: what the process keeps, without
+	// the garbage and free pages the collector's pacing and the scavenger leave. A leak
+	// grows it; GC pacing does not.
+	RSSRetainedWarmBytes  int64   `json:"rss_retained_after_warmup_bytes,omitempty"`
+	RSSRetainedEndBytes   int64   `json:"rss_retained_end_bytes,omitempty"`
+	RSSRetainedGrowthFrac float64 `json:"rss_retained_growth_frac,omitempty"`
+	// GoMemEnd is the Go runtime's view at the end (in-process server only): heap in
+	// use, heap freed but not returned to the OS, goroutine stacks, everything the
+	// runtime obtained from the OS.
+	GoMemEnd *goMem `json:"go_mem_end,omitempty"`
 	// RSSSamples is the RSS (MiB) once per second, to see where it levels off.
 	RSSSamples []int64 `json:"rss_mib_per_second,omitempty"`
 	// Kill is the outcome of --kill-after.
@@ -130,11 +147,17 @@ type loadConfig struct {
 	passages int
 	// badgerMemTable, badgerBlockCache: the disk tier's Badger caches (0: defaults).
 	badgerMemTable, badgerBlockCache int64
+	// badgerVlogFile, badgerGC: the value-log file size and GC interval (0: defaults).
+	badgerVlogFile int64
+	badgerGC       time.Duration
+	// fill: before the timed run, fill both tiers (in process, through the cache API)
+	// until RAM evicts and the disk tier is 95% full: the steady state of a long run.
+	fill bool
 }
 
 func init() {
 	cfg := loadConfig{memCap: 64 << 20, diskCap: 256 << 20}
-	var memCap, diskCap, memTable, blockCache cacheBytes = 64 << 20, 0, 0, 0
+	var memCap, diskCap, memTable, blockCache, vlogFile cacheBytes = 64 << 20, 0, 0, 0, 0
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "load",
@@ -188,7 +211,16 @@ chunk whose PutChunk was acknowledged before the kill: each must be there, bit-e
 					cfg.diskCap = 4 << 30 // nothing evicted: every acknowledged chunk must be there
 				}
 			}
-			cfg.badgerMemTable, cfg.badgerBlockCache = int64(memTable), int64(blockCache)
+			cfg.badgerMemTable, cfg.badgerBlockCache, cfg.badgerVlogFile = int64(memTable), int64(blockCache), int64(vlogFile)
+			if v := cfg.badgerVlogFile; v != 0 && (v < 1<<20 || v >= 2<<30) {
+				return flagErr("badger-vlog-file", "want 1MiB..2GiB, got %d", v)
+			}
+			if m := cfg.badgerMemTable; m != 0 && m < 1<<20 {
+				return flagErr("badger-memtable", "want ≥ 1MiB, got %d", m)
+			}
+			if cfg.badgerGC < 0 {
+				return flagErr("badger-gc-interval", "must be ≥ 0")
+			}
 			res, err := runBenchLoad(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -218,9 +250,12 @@ chunk whose PutChunk was acknowledged before the kill: each must be there, bit-e
 	f.Var(&diskCap, "disk-capacity", "disk tier capacity (default 256MiB; 4GiB with --kill-after)")
 	f.Var(&memTable, "badger-memtable", "the disk tier's Badger memtable size (default: the store's, 32MiB)")
 	f.Var(&blockCache, "badger-block-cache", "the disk tier's Badger block cache (default: the store's, 64MiB)")
+	f.Var(&vlogFile, "badger-vlog-file", "the disk tier's Badger value-log file size (default: the store's, 512MiB; GC rewrites only files other than the one being written)")
+	f.DurationVar(&cfg.badgerGC, "badger-gc-interval", 0, "the disk tier's value-log GC interval (default: the store's, 1m)")
 	f.StringVar(&cfg.model, "model", "", "model for Prefill in the mix (e.g. stories260K.bin); empty: no prefill")
 	f.StringVar(&cfg.tokenizer, "tokenizer", "", "tokenizer of --model")
 	f.IntVar(&cfg.passages, "passages", 0, "synthetic passages in a retrieval collection for Retrieve in the mix (0: no retrieve)")
+	f.BoolVar(&cfg.fill, "fill", true, "fill both tiers to capacity before the timed run (in-process server; steady state)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	benchCmd.AddCommand(cmd)
 }
@@ -233,6 +268,22 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// goMem is a summary of runtime.MemStats.
+type goMem struct {
+	HeapInuse          uint64 `json:"heap_inuse_bytes"`
+	HeapIdleUnreleased uint64 `json:"heap_idle_unreleased_bytes"`
+	Stacks             uint64 `json:"stack_bytes"`
+	Sys                uint64 `json:"sys_bytes"`
+	Goroutines         int    `json:"goroutines"`
+}
+
+func readGoMem() *goMem {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return &goMem{HeapInuse: ms.HeapInuse, HeapIdleUnreleased: ms.HeapIdle - ms.HeapReleased, Stacks: ms.StackSys,
+		Sys: ms.Sys, Goroutines: runtime.NumGoroutine()}
 }
 
 // heapInUse is the Go heap in use after a collection.
@@ -284,17 +335,87 @@ type loadTarget struct {
 	pid      string // "self" (in-process) or the child's pid
 	inferenc bool
 	passages int
+	cache    *chunkcache.Cache // in-process server only
+}
+
+// fillTiers puts bench chunks straight into the cache (4 writers, namespaces of the
+// identities, seeds outside the clients' range) until the memory tier has evicted and
+// the disk tier is 95% full, or 5 minutes pass.
+func fillTiers(ctx context.Context, cache *chunkcache.Cache, identities int) (int, error) {
+	full := func() bool {
+		st := cache.Stats()
+		if len(st.Tiers) < 2 {
+			return st.Tiers[0].Evictions > 0
+		}
+		d := st.Tiers[1]
+		return st.Tiers[0].Evictions > 0 && float64(d.Bytes) >= 0.95*float64(d.Capacity)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	var n atomic.Int64
+	var done atomic.Bool
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := uint64(0); !done.Load(); i++ {
+				if ctx.Err() != nil || time.Now().After(deadline) {
+					done.Store(true)
+					return
+				}
+				seed := uint64(1<<31+w)<<32 | i
+				ns := fmt.Sprintf("tenant-%d", int(i)%identities)
+				if err := fillPut(ctx, cache, ns, seed); err != nil {
+					errc <- err
+					done.Store(true)
+					return
+				}
+				if n.Add(1)%256 == 0 && full() {
+					done.Store(true)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return int(n.Load()), fmt.Errorf("bench load: fill: %w", err)
+	}
+	return int(n.Load()), ctx.Err()
+}
+
+// fillPut puts benchChunk(ns, seed) through the cache API (as PutChunk would).
+func fillPut(ctx context.Context, cache *chunkcache.Cache, ns string, seed uint64) error {
+	h, kv := benchChunk(ns, seed)
+	l := h.GetLayout()
+	w, err := cache.NewWriter(ctx, chunkcache.PutSpec{Namespace: ns, Tokens: h.GetTokenIds(), PositionBase: h.GetPositionBase(),
+		Model:  chunkcache.Fingerprint{Architecture: h.GetModel().GetArchitecture(), WeightsDigest: h.GetModel().GetWeightsDigest(), TokenizerDigest: h.GetModel().GetTokenizerDigest()},
+		Layout: chunkcache.Layout{Layers: int(l.GetLayers()), KVHeads: int(l.GetKvHeads()), HeadDim: int(l.GetHeadDim()), DType: chunkcache.F16}})
+	if err != nil {
+		return err
+	}
+	for i, p := range kv {
+		if err := w.WriteLayerRaw(i, chunkcache.LayerParts{K: p[0], V: p[1]}, nil); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	_, err = w.Commit(ctx)
+	return err
 }
 
 // loadIdentities writes the auth file: an admin and one writer per namespace (reading
-// the bench collection).
+// the bench collection). max_handles is high so that the Prefill handles a server
+// keeps (until their TTL, where Prefill keeps one per request) never refuse a prefill
+// of the mix.
 func loadIdentities(dir string, identities int) (path string, tokens []string, err error) {
 	tokens = make([]string, identities)
 	var y strings.Builder
 	y.WriteString("identities:\n  - name: bench-admin\n    role: admin\n    token_sha256: " + auth.HashToken("bench-admin-token") + "\n    namespaces: [\"*\"]\n    collections: [\"*\"]\n")
 	for i := range tokens {
 		tokens[i] = fmt.Sprintf("bench-token-%d-%d", i, rand.Uint64())
-		fmt.Fprintf(&y, "  - name: tenant-%d\n    role: writer\n    token_sha256: %s\n    namespaces: [\"tenant-%d\"]\n    collections: [\"bench\"]\n    max_handles: 64\n",
+		fmt.Fprintf(&y, "  - name: tenant-%d\n    role: writer\n    token_sha256: %s\n    namespaces: [\"tenant-%d\"]\n    collections: [\"bench\"]\n    max_handles: 1000000\n",
 			i, auth.HashToken(tokens[i]), i)
 	}
 	path = filepath.Join(dir, "auth.yaml")
@@ -331,10 +452,20 @@ func runBenchLoad(ctx context.Context, cfg loadConfig) (*benchLoadResult, error)
 	}
 	defer stop()
 	target.tls = ccfg
+	var filled int
+	var fillSecs float64
+	if cfg.fill {
+		t0 := time.Now()
+		if filled, err = fillTiers(ctx, target.cache, cfg.identities); err != nil {
+			return nil, err
+		}
+		fillSecs = time.Since(t0).Seconds()
+	}
 	res, _, err := driveLoad(ctx, cfg, target, tokens, nil)
 	if err != nil {
 		return nil, err
 	}
+	res.FillChunks, res.FillSeconds = filled, fillSecs
 	res.Server = "in-process"
 	res.Note = "in-process server and clients; RSS covers both; quotas are not implemented (quota_violations null)" + res.Note
 	return res, nil
@@ -345,22 +476,26 @@ func runBenchLoad(ctx context.Context, cfg loadConfig) (*benchLoadResult, error)
 func startLoadServer(ctx context.Context, cfg loadConfig, dir string, tf certs.Files, authPath string) (_ *loadTarget, stop func(), err error) {
 	quiet := slog.New(slog.DiscardHandler)
 	var closers []func()
-	stop = func() {
+	stopAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			stop()
+			stopAll()
 		}
 	}()
 	st, err := auth.Load(authPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: filepath.Join(dir, "disk"), Logger: quiet,
-		MemTableSize: cfg.badgerMemTable, BlockCacheSize: cfg.badgerBlockCache})
+	bo := store.BadgerOptions{Dir: filepath.Join(dir, "disk"), Logger: quiet,
+		MemTableSize: cfg.badgerMemTable, BlockCacheSize: cfg.badgerBlockCache, ValueLogFileSize: cfg.badgerVlogFile, GCInterval: cfg.badgerGC}
+	if bo.ValueLogFileSize > 0 {
+		bo.SegmentBytes = min(64<<20, bo.ValueLogFileSize/2)
+	}
+	disk, err := store.OpenBadger(ctx, bo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -373,7 +508,7 @@ func startLoadServer(ctx context.Context, cfg loadConfig, dir string, tf certs.F
 	}
 	closers = append(closers, func() { _ = cache.Close() })
 	opts := []server.Option{server.WithChunkCache(cache), server.WithLogger(quiet)}
-	target := &loadTarget{pid: "self"}
+	target := &loadTarget{pid: "self", cache: cache}
 	if cfg.model != "" {
 		m, err := model.Open(cfg.model, model.Options{Tokenizer: cfg.tokenizer})
 		if err != nil {
@@ -434,7 +569,7 @@ func startLoadServer(ctx context.Context, cfg loadConfig, dir string, tf certs.F
 	}()
 	closers = append(closers, func() { srv.Stop(context.Background()); <-done })
 	target.addr = lis.Addr().String()
-	return target, stop, nil
+	return target, stopAll, nil
 }
 
 var benchWords = strings.Fields("tom lily ball park dog cat tree red big small happy sad sun rain cake mom dad friend toy box " +
@@ -448,6 +583,21 @@ func benchPassage(i int) string {
 		w[j] = benchWords[r.IntN(len(benchWords))]
 	}
 	return strings.Join(w, " ") + "."
+}
+
+// killFlag reports whether the kill channel is closed (never, for a nil channel).
+type killFlag struct{ ch <-chan struct{} }
+
+func (k killFlag) Load() bool {
+	if k.ch == nil {
+		return false
+	}
+	select {
+	case <-k.ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // ackedPut is a chunk whose PutChunk was acknowledged.
@@ -481,7 +631,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		budget      atomic.Int64
 		diskEvicted atomic.Uint64
 		diskFull    atomic.Bool
-		killed      atomic.Bool
+		killed      = killFlag{kill}
 		firstErr    atomic.Value
 		codesMu     sync.Mutex
 		errCodes    = map[string]int64{}
@@ -504,7 +654,6 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		go func() {
 			select {
 			case <-kill:
-				killed.Store(true)
 				cancelCalls()
 				cancel()
 			case <-runCtx.Done():
@@ -545,6 +694,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 	var (
 		memWarm    procMem
 		heapWarm   uint64
+		retWarm    int64
 		warmAt     time.Duration
 		rssSamples []int64
 		memDone    = make(chan struct{})
@@ -567,6 +717,8 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 				memWarm = m
 				if target.pid == "self" {
 					heapWarm = heapInUse()
+					debug.FreeOSMemory()
+					retWarm = rssBytes()
 				}
 			}
 		}
@@ -636,7 +788,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 						Mode: ragkvv1.RetrievalMode_RETRIEVAL_MODE_BM25})
 				default:
 					name = "prefill"
-					err = benchPrefill(callCtx, inf, ns, r, target.passages)
+					err = benchPrefill(callCtx, inf, ns, r)
 				}
 				if killed.Load() {
 					if err != nil {
@@ -673,7 +825,13 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		res.RSSAnonWarmBytes, res.RSSAnonEndBytes = memWarm.anon, end.anon
 		res.RSSFileWarmBytes, res.RSSFileEndBytes = memWarm.file, end.file
 		if target.pid == "self" {
+			res.GoMemEnd = readGoMem() // before heapInUse's GC: what the run left
 			res.HeapWarmBytes, res.HeapEndBytes = heapWarm, heapInUse()
+			debug.FreeOSMemory()
+			res.RSSRetainedWarmBytes, res.RSSRetainedEndBytes = retWarm, rssBytes()
+			if retWarm > 0 {
+				res.RSSRetainedGrowthFrac = float64(res.RSSRetainedEndBytes-retWarm) / float64(retWarm)
+			}
 		}
 	}
 	for k, v := range lat {
@@ -709,10 +867,12 @@ func benchQuery(r *rand.Rand) string {
 	return benchWords[r.IntN(len(benchWords))] + " " + benchWords[r.IntN(len(benchWords))] + " " + benchWords[r.IntN(len(benchWords))]
 }
 
-// benchPrefill fuses two chunks (passages of the collection, so that they repeat and
-// are cached, or fixed texts without one) and a query, CacheBlend at the default ratio.
-func benchPrefill(ctx context.Context, inf ragkvv1.InferenceClient, ns string, r *rand.Rand, passages int) error {
-	n := max(passages, 32)
+// benchPrefill fuses two chunks and a query, CacheBlend at the default ratio. The
+// chunks are drawn from the first 16 synthetic passages, so that after the first
+// requests of each namespace their KV comes from the cache (the RAG case the cache is
+// for) rather than being computed on every request.
+func benchPrefill(ctx context.Context, inf ragkvv1.InferenceClient, ns string, r *rand.Rand) error {
+	const n = 16
 	a, b := r.IntN(n), r.IntN(n)
 	_, err := inf.Prefill(ctx, &ragkvv1.PrefillRequest{Namespace: ns, Method: "cacheblend", Query: "What did " + benchQuery(r) + " do?",
 		Chunks: []*ragkvv1.InferenceChunk{
@@ -870,8 +1030,8 @@ func runBenchLoadKill(ctx context.Context, cfg loadConfig, dir string, tf certs.
 	var killedAt time.Time
 	timer := time.AfterFunc(cfg.killAfter, func() {
 		killedAt = time.Now()
+		close(kill) // first: an error a client sees after the signal is then known as late
 		_ = child.cmd.Process.Signal(syscall.SIGKILL)
-		close(kill)
 	})
 	t0 := time.Now()
 	res, acked, err := driveLoad(ctx, cfg, &loadTarget{addr: child.addr, tls: ccfg, pid: strconv.Itoa(child.cmd.Process.Pid)}, tokens, kill)
