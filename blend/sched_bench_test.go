@@ -115,7 +115,7 @@ func BenchmarkEngineConcurrent(b *testing.B) {
 				b.ReportMetric(float64(tokens)/wall.Seconds(), "decode_tok/s")
 				// The process's CPU time: on a shared machine, wall times follow how much of
 				// the CPU the process was given; CPU time is what the work cost.
-				b.ReportMetric((cpuTime() - cpu0).Seconds()/float64(b.N), "cpu_s/op")
+				b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu_s/op")
 			})
 		}
 	}
