@@ -420,10 +420,10 @@ func (b *Blender) Prefill(ctx context.Context, req *Request) (*Result, error) {
 		r.stats.Segments = append(r.stats.Segments, SegmentStats{Tokens: len(s.Tokens), Exact: L.exact[i]})
 	}
 	if req.gate != nil {
-		// Wait for the engine before starting the loader: prefills waiting their turn
-		// do not spend the CPU converting and re-rotating their cached layers ahead of
-		// the one computing.
-		if err := req.gate.acquire(ctx); err != nil {
+		// Hold the engine (yield) before starting the loader: prefills waiting their
+		// turn do not spend the CPU converting and re-rotating their cached layers
+		// ahead of the one computing.
+		if err := req.gate.yield(ctx); err != nil {
 			return nil, err
 		}
 	}

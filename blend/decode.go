@@ -14,8 +14,9 @@ import (
 // to join, returning when the last leaves). Each iteration samples the next token of
 // every seq whose caller has room for events, sends the events, and feeds all those
 // tokens in one batched forward pass (model.Batch: the rows go through the weight
-// matrices together, each attends to its own KV) under one engine slot (the decode
-// class of the arbiter, sched.go). A seq joins at the next iteration and leaves when it
+// matrices together, each attends to its own KV) under an engine slot of the decode
+// class (sched.go), kept across steps until its quantum is spent and a prefill should
+// go. A seq joins at the next iteration and leaves when it
 // ends (EOS, max tokens, end of the context), when its context is cancelled or when its
 // caller stops taking events. At temperature 0 the tokens are those of a generation
 // decoded alone: model.Batch computes each row as State.Feed does (bit for bit below
@@ -124,6 +125,7 @@ func (e *Engine) decodeLoop() {
 		if len(active) == 0 {
 			e.decoding = false
 			e.dmu.Unlock()
+			gate.release()
 			return
 		}
 		e.dmu.Unlock()
@@ -142,6 +144,7 @@ func (e *Engine) decodeLoop() {
 			}
 		}
 		if len(ready) == 0 {
+			gate.release() // not while waiting for callers
 			<-e.wake
 			continue
 		}
@@ -159,9 +162,10 @@ func (e *Engine) decodeLoop() {
 		if len(fed) == 0 {
 			continue
 		}
-		_ = gate.acquire(context.Background()) // cannot fail without a deadline
+		// The slot is kept across steps (and sampling) until the quantum is spent and a
+		// prefill should go (cannot fail: no deadline).
+		_ = gate.yield(context.Background())
 		err := e.batch.Feed(context.Background(), states, toks)
-		gate.release()
 		if e.met != nil {
 			e.met.decodeSteps.Inc()
 			e.met.decodeRows.Add(float64(len(fed)))

@@ -62,8 +62,9 @@ type EngineOptions struct {
 	// (default 256): beyond it a request fails at once with ErrBusy.
 	MaxQueue int
 	// DecodeShare is decode's share of the engine time while decode steps and prefills
-	// both wait (default 0.5, in (0, 1)); Quantum the least time a prefill keeps a slot
-	// before it yields to work that should go first (default 2ms).
+	// both wait (default 0.5, in (0, 1)); Quantum the least time work keeps a slot
+	// before it yields to work that should go first (default 5ms: each hand-over
+	// wakes another goroutine).
 	DecodeShare float64
 	Quantum     time.Duration
 	// ContextChunks is the default statistics context of Precompute (see
@@ -101,7 +102,7 @@ func (o *EngineOptions) EnsureDefaults() {
 		o.DecodeShare = 0.5
 	}
 	if o.Quantum == 0 {
-		o.Quantum = 2 * time.Millisecond
+		o.Quantum = 5 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -357,6 +358,13 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		est := units * e.unitNs
 		e.mu.Unlock()
 		gate = e.arb.newTicket(false, start.UnixNano()+int64(prefillAging*est))
+		// Held from here to the end as the serial engine holds its slot (so that the CPU
+		// work of opening chunks is not spread over every waiting request, competing
+		// with the kernels' workers), but given up at each layer or chunk computation
+		// to work that should go first.
+		if err := gate.acquire(ctx); err != nil {
+			return nil, err
+		}
 		defer func() {
 			gate.release()
 			if gate.total > 0 && units > 0 {
@@ -511,7 +519,6 @@ func (e *Engine) segment(ctx context.Context, st *Store, toks []int, kvPrev []Ha
 	if err != nil {
 		return Segment{}, SegmentReport{}, nil, nil, err
 	}
-	gate.release() // not while storing it
 	meta := &Meta{KVPrev: kvPrev}
 	pr, err := st.PutOnTheFly(ctx, toks, kv, meta)
 	if err != nil {

@@ -124,8 +124,9 @@ func (t *ticket) release() {
 }
 
 // yield lets a waiter that should run first have t's slot (t then waits for the next
-// one); it acquires a slot if t holds none. A prefill keeps its slot for at least the
-// quantum.
+// one); it acquires a slot if t holds none. t keeps its slot for at least the quantum;
+// then a decode step goes first if decode is owed time, a prefill if decode (holding)
+// has had more than its share or, against a prefill, if it orders first.
 func (t *ticket) yield(ctx context.Context) error {
 	if !t.held {
 		return t.acquire(ctx)
@@ -134,15 +135,23 @@ func (t *ticket) yield(ctx context.Context) error {
 		return err
 	}
 	a := t.a
-	if time.Since(t.since) < a.quantum {
+	held := time.Since(t.since)
+	if held < a.quantum {
 		return nil
 	}
 	a.mu.Lock()
 	w := a.pickLocked()
-	// t itself is a candidate: a decode step goes first only if decode is owed time
-	// (counting t's hold so far), a prefill only if it orders before t.
-	owed := a.balance-time.Duration(float64(time.Since(t.since))*a.share) <= 0
-	if w == nil || w.decode && !owed || !w.decode && !prefillBefore(w, t) {
+	var give bool
+	switch {
+	case w == nil:
+	case t.decode:
+		give = !w.decode && a.balance+time.Duration(float64(held)*(1-a.share)) > 0
+	case w.decode:
+		give = a.balance-time.Duration(float64(held)*a.share) <= 0
+	default:
+		give = prefillBefore(w, t)
+	}
+	if !give {
 		a.mu.Unlock()
 		return nil
 	}

@@ -83,6 +83,9 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			if cmd.Flags().Changed("novel") && o.Stream != "scifact" {
 				return flagErr("novel", "applies to --stream scifact only")
 			}
+			if o.Warmup < 0 {
+				return flagErr("warmup", "must be ≥ 0, got %d", o.Warmup)
+			}
 			if o.DecodeTokens < 0 {
 				return flagErr("decode-tokens", "must be ≥ 0, got %d", o.DecodeTokens)
 			}
@@ -189,6 +192,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.IntVar(&o.Docs, "docs", 0, "collection size: musique questions whose passages form it (0: 30), scifact abstracts (0: 300)")
 	f.IntVar(&o.ChunkWords, "chunk-words", 128, "passage length in words")
 	f.BoolVar(&o.NoPrecompute, "no-precompute", false, "do not precompute the collection (passages computed on the fly)")
+	f.IntVar(&o.Warmup, "warmup", 0, "run the first N queries once before the measured stream (with --no-precompute: caches just their passages)")
 	f.IntVar(&o.Window, "window", 100, "queries per window of the per-window figures")
 	f.Float64Var(&o.NovelFrac, "novel", 0.5, "scifact: share of novel query texts")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the scifact stream")

@@ -92,6 +92,10 @@ type Options struct {
 	ChunkWords int
 	// NoPrecompute skips the collection precompute (passages are computed on the fly).
 	NoPrecompute bool
+	// Warmup runs the first Warmup queries of the stream once, one client, before the
+	// measured stream (not reported): with NoPrecompute it puts the passages those
+	// queries retrieve into the cache, far cheaper than precomputing a whole collection.
+	Warmup int
 	// Window is the window of the per-window figures (default 100 queries; a third of
 	// the stream when it is shorter than three windows).
 	Window int
@@ -198,8 +202,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: tier %q (want memory or disk)", ErrInvalid, o.Tier)
 	case o.Queries < 1 || o.Clients < 1 || o.Docs < 1 || o.Window < 1 || o.EngineConcurrent < 1:
 		return fmt.Errorf("%w: queries, clients, docs, window and engine concurrency must be ≥ 1", ErrInvalid)
-	case o.DecodeTokens < 0:
-		return fmt.Errorf("%w: decode tokens %d", ErrInvalid, o.DecodeTokens)
+	case o.DecodeTokens < 0 || o.Warmup < 0:
+		return fmt.Errorf("%w: decode tokens %d, warmup %d", ErrInvalid, o.DecodeTokens, o.Warmup)
 	case o.K < 1 || o.K > server.MaxRetrievalK:
 		return fmt.Errorf("%w: k = %d (want 1 to %d)", ErrInvalid, o.K, server.MaxRetrievalK)
 	case !(o.Ratio > 0 && o.Ratio <= 1):
@@ -268,6 +272,7 @@ type Report struct {
 	// With DecodeTokens: tokens decoded per request, the decode rate one request saw
 	// (its tokens over the time from its prefill message to its end, summed over the
 	// method's requests) and all requests' decoded tokens over the stream's wall time.
+	Warmup                int                `json:"warmup"`
 	EngineSerial          bool               `json:"engine_serial"`
 	DecodeTokens          int                `json:"decode_tokens"`
 	DecodeTokensPerS      map[string]float64 `json:"decode_tokens_per_s,omitempty"`
@@ -389,6 +394,13 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 		rep.PrecomputeSeconds = time.Since(t0).Seconds()
 		o.Log.Info("collection precomputed", "passages", rep.CollectionPassages, "seconds", rep.PrecomputeSeconds)
 	}
+
+	for i := range min(o.Warmup, len(queries)) {
+		if _, err := env.query(ctx, &o, queries[i]); err != nil {
+			return nil, fmt.Errorf("ragbench: warmup query %d (%q): %w", i, queries[i], err)
+		}
+	}
+	rep.Warmup = o.Warmup
 
 	// The stream.
 	t0 := time.Now()

@@ -164,11 +164,11 @@ func TestRunMusiqueDecode(t *testing.T) {
 	m := storiesModel(t)
 	for _, serial := range []bool{false, true} {
 		rep, err := Run(context.Background(), m, "stories260K", Options{Stream: "musique", DataDir: shared.Path(t), Queries: 6, Docs: 2,
-			K: 2, ChunkWords: 30, Window: 2, Clients: 3, DecodeTokens: 5, NoPrecompute: true, EngineSerial: serial, Methods: []blend.Method{blend.CacheBlend}})
+			K: 2, ChunkWords: 30, Window: 2, Clients: 3, DecodeTokens: 5, NoPrecompute: true, Warmup: 2, EngineSerial: serial, Methods: []blend.Method{blend.CacheBlend}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.DecodeTokens != 5 || rep.EngineSerial != serial || !(rep.DecodeTokensPerSTotal > 0) {
+		if rep.DecodeTokens != 5 || rep.EngineSerial != serial || rep.Warmup != 2 || !(rep.DecodeTokensPerSTotal > 0) {
 			t.Fatalf("serial %v: report %+v", serial, rep)
 		}
 		for _, k := range []string{"full", "cacheblend"} {
@@ -178,6 +178,10 @@ func TestRunMusiqueDecode(t *testing.T) {
 		}
 		if f := rep.Fidelity["full"]; f.KLMean != 0 || f.Top1 != 1 {
 			t.Fatalf("serial %v: full against itself %+v", serial, f)
+		}
+		// Both distinct queries ran in the warmup: every cacheblend passage is cached.
+		if h := rep.HitRatioWindows["cacheblend"]; h.First["memory"] != 1 {
+			t.Fatalf("serial %v: cacheblend hit ratios after the warmup %+v", serial, h)
 		}
 	}
 }
