@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ragkv/ragkv/internal/redistest"
 	"github.com/ragkv/ragkv/store"
 )
 
@@ -374,4 +375,61 @@ func TestRotateSaltDuringPuts(t *testing.T) {
 	if got := c.Stats().Tiers[1].Entries; got != held || held == 0 {
 		t.Fatalf("restart found %d of the %d chunks held: some were stored under a rotated key", got, held)
 	}
+}
+
+// TestRotateSaltSharedTier: two replicas sharing a Redis tier and the salt secret file
+// agree on keys; a rotation on one deletes the namespace's chunks from the shared tier
+// too, so the other (once it reloads the rotated secret) finds nothing under either
+// key; a replica with another secret never sees the chunks.
+func TestRotateSaltSharedTier(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "salt.secret")
+	ka, err := OpenKeyer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := OpenKeyer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewKeyer([]byte("another-secret-0123456789"))
+	a := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, ka)
+	b := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, kb)
+	x := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, other)
+	spec, ks, vs := testChunk(1, "docs", F16, 2, 8)
+	k := put(t, a, spec, ks, vs).Key
+	if kk, _ := b.Key(spec.ID()); kk != k {
+		t.Fatal("replicas with the same secret file derive different keys")
+	}
+	checkChunk(t, b, spec, ks, vs) // from the shared tier
+	if kx, _ := x.Key(spec.ID()); kx == k {
+		t.Fatal("a replica with another secret derives the same key")
+	}
+	if lr, _ := x.Lookup(ctx, "docs", []Key{mustKey(t, x, spec)}); lr[0].Present {
+		t.Fatal("a replica with another secret finds the chunk")
+	}
+	res, err := a.RotateSalt(ctx, "docs")
+	if err != nil || res.Deleted != 1 {
+		t.Fatalf("rotate: %+v %v", res, err)
+	}
+	kb2, err := OpenKeyer(path) // b restarted with the rotated file
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, kb2)
+	nk, _ := b2.Key(spec.ID())
+	lr, err := b2.Lookup(ctx, "docs", []Key{k, nk})
+	if err != nil || lr[0].Present || lr[1].Present {
+		t.Fatalf("after the rotation the shared tier still answers: %+v %v", lr, err)
+	}
+}
+
+func mustKey(t *testing.T, c *Cache, spec PutSpec) Key {
+	t.Helper()
+	k, err := c.Key(spec.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
