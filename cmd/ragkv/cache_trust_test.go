@@ -70,10 +70,16 @@ func TestServeSaltSecretAndQuotas(t *testing.T) {
 
 	other := []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", ""}
 	for _, bad := range []string{"q=remote:1GiB", "q=memory:2GiB", "q:memory:1", "bad name!=memory:1MiB"} {
-		err := executeRoot(append(other, "--namespace-quota", bad)...)
+		_, err := runFresh(t, append(other, "--namespace-quota", bad)...)
 		if err == nil || !strings.Contains(err.Error(), "--namespace-quota") {
 			t.Errorf("--namespace-quota %s: %v", bad, err)
 		}
-		serveCfg.Cache.Quotas = nil
+	}
+	_, err = runFresh(t, append(other, "--disk-capacity", "0", "--namespace-quota", "q=disk:1MiB")...)
+	if err == nil || !strings.Contains(err.Error(), "--namespace-quota") || !strings.Contains(err.Error(), "disk tier off") {
+		t.Errorf("disk quota with the disk tier off: %v", err)
+	}
+	if serveCfg.Cache.Quotas != nil || serveCfg.Cache.Disk.Capacity == 0 {
+		t.Errorf("flags not reset after the runs: quotas %v, disk capacity %d", serveCfg.Cache.Quotas, serveCfg.Cache.Disk.Capacity)
 	}
 }
