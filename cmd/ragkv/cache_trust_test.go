@@ -13,7 +13,12 @@ import (
 // deletes the namespace's chunks under the old keys; bad quotas name the flag.
 func TestServeSaltSecretAndQuotas(t *testing.T) {
 	dir := t.TempDir()
-	base := []string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", "", "--sync-writes=false"}
+	// YAML quotas and the flag's are merged (the flag wins per namespace and tier).
+	cfgFile := filepath.Join(dir, "ragkv.yaml")
+	if err := os.WriteFile(cfgFile, []byte("cache:\n  quotas:\n    y: {memory: 32KiB}\n    q: {memory: 1KiB}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--config", cfgFile, "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", "", "--sync-writes=false"}
 	addrs := startServe(t, append(base, "--namespace-quota", "q=memory:64KiB,q=disk:1MiB")...)
 	g := addrs["grpc"]
 	fi, err := os.Stat(filepath.Join(dir, "keys", "salt.secret"))
@@ -29,8 +34,8 @@ func TestServeSaltSecretAndQuotas(t *testing.T) {
 		}
 		return v
 	}
-	for i, toks := range []string{"1,2,3", "4,5,6"} {
-		if _, err := runFresh(t, "cache", "put", "--addr", g, "--namespace", []string{"q", "r"}[i], "--weights-digest", "sha256:demo",
+	for i, toks := range []string{"1,2,3", "4,5,6", "7"} {
+		if _, err := runFresh(t, "cache", "put", "--addr", g, "--namespace", []string{"q", "r", "y"}[i], "--weights-digest", "sha256:demo",
 			"--tokens", toks, "--layers", "2", "--dtype", "f16"); err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +55,7 @@ func TestServeSaltSecretAndQuotas(t *testing.T) {
 			}
 		}
 	}
-	if quotas["q/memory"] != 64<<10 || quotas["q/disk"] != 1<<20 || quotas["r/memory"] != 0 {
+	if quotas["q/memory"] != 64<<10 || quotas["q/disk"] != 1<<20 || quotas["r/memory"] != 0 || quotas["y/memory"] != 32<<10 {
 		t.Fatalf("quotas in stats: %v\n%s", quotas, out)
 	}
 	out, err = runFresh(t, "cache", "rotate-salt", "--addr", g, "--namespace", "q", "--json")
@@ -64,8 +69,8 @@ func TestServeSaltSecretAndQuotas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := last(out)["chunks"]; c != 1.0 {
-		t.Fatalf("after rotating q: chunks %v, want r's 1\n%s", c, out)
+	if c := last(out)["chunks"]; c != 2.0 {
+		t.Fatalf("after rotating q: chunks %v, want r's and y's\n%s", c, out)
 	}
 
 	other := []string{"serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", ""}
