@@ -300,3 +300,59 @@ func TestCacheQuotaProperties(t *testing.T) {
 		})
 	})
 }
+
+// TestQuotaShieldsTenantFromFlood: tenant a re-reads a working set that fits its RAM
+// quota while tenant b floods RAM with one-off chunks. With the quota every read of a
+// is a RAM hit; without it (same capacity, same stream) b's flood pushes a's chunks
+// down to disk, so the comparison shows the quota is what keeps them.
+func TestQuotaShieldsTenantFromFlood(t *testing.T) {
+	ctx := context.Background()
+	spec0, ks0, vs0 := testChunk(0, "a", F16, 2, 8)
+	probe, _, _ := openCache(t, cacheSetup{memCap: 1 << 20})
+	one := put(t, probe, spec0, ks0, vs0).StoredBytes
+	probe.Close()
+	run := func(quotas map[string]int64) float64 {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: t.TempDir(), GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(ctx, Options{Tiers: []TierConfig{
+			{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 20 * one}, Quotas: quotas},
+			{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 26}, WriteThrough: true},
+		}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var working []PutSpec
+		for i := range 8 {
+			spec, ks, vs := testChunk(uint64(i), "a", F16, 2, 8)
+			put(t, c, spec, ks, vs)
+			working = append(working, spec)
+		}
+		hits, reads := 0, 0
+		for round := range 40 {
+			for i := range 3 { // b's flood: 120 one-off chunks, 6× RAM
+				spec, ks, vs := testChunk(uint64(1000+3*round+i), "b", F16, 2, 8)
+				put(t, c, spec, ks, vs)
+			}
+			spec := working[round%len(working)]
+			r, err := c.Open(ctx, "a", keyOf(t, spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Info().Tier == "memory" {
+				hits++
+			}
+			reads++
+			r.Close()
+		}
+		return float64(hits) / float64(reads)
+	}
+	with := run(map[string]int64{"a": 10 * one})
+	without := run(nil)
+	t.Logf("tenant a's RAM hit ratio under b's flood: %.2f with a 10-chunk quota, %.2f without", with, without)
+	if with != 1 || without >= with {
+		t.Fatalf("RAM hit ratio %.2f with the quota (want 1), %.2f without", with, without)
+	}
+}
