@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ragkv/ragkv/chunkcache"
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/store"
 )
 
 // TestServeSaltSecretAndQuotas: `ragkv serve` creates its salt secret 0600 in the data
@@ -86,5 +92,47 @@ func TestServeSaltSecretAndQuotas(t *testing.T) {
 	}
 	if serveCfg.Cache.Quotas != nil || serveCfg.Cache.Disk.Capacity == 0 {
 		t.Errorf("flags not reset after the runs: quotas %v, disk capacity %d", serveCfg.Cache.Quotas, serveCfg.Cache.Disk.Capacity)
+	}
+}
+
+// TestServeRefusesForeignSaltSecret: `ragkv serve` on a data directory whose chunks were
+// written under another salt secret refuses to start, naming --salt-secret-file, and
+// deletes nothing.
+func TestServeRefusesForeignSaltSecret(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyer, err := chunkcache.OpenKeyer(filepath.Join(dir, chunkcache.SaltSecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(k *chunkcache.Keyer) *chunkcache.Cache {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: filepath.Join(dir, "chunkcache"), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := chunkcache.New(ctx, chunkcache.Options{Tiers: []chunkcache.TierConfig{{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 30}}},
+			Keyer: k, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open(keyer)
+	l := chunkcache.Layout{Layers: 1, KVHeads: 1, HeadDim: 4, DType: chunkcache.F32}
+	kv := [][]float32{make([]float32, 8)}
+	if _, err := c.PutFloat32(ctx, chunkcache.PutSpec{Model: chunkcache.Fingerprint{Architecture: "llama", WeightsDigest: "sha256:x"},
+		Tokens: []uint32{1, 2}, Layout: l}, kv, kv); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	other := filepath.Join(t.TempDir(), "other.secret")
+	_, err = runFresh(t, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", "", "--salt-secret-file", other)
+	if err == nil || !strings.Contains(err.Error(), "--salt-secret-file") || !strings.Contains(err.Error(), "another salt secret") {
+		t.Fatalf("serve with another secret: %v", err)
+	}
+	c = open(keyer)
+	defer c.Close()
+	if n := c.Stats().Chunks; n != 1 {
+		t.Fatalf("after the refused start: %d chunks, want 1", n)
 	}
 }
