@@ -126,6 +126,9 @@ func TestServeRefusesForeignSaltSecret(t *testing.T) {
 	}
 	c.Close()
 	other := filepath.Join(t.TempDir(), "other.secret")
+	if _, err := chunkcache.OpenKeyer(other); err != nil { // an existing, different secret
+		t.Fatal(err)
+	}
 	_, err = runFresh(t, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--openai-listen", "", "--salt-secret-file", other)
 	if err == nil || !strings.Contains(err.Error(), "--salt-secret-file") || !strings.Contains(err.Error(), "another salt secret") {
 		t.Fatalf("serve with another secret: %v", err)
