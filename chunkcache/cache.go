@@ -197,6 +197,10 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		closeTiers()
 		return nil, err
 	}
+	// Every chunk under a retired secret is gone now.
+	if err := c.keyer.pruneRetired(); err != nil {
+		c.log.Warn("chunkcache: prune retired salt secrets", "err", err)
+	}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(newCollector(c)); err != nil {
 			closeTiers()
@@ -219,10 +223,20 @@ func (c *Cache) recover(ctx context.Context) error {
 	for ti, t := range c.tiers {
 		var objs []found
 		var bad []Key
+		stale, foreign := 0, 0
 		err := t.tier.Scan(ctx, func(in store.Info) error {
 			e, created, err := checkStored(c.keyer, Key(in.Key), in.Manifest, in.Parts)
 			if err != nil {
-				c.log.Warn("chunkcache: dropping unreadable chunk", "tier", t.name, "key", Key(in.Key).String(), "err", err)
+				var km *keyMismatchError
+				switch {
+				case errors.As(err, &km) && c.staleKey(km):
+					stale++ // stored under a salt a rotation replaced (or the public one)
+				case km != nil && !c.opts.DropForeignChunks:
+					foreign++
+					return nil
+				default:
+					c.log.Warn("chunkcache: dropping unreadable chunk", "tier", t.name, "key", Key(in.Key).String(), "err", err)
+				}
 				bad = append(bad, Key(in.Key))
 				return nil
 			}
@@ -236,6 +250,13 @@ func (c *Cache) recover(ctx context.Context) error {
 		})
 		if err != nil {
 			return fmt.Errorf("chunkcache: recover tier %s: %w", t.name, err)
+		}
+		if foreign > 0 {
+			return fmt.Errorf("%w: tier %s holds %d chunks keyed under another salt secret (neither this keyer's, a retired one, nor public salts): open it with the secret that wrote them, or drop them (Options.DropForeignChunks; ragkv serve --drop-foreign-chunks)",
+				ErrForeignChunks, t.name, foreign)
+		}
+		if stale > 0 {
+			c.log.Info("chunkcache: deleting chunks stored under replaced salts", "tier", t.name, "chunks", stale)
 		}
 		for _, k := range bad {
 			if err := t.tier.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {

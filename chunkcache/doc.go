@@ -40,14 +40,19 @@
 // next generation — the file is rewritten first — and deletes every chunk and value
 // stored under the old keys from every tier (as far as this cache's index knows them;
 // in the shared tier, objects only other replicas put become unreachable and are left
-// to Redis's eviction and TTLs). Chunks still stored under old keys after a crash in
-// the middle no longer hash to their keys and are deleted by the next start, as any
-// manifest that does not hash to its key. Replicas sharing a remote tier must share
+// to Redis's eviction and TTLs). The replaced secret stays in the file as "retired"
+// until the next start: chunks still stored under it after a crash in the middle hash
+// to their keys under a retired salt, and that start deletes them and prunes the
+// retired secrets. Chunks that hash to their keys under no salt the keyer knows
+// (current, retired, or public — a data directory written before salt secrets, which
+// the first start with a secret takes over by deleting its chunks) are foreign: most
+// likely the wrong secret file. New then fails with ErrForeignChunks and deletes
+// nothing, unless Options.DropForeignChunks. Replicas sharing a remote tier must share
 // the secret file (a rotation on one replica needs the file copied and the others
-// restarted). A data directory written with public salts (before secrets) would be
-// emptied by a start with a new secret, for the same reason: `ragkv serve` and
-// `ragkv precompute` refuse to create a secret for a disk tier that already holds
-// chunks, and `--salt-secret-file public` keeps public salts for such a directory.
+// restarted). `ragkv serve` and `ragkv precompute` never create a secret for a disk
+// tier that already holds chunks (a data directory written with public salts, which a
+// new secret would take over by deleting them): they refuse to start, and
+// `--salt-secret-file public` keeps public salts for such a directory.
 //
 // # Quotas
 //

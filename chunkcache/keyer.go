@@ -23,6 +23,11 @@ import (
 // salts).
 var ErrNoSecret = errors.New("chunkcache: no salt secret (keys use public salts)")
 
+// ErrForeignChunks: New found chunks stored under a salt secret other than its keyer's
+// (current or retired) and not under public salts — most likely the wrong secret file.
+// Nothing was deleted; Options.DropForeignChunks deletes them instead.
+var ErrForeignChunks = errors.New("chunkcache: chunks keyed under another salt secret")
+
 // SaltSecretFile is where `ragkv serve` keeps the salt secret, relative to its data
 // directory.
 const SaltSecretFile = "keys/salt.secret"
@@ -53,6 +58,16 @@ type Keyer struct {
 	has  bool   // a secret is configured (else public salts)
 	base secretGen
 	ns   map[string]secretGen
+	// retired are the secrets rotations replaced, kept until the next start has
+	// deleted the chunks still stored under them (Cache.New prunes them).
+	retired []retiredSecret
+}
+
+// retiredSecret is a replaced secret of one namespace ("*": the base secret, for every
+// namespace without its own at the time).
+type retiredSecret struct {
+	ns string
+	secretGen
 }
 
 var publicKeyer = &Keyer{}
@@ -150,24 +165,75 @@ func (k *Keyer) secretLocked(ns string) secretGen {
 
 // Salt is the 32-byte salt hashed into the keys of namespace ns (already normalized).
 func (k *Keyer) Salt(ns string) [32]byte {
-	var out [32]byte
 	if k != nil {
 		k.mu.RLock()
 		has, sec := k.has, k.secretLocked(ns)
 		k.mu.RUnlock()
 		if has {
-			m := hmac.New(sha256.New, sec.secret[:])
-			m.Write([]byte("ragkv.chunkcache.namespace.v2\x00"))
-			m.Write([]byte(ns))
-			m.Sum(out[:0])
-			return out
+			return secretSalt(sec.secret, ns)
 		}
 	}
+	return publicSalt(ns)
+}
+
+func secretSalt(secret [32]byte, ns string) [32]byte {
+	var out [32]byte
+	m := hmac.New(sha256.New, secret[:])
+	m.Write([]byte("ragkv.chunkcache.namespace.v2\x00"))
+	m.Write([]byte(ns))
+	m.Sum(out[:0])
+	return out
+}
+
+func publicSalt(ns string) [32]byte {
+	var out [32]byte
 	h := sha256.New()
 	h.Write([]byte("ragkv.chunkcache.namespace.v1\x00"))
 	h.Write([]byte(ns))
 	h.Sum(out[:0])
 	return out
+}
+
+// staleSalts are the salts namespace ns had before: those of the retired secrets that
+// applied to it, and (with a secret) the public one, which a data directory written
+// before salt secrets used. A stored chunk that hashes to its key under one of them is
+// a leftover of a rotation (or of the public salts), not a foreign chunk.
+func (k *Keyer) staleSalts(ns string) [][32]byte {
+	if k == nil {
+		return nil
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if !k.has {
+		return nil
+	}
+	out := [][32]byte{publicSalt(ns)}
+	for _, r := range k.retired {
+		if r.ns == "*" || r.ns == ns {
+			out = append(out, secretSalt(r.secret, ns))
+		}
+	}
+	return out
+}
+
+// pruneRetired forgets the retired secrets (after a start deleted every chunk stored
+// under them) and rewrites the file.
+func (k *Keyer) pruneRetired() error {
+	if k == nil {
+		return nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.retired) == 0 {
+		return nil
+	}
+	old := k.retired
+	k.retired = nil
+	if err := k.saveLocked(); err != nil {
+		k.retired = old
+		return err
+	}
+	return nil
 }
 
 // Rotate replaces the secret of namespace ns (its own, generation one above its
@@ -188,7 +254,7 @@ func (k *Keyer) Rotate(ns string) (uint32, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	oldBase, oldNS := k.base, k.ns
+	oldBase, oldNS, oldRetired := k.base, k.ns, k.retired
 	var gen uint32
 	if ns == "" {
 		gen = k.base.gen
@@ -206,17 +272,23 @@ func (k *Keyer) Rotate(ns string) (uint32, error) {
 		return 0, err
 	}
 	nsm := make(map[string]secretGen, len(k.ns)+1)
+	retired := append([]retiredSecret(nil), k.retired...)
 	if ns == "" {
+		retired = append(retired, retiredSecret{"*", k.base})
+		for n, v := range k.ns {
+			retired = append(retired, retiredSecret{n, v})
+		}
 		k.base = s
 	} else {
+		retired = append(retired, retiredSecret{ns, k.secretLocked(ns)})
 		for n, v := range k.ns {
 			nsm[n] = v
 		}
 		nsm[ns] = s
 	}
-	k.ns = nsm
+	k.ns, k.retired = nsm, retired
 	if err := k.saveLocked(); err != nil {
-		k.base, k.ns = oldBase, oldNS
+		k.base, k.ns, k.retired = oldBase, oldNS, oldRetired
 		return 0, err
 	}
 	return s.gen, nil
@@ -227,6 +299,7 @@ func (k *Keyer) Rotate(ns string) (uint32, error) {
 //	ragkv-salt-secret 1
 //	base <generation> <64 hex digits>
 //	ns <namespace> <generation> <64 hex digits>     (zero or more)
+//	retired <namespace or *> <generation> <64 hex digits>   (replaced, not yet swept)
 func (k *Keyer) encodeLocked() []byte {
 	var b bytes.Buffer
 	b.WriteString("# ragkv chunk-cache salt secret: keep private (mode 0600); replicas sharing a remote tier need the same file\n")
@@ -240,6 +313,9 @@ func (k *Keyer) encodeLocked() []byte {
 	for _, n := range names {
 		s := k.ns[n]
 		fmt.Fprintf(&b, "ns %s %d %s\n", n, s.gen, hex.EncodeToString(s.secret[:]))
+	}
+	for _, r := range k.retired {
+		fmt.Fprintf(&b, "retired %s %d %s\n", r.ns, r.gen, hex.EncodeToString(r.secret[:]))
 	}
 	return b.Bytes()
 }
@@ -336,6 +412,23 @@ func parseSaltSecrets(b []byte) (*Keyer, error) {
 			if err == nil {
 				k.ns[n], err = parseGen(g)
 			}
+		case word == "retired":
+			name, g, _ := strings.Cut(strings.TrimSpace(rest), " ")
+			if name != "*" {
+				var n string
+				if n, err = NormalizeNamespace(name); err == nil && n != name {
+					err = fmt.Errorf("namespace %q", name)
+				}
+			}
+			if err == nil && len(k.retired) >= 1<<12 {
+				err = fmt.Errorf("more than %d retired secrets", 1<<12)
+			}
+			if err == nil {
+				var sg secretGen
+				if sg, err = parseGen(g); err == nil {
+					k.retired = append(k.retired, retiredSecret{name, sg})
+				}
+			}
 		default:
 			err = fmt.Errorf("unknown record %q", word)
 		}
@@ -370,14 +463,17 @@ func (k *Keyer) ValueKey(ns string, name []byte) (Key, error) {
 	if len(name) > MaxValueNameBytes {
 		return Key{}, fmt.Errorf("%w: value name of %d bytes (max %d)", ErrInvalid, len(name), MaxValueNameBytes)
 	}
+	return valueKeyWithSalt(k.Salt(n), name), nil
+}
+
+func valueKeyWithSalt(salt [32]byte, name []byte) Key {
 	h := sha256.New()
 	h.Write([]byte("ragkv.chunkcache.value.v1\x00"))
-	salt := k.Salt(n)
 	h.Write(salt[:])
 	h.Write(name)
 	var out Key
 	h.Sum(out[:0])
-	return out, nil
+	return out
 }
 
 // keyWithSalt hashes a validated identity.

@@ -3,12 +3,16 @@ package chunkcache
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/internal/redistest"
 	"github.com/ragkv/ragkv/store"
 )
 
@@ -246,6 +250,75 @@ func TestRotatedButNotSweptIsDeletedOnRestart(t *testing.T) {
 	if err := disk.Scan(context.Background(), func(store.Info) error { n++; return nil }); err != nil || n != 1 {
 		t.Fatalf("badger holds %d objects (%v), want 1", n, err)
 	}
+	// The start pruned the retired secret: the file has none left.
+	if b, err := os.ReadFile(path); err != nil || strings.Contains(string(b), "retired") {
+		t.Fatalf("secret file after the start: %v\n%s", err, b)
+	}
+}
+
+// TestForeignSecretRefusesToStart: a data directory opened with another secret (the
+// wrong file) fails with ErrForeignChunks and deletes nothing; DropForeignChunks deletes
+// them; a data directory written with public salts is taken over by a secret (its
+// chunks deleted) without an error.
+func TestForeignSecretRefusesToStart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ka, _ := NewKeyer([]byte("secret-a-0123456789"))
+	kb, _ := NewKeyer([]byte("secret-b-0123456789"))
+	open := func(k *Keyer, drop bool) (*Cache, error) {
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(ctx, Options{Tiers: []TierConfig{{Tier: disk, Eviction: eviction.Config{Capacity: 1 << 24}}},
+			Keyer: k, DropForeignChunks: drop, Logger: slog.New(slog.DiscardHandler)})
+	}
+	c, err := open(ka, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		spec, ks, vs := testChunk(uint64(i), "a", F16, 2, 8)
+		put(t, c, spec, ks, vs)
+	}
+	c.Close()
+	for _, k := range []*Keyer{kb, PublicKeyer()} {
+		if _, err := open(k, false); !errors.Is(err, ErrForeignChunks) || !strings.Contains(err.Error(), "3 chunks") {
+			t.Fatalf("another keyer: %v", err)
+		}
+	}
+	c, err = open(ka, false) // nothing was deleted
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Stats().Tiers[0].Entries; n != 3 {
+		t.Fatalf("after the refused opens: %d chunks, want 3", n)
+	}
+	c.Close()
+	c, err = open(kb, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Stats().Tiers[0].Entries; n != 0 {
+		t.Fatalf("DropForeignChunks kept %d chunks", n)
+	}
+	// Public salts, then a secret: taken over.
+	spec, ks, vs := testChunk(9, "a", F16, 2, 8)
+	c.Close()
+	c, err = open(PublicKeyer(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, spec, ks, vs)
+	c.Close()
+	c, err = open(ka, false)
+	if err != nil {
+		t.Fatalf("a public-salt data directory under a secret: %v", err)
+	}
+	defer c.Close()
+	if n := c.Stats().Tiers[0].Entries; n != 0 {
+		t.Fatalf("public-salt chunks kept under a secret: %d", n)
+	}
 }
 
 func FuzzParseSaltSecrets(f *testing.F) {
@@ -255,6 +328,7 @@ func FuzzParseSaltSecrets(f *testing.F) {
 	f.Add([]byte("ragkv-salt-secret 1\nbase 1 " + strings.Repeat("ab", 32) + "\n"))
 	f.Add([]byte("ragkv-salt-secret 2\n"))
 	f.Add([]byte("ragkv-salt-secret 1\nns a 0 00\n"))
+	f.Add([]byte("ragkv-salt-secret 1\nbase 2 " + strings.Repeat("cd", 32) + "\nretired * 1 " + strings.Repeat("ab", 32) + "\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := parseSaltSecrets(b)
 		if err != nil {
@@ -268,7 +342,7 @@ func FuzzParseSaltSecrets(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded file does not parse: %v", err)
 		}
-		if k2.base != k.base || len(k2.ns) != len(k.ns) {
+		if k2.base != k.base || len(k2.ns) != len(k.ns) || !slices.Equal(k2.retired, k.retired) {
 			t.Fatal("re-encoded secrets differ")
 		}
 		for n, s := range k.ns {
@@ -378,4 +452,61 @@ func TestRotateSaltDuringPuts(t *testing.T) {
 	if got := c.Stats().Tiers[1].Entries; got != held || held == 0 {
 		t.Fatalf("restart found %d of the %d chunks held: some were stored under a rotated key", got, held)
 	}
+}
+
+// TestRotateSaltSharedTier: two replicas sharing a Redis tier and the salt secret file
+// agree on keys; a rotation on one deletes the namespace's chunks from the shared tier
+// too, so the other (once it reloads the rotated secret) finds nothing under either
+// key; a replica with another secret never sees the chunks.
+func TestRotateSaltSharedTier(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "salt.secret")
+	ka, err := OpenKeyer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := OpenKeyer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewKeyer([]byte("another-secret-0123456789"))
+	a := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, ka)
+	b := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, kb)
+	x := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, other)
+	spec, ks, vs := testChunk(1, "docs", F16, 2, 8)
+	k := put(t, a, spec, ks, vs).Key
+	if kk, _ := b.Key(spec.ID()); kk != k {
+		t.Fatal("replicas with the same secret file derive different keys")
+	}
+	checkChunk(t, b, spec, ks, vs) // from the shared tier
+	if kx, _ := x.Key(spec.ID()); kx == k {
+		t.Fatal("a replica with another secret derives the same key")
+	}
+	if lr, _ := x.Lookup(ctx, "docs", []Key{mustKey(t, x, spec)}); lr[0].Present {
+		t.Fatal("a replica with another secret finds the chunk")
+	}
+	res, err := a.RotateSalt(ctx, "docs")
+	if err != nil || res.Deleted != 1 {
+		t.Fatalf("rotate: %+v %v", res, err)
+	}
+	kb2, err := OpenKeyer(path) // b restarted with the rotated file
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := openSharedCacheKeyed(t, []string{srv.Addr()}, 64<<20, kb2)
+	nk, _ := b2.Key(spec.ID())
+	lr, err := b2.Lookup(ctx, "docs", []Key{k, nk})
+	if err != nil || lr[0].Present || lr[1].Present {
+		t.Fatalf("after the rotation the shared tier still answers: %+v %v", lr, err)
+	}
+}
+
+func mustKey(t *testing.T, c *Cache, spec PutSpec) Key {
+	t.Helper()
+	k, err := c.Key(spec.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

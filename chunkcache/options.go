@@ -72,6 +72,12 @@ type Options struct {
 	// namespace names alone). `ragkv serve` gives one over the data directory's salt
 	// secret (OpenKeyer), so clients cannot compute keys; Cache.Key is the one way in.
 	Keyer *Keyer
+	// DropForeignChunks makes New delete chunks that a persistent tier stores under a
+	// salt secret other than Keyer's (current or retired) instead of failing with
+	// ErrForeignChunks. Chunks under a retired secret (a rotation whose sweep a crash
+	// cut short) or under public salts (a data directory from before salt secrets) are
+	// always deleted.
+	DropForeignChunks bool
 	// Logger (default slog.Default()) and Registerer (nil: no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

@@ -93,6 +93,18 @@ func (c *Cache) RotateSalt(ctx context.Context, ns string) (RotateResult, error)
 	return res, nil
 }
 
+// staleKey reports whether a stored object that does not hash to its key under the
+// current salts does under a salt its namespace had before (a retired secret's, or the
+// public salt of a data directory written before salt secrets).
+func (c *Cache) staleKey(km *keyMismatchError) bool {
+	for _, s := range c.keyer.staleSalts(km.ns) {
+		if km.check(s) {
+			return true
+		}
+	}
+	return false
+}
+
 // deleteStale deletes one chunk of a rotated namespace (pinned or not); one deleted
 // meanwhile is not an error.
 func (c *Cache) deleteStale(ctx context.Context, ns string, k Key) (int64, error) {

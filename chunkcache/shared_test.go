@@ -19,6 +19,12 @@ import (
 // openSharedCache is a replica: a memory tier over the remote tier at addrs.
 func openSharedCache(t testing.TB, addrs []string, memCap int64) *Cache {
 	t.Helper()
+	return openSharedCacheKeyed(t, addrs, memCap, nil)
+}
+
+// openSharedCacheKeyed is openSharedCache with a keyer (nil: public salts).
+func openSharedCacheKeyed(t testing.TB, addrs []string, memCap int64, keyer *Keyer) *Cache {
+	t.Helper()
 	ctx := context.Background()
 	rt, err := store.OpenRedis(ctx, store.RedisOptions{Addrs: addrs, UsageInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -27,7 +33,7 @@ func openSharedCache(t testing.TB, addrs []string, memCap int64) *Cache {
 	c, err := New(ctx, Options{Tiers: []TierConfig{
 		{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: memCap}},
 		{Tier: rt},
-	}, Logger: slog.New(slog.DiscardHandler)})
+	}, Keyer: keyer, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,6 +124,21 @@ func decodeValueManifest(b []byte) (*valueManifest, error) {
 	return m, nil
 }
 
+// keyMismatchError: a stored object's manifest is intact but does not hash to its key
+// under the current salts. check reports whether it hashes to it under another salt
+// (a retired secret's, or the public one): then it is a stale chunk of a rotation.
+type keyMismatchError struct {
+	ns    string
+	got   Key
+	check func(salt [32]byte) bool
+}
+
+func (e *keyMismatchError) Error() string {
+	return fmt.Sprintf("%v: manifest hashes to %s (namespace %q)", ErrCorrupt, e.got.Short(), e.ns)
+}
+
+func (e *keyMismatchError) Unwrap() error { return ErrCorrupt }
+
 // checkStored decodes a stored manifest of either kind, checks that it hashes to k and
 // matches its part count, and describes it (size not set) with its creation time.
 func checkStored(kr *Keyer, k Key, b []byte, parts int) (entry, int64, error) {
@@ -134,7 +149,8 @@ func checkStored(kr *Keyer, k Key, b []byte, parts int) (entry, int64, error) {
 		}
 		vk, err := kr.ValueKey(m.ns, m.name)
 		if err == nil && vk != k {
-			err = fmt.Errorf("%w: value manifest hashes to %s", ErrCorrupt, vk.Short())
+			name := m.name
+			err = &keyMismatchError{ns: m.ns, got: vk, check: func(salt [32]byte) bool { return valueKeyWithSalt(salt, name) == k }}
 		}
 		if err == nil && parts != len(m.sizes) {
 			err = fmt.Errorf("%w: %d parts for a %d-part value", ErrCorrupt, parts, len(m.sizes))
@@ -160,7 +176,16 @@ func checkStored(kr *Keyer, k Key, b []byte, parts int) (entry, int64, error) {
 			}
 		}
 		if ck != k {
-			err = fmt.Errorf("%w: manifest hashes to %s", ErrCorrupt, ck.Short())
+			id := id
+			err = &keyMismatchError{ns: m.ns, got: ck, check: func(salt [32]byte) bool {
+				for d := F32; d <= Mixed; d++ {
+					id.DType = d
+					if id.keyWithSalt(salt) == k {
+						return true
+					}
+				}
+				return false
+			}}
 		}
 	}
 	if err == nil && parts != m.header.Layers {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ func pingServer(t *testing.T, addr string, interval time.Duration, n int) *goAwa
 		t.Fatal(err)
 	}
 	fr := http2.NewFramer(conn, conn)
+	var wmu sync.Mutex // the reader acks SETTINGS while this goroutine pings
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +48,9 @@ func pingServer(t *testing.T, addr string, interval time.Duration, n int) *goAwa
 			switch f := f.(type) {
 			case *http2.SettingsFrame:
 				if !f.IsAck() {
+					wmu.Lock()
 					_ = fr.WriteSettingsAck()
+					wmu.Unlock()
 				}
 			case *http2.GoAwayFrame:
 				goaway <- &goAway{code: f.ErrCode, debug: string(f.DebugData())}
@@ -57,7 +61,10 @@ func pingServer(t *testing.T, addr string, interval time.Duration, n int) *goAwa
 	var data [8]byte
 	for i := range n {
 		data[0] = byte(i)
-		if err := fr.WritePing(false, data); err != nil {
+		wmu.Lock()
+		err := fr.WritePing(false, data)
+		wmu.Unlock()
+		if err != nil {
 			break // the server closed the connection
 		}
 		select {

@@ -62,7 +62,7 @@ func TestRotateSaltRPC(t *testing.T) {
 		}
 		return res.GetKey(), h
 	}
-	ka, ha := put(1, "a")
+	ka, _ := put(1, "a")
 	kb, _ := put(2, "b")
 	for _, tok := range []string{tokReader, tokWriter, tokOther} {
 		_, err := e.client.RotateSalt(as(ctx, tok), &ragkvv1.RotateSaltRequest{Namespace: "a"})
@@ -90,7 +90,6 @@ func TestRotateSaltRPC(t *testing.T) {
 	if err != nil || bytes.Equal(r2.GetKey(), ka) {
 		t.Fatalf("re-put after rotation: key unchanged %v, %v", bytes.Equal(r2.GetKey(), ka), err)
 	}
-	_ = ha
 	st := adminStats(t, e)
 	gens := map[string]uint32{}
 	for _, n := range st.GetNamespaceStats() {
@@ -98,6 +97,15 @@ func TestRotateSaltRPC(t *testing.T) {
 	}
 	if gens["a"] != 2 || gens["b"] != 1 {
 		t.Fatalf("salt generations in Stats: %v", gens)
+	}
+	rs, err := e.client.Stats(as(ctx, tokReader), &ragkvv1.ChunkCacheStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range rs.GetNamespaceStats() {
+		if n.GetNamespace() != "a" && n.GetNamespace() != "ghost" {
+			t.Fatalf("a reader of a and ghost sees namespace stats of %q", n.GetNamespace())
+		}
 	}
 	if _, err := e.client.RotateSalt(as(ctx, tokAdmin), &ragkvv1.RotateSaltRequest{}); err != nil {
 		t.Fatalf("admin of * rotating all: %v", err)

@@ -359,8 +359,10 @@ func precomputeLocal(ctx context.Context, a precomputeLocalArgs, chunks []jsonlC
 		DisablePromotion: true,
 		Logger:           quiet,
 	})
+	if errors.Is(err, chunkcache.ErrForeignChunks) {
+		return flagErr("salt-secret-file", "%v (is %s the file the server on this data directory uses?)", err, keyer.Path())
+	}
 	if err != nil {
-		disk.Close()
 		return err
 	}
 	defer cache.Close()

@@ -49,6 +49,9 @@ type cacheConfig struct {
 	// (default <data-dir>/keys/salt.secret, created 0600 on first start). Replicas that
 	// share a remote tier must use the same file.
 	SaltSecretFile string `yaml:"salt_secret_file"`
+	// DropForeignChunks deletes, at start, chunks stored under another salt secret
+	// (instead of refusing to start).
+	DropForeignChunks bool `yaml:"drop_foreign_chunks"`
 	// Quotas bound namespaces' bytes per tier: namespace → tier (memory, disk) →
 	// bytes (--namespace-quota NS=TIER:BYTES).
 	Quotas map[string]map[string]cacheBytes `yaml:"quotas"`
@@ -216,8 +219,11 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	c, err := chunkcache.New(ctx, chunkcache.Options{
 		Tiers: tiers, MaxChunkBytes: int64(cc.MaxChunkBytes), Namespaces: cc.Namespaces,
 		StrictNamespaces: cc.StrictNamespaces, DisablePromotion: cc.DisablePromotion,
-		Keyer: keyer, Logger: log, Registerer: env.reg,
+		Keyer: keyer, DropForeignChunks: cc.DropForeignChunks, Logger: log, Registerer: env.reg,
 	})
+	if errors.Is(err, chunkcache.ErrForeignChunks) {
+		return nil, nil, nil, flagErr("salt-secret-file", "%v (is %s the file this data directory was written with? --drop-foreign-chunks deletes them)", err, keyer.Path())
+	}
 	if err != nil {
 		if len(quotas) > 0 && errors.Is(err, chunkcache.ErrInvalid) && strings.Contains(err.Error(), "quota") {
 			return nil, nil, nil, flagErr("namespace-quota", "%v", err)
@@ -350,6 +356,7 @@ func init() {
 	f.Var(cacheBothFloat{&cc.Memory.LowWatermark, &cc.Disk.LowWatermark}, "low-watermark", "evict down to this fraction of capacity (both tiers; default = high)")
 	f.BoolVar(&cc.SyncWrites, "sync-writes", cc.SyncWrites, "fsync every chunk put before acknowledging it")
 	f.Var(&cc.MaxChunkBytes, "max-chunk-bytes", "largest chunk accepted (e.g. 1GiB)")
+	f.BoolVar(&cc.DropForeignChunks, "drop-foreign-chunks", false, "at start, delete chunks stored under another salt secret instead of refusing to start")
 	f.StringVar(&cc.SaltSecretFile, "salt-secret-file", "", "secret the namespaces' key salts are derived from (default <data-dir>/keys/salt.secret, created 0600; replicas sharing --remote need the same file; \"public\": public salts, for data dirs written before salt secrets)")
 	serveComponents = append(serveComponents, serveComponent{name: "chunkcache", build: buildChunkCache})
 

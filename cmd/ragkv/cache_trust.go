@@ -45,6 +45,10 @@ func (f *namespaceQuotaFlag) String() string {
 func (f *namespaceQuotaFlag) Type() string { return "NS=TIER:BYTES" }
 
 func (f *namespaceQuotaFlag) Set(s string) error {
+	if strings.TrimSpace(s) == "" { // the default: no quotas
+		*f.q = nil
+		return nil
+	}
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		ns, rest, ok := strings.Cut(item, "=")

@@ -396,9 +396,11 @@ type Snapshot struct {
 	Policies        []string         `json:"policies"`
 	Admissions      []string         `json:"admissions"`
 	Usage           chunkcache.Usage `json:"usage"`
-	Collections     []CollectionView `json:"collections"`
-	Retrieval       bool             `json:"retrieval"`
-	Engine          EngineView       `json:"engine"`
+	// NamespaceStats: each namespace's bytes per tier against its quota.
+	NamespaceStats []chunkcache.NamespaceStats `json:"namespace_stats"`
+	Collections    []CollectionView            `json:"collections"`
+	Retrieval      bool                        `json:"retrieval"`
+	Engine         EngineView                  `json:"engine"`
 	// ControlsNote says what protects the controls.
 	ControlsNote string `json:"controls_note"`
 }
@@ -417,7 +419,7 @@ func (c *Console) Snapshot(ctx context.Context) Snapshot {
 	s := Snapshot{UnixMilli: now.UnixMilli(), RefreshMillis: c.o.Refresh.Milliseconds(),
 		IntervalSeconds: c.o.Interval.Seconds(), HistorySeconds: c.o.History.Seconds(),
 		Chunks: st.Chunks, Policies: chunkcache.Policies(), Admissions: chunkcache.Admissions(),
-		Usage: c.o.Cache.Usage(c.o.Top), Collections: []CollectionView{}, Retrieval: c.o.Retrieval != nil,
+		Usage: c.o.Cache.Usage(c.o.Top), NamespaceStats: st.NamespaceStats, Collections: []CollectionView{}, Retrieval: c.o.Retrieval != nil,
 		ControlsNote: "Admin actions, served only on the admin listener (loopback by default); roles come with the trust issue (#11)."}
 	for _, t := range st.Tiers {
 		p := pol[t.Name]

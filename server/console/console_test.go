@@ -133,6 +133,10 @@ func TestSnapshotMatchesStats(t *testing.T) {
 	if len(snap.Usage.Namespaces) != 2 || len(snap.Usage.Largest) != 10 || len(snap.Usage.Hottest) == 0 {
 		t.Fatalf("usage %+v", snap.Usage)
 	}
+	if len(snap.NamespaceStats) != len(st.NamespaceStats) || len(snap.NamespaceStats) == 0 || snap.NamespaceStats[0].Name != st.NamespaceStats[0].Name ||
+		len(snap.NamespaceStats[0].Tiers) != 2 {
+		t.Fatalf("namespace stats: snapshot %+v, Stats %+v", snap.NamespaceStats, st.NamespaceStats)
+	}
 	if snap.Engine.Available || snap.Retrieval {
 		t.Fatalf("no engine and no retrieval were given: %+v", snap.Engine)
 	}

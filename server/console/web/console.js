@@ -276,11 +276,20 @@ function renderCollections(snap) {
 
 // --- namespaces and chunks -------------------------------------------------------------
 
+// quotaUse is a namespace's use of its quotas ("memory 1.2 MiB / 2 GiB, ..."; "—" without).
+function quotaUse(stats) {
+  const parts = ((stats && stats.tiers) || []).filter((t) => t.quota_bytes > 0)
+    .map((t) => `${t.tier} ${bytes(t.bytes)} / ${bytes(t.quota_bytes)}`);
+  return parts.length ? parts.join(', ') : '—';
+}
+
 function renderNamespaces(snap) {
   const tb = $('#namespaces tbody');
+  const stats = new Map((snap.namespace_stats || []).map((s) => [s.name, s]));
   tb.replaceChildren(...snap.usage.namespaces.map((n) => el('tr', { 'data-namespace': n.name },
     el('td', { text: n.name }), el('td', { text: int(n.chunks) }), el('td', { text: bytes(n.bytes), title: `${int(n.bytes)} bytes` }),
-    el('td', { text: int(n.pinned_chunks) }), el('td', { text: bytes(n.pinned_bytes) }), el('td', { text: int(n.hits) }))));
+    el('td', { text: int(n.pinned_chunks) }), el('td', { text: bytes(n.pinned_bytes) }), el('td', { text: int(n.hits) }),
+    el('td', { text: quotaUse(stats.get(n.name)) }))));
 }
 
 const PIN_NAMES = ['unpinned', 'soft', 'hard'];
