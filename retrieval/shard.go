@@ -17,6 +17,7 @@ import (
 
 	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
+	"github.com/ragkv/ragkv/retrieval/internal/mmapfile"
 	"github.com/ragkv/ragkv/retrieval/internal/pca"
 )
 
@@ -24,6 +25,7 @@ import (
 const (
 	shardMetaFile     = "shard.json"
 	shardPassagesFile = "passages.bin"
+	shardPassageIndex = "passages.off"
 	shardVectorsFile  = "vectors.f32"
 	shardCodesFile    = "codes.bin"
 	shardANNFile      = "ann.bin"
@@ -62,9 +64,9 @@ type shard struct {
 	meta shardMeta
 	n    int
 	lex  *lexical.Shard
-	pids []string
-	// chunk holds the 32-byte SHA-256 of every passage text.
-	chunk []byte
+	// The passage table (id and 32-byte SHA-256 of the text of every passage, in
+	// ordinal order) and the offset of each record in it, memory-mapped.
+	ptab, poff *mmapfile.File
 
 	vecFile *os.File  // full vectors, read for rescoring when compressed or ANN
 	full    []float32 // full vectors in RAM when not compressed (and not ANN)
@@ -95,6 +97,20 @@ func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Proje
 	n := len(in.pids)
 	meta := shardMeta{Passages: n}
 	if _, err := lexical.Build(ctx, filepath.Join(dir, shardLexicalDir), in.texts); err != nil {
+		return meta, err
+	}
+	if err := writeSynced(filepath.Join(dir, shardPassageIndex), func(w io.Writer) error {
+		var off uint64
+		var b [8]byte
+		for _, pid := range in.pids {
+			binary.LittleEndian.PutUint64(b[:], off)
+			if _, err := w.Write(b[:]); err != nil {
+				return err
+			}
+			off += uint64(uvarintLen(uint64(len(pid))) + len(pid) + 32)
+		}
+		return nil
+	}); err != nil {
 		return meta, err
 	}
 	if err := writeSynced(filepath.Join(dir, shardPassagesFile), func(w io.Writer) error {
@@ -276,6 +292,7 @@ func openShard(dir string, ref shardRef, m *manifest) (*shard, error) {
 			ErrCorrupt, ref.Dir, sh.n, sh.meta.Dim, ref.Passages, m.Dim)
 	}
 	if err := sh.loadPassages(); err != nil {
+		sh.close()
 		return nil, err
 	}
 	sh.lex, err = lexical.Open(filepath.Join(dir, shardLexicalDir))
@@ -294,26 +311,85 @@ func openShard(dir string, ref shardRef, m *manifest) (*shard, error) {
 	return sh, nil
 }
 
+// loadPassages maps the passage table and its record offsets and checks that they
+// agree (every record in bounds, contiguous, ids sorted).
 func (sh *shard) loadPassages() error {
-	b, err := os.ReadFile(filepath.Join(sh.dir, shardPassagesFile))
-	if err != nil {
+	var err error
+	if sh.ptab, err = mmapfile.Open(filepath.Join(sh.dir, shardPassagesFile)); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	sh.pids = make([]string, 0, sh.n)
-	sh.chunk = make([]byte, 0, 32*sh.n)
-	for len(b) > 0 {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || uint64(len(b)-k) < l+32 {
+	if sh.poff, err = mmapfile.Open(filepath.Join(sh.dir, shardPassageIndex)); err != nil {
+		return fmt.Errorf("%w: shard %s: %v (built by an older version: rebuild the collection)", ErrCorrupt, sh.ref.Dir, err)
+	}
+	b, offs := sh.ptab.Bytes(), sh.poff.Bytes()
+	if len(offs) != 8*sh.n {
+		return fmt.Errorf("%w: shard %s: %d passage offsets, want %d", ErrCorrupt, sh.ref.Dir, len(offs)/8, sh.n)
+	}
+	var at uint64
+	prev := ""
+	for i := 0; i < sh.n; i++ {
+		if binary.LittleEndian.Uint64(offs[8*i:]) != at {
+			return fmt.Errorf("%w: shard %s: passage offset %d disagrees with the table", ErrCorrupt, sh.ref.Dir, i)
+		}
+		l, k := binary.Uvarint(b[at:])
+		if k <= 0 || uint64(len(b))-at-uint64(k) < l+32 {
 			return fmt.Errorf("%w: shard %s: truncated passage table", ErrCorrupt, sh.ref.Dir)
 		}
-		sh.pids = append(sh.pids, string(b[k:k+int(l)]))
-		sh.chunk = append(sh.chunk, b[k+int(l):k+int(l)+32]...)
-		b = b[k+int(l)+32:]
+		pid := b[at+uint64(k) : at+uint64(k)+l]
+		if i > 0 && string(pid) <= prev {
+			return fmt.Errorf("%w: shard %s: passage ids out of order", ErrCorrupt, sh.ref.Dir)
+		}
+		prev = string(pid)
+		at += uint64(k) + l + 32
 	}
-	if len(sh.pids) != sh.n {
-		return fmt.Errorf("%w: shard %s: %d passage ids, want %d", ErrCorrupt, sh.ref.Dir, len(sh.pids), sh.n)
+	if at != uint64(len(b)) {
+		return fmt.Errorf("%w: shard %s: %d bytes after the last passage", ErrCorrupt, sh.ref.Dir, uint64(len(b))-at)
 	}
 	return nil
+}
+
+// record returns the id bytes and the chunk hash of passage ord (validated at open).
+func (sh *shard) record(ord uint32) (pid, chunk []byte) {
+	b := sh.ptab.Bytes()
+	at := binary.LittleEndian.Uint64(sh.poff.Bytes()[8*int(ord):])
+	l, k := binary.Uvarint(b[at:])
+	s := at + uint64(k)
+	return b[s : s+l], b[s+l : s+l+32]
+}
+
+// pid returns the id of passage ord.
+func (sh *shard) pid(ord uint32) string {
+	p, _ := sh.record(ord)
+	return string(p)
+}
+
+// chunkBytes returns the SHA-256 of passage ord's text (do not modify).
+func (sh *shard) chunkBytes(ord uint32) []byte {
+	_, c := sh.record(ord)
+	return c
+}
+
+// searchPid returns the first ordinal whose passage id is ≥ prefix (ids are sorted).
+func (sh *shard) searchPid(prefix string) int {
+	lo, hi := 0, sh.n
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if p, _ := sh.record(uint32(mid)); string(p) < prefix {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
 }
 
 func (sh *shard) loadVectors() error {
@@ -472,7 +548,7 @@ func (sh *shard) denseRAMBytes() float64 {
 
 // chunkID is the ChunkID of passage ord (the hex of its stored SHA-256).
 func (sh *shard) chunkID(ord uint32) string {
-	return hex.EncodeToString(sh.chunk[32*int(ord) : 32*int(ord)+32])
+	return hex.EncodeToString(sh.chunkBytes(ord))
 }
 
 // scanTop returns the r best live passages by compressed score (for int8 codes q holds the
@@ -542,6 +618,8 @@ func (sh *shard) close() {
 	if sh.lex != nil {
 		_ = sh.lex.Close()
 	}
+	_ = sh.ptab.Close()
+	_ = sh.poff.Close()
 	if sh.vecFile != nil {
 		_ = sh.vecFile.Close()
 	}
