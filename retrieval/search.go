@@ -493,7 +493,18 @@ func (q *query) denseTop(ctx context.Context, n int) ([]scored, bool, error) {
 
 // annScanFactor: an ANN search probes lists holding at least this many times the
 // candidates it returns.
-const annScanFactor = 20
+//
+// With r = max(k, Rescore) = 100 a shard's search scans about 15,000 codes and rescores
+// 1,000 candidates with the memory-mapped full vectors whatever the shard's size, so the
+// cost per shard stays flat as shards grow. On the synthetic 50,000-passage shard of
+// `ragkv bench datastore` (PCA-32, IVF 1,024 lists, 48 4-bit slots) recall@10 against
+// a brute-force full-vector search was 0.37 with the index's default (8 lists, 200
+// rescored), 0.78 at 200 lists and 200 rescored, 0.93 at 200 lists and 1,000 rescored
+// (the exact scan of int8 PCA-32 codes rescoring 100: 0.67).
+const (
+	annScanFactor    = 150
+	annRescoreFactor = 10
+)
 
 // denseTopApprox serves collections with ANN shards: every ANN shard returns its best
 // candidates already rescored with full vectors, every other shard scans its codes and
@@ -517,7 +528,7 @@ func (q *query) denseTopApprox(ctx context.Context, n, total int) ([]scored, boo
 			}
 			ds := sn.dead[i]
 			nd := sh.n - sn.live[i] // tombstoned results are asked for on top, then dropped
-			res, err := sh.ann.SearchWith(q.qp, min(r+nd, sh.n), ann.SearchParams{NProbe: np, Rescore: min(2*r+nd, sh.n), Full: q.qv}, nil)
+			res, err := sh.ann.SearchWith(q.qp, min(r+nd, sh.n), ann.SearchParams{NProbe: np, Rescore: min(annRescoreFactor*r+nd, sh.n), Full: q.qv}, nil)
 			if err != nil {
 				return fmt.Errorf("retrieval: ANN search of shard %s: %w", sh.ref.Dir, err)
 			}

@@ -68,10 +68,10 @@ type shard struct {
 	// ordinal order) and the offset of each record in it, memory-mapped.
 	ptab, poff *mmapfile.File
 
-	vecFile *os.File  // full vectors, read for rescoring when compressed or ANN
-	full    []float32 // full vectors in RAM when not compressed (and not ANN)
-	codesF  []float32 // compressed float codes (n × CodeDim)
-	codesI8 []int8    // compressed int8 codes (n × CodeDim)
+	vecFile *mmapfile.File // full vectors, memory-mapped for rescoring when compressed or ANN
+	full    []float32      // full vectors in RAM when not compressed (and not ANN)
+	codesF  []float32      // compressed float codes (n × CodeDim)
+	codesI8 []int8         // compressed int8 codes (n × CodeDim)
 	ann     *ann.Index
 	// codesOnce loads the codes of an ANN shard when a search asks for an exact scan.
 	codesOnce sync.Once
@@ -428,46 +428,42 @@ func (sh *shard) ensureCodes() error {
 	return sh.codesErr
 }
 
-// Rescore implements ann.Rescorer with the full vectors on disk (a vector that cannot
-// be read scores −Inf: the interface has no error).
+// Rescore implements ann.Rescorer with the full vectors on disk (memory-mapped).
 func (sh *shard) Rescore(query []float32, ids []int32, scores []float32) {
-	sc := getVecScratch(sh.meta.Dim)
-	defer vecScratchPool.Put(sc)
 	for i, id := range ids {
-		if len(query) != sh.meta.Dim || sh.readVector(uint32(id), sc) != nil {
+		if len(query) != sh.meta.Dim || id < 0 || int(id) >= sh.n {
 			scores[i] = float32(math.Inf(-1))
 			continue
 		}
-		scores[i] = pca.DotF32(query, sc.v)
+		scores[i] = dotLE(query, sh.vecBytes(uint32(id)))
 	}
 }
 
-// vecScratch is the buffer of one full vector read from disk.
-type vecScratch struct {
-	b []byte
-	v []float32
+// vecBytes returns the little-endian float32 bytes of passage ord's full vector.
+func (sh *shard) vecBytes(ord uint32) []byte {
+	d := 4 * sh.meta.Dim
+	return sh.vecFile.Bytes()[int(ord)*d : (int(ord)+1)*d]
 }
+
+// vecScratch is the buffer of one full vector decoded from the mapped file.
+type vecScratch struct{ v []float32 }
 
 var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
 
-func getVecScratch(d int) *vecScratch {
+// dotLE is the inner product of q with a vector stored as little-endian float32 bytes
+// (decoded, then pca.DotF32: the same float32 as on a vector in memory).
+func dotLE(q []float32, b []byte) float32 {
 	sc := vecScratchPool.Get().(*vecScratch)
-	if cap(sc.v) < d {
-		sc.b, sc.v = make([]byte, 4*d), make([]float32, d)
+	if cap(sc.v) < len(q) {
+		sc.v = make([]float32, len(q))
 	}
-	sc.b, sc.v = sc.b[:4*d], sc.v[:d]
-	return sc
-}
-
-// readVector reads the full vector of passage ord from disk into sc.v.
-func (sh *shard) readVector(ord uint32, sc *vecScratch) error {
-	if _, err := sh.vecFile.ReadAt(sc.b, int64(ord)*int64(len(sc.b))); err != nil {
-		return fmt.Errorf("retrieval: read vector %d of shard %s: %w", ord, sh.ref.Dir, err)
+	v := sc.v[:len(q)]
+	for j := range v {
+		v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
 	}
-	for j := range sc.v {
-		sc.v[j] = math.Float32frombits(binary.LittleEndian.Uint32(sc.b[4*j:]))
-	}
-	return nil
+	s := pca.DotF32(q, v)
+	vecScratchPool.Put(sc)
+	return s
 }
 
 // loadScanVectors prepares a shard searched by scanning: compressed codes in RAM with
@@ -481,13 +477,13 @@ func (sh *shard) loadScanVectors() error {
 	return sh.loadCodes()
 }
 
-// openVecFile opens the full vectors for reading on demand (rescoring).
+// openVecFile maps the full vectors (rescoring reads them from the page cache).
 func (sh *shard) openVecFile() error {
-	f, err := os.Open(filepath.Join(sh.dir, shardVectorsFile))
+	f, err := mmapfile.Open(filepath.Join(sh.dir, shardVectorsFile))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if st, err := f.Stat(); err != nil || st.Size() != int64(4*sh.n*sh.meta.Dim) {
+	if f.Len() != 4*sh.n*sh.meta.Dim {
 		_ = f.Close()
 		return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
 	}
@@ -588,19 +584,15 @@ func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32, dead deadSet)
 // fullScores writes the full-vector inner product of q with each listed passage.
 func (sh *shard) fullScores(q []float32, ords []uint32, out []float64) error {
 	d := sh.meta.Dim
-	if sh.full != nil {
-		for i, o := range ords {
-			out[i] = float64(pca.DotF32(q, sh.full[int(o)*d:(int(o)+1)*d]))
-		}
-		return nil
-	}
-	sc := getVecScratch(d)
-	defer vecScratchPool.Put(sc)
 	for i, o := range ords {
-		if err := sh.readVector(o, sc); err != nil {
-			return err
+		if int(o) >= sh.n {
+			return fmt.Errorf("%w: shard %s: ordinal %d of %d", ErrCorrupt, sh.ref.Dir, o, sh.n)
 		}
-		out[i] = float64(pca.DotF32(q, sc.v))
+		if sh.full != nil {
+			out[i] = float64(pca.DotF32(q, sh.full[int(o)*d:(int(o)+1)*d]))
+		} else {
+			out[i] = float64(dotLE(q, sh.vecBytes(o)))
+		}
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ type cachedTerm struct {
 type termCache struct {
 	a     *analysis.DefaultAnalyzer
 	cache map[string]cachedTerm
+	idOf  map[string]uint32 // raw token → interned term id (ids)
 	one   analysis.TokenStream
 	tok   analysis.Token
 }
@@ -55,7 +56,7 @@ func newTermCache() (*termCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &termCache{a: a, cache: map[string]cachedTerm{}, one: make(analysis.TokenStream, 1)}, nil
+	return &termCache{a: a, cache: map[string]cachedTerm{}, idOf: map[string]uint32{}, one: make(analysis.TokenStream, 1)}, nil
 }
 
 // filter runs the analyzer's token filters on one token.
@@ -73,6 +74,31 @@ func (c *termCache) filter(t *analysis.Token) cachedTerm {
 	}
 	return cachedTerm{term: string(ts[0].Term), keep: true}
 }
+
+// ids appends, for every analyzed term of text, the id intern gives it (intern is
+// called once per distinct raw token; a stop word gets no id).
+func (c *termCache) ids(text string, intern func(term string) uint32, dst []uint32) []uint32 {
+	for _, t := range c.a.Tokenizer.Tokenize([]byte(text)) {
+		id, ok := c.idOf[string(t.Term)]
+		if !ok {
+			ct := c.filter(t)
+			id = noTerm
+			if ct.keep {
+				id = intern(ct.term)
+			}
+			if len(c.idOf) < maxCachedTokens {
+				c.idOf[string(t.Term)] = id
+			}
+		}
+		if id != noTerm {
+			dst = append(dst, id)
+		}
+	}
+	return dst
+}
+
+// noTerm is the id of a dropped (stop-word) token.
+const noTerm = ^uint32(0)
 
 // terms appends the analyzed terms of text to dst.
 func (c *termCache) terms(text string, dst []string) []string {

@@ -64,7 +64,7 @@ type Builder struct {
 	bufs    []termBuf
 	tf      []uint32
 	touched []uint32
-	toks    []string
+	toks    []uint32
 	lengths []uint32
 	total   int64
 }
@@ -87,19 +87,11 @@ func (b *Builder) Add(text string) error {
 		return fmt.Errorf("lexical: a shard holds at most %d documents", math.MaxUint32-1)
 	}
 	doc := int64(len(b.lengths))
-	b.toks = b.tc.terms(text, b.toks[:0])
+	b.toks = b.tc.ids(text, b.intern, b.toks[:0])
 	b.lengths = append(b.lengths, uint32(len(b.toks)))
 	b.total += int64(len(b.toks))
 	b.touched = b.touched[:0]
-	for _, t := range b.toks {
-		id, ok := b.ids[t]
-		if !ok {
-			id = uint32(len(b.terms))
-			b.ids[t] = id
-			b.terms = append(b.terms, t)
-			b.bufs = append(b.bufs, termBuf{prev: -1})
-			b.tf = append(b.tf, 0)
-		}
+	for _, id := range b.toks {
 		if b.tf[id] == 0 {
 			b.touched = append(b.touched, id)
 		}
@@ -116,6 +108,19 @@ func (b *Builder) Add(text string) error {
 		tb.maxTF = max(tb.maxTF, tf)
 	}
 	return nil
+}
+
+// intern returns the id of term, adding it when new.
+func (b *Builder) intern(t string) uint32 {
+	id, ok := b.ids[t]
+	if !ok {
+		id = uint32(len(b.terms))
+		b.ids[t] = id
+		b.terms = append(b.terms, t)
+		b.bufs = append(b.bufs, termBuf{prev: -1})
+		b.tf = append(b.tf, 0)
+	}
+	return id
 }
 
 // Build indexes texts[i] as document ordinal i into a new shard in dir (which must not
