@@ -76,6 +76,10 @@ type DatastoreBenchResult struct {
 	DenseP99ms                float64 `json:"dense_p99_ms"`
 	HybridP50ms               float64 `json:"hybrid_p50_ms"`
 	HybridP99ms               float64 `json:"hybrid_p99_ms"`
+	// CPUms is the mean process CPU time per query of each mode's latency run (one
+	// query at a time): the work per query, which the wall-clock percentiles of a
+	// loaded machine hide.
+	CPUms map[Mode]float64 `json:"cpu_ms_per_query"`
 	// QPS is hybrid queries per second over Threads concurrent searchers.
 	QPS     float64 `json:"qps"`
 	Threads int     `json:"threads"`
@@ -128,7 +132,7 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		return nil, err
 	}
 	copts := &CollectionOptions{PCADims: cfg.PCADims, Int8: cfg.Int8, DenseIndex: cfg.DenseIndex, ANNThreshold: cfg.ANNThreshold, Dedup: DedupNone}
-	res := &DatastoreBenchResult{Passages: cfg.Passages, K: cfg.K, Queries: cfg.Queries, Threads: cfg.Threads}
+	res := &DatastoreBenchResult{Passages: cfg.Passages, K: cfg.K, Queries: cfg.Queries, Threads: cfg.Threads, CPUms: map[Mode]float64{}}
 	start := time.Now()
 	cpu0 := cpuSeconds()
 	docs := make([]Document, 0, min(cfg.Batch, cfg.Passages))
@@ -223,6 +227,8 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	sn.release()
 
 	lat := func(m Mode) (p50, p99 float64, err error) {
+		c0 := cpuSeconds()
+		defer func() { res.CPUms[m] = (cpuSeconds() - c0) * 1000 / float64(len(queries)) }()
 		ms := make([]float64, len(queries))
 		for i, q := range queries {
 			t0 := time.Now()

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
@@ -450,9 +451,18 @@ type vecScratch struct{ v []float32 }
 
 var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
 
+// nativeLE: this machine stores float32 little-endian, as the vector files do, so a
+// mapped vector can be used in place.
+var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
 // dotLE is the inner product of q with a vector stored as little-endian float32 bytes
-// (decoded, then pca.DotF32: the same float32 as on a vector in memory).
+// (pca.DotF32 on the vector: the same float32 as on a vector in memory). On a
+// little-endian machine the mapped bytes (4-byte aligned: the mapping is page-aligned
+// and vectors are whole float32 rows) are used in place.
 func dotLE(q []float32, b []byte) float32 {
+	if nativeLE && len(b) >= 4*len(q) && len(q) > 0 && uintptr(unsafe.Pointer(&b[0]))%4 == 0 {
+		return pca.DotF32(q, unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(q)))
+	}
 	sc := vecScratchPool.Get().(*vecScratch)
 	if cap(sc.v) < len(q) {
 		sc.v = make([]float32, len(q))
