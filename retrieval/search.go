@@ -2,6 +2,7 @@ package retrieval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -244,13 +245,13 @@ func (q *query) prepare(ctx context.Context) error {
 		for i, sh := range q.sn.shards {
 			r, err := sh.lex.Resolve(lq)
 			if err != nil {
-				return fmt.Errorf("retrieval: shard %s: %w", sh.ref.Dir, err)
+				return lexErr(sh, err)
 			}
 			q.lres[i] = r
 			r.AddDocFreqs(df)
 			if ds := q.sn.dead[i]; ds != nil {
 				if err := r.SubtractDeadDocFreqs(ctx, ds.has, df); err != nil {
-					return err
+					return lexErr(sh, err)
 				}
 			}
 		}
@@ -366,7 +367,7 @@ func (q *query) lexTop(ctx context.Context, n int) ([]scored, bool, error) {
 		var err error
 		lists[i], exh[i], err = q.lres[i].TopK(ctx, q.lp, n, dead)
 		if err != nil {
-			return fmt.Errorf("retrieval: BM25 of shard %s: %w", sh.ref.Dir, err)
+			return lexErr(sh, err)
 		}
 		return nil
 	})
@@ -394,6 +395,14 @@ func (q *query) lexTop(ctx context.Context, n int) ([]scored, bool, error) {
 	return all, exhausted, nil
 }
 
+// lexErr wraps an error of a shard's lexical index (corruption becomes ErrCorrupt).
+func lexErr(sh *shard, err error) error {
+	if errors.Is(err, lexical.ErrCorrupt) {
+		return fmt.Errorf("%w: BM25 index of shard %s: %w", ErrCorrupt, sh.ref.Dir, err)
+	}
+	return fmt.Errorf("retrieval: BM25 of shard %s: %w", sh.ref.Dir, err)
+}
+
 // bm25Scores sets bm25 on every candidate that lacks it (the same float64 the shard's
 // top-k computes).
 func (q *query) bm25Scores(cs []scored) error {
@@ -411,7 +420,7 @@ func (q *query) bm25Scores(cs []scored) error {
 		}
 		out := make([]float64, len(idx))
 		if err := q.lres[si].Scores(q.lp, ords, out); err != nil {
-			return fmt.Errorf("retrieval: BM25 of shard %s: %w", q.sn.shards[si].ref.Dir, err)
+			return lexErr(q.sn.shards[si], err)
 		}
 		for j, i := range idx {
 			cs[i].bm25, cs[i].hasB = out[j], true

@@ -298,7 +298,8 @@ func openShard(dir string, ref shardRef, m *manifest) (*shard, error) {
 	}
 	sh.lex, err = lexical.Open(filepath.Join(dir, shardLexicalDir))
 	if err != nil {
-		return nil, err
+		sh.close()
+		return nil, fmt.Errorf("%w: shard %s: %w", ErrCorrupt, ref.Dir, err)
 	}
 	if int(sh.lex.Stats().Docs) != sh.n {
 		_ = sh.lex.Close()
