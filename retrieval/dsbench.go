@@ -30,6 +30,8 @@ type DatastoreBenchConfig struct {
 	// Batch is the passages per commit (bounds ingest memory; default 100,000) and
 	// ShardsPerCommit the shards each commit builds in parallel (default 2).
 	Batch, ShardsPerCommit int
+	// BuildMemory is the store's Options.BuildMemory (0: unbounded).
+	BuildMemory int64
 	// Embedder embeds passages (GloVe-SIF); Vocab is the synthetic vocabulary, most
 	// frequent first.
 	Embedder embed.Embedder
@@ -126,7 +128,7 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	opts := Options{Dir: cfg.Dir, Embedders: []embed.Embedder{cfg.Embedder}, Logger: cfg.Logger}
+	opts := Options{Dir: cfg.Dir, Embedders: []embed.Embedder{cfg.Embedder}, Logger: cfg.Logger, BuildMemory: cfg.BuildMemory}
 	st, err := Open(ctx, opts)
 	if err != nil {
 		return nil, err

@@ -3,9 +3,13 @@ package retrieval
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+
+	"github.com/ragkv/ragkv/retrieval/embed"
 )
 
 // TestDamagedShardFilesAreCorrupt: a shard whose memory-mapped files are truncated,
@@ -62,4 +66,44 @@ func TestDamagedShardFilesAreCorrupt(t *testing.T) {
 	}
 	sh2.close()
 	_ = context.Background()
+}
+
+// TestBuildMemoryBoundsConcurrentBuilds: with a build memory budget smaller than any
+// shard, shards are built one at a time (and the collection is the same as without).
+func TestBuildMemoryBoundsConcurrentBuilds(t *testing.T) {
+	ctx := context.Background()
+	docs := fixtureDocs(60)
+	var mu sync.Mutex
+	running, peak, builds := 0, 0, 0
+	hook := func(p string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch p {
+		case "build-start":
+			running++
+			builds++
+			peak = max(peak, running)
+		case "build-end":
+			running--
+		}
+		return nil
+	}
+	st, err := Open(ctx, Options{Dir: t.TempDir(), Embedders: []embed.Embedder{testSIF(t)}, BuildParallelism: 4, BuildMemory: 1, Logger: slog.New(slog.DiscardHandler), testHook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ingest(t, st, "c", &CollectionOptions{PCADims: 4}, 4, docs)
+	if builds != 4 || peak != 1 {
+		t.Fatalf("%d builds, %d at once; want 4, one at a time", builds, peak)
+	}
+	free := openStore(t, t.TempDir(), testSIF(t))
+	defer free.Close()
+	ingest(t, free, "c", &CollectionOptions{PCADims: 4}, 4, docs)
+	for _, q := range []string{"dog engine bread", "river"} {
+		sameHits(t, q, search(t, st, SearchRequest{Collection: "c", Query: q, K: 10}), search(t, free, SearchRequest{Collection: "c", Query: q, K: 10}))
+	}
+	if _, err := Open(ctx, Options{Dir: t.TempDir(), BuildMemory: -1}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("negative build memory: %v", err)
+	}
 }

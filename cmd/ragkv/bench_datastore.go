@@ -58,6 +58,8 @@ passage, hybrid p99 ≤ 50 ms.`,
 				return flagErr("k", "must be in [1, 1000], got %d", cfg.K)
 			case cfg.Threads < 1 || cfg.Threads > 1024:
 				return flagErr("threads", "must be in [1, 1024], got %d", cfg.Threads)
+			case cfg.BuildMemory < 0:
+				return flagErr("build-memory", "must be ≥ 0, got %d", cfg.BuildMemory)
 			case cfg.ANNThreshold < 0:
 				return flagErr("ann-threshold", "must be ≥ 0 (0: the collection default), got %d", cfg.ANNThreshold)
 			}
@@ -133,6 +135,7 @@ passage, hybrid p99 ≤ 50 ms.`,
 	f.IntVar(&cfg.Passages, "passages", 100_000, "synthetic passages to ingest")
 	f.IntVar(&cfg.Batch, "batch", 500_000, "passages per commit (the ingest holds one batch in memory)")
 	f.IntVar(&cfg.ShardsPerCommit, "shards", 2, "shards each commit builds in parallel")
+	f.Int64Var(&cfg.BuildMemory, "build-memory", 0, "bound in bytes on the estimated memory of shard builds running at once (0: unbounded)")
 	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (default: the shared glove.6B.100d.top50k)")
 	f.IntVar(&cfg.PCADims, "pca-dims", 32, "PCA dimensions of the dense codes")
 	f.BoolVar(&cfg.Int8, "int8", true, "int8-quantize the codes (PCA-32 int8: 32 bytes per passage in RAM on exact-scan shards)")
