@@ -41,8 +41,9 @@
 // # Storage and crash safety
 //
 // Passages, dedup keys and each collection's manifest live in one Badger database; each
-// shard is an immutable directory (a bleve scorch index, the passage table, full
-// vectors, compressed codes, optionally an ANN index). A commit builds the new shards in
+// shard is an immutable directory (a memory-mapped inverted index of package
+// retrieval/internal/lexical, the memory-mapped passage table and its record offsets,
+// full vectors read on demand for rescoring, compressed codes, optionally an ANN index). A commit builds the new shards in
 // parallel, syncs them, writes the passages tagged with the new generation behind a
 // pending marker, syncs, and then switches the manifest — the commit point — in one
 // Badger transaction. An ingest that fails or a process that dies before the switch
@@ -53,10 +54,12 @@
 //
 // # Search
 //
-// BM25 is textbook Okapi BM25 (k1 1.2, b 0.75) computed on bleve's postings with
-// collection-global statistics (N, average length, document frequencies summed over the
-// shards), so a passage scores the same float64 in every shard layout: see package
-// retrieval/internal/lexical for why bleve's own scorer is not used. Dense search embeds
+// BM25 is textbook Okapi BM25 (k1 1.2, b 0.75) with collection-global statistics (N,
+// average length, document frequencies summed over the shards), so a passage scores
+// the same float64 in every shard layout; each shard returns its exact top list by
+// MaxScore with block-max bounds, and hybrid candidates get their BM25 by seeking the
+// postings: see package retrieval/internal/lexical (its own index, holding exactly
+// bleve's postings, and why). Dense search embeds
 // the query (embed.Embedder: GloVe-SIF built in, any OpenAI-compatible /v1/embeddings
 // server, or vectors supplied by the client), projects it with the collection's PCA
 // (PCA-RAG: Khaledian et al. 2025; fitted with gonum on a sample at the first commit and

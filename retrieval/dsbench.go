@@ -30,6 +30,8 @@ type DatastoreBenchConfig struct {
 	// Batch is the passages per commit (bounds ingest memory; default 100,000) and
 	// ShardsPerCommit the shards each commit builds in parallel (default 2).
 	Batch, ShardsPerCommit int
+	// BuildMemory is the store's Options.BuildMemory (0: unbounded).
+	BuildMemory int64
 	// Embedder embeds passages (GloVe-SIF); Vocab is the synthetic vocabulary, most
 	// frequent first.
 	Embedder embed.Embedder
@@ -54,25 +56,50 @@ type DatastoreBenchResult struct {
 	Shards             int     `json:"shards"`
 	IngestSeconds      float64 `json:"ingest_seconds"`
 	IngestPassagesPerS float64 `json:"ingest_passages_per_s"`
-	// RAMBytesPerPassage is the anonymous resident memory (RssAnon: not the page cache
-	// of memory-mapped or read files) the opened store adds, per passage; HeapBytes the
-	// Go heap part of it.
-	RAMBytesPerPassage  float64 `json:"ram_bytes_per_passage"`
-	HeapBytesPerPassage float64 `json:"heap_bytes_per_passage"`
-	DiskBytesPerPassage float64 `json:"disk_bytes_per_passage"`
-	BM25P50ms           float64 `json:"bm25_p50_ms"`
-	BM25P99ms           float64 `json:"bm25_p99_ms"`
-	DenseP50ms          float64 `json:"dense_p50_ms"`
-	DenseP99ms          float64 `json:"dense_p99_ms"`
-	HybridP50ms         float64 `json:"hybrid_p50_ms"`
-	HybridP99ms         float64 `json:"hybrid_p99_ms"`
+	// IngestCPUSeconds is the process CPU time (user + system, getrusage) the ingest
+	// took, and IngestCPUBoundPassagesPerS the rate that CPU time would give on
+	// CPUCores dedicated cores fully used (passages / (CPU seconds / cores)): on a
+	// shared, loaded machine the wall-clock rate measures the load, this the work.
+	IngestCPUSeconds           float64 `json:"ingest_cpu_seconds"`
+	IngestCPUBoundPassagesPerS float64 `json:"ingest_cpu_bound_passages_per_s"`
+	CPUCores                   int     `json:"cpu_cores"`
+	// RAMBytesPerPassage is the anonymous resident memory (/proc/self/smaps_rollup
+	// "Anonymous": not the page cache of memory-mapped or read files) the opened and
+	// queried store adds, per passage; HeapBytes the Go heap part of it;
+	// MappedFileBytes the resident file-backed pages it adds (memory-mapped postings,
+	// passage tables: page cache the OS may evict).
+	RAMBytesPerPassage        float64 `json:"ram_bytes_per_passage"`
+	HeapBytesPerPassage       float64 `json:"heap_bytes_per_passage"`
+	MappedFileBytesPerPassage float64 `json:"mapped_file_bytes_per_passage"`
+	DiskBytesPerPassage       float64 `json:"disk_bytes_per_passage"`
+	BM25P50ms                 float64 `json:"bm25_p50_ms"`
+	BM25P99ms                 float64 `json:"bm25_p99_ms"`
+	DenseP50ms                float64 `json:"dense_p50_ms"`
+	DenseP99ms                float64 `json:"dense_p99_ms"`
+	HybridP50ms               float64 `json:"hybrid_p50_ms"`
+	HybridP99ms               float64 `json:"hybrid_p99_ms"`
+	// CPUms is the mean process CPU time per query of each mode's latency run (one
+	// query at a time): the work per query, which the wall-clock percentiles of a
+	// loaded machine hide.
+	CPUms map[Mode]float64 `json:"cpu_ms_per_query"`
+	// Cold*: the same, for the first pass over the queries, when the memory-mapped
+	// files they touch are not yet in the page cache (p50/p99/CPU above are the second,
+	// warm pass).
+	ColdP50ms map[Mode]float64 `json:"cold_p50_ms"`
+	ColdP99ms map[Mode]float64 `json:"cold_p99_ms"`
+	ColdCPUms map[Mode]float64 `json:"cold_cpu_ms_per_query"`
 	// QPS is hybrid queries per second over Threads concurrent searchers.
 	QPS     float64 `json:"qps"`
 	Threads int     `json:"threads"`
 	// ANNRecall10 is the recall@10 of the collection's dense path (ANN where shards have
 	// an index) against the exact scan; ANNShards counts the shards with an index.
-	ANNRecall10 float64 `json:"ann_recall@10"`
-	ANNShards   int     `json:"ann_shards"`
+	// Both are measured against a brute-force full-vector search (the true top k) over
+	// RecallQueries queries; ExactScanRecall10 is the exact scan of the compressed
+	// codes with rescoring (what shards without an index use).
+	ANNRecall10       float64 `json:"ann_recall@10"`
+	ExactScanRecall10 float64 `json:"exact_scan_recall@10"`
+	RecallQueries     int     `json:"recall_queries"`
+	ANNShards         int     `json:"ann_shards"`
 	// PeakRSSBytes is the process's peak resident set (VmHWM) at the end of the run.
 	PeakRSSBytes int64  `json:"peak_rss_bytes"`
 	K            int    `json:"k"`
@@ -107,14 +134,16 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	opts := Options{Dir: cfg.Dir, Embedders: []embed.Embedder{cfg.Embedder}, Logger: cfg.Logger}
+	opts := Options{Dir: cfg.Dir, Embedders: []embed.Embedder{cfg.Embedder}, Logger: cfg.Logger, BuildMemory: cfg.BuildMemory}
 	st, err := Open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	copts := &CollectionOptions{PCADims: cfg.PCADims, Int8: cfg.Int8, DenseIndex: cfg.DenseIndex, ANNThreshold: cfg.ANNThreshold, Dedup: DedupNone}
-	res := &DatastoreBenchResult{Passages: cfg.Passages, K: cfg.K, Queries: cfg.Queries, Threads: cfg.Threads}
+	res := &DatastoreBenchResult{Passages: cfg.Passages, K: cfg.K, Queries: cfg.Queries, Threads: cfg.Threads, CPUms: map[Mode]float64{},
+		ColdCPUms: map[Mode]float64{}, ColdP50ms: map[Mode]float64{}, ColdP99ms: map[Mode]float64{}}
 	start := time.Now()
+	cpu0 := cpuSeconds()
 	docs := make([]Document, 0, min(cfg.Batch, cfg.Passages))
 	for lo := 0; lo < cfg.Passages; lo += cfg.Batch {
 		hi := min(lo+cfg.Batch, cfg.Passages)
@@ -153,6 +182,11 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	}
 	res.IngestSeconds = time.Since(start).Seconds()
 	res.IngestPassagesPerS = float64(cfg.Passages) / res.IngestSeconds
+	res.IngestCPUSeconds = cpuSeconds() - cpu0
+	res.CPUCores = runtime.GOMAXPROCS(0)
+	if res.IngestCPUSeconds > 0 {
+		res.IngestCPUBoundPassagesPerS = float64(cfg.Passages) / (res.IngestCPUSeconds / float64(res.CPUCores))
+	}
 	docs = nil
 	if err := st.Close(); err != nil {
 		return nil, err
@@ -162,7 +196,8 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	// freed.
 	runtime.GC()
 	debug.FreeOSMemory()
-	anon0, heap0 := rssAnon(), heapInUse()
+	anon0, file0 := memRollup()
+	heap0 := heapInUse()
 	st, err = Open(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -179,7 +214,9 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
-	res.RAMBytesPerPassage = float64(rssAnon()-anon0) / float64(cfg.Passages)
+	anon1, file1 := memRollup()
+	res.RAMBytesPerPassage = float64(anon1-anon0) / float64(cfg.Passages)
+	res.MappedFileBytesPerPassage = float64(file1-file0) / float64(cfg.Passages)
 	res.HeapBytesPerPassage = float64(heapInUse()-heap0) / float64(cfg.Passages)
 	info, err := st.Collection("bench")
 	if err != nil {
@@ -198,17 +235,32 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	}
 	sn.release()
 
+	// Each mode's queries run twice, one at a time: first on a cold page cache for that
+	// mode's files (postings, vectors: memory-mapped, read from disk as touched), then
+	// again, timed as the main figures with the pages resident.
 	lat := func(m Mode) (p50, p99 float64, err error) {
-		ms := make([]float64, len(queries))
-		for i, q := range queries {
-			t0 := time.Now()
-			if _, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: m}); err != nil {
-				return 0, 0, err
+		pass := func() (p50, p99 float64, err error) {
+			ms := make([]float64, len(queries))
+			for i, q := range queries {
+				t0 := time.Now()
+				if _, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: m}); err != nil {
+					return 0, 0, err
+				}
+				ms[i] = float64(time.Since(t0).Microseconds()) / 1000
 			}
-			ms[i] = float64(time.Since(t0).Microseconds()) / 1000
+			slices.Sort(ms)
+			return ms[len(ms)/2], ms[min(len(ms)-1, int(float64(len(ms))*0.99))], nil
 		}
-		slices.Sort(ms)
-		return ms[len(ms)/2], ms[min(len(ms)-1, int(float64(len(ms))*0.99))], nil
+		c0 := cpuSeconds()
+		c50, c99, err := pass()
+		if err != nil {
+			return 0, 0, err
+		}
+		res.ColdP50ms[m], res.ColdP99ms[m] = c50, c99
+		res.ColdCPUms[m] = (cpuSeconds() - c0) * 1000 / float64(len(queries))
+		c0 = cpuSeconds()
+		defer func() { res.CPUms[m] = (cpuSeconds() - c0) * 1000 / float64(len(queries)) }()
+		return pass()
 	}
 	if res.BM25P50ms, res.BM25P99ms, err = lat(ModeBM25); err != nil {
 		return nil, err
@@ -254,33 +306,96 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		return nil, first
 	}
 	res.QPS = float64(done) / time.Since(t0).Seconds()
-	// Recall of the dense path the collection uses against the exact scan.
-	hit, tot := 0, 0
-	for _, q := range queries {
-		a, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: ModeDense, NoText: true})
-		if err != nil {
-			return nil, err
-		}
-		e, err := st.Search(ctx, SearchRequest{Collection: "bench", Query: q, K: cfg.K, Mode: ModeDense, NoText: true, DenseIndex: DenseExact})
+	// Recall@k of the dense path the collection uses (ANN where shards have an index)
+	// and of the exact scan of the compressed codes (rescored), both against a
+	// brute-force inner product over every live passage's full vector.
+	nr := min(len(queries), recallQueries)
+	hitA, hitE, tot := 0, 0, 0
+	for _, qs := range queries[:nr] {
+		truth, err := st.bruteDense(ctx, "bench", qs, cfg.K)
 		if err != nil {
 			return nil, err
 		}
 		want := map[string]bool{}
-		for _, h := range e.Hits {
-			want[h.PassageID] = true
+		for _, pid := range truth {
+			want[pid] = true
 		}
-		for _, h := range a.Hits {
-			if want[h.PassageID] {
-				hit++
+		for di, hit := range []*int{&hitA, &hitE} {
+			req := SearchRequest{Collection: "bench", Query: qs, K: cfg.K, Mode: ModeDense, NoText: true}
+			if di == 1 {
+				req.DenseIndex = DenseExact
+			}
+			r, err := st.Search(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range r.Hits {
+				if want[h.PassageID] {
+					*hit++
+				}
 			}
 		}
-		tot += len(e.Hits)
+		tot += len(truth)
 	}
 	if tot > 0 {
-		res.ANNRecall10 = float64(hit) / float64(tot)
+		res.ANNRecall10 = float64(hitA) / float64(tot)
+		res.ExactScanRecall10 = float64(hitE) / float64(tot)
 	}
+	res.RecallQueries = nr
 	res.PeakRSSBytes = procStatus("VmHWM")
 	return res, nil
+}
+
+// recallQueries bounds the queries whose true top k is computed by brute force.
+const recallQueries = 50
+
+// bruteDense returns the ids of the k live passages of a collection with the largest
+// full-vector inner product with the query's embedding (ties by passage id).
+func (s *Store) bruteDense(ctx context.Context, coll, text string, k int) ([]string, error) {
+	sn, err := s.pin(coll)
+	if err != nil {
+		return nil, err
+	}
+	defer sn.release()
+	q := &query{s: s, sn: sn, req: &SearchRequest{Query: text, K: k, Mode: ModeDense}, mode: ModeDense}
+	if err := q.prepare(ctx); err != nil {
+		return nil, err
+	}
+	var top []scored
+	const chunk = 1 << 16
+	ords := make([]uint32, 0, chunk)
+	out := make([]float64, chunk)
+	for si, sh := range sn.shards {
+		for lo := 0; lo < sh.n; lo += chunk {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			ords = ords[:0]
+			for o := lo; o < min(lo+chunk, sh.n); o++ {
+				if !sn.dead[si].has(uint32(o)) {
+					ords = append(ords, uint32(o))
+				}
+			}
+			if err := sh.fullScores(q.qv, ords, out); err != nil {
+				return nil, err
+			}
+			for j, o := range ords {
+				if len(top) == k && out[j] < top[k-1].score {
+					continue
+				}
+				top = append(top, scored{cand: cand{shard: int32(si), ord: o, score: out[j]}, pid: sh.pid(o)})
+				slices.SortFunc(top, func(a, b scored) int { return better(&a, &b) })
+				if len(top) > k {
+					top = top[:k]
+				}
+			}
+		}
+	}
+	ids := make([]string, len(top))
+	for i, t := range top {
+		ids[i] = t.pid
+	}
+	return ids, nil
 }
 
 // procStatus reads a kB field of /proc/self/status in bytes (0 where unavailable).
@@ -301,7 +416,30 @@ func procStatus(field string) int64 {
 	return 0
 }
 
-func rssAnon() int64 { return procStatus("RssAnon") }
+// memRollup returns the process's anonymous resident memory and its resident
+// file-backed memory (Rss − Anonymous) from /proc/self/smaps_rollup, falling back to
+// RssAnon and RssFile of /proc/self/status.
+func memRollup() (anon, file int64) {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return procStatus("RssAnon"), procStatus("RssFile")
+	}
+	var rss int64
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, kv := range []struct {
+			key string
+			dst *int64
+		}{{"Rss:", &rss}, {"Anonymous:", &anon}} {
+			if v, ok := strings.CutPrefix(line, kv.key); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					n, _ := strconv.ParseInt(f[0], 10, 64)
+					*kv.dst = n << 10
+				}
+			}
+		}
+	}
+	return anon, rss - anon
+}
 
 func heapInUse() int64 {
 	var ms runtime.MemStats

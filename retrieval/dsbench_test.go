@@ -24,7 +24,7 @@ func TestBenchDatastoreSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.Passages != 3000 || res.Shards != 6 || res.IngestPassagesPerS <= 0 || res.DiskBytesPerPassage <= 0 ||
-		res.BM25P99ms < res.BM25P50ms || res.HybridP99ms <= 0 || res.QPS <= 0 || res.ANNRecall10 != 1 || res.PeakRSSBytes <= 0 {
+		res.BM25P99ms < res.BM25P50ms || res.HybridP99ms <= 0 || res.QPS <= 0 || res.ANNRecall10 != 1 || res.ExactScanRecall10 <= 0 || res.RecallQueries != 20 || res.IngestCPUSeconds <= 0 || res.PeakRSSBytes <= 0 {
 		t.Fatalf("report: %+v", res)
 	}
 	if _, err := BenchDatastore(context.Background(), DatastoreBenchConfig{Dir: t.TempDir(), Passages: 10}); err == nil {

@@ -123,7 +123,12 @@ func (s *Store) FitFusion(ctx context.Context, name string, qs []LabeledQuery, o
 			return FitResult{}, fmt.Errorf("retrieval: fit query %q: %w", lq.ID, err)
 		}
 		depth := max(2*opts.K, 100)
-		lex, _ := q.lexTop(depth)
+		lex, _, err := q.lexTop(ctx, depth)
+		if err != nil {
+			q.free()
+			sn.release()
+			return FitResult{}, err
+		}
 		den, _, err := q.denseTop(ctx, depth)
 		if err != nil {
 			q.free()

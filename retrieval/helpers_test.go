@@ -133,9 +133,9 @@ func allPassages(t testing.TB, st *Store, name string) []brutePassage {
 	defer sn.release()
 	var pids []string
 	for i, sh := range sn.shards {
-		for o, pid := range sh.pids {
+		for o := 0; o < sh.n; o++ {
 			if !sn.dead[i].has(uint32(o)) {
-				pids = append(pids, pid)
+				pids = append(pids, sh.pid(uint32(o)))
 			}
 		}
 	}

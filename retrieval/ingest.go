@@ -717,6 +717,19 @@ func partition(ps []*pendingPassage, shards int, gen uint64) ([]*shardInput, []s
 	return parts, refs
 }
 
+// memEstimate is the memory a build of the shard takes on top of its input: postings
+// about as large as the indexed text, and the projected or flattened vectors.
+func (in *shardInput) memEstimate() int64 {
+	var n int64
+	for _, t := range in.texts {
+		n += int64(len(t))
+	}
+	for _, v := range in.vecs {
+		n += 8 * int64(len(v))
+	}
+	return n
+}
+
 // indexText is what BM25 indexes for a passage: its document title and its text.
 func indexText(title, text string) string {
 	if title == "" {
@@ -932,7 +945,14 @@ func (s *Store) buildShards(ctx context.Context, cdir string, m *manifest, refs 
 				return
 			}
 			defer func() { <-sem }()
+			est := parts[i].memEstimate()
+			if err := s.buildMem.acquire(ctx, est); err != nil {
+				return
+			}
+			defer s.buildMem.release(est)
+			_ = s.hook("build-start")
 			meta, err := buildShard(ctx, filepath.Join(cdir, refs[i].Dir), parts[i], proj, quant, s.annOptions(m, len(parts[i].pids)))
+			_ = s.hook("build-end")
 			mu.Lock()
 			refs[i].ANN = meta.ANN
 			defer mu.Unlock()

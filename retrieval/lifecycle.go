@@ -64,12 +64,16 @@ func (sn *snapshot) livePassagesOf(doc string) []loc {
 	var out []loc
 	prefix := doc + "#"
 	for i, sh := range sn.shards {
-		j, _ := slices.BinarySearch(sh.pids, prefix)
-		for ; j < len(sh.pids) && strings.HasPrefix(sh.pids[j], prefix); j++ {
-			if DocOfPassage(sh.pids[j]) != doc || sn.dead[i].has(uint32(j)) {
+		j := sh.searchPid(prefix)
+		for ; j < sh.n; j++ {
+			pid := sh.pid(uint32(j))
+			if !strings.HasPrefix(pid, prefix) {
+				break
+			}
+			if DocOfPassage(pid) != doc || sn.dead[i].has(uint32(j)) {
 				continue
 			}
-			out = append(out, loc{shard: i, ord: uint32(j), pid: sh.pids[j]})
+			out = append(out, loc{shard: i, ord: uint32(j), pid: pid})
 		}
 	}
 	return out
@@ -499,9 +503,9 @@ func (s *Store) mergeShards(ctx context.Context, c *collection, which []int) (in
 				dropped++
 				continue
 			}
-			pids = append(pids, sh.pids[o])
+			pids = append(pids, sh.pid(uint32(o)))
 			var ch [32]byte
-			copy(ch[:], sh.chunk[32*o:32*o+32])
+			copy(ch[:], sh.chunkBytes(uint32(o)))
 			chunks = append(chunks, ch)
 		}
 	}

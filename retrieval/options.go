@@ -129,6 +129,12 @@ type Options struct {
 	DefaultEmbedder string
 	// BuildParallelism bounds concurrent shard builds (default GOMAXPROCS).
 	BuildParallelism int
+	// BuildMemory bounds the estimated memory of the shard builds running at once,
+	// across all ingests, rebuilds and compactions of the store (bytes; 0: no bound
+	// beyond BuildParallelism). A build's estimate is its passages' indexed text bytes
+	// (the in-memory postings take about as much) plus 8 bytes per vector value; a
+	// build larger than the budget runs alone.
+	BuildMemory int64
 	// MaxK bounds k per request (default 1000).
 	MaxK int
 	// Logger and Registerer are injected (defaults: slog.Default(), no metrics).
@@ -162,6 +168,9 @@ func (o *Options) EnsureDefaults() {
 func (o *Options) Validate() error {
 	if o.Dir == "" {
 		return fmt.Errorf("%w: store directory is empty", ErrInvalidArgument)
+	}
+	if o.BuildMemory < 0 {
+		return fmt.Errorf("%w: build memory %d is negative", ErrInvalidArgument, o.BuildMemory)
 	}
 	if o.BuildParallelism < 1 || o.MaxK < 1 {
 		return fmt.Errorf("%w: build parallelism %d and max k %d must be positive", ErrInvalidArgument, o.BuildParallelism, o.MaxK)

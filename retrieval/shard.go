@@ -14,9 +14,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
+	"github.com/ragkv/ragkv/retrieval/internal/mmapfile"
 	"github.com/ragkv/ragkv/retrieval/internal/pca"
 )
 
@@ -24,6 +26,7 @@ import (
 const (
 	shardMetaFile     = "shard.json"
 	shardPassagesFile = "passages.bin"
+	shardPassageIndex = "passages.off"
 	shardVectorsFile  = "vectors.f32"
 	shardCodesFile    = "codes.bin"
 	shardANNFile      = "ann.bin"
@@ -62,14 +65,14 @@ type shard struct {
 	meta shardMeta
 	n    int
 	lex  *lexical.Shard
-	pids []string
-	// chunk holds the 32-byte SHA-256 of every passage text.
-	chunk []byte
+	// The passage table (id and 32-byte SHA-256 of the text of every passage, in
+	// ordinal order) and the offset of each record in it, memory-mapped.
+	ptab, poff *mmapfile.File
 
-	vecFile *os.File  // full vectors, read for rescoring when compressed or ANN
-	full    []float32 // full vectors in RAM when not compressed (and not ANN)
-	codesF  []float32 // compressed float codes (n × CodeDim)
-	codesI8 []int8    // compressed int8 codes (n × CodeDim)
+	vecFile *mmapfile.File // full vectors, memory-mapped for rescoring when compressed or ANN
+	full    []float32      // full vectors in RAM when not compressed (and not ANN)
+	codesF  []float32      // compressed float codes (n × CodeDim)
+	codesI8 []int8         // compressed int8 codes (n × CodeDim)
 	ann     *ann.Index
 	// codesOnce loads the codes of an ANN shard when a search asks for an exact scan.
 	codesOnce sync.Once
@@ -95,6 +98,20 @@ func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Proje
 	n := len(in.pids)
 	meta := shardMeta{Passages: n}
 	if _, err := lexical.Build(ctx, filepath.Join(dir, shardLexicalDir), in.texts); err != nil {
+		return meta, err
+	}
+	if err := writeSynced(filepath.Join(dir, shardPassageIndex), func(w io.Writer) error {
+		var off uint64
+		var b [8]byte
+		for _, pid := range in.pids {
+			binary.LittleEndian.PutUint64(b[:], off)
+			if _, err := w.Write(b[:]); err != nil {
+				return err
+			}
+			off += uint64(uvarintLen(uint64(len(pid))) + len(pid) + 32)
+		}
+		return nil
+	}); err != nil {
 		return meta, err
 	}
 	if err := writeSynced(filepath.Join(dir, shardPassagesFile), func(w io.Writer) error {
@@ -276,11 +293,13 @@ func openShard(dir string, ref shardRef, m *manifest) (*shard, error) {
 			ErrCorrupt, ref.Dir, sh.n, sh.meta.Dim, ref.Passages, m.Dim)
 	}
 	if err := sh.loadPassages(); err != nil {
+		sh.close()
 		return nil, err
 	}
 	sh.lex, err = lexical.Open(filepath.Join(dir, shardLexicalDir))
 	if err != nil {
-		return nil, err
+		sh.close()
+		return nil, fmt.Errorf("%w: shard %s: %w", ErrCorrupt, ref.Dir, err)
 	}
 	if int(sh.lex.Stats().Docs) != sh.n {
 		_ = sh.lex.Close()
@@ -294,26 +313,85 @@ func openShard(dir string, ref shardRef, m *manifest) (*shard, error) {
 	return sh, nil
 }
 
+// loadPassages maps the passage table and its record offsets and checks that they
+// agree (every record in bounds, contiguous, ids sorted).
 func (sh *shard) loadPassages() error {
-	b, err := os.ReadFile(filepath.Join(sh.dir, shardPassagesFile))
-	if err != nil {
+	var err error
+	if sh.ptab, err = mmapfile.Open(filepath.Join(sh.dir, shardPassagesFile)); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	sh.pids = make([]string, 0, sh.n)
-	sh.chunk = make([]byte, 0, 32*sh.n)
-	for len(b) > 0 {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || uint64(len(b)-k) < l+32 {
+	if sh.poff, err = mmapfile.Open(filepath.Join(sh.dir, shardPassageIndex)); err != nil {
+		return fmt.Errorf("%w: shard %s: %v (built by an older version: rebuild the collection)", ErrCorrupt, sh.ref.Dir, err)
+	}
+	b, offs := sh.ptab.Bytes(), sh.poff.Bytes()
+	if len(offs) != 8*sh.n {
+		return fmt.Errorf("%w: shard %s: %d passage offsets, want %d", ErrCorrupt, sh.ref.Dir, len(offs)/8, sh.n)
+	}
+	var at uint64
+	prev := ""
+	for i := 0; i < sh.n; i++ {
+		if binary.LittleEndian.Uint64(offs[8*i:]) != at {
+			return fmt.Errorf("%w: shard %s: passage offset %d disagrees with the table", ErrCorrupt, sh.ref.Dir, i)
+		}
+		l, k := binary.Uvarint(b[at:])
+		if k <= 0 || uint64(len(b))-at-uint64(k) < l+32 {
 			return fmt.Errorf("%w: shard %s: truncated passage table", ErrCorrupt, sh.ref.Dir)
 		}
-		sh.pids = append(sh.pids, string(b[k:k+int(l)]))
-		sh.chunk = append(sh.chunk, b[k+int(l):k+int(l)+32]...)
-		b = b[k+int(l)+32:]
+		pid := b[at+uint64(k) : at+uint64(k)+l]
+		if i > 0 && string(pid) <= prev {
+			return fmt.Errorf("%w: shard %s: passage ids out of order", ErrCorrupt, sh.ref.Dir)
+		}
+		prev = string(pid)
+		at += uint64(k) + l + 32
 	}
-	if len(sh.pids) != sh.n {
-		return fmt.Errorf("%w: shard %s: %d passage ids, want %d", ErrCorrupt, sh.ref.Dir, len(sh.pids), sh.n)
+	if at != uint64(len(b)) {
+		return fmt.Errorf("%w: shard %s: %d bytes after the last passage", ErrCorrupt, sh.ref.Dir, uint64(len(b))-at)
 	}
 	return nil
+}
+
+// record returns the id bytes and the chunk hash of passage ord (validated at open).
+func (sh *shard) record(ord uint32) (pid, chunk []byte) {
+	b := sh.ptab.Bytes()
+	at := binary.LittleEndian.Uint64(sh.poff.Bytes()[8*int(ord):])
+	l, k := binary.Uvarint(b[at:])
+	s := at + uint64(k)
+	return b[s : s+l], b[s+l : s+l+32]
+}
+
+// pid returns the id of passage ord.
+func (sh *shard) pid(ord uint32) string {
+	p, _ := sh.record(ord)
+	return string(p)
+}
+
+// chunkBytes returns the SHA-256 of passage ord's text (do not modify).
+func (sh *shard) chunkBytes(ord uint32) []byte {
+	_, c := sh.record(ord)
+	return c
+}
+
+// searchPid returns the first ordinal whose passage id is ≥ prefix (ids are sorted).
+func (sh *shard) searchPid(prefix string) int {
+	lo, hi := 0, sh.n
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if p, _ := sh.record(uint32(mid)); string(p) < prefix {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
 }
 
 func (sh *shard) loadVectors() error {
@@ -352,46 +430,51 @@ func (sh *shard) ensureCodes() error {
 	return sh.codesErr
 }
 
-// Rescore implements ann.Rescorer with the full vectors on disk (a vector that cannot
-// be read scores −Inf: the interface has no error).
+// Rescore implements ann.Rescorer with the full vectors on disk (memory-mapped).
 func (sh *shard) Rescore(query []float32, ids []int32, scores []float32) {
-	sc := getVecScratch(sh.meta.Dim)
-	defer vecScratchPool.Put(sc)
 	for i, id := range ids {
-		if len(query) != sh.meta.Dim || sh.readVector(uint32(id), sc) != nil {
+		if len(query) != sh.meta.Dim || id < 0 || int(id) >= sh.n {
 			scores[i] = float32(math.Inf(-1))
 			continue
 		}
-		scores[i] = pca.DotF32(query, sc.v)
+		scores[i] = dotLE(query, sh.vecBytes(uint32(id)))
 	}
 }
 
-// vecScratch is the buffer of one full vector read from disk.
-type vecScratch struct {
-	b []byte
-	v []float32
+// vecBytes returns the little-endian float32 bytes of passage ord's full vector.
+func (sh *shard) vecBytes(ord uint32) []byte {
+	d := 4 * sh.meta.Dim
+	return sh.vecFile.Bytes()[int(ord)*d : (int(ord)+1)*d]
 }
+
+// vecScratch is the buffer of one full vector decoded from the mapped file.
+type vecScratch struct{ v []float32 }
 
 var vecScratchPool = sync.Pool{New: func() any { return new(vecScratch) }}
 
-func getVecScratch(d int) *vecScratch {
-	sc := vecScratchPool.Get().(*vecScratch)
-	if cap(sc.v) < d {
-		sc.b, sc.v = make([]byte, 4*d), make([]float32, d)
-	}
-	sc.b, sc.v = sc.b[:4*d], sc.v[:d]
-	return sc
-}
+// nativeLE: this machine stores float32 little-endian, as the vector files do, so a
+// mapped vector can be used in place.
+var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-// readVector reads the full vector of passage ord from disk into sc.v.
-func (sh *shard) readVector(ord uint32, sc *vecScratch) error {
-	if _, err := sh.vecFile.ReadAt(sc.b, int64(ord)*int64(len(sc.b))); err != nil {
-		return fmt.Errorf("retrieval: read vector %d of shard %s: %w", ord, sh.ref.Dir, err)
+// dotLE is the inner product of q with a vector stored as little-endian float32 bytes
+// (pca.DotF32 on the vector: the same float32 as on a vector in memory). On a
+// little-endian machine the mapped bytes (4-byte aligned: the mapping is page-aligned
+// and vectors are whole float32 rows) are used in place.
+func dotLE(q []float32, b []byte) float32 {
+	if nativeLE && len(b) >= 4*len(q) && len(q) > 0 && uintptr(unsafe.Pointer(&b[0]))%4 == 0 {
+		return pca.DotF32(q, unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(q)))
 	}
-	for j := range sc.v {
-		sc.v[j] = math.Float32frombits(binary.LittleEndian.Uint32(sc.b[4*j:]))
+	sc := vecScratchPool.Get().(*vecScratch)
+	if cap(sc.v) < len(q) {
+		sc.v = make([]float32, len(q))
 	}
-	return nil
+	v := sc.v[:len(q)]
+	for j := range v {
+		v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+	}
+	s := pca.DotF32(q, v)
+	vecScratchPool.Put(sc)
+	return s
 }
 
 // loadScanVectors prepares a shard searched by scanning: compressed codes in RAM with
@@ -405,13 +488,13 @@ func (sh *shard) loadScanVectors() error {
 	return sh.loadCodes()
 }
 
-// openVecFile opens the full vectors for reading on demand (rescoring).
+// openVecFile maps the full vectors (rescoring reads them from the page cache).
 func (sh *shard) openVecFile() error {
-	f, err := os.Open(filepath.Join(sh.dir, shardVectorsFile))
+	f, err := mmapfile.Open(filepath.Join(sh.dir, shardVectorsFile))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if st, err := f.Stat(); err != nil || st.Size() != int64(4*sh.n*sh.meta.Dim) {
+	if f.Len() != 4*sh.n*sh.meta.Dim {
 		_ = f.Close()
 		return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardVectorsFile)
 	}
@@ -472,7 +555,7 @@ func (sh *shard) denseRAMBytes() float64 {
 
 // chunkID is the ChunkID of passage ord (the hex of its stored SHA-256).
 func (sh *shard) chunkID(ord uint32) string {
-	return hex.EncodeToString(sh.chunk[32*int(ord) : 32*int(ord)+32])
+	return hex.EncodeToString(sh.chunkBytes(ord))
 }
 
 // scanTop returns the r best live passages by compressed score (for int8 codes q holds the
@@ -512,19 +595,15 @@ func (sh *shard) scanTop(q []float32, r int, dst []cand, si int32, dead deadSet)
 // fullScores writes the full-vector inner product of q with each listed passage.
 func (sh *shard) fullScores(q []float32, ords []uint32, out []float64) error {
 	d := sh.meta.Dim
-	if sh.full != nil {
-		for i, o := range ords {
-			out[i] = float64(pca.DotF32(q, sh.full[int(o)*d:(int(o)+1)*d]))
-		}
-		return nil
-	}
-	sc := getVecScratch(d)
-	defer vecScratchPool.Put(sc)
 	for i, o := range ords {
-		if err := sh.readVector(o, sc); err != nil {
-			return err
+		if int(o) >= sh.n {
+			return fmt.Errorf("%w: shard %s: ordinal %d of %d", ErrCorrupt, sh.ref.Dir, o, sh.n)
 		}
-		out[i] = float64(pca.DotF32(q, sc.v))
+		if sh.full != nil {
+			out[i] = float64(pca.DotF32(q, sh.full[int(o)*d:(int(o)+1)*d]))
+		} else {
+			out[i] = float64(dotLE(q, sh.vecBytes(o)))
+		}
 	}
 	return nil
 }
@@ -542,6 +621,8 @@ func (sh *shard) close() {
 	if sh.lex != nil {
 		_ = sh.lex.Close()
 	}
+	_ = sh.ptab.Close()
+	_ = sh.poff.Close()
 	if sh.vecFile != nil {
 		_ = sh.vecFile.Close()
 	}

@@ -135,6 +135,54 @@ type Store struct {
 	tools  map[string]*toolRegistry
 
 	bg *compactor // background compaction (nil: off)
+
+	buildMem memGate // Options.BuildMemory across concurrent shard builds
+}
+
+// memGate admits work of estimated sizes while their sum stays within limit (one item
+// larger than limit is admitted alone). limit 0 admits everything.
+type memGate struct {
+	mu    sync.Mutex
+	used  int64
+	limit int64
+	wake  chan struct{}
+}
+
+func (g *memGate) acquire(ctx context.Context, n int64) error {
+	if g.limit <= 0 {
+		return nil
+	}
+	for {
+		g.mu.Lock()
+		if g.used == 0 || g.used+n <= g.limit {
+			g.used += n
+			g.mu.Unlock()
+			return nil
+		}
+		if g.wake == nil {
+			g.wake = make(chan struct{})
+		}
+		w := g.wake
+		g.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (g *memGate) release(n int64) {
+	if g.limit <= 0 {
+		return
+	}
+	g.mu.Lock()
+	g.used -= n
+	if g.wake != nil {
+		close(g.wake)
+		g.wake = nil
+	}
+	g.mu.Unlock()
 }
 
 // Open opens (creating if needed) the store in opts.Dir. It recovers from interrupted
@@ -166,6 +214,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		opts: opts, log: opts.Logger, db: db,
+		buildMem:  memGate{limit: opts.BuildMemory},
 		embedders: map[string]embed.Embedder{},
 		colls:     map[string]*collection{},
 		tools:     map[string]*toolRegistry{},

@@ -134,6 +134,79 @@ func (wv *WordVectors) Vector(i int) []float32 { return wv.vecs[i*wv.dim : (i+1)
 // keeping inner hyphens and apostrophes when the whole token is in the vocabulary, else
 // its parts. It appends ranks of in-vocabulary tokens to dst.
 func (wv *WordVectors) Words(text string, dst []int32) []int32 {
+	if isASCII(text) {
+		return wv.wordsASCII(text, dst)
+	}
+	return wv.wordsUnicode(text, dst)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func isWordByte(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+// wordsASCII is Words for ASCII text, without copying it (the ingest's hot path; the
+// test checks it against wordsUnicode).
+func (wv *WordVectors) wordsASCII(text string, dst []int32) []int32 {
+	var arr [64]byte
+	tok := arr[:0]
+	in := false
+	flush := func() {
+		t := tok
+		for len(t) > 0 && (t[len(t)-1] == '-' || t[len(t)-1] == '\'') {
+			t = t[:len(t)-1]
+		}
+		if len(t) == 0 {
+			return
+		}
+		if i, ok := wv.index[string(t)]; ok {
+			dst = append(dst, i)
+			return
+		}
+		for len(t) > 0 {
+			j := 0
+			for j < len(t) && isWordByte(t[j]) {
+				j++
+			}
+			if j > 0 {
+				if i, ok := wv.index[string(t[:j])]; ok {
+					dst = append(dst, i)
+				}
+			}
+			for j < len(t) && !isWordByte(t[j]) {
+				j++
+			}
+			t = t[j:]
+		}
+	}
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if isWordByte(c) || ((c == '-' || c == '\'') && in) {
+			tok = append(tok, c)
+			in = true
+			continue
+		}
+		if in {
+			flush()
+			tok, in = tok[:0], false
+		}
+	}
+	if in {
+		flush()
+	}
+	return dst
+}
+
+func (wv *WordVectors) wordsUnicode(text string, dst []int32) []int32 {
 	text = strings.ToLower(text)
 	isWord := func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
 	start := -1

@@ -3,11 +3,10 @@ package lexical
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
-
-	index "github.com/blevesearch/bleve_index_api"
 )
 
 var corpus = []string{
@@ -125,31 +124,6 @@ func TestTextbookBM25(t *testing.T) {
 	}
 }
 
-func TestLengthsMatchBleveNorms(t *testing.T) {
-	s := build(t, corpus)
-	var tfd index.TermFieldDoc
-	for _, term := range []string{"dog", "fox", "vitamin", "cancer", "quick"} {
-		r, err := s.reader.TermFieldReader(context.Background(), []byte(term), fieldName, true, true, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			d, err := r.Next(tfd.Reset())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d == nil {
-				break
-			}
-			ord := s.ordOf[d.ID.Value()]
-			if bl := math.Round(1 / (d.Norm * d.Norm)); int(bl) != s.Len(int(ord)) {
-				t.Errorf("doc %d: our length %d, bleve's norm says %v", ord, s.Len(int(ord)), bl)
-			}
-		}
-		_ = r.Close()
-	}
-}
-
 func TestShardedScoresEqualSingleShard(t *testing.T) {
 	var docs []string
 	for i := 0; i < 60; i++ {
@@ -174,10 +148,16 @@ func TestOpenRejectsMismatchedFiles(t *testing.T) {
 	if _, err := Build(context.Background(), dir, corpus); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileSync(filepath.Join(dir, lengthsFile), []byte{1, 2, 3}); err != nil {
+	b, err := os.ReadFile(filepath.Join(dir, indexFile))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); err == nil {
-		t.Fatal("Open accepted a truncated lengths file")
+	for _, bad := range [][]byte{b[:len(b)-1], b[:headerSize-1], append(append([]byte{}, b[:20]...), append([]byte{0xff}, b[21:]...)...)} {
+		if err := writeFileSync(filepath.Join(dir, indexFile), bad); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir); err == nil {
+			t.Fatalf("Open accepted a damaged index of %d bytes", len(bad))
+		}
 	}
 }
