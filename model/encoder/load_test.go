@@ -41,14 +41,14 @@ func hfName(g string) string {
 	panic(g)
 }
 
-// writeHF writes the synthetic tiny-bert weights (f32) as a HF BERT directory: config.json,
+// writeHF writes the synthetic tiny-bert weights (matrices of type dt) as a HF BERT directory: config.json,
 // model.safetensors (names with prefix, LayerNorm weights as gamma/beta if old), vocab.txt
 // or tokenizer.json, and a sentence-transformers pooling config if pooling is set.
-func writeHF(t *testing.T, dir, prefix string, old, tokJSON bool, pooling string) {
+func writeHF(t *testing.T, dir, prefix string, old, tokJSON bool, pooling string, dt kernels.DType) {
 	t.Helper()
 	c := Shapes["tiny-bert"]
 	var ts []safetensors.Tensor
-	for _, st := range SynthTensors(c, kernels.F32) {
+	for _, st := range SynthTensors(c, dt) {
 		b, err := model.SynthTensorData(st, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +61,8 @@ func writeHF(t *testing.T, dir, prefix string, old, tokJSON bool, pooling string
 		if st.Rows == 1 && !strings.Contains(name, "token_type") {
 			shape = shape[1:]
 		}
-		ts = append(ts, safetensors.Tensor{Name: prefix + name, DType: "F32", Shape: shape, Data: b})
+		sdt := map[kernels.DType]string{kernels.F32: "F32", kernels.F16: "F16", kernels.BF16: "BF16"}[st.Type]
+		ts = append(ts, safetensors.Tensor{Name: prefix + name, DType: sdt, Shape: shape, Data: b})
 	}
 	var buf bytes.Buffer
 	if err := safetensors.Write(&buf, ts, map[string]string{"format": "pt"}); err != nil {
@@ -136,7 +137,7 @@ func TestSafetensorsMatchesGGUF(t *testing.T) {
 		pooling      string
 	}{{"", false, false, "cls"}, {"bert.", true, true, "cls"}, {"", false, true, ""}} {
 		hf := filepath.Join(dir, fmt.Sprintf("hf%d", i))
-		writeHF(t, hf, v.prefix, v.old, v.tokJSON, v.pooling)
+		writeHF(t, hf, v.prefix, v.old, v.tokJSON, v.pooling, kernels.F32)
 		o := EmbedderOptions{}
 		if v.pooling == "" {
 			o.Pooling = PoolCLS
@@ -151,6 +152,19 @@ func TestSafetensorsMatchesGGUF(t *testing.T) {
 		for j := range want {
 			if !slices.Equal(got[j], want[j]) {
 				t.Errorf("variant %d text %d: safetensors vector differs from GGUF (cos %.9f)", i, j, cosine(got[j], want[j]))
+			}
+		}
+	}
+	// f16 and bf16 checkpoints equal the GGUF files of those types.
+	for _, dt := range []kernels.DType{kernels.F16, kernels.BF16} {
+		gp, _ := synthFile(t, dir, "tiny-bert", dt.String(), 1)
+		want, _ := embedAll(t, gp, EmbedderOptions{})
+		hf := filepath.Join(dir, "hf-"+dt.String())
+		writeHF(t, hf, "", false, false, "mean", dt)
+		got, _ := embedAll(t, hf, EmbedderOptions{})
+		for j := range want {
+			if !slices.Equal(got[j], want[j]) {
+				t.Errorf("%s text %d: safetensors vector differs from GGUF (cos %.9f)", dt, j, cosine(got[j], want[j]))
 			}
 		}
 	}
