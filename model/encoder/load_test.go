@@ -168,6 +168,18 @@ func TestSafetensorsMatchesGGUF(t *testing.T) {
 			}
 		}
 	}
+	// sentence-transformers' max_seq_length is the default truncation.
+	if err := os.WriteFile(filepath.Join(dir, "hf0", "sentence_bert_config.json"), []byte(`{"max_seq_length": 6, "do_lower_case": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, e6 := embedAll(t, filepath.Join(dir, "hf0"), EmbedderOptions{})
+	if ids := e6.Tokens("the park dog cat tom lily red"); len(ids) != 6 || ids[5] != 3 {
+		t.Errorf("max_seq_length 6: %v", ids)
+	}
+	if ids := e6.Tokens("the park"); len(ids) != 4 {
+		t.Errorf("short text: %v", ids)
+	}
+	os.Remove(filepath.Join(dir, "hf0", "sentence_bert_config.json"))
 	// The .safetensors file path works too.
 	if got, _ := embedAll(t, filepath.Join(dir, "hf0", "model.safetensors"), EmbedderOptions{}); !slices.Equal(got[0], want[0]) {
 		t.Error("model.safetensors path differs")
