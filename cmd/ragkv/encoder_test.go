@@ -99,3 +99,40 @@ func TestServeEncoderEmbedder(t *testing.T) {
 		t.Errorf("failing HTTP embedder: %v", err)
 	}
 }
+
+// TestModelEmbedCLI: `model embed` prints one JSON object with unit vectors and token ids
+// ([CLS] … [SEP]); a missing model or text is an error naming the flag.
+func TestModelEmbedCLI(t *testing.T) {
+	bert := filepath.Join(t.TempDir(), "tiny-bert.gguf")
+	if _, err := runCLI(t, "model", "synth", "--shape", "tiny-bert", "--dtype", "f32", "--seed", "1", "--layers", "0", "--ctx", "0", "--out", bert); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "model", "embed", "--model", "gguf:"+bert+",pool=cls", "--text", "the park", "--text", "a red ball", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := lastJSON(t, out)
+	embs, _ := m["embeddings"].([]any)
+	toks, _ := m["tokens"].([]any)
+	if m["pooling"] != "cls" || m["dim"] != 64.0 || len(embs) != 2 || len(toks) != 2 {
+		t.Fatalf("model embed: %s", out)
+	}
+	var n float64
+	for _, x := range embs[0].([]any) {
+		n += x.(float64) * x.(float64)
+	}
+	if ids := toks[0].([]any); n < 0.999 || n > 1.001 || len(ids) != 4 || ids[0] != 2.0 || ids[3] != 3.0 {
+		t.Errorf("norm² %g, tokens %v", n, toks[0])
+	}
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"model", "embed", "--model", "", "--text", "x"}, "--model"},
+		{[]string{"model", "embed", "--model", bert + ".missing", "--text", "x"}, "--model"},
+	} {
+		if _, err := runCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("%v: %v", c.args, err)
+		}
+	}
+}

@@ -125,6 +125,9 @@ type BERT struct {
 	// Path is the file or directory loaded; Format "gguf" or "safetensors"; Name the
 	// model's name (GGUF general.name, or the file name).
 	Path, Format, Name string
+	// MaxSeq is the checkpoint's own truncation (sentence-transformers'
+	// sentence_bert_config.json max_seq_length), 0 for none: Tokenize's default.
+	MaxSeq int
 
 	w       bertWeights
 	pool    *kernels.Pool
@@ -154,8 +157,11 @@ func (b *BERT) Close() error {
 }
 
 // Tokenize returns a text's ids with [CLS] first and [SEP] last, truncated to at most
-// maxTokens (≤ 0 or more than the positions: the positions) keeping the [SEP].
+// maxTokens (≤ 0: MaxSeq if set; at most the positions) keeping the [SEP].
 func (b *BERT) Tokenize(text string, maxTokens int) []int {
+	if maxTokens <= 0 {
+		maxTokens = b.MaxSeq
+	}
 	if maxTokens <= 0 || maxTokens > b.Config.MaxPos {
 		maxTokens = b.Config.MaxPos
 	}

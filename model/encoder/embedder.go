@@ -63,6 +63,26 @@ type EmbedderOptions struct {
 	Pool    *kernels.Pool
 }
 
+// EnsureDefaults fills unset fields (BatchTokens 2048).
+func (o *EmbedderOptions) EnsureDefaults() {
+	if o.BatchTokens <= 0 {
+		o.BatchTokens = 2048
+	}
+}
+
+// Validate checks the options.
+func (o *EmbedderOptions) Validate() error {
+	if o.MaxTokens < 0 {
+		return fmt.Errorf("%w: max tokens %d", model.ErrInvalid, o.MaxTokens)
+	}
+	switch o.Pooling {
+	case PoolDefault, PoolMean, PoolCLS, PoolLast:
+	default:
+		return fmt.Errorf("%w: pooling %d", model.ErrInvalid, o.Pooling)
+	}
+	return nil
+}
+
 // Embedder is a retrieval embedder (retrieval/embed.Embedder) over an in-engine model:
 // texts are tokenized, encoded, pooled and L2-normalized. Safe for concurrent use.
 type Embedder struct {
@@ -76,16 +96,9 @@ type Embedder struct {
 // HF BERT safetensors file/directory becomes a BERT encoder; a GGUF of a Llama-family
 // architecture (or a HF directory with such a config) a decoder embedder.
 func NewEmbedder(path string, o EmbedderOptions) (*Embedder, error) {
-	if o.BatchTokens <= 0 {
-		o.BatchTokens = 2048
-	}
-	if o.MaxTokens < 0 {
-		return nil, fmt.Errorf("%w: max tokens %d", model.ErrInvalid, o.MaxTokens)
-	}
-	switch o.Pooling {
-	case PoolDefault, PoolMean, PoolCLS, PoolLast:
-	default:
-		return nil, fmt.Errorf("%w: pooling %d", model.ErrInvalid, o.Pooling)
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	var b backend
 	var err error

@@ -352,6 +352,15 @@ func openHF(path string) (_ *BERT, err error) {
 	if b.Config.Pooling, err = hfPooling(dir); err != nil {
 		return nil, err
 	}
+	if sb, err := os.ReadFile(filepath.Join(dir, "sentence_bert_config.json")); err == nil {
+		var sc struct {
+			MaxSeq int `json:"max_seq_length"`
+		}
+		if err := json.Unmarshal(sb, &sc); err != nil || sc.MaxSeq < 0 {
+			return nil, fmt.Errorf("encoder %s: %w: sentence_bert_config.json: max_seq_length %d %v", dir, model.ErrFormat, sc.MaxSeq, err)
+		}
+		b.MaxSeq = sc.MaxSeq
+	}
 	if err := b.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("encoder %s: %w", cfgPath, err)
 	}

@@ -41,14 +41,14 @@ func hfName(g string) string {
 	panic(g)
 }
 
-// writeHF writes the synthetic tiny-bert weights (f32) as a HF BERT directory: config.json,
+// writeHF writes the synthetic tiny-bert weights (matrices of type dt) as a HF BERT directory: config.json,
 // model.safetensors (names with prefix, LayerNorm weights as gamma/beta if old), vocab.txt
 // or tokenizer.json, and a sentence-transformers pooling config if pooling is set.
-func writeHF(t *testing.T, dir, prefix string, old, tokJSON bool, pooling string) {
+func writeHF(t *testing.T, dir, prefix string, old, tokJSON bool, pooling string, dt kernels.DType) {
 	t.Helper()
 	c := Shapes["tiny-bert"]
 	var ts []safetensors.Tensor
-	for _, st := range SynthTensors(c, kernels.F32) {
+	for _, st := range SynthTensors(c, dt) {
 		b, err := model.SynthTensorData(st, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +61,8 @@ func writeHF(t *testing.T, dir, prefix string, old, tokJSON bool, pooling string
 		if st.Rows == 1 && !strings.Contains(name, "token_type") {
 			shape = shape[1:]
 		}
-		ts = append(ts, safetensors.Tensor{Name: prefix + name, DType: "F32", Shape: shape, Data: b})
+		sdt := map[kernels.DType]string{kernels.F32: "F32", kernels.F16: "F16", kernels.BF16: "BF16"}[st.Type]
+		ts = append(ts, safetensors.Tensor{Name: prefix + name, DType: sdt, Shape: shape, Data: b})
 	}
 	var buf bytes.Buffer
 	if err := safetensors.Write(&buf, ts, map[string]string{"format": "pt"}); err != nil {
@@ -136,7 +137,7 @@ func TestSafetensorsMatchesGGUF(t *testing.T) {
 		pooling      string
 	}{{"", false, false, "cls"}, {"bert.", true, true, "cls"}, {"", false, true, ""}} {
 		hf := filepath.Join(dir, fmt.Sprintf("hf%d", i))
-		writeHF(t, hf, v.prefix, v.old, v.tokJSON, v.pooling)
+		writeHF(t, hf, v.prefix, v.old, v.tokJSON, v.pooling, kernels.F32)
 		o := EmbedderOptions{}
 		if v.pooling == "" {
 			o.Pooling = PoolCLS
@@ -154,6 +155,31 @@ func TestSafetensorsMatchesGGUF(t *testing.T) {
 			}
 		}
 	}
+	// f16 and bf16 checkpoints equal the GGUF files of those types.
+	for _, dt := range []kernels.DType{kernels.F16, kernels.BF16} {
+		gp, _ := synthFile(t, dir, "tiny-bert", dt.String(), 1)
+		want, _ := embedAll(t, gp, EmbedderOptions{})
+		hf := filepath.Join(dir, "hf-"+dt.String())
+		writeHF(t, hf, "", false, false, "mean", dt)
+		got, _ := embedAll(t, hf, EmbedderOptions{})
+		for j := range want {
+			if !slices.Equal(got[j], want[j]) {
+				t.Errorf("%s text %d: safetensors vector differs from GGUF (cos %.9f)", dt, j, cosine(got[j], want[j]))
+			}
+		}
+	}
+	// sentence-transformers' max_seq_length is the default truncation.
+	if err := os.WriteFile(filepath.Join(dir, "hf0", "sentence_bert_config.json"), []byte(`{"max_seq_length": 6, "do_lower_case": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, e6 := embedAll(t, filepath.Join(dir, "hf0"), EmbedderOptions{})
+	if ids := e6.Tokens("the park dog cat tom lily red"); len(ids) != 6 || ids[5] != 3 {
+		t.Errorf("max_seq_length 6: %v", ids)
+	}
+	if ids := e6.Tokens("the park"); len(ids) != 4 {
+		t.Errorf("short text: %v", ids)
+	}
+	os.Remove(filepath.Join(dir, "hf0", "sentence_bert_config.json"))
 	// The .safetensors file path works too.
 	if got, _ := embedAll(t, filepath.Join(dir, "hf0", "model.safetensors"), EmbedderOptions{}); !slices.Equal(got[0], want[0]) {
 		t.Error("model.safetensors path differs")

@@ -19,6 +19,8 @@ import (
 // vocabularies are synthetic WordPiece ones of the right size).
 var Shapes = map[string]Config{
 	"tiny-bert": {Dim: 64, Hidden: 128, Layers: 2, Heads: 4, Vocab: 512, MaxPos: 128, TypeVocab: 2, NormEps: 1e-12, Pooling: PoolMean},
+	// Rows of 256 and 512: the k-quants (256-element super-blocks) apply without fallbacks.
+	"tiny-bert-256": {Dim: 256, Hidden: 512, Layers: 2, Heads: 4, Vocab: 512, MaxPos: 128, TypeVocab: 2, NormEps: 1e-12, Pooling: PoolMean},
 	"bge-small-en-v1.5": {Dim: 384, Hidden: 1536, Layers: 12, Heads: 12, Vocab: 30522, MaxPos: 512, TypeVocab: 2, NormEps: 1e-12,
 		Pooling: PoolCLS},
 	"all-MiniLM-L6-v2": {Dim: 384, Hidden: 1536, Layers: 6, Heads: 12, Vocab: 30522, MaxPos: 512, TypeVocab: 2, NormEps: 1e-12,

@@ -29,6 +29,9 @@ RUNS = [  # shape, dtype, pooling, extra llama-embedding arguments
     ("tiny-bert", "q8_0", "mean", []),
     ("tiny-bert", "f32>q4_0", "mean", []),     # f32 synth, then `ragkv model quantize --type q4_0`
     ("tiny-bert", "f32>q4_K_M", "cls", ["--pooling", "cls"]),
+    ("tiny-bert-256", "f32", "mean", []),
+    ("tiny-bert-256", "f32>q4_K_M", "mean", []),
+    ("tiny-bert-256", "f32>q6_K", "mean", []),
     ("tiny-llama3", "f32", "last", ["--pooling", "last"]),
     ("tiny-llama3", "f32", "mean", ["--pooling", "mean"]),
     ("tiny-qwen2", "f32", "last", ["--pooling", "last"]),
@@ -54,7 +57,7 @@ def main():
                                 "--type", qtype], check=True, capture_output=True)
                 path = qpath
             sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
-            ctx = "128" if shape == "tiny-bert" else "512"
+            ctx = "128" if shape.startswith("tiny-bert") else "512"
             cmd = [exe, "-m", path, "-t", "2", "-c", ctx, "-b", ctx, "--embd-normalize", "2", "--embd-output-format", "array",
                    "--verbose-prompt", "-p", "\n".join(TEXTS)] + extra
             r = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", check=True)
