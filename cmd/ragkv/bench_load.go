@@ -103,6 +103,10 @@ type benchLoadResult struct {
 	// use, heap freed but not returned to the OS, goroutine stacks, everything the
 	// runtime obtained from the OS.
 	GoMemEnd *goMem `json:"go_mem_end,omitempty"`
+	// RSSByKindEndMiB is the resident memory at the end by mapping (/proc smaps): file
+	// mappings grouped by kind (Badger's value log "*.vlog", memtables "*.mem", tables
+	// "*.sst", the binary, other files) and anonymous memory ("anon").
+	RSSByKindEndMiB map[string]float64 `json:"rss_by_kind_end_mib,omitempty"`
 	// RSSSamples is the RSS (MiB) once per second, to see where it levels off.
 	RSSSamples []int64 `json:"rss_mib_per_second,omitempty"`
 	// Kill is the outcome of --kill-after.
@@ -323,6 +327,42 @@ func readProcMem(pid string) procMem {
 		}
 	}
 	return m
+}
+
+// rssByKind sums the Rss of a process's mappings by kind (see RSSByKindEndMiB).
+func rssByKind(pid string) map[string]float64 {
+	b, err := os.ReadFile("/proc/" + pid + "/smaps")
+	if err != nil {
+		return nil
+	}
+	exe, _ := os.Executable()
+	out := map[string]float64{}
+	kind := "anon"
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			kind = "anon"
+			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
+				switch path := f[5]; {
+				case strings.HasSuffix(path, ".vlog"):
+					kind = "badger *.vlog"
+				case strings.HasSuffix(path, ".mem"):
+					kind = "badger *.mem"
+				case strings.HasSuffix(path, ".sst"):
+					kind = "badger *.sst"
+				case path == exe:
+					kind = "binary"
+				default:
+					kind = "other files"
+				}
+			}
+		case len(f) >= 2 && f[0] == "Rss:":
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			out[kind] += kb / 1024
+		}
+	}
+	return out
 }
 
 // rssBytes is VmRSS of this process (0 if unknown).
@@ -820,6 +860,7 @@ func driveLoad(ctx context.Context, cfg loadConfig, target *loadTarget, tokens [
 		BudgetViolations: budget.Load(), IsolationViolations: isolation.Load(), RSSSamples: rssSamples,
 		WarmupSeconds: warmAt.Seconds()}
 	if !killed.Load() {
+		res.RSSByKindEndMiB = rssByKind(target.pid)
 		end := readProcMem(target.pid)
 		res.RSSWarmBytes, res.RSSEndBytes = memWarm.rss, end.rss
 		res.RSSAnonWarmBytes, res.RSSAnonEndBytes = memWarm.anon, end.anon
