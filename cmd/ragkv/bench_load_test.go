@@ -25,6 +25,9 @@ func TestBenchLoadShort(t *testing.T) {
 	if res.Errors != 0 || res.BudgetViolations != 0 || res.IsolationViolations != 0 {
 		t.Fatalf("errors %d (%v), budget violations %d, isolation violations %d", res.Errors, res.ErrorCodes, res.BudgetViolations, res.IsolationViolations)
 	}
+	if res.QuotaViolations == nil || *res.QuotaViolations != 0 {
+		t.Fatalf("quota violations %v (the in-process server gives every tenant namespace a quota)", res.QuotaViolations)
+	}
 }
 
 // TestBenchLoadPrefill adds Prefill on stories260K (from $RAGKV_SHARED) to the mix.
