@@ -132,6 +132,8 @@ type Report struct {
 	QueryTokens int     `json:"query_tokens"`
 	Ratio       float64 `json:"ratio"`
 	Iters       int     `json:"iters"`
+	// PreRoPE: K stored without its rotary embedding (Options.PreRoPE).
+	PreRoPE bool `json:"prerope,omitempty"`
 
 	TTFTFull          float64 `json:"ttft_full_s"`
 	TTFTCacheBlend    float64 `json:"ttft_cacheblend_s"`
@@ -303,7 +305,7 @@ func Run(ctx context.Context, m *model.Model, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer bn.Close()
-	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: bn.layout().Format(), Chunks: o.Chunks,
+	rep := &Report{Model: m.Path, Threads: m.Pool().Threads(), Tier: o.Tier, DType: bn.layout().Format(), PreRoPE: o.PreRoPE, Chunks: o.Chunks,
 		ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens, Ratio: o.Ratio, Iters: o.Iters,
 		PrecomputeSeconds: bn.PrecomputeTime.Seconds(), StoredBytes: bn.StoredBytes(),
 		Methods: map[string]*MethodResult{}}

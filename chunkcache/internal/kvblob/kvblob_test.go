@@ -283,6 +283,18 @@ func FuzzDecode(f *testing.F) {
 		blob, _, _ := buildBlob(f, l, 1+i, uint64(i))
 		f.Add(blob)
 		f.Add(blob[:len(blob)/2])
+		if i%3 == 0 { // with the pre-RoPE header flag
+			h, secs, err := Decode(blob)
+			if err != nil {
+				f.Fatal(err)
+			}
+			h.PreRoPE = true
+			pre, err := Encode(h, secs)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(pre)
+		}
 	}
 	f.Add([]byte(Magic))
 	f.Add([]byte{})
