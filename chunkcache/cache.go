@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -384,6 +385,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 	c.mu.RUnlock()
 	ne.size, ne.pin = size, pin
 	stored := make([]bool, len(c.tiers))
+	removed := make([]bool, len(c.tiers)) // copies this put deleted
 	had := make([]bool, len(c.tiers))
 	kept := make([]bool, len(c.tiers)) // a refused overwrite left the older copy intact
 	for i, t := range c.tiers {
@@ -425,7 +427,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 				// is not lost to a failed re-put.
 				kept[i] = true
 			} else {
-				t.tracker.Remove(eviction.Key(k))
+				removed[i] = t.tracker.Remove(eviction.Key(k))
 				_ = t.tier.Delete(context.WithoutCancel(ctx), k) // a failed overwrite may leave the old object
 			}
 			errOther = fmt.Errorf("tier %s: %w", t.name, err)
@@ -438,6 +440,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 		res.Tiers = append(res.Tiers, t.name)
 		fpCommitStored.Hit()
 	}
+	wrote := slices.Clone(stored)
 	if errDurable != nil {
 		// Undone below: the tiers that took the object forget and delete it.
 		clear(stored)
@@ -449,9 +452,19 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 		// stale next to the new one, so it goes (below).
 		clear(kept)
 	}
-	// A tier that was not written must not keep an older version of the chunk.
+	// A tier that was not written must not keep an older version of the chunk — unless
+	// the put failed everywhere: then nothing changes but the copies it wrote (and a
+	// chunk's copy there is the same content, so a tier that held one keeps it).
 	for i, t := range c.tiers {
-		if !stored[i] && !kept[i] && t.tracker.Remove(eviction.Key(k)) {
+		if stored[i] || kept[i] {
+			continue
+		}
+		if len(res.Tiers) == 0 && (!wrote[i] || (had[i] && !ne.value)) {
+			kept[i] = had[i]
+			continue
+		}
+		if t.tracker.Remove(eviction.Key(k)) {
+			removed[i] = true
 			if err := t.tier.Delete(context.WithoutCancel(ctx), k); err != nil && !errors.Is(err, store.ErrNotFound) {
 				c.log.Warn("chunkcache: delete stale copy", "tier", t.name, "key", k.String(), "err", err)
 			}
@@ -477,7 +490,7 @@ func (c *Cache) commit(ctx context.Context, k Key, rekey func() (Key, error), ob
 		switch {
 		case stored[i]:
 			c.emit(EventStored, k, &ne, i, -1)
-		case had[i] && !kept[i]:
+		case had[i] && removed[i]:
 			c.emit(EventDeleted, k, &ne, i, -1)
 		}
 	}

@@ -135,3 +135,35 @@ func TestCacheProperties(t *testing.T) {
 		})
 	})
 }
+
+// A re-put that no tier can take (here: RAM full of hard pins, the older copy hard-pinned
+// in the tier below, not write-through) fails and leaves the stored copy alone (found by
+// TestCacheProperties: the copy below was deleted as "stale").
+func TestFailedReputKeepsStoredCopy(t *testing.T) {
+	ctx := context.Background()
+	fast, slow := store.NewNamedMemory("fast"), store.NewNamedMemory("slow")
+	c, err := New(ctx, Options{Tiers: []TierConfig{
+		{Tier: fast, Eviction: eviction.Config{Capacity: 2183}},
+		{Tier: slow, Eviction: eviction.Config{Capacity: 5000}},
+	}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s0, k0, v0 := propChunk(0)
+	s2, k2, v2 := propChunk(2)
+	put(t, c, s0, k0, v0) // RAM
+	s2.Pin = HardPin
+	put(t, c, s2, k2, v2) // RAM; chunk 0 demoted below
+	key0 := keyOf(t, s0)
+	if err := c.SetPin(ctx, "", key0, HardPin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutFloat32(ctx, s0, k0, v0); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("re-put into a RAM tier full of hard pins: %v", err)
+	}
+	lr, err := c.Lookup(ctx, "", []Key{key0})
+	if err != nil || !lr[0].Present || lr[0].Pin != HardPin || lr[0].Tier != "slow" {
+		t.Fatalf("the stored copy after a failed re-put: %+v %v", lr, err)
+	}
+}
