@@ -67,6 +67,11 @@ type EngineOptions struct {
 	// wakes another goroutine).
 	DecodeShare float64
 	Quantum     time.Duration
+	// Aging weighs a prefill's estimated compute in its place among waiting prefills
+	// (key = arrival + Aging × estimate; default DefaultAging): a shorter prefill goes
+	// first unless a longer one has waited Aging times their difference in compute
+	// longer. Larger favours fused prefills' time to first token over full ones'.
+	Aging float64
 	// ContextChunks is the default statistics context of Precompute (see
 	// PrecomputeOptions).
 	ContextChunks int
@@ -104,6 +109,9 @@ func (o *EngineOptions) EnsureDefaults() {
 	if o.Quantum == 0 {
 		o.Quantum = 5 * time.Millisecond
 	}
+	if o.Aging == 0 {
+		o.Aging = DefaultAging
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -121,6 +129,8 @@ func (o *EngineOptions) Validate() error {
 		return fmt.Errorf("%w: negative handle TTL, handle bound or concurrency", ErrInvalid)
 	case o.MaxBatch < 0 || o.MaxQueue < 0 || o.Quantum < 0:
 		return fmt.Errorf("%w: negative decode batch %d, queue bound %d or quantum %v", ErrInvalid, o.MaxBatch, o.MaxQueue, o.Quantum)
+	case !(o.Aging >= 0) || math.IsInf(o.Aging, 0):
+		return fmt.Errorf("%w: aging %g (want ≥ 0)", ErrInvalid, o.Aging)
 	case !(o.DecodeShare > 0 && o.DecodeShare < 1):
 		return fmt.Errorf("%w: decode share %g (want 0 < share < 1)", ErrInvalid, o.DecodeShare)
 	}
@@ -357,7 +367,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		e.mu.Lock()
 		est := units * e.unitNs
 		e.mu.Unlock()
-		gate = e.arb.newTicket(false, start.UnixNano()+int64(prefillAging*est))
+		gate = e.arb.newTicket(false, start.UnixNano()+int64(e.o.Aging*est))
 		// Held from here to the end as the serial engine holds its slot (so that the CPU
 		// work of opening chunks is not spread over every waiting request, competing
 		// with the kernels' workers), but given up at each layer or chunk computation
@@ -914,12 +924,10 @@ func (m *engineMetrics) observe(out *PrefillOutput, ttft time.Duration) {
 	m.tokens.WithLabelValues("query").Add(float64(out.Stats.Query))
 }
 
-// prefillAging weighs a prefill's estimated compute in its scheduling key (arrival +
-// prefillAging × estimate): a shorter prefill goes before a longer one unless the longer
-// has waited prefillAging times their difference in compute longer — strongly shortest
-// first, which keeps the time to first token of fused prefills (a fraction of a full
-// one) near their compute under load, while no prefill waits forever.
-const prefillAging = 8
+// DefaultAging is EngineOptions.Aging's default: strongly shortest first, which keeps
+// the time to first token of fused prefills (a fraction of a full one) near their
+// compute under load, while no prefill waits forever.
+const DefaultAging = 8
 
 // prefillUnits estimates a prefill's compute in token-layers of the model, for the
 // scheduler's order of prefills: full and prefix prefills compute every token;

@@ -15,7 +15,7 @@ import (
 // Who gets a free slot: when both a decode step and prefill units wait, the class that
 // has had less than its share of the engine time (DecodeShare for decode; a deficit
 // counter bounded by maxCredit, so an idle class does not bank unbounded time); among
-// prefills, the one with the smallest key, its arrival time plus prefillAging × its
+// prefills, the one with the smallest key, its arrival time plus Aging × its
 // estimated compute time (shortest first, with aging: a long prefill's key is
 // eventually the smallest).
 

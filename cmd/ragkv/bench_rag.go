@@ -48,7 +48,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Addr != "" {
-				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "no-probation", "kv-dtype", "kv-prerope"} {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "engine-aging", "no-probation", "kv-dtype", "kv-prerope"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
 					}
@@ -82,6 +82,9 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			}
 			if cmd.Flags().Changed("novel") && o.Stream != "scifact" {
 				return flagErr("novel", "applies to --stream scifact only")
+			}
+			if !(o.EngineAging >= 0) {
+				return flagErr("engine-aging", "must be ≥ 0, got %g", o.EngineAging)
 			}
 			if o.Warmup < 0 {
 				return flagErr("warmup", "must be ≥ 0, got %d", o.Warmup)
@@ -198,6 +201,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the scifact stream")
 	f.IntVar(&o.EngineConcurrent, "engine-concurrent", 1, "engine slots (units of work computing at once)")
 	f.BoolVar(&o.EngineSerial, "engine-serial", false, "the engine's scheduling before continuous batching (a request holds a slot through its prefill and its whole decode), for comparison")
+	f.Float64Var(&o.EngineAging, "engine-aging", 0, "the engine's aging weight of prefill order (0: its default, 8; larger favours short prefills)")
 	f.IntVar(&o.DecodeTokens, "decode-tokens", 0, "decode this many greedy tokens per request (Generate instead of Prefill; JSON decode_tokens_per_s)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16 or int8")
 	f.StringVar(&kvDType, "kv-dtype", "", "stored KV format with options (overrides --dtype): q4, q2r, q4:group=64, mixed:bits=2.5, ...")

@@ -123,6 +123,8 @@ type Options struct {
 	// Serial (the scheduling before continuous batching, for comparison).
 	EngineConcurrent int
 	EngineSerial     bool
+	// EngineAging is the engine's Aging (0: blend.DefaultAging).
+	EngineAging float64
 	// DecodeTokens, when > 0, makes every request a Generate of that many greedy tokens
 	// (EOS ignored) instead of a Prefill: TTFT is then the time to the stream's prefill
 	// message, and the decode rates are reported.
@@ -202,8 +204,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: tier %q (want memory or disk)", ErrInvalid, o.Tier)
 	case o.Queries < 1 || o.Clients < 1 || o.Docs < 1 || o.Window < 1 || o.EngineConcurrent < 1:
 		return fmt.Errorf("%w: queries, clients, docs, window and engine concurrency must be ≥ 1", ErrInvalid)
-	case o.DecodeTokens < 0 || o.Warmup < 0:
-		return fmt.Errorf("%w: decode tokens %d, warmup %d", ErrInvalid, o.DecodeTokens, o.Warmup)
+	case o.DecodeTokens < 0 || o.Warmup < 0 || !(o.EngineAging >= 0):
+		return fmt.Errorf("%w: decode tokens %d, warmup %d, engine aging %g", ErrInvalid, o.DecodeTokens, o.Warmup, o.EngineAging)
 	case o.K < 1 || o.K > server.MaxRetrievalK:
 		return fmt.Errorf("%w: k = %d (want 1 to %d)", ErrInvalid, o.K, server.MaxRetrievalK)
 	case !(o.Ratio > 0 && o.Ratio <= 1):
@@ -505,7 +507,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if err != nil {
 		return nil, err
 	}
-	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, Serial: o.EngineSerial, MaxHandles: 1, Logger: quiet})
+	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, Serial: o.EngineSerial, Aging: o.EngineAging, MaxHandles: 1, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
