@@ -103,45 +103,55 @@ func TestConcurrentGenerateEqualsAlone(t *testing.T) {
 		}
 		want[i] = r
 	}
-	got := make([]*genResult, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i, in := range generateInputs(n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			got[i], errs[i] = runGenerate(ctx, e, in)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	total := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("generation %d: %v", i, errs[i])
+	// Equality is checked on every attempt; batching (which needs the generations to
+	// overlap in time) gets up to 3 attempts.
+	for attempt := range 3 {
+		steps0 := counterValue(t, reg, "ragkv_blend_decode_steps_total")
+		rows0 := counterValue(t, reg, "ragkv_blend_decode_rows_total")
+		got := make([]*genResult, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, in := range generateInputs(n) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				got[i], errs[i] = runGenerate(ctx, e, in)
+			}()
 		}
-		g, w := got[i], want[i]
-		if fmt.Sprint(g.tokens) != fmt.Sprint(w.tokens) || g.text != w.text || g.done.Reason != w.done.Reason || g.done.Tokens != w.done.Tokens {
-			t.Fatalf("generation %d: %v %q (%s) batched, %v %q (%s) alone", i, g.tokens, g.text, g.done.Reason, w.tokens, w.text, w.done.Reason)
-		}
-		for j := range g.logits {
-			if d := maxAbsDiff(g.logits[j], w.logits[j]); d != 0 {
-				t.Fatalf("generation %d token %d: logits differ by %g", i, j, d)
+		close(start)
+		wg.Wait()
+		total := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("generation %d: %v", i, errs[i])
 			}
+			g, w := got[i], want[i]
+			if fmt.Sprint(g.tokens) != fmt.Sprint(w.tokens) || g.text != w.text || g.done.Reason != w.done.Reason || g.done.Tokens != w.done.Tokens {
+				t.Fatalf("generation %d: %v %q (%s) batched, %v %q (%s) alone", i, g.tokens, g.text, g.done.Reason, w.tokens, w.text, w.done.Reason)
+			}
+			for j := range g.logits {
+				if d := maxAbsDiff(g.logits[j], w.logits[j]); d != 0 {
+					t.Fatalf("generation %d token %d: logits differ by %g", i, j, d)
+				}
+			}
+			total += len(g.tokens)
 		}
-		total += len(g.tokens)
+		steps := counterValue(t, reg, "ragkv_blend_decode_steps_total")
+		rows := counterValue(t, reg, "ragkv_blend_decode_rows_total")
+		steps -= steps0
+		rows -= rows0
+		if rows > float64(total) {
+			t.Fatalf("%g rows stepped for %d tokens", rows, total)
+		}
+		if steps > 0 && rows/steps > 1.5 {
+			t.Logf("%d generations, %d tokens: %g steps, mean batch %.1f (attempt %d)", n, total, steps, rows/steps, attempt+1)
+			return
+		}
+		t.Logf("attempt %d: decode steps %g, rows %g: not batched (a loaded machine can run the generations one after another)", attempt+1, steps, rows)
 	}
-	steps := counterValue(t, reg, "ragkv_blend_decode_steps_total")
-	rows := counterValue(t, reg, "ragkv_blend_decode_rows_total")
-	if rows > float64(total) {
-		t.Fatalf("%g rows stepped for %d tokens", rows, total)
-	}
-	if !(steps > 0 && rows/steps > 1.5) {
-		t.Fatalf("decode steps %g, rows %g: the generations were not batched", steps, rows)
-	}
-	t.Logf("%d generations, %d tokens: %g steps, mean batch %.1f", n, total, steps, rows/steps)
+	t.Fatalf("the generations were not batched in 3 attempts")
 }
 
 // TestGenerateCancelLeavesBatch: a generation whose context is cancelled, and one whose
