@@ -71,6 +71,12 @@ type DatastoreBenchResult struct {
 	RAMBytesPerPassage        float64 `json:"ram_bytes_per_passage"`
 	HeapBytesPerPassage       float64 `json:"heap_bytes_per_passage"`
 	MappedFileBytesPerPassage float64 `json:"mapped_file_bytes_per_passage"`
+	// RAMBytesPerPassageEnd is the same anonymous memory measured again after every
+	// query pass (the first measurement can include transient buffers of Badger's
+	// background compactions after the reopen); DenseIndexBytesPerPassage is what the
+	// dense structures themselves hold in RAM (ANN indexes, scanned codes), by size.
+	RAMBytesPerPassageEnd     float64 `json:"ram_bytes_per_passage_end"`
+	DenseIndexBytesPerPassage float64 `json:"dense_index_bytes_per_passage"`
 	DiskBytesPerPassage       float64 `json:"disk_bytes_per_passage"`
 	BM25P50ms                 float64 `json:"bm25_p50_ms"`
 	BM25P99ms                 float64 `json:"bm25_p99_ms"`
@@ -228,12 +234,15 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	if err != nil {
 		return nil, err
 	}
+	var dense float64
 	for _, sh := range sn.shards {
 		if sh.ann != nil {
 			res.ANNShards++
 		}
+		dense += sh.denseRAMBytes()
 	}
 	sn.release()
+	res.DenseIndexBytesPerPassage = dense / float64(cfg.Passages)
 
 	// Each mode's queries run twice, one at a time: first on a cold page cache for that
 	// mode's files (postings, vectors: memory-mapped, read from disk as touched), then
@@ -342,6 +351,10 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		res.ExactScanRecall10 = float64(hitE) / float64(tot)
 	}
 	res.RecallQueries = nr
+	runtime.GC()
+	debug.FreeOSMemory()
+	anon2, _ := memRollup()
+	res.RAMBytesPerPassageEnd = float64(anon2-anon0) / float64(cfg.Passages)
 	res.PeakRSSBytes = procStatus("VmHWM")
 	return res, nil
 }
