@@ -71,6 +71,15 @@ type DatastoreBenchResult struct {
 	RAMBytesPerPassage        float64 `json:"ram_bytes_per_passage"`
 	HeapBytesPerPassage       float64 `json:"heap_bytes_per_passage"`
 	MappedFileBytesPerPassage float64 `json:"mapped_file_bytes_per_passage"`
+	// RAMBytesPerPassageEnd is the same anonymous memory measured again after every
+	// query pass (the first measurement can include transient buffers of Badger's
+	// background compactions after the reopen); DenseIndexBytesPerPassage is what the
+	// dense structures themselves hold in RAM (ANN indexes, scanned codes), by size.
+	RAMBytesPerPassageEnd float64 `json:"ram_bytes_per_passage_end"`
+	// SettleSeconds is how long the reopened store took to become idle (Badger's
+	// background compaction) before RAM and latency were measured.
+	SettleSeconds             float64 `json:"settle_seconds"`
+	DenseIndexBytesPerPassage float64 `json:"dense_index_bytes_per_passage"`
 	DiskBytesPerPassage       float64 `json:"disk_bytes_per_passage"`
 	BM25P50ms                 float64 `json:"bm25_p50_ms"`
 	BM25P99ms                 float64 `json:"bm25_p99_ms"`
@@ -212,6 +221,11 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 			return nil, err
 		}
 	}
+	// Badger compacts what the ingest wrote after the reopen: wait until the process is
+	// idle, so that neither the RAM nor the query CPU figures include that work.
+	if res.SettleSeconds, err = settle(ctx, 3*time.Minute); err != nil {
+		return nil, err
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
 	anon1, file1 := memRollup()
@@ -228,12 +242,15 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	if err != nil {
 		return nil, err
 	}
+	var dense float64
 	for _, sh := range sn.shards {
 		if sh.ann != nil {
 			res.ANNShards++
 		}
+		dense += sh.denseRAMBytes()
 	}
 	sn.release()
+	res.DenseIndexBytesPerPassage = dense / float64(cfg.Passages)
 
 	// Each mode's queries run twice, one at a time: first on a cold page cache for that
 	// mode's files (postings, vectors: memory-mapped, read from disk as touched), then
@@ -342,8 +359,30 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		res.ExactScanRecall10 = float64(hitE) / float64(tot)
 	}
 	res.RecallQueries = nr
+	runtime.GC()
+	debug.FreeOSMemory()
+	anon2, _ := memRollup()
+	res.RAMBytesPerPassageEnd = float64(anon2-anon0) / float64(cfg.Passages)
 	res.PeakRSSBytes = procStatus("VmHWM")
 	return res, nil
+}
+
+// settle waits (at most limit) until the process uses under 5% of a core over a second,
+// and returns how long it waited.
+func settle(ctx context.Context, limit time.Duration) (float64, error) {
+	t0 := time.Now()
+	for time.Since(t0) < limit {
+		c0 := cpuSeconds()
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if cpuSeconds()-c0 < 0.05 {
+			break
+		}
+	}
+	return time.Since(t0).Seconds(), nil
 }
 
 // recallQueries bounds the queries whose true top k is computed by brute force.

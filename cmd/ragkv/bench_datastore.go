@@ -112,9 +112,9 @@ passage, hybrid p99 ≤ 50 ms.`,
 			}
 			res.CPU = cpu.Active().String()
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "passages %d in %d shards: ingest %.0f passages/s (%.1f s; CPU %.1f s = %.0f passages/s on %d dedicated cores), RAM %.1f B/passage anonymous (Go heap %.1f; mapped file pages %.1f), disk %.0f B/passage, peak RSS %.2f GiB\n",
+			fmt.Fprintf(out, "passages %d in %d shards: ingest %.0f passages/s (%.1f s; CPU %.1f s = %.0f passages/s on %d dedicated cores), RAM %.1f B/passage anonymous (%.1f after the queries; dense index %.1f; Go heap %.1f; mapped file pages %.1f), disk %.0f B/passage, peak RSS %.2f GiB\n",
 				res.Passages, res.Shards, res.IngestPassagesPerS, res.IngestSeconds, res.IngestCPUSeconds, res.IngestCPUBoundPassagesPerS, res.CPUCores,
-				res.RAMBytesPerPassage, res.HeapBytesPerPassage, res.MappedFileBytesPerPassage,
+				res.RAMBytesPerPassage, res.RAMBytesPerPassageEnd, res.DenseIndexBytesPerPassage, res.HeapBytesPerPassage, res.MappedFileBytesPerPassage,
 				res.DiskBytesPerPassage, float64(res.PeakRSSBytes)/(1<<30))
 			fmt.Fprintf(out, "k=%d over %d queries: bm25 p50 %.2f p99 %.2f ms; dense p50 %.2f p99 %.2f ms; hybrid p50 %.2f p99 %.2f ms; hybrid %.1f q/s on %d threads; dense recall@%d vs brute-force full vectors (%d queries): %.4f (%d ANN shards), exact code scan %.4f\n",
 				res.K, res.Queries, res.BM25P50ms, res.BM25P99ms, res.DenseP50ms, res.DenseP99ms, res.HybridP50ms, res.HybridP99ms,
