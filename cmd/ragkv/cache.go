@@ -68,6 +68,9 @@ type cacheTierConfig struct {
 	Admission     string     `yaml:"admission"`
 	HighWatermark float64    `yaml:"high_watermark"`
 	LowWatermark  float64    `yaml:"low_watermark"`
+	// Probation is the share of the tier that chunks computed on the fly may take from
+	// precomputed or reused ones before they evict only each other (YAML only; 0: 0.1).
+	Probation float64 `yaml:"probation"`
 	// KVFormat is the tier's chunk KV format (chunkcache.ParseFormat: f16, q4, q2r,
 	// mixed:bits=2.5, ...); chunks put, copied or demoted into the tier in another
 	// format are re-encoded. Empty: as written.
@@ -118,7 +121,7 @@ func defaultCacheConfig() cacheConfig {
 
 func (t cacheTierConfig) eviction() eviction.Config {
 	return eviction.Config{Policy: t.Policy, Admission: t.Admission, Capacity: int64(t.Capacity),
-		HighWatermark: t.HighWatermark, LowWatermark: t.LowWatermark}
+		HighWatermark: t.HighWatermark, LowWatermark: t.LowWatermark, Probation: t.Probation}
 }
 
 // validate reports a bad value under the flag that sets it (prefix "mem" or "disk").
@@ -134,6 +137,12 @@ func (t cacheTierConfig) validate(prefix, policyFlag string) error {
 			return flagErr("admission", "%v", err)
 		case errors.Is(err, eviction.ErrUnknownPolicy):
 			return flagErr(policyFlag, "%v", err)
+		case strings.Contains(err.Error(), "probation"):
+			tier := "memory"
+			if prefix == "disk" {
+				tier = "disk"
+			}
+			return fmt.Errorf("cache config: %s tier: %w", tier, err)
 		default:
 			return flagErr("high-watermark", "%v", err)
 		}

@@ -42,7 +42,7 @@ func TestCacheConfigYAML(t *testing.T) {
 	cfg := defaultServeConfig()
 	src := `
 cache:
-  memory: {capacity: 256MiB, policy: s3fifo, admission: tinylfu, high_watermark: 0.9, low_watermark: 0.8}
+  memory: {capacity: 256MiB, policy: s3fifo, admission: tinylfu, high_watermark: 0.9, low_watermark: 0.8, probation: 0.25}
   disk: {capacity: 1073741824, kv_format: q4, kv_formats: {exact: f16, archive: "q2:group=16"}}
   sync_writes: false
   namespaces: [default, tenant-a]
@@ -59,6 +59,14 @@ cache:
 	}
 	if err := c.Memory.validate("mem", "policy"); err != nil {
 		t.Fatal(err)
+	}
+	if c.Memory.eviction().Probation != 0.25 {
+		t.Fatalf("probation %v", c.Memory.eviction().Probation)
+	}
+	bad := c.Memory
+	bad.Probation = 1.5
+	if err := bad.validate("mem", "policy"); err == nil || !strings.Contains(err.Error(), "memory tier") || !strings.Contains(err.Error(), "probation") {
+		t.Fatalf("bad probation: %v", err)
 	}
 	if nf, err := c.Disk.nsFormats("disk"); err != nil || nf["exact"].DType != chunkcache.F16 || nf["archive"].Format() != "q2:group=16" {
 		t.Fatalf("disk namespace formats %v, %v", nf, err)
