@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -538,23 +539,9 @@ func TestCorruptDiskLayerIsDetected(t *testing.T) {
 	if _, err := c.SetPolicy(ctx, []TierPolicyUpdate{{Tier: "memory", Capacity: ptr(int64(1))}}); err != nil {
 		t.Fatal(err)
 	}
-	// The chunk is one segment value ('s' key seg0): flip a byte inside layer 1.
-	pk := append([]byte{'s'}, k[:]...)
-	pk = append(pk, 0, 0, 0, 0)
-	if err := disk.DB().Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(pk)
-		if err != nil {
-			return err
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		v[encodedLayerBytes(spec)+3] ^= 1
-		return txn.Set(pk, v)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// The chunk's layers are its blob file, one after the other: flip a byte inside
+	// layer 1.
+	blob := flipDiskByte(t, disk, k, encodedLayerBytes(spec)+3)
 	r, err := c.Open(ctx, "", k)
 	if err != nil {
 		t.Fatal(err)
@@ -577,15 +564,39 @@ func TestCorruptDiskLayerIsDetected(t *testing.T) {
 	if _, err := c.Open(ctx, "", k); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("open after quarantine: %v, want ErrNotFound", err)
 	}
-	if err := disk.DB().View(func(txn *badger.Txn) error {
-		_, err := txn.Get(pk)
-		return err
-	}); !errors.Is(err, badger.ErrKeyNotFound) {
-		t.Fatalf("corrupt record still on disk: %v", err)
+	if _, ok, err := disk.BlobPath(k); ok || err != nil {
+		t.Fatalf("corrupt record still on disk: %v %v", ok, err)
+	}
+	if _, err := os.Stat(blob); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("corrupt blob file still on disk: %v", err)
 	}
 	r.Close()
 	put(t, c, spec, ks, vs)
 	checkChunk(t, c, spec, ks, vs)
+}
+
+// flipDiskByte flips the byte at off of k's blob file in the disk tier and returns
+// the file's path.
+func flipDiskByte(t *testing.T, disk *store.Badger, k Key, off int) string {
+	t.Helper()
+	path, ok, err := disk.BlobPath(k)
+	if err != nil || !ok {
+		t.Fatalf("blob file of %s: %v %v", k.Short(), ok, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 1
+	if _, err := f.WriteAt(b[:], int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestCorruptDiskRecordIsQuarantined(t *testing.T) {

@@ -233,9 +233,12 @@ var faultCases = []faultCase{
 	{"chunkcache/promote/reserved", []string{"durable", "demote"}, []int{1, 4}, true},
 	{"chunkcache/promote/stored", []string{"durable", "demote"}, []int{1, 4}, false},
 	{"store/badger/put", []string{"durable", "demote"}, []int{1, 9}, true},
+	{"store/badger/blob-written", []string{"durable", "demote"}, []int{1, 9}, true},
 	{"store/badger/put-staged", []string{"durable", "demote"}, []int{1, 9}, false},
 	{"store/badger/put-committed", []string{"durable", "demote"}, []int{1, 9}, false},
 	{"store/badger/delete", []string{"demote"}, []int{1, 3}, true},
+	{"store/badger/delete-committed", []string{"demote"}, []int{1, 3}, false},
+	{"store/badger/blob-unlink", []string{"durable", "demote"}, []int{1, 3}, true},
 }
 
 var faultTotals struct {
@@ -367,6 +370,11 @@ func errorCase(t *testing.T, point string, s faultSetup, hit int) {
 			if strings.Contains(pr, "is stored but not tracked") {
 				continue
 			}
+		}
+		// A failed blob unlink leaves the file pending until the next GC tick (the
+		// suite runs without GC); the restart below must find none.
+		if point == "store/badger/blob-unlink" && strings.Contains(pr, "blob files that no object references") {
+			continue
 		}
 		t.Errorf("in process after failures at %s: %s", point, pr)
 	}

@@ -34,13 +34,24 @@ type TierVerify struct {
 	Missing   int `json:"missing"`
 	// SizeMismatch: tracked sizes that differ from the stored object's.
 	SizeMismatch int `json:"size_mismatch"`
+	// StrayFiles: files of the tier that no stored object references (the disk
+	// tier's blob files whose unlink failed or was cut short; the next start removes
+	// them).
+	StrayFiles int `json:"stray_files,omitempty"`
+}
+
+// strayCounter is a tier that can count its files that no object references
+// (store.Badger).
+type strayCounter interface {
+	StrayBlobs(ctx context.Context) (int, error)
 }
 
 // Verify reads everything the local tiers hold and checks it against the cache's own
 // accounting: every object's manifest parses and hashes to its key, every layer (a
 // value's every part) matches its CRC-32C, every stored object is tracked by its tier
 // with its size, every tracked key is stored, every tracked key is in the index and
-// every index entry is tracked by some tier. It changes nothing (corrupt objects are
+// every index entry is tracked by some tier, and no tier keeps files that no object
+// references. It changes nothing (corrupt objects are
 // reported, not quarantined) and does not touch hit counts or recency. Run it on a
 // quiescent cache (`ragkv cache check` runs it offline on a data directory): a put or
 // eviction running meanwhile can show up as a transient mismatch. The shared tier is
@@ -121,6 +132,16 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 			}
 			if _, ok := index[Key(k)]; !ok {
 				problem("tier %s: tracked key %s is not in the index", t.name, Key(k).Short())
+			}
+		}
+		if sc, ok := t.tier.(strayCounter); ok {
+			n, err := sc.StrayBlobs(ctx)
+			if err != nil {
+				return rep, fmt.Errorf("chunkcache: verify tier %s: %w", t.name, err)
+			}
+			if n > 0 {
+				tv.StrayFiles = n
+				problem("tier %s: %d blob files that no object references", t.name, n)
 			}
 		}
 		rep.Tiers = append(rep.Tiers, tv)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // TestVerifyFindsCorruptUntrackedAndMissing: a clean cache verifies OK; a flipped
@@ -25,22 +23,7 @@ func TestVerifyFindsCorruptUntrackedAndMissing(t *testing.T) {
 		t.Fatalf("clean cache: %+v, %v", rep, err)
 	}
 	spec, _, _ := testChunk(0, "", F16, 3, 4)
-	pk := append([]byte{'s'}, keys[0][:]...)
-	pk = append(pk, 0, 0, 0, 0)
-	if err := disk.DB().Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(pk)
-		if err != nil {
-			return err
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		v[encodedLayerBytes(spec)+3] ^= 1
-		return txn.Set(pk, v)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	flipDiskByte(t, disk, keys[0], encodedLayerBytes(spec)+3)
 	if err := disk.Delete(ctx, keys[1]); err != nil {
 		t.Fatal(err)
 	}

@@ -17,23 +17,34 @@
 //
 // # Atomicity and recovery (Badger)
 //
-// Badger.Put writes every segment (consecutive parts packed into one Badger value of
-// at most SegmentBytes, 64 MiB by default) and then the object's record in ONE Badger
-// transaction, and readers require the record: a put that is interrupted (error,
-// context, crash, SIGKILL) leaves nothing readable, because Badger replays only
-// committed transactions from its write-ahead log. OpenBadger additionally removes
-// segments without a record and records whose segments are missing, so a restart always
-// sees whole objects. Segment values live in Badger's value log (ValueThreshold is
-// small); a reader looks a segment up once and copies each part straight out of the
-// value log's memory map at its offset into the caller's buffer, so one layer is read
-// without copying the others and without an LSM lookup per layer. A reader holds a
-// read-only transaction, i.e. a consistent snapshot: a concurrent Delete or overwrite
-// never tears an object that is being read.
+// Badger.Put writes the object's parts, concatenated, to a new blob file
+// (blobs/<key[0]>/<key>-<generation>, write(2), fsynced with its directory under
+// SyncWrites) and then commits the object's record (part sizes, manifest, generation)
+// in ONE Badger transaction; readers require the record: a put that is interrupted
+// (error, context, crash, SIGKILL) leaves nothing readable, because Badger replays
+// only committed transactions from its write-ahead log and the record names the blob
+// generation it was committed with. An overwrite or Delete commits first and unlinks
+// the replaced blob afterwards (a failed unlink is retried on the next GC tick).
+// OpenBadger additionally removes records whose blob file is missing or of the wrong
+// size and blob files that no record names, so a restart always sees whole objects
+// and leaves no stray files. A reader opens the blob file when it opens the object and
+// reads each part with pread(2) at its offset, so one layer is read without the others;
+// the open file is its snapshot: a concurrent Delete or overwrite unlinks the name,
+// never the data being read.
 //
-// Why Badger and not plain files: atomic multi-value commits, crash recovery, prefix
-// scans for restart accounting and value-log space reclamation come with it; `ragkv
-// bench store --tier disk` compares its read throughput with plain files in the same
-// directory (target ≥ 0.7 of plain-file speed).
+// Blob files instead of Badger's value log: Badger reads and writes its value log
+// through memory maps, so the pages of every chunk put or read stay in the process's
+// resident set while the value-log file exists, and value-log GC rewrites a file only
+// once half of it is garbage: under steady put/evict traffic the RSS grew with the
+// value log (issue 11's rss_growth_frac). Blob pages live in the kernel's page cache,
+// outside the process, and an evicted chunk's file is gone at once. Objects written by
+// earlier versions (parts as Badger values, "segments") are still read, repaired and
+// deleted; an overwrite moves them to a blob file.
+//
+// Why Badger for the records: atomic commits, crash recovery and prefix scans for
+// restart accounting come with it; `ragkv bench store --tier disk` compares the tier's
+// read throughput with plain files in the same directory (target ≥ 0.7 of plain-file
+// speed).
 //
 // # Remote tier (Redis)
 //

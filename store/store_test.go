@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/ragkv/ragkv/internal/failpoint"
 )
 
 func openBadger(t *testing.T, dir string) *Badger {
@@ -22,10 +25,23 @@ func openBadger(t *testing.T, dir string) *Badger {
 	return b
 }
 
+// openBadgerSegments opens a disk tier that writes the earlier layout (parts as
+// Badger segments), as data dirs of earlier versions hold.
+func openBadgerSegments(t *testing.T, dir string) *Badger {
+	t.Helper()
+	b, err := OpenBadger(context.Background(), BadgerOptions{Dir: dir, GCInterval: -1, SegmentBytes: 8000, segments: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func tiers(t *testing.T) map[string]Tier {
 	b := openBadger(t, t.TempDir())
 	t.Cleanup(func() { b.Close() })
-	return map[string]Tier{"memory": NewMemory(), "disk": b}
+	bs := openBadgerSegments(t, t.TempDir())
+	t.Cleanup(func() { bs.Close() })
+	return map[string]Tier{"memory": NewMemory(), "disk": b, "disk-segments": bs}
 }
 
 func testObject(seed uint64, parts, partSize int) Object {
@@ -140,9 +156,13 @@ func TestTierConformance(t *testing.T) {
 			if err := tier.Put(ctx, key(4), testObject(4, 5, 3000)); err != nil {
 				t.Fatal(err)
 			}
-			if bt, ok := tier.(*Badger); ok {
+			if bt, ok := tier.(*Badger); ok && bt.opts.segments {
 				if n := countSegments(t, bt, key(4)); n < 2 {
 					t.Fatalf("a 5-part object of 500 bytes in 8000-byte segments: %d segments", n)
+				}
+			} else if ok {
+				if n := countBlobs(t, bt, key(4)); n != 1 {
+					t.Fatalf("disk holds %d blob files for one object", n)
 				}
 			}
 			small := testObject(5, 1, 100)
@@ -150,9 +170,16 @@ func TestTierConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkObject(t, tier, key(4), small)
-			if bt, ok := tier.(*Badger); ok {
+			if bt, ok := tier.(*Badger); ok && bt.opts.segments {
 				if n := countSegments(t, bt, key(4)); n != 1 {
 					t.Fatalf("disk holds %d segments for a 1-part object", n)
+				}
+			} else if ok {
+				if n := countBlobs(t, bt, key(4)); n != 1 {
+					t.Fatalf("disk holds %d blob files after an overwrite, want 1", n)
+				}
+				if n := countSegments(t, bt, key(4)); n != 0 {
+					t.Fatalf("a blob-layout object has %d segments in Badger", n)
 				}
 			}
 			if _, err := tier.Open(ctx, key(4)); err != nil {
@@ -181,6 +208,22 @@ func countSegments(t *testing.T, b *Badger, k Key) int {
 	return n
 }
 
+// countBlobs counts the blob files of k (whatever their generation).
+func countBlobs(t *testing.T, b *Badger, k Key) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(b.blobs, fmt.Sprintf("%02x", k[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if kk, _, ok := parseBlobName(e.Name()); ok && kk == k {
+			n++
+		}
+	}
+	return n
+}
+
 func TestMemoryBytes(t *testing.T) {
 	m := NewMemory()
 	ctx := context.Background()
@@ -198,45 +241,171 @@ func TestMemoryBytes(t *testing.T) {
 }
 
 func TestBadgerPersistsAndRepairs(t *testing.T) {
+	for _, layoutName := range []string{"blobs", "segments"} {
+		t.Run(layoutName, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			open := openBadger
+			if layoutName == "segments" {
+				open = openBadgerSegments
+			}
+			b := open(t, dir)
+			objs := map[Key]Object{}
+			for i := 0; i < 20; i++ {
+				o := testObject(uint64(i), 1+i%4, 5000+(i%3)*150000) // small and value-log sized parts
+				objs[key(i)] = o
+				if err := b.Put(ctx, key(i), o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Damage from outside: an orphan part, an object that lost a part, and (blob
+			// layout) one whose blob file was cut short.
+			if layoutName == "segments" {
+				if err := b.DB().Update(func(txn *badger.Txn) error {
+					if err := txn.Set(segKey(nil, key(100), 0), []byte("orphan")); err != nil {
+						return err
+					}
+					return txn.Delete(segKey(nil, key(3), 0))
+				}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				p3, ok, err := b.BlobPath(key(3))
+				if err != nil || !ok {
+					t.Fatalf("blob path: %v %v", ok, err)
+				}
+				if err := os.Remove(p3); err != nil {
+					t.Fatal(err)
+				}
+				p5, _, _ := b.BlobPath(key(5))
+				if err := os.Truncate(p5, 100); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.Open(ctx, key(5)); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("open of a truncated blob: %v, want ErrCorrupt", err)
+				}
+				if _, err := b.Open(ctx, key(3)); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("open of an object without its blob: %v, want ErrCorrupt", err)
+				}
+				stray := b.blobPath(key(100), 42)
+				if err := os.WriteFile(stray, []byte("orphan"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if n, err := b.StrayBlobs(ctx); err != nil || n != 1 {
+					t.Fatalf("stray blobs before the repair: %d, %v; want 1 (key 100)", n, err)
+				}
+				delete(objs, key(5))
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			b = open(t, dir)
+			defer b.Close()
+			delete(objs, key(3))
+			n := 0
+			if err := b.Scan(ctx, func(in Info) error { n++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if n != len(objs) {
+				t.Fatalf("after reopen %d objects, want %d", n, len(objs))
+			}
+			for k, o := range objs {
+				checkObject(t, b, k, o)
+			}
+			if countSegments(t, b, key(100)) != 0 || countSegments(t, b, key(3)) != 0 {
+				t.Fatal("repair left orphan parts")
+			}
+			if n, err := b.StrayBlobs(ctx); err != nil || n != 0 {
+				t.Fatalf("stray blob files after the repair: %d, %v", n, err)
+			}
+			if layoutName == "blobs" && (countBlobs(t, b, key(5)) != 0 || countBlobs(t, b, key(100)) != 0) {
+				t.Fatal("repair left a truncated or orphan blob file")
+			}
+		})
+	}
+}
+
+// TestBadgerReadsEarlierLayout: a data dir written in the earlier layout (segments in
+// Badger) reads back after an upgrade; an overwrite moves the object to a blob file
+// and drops its segments; a delete removes the rest.
+func TestBadgerReadsEarlierLayout(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	b := openBadger(t, dir)
+	old := openBadgerSegments(t, dir)
 	objs := map[Key]Object{}
-	for i := 0; i < 20; i++ {
-		o := testObject(uint64(i), 1+i%4, 5000+(i%3)*150000) // small and value-log sized parts
-		objs[key(i)] = o
-		if err := b.Put(ctx, key(i), o); err != nil {
+	for i := 0; i < 6; i++ {
+		objs[key(i)] = testObject(uint64(i), 3, 4000)
+		if err := old.Put(ctx, key(i), objs[key(i)]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Damage from outside: an orphan part, and an object that lost a part.
-	if err := b.DB().Update(func(txn *badger.Txn) error {
-		if err := txn.Set(segKey(nil, key(100), 0), []byte("orphan")); err != nil {
-			return err
-		}
-		return txn.Delete(segKey(nil, key(3), 0))
-	}); err != nil {
+	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b = openBadger(t, dir)
+	b := openBadger(t, dir)
 	defer b.Close()
-	delete(objs, key(3))
-	n := 0
-	if err := b.Scan(ctx, func(in Info) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if n != len(objs) {
-		t.Fatalf("after reopen %d objects, want %d", n, len(objs))
-	}
 	for k, o := range objs {
 		checkObject(t, b, k, o)
 	}
-	if countSegments(t, b, key(100)) != 0 || countSegments(t, b, key(3)) != 0 {
-		t.Fatal("repair left orphan parts")
+	if _, ok, err := b.BlobPath(key(0)); ok || err != nil {
+		t.Fatalf("an earlier-layout object has a blob file: %v %v", ok, err)
 	}
+	o := testObject(77, 2, 100)
+	if err := b.Put(ctx, key(0), o); err != nil {
+		t.Fatal(err)
+	}
+	checkObject(t, b, key(0), o)
+	if n := countSegments(t, b, key(0)); n != 0 {
+		t.Fatalf("overwritten object kept %d segments", n)
+	}
+	if n := countBlobs(t, b, key(0)); n != 1 {
+		t.Fatalf("overwritten object has %d blob files", n)
+	}
+	if err := b.Delete(ctx, key(1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countSegments(t, b, key(1)); n != 0 {
+		t.Fatalf("deleted object kept %d segments", n)
+	}
+	if _, err := b.Open(ctx, key(1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open after delete: %v", err)
+	}
+}
+
+// TestBadgerFailedUnlinkIsRetried: a blob unlink that fails (failpoint
+// store/badger/blob-unlink) leaves the file pending; the next GC tick removes it, so
+// no stray blob stays until a restart.
+func TestBadgerFailedUnlinkIsRetried(t *testing.T) {
+	ctx := context.Background()
+	b := openBadger(t, t.TempDir())
+	defer b.Close()
+	for i := 0; i < 4; i++ {
+		if err := b.Put(ctx, key(i), testObject(uint64(i), 2, 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := failpoint.Enable("store/badger/blob-unlink", "error"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, key(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, key(1), testObject(9, 1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.StrayBlobs(ctx); err != nil || n != 2 || b.PendingUnlinks() != 2 {
+		t.Fatalf("after failed unlinks: %d stray, %d pending, %v; want 2, 2", n, b.PendingUnlinks(), err)
+	}
+	b.RunGC() // still failing: stays pending
+	if b.PendingUnlinks() != 2 {
+		t.Fatalf("pending after a failing retry: %d", b.PendingUnlinks())
+	}
+	failpoint.Disable("store/badger/blob-unlink")
+	b.RunGC()
+	if n, err := b.StrayBlobs(ctx); err != nil || n != 0 || b.PendingUnlinks() != 0 {
+		t.Fatalf("after the retry: %d stray, %d pending, %v", n, b.PendingUnlinks(), err)
+	}
+	checkObject(t, b, key(1), testObject(9, 1, 10))
 }
 
 func TestTiersConcurrent(t *testing.T) {
@@ -320,6 +489,17 @@ func TestDecodeRecordRejectsGarbage(t *testing.T) {
 			t.Fatalf("truncated record (%d bytes) accepted: %v", n, err)
 		}
 	}
+	brec := blobLayout([]int64{7, 5, 9}, 0xfeed)
+	brec.manifest = []byte("m")
+	bgood := encodeRecord(&brec)
+	if r, err := decodeRecord(bgood); err != nil || !r.blob || r.gen != 0xfeed || r.size != 22 || r.data != 21 || r.parts[2].off != 12 {
+		t.Fatalf("good blob record: %+v %v", r, err)
+	}
+	for n := 0; n < len(bgood); n++ {
+		if _, err := decodeRecord(bgood[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated blob record (%d bytes) accepted: %v", n, err)
+		}
+	}
 }
 
 func FuzzDecodeRecord(f *testing.F) {
@@ -327,6 +507,10 @@ func FuzzDecodeRecord(f *testing.F) {
 	rec.manifest = []byte("m")
 	f.Add(encodeRecord(&rec))
 	f.Add([]byte(recordMagic))
+	brec := blobLayout([]int64{7, 0, 30}, 0xfeed)
+	brec.manifest = []byte("m")
+	f.Add(encodeRecord(&brec))
+	f.Add([]byte(recordMagicV3))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)
 		if err != nil {
