@@ -36,6 +36,11 @@ type cacheConfig struct {
 	Dir string `yaml:"dir"`
 	// SyncWrites fsyncs every put before acknowledging it.
 	SyncWrites bool `yaml:"sync_writes"`
+	// DiskMinFree is the free space a disk-tier put must leave on the filesystem of
+	// Dir (store.BadgerOptions.MinFreeBytes); a put that would leave less is refused
+	// (ResourceExhausted). 0: the store's default, max(64MiB, 4 × Badger memtable) =
+	// 128MiB. At least minDiskMinFree.
+	DiskMinFree cacheBytes `yaml:"disk_min_free"`
 	// WriteThrough writes every put to disk as well as RAM (durable acknowledgements);
 	// without it chunks reach disk only when RAM evicts them.
 	WriteThrough     bool       `yaml:"write_through"`
@@ -162,6 +167,9 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	if cc.Disk.Capacity < 0 {
 		return nil, nil, nil, flagErr("disk-capacity", "capacity must be ≥ 0 (0 disables the disk tier), got %d", cc.Disk.Capacity)
 	}
+	if cc.DiskMinFree != 0 && cc.DiskMinFree < minDiskMinFree {
+		return nil, nil, nil, flagErr("disk-min-free", "the disk tier's free-space reserve must be at least %d bytes (16MiB: Badger's memtables and compactions write into it), got %d", int64(minDiskMinFree), int64(cc.DiskMinFree))
+	}
 	if cc.Disk.Capacity > 0 {
 		policyFlag := "policy"
 		if cc.diskPolicy != "" {
@@ -198,7 +206,7 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 		dir = filepath.Join(cfg.DataDir, "chunkcache")
 	}
 	if cc.Disk.Capacity > 0 {
-		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, SyncWrites: cc.SyncWrites, Logger: log})
+		disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, SyncWrites: cc.SyncWrites, MinFreeBytes: int64(cc.DiskMinFree), Logger: log})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -327,6 +335,9 @@ func parseCacheBytes(s string) (int64, error) {
 	return int64(f * mult), nil
 }
 
+// minDiskMinFree is the least --disk-min-free.
+const minDiskMinFree cacheBytes = 16 << 20
+
 // cacheBothPolicy sets the policy of both tiers (--policy).
 type cacheBothPolicy struct{ cfg *cacheConfig }
 
@@ -364,6 +375,7 @@ func init() {
 	f.Var(cacheBothFloat{&cc.Memory.HighWatermark, &cc.Disk.HighWatermark}, "high-watermark", "evict when usage would exceed this fraction of capacity (both tiers; default 1)")
 	f.Var(cacheBothFloat{&cc.Memory.LowWatermark, &cc.Disk.LowWatermark}, "low-watermark", "evict down to this fraction of capacity (both tiers; default = high)")
 	f.BoolVar(&cc.SyncWrites, "sync-writes", cc.SyncWrites, "fsync every chunk put before acknowledging it")
+	f.Var(&cc.DiskMinFree, "disk-min-free", "free space a disk tier put must leave on its filesystem, else it is refused (ResourceExhausted); ≥ 16MiB (default: max(64MiB, 4 × Badger memtable) = 128MiB)")
 	f.Var(&cc.MaxChunkBytes, "max-chunk-bytes", "largest chunk accepted (e.g. 1GiB)")
 	f.BoolVar(&cc.DropForeignChunks, "drop-foreign-chunks", false, "at start, delete chunks stored under another salt secret instead of refusing to start")
 	f.StringVar(&cc.SaltSecretFile, "salt-secret-file", "", "secret the namespaces' key salts are derived from (default <data-dir>/keys/salt.secret, created 0600; replicas sharing --remote need the same file; \"public\": public salts, for data dirs written before salt secrets)")
