@@ -31,6 +31,8 @@ var (
 	ErrBusy = errors.New("retrieval: collection busy")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("retrieval: store closed")
+	// ErrNoSpace: the store's filesystem is too full for an ingest (Options.MinFreeBytes).
+	ErrNoSpace = errors.New("retrieval: no space left for an ingest")
 	// ErrCorrupt: stored data does not decode.
 	ErrCorrupt = errors.New("retrieval: corrupt data")
 )

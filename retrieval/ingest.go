@@ -142,6 +142,9 @@ func (s *Store) BeginIngest(ctx context.Context, name string, opts IngestOptions
 	if err := copts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkFreeSpace(0); err != nil {
+		return nil, err
+	}
 	for {
 		lock := s.writeLock(name)
 		select {
@@ -538,6 +541,9 @@ func (in *Ingest) Commit(ctx context.Context) (res IngestResult, err error) {
 	defer in.Abort()
 	start := time.Now()
 	s := in.s
+	if err := s.checkFreeSpace(in.estimatedBytes()); err != nil {
+		return IngestResult{}, err
+	}
 	m := in.base.clone()
 	gen := m.Generation + 1
 	cdir := filepath.Join(s.opts.Dir, "collections", in.name)

@@ -146,6 +146,12 @@ type Options struct {
 	// commit, each collection is compacted by the policy (then Badger's value log is
 	// garbage-collected if anything merged). 0: compaction only on Compact calls.
 	CompactEvery time.Duration
+	// MinFreeBytes is the free space (of the filesystem holding Dir) an ingest must
+	// leave: BeginIngest, and Commit with its passages' estimated size, fail with
+	// ErrNoSpace before writing when less would remain. Badger writes its memtables and
+	// value log through memory maps, and a write through a map into a full filesystem
+	// is a SIGBUS that kills the process. Default 64 MiB; negative: no check.
+	MinFreeBytes int64
 	// testHook, when set, is called at named points of a commit or delete (crash tests).
 	testHook func(point string) error
 }
@@ -162,6 +168,9 @@ func (o *Options) EnsureDefaults() {
 		o.Logger = slog.Default()
 	}
 	o.Compaction.EnsureDefaults()
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = 64 << 20
+	}
 }
 
 // Validate reports invalid options.

@@ -47,6 +47,7 @@ func TestToStatusHasNoOrderingTraps(t *testing.T) {
 		{"store corrupt", fmt.Errorf("chunkcache: open ab in disk: %w", store.ErrCorrupt), codes.DataLoss},
 		{"chunkcache corrupt over store corrupt", fmt.Errorf("%w: open: %w", chunkcache.ErrCorrupt, store.ErrCorrupt), codes.DataLoss},
 		{"retrieval corrupt", fmt.Errorf("load: %w", retrieval.ErrCorrupt), codes.DataLoss},
+		{"retrieval disk full", fmt.Errorf("Ingest: %w", retrieval.ErrNoSpace), codes.ResourceExhausted},
 		// The outer sentinel names what the request did wrong, the inner one its cause.
 		{"not found over closed", fmt.Errorf("%w: %w", chunkcache.ErrNotFound, store.ErrClosed), codes.NotFound},
 		{"closed over not found", fmt.Errorf("%w: %w", store.ErrClosed, chunkcache.ErrNotFound), codes.Unavailable},

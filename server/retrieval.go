@@ -32,6 +32,7 @@ func init() {
 		errRow{retrieval.ErrClosed, codes.Unavailable},
 		errRow{embed.ErrRemote, codes.Unavailable},
 		errRow{retrieval.ErrCorrupt, codes.DataLoss},
+		errRow{retrieval.ErrNoSpace, codes.ResourceExhausted},
 	)
 }
 
