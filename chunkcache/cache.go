@@ -53,6 +53,11 @@ type Cache struct {
 	shared *sharedState
 	// events is the event log, or nil when off (events.go).
 	events *eventLog
+
+	// orphanRetried is when failed eviction deletes were last retried (unix nanos);
+	// orphanRetryEvery spaces the retries (tests set 0).
+	orphanRetried    atomic.Int64
+	orphanRetryEvery time.Duration
 }
 
 // entry is what the cache knows about a stored chunk (or value) without I/O.
@@ -106,6 +111,90 @@ type tierState struct {
 	hits, misses, promotions, demotions atomic.Uint64
 	corrupt                             atomic.Uint64 // reads that failed a checksum or parse
 	quarantined                         atomic.Uint64 // corrupt copies taken out of the tier (quarantine.go)
+
+	// orphans are keys whose eviction delete failed: the tier still holds an object
+	// its tracker no longer accounts. They are deleted again after later evictions
+	// (retryOrphans), so the tier is reclaimed without a restart.
+	orphanMu   sync.Mutex
+	orphans    map[Key]struct{}
+	orphanN    atomic.Int64 // len(orphans), read without the lock
+	orphanDone atomic.Uint64
+}
+
+// addOrphan records a key whose delete failed.
+func (t *tierState) addOrphan(k Key) {
+	t.orphanMu.Lock()
+	if t.orphans == nil {
+		t.orphans = map[Key]struct{}{}
+	}
+	t.orphans[k] = struct{}{}
+	t.orphanN.Store(int64(len(t.orphans)))
+	t.orphanMu.Unlock()
+}
+
+// PendingDeletes is the number of objects, over the local tiers, whose eviction delete
+// failed and is retried after later evictions.
+func (c *Cache) PendingDeletes() int {
+	n := 0
+	for _, t := range c.tiers {
+		n += int(t.orphanN.Load())
+	}
+	return n
+}
+
+// orphanRetryEvery spaces the retries of failed eviction deletes (a tier that keeps
+// failing is not asked again after every commit).
+const orphanRetryEvery = 500 * time.Millisecond
+
+// maybeRetryOrphans runs retryOrphans if there are orphans and the last retry was at
+// least c.orphanRetryEvery ago.
+func (c *Cache) maybeRetryOrphans(ctx context.Context) {
+	if c.PendingDeletes() == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.orphanRetried.Load()
+	if now-last < int64(c.orphanRetryEvery) || !c.orphanRetried.CompareAndSwap(last, now) {
+		return
+	}
+	c.retryOrphans(ctx)
+}
+
+// retryOrphans deletes again, each under its key lock, the objects whose eviction
+// delete failed; one stored again meanwhile (tracked by its tier) is left alone, its
+// put replaced the stale object. The caller holds no key lock.
+func (c *Cache) retryOrphans(ctx context.Context) {
+	for _, t := range c.tiers {
+		if t.orphanN.Load() == 0 {
+			continue
+		}
+		t.orphanMu.Lock()
+		keys := make([]Key, 0, len(t.orphans))
+		for k := range t.orphans {
+			keys = append(keys, k)
+		}
+		t.orphanMu.Unlock()
+		for _, k := range keys {
+			mu := c.lock(k)
+			mu.Lock()
+			done := t.tracker.Contains(eviction.Key(k))
+			if !done {
+				err := fpEvictDelete.Inject()
+				if err == nil {
+					err = t.tier.Delete(ctx, k)
+				}
+				done = err == nil || errors.Is(err, store.ErrNotFound)
+			}
+			if done {
+				t.orphanMu.Lock()
+				delete(t.orphans, k)
+				t.orphanN.Store(int64(len(t.orphans)))
+				t.orphanMu.Unlock()
+				t.orphanDone.Add(1)
+			}
+			mu.Unlock()
+		}
+	}
 }
 
 // New builds a cache over opts.Tiers and rebuilds its accounting from what the tiers
@@ -131,6 +220,8 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 		index:  make(map[Key]*entry),
 		nsRefs: make(map[string]int),
 		known:  make(map[string]bool),
+
+		orphanRetryEvery: orphanRetryEvery,
 	}
 	c.gate.init()
 	c.events = newEventLog(opts.EventLogSize)
@@ -550,6 +641,9 @@ func (c *Cache) dropIndexLocked(k Key) {
 // be exceeded.
 func (c *Cache) processVictims(queue []victim) {
 	ctx := context.Background()
+	if len(queue) > 0 {
+		c.maybeRetryOrphans(ctx) // the deletes earlier evictions failed
+	}
 	for len(queue) > 0 {
 		v := queue[0]
 		queue = queue[1:]
@@ -592,7 +686,8 @@ func (c *Cache) evictOne(ctx context.Context, v victim) []victim {
 		err = t.tier.Delete(ctx, k)
 	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		c.log.Warn("chunkcache: evict", "tier", t.name, "key", k.String(), "err", err)
+		c.log.Warn("chunkcache: evict (the delete is retried after later evictions)", "tier", t.name, "key", k.String(), "err", err)
+		t.addOrphan(k)
 	}
 	fpEvictDeleted.Hit()
 	c.mu.Lock()
@@ -824,6 +919,11 @@ type TierStats struct {
 	CorruptReads uint64 `json:"corrupt_reads"`
 	// Quarantined counts corrupt copies taken out of the tier (never served again).
 	Quarantined uint64 `json:"quarantined,omitempty"`
+	// PendingDeletes: objects whose eviction delete failed, stored but no longer
+	// accounted, retried after later evictions; RetriedDeletes: such objects deleted
+	// (or replaced) since.
+	PendingDeletes int64  `json:"pending_deletes,omitempty"`
+	RetriedDeletes uint64 `json:"retried_deletes,omitempty"`
 	// Shared marks the shared (remote) tier: its bytes, capacity and entries are what
 	// the store reports for everyone who shares it, its evictions are the store's own,
 	// and Errors counts the operations on it that failed (served as misses).
@@ -879,6 +979,7 @@ func (c *Cache) Stats() Stats {
 			Evictions: ts.Evictions, Admissions: ts.Admissions, Rejections: ts.Rejections,
 			Promotions: t.promotions.Load(), Demotions: t.demotions.Load(), CorruptReads: t.corrupt.Load(),
 			Quarantined: t.quarantined.Load(), QuotaViolationBytes: ts.QuotaViolationBytes,
+			PendingDeletes: t.orphanN.Load(), RetriedDeletes: t.orphanDone.Load(),
 		})
 	}
 	if c.shared != nil {
