@@ -191,6 +191,9 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := env.trust.mergeQuotas(quotas, cc.Disk.Capacity > 0); err != nil {
+		return nil, nil, nil, err
+	}
 	memNS, err := cc.Memory.nsFormats("memory")
 	if err != nil {
 		return nil, nil, nil, err

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/retrieval"
 	"github.com/ragkv/ragkv/server"
 	"github.com/ragkv/ragkv/server/auth"
@@ -165,6 +166,34 @@ func (t *trust) options(cfg *serveConfig, deps map[string]any) []server.Option {
 	return opts
 }
 
+// mergeQuotas adds the auth file's namespace_quotas to quotas (tier → namespace →
+// bytes, from --namespace-quota and the YAML config); the same namespace and tier in
+// both is an error naming the flag and the file. t may be nil (no trust setup).
+func (t *trust) mergeQuotas(quotas map[string]map[string]int64, diskOn bool) error {
+	if t == nil || t.auth == nil {
+		return nil
+	}
+	for ns, tiers := range t.auth.NamespaceQuotas() {
+		n, err := chunkcache.NormalizeNamespace(ns)
+		if err != nil {
+			return flagErr("auth-file", "%s: namespace_quotas: %v", t.auth.Path(), err)
+		}
+		for tier, b := range tiers {
+			if tier == "disk" && !diskOn {
+				return flagErr("auth-file", "%s: namespace_quotas[%q]: a disk quota with the disk tier off (--disk-capacity 0)", t.auth.Path(), ns)
+			}
+			if _, dup := quotas[tier][n]; dup {
+				return flagErr("namespace-quota", "%s=%s is also set in the auth file %s (namespace_quotas): set it in one place", ns, tier, t.auth.Path())
+			}
+			if quotas[tier] == nil {
+				quotas[tier] = map[string]int64{}
+			}
+			quotas[tier][n] = b
+		}
+	}
+	return nil
+}
+
 // listener wraps an HTTP listener in TLS when the server has it.
 func (t *trust) listener(l net.Listener) net.Listener {
 	if t.tls == nil {
@@ -195,6 +224,9 @@ func (t *trust) watchReload(ctx context.Context, log *slog.Logger) func() {
 					continue
 				}
 				log.Info("auth file reloaded", "path", t.auth.Path(), "identities", t.auth.Len())
+				if t.auth.QuotasChanged() {
+					log.Warn("auth file: namespace_quotas changed; the running quotas stay until the next start", "path", t.auth.Path())
+				}
 			}
 		}
 	}()

@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,6 +135,12 @@ type fileFormat struct {
 	// ServerComputedOnly lists namespaces (names or patterns) that take only KV the
 	// server computed itself: PutChunk into them is refused, whoever asks.
 	ServerComputedOnly []string `yaml:"server_computed_only"`
+	// NamespaceQuotas bound namespaces' bytes per chunk-cache tier: namespace (a name,
+	// not a pattern) → tier (memory, disk) → size ("2GiB", "500MB", bytes). Read when
+	// the server starts (merged with --namespace-quota; the same namespace and tier in
+	// both is an error); a reload that changes them keeps the running quotas and is
+	// logged (they apply at the next start).
+	NamespaceQuotas map[string]map[string]string `yaml:"namespace_quotas"`
 }
 
 type fileIdentity struct {
@@ -158,6 +166,8 @@ type table struct {
 	all     []*Identity
 	// serverOnly are the namespace patterns of fileFormat.ServerComputedOnly.
 	serverOnly []string
+	// quotas are fileFormat.NamespaceQuotas, parsed.
+	quotas map[string]map[string]int64
 }
 
 // parse reads an auth file's bytes.
@@ -216,7 +226,62 @@ func parse(b []byte) (*table, error) {
 	if len(t.all) == 0 {
 		return nil, fmt.Errorf("%w: no identities", ErrInvalidFile)
 	}
+	q, err := parseQuotas(f.NamespaceQuotas)
+	if err != nil {
+		return nil, err
+	}
+	t.quotas = q
 	return t, nil
+}
+
+// parseQuotas checks and parses fileFormat.NamespaceQuotas.
+func parseQuotas(in map[string]map[string]string) (map[string]map[string]int64, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]map[string]int64, len(in))
+	for ns, tiers := range in {
+		where := fmt.Sprintf("namespace_quotas[%q]", ns)
+		if ns == "" || strings.ContainsAny(ns, "*") {
+			return nil, fmt.Errorf("%w: %s: a quota is for one namespace, not a pattern", ErrInvalidFile, where)
+		}
+		if len(tiers) == 0 {
+			return nil, fmt.Errorf("%w: %s: no tier (want memory and/or disk)", ErrInvalidFile, where)
+		}
+		out[ns] = map[string]int64{}
+		for tier, size := range tiers {
+			if tier != "memory" && tier != "disk" {
+				return nil, fmt.Errorf("%w: %s: tier %q (want memory or disk)", ErrInvalidFile, where, tier)
+			}
+			b, err := parseBytes(size)
+			if err != nil || b <= 0 {
+				return nil, fmt.Errorf("%w: %s.%s: %q is not a size > 0 (e.g. 2GiB, 500MB)", ErrInvalidFile, where, tier, size)
+			}
+			out[ns][tier] = b
+		}
+	}
+	return out, nil
+}
+
+// parseBytes parses a size: a number with an optional unit (KiB, MiB, GiB, TiB, KB,
+// MB, GB, TB, B; case-insensitive).
+func parseBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40}, {"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return int64(f * mult), nil
 }
 
 // Store is the loaded auth file; Reload replaces it atomically (requests in flight
@@ -228,6 +293,9 @@ type Store struct {
 
 	lmu      sync.Mutex
 	limiters map[string]*limiterEntry // identity name → its rate limiter
+
+	// quotas are the namespace quotas of the first load (set once, by Load).
+	quotas map[string]map[string]int64
 }
 
 type limiterEntry struct {
@@ -259,6 +327,7 @@ func Load(path string) (*Store, error) {
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
+	s.quotas = s.t.Load().quotas
 	return s, nil
 }
 
@@ -276,6 +345,32 @@ func (s *Store) Reload() error {
 	}
 	s.t.Store(t)
 	return nil
+}
+
+// NamespaceQuotas are the auth file's namespace_quotas as first loaded (namespace →
+// tier → bytes); QuotasChanged reports whether the file, as last reloaded, asks for
+// different ones (they apply at the next start).
+func (s *Store) NamespaceQuotas() map[string]map[string]int64 { return s.quotas }
+
+// QuotasChanged: see NamespaceQuotas.
+func (s *Store) QuotasChanged() bool { return !quotasEqual(s.quotas, s.t.Load().quotas) }
+
+func quotasEqual(a, b map[string]map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for ns, ta := range a {
+		tb, ok := b[ns]
+		if !ok || len(ta) != len(tb) {
+			return false
+		}
+		for tier, v := range ta {
+			if w, ok := tb[tier]; !ok || w != v {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Path is the file the store reads.
