@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/chunkcache/eviction"
@@ -47,27 +48,23 @@ func TestCacheCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil || !rep.OK || rep.Chunks != 3 {
 		t.Fatalf("clean: %+v %v\n%s", rep, err, out)
 	}
-	// Flip a byte in the first segment (the layers of one chunk).
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	// Flip a byte in the middle of one blob file (the layers of one chunk).
+	var blob string
+	err = filepath.WalkDir(filepath.Join(dir, "blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && blob == "" {
+			blob = p
+		}
+		return err
+	})
+	if err != nil || blob == "" {
+		t.Fatalf("no blob file found: %v", err)
+	}
+	b, err := os.ReadFile(blob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{'s'}})
-		it.Rewind()
-		k := it.Item().KeyCopy(nil)
-		v, err := it.Item().ValueCopy(nil)
-		it.Close()
-		if err != nil {
-			return err
-		}
-		v[len(v)/2] ^= 0x40
-		return txn.Set(k, v)
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(blob, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err = runFresh(t, "cache", "check", "--dir", dir)
