@@ -246,16 +246,16 @@ func and16b(d, n, m int) { w(reg3(0x4e201c00, d, n, m), "and v%d.16b, v%d.16b, v
 func ushr16b(d, n, sh int) {
 	w(0x6f000400|uint32(16-sh)<<16|uint32(n)<<5|uint32(d), "ushr v%d.16b, v%d.16b, #%d", d, n, sh)
 }
-func zip1b(d, n, m int)  { w(reg3(0x4e003800, d, n, m), "zip1 v%d.16b, v%d.16b, v%d.16b", d, n, m) }
-func uxtlH(d, n int)     { w(reg3(0x2f08a400, d, n, 0), "uxtl v%d.8h, v%d.8b", d, n) }
-func uxtl2H(d, n int)    { w(reg3(0x6f08a400, d, n, 0), "uxtl2 v%d.8h, v%d.16b", d, n) }
-func uxtlS(d, n int)     { w(reg3(0x2f10a400, d, n, 0), "uxtl v%d.4s, v%d.4h", d, n) }
-func uxtl2S(d, n int)    { w(reg3(0x6f10a400, d, n, 0), "uxtl2 v%d.4s, v%d.8h", d, n) }
-func ucvtf(d, n int)     { w(reg3(0x6e21d800, d, n, 0), "ucvtf v%d.4s, v%d.4s", d, n) }
-func fmla(d, n, m int)   { w(reg3(0x4e20cc00, d, n, m), "fmla v%d.4s, v%d.4s, v%d.4s", d, n, m) }
-func fmul(d, n, m int)   { w(reg3(0x6e20dc00, d, n, m), "fmul v%d.4s, v%d.4s, v%d.4s", d, n, m) }
-func fadd(d, n, m int)   { w(reg3(0x4e20d400, d, n, m), "fadd v%d.4s, v%d.4s, v%d.4s", d, n, m) }
-func dupS0(d, n int)     { w(0x4e000400|4<<16|uint32(n)<<5|uint32(d), "dup v%d.4s, v%d.s[0]", d, n) }
+func zip1b(d, n, m int) { w(reg3(0x4e003800, d, n, m), "zip1 v%d.16b, v%d.16b, v%d.16b", d, n, m) }
+func uxtlH(d, n int)    { w(reg3(0x2f08a400, d, n, 0), "uxtl v%d.8h, v%d.8b", d, n) }
+func uxtl2H(d, n int)   { w(reg3(0x6f08a400, d, n, 0), "uxtl2 v%d.8h, v%d.16b", d, n) }
+func uxtlS(d, n int)    { w(reg3(0x2f10a400, d, n, 0), "uxtl v%d.4s, v%d.4h", d, n) }
+func uxtl2S(d, n int)   { w(reg3(0x6f10a400, d, n, 0), "uxtl2 v%d.4s, v%d.8h", d, n) }
+func ucvtf(d, n int)    { w(reg3(0x6e21d800, d, n, 0), "ucvtf v%d.4s, v%d.4s", d, n) }
+func fmla(d, n, m int)  { w(reg3(0x4e20cc00, d, n, m), "fmla v%d.4s, v%d.4s, v%d.4s", d, n, m) }
+func fmul(d, n, m int)  { w(reg3(0x6e20dc00, d, n, m), "fmul v%d.4s, v%d.4s, v%d.4s", d, n, m) }
+func fadd(d, n, m int)  { w(reg3(0x4e20d400, d, n, m), "fadd v%d.4s, v%d.4s, v%d.4s", d, n, m) }
+func dupS0(d, n int)    { w(0x4e000400|4<<16|uint32(n)<<5|uint32(d), "dup v%d.4s, v%d.s[0]", d, n) }
 
 func arm64() {
 	for _, bits := range []int{4, 2, 8} {
@@ -291,7 +291,7 @@ func armCodes(bits int) {
 		ushr16b(2, 0, 2)
 		and16b(2, 2, 6) // 4i+1
 		ushr16b(3, 0, 4)
-		and16b(3, 3, 6) // 4i+2
+		and16b(3, 3, 6)  // 4i+2
 		ushr16b(4, 0, 6) // 4i+3
 		zip1b(1, 1, 3)   // 4i, 4i+2
 		zip1b(2, 2, 4)   // 4i+1, 4i+3

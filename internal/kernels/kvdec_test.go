@@ -1,10 +1,13 @@
 package kernels
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/ragkv/ragkv/internal/cpu"
@@ -166,6 +169,27 @@ func BenchmarkDequant(b *testing.B) {
 					_ = DequantGroups(v, vq, bits, G, vs, vm)
 				}
 			})
+		}
+	}
+}
+
+// TestAsmKVDecGenerated: kvdec_amd64.s and kvdec_arm64.s are what asm_gen_kvdec.go writes.
+func TestAsmKVDecGenerated(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to run the generator")
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		got, err := exec.Command(gobin, "run", "asm_gen_kvdec.go", arch).Output()
+		if err != nil {
+			t.Fatalf("go run asm_gen_kvdec.go %s: %v", arch, err)
+		}
+		want, err := os.ReadFile("kvdec_" + arch + ".s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("kvdec_%s.s differs from the output of asm_gen_kvdec.go: run go generate ./internal/kernels", arch)
 		}
 	}
 }
