@@ -75,6 +75,41 @@ func amd64() {
 			amdGroups(bits, wide)
 		}
 	}
+	for _, wide := range []bool{true, false} {
+		amdF16(wide)
+	}
+}
+
+// amdF16 writes kvdF16<path>(n int, src *byte, dst *float32): dst[i] = the f16 value
+// src[2i:2i+2] (little-endian) as float32, for i < n, n a positive multiple of 16
+// (VCVTPH2PS: exact, NaNs made quiet as F16ToF32 does).
+func amdF16(wide bool) {
+	name := "kvdF16AVX2"
+	if wide {
+		name = "kvdF16AVX512"
+	}
+	p("")
+	p("// func %s(n int, src *byte, dst *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-24", name)
+	p("\tMOVQ n+0(FP), CX")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ dst+16(FP), DI")
+	p("loop:")
+	if wide {
+		p("\tVCVTPH2PS (SI), Z0")
+		p("\tVMOVUPS Z0, (DI)")
+	} else {
+		p("\tVCVTPH2PS (SI), Y0")
+		p("\tVCVTPH2PS 16(SI), Y1")
+		p("\tVMOVUPS Y0, (DI)")
+		p("\tVMOVUPS Y1, 32(DI)")
+	}
+	p("\tADDQ $32, SI")
+	p("\tADDQ $64, DI")
+	p("\tSUBQ $16, CX")
+	p("\tJNZ loop")
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
 
 func amdName(shape string, bits int, wide bool) string {
@@ -192,18 +227,17 @@ func amdGroups(bits int, wide bool) {
 		r = "Z"
 	}
 	p("")
-	p("// func %s(ng, gsz int, q *byte, s, m, out *float32)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	p("// func %s(ng, gsz int, q *byte, sm, out *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
 	p("\tMOVQ ng+0(FP), BX")
 	p("\tMOVQ gsz+8(FP), DX")
 	p("\tMOVQ q+16(FP), SI")
-	p("\tMOVQ s+24(FP), R8")
-	p("\tMOVQ m+32(FP), R9")
-	p("\tMOVQ out+40(FP), DI")
+	p("\tMOVQ sm+24(FP), R8")
+	p("\tMOVQ out+32(FP), DI")
 	amdSetup(bits, wide)
 	p("group:")
 	p("\tVBROADCASTSS (R8), %s2", r)
-	p("\tVBROADCASTSS (R9), %s3", r)
+	p("\tVBROADCASTSS 4(R8), %s3", r)
 	p("\tMOVQ DX, CX")
 	p("inner:")
 	if wide {
@@ -221,8 +255,7 @@ func amdGroups(bits int, wide bool) {
 	p("\tADDQ $64, DI")
 	p("\tSUBQ $16, CX")
 	p("\tJNZ inner")
-	p("\tADDQ $4, R8")
-	p("\tADDQ $4, R9")
+	p("\tADDQ $8, R8")
 	p("\tDECQ BX")
 	p("\tJNZ group")
 	p("\tVZEROUPPER")
@@ -257,11 +290,35 @@ func fmul(d, n, m int)  { w(reg3(0x6e20dc00, d, n, m), "fmul v%d.4s, v%d.4s, v%d
 func fadd(d, n, m int)  { w(reg3(0x4e20d400, d, n, m), "fadd v%d.4s, v%d.4s, v%d.4s", d, n, m) }
 func dupS0(d, n int)    { w(0x4e000400|4<<16|uint32(n)<<5|uint32(d), "dup v%d.4s, v%d.s[0]", d, n) }
 
+func fcvtl(d, n int)  { w(reg3(0x0e217800, d, n, 0), "fcvtl v%d.4s, v%d.4h", d, n) }
+func fcvtl2(d, n int) { w(reg3(0x4e217800, d, n, 0), "fcvtl2 v%d.4s, v%d.8h", d, n) }
+
 func arm64() {
 	for _, bits := range []int{4, 2, 8} {
 		armRow(bits)
 		armGroups(bits)
 	}
+	armF16()
+}
+
+// armF16 writes kvdF16NEON(n int, src *byte, dst *float32) (see amdF16; FCVTL).
+func armF16() {
+	p("")
+	p("// func kvdF16NEON(n int, src *byte, dst *float32)")
+	p("TEXT ·kvdF16NEON(SB), NOSPLIT, $0-24")
+	p("\tMOVD n+0(FP), R0")
+	p("\tMOVD src+8(FP), R1")
+	p("\tMOVD dst+16(FP), R2")
+	p("loop:")
+	p("\tVLD1.P 32(R1), [V0.H8, V1.H8]")
+	fcvtl(16, 0)
+	fcvtl2(17, 0)
+	fcvtl(18, 1)
+	fcvtl2(19, 1)
+	p("\tVST1.P [V16.S4, V17.S4, V18.S4, V19.S4], 64(R2)")
+	p("\tSUBS $16, R0, R0")
+	p("\tBNE loop")
+	p("\tRET")
 }
 
 // armConsts puts the masks in V7 (15) and V6 (3).
@@ -340,20 +397,18 @@ func armRow(bits int) {
 func armGroups(bits int) {
 	name := fmt.Sprintf("kvdGroups%dNEON", bits)
 	p("")
-	p("// func %s(ng, gsz int, q *byte, s, m, out *float32)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	p("// func %s(ng, gsz int, q *byte, sm, out *float32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-40", name)
 	p("\tMOVD ng+0(FP), R0")
 	p("\tMOVD gsz+8(FP), R6")
 	p("\tMOVD q+16(FP), R1")
-	p("\tMOVD s+24(FP), R2")
-	p("\tMOVD m+32(FP), R3")
-	p("\tMOVD out+40(FP), R4")
+	p("\tMOVD sm+24(FP), R2")
+	p("\tMOVD out+32(FP), R4")
 	armConsts(bits)
 	p("group:")
 	p("\tFMOVS (R2), F20")
-	p("\tFMOVS (R3), F21")
-	p("\tADD $4, R2, R2")
-	p("\tADD $4, R3, R3")
+	p("\tFMOVS 4(R2), F21")
+	p("\tADD $8, R2, R2")
 	dupS0(20, 20)
 	dupS0(21, 21)
 	p("\tMOVD R6, R5")

@@ -14,8 +14,9 @@ import (
 //
 //   - DequantRow: one scale and minimum per element (K grouped per channel: a token row
 //     of C values uses the C channels' parameters).
-//   - DequantGroups: one scale and minimum per group of g consecutive values (V grouped
-//     per token).
+//   - DequantGroups: one (scale, minimum) pair per group of g consecutive values (V
+//     grouped per token).
+//   - DecodeF16: f16 to float32 (the groups' parameters, and the f16 KV dtype).
 //
 // As everywhere in this package there is one kernel table per path (kvdTables, indexed
 // by cpu.Path: AVX-512 and AVX2 assembly on amd64, NEON on arm64, from asm_gen_kvdec.go),
@@ -29,7 +30,8 @@ import (
 // kvdKernels is one path's SIMD kernels, by bit width (index kvdIndex(bits)); nil: none.
 type kvdKernels struct {
 	row    [3]func(n int, q *byte, s, m, out *float32)
-	groups [3]func(ng, g int, q *byte, s, m, out *float32)
+	groups [3]func(ng, g int, q *byte, sm, out *float32)
+	f16    func(n int, src *byte, dst *float32)
 }
 
 // kvdTables holds each path's kernels (the platform files fill in theirs at init).
@@ -91,29 +93,51 @@ func DequantRow(out []float32, q []byte, bits int, scale, min []float32) error {
 	return nil
 }
 
-// DequantGroups sets out[j·g + i] = min[j] + code·scale[j] for j < len(scale), i < g:
-// len(scale) consecutive groups of g values, code j·g + i of q. out needs len(scale)·g
-// values, min len(scale) and q ⌈len(out)·bits/8⌉ bytes (else a panic, as indexing
-// would); bits as DequantRow's.
-func DequantGroups(out []float32, q []byte, bits, g int, scale, min []float32) error {
+// DequantGroups sets out[j·g + i] = sm[2j+1] + code·sm[2j] for j < len(sm)/2, i < g:
+// consecutive groups of g values, each with its (scale, minimum) pair in sm, code j·g + i
+// of q. out needs len(sm)/2·g values and q ⌈len(out)·bits/8⌉ bytes (else a panic, as
+// indexing would); bits as DequantRow's.
+func DequantGroups(out []float32, q []byte, bits, g int, sm []float32) error {
 	x := kvdIndex(bits)
 	if x < 0 {
 		return ErrKVBits
 	}
-	ng := len(scale)
+	ng := len(sm) / 2
 	if ng == 0 || g <= 0 {
 		return nil
 	}
 	n := ng * g
 	_ = out[n-1]
 	_ = q[(n*bits+7)/8-1]
-	_ = min[ng-1]
 	if k := kvdActive(); g%16 == 0 && k != nil && k.groups[x] != nil {
-		k.groups[x](ng, g, &q[0], &scale[0], &min[0], &out[0])
+		k.groups[x](ng, g, &q[0], &sm[0], &out[0])
 		return nil
 	}
-	kvdGroupsGeneric(out[:n], q, bits, g, scale, min[:ng])
+	kvdGroupsGeneric(out[:n], q, bits, g, sm[:2*ng])
 	return nil
+}
+
+// DecodeF16 sets dst[i] to the little-endian f16 value src[2i:2i+2] as float32 (exactly;
+// NaNs quiet, as F16ToF32). src needs 2·len(dst) bytes (else a panic, as indexing would).
+func DecodeF16(dst []float32, src []byte) {
+	n := len(dst)
+	if n == 0 {
+		return
+	}
+	_ = src[2*n-1]
+	n16 := n &^ 15
+	if k := kvdActive(); n16 > 0 && k != nil && k.f16 != nil {
+		k.f16(n16, &src[0], &dst[0])
+		dst, src = dst[n16:], src[2*n16:]
+	}
+	decodeF16Generic(dst, src)
+}
+
+// decodeF16Generic is DecodeF16 in Go.
+func decodeF16Generic(dst []float32, src []byte) {
+	for i := range dst {
+		dst[i] = F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+	}
 }
 
 // kvdRowRef is the reference of DequantRow: one code at a time.
@@ -127,14 +151,14 @@ func kvdRowRef(out []float32, q []byte, bits int, scale, min []float32) {
 }
 
 // kvdGroupsRef is the reference of DequantGroups.
-func kvdGroupsRef(out []float32, q []byte, bits, g int, scale, min []float32) {
+func kvdGroupsRef(out []float32, q []byte, bits, g int, sm []float32) {
 	mask := byte(1)<<bits - 1
-	for j := range scale {
+	for j := range len(sm) / 2 {
 		for i := range g {
 			e := j*g + i
 			bit := e * bits
 			c := q[bit>>3] >> (bit & 7) & mask
-			out[e] = min[j] + float32(c)*scale[j]
+			out[e] = sm[2*j+1] + float32(c)*sm[2*j]
 		}
 	}
 }
@@ -155,15 +179,15 @@ func kvdRowGeneric(out []float32, q []byte, bits int, scale, min []float32) {
 }
 
 // kvdGroupsGeneric is DequantGroups in Go.
-func kvdGroupsGeneric(out []float32, q []byte, bits, g int, scale, min []float32) {
+func kvdGroupsGeneric(out []float32, q []byte, bits, g int, sm []float32) {
 	if g%8 != 0 {
-		kvdGroupsRef(out, q, bits, g, scale, min)
+		kvdGroupsRef(out, q, bits, g, sm)
 		return
 	}
 	var s8, m8 [8]float32
-	for j := range scale {
+	for j := range len(sm) / 2 {
 		for i := range s8 {
-			s8[i], m8[i] = scale[j], min[j]
+			s8[i], m8[i] = sm[2*j], sm[2*j+1]
 		}
 		for i := 0; i < g; i += 8 {
 			e := j*g + i

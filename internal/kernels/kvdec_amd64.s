@@ -88,20 +88,19 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kvdGroups4AVX512(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups4AVX512(SB), NOSPLIT, $0-48
+// func kvdGroups4AVX512(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups4AVX512(SB), NOSPLIT, $0-40
 	MOVQ ng+0(FP), BX
 	MOVQ gsz+8(FP), DX
 	MOVQ q+16(FP), SI
-	MOVQ s+24(FP), R8
-	MOVQ m+32(FP), R9
-	MOVQ out+40(FP), DI
+	MOVQ sm+24(FP), R8
+	MOVQ out+32(FP), DI
 	VMOVDQU32 ·kvdIdx4<>(SB), Z4
 	VMOVDQU32 ·kvdSh4<>(SB), Z5
 	VPBROADCASTD ·kvdM15<>(SB), Z6
 group:
 	VBROADCASTSS (R8), Z2
-	VBROADCASTSS (R9), Z3
+	VBROADCASTSS 4(R8), Z3
 	MOVQ DX, CX
 inner:
 	VMOVQ 0(SI), X0
@@ -115,8 +114,7 @@ inner:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JNZ inner
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $8, R8
 	DECQ BX
 	JNZ group
 	VZEROUPPER
@@ -155,19 +153,18 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kvdGroups4AVX2(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups4AVX2(SB), NOSPLIT, $0-48
+// func kvdGroups4AVX2(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups4AVX2(SB), NOSPLIT, $0-40
 	MOVQ ng+0(FP), BX
 	MOVQ gsz+8(FP), DX
 	MOVQ q+16(FP), SI
-	MOVQ s+24(FP), R8
-	MOVQ m+32(FP), R9
-	MOVQ out+40(FP), DI
+	MOVQ sm+24(FP), R8
+	MOVQ out+32(FP), DI
 	VMOVDQU ·kvdSh4<>(SB), Y5
 	VPBROADCASTD ·kvdM15<>(SB), Y6
 group:
 	VBROADCASTSS (R8), Y2
-	VBROADCASTSS (R9), Y3
+	VBROADCASTSS 4(R8), Y3
 	MOVQ DX, CX
 inner:
 	VPBROADCASTD 0(SI), Y0
@@ -186,8 +183,7 @@ inner:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JNZ inner
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $8, R8
 	DECQ BX
 	JNZ group
 	VZEROUPPER
@@ -219,19 +215,18 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kvdGroups2AVX512(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups2AVX512(SB), NOSPLIT, $0-48
+// func kvdGroups2AVX512(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups2AVX512(SB), NOSPLIT, $0-40
 	MOVQ ng+0(FP), BX
 	MOVQ gsz+8(FP), DX
 	MOVQ q+16(FP), SI
-	MOVQ s+24(FP), R8
-	MOVQ m+32(FP), R9
-	MOVQ out+40(FP), DI
+	MOVQ sm+24(FP), R8
+	MOVQ out+32(FP), DI
 	VMOVDQU32 ·kvdSh2<>(SB), Z5
 	VPBROADCASTD ·kvdM3<>(SB), Z6
 group:
 	VBROADCASTSS (R8), Z2
-	VBROADCASTSS (R9), Z3
+	VBROADCASTSS 4(R8), Z3
 	MOVQ DX, CX
 inner:
 	VPBROADCASTD 0(SI), Z0
@@ -244,8 +239,7 @@ inner:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JNZ inner
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $8, R8
 	DECQ BX
 	JNZ group
 	VZEROUPPER
@@ -284,19 +278,18 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kvdGroups2AVX2(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups2AVX2(SB), NOSPLIT, $0-48
+// func kvdGroups2AVX2(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups2AVX2(SB), NOSPLIT, $0-40
 	MOVQ ng+0(FP), BX
 	MOVQ gsz+8(FP), DX
 	MOVQ q+16(FP), SI
-	MOVQ s+24(FP), R8
-	MOVQ m+32(FP), R9
-	MOVQ out+40(FP), DI
+	MOVQ sm+24(FP), R8
+	MOVQ out+32(FP), DI
 	VMOVDQU ·kvdSh2<>(SB), Y5
 	VPBROADCASTD ·kvdM3<>(SB), Y6
 group:
 	VBROADCASTSS (R8), Y2
-	VBROADCASTSS (R9), Y3
+	VBROADCASTSS 4(R8), Y3
 	MOVQ DX, CX
 inner:
 	VPBROADCASTW 0(SI), Y0
@@ -315,8 +308,7 @@ inner:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JNZ inner
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $8, R8
 	DECQ BX
 	JNZ group
 	VZEROUPPER
@@ -344,17 +336,16 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kvdGroups8AVX512(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups8AVX512(SB), NOSPLIT, $0-48
+// func kvdGroups8AVX512(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups8AVX512(SB), NOSPLIT, $0-40
 	MOVQ ng+0(FP), BX
 	MOVQ gsz+8(FP), DX
 	MOVQ q+16(FP), SI
-	MOVQ s+24(FP), R8
-	MOVQ m+32(FP), R9
-	MOVQ out+40(FP), DI
+	MOVQ sm+24(FP), R8
+	MOVQ out+32(FP), DI
 group:
 	VBROADCASTSS (R8), Z2
-	VBROADCASTSS (R9), Z3
+	VBROADCASTSS 4(R8), Z3
 	MOVQ DX, CX
 inner:
 	VPMOVZXBD 0(SI), Z0
@@ -365,8 +356,7 @@ inner:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JNZ inner
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $8, R8
 	DECQ BX
 	JNZ group
 	VZEROUPPER
@@ -399,17 +389,16 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kvdGroups8AVX2(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups8AVX2(SB), NOSPLIT, $0-48
+// func kvdGroups8AVX2(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups8AVX2(SB), NOSPLIT, $0-40
 	MOVQ ng+0(FP), BX
 	MOVQ gsz+8(FP), DX
 	MOVQ q+16(FP), SI
-	MOVQ s+24(FP), R8
-	MOVQ m+32(FP), R9
-	MOVQ out+40(FP), DI
+	MOVQ sm+24(FP), R8
+	MOVQ out+32(FP), DI
 group:
 	VBROADCASTSS (R8), Y2
-	VBROADCASTSS (R9), Y3
+	VBROADCASTSS 4(R8), Y3
 	MOVQ DX, CX
 inner:
 	VPMOVZXBD 0(SI), Y0
@@ -424,9 +413,40 @@ inner:
 	ADDQ $64, DI
 	SUBQ $16, CX
 	JNZ inner
-	ADDQ $4, R8
-	ADDQ $4, R9
+	ADDQ $8, R8
 	DECQ BX
 	JNZ group
+	VZEROUPPER
+	RET
+
+// func kvdF16AVX512(n int, src *byte, dst *float32)
+TEXT ·kvdF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ dst+16(FP), DI
+loop:
+	VCVTPH2PS (SI), Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ loop
+	VZEROUPPER
+	RET
+
+// func kvdF16AVX2(n int, src *byte, dst *float32)
+TEXT ·kvdF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ dst+16(FP), DI
+loop:
+	VCVTPH2PS (SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ loop
 	VZEROUPPER
 	RET

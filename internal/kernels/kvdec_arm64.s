@@ -39,20 +39,18 @@ loop:
 	BNE loop
 	RET
 
-// func kvdGroups4NEON(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups4NEON(SB), NOSPLIT, $0-48
+// func kvdGroups4NEON(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups4NEON(SB), NOSPLIT, $0-40
 	MOVD ng+0(FP), R0
 	MOVD gsz+8(FP), R6
 	MOVD q+16(FP), R1
-	MOVD s+24(FP), R2
-	MOVD m+32(FP), R3
-	MOVD out+40(FP), R4
+	MOVD sm+24(FP), R2
+	MOVD out+32(FP), R4
 	WORD $0x4f00e5e7 // movi v7.16b, #15
 group:
 	FMOVS (R2), F20
-	FMOVS (R3), F21
-	ADD $4, R2, R2
-	ADD $4, R3, R3
+	FMOVS 4(R2), F21
+	ADD $8, R2, R2
 	WORD $0x4e040694 // dup v20.4s, v20.s[0]
 	WORD $0x4e0406b5 // dup v21.4s, v21.s[0]
 	MOVD R6, R5
@@ -128,20 +126,18 @@ loop:
 	BNE loop
 	RET
 
-// func kvdGroups2NEON(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups2NEON(SB), NOSPLIT, $0-48
+// func kvdGroups2NEON(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups2NEON(SB), NOSPLIT, $0-40
 	MOVD ng+0(FP), R0
 	MOVD gsz+8(FP), R6
 	MOVD q+16(FP), R1
-	MOVD s+24(FP), R2
-	MOVD m+32(FP), R3
-	MOVD out+40(FP), R4
+	MOVD sm+24(FP), R2
+	MOVD out+32(FP), R4
 	WORD $0x4f00e466 // movi v6.16b, #3
 group:
 	FMOVS (R2), F20
-	FMOVS (R3), F21
-	ADD $4, R2, R2
-	ADD $4, R3, R3
+	FMOVS 4(R2), F21
+	ADD $8, R2, R2
 	WORD $0x4e040694 // dup v20.4s, v20.s[0]
 	WORD $0x4e0406b5 // dup v21.4s, v21.s[0]
 	MOVD R6, R5
@@ -212,19 +208,17 @@ loop:
 	BNE loop
 	RET
 
-// func kvdGroups8NEON(ng, gsz int, q *byte, s, m, out *float32)
-TEXT ·kvdGroups8NEON(SB), NOSPLIT, $0-48
+// func kvdGroups8NEON(ng, gsz int, q *byte, sm, out *float32)
+TEXT ·kvdGroups8NEON(SB), NOSPLIT, $0-40
 	MOVD ng+0(FP), R0
 	MOVD gsz+8(FP), R6
 	MOVD q+16(FP), R1
-	MOVD s+24(FP), R2
-	MOVD m+32(FP), R3
-	MOVD out+40(FP), R4
+	MOVD sm+24(FP), R2
+	MOVD out+32(FP), R4
 group:
 	FMOVS (R2), F20
-	FMOVS (R3), F21
-	ADD $4, R2, R2
-	ADD $4, R3, R3
+	FMOVS 4(R2), F21
+	ADD $8, R2, R2
 	WORD $0x4e040694 // dup v20.4s, v20.s[0]
 	WORD $0x4e0406b5 // dup v21.4s, v21.s[0]
 	MOVD R6, R5
@@ -253,4 +247,20 @@ inner:
 	BNE inner
 	SUBS $1, R0, R0
 	BNE group
+	RET
+
+// func kvdF16NEON(n int, src *byte, dst *float32)
+TEXT ·kvdF16NEON(SB), NOSPLIT, $0-24
+	MOVD n+0(FP), R0
+	MOVD src+8(FP), R1
+	MOVD dst+16(FP), R2
+loop:
+	VLD1.P 32(R1), [V0.H8, V1.H8]
+	WORD $0x0e217810 // fcvtl v16.4s, v0.4h
+	WORD $0x4e217811 // fcvtl2 v17.4s, v0.8h
+	WORD $0x0e217832 // fcvtl v18.4s, v1.4h
+	WORD $0x4e217833 // fcvtl2 v19.4s, v1.8h
+	VST1.P [V16.S4, V17.S4, V18.S4, V19.S4], 64(R2)
+	SUBS $16, R0, R0
+	BNE loop
 	RET

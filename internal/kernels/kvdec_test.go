@@ -23,6 +23,16 @@ func kvdParams(rng *rand.Rand, n int) (s, m []float32) {
 	return s, m
 }
 
+// kvdPairs returns ng random (scale, min) pairs with f16 values.
+func kvdPairs(rng *rand.Rand, ng int) []float32 {
+	s, m := kvdParams(rng, ng)
+	sm := make([]float32, 2*ng)
+	for j := range ng {
+		sm[2*j], sm[2*j+1] = s[j], m[j]
+	}
+	return sm
+}
+
 func kvdCodes(rng *rand.Rand, n, bits int) []byte {
 	q := make([]byte, (n*bits+7)/8)
 	for i := range q {
@@ -46,14 +56,14 @@ func TestDequantKnown(t *testing.T) {
 		t.Fatalf("q2 reference: %v want %v", out, want)
 	}
 	g := make([]float32, 4)
-	kvdGroupsRef(g, []byte{7, 0, 255, 1}, 8, 2, []float32{1, 0.5}, []float32{-1, 2})
+	kvdGroupsRef(g, []byte{7, 0, 255, 1}, 8, 2, []float32{1, -1, 0.5, 2})
 	if want := []float32{6, -1, 129.5, 2.5}; fmt.Sprint(g) != fmt.Sprint(want) {
 		t.Fatalf("q8 groups reference: %v want %v", g, want)
 	}
 	if err := DequantRow(out, []byte{0, 0}, 3, s, m); !errors.Is(err, ErrKVBits) {
 		t.Fatalf("3-bit codes: %v, want ErrKVBits", err)
 	}
-	if err := DequantGroups(g, []byte{0, 0}, 5, 2, s[:2], m[:2]); !errors.Is(err, ErrKVBits) {
+	if err := DequantGroups(g, []byte{0, 0}, 5, 2, s[:2]); !errors.Is(err, ErrKVBits) {
 		t.Fatalf("5-bit codes: %v, want ErrKVBits", err)
 	}
 }
@@ -108,11 +118,11 @@ func testDequantPaths(t *testing.T) {
 			for _, ng := range []int{1, 3, 6} {
 				n := ng * g
 				q := kvdCodes(rng, n, bits)
-				s, m := kvdParams(rng, ng)
+				sm := kvdPairs(rng, ng)
 				want := make([]float32, n)
-				kvdGroupsRef(want, q, bits, g, s, m)
+				kvdGroupsRef(want, q, bits, g, sm)
 				got := fresh(n)
-				if err := DequantGroups(got[:n], q, bits, g, s, m); err != nil {
+				if err := DequantGroups(got[:n], q, bits, g, sm); err != nil {
 					t.Fatal(err)
 				}
 				check(fmt.Sprintf("groups bits=%d g=%d ng=%d", bits, g, ng), got, want, n)
@@ -131,7 +141,8 @@ func TestDequantNoAllocs(t *testing.T) {
 		out := make([]float32, n)
 		if a := testing.AllocsPerRun(20, func() {
 			_ = DequantRow(out, q, 4, s, m)
-			_ = DequantGroups(out, q, 4, 32, s[:6], m[:6])
+			_ = DequantGroups(out, q, 4, 32, s[:12])
+			DecodeF16(out[:n/4], q[:2*n/4])
 		}); a != 0 {
 			t.Fatalf("%v allocations per call", a)
 		}
@@ -150,7 +161,7 @@ func BenchmarkDequant(b *testing.B) {
 	for _, bits := range []int{4, 2, 8} {
 		kq, vq := kvdCodes(rng, tokens*C, bits), kvdCodes(rng, tokens*C, bits)
 		ks, km := kvdParams(rng, C)
-		vs, vm := kvdParams(rng, tokens*C/G)
+		vsm := kvdPairs(rng, tokens*C/G)
 		k, v := make([]float32, tokens*C), make([]float32, tokens*C)
 		for _, p := range []cpu.Path{cpu.AVX512, cpu.AVX2, cpu.NEON, cpu.Generic} {
 			if !cpu.Supports(p) {
@@ -166,7 +177,7 @@ func BenchmarkDequant(b *testing.B) {
 					for r := range tokens {
 						_ = DequantRow(k[r*C:(r+1)*C], kq[r*rb:], bits, ks, km)
 					}
-					_ = DequantGroups(v, vq, bits, G, vs, vm)
+					_ = DequantGroups(v, vq, bits, G, vsm)
 				}
 			})
 		}
@@ -191,5 +202,58 @@ func TestAsmKVDecGenerated(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("kvdec_%s.s differs from the output of asm_gen_kvdec.go: run go generate ./internal/kernels", arch)
 		}
+	}
+}
+
+// TestDecodeF16Paths: DecodeF16 on every path gives F16ToF32's bits for all 65536 f16
+// values (NaNs, infinities, subnormals, signed zeros) at lengths on and off the kernels'
+// 16-value step, and writes nothing past its output.
+func TestDecodeF16Paths(t *testing.T) {
+	src := make([]byte, 2<<16)
+	for h := range 1 << 16 {
+		src[2*h], src[2*h+1] = byte(h), byte(h>>8)
+	}
+	forEachPath(t, func(t *testing.T) {
+		for _, n := range []int{1 << 16, 1, 15, 16, 33, 1000} {
+			off := (1 << 16) - n // the last n values: the NaNs are at the top
+			dst := make([]float32, n+1)
+			dst[n] = 42
+			DecodeF16(dst[:n], src[2*off:])
+			for i := range n {
+				if want := F16ToF32(uint16(off + i)); math.Float32bits(dst[i]) != math.Float32bits(want) {
+					t.Fatalf("n=%d: f16 %#04x -> %#08x, F16ToF32 %#08x", n, off+i, math.Float32bits(dst[i]), math.Float32bits(want))
+				}
+			}
+			if dst[n] != 42 {
+				t.Fatalf("n=%d: wrote past the output", n)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeF16 converts one 512-token layer's K and V in smollm-135m's shape from
+// f16 (b.SetBytes: the float32 output), on every path this CPU runs.
+func BenchmarkDecodeF16(b *testing.B) {
+	const n = 2 * 512 * 192
+	saved := cpu.Active()
+	defer cpu.Set(saved)
+	src := kvdCodes(rand.New(rand.NewPCG(1, 1)), n, 16)
+	for i := 1; i < len(src); i += 2 {
+		src[i] &= 0x3b // finite values
+	}
+	dst := make([]float32, n)
+	for _, p := range []cpu.Path{cpu.AVX512, cpu.AVX2, cpu.NEON, cpu.Generic} {
+		if !cpu.Supports(p) {
+			continue
+		}
+		b.Run(p.String(), func(b *testing.B) {
+			if err := cpu.Set(p); err != nil {
+				b.Skip(err)
+			}
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				DecodeF16(dst, src)
+			}
+		})
 	}
 }
