@@ -231,7 +231,12 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	for _, tc := range opts.Tiers {
 		if st, ok := tc.Tier.(store.SharedTier); ok && st.Shared() {
-			c.shared = &sharedState{name: st.Name(), tier: st}
+			nsFormats, err := tierFormats(tc)
+			if err != nil {
+				closeTiers()
+				return nil, err
+			}
+			c.shared = &sharedState{name: st.Name(), tier: st, format: tc.Format, nsFormats: nsFormats}
 			continue // Validate checked that it is the last tier
 		}
 		tr, err := eviction.NewTracker(tc.Eviction)
@@ -254,30 +259,10 @@ func New(ctx context.Context, opts Options) (*Cache, error) {
 				return nil, fmt.Errorf("%w: tier %s: %w", ErrInvalid, tc.Tier.Name(), err)
 			}
 		}
-		fs := map[string]Layout{"": tc.Format}
-		nsFormats := map[string]Layout{}
-		for ns, f := range tc.NamespaceFormats {
-			n, err := NormalizeNamespace(ns)
-			if err != nil {
-				closeTiers()
-				return nil, fmt.Errorf("tier %s: namespace formats: %w", tc.Tier.Name(), err)
-			}
-			nsFormats[n] = f
-			fs[fmt.Sprintf(" of namespace %q", n)] = f
-		}
-		for what, f := range fs {
-			if f.DType == 0 {
-				continue
-			}
-			probe := Layout{Layers: 1, KVHeads: 1, HeadDim: 1}.WithFormat(f)
-			if probe.Rotate {
-				probe.HeadDim = 2
-			}
-			probe.EnsureDefaults()
-			if err := probe.Validate(); err != nil {
-				closeTiers()
-				return nil, fmt.Errorf("tier %s: format%s: %w", tc.Tier.Name(), what, asInvalid(err))
-			}
+		nsFormats, err := tierFormats(tc)
+		if err != nil {
+			closeTiers()
+			return nil, err
 		}
 		c.tiers = append(c.tiers, &tierState{
 			name: tc.Tier.Name(), tier: tc.Tier, tracker: tr,
@@ -931,7 +916,9 @@ type TierStats struct {
 	Errors uint64 `json:"errors,omitempty"`
 	// ChunkTokens is the number of chunk tokens the tier holds (values excluded) and
 	// BytesPerToken its chunks' stored bytes per token: the cost of the tier's storage
-	// format (f16, q4, ...). Not reported for the shared tier.
+	// format (f16, q4, ...). For the shared tier (whose contents other replicas change
+	// too) they count the chunks this cache stored in it since it started: tokens
+	// written and their stored bytes per token (in the shared tier's own format).
 	ChunkTokens   int64   `json:"chunk_tokens,omitempty"`
 	BytesPerToken float64 `json:"bytes_per_token,omitempty"`
 	// QuotaViolationBytes sums the bytes a namespace held beyond its quota in the
@@ -1222,12 +1209,45 @@ func (g *gate) close() bool {
 
 func nowNanos() int64 { return time.Now().UnixNano() }
 
+// tierFormats validates tc's Format and NamespaceFormats and returns the latter under
+// normalized namespace names.
+func tierFormats(tc TierConfig) (map[string]Layout, error) {
+	fs := map[string]Layout{"": tc.Format}
+	nsFormats := map[string]Layout{}
+	for ns, f := range tc.NamespaceFormats {
+		n, err := NormalizeNamespace(ns)
+		if err != nil {
+			return nil, fmt.Errorf("tier %s: namespace formats: %w", tc.Tier.Name(), err)
+		}
+		nsFormats[n] = f
+		fs[fmt.Sprintf(" of namespace %q", n)] = f
+	}
+	for what, f := range fs {
+		if f.DType == 0 {
+			continue
+		}
+		probe := Layout{Layers: 1, KVHeads: 1, HeadDim: 1}.WithFormat(f)
+		if probe.Rotate {
+			probe.HeadDim = 2
+		}
+		probe.EnsureDefaults()
+		if err := probe.Validate(); err != nil {
+			return nil, fmt.Errorf("tier %s: format%s: %w", tc.Tier.Name(), what, asInvalid(err))
+		}
+	}
+	return nsFormats, nil
+}
+
 // inFormat returns obj, a chunk of namespace ns, re-encoded in the tier's format for
 // ns (obj itself when the tier has none, obj is an opaque value, or the chunk is
 // already in that format). Every layer's CRC is checked before it is decoded.
 func (t *tierState) inFormat(obj store.Object, value bool, ns string) (store.Object, error) {
-	format := t.format
-	if f, ok := t.nsFormats[ns]; ok {
+	return reencode(t.format, t.nsFormats, obj, value, ns)
+}
+
+// reencode is inFormat for a tier of this format and these namespace formats.
+func reencode(format Layout, nsFormats map[string]Layout, obj store.Object, value bool, ns string) (store.Object, error) {
+	if f, ok := nsFormats[ns]; ok {
 		format = f
 	}
 	if value || format.DType == 0 {

@@ -127,7 +127,11 @@
 // per replica). Its failures never fail a request: they are misses, logged and counted
 // (TierStats.Errors), and after one the tier is skipped for a backoff (250 ms doubling
 // to 5 s) so that a Redis that is down costs little. Content keys make the sharing
-// safe: the same chunk has the same key in every process.
+// safe: the same chunk has the same key in every process. Its TierConfig.Format and
+// NamespaceFormats are honoured like a local tier's (`serve --remote-kv-format`): puts
+// and demotions into it are re-encoded (e.g. q4 in Redis under f16 in RAM), promotions
+// out of it re-encode into the first tier's format, and its TierStats.BytesPerToken is
+// that of the chunks this cache stored in it.
 //
 // # Values
 //

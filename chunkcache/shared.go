@@ -21,6 +21,14 @@ import (
 type sharedState struct {
 	name string
 	tier store.SharedTier
+	// format and nsFormats are the shared tier's own KV format (TierConfig.Format,
+	// NamespaceFormats): puts and demotions into it are re-encoded (e.g. q4 on the
+	// remote tier, f16 in RAM); promotions out of it re-encode into the first tier's.
+	format    Layout
+	nsFormats map[string]Layout
+	// storedTokens and storedBytes sum the chunks (values excluded) this cache wrote
+	// to the tier: its bytes per token in Stats.
+	storedTokens, storedBytes atomic.Int64
 
 	hits, misses, errors, stores, deletes atomic.Uint64
 	lastWarn                              atomic.Int64
@@ -79,13 +87,29 @@ func (c *Cache) readNamespace(ns string) (string, error) {
 	return n, nil
 }
 
-// putShared writes obj to the shared tier. Caller holds k's lock.
+// store re-encodes obj (of entry e) in the tier's format and writes it.
+func (s *sharedState) store(ctx context.Context, k Key, obj store.Object, e *entry) error {
+	obj, err := reencode(s.format, s.nsFormats, obj, e.value, e.ns)
+	if err != nil {
+		return fmt.Errorf("%w: re-encode for the shared tier: %w", store.ErrCorrupt, err)
+	}
+	if err := s.tier.Put(ctx, k, obj); err != nil {
+		return err
+	}
+	if !e.value && e.tokens > 0 {
+		s.storedTokens.Add(int64(e.tokens))
+		s.storedBytes.Add(obj.Size())
+	}
+	return nil
+}
+
+// putShared writes obj to the shared tier (in its format). Caller holds k's lock.
 func (c *Cache) putShared(ctx context.Context, k Key, obj store.Object, e *entry) bool {
 	s := c.shared
 	if !s.up() {
 		return false
 	}
-	if err := s.tier.Put(ctx, k, obj); err != nil {
+	if err := s.store(ctx, k, obj, e); err != nil {
 		s.fail(c, "put", k, err)
 		return false
 	}
@@ -117,7 +141,7 @@ func (c *Cache) demoteShared(ctx context.Context, from int, k Key, e *entry) boo
 		}
 		return false
 	}
-	if err := s.tier.Put(ctx, k, obj); err != nil {
+	if err := s.store(ctx, k, obj, e); err != nil {
 		s.fail(c, "demote", k, err)
 		return false
 	}
@@ -276,5 +300,9 @@ func (c *Cache) sharedStats() TierStats {
 		ts.Bytes, ts.Capacity, ts.Entries, ts.Evictions = us.UsedBytes, us.MaxBytes, us.Objects, us.Evicted
 	}
 	ts.Admissions = s.stores.Load()
+	if tok := s.storedTokens.Load(); tok > 0 {
+		ts.ChunkTokens = tok
+		ts.BytesPerToken = float64(s.storedBytes.Load()) / float64(tok)
+	}
 	return ts
 }

@@ -23,7 +23,8 @@ func init() {
 		o                                               blendbench.Options
 		threads                                         int
 		gradual                                         float64
-		noPipeline, asJSON                              bool
+		noPipeline, asJSON, noFull                      bool
+		compare                                         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "prefill",
@@ -89,6 +90,25 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 				return flagErr("chunks", "%v", err)
 			}
 			o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			if len(compare) > 0 {
+				if cmd.Flags().Changed("kv-dtype") || cmd.Flags().Changed("dtype") {
+					return flagErr("compare", "give the formats to --compare, not --dtype or --kv-dtype")
+				}
+				if dir != "" {
+					return flagErr("dir", "--compare uses one temporary directory per format")
+				}
+				crep, err := runPrefillCompare(cmd.Context(), cmd.OutOrStdout(), m, o, compare, noFull)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return cliutil.PrintJSON(cmd.OutOrStdout(), crep)
+				}
+				return nil
+			}
+			if noFull {
+				return flagErr("no-full", "only with --compare")
+			}
 			rep, err := blendbench.Run(cmd.Context(), m, o)
 			if err != nil {
 				return err
@@ -127,6 +147,8 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 	f.StringVar(&deviation, "deviation", blend.DefaultDeviation, "CacheBlend token score: k, v, kv or random")
 	f.Float64Var(&gradual, "gradual", 0, "CacheBlend gradual filtering factor (0: default; 1: off)")
 	f.BoolVar(&noPipeline, "no-pipeline", false, "load every layer before computing (to measure the overlap)")
+	f.StringArrayVar(&compare, "compare", nil, "store the chunks in each of these formats (repeat the flag: --compare f16 --compare q4) and time them side by side in alternating rounds (--iters rounds)")
+	f.BoolVar(&noFull, "no-full", false, "with --compare: time only the fused prefills (no full prefill per round)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
 	benchCmd.AddCommand(cmd)
 }

@@ -159,6 +159,10 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 					name, rep.TTFTMsP50[name], rep.TTFTMsP99[name], rep.SpeedupP50[name], sw.First, sw.Middle, sw.Last,
 					rep.RecomputeFrac[name], fd.KLMean, fd.Top1, fmtHits(rep.HitRatioWindows[name].Last))
 			}
+			if ws := rep.WorkingSet; ws != nil {
+				fmt.Fprintf(out, "working set: %d chunks, %d tokens, %.1f MiB in f16, %.1f MiB in %s (payload; a tier adds each chunk's manifest)\n",
+					ws.Chunks, ws.Tokens, float64(ws.BytesF16)/(1<<20), float64(ws.BytesFormat)/(1<<20), ws.Format)
+			}
 			if rep.DecodeTokens > 0 {
 				fmt.Fprintf(out, "decode %d tokens/request: %.1f tokens/s over the stream;", rep.DecodeTokens, rep.DecodeTokensPerSTotal)
 				for _, name := range rep.Methods {

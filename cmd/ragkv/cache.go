@@ -101,6 +101,24 @@ func (t cacheTierConfig) nsFormats(tier string) (map[string]chunkcache.Layout, e
 	return out, nil
 }
 
+// formats parses the remote tier's KVFormat and KVFormats (errors name
+// --remote-kv-format or the YAML key); a format without a remote tier is an error.
+func (rc cacheRemoteConfig) formats() (chunkcache.Layout, map[string]chunkcache.Layout, error) {
+	t := cacheTierConfig{KVFormat: rc.KVFormat, KVFormats: rc.KVFormats}
+	f, err := t.format("remote-kv-format")
+	if err != nil {
+		return f, nil, err
+	}
+	ns, err := t.nsFormats("remote")
+	if err != nil {
+		return f, nil, err
+	}
+	if rc.URL == "" && (f.DType != 0 || ns != nil) {
+		return f, nil, flagErr("remote-kv-format", "a remote tier format needs a remote tier (--remote)")
+	}
+	return f, ns, nil
+}
+
 // format parses KVFormat, naming the flag that sets it.
 func (t cacheTierConfig) format(flag string) (chunkcache.Layout, error) {
 	if t.KVFormat == "" {
@@ -215,6 +233,10 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 		}
 		tiers = append(tiers, chunkcache.TierConfig{Tier: disk, Eviction: cc.Disk.eviction(), WriteThrough: cc.WriteThrough, Format: diskFormat, NamespaceFormats: diskNS, Quotas: quotas["disk"]})
 	}
+	remoteFormat, remoteNS, err := cc.Remote.formats()
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	remote, err := openRemoteTier(ctx, cc.Remote, log)
 	if err != nil {
 		for _, t := range tiers {
@@ -223,7 +245,7 @@ func buildChunkCache(ctx context.Context, cfg *serveConfig, env *serveEnv, _ map
 		return nil, nil, nil, err
 	}
 	if remote != nil {
-		tiers = append(tiers, chunkcache.TierConfig{Tier: remote})
+		tiers = append(tiers, chunkcache.TierConfig{Tier: remote, Format: remoteFormat, NamespaceFormats: remoteNS})
 	}
 	var diskTier store.Tier
 	if cc.Disk.Capacity > 0 {

@@ -82,6 +82,42 @@ cache:
 	}
 }
 
+// TestRemoteKVFormatConfig: the remote tier's format comes from YAML (remote.kv_format,
+// remote.kv_formats) or --remote-kv-format; errors name the flag or key, and a format
+// without a remote tier is refused.
+func TestRemoteKVFormatConfig(t *testing.T) {
+	cfg := defaultServeConfig()
+	src := `
+cache:
+  remote: {url: "redis://127.0.0.1:6379", kv_format: q4, kv_formats: {exact: f16}}
+`
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, ns, err := cfg.Cache.Remote.formats()
+	if err != nil || f.DType != chunkcache.Q4 || ns["exact"].DType != chunkcache.F16 {
+		t.Fatalf("remote formats %v %v, %v", f.Format(), ns, err)
+	}
+	rc := cfg.Cache.Remote
+	rc.KVFormat = "q3"
+	var ue usageError
+	if _, _, err := rc.formats(); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--remote-kv-format") {
+		t.Fatalf("bad remote format: %v", err)
+	}
+	rc = cfg.Cache.Remote
+	rc.KVFormats = map[string]string{"exact": "f17"}
+	if _, _, err := rc.formats(); err == nil || !strings.Contains(err.Error(), `remote.kv_formats["exact"]`) {
+		t.Fatalf("bad remote namespace format: %v", err)
+	}
+	rc = cfg.Cache.Remote
+	rc.URL = ""
+	if _, _, err := rc.formats(); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--remote") {
+		t.Fatalf("format without a remote tier: %v", err)
+	}
+}
+
 // runCLI runs the ragkv command line in-process and returns its stdout.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()

@@ -24,6 +24,11 @@ type cacheRemoteConfig struct {
 	URL string `yaml:"url"`
 	// TTL is the sliding expiry of the chunks in Redis (0: none; overrides ?ttl=).
 	TTL time.Duration `yaml:"ttl"`
+	// KVFormat is the remote tier's own chunk KV format (--remote-kv-format, e.g. q4
+	// under f16 in RAM): puts and demotions into it are re-encoded. Empty: as written.
+	KVFormat string `yaml:"kv_format"`
+	// KVFormats overrides KVFormat per namespace (YAML only).
+	KVFormats map[string]string `yaml:"kv_formats"`
 }
 
 // respConfig is the RESP endpoint (YAML `resp:`).
@@ -47,6 +52,7 @@ func init() {
 	rc := &serveCfg.Cache.Remote
 	f.StringVar(&rc.URL, "remote", "", "shared remote tier below RAM and disk: redis://HOST:PORT[,HOST:PORT...] (one Redis or Redis Cluster nodes; empty: none)")
 	f.DurationVar(&rc.TTL, "remote-ttl", 0, "sliding expiry of chunks in the remote tier (0: none, Redis's maxmemory policy decides)")
+	f.StringVar(&rc.KVFormat, "remote-kv-format", "", "KV format of chunks in the remote tier, re-encoded on put and demotion (e.g. q4; empty: as put)")
 	rs := &serveCfg.RESP
 	f.StringVar(&rs.Listen, "resp-listen", "", "RESP2 endpoint (GET/SET/... for LMCache's resp adapter, redis-cli): a loopback host:port only, since it has no authentication yet (empty: off)")
 	f.StringVar(&rs.Namespace, "resp-namespace", "resp", "chunk-cache namespace of the RESP endpoint's values")

@@ -68,6 +68,13 @@
 // former default); ActInt8 quantizes per 32-element block (16 for q6_K) with a float32
 // scale, ActFloat multiplies dequantized weights by float32 activations.
 //
+// KV decode (kvdec.go, assembly from asm_gen_kvdec.go): the chunk cache's grouped 2-, 4-
+// and 8-bit KV codes (kvblob q4, q2, mixed) dequantized 16 values per step — codes
+// unpacked to 32-bit lanes (VPERMD/VPSRLVD, VPMOVZXBD; NEON ZIP1/UXTL), converted and
+// multiply-added with per-channel or per-group scales and minima — and f16 rows converted
+// (VCVTPH2PS, FCVTL), on the avx512, avx2 and neon paths, bit-exact with the pure-Go
+// reference (a code times an f16 scale is exact in float32).
+//
 // Hand-offs: a worker polls for its next task, and the caller for the workers to finish,
 // for up to 200 µs before blocking, because waking a sleeping thread costs tens of
 // microseconds (about 50 µs on a 2-vCPU VM), more than many decode-sized kernel calls.

@@ -286,17 +286,69 @@ type Report struct {
 	// TierStats is the --tier tier's state at the end (in-process server only): bytes,
 	// chunk tokens, bytes per token, evictions.
 	TierStats *chunkcache.TierStats `json:"tier_stats,omitempty"`
+	// WorkingSet is what the fused methods' prompts touched over the stream (to size
+	// --cache-bytes against; in-process server only).
+	WorkingSet *WorkingSet `json:"working_set,omitempty"`
+}
+
+// WorkingSet is the distinct chunks the stream's fused prefills used: their count,
+// tokens, and KV payload bytes (layer sections, from the layout: what a tier holds less
+// each chunk's manifest) in f16 and in the stored format.
+type WorkingSet struct {
+	Chunks      int     `json:"chunks"`
+	Tokens      int64   `json:"tokens"`
+	BytesF16    int64   `json:"bytes_f16"`
+	BytesFormat int64   `json:"bytes_format"`
+	Format      string  `json:"format"`
+	F16PerToken float64 `json:"f16_bytes_per_token"`
+}
+
+// workingSet sums the distinct chunks (by key) the fused methods' samples touched, in
+// model m's KV shape.
+func workingSet(m *model.Model, o *Options, samples []map[blend.Method]*sample) *WorkingSet {
+	c := &m.Config
+	f16 := chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, DType: chunkcache.F16}
+	f16.EnsureDefaults()
+	lf := chunkcache.Layout{Layers: c.Layers, KVHeads: c.KVHeads, HeadDim: c.HeadDim, DType: o.DType}
+	if o.Format.DType != 0 {
+		lf = lf.WithFormat(o.Format)
+	}
+	lf.EnsureDefaults()
+	ws := &WorkingSet{Format: lf.Format(), F16PerToken: f16.BytesPerToken(1)}
+	seen := map[string]bool{}
+	for _, qs := range samples {
+		for meth, s := range qs {
+			if meth == blend.Full || s == nil {
+				continue
+			}
+			for i, k := range s.keys {
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				t := s.keyTokens[i]
+				ws.Chunks++
+				ws.Tokens += int64(t)
+				ws.BytesF16 += int64(f16.LayerBytes(t)) * int64(f16.Layers)
+				ws.BytesFormat += int64(lf.LayerBytes(t)) * int64(lf.Layers)
+			}
+		}
+	}
+	return ws
 }
 
 // sample is one method's prefill of one query.
 type sample struct {
 	ttft    time.Duration
 	sources []string
-	recomp  float64
-	tokens  int
-	kl      float64
-	top1    bool
-	logits  []float32
+	// keys and keyTokens: the chunk-cache key (as a string) and tokens of each passage.
+	keys      []string
+	keyTokens []int
+	recomp    float64
+	tokens    int
+	kl        float64
+	top1      bool
+	logits    []float32
 	// With DecodeTokens: tokens decoded and the time from the prefill message to the end.
 	decoded int
 	decode  time.Duration
@@ -459,6 +511,9 @@ feed:
 			rep.TierStats = &ts[len(ts)-1]
 		}
 	}
+	if m != nil && o.Addr == "" {
+		rep.WorkingSet = workingSet(m, &o, samples)
+	}
 	summarize(rep, &o, samples)
 	return rep, nil
 }
@@ -590,6 +645,9 @@ func (e *env) query(ctx context.Context, o *Options, q string) (map[blend.Method
 		s := &sample{ttft: ttft, recomp: resp.Breakdown.GetRecomputeFrac(), tokens: int(resp.Breakdown.GetTotalTokens()), decoded: decoded, decode: decode}
 		for _, p := range resp.Passages {
 			s.sources = append(s.sources, p.Source)
+			if len(p.Key) > 0 {
+				s.keys, s.keyTokens = append(s.keys, string(p.Key)), append(s.keyTokens, int(p.Tokens))
+			}
 		}
 		if meth == blend.Full {
 			ref = resp.Logits

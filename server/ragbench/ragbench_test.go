@@ -86,6 +86,13 @@ func TestRunQ4Format(t *testing.T) {
 	if h := rep.HitRatioWindows["cacheblend"]; h.Last["memory"] != 1 {
 		t.Fatalf("cacheblend hit ratios %+v", h)
 	}
+	// The working set: the distinct passages of 4 queries × k=2, in f16 (640 B/token on
+	// stories260K) and in q4 (203 B/token: the layout's, without manifests).
+	ws := rep.WorkingSet
+	if ws == nil || ws.Chunks < 2 || ws.Chunks > 8 || ws.Tokens < int64(ws.Chunks) || ws.Format != "q4:group=32" ||
+		ws.BytesF16 != ws.Tokens*640 || !(ws.BytesFormat > ws.Tokens*150 && ws.BytesFormat < ws.Tokens*260) {
+		t.Fatalf("working set %+v", ws)
+	}
 	if f := rep.Fidelity["cacheblend"]; !(f.KLMean > 0) || f.Top1 < 0.5 {
 		t.Fatalf("cacheblend fidelity %+v", f)
 	}

@@ -114,10 +114,7 @@ func decodeFloat(out []float32, d DType, src []byte) {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
 	case F16:
-		t := f16Table()
-		for i := range out {
-			out[i] = t[binary.LittleEndian.Uint16(src[2*i:])]
-		}
+		kernels.DecodeF16(out, src)
 	case BF16:
 		for i := range out {
 			out[i] = kernels.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/ragkv/ragkv/internal/kernels"
 )
@@ -129,8 +130,76 @@ func code(f, m, s, levels float32) uint8 {
 	return uint8(r)
 }
 
-// groupDecode is the inverse of groupCodes: out is n rows of C values.
+// groupDecode is the inverse of groupCodes: out is n rows of C values. Rows that start
+// on a byte, of the kernels' code widths (2, 4, 8 bits), go through internal/kernels'
+// SIMD decode (DequantRow for K grouped per channel, DequantGroups for per-token groups
+// that start on a byte); other shapes take the bit-stream loop of groupDecodeSlow.
 func groupDecode(out []float32, q, sc []byte, n, C, G, b int, perChannel bool) {
+	if n == 0 {
+		return
+	}
+	if !kernels.KVCodeBits(b) || (C*b)%8 != 0 || (!perChannel && (G*b)%8 != 0) {
+		groupDecodeSlow(out, q, sc, n, C, G, b, perChannel)
+		return
+	}
+	rb := C * b / 8
+	if perChannel {
+		buf := getScratch(4 * C)
+		defer putScratch(buf)
+		sm, scale, mins := (*buf)[:2*C], (*buf)[2*C:3*C], (*buf)[3*C:4*C]
+		for g0 := 0; g0 < n; g0 += G {
+			kernels.DecodeF16(sm, sc[4*(g0/G)*C:])
+			for c := range C {
+				scale[c], mins[c] = sm[2*c], sm[2*c+1]
+			}
+			for r := g0; r < min(n, g0+G); r++ {
+				_ = kernels.DequantRow(out[r*C:(r+1)*C], q[r*rb:(r+1)*rb], b, scale, mins)
+			}
+		}
+		return
+	}
+	ncg := ceilDiv(C, G)
+	if C%G == 0 {
+		// Every row is ncg whole groups: the tensor is n·ncg consecutive groups.
+		ng := n * ncg
+		buf := getScratch(2 * ng)
+		defer putScratch(buf)
+		sm := *buf
+		kernels.DecodeF16(sm, sc)
+		_ = kernels.DequantGroups(out[:n*C], q, b, G, sm)
+		return
+	}
+	// A short last group per row: whole groups, then the tail group on its own.
+	full, tail := C/G, C%G
+	buf := getScratch(2 * ncg)
+	defer putScratch(buf)
+	sm := *buf
+	for r := range n {
+		kernels.DecodeF16(sm, sc[4*r*ncg:])
+		row, qb := out[r*C:(r+1)*C], q[r*rb:(r+1)*rb]
+		_ = kernels.DequantGroups(row[:full*G], qb, b, G, sm[:2*full])
+		_ = kernels.DequantGroups(row[full*G:], qb[full*G*b/8:], b, tail, sm[2*full:])
+	}
+}
+
+// scratch holds the decoders' float32 parameter buffers, so that decoding a layer
+// allocates nothing once warm.
+var scratch sync.Pool
+
+func getScratch(n int) *[]float32 {
+	if p, ok := scratch.Get().(*[]float32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]float32, n)
+	return &b
+}
+
+func putScratch(p *[]float32) { scratch.Put(p) }
+
+// groupDecodeSlow is groupDecode for every shape, in Go (the reference the kernel
+// path is tested against in TestGroupDecodeKernels).
+func groupDecodeSlow(out []float32, q, sc []byte, n, C, G, b int, perChannel bool) {
 	t := f16Table()
 	mask := uint8(1)<<b - 1
 	per := 8 / b
@@ -158,19 +227,6 @@ func groupDecode(out []float32, q, sc []byte, n, C, G, b int, perChannel bool) {
 			}
 		}
 		row := out[r*C : (r+1)*C]
-		if aligned && C%8 == 0 && (b == 4 || b == 2) {
-			qb := q[r*C*b/8 : (r+1)*C*b/8]
-			for c := 0; c+8 <= C; c += 8 {
-				var w uint32
-				if b == 4 {
-					w = binary.LittleEndian.Uint32(qb[c/2:])
-				} else {
-					w = uint32(binary.LittleEndian.Uint16(qb[c/4:]))
-				}
-				decode8((*[8]float32)(row[c:c+8]), (*[8]float32)(scale[c:c+8]), (*[8]float32)(mins[c:c+8]), w, b)
-			}
-			continue
-		}
 		if aligned {
 			qb := q[r*C*b/8 : (r+1)*C*b/8]
 			switch b {
@@ -201,30 +257,6 @@ func groupDecode(out []float32, q, sc []byte, n, C, G, b int, perChannel bool) {
 			row[c] = mins[c] + float32(v)*scale[c]
 		}
 	}
-}
-
-// decode8 decodes eight b-bit codes (b = 4 or 2) packed in w, LSB first: fixed-size
-// arrays keep the loop free of bounds checks.
-func decode8(o, s, m *[8]float32, w uint32, b int) {
-	if b == 4 {
-		o[0] = m[0] + float32(w&15)*s[0]
-		o[1] = m[1] + float32(w>>4&15)*s[1]
-		o[2] = m[2] + float32(w>>8&15)*s[2]
-		o[3] = m[3] + float32(w>>12&15)*s[3]
-		o[4] = m[4] + float32(w>>16&15)*s[4]
-		o[5] = m[5] + float32(w>>20&15)*s[5]
-		o[6] = m[6] + float32(w>>24&15)*s[6]
-		o[7] = m[7] + float32(w>>28)*s[7]
-		return
-	}
-	o[0] = m[0] + float32(w&3)*s[0]
-	o[1] = m[1] + float32(w>>2&3)*s[1]
-	o[2] = m[2] + float32(w>>4&3)*s[2]
-	o[3] = m[3] + float32(w>>6&3)*s[3]
-	o[4] = m[4] + float32(w>>8&3)*s[4]
-	o[5] = m[5] + float32(w>>10&3)*s[5]
-	o[6] = m[6] + float32(w>>12&3)*s[6]
-	o[7] = m[7] + float32(w>>14&3)*s[7]
 }
 
 // checkGroups verifies that every (scale, min) pair is finite with a non-negative
@@ -413,7 +445,9 @@ func (l Layout) decodeGrouped(p LayerParts, tokens int, k, v []float32) error {
 		}
 		h := l.HiTokens(tokens)
 		kq, vq, ks, vs := l.mixedParts(p, tokens)
-		hk, hv := make([]float32, h*C), make([]float32, h*C)
+		hb := getScratch(2 * h * C)
+		defer putScratch(hb)
+		hk, hv := (*hb)[:h*C], (*hb)[h*C:2*h*C]
 		groupDecode(hk, kq[0], ks[0], h, C, l.Group, l.HiBits, !l.KPerToken)
 		groupDecode(hv, vq[0], vs[0], h, C, l.Group, l.HiBits, false)
 		// The low-precision rows go to the tail, then every row moves to its place
