@@ -272,13 +272,13 @@ type Report struct {
 	// speedup, window speedup and fidelity figures are then absent.
 	NoReference bool `json:"no_reference,omitempty"`
 
-	TTFTMsP50        map[string]float64                     `json:"ttft_ms_p50"`
-	TTFTMsP99        map[string]float64                     `json:"ttft_ms_p99"`
-	SpeedupP50       map[string]float64                     `json:"speedup_p50,omitempty"`
-	SpeedupWindows   map[string]Windows[float64]            `json:"speedup_windows,omitempty"`
-	HitRatioWindows  map[string]Windows[map[string]float64] `json:"hit_ratio_windows"`
-	RecomputeFrac    map[string]float64                     `json:"recompute_frac"`
-	Fidelity         map[string]Fidelity                    `json:"fidelity,omitempty"`
+	TTFTMsP50       map[string]float64                     `json:"ttft_ms_p50"`
+	TTFTMsP99       map[string]float64                     `json:"ttft_ms_p99"`
+	SpeedupP50      map[string]float64                     `json:"speedup_p50,omitempty"`
+	SpeedupWindows  map[string]Windows[float64]            `json:"speedup_windows,omitempty"`
+	HitRatioWindows map[string]Windows[map[string]float64] `json:"hit_ratio_windows"`
+	RecomputeFrac   map[string]float64                     `json:"recompute_frac"`
+	Fidelity        map[string]Fidelity                    `json:"fidelity,omitempty"`
 	// PromptTokensPerS is per request: its prompt tokens over its time to first token
 	// (summed over the method's requests); PromptTokensPerSTotal the throughput: every
 	// request's prompt tokens (all methods) over the stream's wall time.
