@@ -55,6 +55,10 @@ type EngineOptions struct {
 	// prefill holds a slot from start to end and a generation through its whole decode,
 	// one token per step.
 	Serial bool
+	// NoPrefillBatch turns off the batching of concurrent prefills' layer steps
+	// (batch.go: the rows of several prefills at the same layer through each weight
+	// matrix together), for comparison; Serial implies it.
+	NoPrefillBatch bool
 	// MaxBatch bounds the generations stepped together in one decode step (default 64;
 	// beyond it they take turns).
 	MaxBatch int
@@ -161,6 +165,7 @@ type Engine struct {
 	decoding bool
 	wake     chan struct{}
 	batch    *model.Batch // used by the decode loop only
+	pb       *prefillBatcher
 }
 
 type handle struct {
@@ -185,6 +190,9 @@ func NewEngine(st *Store, o EngineOptions) (*Engine, error) {
 	e := &Engine{st: st, b: b, o: o, log: o.Logger, sem: make(chan struct{}, o.MaxConcurrent),
 		handles: map[string]*list.Element{}, lru: list.New(),
 		arb: newArbiter(o.MaxConcurrent, o.DecodeShare, o.Quantum), wake: make(chan struct{}, 1)}
+	if !o.Serial && !o.NoPrefillBatch {
+		e.pb = newPrefillBatcher()
+	}
 	if o.Registerer != nil {
 		if e.met, err = newEngineMetrics(o.Registerer, e); err != nil {
 			return nil, err
@@ -473,7 +481,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		out.CacheHits[r.Source]++
 	}
 	out.Prepare = time.Since(t0)
-	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve, gate: gate})
+	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve, gate: gate, batch: e.pb})
 	if err != nil {
 		return nil, err
 	}

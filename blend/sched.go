@@ -69,8 +69,15 @@ func (a *arbiter) busy() int {
 
 // acquire waits for a slot (no-op if t holds one).
 func (t *ticket) acquire(ctx context.Context) error {
+	_, err := t.acquireOr(ctx, nil)
+	return err
+}
+
+// acquireOr is acquire that also returns without a slot (granted false) when done is
+// closed first (nil: never).
+func (t *ticket) acquireOr(ctx context.Context, done <-chan struct{}) (granted bool, err error) {
 	if t.held {
-		return nil
+		return true, nil
 	}
 	a := t.a
 	a.mu.Lock()
@@ -78,33 +85,51 @@ func (t *ticket) acquire(ctx context.Context) error {
 		a.free--
 		t.grantedLocked()
 		a.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	a.enqueueLocked(t)
 	a.mu.Unlock()
-	return t.wait(ctx)
+	return t.waitOr(ctx, done)
 }
 
 // wait waits for the queued t to be granted a slot (or leaves the queue when ctx ends).
 func (t *ticket) wait(ctx context.Context) error {
+	_, err := t.waitOr(ctx, nil)
+	return err
+}
+
+// waitOr is wait that also leaves the queue, without a slot (granted false), when done
+// is closed first (nil: never). If the slot was granted meanwhile, t keeps it.
+func (t *ticket) waitOr(ctx context.Context, done <-chan struct{}) (granted bool, err error) {
 	a := t.a
 	select {
 	case <-t.ready:
 		t.held, t.since = true, time.Now()
-		return nil
+		return true, nil
+	case <-done:
+		a.mu.Lock()
+		if t.idx >= 0 || t.waitingDecodeLocked() {
+			a.removeLocked(t)
+			a.mu.Unlock()
+			return false, nil
+		}
+		a.mu.Unlock()
+		<-t.ready // granted meanwhile: keep it
+		t.held, t.since = true, time.Now()
+		return true, nil
 	case <-ctx.Done():
 		a.mu.Lock()
 		if t.idx >= 0 || t.waitingDecodeLocked() {
 			a.removeLocked(t)
 			a.mu.Unlock()
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		a.mu.Unlock()
 		// Granted meanwhile: give it back.
 		<-t.ready
 		t.held, t.since = true, time.Now()
 		t.release()
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 
@@ -128,16 +153,24 @@ func (t *ticket) release() {
 // then a decode step goes first if decode is owed time, a prefill if decode (holding)
 // has had more than its share or, against a prefill, if it orders first.
 func (t *ticket) yield(ctx context.Context) error {
+	_, err := t.yieldOr(ctx, nil)
+	return err
+}
+
+// yieldOr is yield that also returns without a slot (granted false) when done is closed
+// while t waits (nil: never): for a prefill whose layer step another prefill holding a
+// slot may run (batch.go).
+func (t *ticket) yieldOr(ctx context.Context, done <-chan struct{}) (granted bool, err error) {
 	if !t.held {
-		return t.acquire(ctx)
+		return t.acquireOr(ctx, done)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return true, err
 	}
 	a := t.a
 	held := time.Since(t.since)
 	if held < a.quantum {
-		return nil
+		return true, nil
 	}
 	a.mu.Lock()
 	w := a.pickLocked()
@@ -153,7 +186,7 @@ func (t *ticket) yield(ctx context.Context) error {
 	}
 	if !give {
 		a.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	// Queue t before handing its slot over, in one step: it then goes next by its own
 	// order, not after whatever arrives before it would queue.
@@ -162,7 +195,7 @@ func (t *ticket) yield(ctx context.Context) error {
 	a.free++
 	a.dispatchLocked()
 	a.mu.Unlock()
-	return t.wait(ctx)
+	return t.waitOr(ctx, done)
 }
 
 // accountLocked ends t's hold: the time counts against its class.

@@ -48,7 +48,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Addr != "" {
-				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "engine-aging", "engine-decode-share", "no-probation", "kv-dtype", "kv-prerope"} {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "engine-aging", "engine-decode-share", "engine-no-prefill-batch", "no-probation", "kv-dtype", "kv-prerope"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
 					}
@@ -212,6 +212,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.IntVar(&o.EngineConcurrent, "engine-concurrent", 1, "engine slots (units of work computing at once)")
 	f.BoolVar(&o.EngineSerial, "engine-serial", false, "the engine's scheduling before continuous batching (a request holds a slot through its prefill and its whole decode), for comparison")
 	f.Float64Var(&o.EngineAging, "engine-aging", 0, "the engine's aging weight of prefill order (0: its default, 8; larger favours short prefills)")
+	f.BoolVar(&o.EngineNoPrefillBatch, "engine-no-prefill-batch", false, "do not batch concurrent prefills' layer steps (for comparison)")
 	f.Float64Var(&o.EngineDecodeShare, "engine-decode-share", 0, "the engine's share of time for decode steps while prefills wait (0: its default, 0.5)")
 	f.IntVar(&o.DecodeTokens, "decode-tokens", 0, "decode this many greedy tokens per request (Generate instead of Prefill; JSON decode_tokens_per_s)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16 or int8")

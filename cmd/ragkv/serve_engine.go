@@ -23,8 +23,10 @@ type engineConfig struct {
 	Aging float64 `yaml:"aging"`
 	// Quantum is the least time work keeps an engine slot before it yields (default 5ms).
 	Quantum time.Duration `yaml:"quantum"`
-	// Serial restores the scheduling from before continuous batching (for comparison).
-	Serial bool `yaml:"serial"`
+	// Serial restores the scheduling from before continuous batching (for comparison);
+	// NoPrefillBatch keeps concurrent prefills' layer steps apart (for comparison).
+	Serial         bool `yaml:"serial"`
+	NoPrefillBatch bool `yaml:"no_prefill_batch"`
 }
 
 func init() {
@@ -35,6 +37,7 @@ func init() {
 	f.Float64Var(&ec.DecodeShare, "engine-decode-share", 0, "decode's share of the engine time while prefills wait, in (0, 1) (0: default 0.5)")
 	f.Float64Var(&ec.Aging, "engine-aging", 0, "aging weight of the prefill order: larger favours short prefills (0: default 8)")
 	f.DurationVar(&ec.Quantum, "engine-quantum", 0, "least time work keeps an engine slot before yielding (0: default 5ms)")
+	f.BoolVar(&ec.NoPrefillBatch, "engine-no-prefill-batch", false, "do not batch the layer steps of concurrent prefills (for comparison)")
 	f.BoolVar(&ec.Serial, "engine-serial", false, "schedule as before continuous batching: a request holds the engine through its prefill and whole decode (for comparison)")
 }
 
@@ -57,5 +60,6 @@ func (c *engineConfig) validate() error {
 
 // apply copies the settings into o.
 func (c *engineConfig) apply(o *blend.EngineOptions) {
-	o.MaxBatch, o.MaxQueue, o.DecodeShare, o.Aging, o.Quantum, o.Serial = c.MaxBatch, c.MaxQueue, c.DecodeShare, c.Aging, c.Quantum, c.Serial
+	o.MaxBatch, o.MaxQueue, o.DecodeShare, o.Aging, o.Quantum = c.MaxBatch, c.MaxQueue, c.DecodeShare, c.Aging, c.Quantum
+	o.Serial, o.NoPrefillBatch = c.Serial, c.NoPrefillBatch
 }

@@ -18,7 +18,7 @@ import (
 // unknown key is an error; each bad value is an error naming its flag and YAML key.
 func TestEngineConfigYAML(t *testing.T) {
 	cfg := defaultServeConfig()
-	src := "inference:\n  engine: {max_batch: 8, max_queue: 32, decode_share: 0.3, aging: 2, quantum: 2ms, serial: true}\n"
+	src := "inference:\n  engine: {max_batch: 8, max_queue: 32, decode_share: 0.3, aging: 2, quantum: 2ms, serial: true, no_prefill_batch: true}\n"
 	dec := yaml.NewDecoder(strings.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
@@ -30,7 +30,7 @@ func TestEngineConfigYAML(t *testing.T) {
 	}
 	var o blend.EngineOptions
 	ec.apply(&o)
-	if o.MaxBatch != 8 || o.MaxQueue != 32 || o.DecodeShare != 0.3 || o.Aging != 2 || o.Quantum != 2*time.Millisecond || !o.Serial {
+	if o.MaxBatch != 8 || o.MaxQueue != 32 || o.DecodeShare != 0.3 || o.Aging != 2 || o.Quantum != 2*time.Millisecond || !o.Serial || !o.NoPrefillBatch {
 		t.Fatalf("engine options %+v", o)
 	}
 	// Zero values keep the engine's defaults.

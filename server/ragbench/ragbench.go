@@ -132,6 +132,9 @@ type Options struct {
 	// DecodeShare (0: its default).
 	EngineAging       float64
 	EngineDecodeShare float64
+	// EngineNoPrefillBatch is the engine's NoPrefillBatch: concurrent prefills' layer
+	// steps are not batched (for comparison).
+	EngineNoPrefillBatch bool
 	// DecodeTokens, when > 0, makes every request a Generate of that many greedy tokens
 	// (EOS ignored) instead of a Prefill: TTFT is then the time to the stream's prefill
 	// message, and the decode rates are reported.
@@ -292,6 +295,7 @@ type Report struct {
 	// method's requests) and all requests' decoded tokens over the stream's wall time.
 	Warmup                int                `json:"warmup"`
 	EngineSerial          bool               `json:"engine_serial"`
+	EngineNoPrefillBatch  bool               `json:"engine_no_prefill_batch,omitempty"`
 	DecodeTokens          int                `json:"decode_tokens"`
 	DecodeTokensPerS      map[string]float64 `json:"decode_tokens_per_s,omitempty"`
 	DecodeTokensPerSTotal float64            `json:"decode_tokens_per_s_total,omitempty"`
@@ -350,7 +354,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	defer env.close()
 	rep := &Report{Stream: o.Stream, Model: modelName, Queries: len(queries), Clients: o.Clients, Tier: o.Tier, K: o.K, Ratio: o.Ratio,
 		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission, Probation: !o.NoProbation && o.Addr == "",
-		CollectionDocs: len(docs), Window: o.Window, EngineSerial: o.EngineSerial, DecodeTokens: o.DecodeTokens,
+		CollectionDocs: len(docs), Window: o.Window, EngineSerial: o.EngineSerial, EngineNoPrefillBatch: o.EngineNoPrefillBatch, DecodeTokens: o.DecodeTokens,
 		NoReference: !containsMethod(o.Methods, blend.Full)}
 	if o.Addr == "" {
 		rep.KVFormat, rep.KVPreRoPE = o.DType.String(), o.PreRoPE
@@ -525,7 +529,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 		return nil, err
 	}
 	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, Serial: o.EngineSerial, Aging: o.EngineAging,
-		DecodeShare: o.EngineDecodeShare, MaxHandles: 1, Logger: quiet})
+		DecodeShare: o.EngineDecodeShare, NoPrefillBatch: o.EngineNoPrefillBatch, MaxHandles: 1, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
