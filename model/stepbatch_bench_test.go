@@ -80,7 +80,7 @@ func BenchmarkLayerStepMulti(b *testing.B) {
 			}
 			pos := make([]int, n)
 			for i := range pos {
-				pos[i] = (T - 1) * (i*7 + g) / (7 * n)
+				pos[i] = (T - 1) * (i*G + g) / (G * n)
 			}
 			x := make([]float32, n*m.Config.Dim)
 			for i := range x {
