@@ -167,7 +167,8 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 					name, rep.TTFTMsP50[name], rep.TTFTMsP99[name], rep.SpeedupP50[name], sw.First, sw.Middle, sw.Last,
 					rep.RecomputeFrac[name], fd.KLMean, fd.Top1, fmtHits(rep.HitRatioWindows[name].Last))
 			}
-			fmt.Fprintf(out, "throughput: %.0f prompt tokens/s over the stream (all methods, %d clients)\n", rep.PromptTokensPerSTotal, rep.Clients)
+			fmt.Fprintf(out, "throughput: %.0f prompt tokens/s over the stream (all methods, %d clients); %.0f per CPU second (%.1f CPU s)\n",
+				rep.PromptTokensPerSTotal, rep.Clients, rep.PromptTokensPerCPUS, rep.CPUSeconds)
 			if rep.DecodeTokens > 0 {
 				fmt.Fprintf(out, "decode %d tokens/request: %.1f tokens/s over the stream;", rep.DecodeTokens, rep.DecodeTokensPerSTotal)
 				for _, name := range rep.Methods {

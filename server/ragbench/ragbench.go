@@ -49,6 +49,7 @@ import (
 	"github.com/ragkv/ragkv/blend"
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/internal/kernels/cputime"
 	"github.com/ragkv/ragkv/model"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/retrieval"
@@ -287,6 +288,12 @@ type Report struct {
 	// request's prompt tokens (all methods) over the stream's wall time.
 	PromptTokensPerS      map[string]float64 `json:"prompt_tokens_per_s"`
 	PromptTokensPerSTotal float64            `json:"prompt_tokens_per_s_total"`
+	// CPUSeconds is the process's CPU time over the stream (in-process server: server
+	// and clients; 0 with Addr or where unknown) and PromptTokensPerCPUS every request's
+	// prompt tokens over it: the throughput per CPU second, which on a shared machine
+	// compares runs under different loads better than wall time.
+	CPUSeconds          float64 `json:"cpu_seconds,omitempty"`
+	PromptTokensPerCPUS float64 `json:"prompt_tokens_per_cpu_s,omitempty"`
 	// LastOverFirst is speedup_windows.last / speedup_windows.first (≥ 0.9: reuse holds).
 	LastOverFirst map[string]float64 `json:"last_over_first,omitempty"`
 
@@ -427,6 +434,7 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 
 	// The stream.
 	t0 := time.Now()
+	cpu0, cpuOK := cputime.Process()
 	samples := make([]map[blend.Method]*sample, len(queries))
 	work := make(chan int)
 	var (
@@ -475,6 +483,9 @@ feed:
 		return nil, err
 	}
 	rep.Seconds = time.Since(t0).Seconds()
+	if cpu1, ok := cputime.Process(); ok && cpuOK && o.Addr == "" {
+		rep.CPUSeconds = (cpu1 - cpu0).Seconds()
+	}
 	if env.cache != nil {
 		if ts := env.cache.Stats().Tiers; len(ts) > 0 {
 			rep.TierStats = &ts[len(ts)-1]
@@ -745,6 +756,9 @@ func summarize(rep *Report, o *Options, samples []map[blend.Method]*sample) {
 	}
 	rep.PromptTokensMean = toks / float64(n)
 	rep.PromptTokensPerSTotal = allToks / rep.Seconds
+	if rep.CPUSeconds > 0 {
+		rep.PromptTokensPerCPUS = allToks / rep.CPUSeconds
+	}
 	ref := containsMethod(o.Methods, blend.Full)
 	if !ref {
 		rep.SpeedupP50, rep.SpeedupWindows, rep.Fidelity, rep.LastOverFirst = nil, nil, nil, nil

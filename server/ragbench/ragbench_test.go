@@ -200,8 +200,9 @@ func TestRunNoReference(t *testing.T) {
 	if strings.Join(rep.Methods, ",") != "cacheblend" || !rep.NoReference || rep.SpeedupP50 != nil || rep.Fidelity != nil || rep.SpeedupWindows != nil {
 		t.Fatalf("report %+v", rep)
 	}
-	if _, ok := rep.TTFTMsP50["full"]; ok || !(rep.TTFTMsP50["cacheblend"] > 0) || !(rep.PromptTokensPerSTotal > 0) || !(rep.PromptTokensMean > 0) {
-		t.Fatalf("ttft %v, throughput %g, prompt %g", rep.TTFTMsP50, rep.PromptTokensPerSTotal, rep.PromptTokensMean)
+	if _, ok := rep.TTFTMsP50["full"]; ok || !(rep.TTFTMsP50["cacheblend"] > 0) || !(rep.PromptTokensPerSTotal > 0) || !(rep.PromptTokensMean > 0) ||
+		!(rep.CPUSeconds > 0) || !(rep.PromptTokensPerCPUS > 0) {
+		t.Fatalf("ttft %v, throughput %g, prompt %g, cpu %gs, %g tokens/cpu s", rep.TTFTMsP50, rep.PromptTokensPerSTotal, rep.PromptTokensMean, rep.CPUSeconds, rep.PromptTokensPerCPUS)
 	}
 	// Both distinct queries ran in the warmup: every passage is cached.
 	if h := rep.HitRatioWindows["cacheblend"]; h.First["memory"] != 1 {
