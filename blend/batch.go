@@ -192,3 +192,12 @@ func (b *prefillBatcher) counts() (batches, steps int) {
 	defer b.mu.Unlock()
 	return b.batches, b.steps
 }
+
+// PrefillBatches reports the batches of prefill layer steps the engine ran and the steps
+// they held (steps / batches: the mean batch; both 0 without batching).
+func (e *Engine) PrefillBatches() (batches, steps int) {
+	if e.pb == nil {
+		return 0, 0
+	}
+	return e.pb.counts()
+}

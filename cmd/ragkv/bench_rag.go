@@ -169,6 +169,10 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			}
 			fmt.Fprintf(out, "throughput: %.0f prompt tokens/s over the stream (all methods, %d clients); %.0f per CPU second (%.1f CPU s)\n",
 				rep.PromptTokensPerSTotal, rep.Clients, rep.PromptTokensPerCPUS, rep.CPUSeconds)
+			if rep.PrefillBatches > 0 {
+				fmt.Fprintf(out, "prefill batching: %d layer steps in %d batches (mean %.2f)\n", rep.PrefillBatchSteps, rep.PrefillBatches,
+					float64(rep.PrefillBatchSteps)/float64(rep.PrefillBatches))
+			}
 			if rep.DecodeTokens > 0 {
 				fmt.Fprintf(out, "decode %d tokens/request: %.1f tokens/s over the stream;", rep.DecodeTokens, rep.DecodeTokensPerSTotal)
 				for _, name := range rep.Methods {

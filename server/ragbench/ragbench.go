@@ -294,6 +294,10 @@ type Report struct {
 	// compares runs under different loads better than wall time.
 	CPUSeconds          float64 `json:"cpu_seconds,omitempty"`
 	PromptTokensPerCPUS float64 `json:"prompt_tokens_per_cpu_s,omitempty"`
+	// PrefillBatchSteps and PrefillBatches (in-process server): prefill layer steps run
+	// in batches over the stream, and those batches (blend.Engine.PrefillBatches).
+	PrefillBatchSteps int `json:"prefill_batch_steps,omitempty"`
+	PrefillBatches    int `json:"prefill_batches,omitempty"`
 	// LastOverFirst is speedup_windows.last / speedup_windows.first (≥ 0.9: reuse holds).
 	LastOverFirst map[string]float64 `json:"last_over_first,omitempty"`
 
@@ -435,6 +439,10 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	// The stream.
 	t0 := time.Now()
 	cpu0, cpuOK := cputime.Process()
+	var pb0, ps0 int
+	if env.eng != nil {
+		pb0, ps0 = env.eng.PrefillBatches()
+	}
 	samples := make([]map[blend.Method]*sample, len(queries))
 	work := make(chan int)
 	var (
@@ -486,6 +494,10 @@ feed:
 	if cpu1, ok := cputime.Process(); ok && cpuOK && o.Addr == "" {
 		rep.CPUSeconds = (cpu1 - cpu0).Seconds()
 	}
+	if env.eng != nil {
+		pb, ps := env.eng.PrefillBatches()
+		rep.PrefillBatches, rep.PrefillBatchSteps = pb-pb0, ps-ps0
+	}
 	if env.cache != nil {
 		if ts := env.cache.Stats().Tiers; len(ts) > 0 {
 			rep.TierStats = &ts[len(ts)-1]
@@ -499,6 +511,7 @@ feed:
 type env struct {
 	addr  string
 	srv   *server.Server
+	eng   *blend.Engine
 	cache *chunkcache.Cache
 	ret   *retrieval.Store
 	conn  *grpc.ClientConn
@@ -544,6 +557,7 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if err != nil {
 		return nil, err
 	}
+	e.eng = eng
 	if e.srv, err = server.New(server.WithChunkCache(cache), server.WithInference(eng), server.WithRetrieval(e.ret), server.WithLogger(quiet)); err != nil {
 		return nil, err
 	}
