@@ -15,7 +15,8 @@ import (
 // their query tokens) through each weight matrix in one matrix product, each request
 // attending to its own KV — then signals their owners, which go on to their next step
 // without having held the slot. A step whose owner gets the slot before another runs it
-// runs it itself (with whatever else is posted at its layer). Steps larger than
+// runs it itself (with whatever else is posted at its layer), after running the steps
+// posted at lower layers, layer by layer, until those prefills have caught up with it. Steps larger than
 // batchGroupRows (full prefills: their matrix products are large already), smaller than
 // batchGroupMin and steps with Outside run alone.
 //
@@ -95,16 +96,58 @@ func (b *prefillBatcher) step(ctx context.Context, gate *ticket, st *model.Stepp
 		<-s.done // ran by another (closed already)
 		return s.err
 	}
-	// Holding a slot: run the steps posted at layer l (this one among them, unless
-	// another holder has taken it meanwhile).
+	// Holding a slot: first let the prefills behind (posted at lower layers) catch up,
+	// running their steps layer by layer, so that they then go on in one batch with this
+	// one (lockstep: without it the first prefill in order runs every layer before the
+	// others start theirs, and steps seldom meet at a layer).
+	for ctx.Err() == nil {
+		lo := b.lowestBelow(l)
+		if lo < 0 {
+			break
+		}
+		batch := b.take(lo, nil)
+		if len(batch) == 0 {
+			break
+		}
+		b.run(st, lo, batch)
+		b.await(lo+1, len(batch))
+	}
+	// Then run the steps posted at layer l (this one among them, unless another holder
+	// has taken it meanwhile).
 	if *last > 1 {
 		b.await(l, *last)
 	}
+	if batch := b.take(l, s); len(batch) > 0 {
+		*last = len(batch)
+		b.run(st, l, batch)
+	}
+	<-s.done
+	return s.err
+}
+
+// lowestBelow returns the lowest layer below l with a live posted step not taken (−1:
+// none).
+func (b *prefillBatcher) lowestBelow(l int) int {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	lo := -1
+	for _, p := range b.pending {
+		if p.l < l && !p.taken && p.ctx.Err() == nil && (lo < 0 || p.l < lo) {
+			lo = p.l
+		}
+	}
+	return lo
+}
+
+// take marks the live steps posted at layer l (and own, live or not) taken, up to
+// batchRows rows, and returns them.
+func (b *prefillBatcher) take(l int, own *batchStep) []*batchStep {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	var batch []*batchStep
 	rows := 0
 	for _, p := range b.pending {
-		if p.l == l && !p.taken && rows+len(p.g.Pos) <= batchRows && (p == s || p.ctx.Err() == nil) {
+		if p.l == l && !p.taken && rows+len(p.g.Pos) <= batchRows && (p == own || p.ctx.Err() == nil) {
 			p.taken = true
 			batch = append(batch, p)
 			rows += len(p.g.Pos)
@@ -122,13 +165,7 @@ func (b *prefillBatcher) step(ctx context.Context, gate *ticket, st *model.Stepp
 		b.batches++
 		b.steps += len(batch)
 	}
-	b.mu.Unlock()
-	if len(batch) > 0 {
-		*last = len(batch)
-		b.run(st, l, batch)
-	}
-	<-s.done
-	return s.err
+	return batch
 }
 
 // await waits until want untaken steps are posted at layer l, at most batchWait.
