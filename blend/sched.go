@@ -173,16 +173,16 @@ func (t *ticket) yieldOr(ctx context.Context, done <-chan struct{}) (granted boo
 		return true, nil
 	}
 	a.mu.Lock()
-	w := a.pickLocked()
+	// The balance as it will be once this hold is counted (pickLocked's is as of the
+	// last hold's end: a prefill that found decode ahead when it took the slot would
+	// otherwise never see decode owed while other prefills wait).
 	var give bool
-	switch {
-	case w == nil:
-	case t.decode:
-		give = !w.decode && a.balance+time.Duration(float64(held)*(1-a.share)) > 0
-	case w.decode:
-		give = a.balance-time.Duration(float64(held)*a.share) <= 0
-	default:
-		give = prefillBefore(w, t)
+	if t.decode {
+		give = len(a.prefill) > 0 && a.balance+time.Duration(float64(held)*(1-a.share)) > 0
+	} else if len(a.decode) > 0 && a.balance-time.Duration(float64(held)*a.share) <= 0 {
+		give = true
+	} else if len(a.prefill) > 0 {
+		give = prefillBefore(a.prefill[0], t)
 	}
 	if !give {
 		a.mu.Unlock()
