@@ -49,6 +49,7 @@ type prefillBatcher struct {
 // batchStep is one posted layer step; done is closed once it ran (err its outcome).
 type batchStep struct {
 	ctx   context.Context
+	gate  *ticket // the owner's
 	l     int
 	g     model.StepGroup
 	taken bool
@@ -70,7 +71,7 @@ func newPrefillBatcher() *prefillBatcher {
 // *last is the size of the last batch this caller ran (updated): holding a slot, it
 // waits up to batchWait for as many steps to be posted at layer l.
 func (b *prefillBatcher) step(ctx context.Context, gate *ticket, st *model.Stepper, l int, g model.StepGroup, last *int) error {
-	s := &batchStep{ctx: ctx, l: l, g: g, done: make(chan struct{})}
+	s := &batchStep{ctx: ctx, gate: gate, l: l, g: g, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, s)
 	b.mu.Unlock()
@@ -109,7 +110,7 @@ func (b *prefillBatcher) step(ctx context.Context, gate *ticket, st *model.Stepp
 		if len(batch) == 0 {
 			break
 		}
-		b.run(st, lo, batch)
+		b.run(st, lo, batch, gate)
 		b.await(lo+1, len(batch))
 	}
 	// Then run the steps posted at layer l (this one among them, unless another holder
@@ -119,7 +120,7 @@ func (b *prefillBatcher) step(ctx context.Context, gate *ticket, st *model.Stepp
 	}
 	if batch := b.take(l, s); len(batch) > 0 {
 		*last = len(batch)
-		b.run(st, l, batch)
+		b.run(st, l, batch, gate)
 	}
 	<-s.done
 	return s.err
@@ -195,9 +196,12 @@ func (b *prefillBatcher) await(l, want int) {
 	}
 }
 
-// run computes the batch's steps and signals their owners.
-func (b *prefillBatcher) run(st *model.Stepper, l int, batch []*batchStep) {
+// run computes the batch's steps and signals their owners; holder (nil in tests) is the
+// ticket holding the slot. Each step's owner is credited its share of the time (by rows)
+// and the holder debited the others'.
+func (b *prefillBatcher) run(st *model.Stepper, l int, batch []*batchStep, holder *ticket) {
 	var err error
+	t0 := time.Now()
 	if len(batch) > 1 {
 		groups := make([]model.StepGroup, len(batch))
 		for i, p := range batch {
@@ -205,10 +209,29 @@ func (b *prefillBatcher) run(st *model.Stepper, l int, batch []*batchStep) {
 		}
 		err = st.LayerStepMulti(context.Background(), l, groups)
 	}
+	rows := 0
+	for _, p := range batch {
+		rows += len(p.g.Pos)
+	}
+	d := time.Since(t0)
 	for _, p := range batch {
 		if len(batch) == 1 || err != nil {
 			// Alone (or, after a failed batch, each on its own for its own error).
+			t := time.Now()
 			p.err = st.LayerStep(p.ctx, l, p.g.X, p.g.Pos, p.g.Rows, p.g.KV, p.g.Opts)
+			if len(batch) > 1 {
+				d += time.Since(t)
+			}
+		}
+	}
+	for _, p := range batch {
+		if holder != nil && p.gate != holder {
+			share := time.Duration(float64(d) * float64(len(p.g.Pos)) / float64(rows))
+			if len(batch) == 1 {
+				share = d
+			}
+			p.gate.credit += share
+			holder.credit -= share
 		}
 		close(p.done)
 	}

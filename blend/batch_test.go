@@ -251,7 +251,7 @@ func TestBatchRunFallsBack(t *testing.T) {
 		}
 		steps = append(steps, &batchStep{ctx: ctx, l: 2, g: model.StepGroup{X: x, Pos: rows, Rows: rows, KV: kv}, done: make(chan struct{})})
 	}
-	newPrefillBatcher().run(m.NewStepper(8), 2, steps)
+	newPrefillBatcher().run(m.NewStepper(8), 2, steps, nil)
 	for i, s := range steps {
 		<-s.done
 		if i == 2 {

@@ -385,9 +385,12 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		}
 		defer func() {
 			gate.release()
-			if gate.total > 0 && units > 0 {
+			// The prefill's own compute: its holds, corrected for batched steps (those of
+			// others it ran, its own run by others), so that the estimates that order
+			// prefills do not follow whoever ran a batch.
+			if own := gate.total + gate.credit; own > 0 && units > 0 {
 				e.mu.Lock()
-				if v := float64(gate.total) / units; e.unitNs == 0 {
+				if v := float64(own) / units; e.unitNs == 0 {
 					e.unitNs = v
 				} else {
 					e.unitNs += 0.1 * (v - e.unitNs)

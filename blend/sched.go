@@ -50,6 +50,11 @@ type ticket struct {
 	held   bool
 	since  time.Time
 	total  time.Duration // time held so far
+	// credit corrects total for batched prefill steps (batch.go): + the share of a batch
+	// run by another holder, − the others' shares of a batch this holder ran. Only the
+	// ticket's owner, or a holder running its step while the owner waits for it, writes
+	// it.
+	credit time.Duration
 }
 
 func (a *arbiter) newTicket(decode bool, key int64) *ticket {
