@@ -127,6 +127,9 @@ type Request struct {
 	// is held for each layer step and given back between them when other work should
 	// run first, and while the prefill waits for a cached layer.
 	gate *ticket
+	// batch, if set (with gate), batches the prefill's layer steps with those of
+	// concurrent prefills (batch.go).
+	batch *prefillBatcher
 }
 
 // Result is a fused prefill.

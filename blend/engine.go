@@ -55,6 +55,10 @@ type EngineOptions struct {
 	// prefill holds a slot from start to end and a generation through its whole decode,
 	// one token per step.
 	Serial bool
+	// NoPrefillBatch turns off the batching of concurrent prefills' layer steps
+	// (batch.go: the rows of several prefills at the same layer through each weight
+	// matrix together), for comparison; Serial implies it.
+	NoPrefillBatch bool
 	// MaxBatch bounds the generations stepped together in one decode step (default 64;
 	// beyond it they take turns).
 	MaxBatch int
@@ -161,6 +165,7 @@ type Engine struct {
 	decoding bool
 	wake     chan struct{}
 	batch    *model.Batch // used by the decode loop only
+	pb       *prefillBatcher
 }
 
 type handle struct {
@@ -185,6 +190,9 @@ func NewEngine(st *Store, o EngineOptions) (*Engine, error) {
 	e := &Engine{st: st, b: b, o: o, log: o.Logger, sem: make(chan struct{}, o.MaxConcurrent),
 		handles: map[string]*list.Element{}, lru: list.New(),
 		arb: newArbiter(o.MaxConcurrent, o.DecodeShare, o.Quantum), wake: make(chan struct{}, 1)}
+	if !o.Serial && !o.NoPrefillBatch {
+		e.pb = newPrefillBatcher()
+	}
 	if o.Registerer != nil {
 		if e.met, err = newEngineMetrics(o.Registerer, e); err != nil {
 			return nil, err
@@ -377,9 +385,12 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		}
 		defer func() {
 			gate.release()
-			if gate.total > 0 && units > 0 {
+			// The prefill's own compute: its holds, corrected for batched steps (those of
+			// others it ran, its own run by others), so that the estimates that order
+			// prefills do not follow whoever ran a batch.
+			if own := gate.total + gate.credit; own > 0 && units > 0 {
 				e.mu.Lock()
-				if v := float64(gate.total) / units; e.unitNs == 0 {
+				if v := float64(own) / units; e.unitNs == 0 {
 					e.unitNs = v
 				} else {
 					e.unitNs += 0.1 * (v - e.unitNs)
@@ -473,7 +484,7 @@ func (e *Engine) prefill(ctx context.Context, in *PrefillInput) (*PrefillOutput,
 		out.CacheHits[r.Source]++
 	}
 	out.Prepare = time.Since(t0)
-	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve, gate: gate})
+	res, err := e.b.Prefill(ctx, &Request{Method: method, Segments: segs, Query: query, Ratio: ratio, Reserve: in.Reserve, gate: gate, batch: e.pb})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,8 @@ type run struct {
 	ld     *loader
 	stats  Stats
 	logits []float32
+	// batchLast is the size of the last batch of layer steps this prefill ran (batch.go).
+	batchLast int
 }
 
 func (r *run) do() error {
@@ -158,13 +160,21 @@ func (r *run) tokensOf(rows []int) []int {
 
 // step runs layer l for rows (positions equal rows) with hidden states x.
 func (r *run) step(l int, x []float32, rows []int, o *model.StepOptions) error {
-	if g := r.req.gate; g != nil {
-		if err := g.yield(r.ctx); err != nil {
-			return err
-		}
-	}
+	var err error
 	t := time.Now()
-	err := r.st.LayerStep(r.ctx, l, x, rows, rows, r.kv, o)
+	if g, b := r.req.gate, r.req.batch; g != nil && b != nil && joinable(len(rows), o) {
+		// Batched with the concurrent prefills' steps at this layer (batch.go); Compute
+		// then counts the wait for the batch too.
+		err = b.step(r.ctx, g, r.st, l, model.StepGroup{X: x, Pos: rows, Rows: rows, KV: r.kv, Opts: o}, &r.batchLast)
+	} else {
+		if g != nil {
+			if err := g.yield(r.ctx); err != nil {
+				return err
+			}
+			t = time.Now()
+		}
+		err = r.st.LayerStep(r.ctx, l, x, rows, rows, r.kv, o)
+	}
 	r.stats.Compute += time.Since(t)
 	if o == nil || !o.KVOnly {
 		all, attn := layerFLOPsWindow(&r.b.m.Config, rows, r.b.m.Config.Window(l))

@@ -50,6 +50,11 @@ type ticket struct {
 	held   bool
 	since  time.Time
 	total  time.Duration // time held so far
+	// credit corrects total for batched prefill steps (batch.go): + the share of a batch
+	// run by another holder, − the others' shares of a batch this holder ran. Only the
+	// ticket's owner, or a holder running its step while the owner waits for it, writes
+	// it.
+	credit time.Duration
 }
 
 func (a *arbiter) newTicket(decode bool, key int64) *ticket {
@@ -69,8 +74,15 @@ func (a *arbiter) busy() int {
 
 // acquire waits for a slot (no-op if t holds one).
 func (t *ticket) acquire(ctx context.Context) error {
+	_, err := t.acquireOr(ctx, nil)
+	return err
+}
+
+// acquireOr is acquire that also returns without a slot (granted false) when done is
+// closed first (nil: never).
+func (t *ticket) acquireOr(ctx context.Context, done <-chan struct{}) (granted bool, err error) {
 	if t.held {
-		return nil
+		return true, nil
 	}
 	a := t.a
 	a.mu.Lock()
@@ -78,33 +90,51 @@ func (t *ticket) acquire(ctx context.Context) error {
 		a.free--
 		t.grantedLocked()
 		a.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	a.enqueueLocked(t)
 	a.mu.Unlock()
-	return t.wait(ctx)
+	return t.waitOr(ctx, done)
 }
 
 // wait waits for the queued t to be granted a slot (or leaves the queue when ctx ends).
 func (t *ticket) wait(ctx context.Context) error {
+	_, err := t.waitOr(ctx, nil)
+	return err
+}
+
+// waitOr is wait that also leaves the queue, without a slot (granted false), when done
+// is closed first (nil: never). If the slot was granted meanwhile, t keeps it.
+func (t *ticket) waitOr(ctx context.Context, done <-chan struct{}) (granted bool, err error) {
 	a := t.a
 	select {
 	case <-t.ready:
 		t.held, t.since = true, time.Now()
-		return nil
+		return true, nil
+	case <-done:
+		a.mu.Lock()
+		if t.idx >= 0 || t.waitingDecodeLocked() {
+			a.removeLocked(t)
+			a.mu.Unlock()
+			return false, nil
+		}
+		a.mu.Unlock()
+		<-t.ready // granted meanwhile: keep it
+		t.held, t.since = true, time.Now()
+		return true, nil
 	case <-ctx.Done():
 		a.mu.Lock()
 		if t.idx >= 0 || t.waitingDecodeLocked() {
 			a.removeLocked(t)
 			a.mu.Unlock()
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		a.mu.Unlock()
 		// Granted meanwhile: give it back.
 		<-t.ready
 		t.held, t.since = true, time.Now()
 		t.release()
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 
@@ -128,32 +158,40 @@ func (t *ticket) release() {
 // then a decode step goes first if decode is owed time, a prefill if decode (holding)
 // has had more than its share or, against a prefill, if it orders first.
 func (t *ticket) yield(ctx context.Context) error {
+	_, err := t.yieldOr(ctx, nil)
+	return err
+}
+
+// yieldOr is yield that also returns without a slot (granted false) when done is closed
+// while t waits (nil: never): for a prefill whose layer step another prefill holding a
+// slot may run (batch.go).
+func (t *ticket) yieldOr(ctx context.Context, done <-chan struct{}) (granted bool, err error) {
 	if !t.held {
-		return t.acquire(ctx)
+		return t.acquireOr(ctx, done)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return true, err
 	}
 	a := t.a
 	held := time.Since(t.since)
 	if held < a.quantum {
-		return nil
+		return true, nil
 	}
 	a.mu.Lock()
-	w := a.pickLocked()
+	// The balance as it will be once this hold is counted (pickLocked's is as of the
+	// last hold's end: a prefill that found decode ahead when it took the slot would
+	// otherwise never see decode owed while other prefills wait).
 	var give bool
-	switch {
-	case w == nil:
-	case t.decode:
-		give = !w.decode && a.balance+time.Duration(float64(held)*(1-a.share)) > 0
-	case w.decode:
-		give = a.balance-time.Duration(float64(held)*a.share) <= 0
-	default:
-		give = prefillBefore(w, t)
+	if t.decode {
+		give = len(a.prefill) > 0 && a.balance+time.Duration(float64(held)*(1-a.share)) > 0
+	} else if len(a.decode) > 0 && a.balance-time.Duration(float64(held)*a.share) <= 0 {
+		give = true
+	} else if len(a.prefill) > 0 {
+		give = prefillBefore(a.prefill[0], t)
 	}
 	if !give {
 		a.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	// Queue t before handing its slot over, in one step: it then goes next by its own
 	// order, not after whatever arrives before it would queue.
@@ -162,7 +200,7 @@ func (t *ticket) yield(ctx context.Context) error {
 	a.free++
 	a.dispatchLocked()
 	a.mu.Unlock()
-	return t.wait(ctx)
+	return t.waitOr(ctx, done)
 }
 
 // accountLocked ends t's hold: the time counts against its class.

@@ -27,7 +27,7 @@ import (
 // process's CPU seconds per run (on a loaded machine the honest measure of cost).
 // $RAGKV_BENCH_MODEL picks the model (default stories260K; 4 chunks of 96 tokens, or of
 // 128 with a longer context); $RAGKV_BENCH_ROUNDS the requests per client and method
-// (default 4).
+// (default 4); $RAGKV_BENCH_DECODE_SHARE the engine's DecodeShare (default its own).
 func BenchmarkEngineConcurrent(b *testing.B) {
 	var m *model.Model
 	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
@@ -40,6 +40,13 @@ func BenchmarkEngineConcurrent(b *testing.B) {
 		m = openStories(b)
 	}
 	decode := envInt(b, "RAGKV_BENCH_DECODE", 16)
+	share := 0.0 // the engine's default
+	if v := os.Getenv("RAGKV_BENCH_DECODE_SHARE"); v != "" {
+		var err error
+		if share, err = strconv.ParseFloat(v, 64); err != nil || !(share > 0 && share < 1) {
+			b.Fatalf("RAGKV_BENCH_DECODE_SHARE=%q: want 0 < share < 1", v)
+		}
+	}
 	rounds := envInt(b, "RAGKV_BENCH_ROUNDS", 4)
 	chunkTok := 96
 	if m.Config.Ctx >= 2048 {
@@ -57,7 +64,7 @@ func BenchmarkEngineConcurrent(b *testing.B) {
 		for _, serial := range []bool{true, false} {
 			name := fmt.Sprintf("clients=%d/serial=%v", clients, serial)
 			b.Run(name, func(b *testing.B) {
-				e := benchEngine(b, m, EngineOptions{Serial: serial})
+				e := benchEngine(b, m, EngineOptions{Serial: serial, DecodeShare: share})
 				ctx := context.Background()
 				req := func(c, r int, meth Method) *GenerateInput {
 					q := fmt.Sprintf("Question %d of client %d?", r, c)

@@ -373,3 +373,65 @@ func TestArbiterOrder(t *testing.T) {
 		t.Fatalf("%d slots still held", a.busy())
 	}
 }
+
+// TestArbiterDecodeOwedDuringHold: a prefill that took the slot while decode had more
+// than its share yields to a waiting decode step once its own hold has used up that
+// credit, even while other prefills (which it orders before) wait too.
+func TestArbiterDecodeOwedDuringHold(t *testing.T) {
+	ctx := context.Background()
+	a := newArbiter(1, 0.5, 0)
+	a.balance = 10 * time.Millisecond // decode ahead
+	hold := a.newTicket(false, 100)
+	if err := hold.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	later := a.newTicket(false, 200)
+	laterDone := make(chan error, 1)
+	go func() { laterDone <- later.acquire(ctx) }()
+	dec := a.newTicket(true, 0)
+	decGot := make(chan struct{})
+	go func() {
+		_ = dec.acquire(ctx)
+		close(decGot)
+	}()
+	for {
+		a.mu.Lock()
+		k := len(a.prefill) + len(a.decode)
+		a.mu.Unlock()
+		if k == 2 {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	// Not yet: 5ms of this hold leave decode 7.5ms ahead.
+	time.Sleep(5 * time.Millisecond)
+	if err := hold.yield(ctx); err != nil || !hold.held {
+		t.Fatalf("early yield: %v, held %v", err, hold.held)
+	}
+	select {
+	case <-decGot:
+		t.Fatal("decode got the slot while still ahead of its share")
+	default:
+	}
+	// 25ms of hold (12.5ms of decode's share) use the credit up: decode goes next.
+	time.Sleep(20 * time.Millisecond)
+	yielded := make(chan error, 1)
+	go func() { yielded <- hold.yield(ctx) }()
+	select {
+	case <-decGot:
+	case <-time.After(5 * time.Second):
+		t.Fatal("decode owed time did not get the slot from the holding prefill")
+	}
+	dec.release()
+	if err := <-yielded; err != nil || !hold.held {
+		t.Fatalf("the prefill after decode: %v, held %v", err, hold.held)
+	}
+	hold.release()
+	if err := <-laterDone; err != nil {
+		t.Fatal(err)
+	}
+	later.release()
+	if a.busy() != 0 {
+		t.Fatalf("%d slots still held", a.busy())
+	}
+}

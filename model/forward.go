@@ -411,6 +411,10 @@ func (m *Model) checkStep(ctx context.Context, l int, x []float32, pos, rows []i
 type Stepper struct {
 	m *Model
 	s *scratch
+	// LayerStepMulti's buffers: the groups' rows together, and the groups' order.
+	x         []float32
+	pos, rows []int
+	order     []int
 }
 
 // NewStepper returns a Stepper with buffers for maxTokens tokens.
@@ -432,6 +436,73 @@ func (st *Stepper) LayerStep(ctx context.Context, l int, x []float32, pos, rows 
 
 // layer is LayerStep without validation, on preallocated scratch.
 func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
+	if err := s.layerQKV(l, x, pos, rows, kv, o); err != nil || o.KVOnly {
+		return err
+	}
+	c := &s.m.Config
+	n := len(pos)
+	if err := s.attention(l, pos, kv, o.Outside); err != nil {
+		return err
+	}
+	if o.Outside != nil {
+		for i := 0; i < n; i++ {
+			var t float32
+			for h := 0; h < c.Heads; h++ {
+				t += s.mass[i*c.Heads+h]
+			}
+			o.OutsideMass[i] = t / float32(c.Heads)
+		}
+	}
+	return s.layerOut(l, x, n)
+}
+
+// layerOut is the rest of layer l after attention (s.att holds its n rows): the output
+// projection, the feed-forward and the residual adds into x.
+func (s *scratch) layerOut(l int, x []float32, n int) error {
+	m := s.m
+	c := &m.Config
+	w := &m.w.layers[l]
+	d, qd := c.Dim, c.QDim()
+	xb := s.xb[:n*d]
+	xb2 := s.xb2[:n*d]
+	if err := m.pool.MatMul(xb2, s.att[:n*qd], n, &w.wo); err != nil {
+		return err
+	}
+	if w.postAttn != nil {
+		s.tokPost = w.postAttn
+		s.perToken(n, s.postFn)
+	}
+	// Gated feed-forward (SwiGLU, GeGLU), after the residual add (done by the norm).
+	s.tokAdd, s.tokNorm = xb2, w.ffnNorm
+	s.perToken(n, s.normFn)
+	s.tokAdd = nil
+	hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
+	s.mmOuts[0], s.mmOuts[1] = hb, hb2
+	s.mmWs[0], s.mmWs[1] = &w.w1, &w.w3
+	err := m.pool.MatMulMulti(s.mmOuts[:2], xb, n, s.mmWs[:2])
+	s.mmOuts = [3][]float32{}
+	if err != nil {
+		return err
+	}
+	m.pool.Parallel(n, s.siluFn)
+	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
+		return err
+	}
+	if w.postFFN != nil {
+		s.tokPost = w.postFFN
+		s.perToken(n, s.postFn)
+	}
+	s.tokPost = nil
+	s.tokX, s.tokAdd = x, xb2
+	s.perToken(n, s.residFn)
+	s.tokX, s.tokAdd = nil, nil
+	return nil
+}
+
+// layerQKV is the first part of layer l for n = len(pos) tokens: the attention norm,
+// the Q/K/V projections, biases and RoPE (Q scaled by 1/√HeadDim, in s.q), and the
+// fresh K/V written into kv at rows (unless o.SkipWrite) and copied to o.FreshK/FreshV.
+func (s *scratch) layerQKV(l int, x []float32, pos, rows []int, kv *KV, o *StepOptions) error {
 	m := s.m
 	c := &m.Config
 	w := &m.w.layers[l]
@@ -464,13 +535,19 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 	if o.FreshV != nil {
 		copy(o.FreshV, v)
 	}
-	if o.KVOnly {
-		return nil
-	}
+	return nil
+}
+
+// attention computes s.att (and s.mass with span) for the n = len(pos) queries in s.q
+// against layer l of kv (or, with s.kvs, each query against its own KV).
+func (s *scratch) attention(l int, pos []int, kv *KV, span *Span) error {
+	m := s.m
+	c := &m.Config
+	n := len(pos)
 	// Attention: from gemmAttnMin queries on as matrix products over (query block, KV
 	// head) items (attnGEMM), else per (query, head) item, one range of items per worker
 	// slot (attnRange).
-	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, o.Outside
+	s.aN, s.aPos, s.aKV, s.aLayer, s.aSpan = n, pos, kv, l, span
 	s.aWin = c.Window(l)
 	if s.kvs != nil {
 		// One query per sequence, each on its own KV: the per-query path (the same
@@ -494,47 +571,6 @@ func (s *scratch) layer(l int, x []float32, pos, rows []int, kv *KV, o *StepOpti
 		m.pool.Parallel(s.slots, s.attnFn)
 	}
 	s.aKV, s.aPos = nil, nil
-	if o.Outside != nil {
-		for i := 0; i < n; i++ {
-			var t float32
-			for h := 0; h < c.Heads; h++ {
-				t += s.mass[i*c.Heads+h]
-			}
-			o.OutsideMass[i] = t / float32(c.Heads)
-		}
-	}
-	xb2 := s.xb2[:n*d]
-	if err := m.pool.MatMul(xb2, s.att[:n*qd], n, &w.wo); err != nil {
-		return err
-	}
-	if w.postAttn != nil {
-		s.tokPost = w.postAttn
-		s.perToken(n, s.postFn)
-	}
-	// Gated feed-forward (SwiGLU, GeGLU), after the residual add (done by the norm).
-	s.tokAdd, s.tokNorm = xb2, w.ffnNorm
-	s.perToken(n, s.normFn)
-	s.tokAdd = nil
-	hb, hb2 := s.hb[:n*c.Hidden], s.hb2[:n*c.Hidden]
-	s.mmOuts[0], s.mmOuts[1] = hb, hb2
-	s.mmWs[0], s.mmWs[1] = &w.w1, &w.w3
-	err = m.pool.MatMulMulti(s.mmOuts[:2], xb, n, s.mmWs[:2])
-	s.mmOuts = [3][]float32{}
-	if err != nil {
-		return err
-	}
-	m.pool.Parallel(n, s.siluFn)
-	if err := m.pool.MatMul(xb2, hb, n, &w.w2); err != nil {
-		return err
-	}
-	if w.postFFN != nil {
-		s.tokPost = w.postFFN
-		s.perToken(n, s.postFn)
-	}
-	s.tokPost = nil
-	s.tokX, s.tokAdd = x, xb2
-	s.perToken(n, s.residFn)
-	s.tokX, s.tokAdd = nil, nil
 	return nil
 }
 

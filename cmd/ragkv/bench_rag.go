@@ -48,7 +48,7 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Addr != "" {
-				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "engine-aging", "no-probation", "kv-dtype", "kv-prerope"} {
+				for _, name := range []string{"model", "tokenizer", "threads", "tier", "cache-bytes", "policy", "admission", "dtype", "engine-concurrent", "engine-serial", "engine-aging", "engine-decode-share", "engine-no-prefill-batch", "no-probation", "kv-dtype", "kv-prerope"} {
 					if cmd.Flags().Changed(name) {
 						return flagErr(name, "does not apply with --addr (the server's own settings apply)")
 					}
@@ -85,6 +85,9 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			}
 			if !(o.EngineAging >= 0) {
 				return flagErr("engine-aging", "must be ≥ 0, got %g", o.EngineAging)
+			}
+			if cmd.Flags().Changed("engine-decode-share") && !(o.EngineDecodeShare > 0 && o.EngineDecodeShare < 1) {
+				return flagErr("engine-decode-share", "want 0 < share < 1, got %g", o.EngineDecodeShare)
 			}
 			if o.Warmup < 0 {
 				return flagErr("warmup", "must be ≥ 0, got %d", o.Warmup)
@@ -155,6 +158,11 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			for _, name := range rep.Methods {
 				sw := rep.SpeedupWindows[name]
 				fd := rep.Fidelity[name]
+				if rep.NoReference {
+					fmt.Fprintf(out, "%-10s ttft p50 %8.1fms p99 %8.1fms  (no full reference: no speedup, no fidelity)  recompute %.3f  hits last %s\n",
+						name, rep.TTFTMsP50[name], rep.TTFTMsP99[name], rep.RecomputeFrac[name], fmtHits(rep.HitRatioWindows[name].Last))
+					continue
+				}
 				fmt.Fprintf(out, "%-10s ttft p50 %8.1fms p99 %8.1fms  speedup %5.2fx (windows %5.2f %5.2f %5.2f)  recompute %.3f  KL %.4f top-1 %.3f  hits last %s\n",
 					name, rep.TTFTMsP50[name], rep.TTFTMsP99[name], rep.SpeedupP50[name], sw.First, sw.Middle, sw.Last,
 					rep.RecomputeFrac[name], fd.KLMean, fd.Top1, fmtHits(rep.HitRatioWindows[name].Last))
@@ -162,6 +170,12 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 			if ws := rep.WorkingSet; ws != nil {
 				fmt.Fprintf(out, "working set: %d chunks, %d tokens, %.1f MiB in f16, %.1f MiB in %s (payload; a tier adds each chunk's manifest)\n",
 					ws.Chunks, ws.Tokens, float64(ws.BytesF16)/(1<<20), float64(ws.BytesFormat)/(1<<20), ws.Format)
+			}
+			fmt.Fprintf(out, "throughput: %.0f prompt tokens/s over the stream (all methods, %d clients); %.0f per CPU second (%.1f CPU s)\n",
+				rep.PromptTokensPerSTotal, rep.Clients, rep.PromptTokensPerCPUS, rep.CPUSeconds)
+			if rep.PrefillBatches > 0 {
+				fmt.Fprintf(out, "prefill batching: %d layer steps in %d batches (mean %.2f)\n", rep.PrefillBatchSteps, rep.PrefillBatches,
+					float64(rep.PrefillBatchSteps)/float64(rep.PrefillBatches))
 			}
 			if rep.DecodeTokens > 0 {
 				fmt.Fprintf(out, "decode %d tokens/request: %.1f tokens/s over the stream;", rep.DecodeTokens, rep.DecodeTokensPerSTotal)
@@ -193,7 +207,8 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.StringVar(&o.Policy, "policy", "", "eviction policy of the tier (default: the chunk cache's)")
 	f.StringVar(&o.Admission, "admission", "", "admission filter of the tier: none or tinylfu (default: the chunk cache's)")
 	f.BoolVar(&o.NoProbation, "no-probation", false, "store chunks computed on the fly as plain puts, not on probation (the comparison for admission)")
-	f.StringVar(&methods, "methods", "full,prefix,cacheblend,cachecraft", "methods (full always runs: it is the reference)")
+	f.StringVar(&methods, "methods", "full,prefix,cacheblend,cachecraft", "methods (full always runs: it is the reference, unless --no-reference)")
+	f.BoolVar(&o.NoReference, "no-reference", false, "run --methods only, without full as the reference (no speedup or fidelity figures): the same-method form of a --clients run")
 	f.IntVar(&o.K, "k", 5, "passages retrieved per query")
 	f.Float64Var(&o.Ratio, "ratio", 0.15, "recompute ratio of cacheblend and cachecraft")
 	f.IntVar(&o.Docs, "docs", 0, "collection size: musique questions whose passages form it (0: 30), scifact abstracts (0: 300)")
@@ -206,6 +221,8 @@ over an abstract collection of --docs documents, --novel of them novel texts).`,
 	f.IntVar(&o.EngineConcurrent, "engine-concurrent", 1, "engine slots (units of work computing at once)")
 	f.BoolVar(&o.EngineSerial, "engine-serial", false, "the engine's scheduling before continuous batching (a request holds a slot through its prefill and its whole decode), for comparison")
 	f.Float64Var(&o.EngineAging, "engine-aging", 0, "the engine's aging weight of prefill order (0: its default, 8; larger favours short prefills)")
+	f.BoolVar(&o.EngineNoPrefillBatch, "engine-no-prefill-batch", false, "do not batch concurrent prefills' layer steps (for comparison)")
+	f.Float64Var(&o.EngineDecodeShare, "engine-decode-share", 0, "the engine's share of time for decode steps while prefills wait (0: its default, 0.5)")
 	f.IntVar(&o.DecodeTokens, "decode-tokens", 0, "decode this many greedy tokens per request (Generate instead of Prefill; JSON decode_tokens_per_s)")
 	f.StringVar(&dtype, "dtype", "f16", "stored KV dtype: f32, f16, bf16 or int8")
 	f.StringVar(&kvDType, "kv-dtype", "", "stored KV format with options (overrides --dtype): q4, q2r, q4:group=64, mixed:bits=2.5, ...")

@@ -40,6 +40,8 @@ func TestBenchRAGJSON(t *testing.T) {
 		{[]string{"bench", "rag", "--stream", "musique", "--addr", "127.0.0.1:1", "--model", "x"}, "--model"},
 		{[]string{"bench", "rag", "--stream", "musique", "--model", filepath.Join(dir, "stories260K.bin"), "--novel", "0.3"}, "--novel"},
 		{[]string{"bench", "rag", "--stream", "musique", "--model", filepath.Join(dir, "stories260K.bin"), "--methods", "psychic"}, "--methods"},
+		{[]string{"bench", "rag", "--stream", "musique", "--model", filepath.Join(dir, "stories260K.bin"), "--engine-decode-share", "1"}, "--engine-decode-share"},
+		{[]string{"bench", "rag", "--stream", "musique", "--addr", "127.0.0.1:1", "--engine-decode-share", "0.3"}, "--engine-decode-share"},
 	} {
 		if _, err := runFresh(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.flag) {
 			t.Errorf("ragkv %s: error %v, want one naming %s", strings.Join(tc.args, " "), err, tc.flag)

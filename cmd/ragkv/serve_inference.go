@@ -40,6 +40,8 @@ type inferenceConfig struct {
 	// KVPreRoPE stores the chunks' K without its rotary embedding (blend
 	// StoreOptions.PreRoPE): better low-bit tier formats (q4 on disk).
 	KVPreRoPE bool `yaml:"kv_prerope"`
+	// Engine is the engine's scheduling (serve_engine.go).
+	Engine engineConfig `yaml:"engine"`
 }
 
 func init() {
@@ -83,6 +85,9 @@ func buildInference(_ context.Context, cfg *serveConfig, env *serveEnv, deps map
 	if ic.Threads < 0 {
 		return nil, nil, nil, flagErr("inference-threads", "must be ≥ 0, got %d", ic.Threads)
 	}
+	if err := ic.Engine.validate(); err != nil {
+		return nil, nil, nil, err
+	}
 	log := env.log.With("component", "inference")
 	m, err := model.Open(ic.Model, model.Options{Tokenizer: ic.Tokenizer, Threads: ic.Threads})
 	if err != nil {
@@ -94,12 +99,14 @@ func buildInference(_ context.Context, cfg *serveConfig, env *serveEnv, deps map
 		m.Close()
 		return nil, nil, nil, fmt.Errorf("inference: %w", err)
 	}
-	eng, err := blend.NewEngine(st, blend.EngineOptions{
+	eo := blend.EngineOptions{
 		Blend:        blend.Options{Deviation: ic.Deviation, Gradual: ic.Gradual},
 		DefaultRatio: ic.Ratio, HandleTTL: ic.HandleTTL, MaxHandles: ic.MaxHandles,
 		MaxHandleBytes: int64(ic.MaxHandleBytes), MaxConcurrent: ic.MaxConcurrent, ContextChunks: ic.ContextChunks,
 		Logger: log, Registerer: env.reg,
-	})
+	}
+	ic.Engine.apply(&eo)
+	eng, err := blend.NewEngine(st, eo)
 	if err != nil {
 		m.Close()
 		return nil, nil, nil, usageError{fmt.Errorf("inference settings (the inference: section of --config, or --handle-ttl): %w", err)}

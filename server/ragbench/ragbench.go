@@ -49,6 +49,7 @@ import (
 	"github.com/ragkv/ragkv/blend"
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/internal/kernels/cputime"
 	"github.com/ragkv/ragkv/model"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/retrieval"
@@ -80,8 +81,13 @@ type Options struct {
 	// NoProbation stores the chunks computed on the fly as plain puts, not on
 	// probation (blend.StoreOptions.NoProbation): the comparison for admission.
 	NoProbation bool
-	// Methods to run (default full, prefix, cacheblend, cachecraft); full is always run.
+	// Methods to run (default full, prefix, cacheblend, cachecraft); full is always run
+	// unless NoReference.
 	Methods []blend.Method
+	// NoReference runs the Methods only, without full as the reference: no speedup or
+	// fidelity figures (the same-method form of a concurrency run: every client sends
+	// the same method).
+	NoReference bool
 	// K passages per query (default 5), Ratio of cacheblend and cachecraft (default 0.15).
 	K     int
 	Ratio float64
@@ -123,8 +129,13 @@ type Options struct {
 	// Serial (the scheduling before continuous batching, for comparison).
 	EngineConcurrent int
 	EngineSerial     bool
-	// EngineAging is the engine's Aging (0: blend.DefaultAging).
-	EngineAging float64
+	// EngineAging is the engine's Aging (0: blend.DefaultAging); EngineDecodeShare its
+	// DecodeShare (0: its default).
+	EngineAging       float64
+	EngineDecodeShare float64
+	// EngineNoPrefillBatch is the engine's NoPrefillBatch: concurrent prefills' layer
+	// steps are not batched (for comparison).
+	EngineNoPrefillBatch bool
 	// DecodeTokens, when > 0, makes every request a Generate of that many greedy tokens
 	// (EOS ignored) instead of a Prefill: TTFT is then the time to the stream's prefill
 	// message, and the decode rates are reported.
@@ -181,7 +192,7 @@ func (o *Options) EnsureDefaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if !containsMethod(o.Methods, blend.Full) {
+	if !o.NoReference && !containsMethod(o.Methods, blend.Full) {
 		o.Methods = append([]blend.Method{blend.Full}, o.Methods...)
 	}
 }
@@ -206,6 +217,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: queries, clients, docs, window and engine concurrency must be ≥ 1", ErrInvalid)
 	case o.DecodeTokens < 0 || o.Warmup < 0 || !(o.EngineAging >= 0):
 		return fmt.Errorf("%w: decode tokens %d, warmup %d, engine aging %g", ErrInvalid, o.DecodeTokens, o.Warmup, o.EngineAging)
+	case !(o.EngineDecodeShare >= 0 && o.EngineDecodeShare < 1):
+		return fmt.Errorf("%w: engine decode share %g (want 0 < share < 1, or 0 for the default)", ErrInvalid, o.EngineDecodeShare)
 	case o.K < 1 || o.K > server.MaxRetrievalK:
 		return fmt.Errorf("%w: k = %d (want 1 to %d)", ErrInvalid, o.K, server.MaxRetrievalK)
 	case !(o.Ratio > 0 && o.Ratio <= 1):
@@ -259,23 +272,41 @@ type Report struct {
 	PromptTokensMean   float64  `json:"prompt_tokens_mean"`
 	Window             int      `json:"window"`
 	Seconds            float64  `json:"seconds"`
+	// NoReference: full did not run as the reference (Options.NoReference); the
+	// speedup, window speedup and fidelity figures are then absent.
+	NoReference bool `json:"no_reference,omitempty"`
 
-	TTFTMsP50        map[string]float64                     `json:"ttft_ms_p50"`
-	TTFTMsP99        map[string]float64                     `json:"ttft_ms_p99"`
-	SpeedupP50       map[string]float64                     `json:"speedup_p50"`
-	SpeedupWindows   map[string]Windows[float64]            `json:"speedup_windows"`
-	HitRatioWindows  map[string]Windows[map[string]float64] `json:"hit_ratio_windows"`
-	RecomputeFrac    map[string]float64                     `json:"recompute_frac"`
-	Fidelity         map[string]Fidelity                    `json:"fidelity"`
-	PromptTokensPerS map[string]float64                     `json:"prompt_tokens_per_s"`
+	TTFTMsP50       map[string]float64                     `json:"ttft_ms_p50"`
+	TTFTMsP99       map[string]float64                     `json:"ttft_ms_p99"`
+	SpeedupP50      map[string]float64                     `json:"speedup_p50,omitempty"`
+	SpeedupWindows  map[string]Windows[float64]            `json:"speedup_windows,omitempty"`
+	HitRatioWindows map[string]Windows[map[string]float64] `json:"hit_ratio_windows"`
+	RecomputeFrac   map[string]float64                     `json:"recompute_frac"`
+	Fidelity        map[string]Fidelity                    `json:"fidelity,omitempty"`
+	// PromptTokensPerS is per request: its prompt tokens over its time to first token
+	// (summed over the method's requests); PromptTokensPerSTotal the throughput: every
+	// request's prompt tokens (all methods) over the stream's wall time.
+	PromptTokensPerS      map[string]float64 `json:"prompt_tokens_per_s"`
+	PromptTokensPerSTotal float64            `json:"prompt_tokens_per_s_total"`
+	// CPUSeconds is the process's CPU time over the stream (in-process server: server
+	// and clients; 0 with Addr or where unknown) and PromptTokensPerCPUS every request's
+	// prompt tokens over it: the throughput per CPU second, which on a shared machine
+	// compares runs under different loads better than wall time.
+	CPUSeconds          float64 `json:"cpu_seconds,omitempty"`
+	PromptTokensPerCPUS float64 `json:"prompt_tokens_per_cpu_s,omitempty"`
+	// PrefillBatchSteps and PrefillBatches (in-process server): prefill layer steps run
+	// in batches over the stream, and those batches (blend.Engine.PrefillBatches).
+	PrefillBatchSteps int `json:"prefill_batch_steps,omitempty"`
+	PrefillBatches    int `json:"prefill_batches,omitempty"`
 	// LastOverFirst is speedup_windows.last / speedup_windows.first (≥ 0.9: reuse holds).
-	LastOverFirst map[string]float64 `json:"last_over_first"`
+	LastOverFirst map[string]float64 `json:"last_over_first,omitempty"`
 
 	// With DecodeTokens: tokens decoded per request, the decode rate one request saw
 	// (its tokens over the time from its prefill message to its end, summed over the
 	// method's requests) and all requests' decoded tokens over the stream's wall time.
 	Warmup                int                `json:"warmup"`
 	EngineSerial          bool               `json:"engine_serial"`
+	EngineNoPrefillBatch  bool               `json:"engine_no_prefill_batch,omitempty"`
 	DecodeTokens          int                `json:"decode_tokens"`
 	DecodeTokensPerS      map[string]float64 `json:"decode_tokens_per_s,omitempty"`
 	DecodeTokensPerSTotal float64            `json:"decode_tokens_per_s_total,omitempty"`
@@ -386,7 +417,8 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 	defer env.close()
 	rep := &Report{Stream: o.Stream, Model: modelName, Queries: len(queries), Clients: o.Clients, Tier: o.Tier, K: o.K, Ratio: o.Ratio,
 		CacheBytes: o.CacheBytes, Policy: o.Policy, Admission: o.Admission, Probation: !o.NoProbation && o.Addr == "",
-		CollectionDocs: len(docs), Window: o.Window, EngineSerial: o.EngineSerial, DecodeTokens: o.DecodeTokens}
+		CollectionDocs: len(docs), Window: o.Window, EngineSerial: o.EngineSerial, EngineNoPrefillBatch: o.EngineNoPrefillBatch, DecodeTokens: o.DecodeTokens,
+		NoReference: !containsMethod(o.Methods, blend.Full)}
 	if o.Addr == "" {
 		rep.KVFormat, rep.KVPreRoPE = o.DType.String(), o.PreRoPE
 		if o.Format.DType != 0 {
@@ -458,6 +490,11 @@ func Run(ctx context.Context, m *model.Model, modelName string, o Options) (*Rep
 
 	// The stream.
 	t0 := time.Now()
+	cpu0, cpuOK := cputime.Process()
+	var pb0, ps0 int
+	if env.eng != nil {
+		pb0, ps0 = env.eng.PrefillBatches()
+	}
 	samples := make([]map[blend.Method]*sample, len(queries))
 	work := make(chan int)
 	var (
@@ -506,6 +543,13 @@ feed:
 		return nil, err
 	}
 	rep.Seconds = time.Since(t0).Seconds()
+	if cpu1, ok := cputime.Process(); ok && cpuOK && o.Addr == "" {
+		rep.CPUSeconds = (cpu1 - cpu0).Seconds()
+	}
+	if env.eng != nil {
+		pb, ps := env.eng.PrefillBatches()
+		rep.PrefillBatches, rep.PrefillBatchSteps = pb-pb0, ps-ps0
+	}
 	if env.cache != nil {
 		if ts := env.cache.Stats().Tiers; len(ts) > 0 {
 			rep.TierStats = &ts[len(ts)-1]
@@ -522,6 +566,7 @@ feed:
 type env struct {
 	addr  string
 	srv   *server.Server
+	eng   *blend.Engine
 	cache *chunkcache.Cache
 	ret   *retrieval.Store
 	conn  *grpc.ClientConn
@@ -562,10 +607,12 @@ func startServer(ctx context.Context, m *model.Model, dir string, o *Options) (_
 	if err != nil {
 		return nil, err
 	}
-	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, Serial: o.EngineSerial, Aging: o.EngineAging, MaxHandles: 1, Logger: quiet})
+	eng, err := blend.NewEngine(st, blend.EngineOptions{MaxConcurrent: o.EngineConcurrent, Serial: o.EngineSerial, Aging: o.EngineAging,
+		DecodeShare: o.EngineDecodeShare, NoPrefillBatch: o.EngineNoPrefillBatch, MaxHandles: 1, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
+	e.eng = eng
 	if e.srv, err = server.New(server.WithChunkCache(cache), server.WithInference(eng), server.WithRetrieval(e.ret), server.WithLogger(quiet)); err != nil {
 		return nil, err
 	}
@@ -772,21 +819,39 @@ func summarize(rep *Report, o *Options, samples []map[blend.Method]*sample) {
 	}
 	n := len(samples)
 	ws := windows(n, o.Window)
-	var toks float64
+	var toks, allToks float64
 	for _, s := range samples {
-		toks += float64(s[blend.Full].tokens)
+		toks += float64(s[o.Methods[0]].tokens)
+		for _, x := range s {
+			allToks += float64(x.tokens)
+		}
 	}
 	rep.PromptTokensMean = toks / float64(n)
-	fullP50 := percentile(ttfts(blend.Full, 0, n), 0.5)
+	rep.PromptTokensPerSTotal = allToks / rep.Seconds
+	if rep.CPUSeconds > 0 {
+		rep.PromptTokensPerCPUS = allToks / rep.CPUSeconds
+	}
+	ref := containsMethod(o.Methods, blend.Full)
+	if !ref {
+		rep.SpeedupP50, rep.SpeedupWindows, rep.Fidelity, rep.LastOverFirst = nil, nil, nil, nil
+	}
+	fullP50 := percentile(ttfts(o.Methods[0], 0, n), 0.5)
+	if ref {
+		fullP50 = percentile(ttfts(blend.Full, 0, n), 0.5)
+	}
 	for _, meth := range o.Methods {
 		name := string(meth)
 		all := ttfts(meth, 0, n)
 		rep.TTFTMsP50[name], rep.TTFTMsP99[name] = percentile(all, 0.5), percentile(all, 0.99)
-		rep.SpeedupP50[name] = fullP50 / rep.TTFTMsP50[name]
+		if ref {
+			rep.SpeedupP50[name] = fullP50 / rep.TTFTMsP50[name]
+		}
 		var sw [3]float64
 		var hw [3]map[string]float64
 		for i, w := range ws {
-			sw[i] = percentile(ttfts(blend.Full, w[0], w[1]), 0.5) / percentile(ttfts(meth, w[0], w[1]), 0.5)
+			if ref {
+				sw[i] = percentile(ttfts(blend.Full, w[0], w[1]), 0.5) / percentile(ttfts(meth, w[0], w[1]), 0.5)
+			}
 			hits, tot := map[string]float64{}, 0.0
 			for _, s := range samples[w[0]:w[1]] {
 				for _, src := range s[meth].sources {
@@ -799,9 +864,11 @@ func summarize(rep *Report, o *Options, samples []map[blend.Method]*sample) {
 			}
 			hw[i] = hits
 		}
-		rep.SpeedupWindows[name] = Windows[float64]{sw[0], sw[1], sw[2]}
 		rep.HitRatioWindows[name] = Windows[map[string]float64]{hw[0], hw[1], hw[2]}
-		rep.LastOverFirst[name] = sw[2] / sw[0]
+		if ref {
+			rep.SpeedupWindows[name] = Windows[float64]{sw[0], sw[1], sw[2]}
+			rep.LastOverFirst[name] = sw[2] / sw[0]
+		}
 		var rf, secs, ptoks float64
 		var kls []float64
 		top1 := 0
@@ -820,6 +887,9 @@ func summarize(rep *Report, o *Options, samples []map[blend.Method]*sample) {
 		var klSum float64
 		for _, k := range kls {
 			klSum += k
+		}
+		if !ref {
+			continue
 		}
 		rep.Fidelity[name] = Fidelity{KLMean: klSum / float64(n), KLP99: percentile(kls, 0.99), Top1: float64(top1) / float64(n)}
 	}

@@ -192,3 +192,32 @@ func TestRunMusiqueDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestRunNoReference: with NoReference only the given method runs (the same-method form
+// of a concurrency run): no full samples, no speedup or fidelity figures, but TTFTs, hit
+// ratios and the stream's throughput.
+func TestRunNoReference(t *testing.T) {
+	m := storiesModel(t)
+	rep, err := Run(context.Background(), m, "stories260K", Options{Stream: "musique", DataDir: shared.Path(t), Queries: 6, Docs: 2,
+		K: 2, ChunkWords: 30, Window: 2, Clients: 3, NoPrecompute: true, Warmup: 2, NoReference: true, EngineDecodeShare: 0.25,
+		Methods: []blend.Method{blend.CacheBlend}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rep.Methods, ",") != "cacheblend" || !rep.NoReference || rep.SpeedupP50 != nil || rep.Fidelity != nil || rep.SpeedupWindows != nil {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, ok := rep.TTFTMsP50["full"]; ok || !(rep.TTFTMsP50["cacheblend"] > 0) || !(rep.PromptTokensPerSTotal > 0) || !(rep.PromptTokensMean > 0) ||
+		!(rep.CPUSeconds > 0) || !(rep.PromptTokensPerCPUS > 0) {
+		t.Fatalf("ttft %v, throughput %g, prompt %g, cpu %gs, %g tokens/cpu s", rep.TTFTMsP50, rep.PromptTokensPerSTotal, rep.PromptTokensMean, rep.CPUSeconds, rep.PromptTokensPerCPUS)
+	}
+	// Both distinct queries ran in the warmup: every passage is cached.
+	if h := rep.HitRatioWindows["cacheblend"]; h.First["memory"] != 1 {
+		t.Fatalf("hit ratios %+v", h)
+	}
+	o := Options{Stream: "musique", EngineDecodeShare: 1}
+	o.EnsureDefaults()
+	if err := o.Validate(); err == nil {
+		t.Fatal("decode share 1: no error")
+	}
+}
