@@ -710,7 +710,8 @@ func partition(ps []*pendingPassage, shards int, gen uint64) ([]*shardInput, []s
 		_, _ = h.Write([]byte(p.pid))
 		si := parts[int(h.Sum32()%uint32(nsh))]
 		si.pids = append(si.pids, p.pid)
-		si.texts = append(si.texts, indexText(p.title, p.text))
+		si.titles = append(si.titles, p.title)
+		si.texts = append(si.texts, p.text)
 		si.chunks = append(si.chunks, p.chunk)
 		if p.vec != nil {
 			si.vecs = append(si.vecs, p.vec)
@@ -727,8 +728,8 @@ func partition(ps []*pendingPassage, shards int, gen uint64) ([]*shardInput, []s
 // about as large as the indexed text, and the projected or flattened vectors.
 func (in *shardInput) memEstimate() int64 {
 	var n int64
-	for _, t := range in.texts {
-		n += int64(len(t))
+	for i, t := range in.texts {
+		n += int64(len(t) + len(in.titles[i]))
 	}
 	for _, v := range in.vecs {
 		n += 8 * int64(len(v))

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ragkv/ragkv/retrieval/embed"
 	"github.com/ragkv/ragkv/retrieval/internal/ann"
 	"github.com/ragkv/ragkv/retrieval/internal/lexical"
 )
@@ -292,7 +293,7 @@ func (q *query) prepareDense(ctx context.Context) error {
 	case sn.emb == nil:
 		return sn.embErr
 	default:
-		vs, err := sn.emb.Embed(ctx, []string{q.req.Query})
+		vs, err := embed.EmbedQueries(ctx, sn.emb, []string{q.req.Query})
 		if err != nil {
 			return fmt.Errorf("retrieval: embed query: %w", err)
 		}

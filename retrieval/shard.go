@@ -84,10 +84,13 @@ type shard struct {
 
 // shardInput is what a shard is built from: passages sorted by id.
 type shardInput struct {
-	pids   []string
-	texts  []string // text indexed by BM25 (title + text)
-	chunks [][32]byte
-	vecs   [][]float32 // full vectors, nil for lexical collections
+	pids []string
+	// BM25 indexes indexText(titles[i], texts[i]), built per passage as the shard is
+	// indexed (the passages of a document share its title string: no copy of the
+	// batch's text is held).
+	titles, texts []string
+	chunks        [][32]byte
+	vecs          [][]float32 // full vectors, nil for lexical collections
 }
 
 // buildShard writes a shard into dir (which must not exist) and syncs it.
@@ -97,7 +100,21 @@ func buildShard(ctx context.Context, dir string, in *shardInput, proj *pca.Proje
 	}
 	n := len(in.pids)
 	meta := shardMeta{Passages: n}
-	if _, err := lexical.Build(ctx, filepath.Join(dir, shardLexicalDir), in.texts); err != nil {
+	lb, err := lexical.NewBuilder()
+	if err != nil {
+		return meta, err
+	}
+	for i := range in.texts {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return meta, err
+			}
+		}
+		if err := lb.Add(indexText(in.titles[i], in.texts[i])); err != nil {
+			return meta, err
+		}
+	}
+	if _, err := lb.Write(ctx, filepath.Join(dir, shardLexicalDir)); err != nil {
 		return meta, err
 	}
 	if err := writeSynced(filepath.Join(dir, shardPassageIndex), func(w io.Writer) error {

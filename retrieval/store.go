@@ -202,7 +202,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		WithNumMemtables(2).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
-		WithValueThreshold(4 << 10).
+		WithValueThreshold(256). // passage records go to the value log: the LSM (rewritten by every compaction) holds keys, markers and pointers
 		WithNumCompactors(2)
 	met, err := newMetrics(opts.Registerer)
 	if err != nil {

@@ -199,7 +199,7 @@ func BuildToolIndex(ctx context.Context, e embed.Embedder, tools []Tool, usage [
 	for j, i := range descIdx {
 		ti.Vectors[i] = dv[j]
 	}
-	qv, err := e.Embed(ctx, queries)
+	qv, err := embed.EmbedQueries(ctx, e, queries)
 	if err != nil {
 		return nil, fmt.Errorf("retrieval: embed usage queries: %w", err)
 	}
@@ -251,7 +251,7 @@ func (ti *ToolIndex) Search(ctx context.Context, query string, k int) ([]ToolHit
 	if k < 1 {
 		return nil, fmt.Errorf("%w: k = %d, must be positive", ErrInvalidK, k)
 	}
-	vs, err := ti.emb.Embed(ctx, []string{query})
+	vs, err := embed.EmbedQueries(ctx, ti.emb, []string{query})
 	if err != nil {
 		return nil, fmt.Errorf("retrieval: embed query: %w", err)
 	}

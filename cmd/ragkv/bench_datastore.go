@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -28,6 +29,7 @@ func init() {
 		embeddings, dir string
 		denseIndex      string
 		asJSON, keep    bool
+		cpuProfile      string
 		seed            int64
 	)
 	cmd := &cobra.Command{
@@ -105,6 +107,17 @@ passage, hybrid p99 ≤ 50 ms.`,
 			prog := cliutil.NewProgress(os.Stderr, "ingest", int64(cfg.Passages))
 			last := 0
 			cfg.Progress = func(done, _ int) { prog.Add(int64(done - last)); last = done }
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return flagErr("cpuprofile", "%v", err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return flagErr("cpuprofile", "%v", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := retrieval.BenchDatastore(cmd.Context(), cfg)
 			prog.Finish()
 			if err != nil {
@@ -147,6 +160,7 @@ passage, hybrid p99 ≤ 50 ms.`,
 	f.Int64Var(&seed, "seed", 1, "corpus seed")
 	f.StringVar(&dir, "dir", "", "store directory (default: a temporary one, removed)")
 	f.BoolVar(&keep, "keep", false, "keep the store directory")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (ingest and queries) to this file")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last stdout line")
 	benchCmd.AddCommand(cmd)
 }

@@ -51,8 +51,13 @@ type EmbedderOptions struct {
 	Pooling Pooling
 	// MaxTokens truncates each text (≤ 0: the model's positions or context).
 	MaxTokens int
-	// Prefix is prepended to every text (E5's "query: " / "passage: ", an instruction).
+	// Prefix is prepended to every text Embed encodes (E5's "passage: ", an instruction).
 	Prefix string
+	// QueryPrefix, when set, is prepended instead of Prefix to the search queries
+	// EmbedQueries encodes (E5's "query: ", BGE's "Represent this sentence for searching
+	// relevant passages: "): the store embeds passages with Embed and queries with
+	// EmbedQueries (retrieval/embed.QueryEmbedder).
+	QueryPrefix string
 	// BatchTokens bounds the tokens encoded in one batch (≤ 0: 2048).
 	BatchTokens int
 	// AddEOS appends the EOS token on decoder models (e5-mistral, gte-Qwen expect it for
@@ -133,6 +138,10 @@ func NewEmbedder(path string, o EmbedderOptions) (*Embedder, error) {
 		h := sha256.Sum256([]byte(o.Prefix))
 		e.name += "+prefix=" + hex.EncodeToString(h[:4])
 	}
+	if o.QueryPrefix != "" {
+		h := sha256.Sum256([]byte(o.QueryPrefix))
+		e.name += "+qprefix=" + hex.EncodeToString(h[:4])
+	}
 	return e, nil
 }
 
@@ -169,8 +178,27 @@ func (e *Embedder) Tokens(text string) []int {
 	return e.b.tokenize(e.o.Prefix+text, e.o.MaxTokens)
 }
 
-// Embed returns one unit-length vector per text.
+// QueryTokens returns the ids a search query is encoded as: with QueryPrefix where it
+// is set, else as Tokens.
+func (e *Embedder) QueryTokens(query string) []int {
+	if e.o.QueryPrefix == "" {
+		return e.Tokens(query)
+	}
+	return e.b.tokenize(e.o.QueryPrefix+query, e.o.MaxTokens)
+}
+
+// Embed returns one unit-length vector per text (a passage: Prefix applied).
 func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	return e.embed(ctx, texts, e.Tokens)
+}
+
+// EmbedQueries returns one unit-length vector per search query (QueryPrefix applied
+// where set, else exactly Embed).
+func (e *Embedder) EmbedQueries(ctx context.Context, queries []string) ([][]float32, error) {
+	return e.embed(ctx, queries, e.QueryTokens)
+}
+
+func (e *Embedder) embed(ctx context.Context, texts []string, tokenize func(string) []int) ([][]float32, error) {
 	dim := e.b.dim()
 	out := make([][]float32, len(texts))
 	flat := make([]float32, len(texts)*dim)
@@ -182,7 +210,7 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 		tokens := 0
 		hi := lo
 		for ; hi < len(texts); hi++ {
-			ids := e.Tokens(texts[hi])
+			ids := tokenize(texts[hi])
 			if len(ids) == 0 {
 				return nil, fmt.Errorf("%w: text %d encodes to no tokens", model.ErrInvalid, hi)
 			}
@@ -205,8 +233,9 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 }
 
 // ParseSpec splits an --embeddings value of the form KIND:PATH[,key=value...] (KIND gguf
-// or hf) into the path and options: pool=mean|cls|last, max=N, prefix=TEXT (percent-
-// escaped: %2C for a comma, %20 for a space), eos=true. ok is false when spec has no such prefix (a GloVe file).
+// or hf) into the path and options: pool=mean|cls|last, max=N, prefix=TEXT (passages;
+// percent-escaped: %2C for a comma, %20 for a space), query-prefix=TEXT (queries; same
+// escaping), eos=true. ok is false when spec has no such prefix (a GloVe file).
 func ParseSpec(spec string) (path string, o EmbedderOptions, ok bool, err error) {
 	var rest string
 	switch {
@@ -242,10 +271,14 @@ func ParseSpec(spec string) (path string, o EmbedderOptions, ok bool, err error)
 			if o.Prefix, err = url.PathUnescape(v); err != nil {
 				return "", o, true, fmt.Errorf("%w: prefix=%q: %v", model.ErrInvalid, v, err)
 			}
+		case "query-prefix":
+			if o.QueryPrefix, err = url.PathUnescape(v); err != nil {
+				return "", o, true, fmt.Errorf("%w: query-prefix=%q: %v", model.ErrInvalid, v, err)
+			}
 		case "eos":
 			o.AddEOS = v == "true" || v == "1"
 		default:
-			return "", o, true, fmt.Errorf("%w: unknown option %q (pool, max, prefix, eos)", model.ErrInvalid, k)
+			return "", o, true, fmt.Errorf("%w: unknown option %q (pool, max, prefix, query-prefix, eos)", model.ErrInvalid, k)
 		}
 	}
 	return path, o, true, nil

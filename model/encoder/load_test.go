@@ -234,6 +234,58 @@ func TestEmbedderBatching(t *testing.T) {
 	}
 }
 
+// TestQueryPrefix: with QueryPrefix, EmbedQueries encodes exactly what Embed encodes
+// with that prefix as Prefix, Embed keeps the passage prefix, and the name changes;
+// without it EmbedQueries equals Embed.
+func TestQueryPrefix(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := synthFile(t, dir, "tiny-bert", "f32", 1)
+	passages, plain := embedAll(t, path, EmbedderOptions{Prefix: "passage: "})
+	asQuery, _ := embedAll(t, path, EmbedderOptions{Prefix: "query: "})
+	_, e5 := embedAll(t, path, EmbedderOptions{Prefix: "passage: ", QueryPrefix: "query: "})
+	ctx := context.Background()
+	qv, err := e5.EmbedQueries(ctx, testTexts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, err := e5.Embed(ctx, testTexts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range testTexts {
+		if !slices.Equal(qv[i], asQuery[i]) {
+			t.Errorf("text %d: EmbedQueries differs from Embed with the query prefix", i)
+		}
+		if !slices.Equal(pv[i], passages[i]) {
+			t.Errorf("text %d: Embed with a query prefix set differs from the passage encoding", i)
+		}
+		if c := cosine(qv[i], pv[i]); c > 1-1e-6 {
+			t.Errorf("text %d: query and passage encodings are the same (cos %g)", i, c)
+		}
+	}
+	if want := e5.b.tokenize("query: the park", 0); !slices.Equal(e5.QueryTokens("the park"), want) {
+		t.Errorf("QueryTokens %v, want %v", e5.QueryTokens("the park"), want)
+	}
+	pq, err := plain.EmbedQueries(ctx, testTexts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range testTexts {
+		if !slices.Equal(pq[i], passages[i]) {
+			t.Errorf("text %d: without a query prefix EmbedQueries differs from Embed", i)
+		}
+	}
+	if e5.Name() == plain.Name() {
+		t.Errorf("the query prefix does not change the name %q", e5.Name())
+	}
+	if _, o, _, err := ParseSpec("gguf:/m.gguf,prefix=passage:%20,query-prefix=query:%20"); err != nil || o.Prefix != "passage: " || o.QueryPrefix != "query: " {
+		t.Errorf("ParseSpec query-prefix: %+v %v", o, err)
+	}
+	if _, _, ok, err := ParseSpec("gguf:x,query-prefix=%zz"); !ok || err == nil {
+		t.Errorf("ParseSpec bad query-prefix: ok %v err %v", ok, err)
+	}
+}
+
 // rewriteGGUF copies a GGUF file with edit applied to its metadata and tensor list.
 func rewriteGGUF(t *testing.T, src, dst string, edit func(kvs []gguf.KV, tensors []gguf.TensorInfo) ([]gguf.KV, []gguf.TensorInfo)) {
 	t.Helper()

@@ -27,6 +27,24 @@ type Embedder interface {
 	Embed(ctx context.Context, texts []string) ([][]float32, error)
 }
 
+// QueryEmbedder is implemented by embedders that encode a search query differently
+// from a passage: asymmetric models such as E5 ("query: " / "passage: " prefixes) or
+// BGE (an instruction before the query only). Embed is then the passage encoding.
+type QueryEmbedder interface {
+	Embedder
+	// EmbedQueries returns one vector per query, in order.
+	EmbedQueries(ctx context.Context, queries []string) ([][]float32, error)
+}
+
+// EmbedQueries embeds search queries: with e's query encoding where it has one
+// (QueryEmbedder), else with Embed, as passages are.
+func EmbedQueries(ctx context.Context, e Embedder, queries []string) ([][]float32, error) {
+	if qe, ok := e.(QueryEmbedder); ok {
+		return qe.EmbedQueries(ctx, queries)
+	}
+	return e.Embed(ctx, queries)
+}
+
 // Fitter is implemented by embedders whose vectors depend on corpus statistics.
 type Fitter interface {
 	// Fit estimates the corpus-dependent state from texts and returns it serialized.
