@@ -51,8 +51,21 @@ func Chunk(text string, words, overlap int) []string {
 	if words <= 0 {
 		return []string{text}
 	}
+	// Count the words first: a text of at most words words (most passages) is one
+	// chunk, and needs no word spans (no allocation).
+	nw, inw := 0, false
+	for _, r := range text {
+		sp := unicode.IsSpace(r)
+		if !sp && !inw {
+			nw++
+		}
+		inw = !sp
+	}
+	if nw <= words {
+		return []string{text}
+	}
 	type span struct{ start, end int }
-	var ws []span
+	ws := make([]span, 0, nw)
 	in := false
 	for i, r := range text {
 		sp := unicode.IsSpace(r)

@@ -40,7 +40,9 @@
 //
 // # Storage and crash safety
 //
-// Passages, dedup keys and each collection's manifest live in one Badger database; each
+// Passages, dedup keys and each collection's manifest live in one Badger database
+// (values above 256 bytes — the passage records — in its value log, so the LSM tree
+// that compactions rewrite holds only keys, markers and value pointers); each
 // shard is an immutable directory (a memory-mapped inverted index of package
 // retrieval/internal/lexical, the memory-mapped passage table and its record offsets,
 // full vectors read on demand for rescoring, compressed codes, optionally an ANN index). A commit builds the new shards in
@@ -61,7 +63,9 @@
 // postings: see package retrieval/internal/lexical (its own index, holding exactly
 // bleve's postings, and why). Dense search embeds
 // the query (embed.Embedder: GloVe-SIF built in, any OpenAI-compatible /v1/embeddings
-// server, or vectors supplied by the client), projects it with the collection's PCA
+// server, an in-engine encoder of package model/encoder, or vectors supplied by the
+// client; an embed.QueryEmbedder encodes queries apart from passages, as E5's "query: "
+// prefix asks), projects it with the collection's PCA
 // (PCA-RAG: Khaledian et al. 2025; fitted with gonum on a sample at the first commit and
 // persisted), scans the projected — optionally int8 — codes of every shard, merges the
 // per-shard top lists exactly and rescores the best max(k′, 100) with the full vectors

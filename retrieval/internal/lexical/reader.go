@@ -200,12 +200,14 @@ type cursor struct {
 	doc  uint32 // current ordinal (noMore: exhausted)
 	tf   uint32
 	err  error
-	od   [blockSize]uint32
-	otf  [blockSize]uint32
+	// loads counts the blocks decoded (benchmarks).
+	loads int
+	od    [blockSize]uint32
+	otf   [blockSize]uint32
 }
 
 func (c *cursor) init(ti termInfo, docs uint32) {
-	c.ti, c.docs, c.blk, c.n, c.i, c.doc, c.err = ti, docs, -1, 0, 0, 0, nil
+	c.ti, c.docs, c.blk, c.n, c.i, c.doc, c.err, c.loads = ti, docs, -1, 0, 0, 0, nil, 0
 	c.load(0)
 }
 
@@ -242,20 +244,33 @@ func (c *cursor) load(b int) {
 		c.fail(fmt.Errorf("%w: block %d of a posting list", ErrCorrupt, b))
 		return
 	}
+	c.loads++
 	d := c.ti.post[start:end]
 	p := 0
 	for k := 0; k < cnt; k++ {
-		g, n1 := binary.Uvarint(d[p:])
-		if n1 <= 0 {
+		var g, tf uint64
+		// One-byte varints (small gaps, almost every tf) without the general decoder.
+		if p+1 < len(d) && d[p] < 0x80 && d[p+1] < 0x80 {
+			g, tf = uint64(d[p]), uint64(d[p+1])
+			p += 2
+		} else {
+			var n1, n2 int
+			g, n1 = binary.Uvarint(d[p:])
+			if n1 <= 0 {
+				c.fail(fmt.Errorf("%w: block %d of a posting list", ErrCorrupt, b))
+				return
+			}
+			tf, n2 = binary.Uvarint(d[p+n1:])
+			if n2 <= 0 {
+				c.fail(fmt.Errorf("%w: block %d of a posting list", ErrCorrupt, b))
+				return
+			}
+			p += n1 + n2
+		}
+		if tf == 0 || tf > math.MaxUint32 || g >= uint64(c.docs) {
 			c.fail(fmt.Errorf("%w: block %d of a posting list", ErrCorrupt, b))
 			return
 		}
-		tf, n2 := binary.Uvarint(d[p+n1:])
-		if n2 <= 0 || tf == 0 || tf > math.MaxUint32 || g >= uint64(c.docs) {
-			c.fail(fmt.Errorf("%w: block %d of a posting list", ErrCorrupt, b))
-			return
-		}
-		p += n1 + n2
 		prev += int64(g) + 1
 		if prev >= int64(c.docs) {
 			c.fail(fmt.Errorf("%w: posting for ordinal %d of %d", ErrCorrupt, prev, c.docs))

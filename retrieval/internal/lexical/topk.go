@@ -36,6 +36,15 @@ const boundSlack = 1 + 1e-9
 // visited in ordinal order, so a later document that ties θ is worse than every kept
 // one and pruning with ≤ θ is exact.
 func (r *Resolved) TopK(ctx context.Context, p Params, n int, dead func(ord uint32) bool) ([]Hit, bool, error) {
+	return r.topK(ctx, p, n, dead, nil)
+}
+
+// topKStats count a topK's work: documents visited (scored at least in part) and
+// posting blocks decoded.
+type topKStats struct{ visits, blocks int }
+
+// topK is TopK; st, when set, receives the work done.
+func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint32) bool, st *topKStats) ([]Hit, bool, error) {
 	if n <= 0 {
 		return nil, false, nil
 	}
@@ -176,6 +185,12 @@ func (r *Resolved) TopK(ctx context.Context, p Params, n int, dead func(ord uint
 	for _, t := range ts {
 		if t.c.err != nil {
 			return nil, false, t.c.err
+		}
+	}
+	if st != nil {
+		st.visits += visits
+		for _, t := range ts {
+			st.blocks += t.c.loads
 		}
 	}
 	exhausted := len(h) < n

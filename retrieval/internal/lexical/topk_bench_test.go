@@ -1,0 +1,102 @@
+package lexical
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/ragkv/ragkv/retrieval/embed"
+	"github.com/ragkv/ragkv/retrieval/synth"
+)
+
+// BenchmarkTopK measures exact top-10 BM25 on one shard of synthetic passages
+// (package retrieval/synth over the shared GloVe vocabulary, the corpus of `ragkv
+// bench datastore`, and its queries):
+//
+//	RAGKV_SHARED=/work/shared RAGKV_BENCH_DOCS=200000 go test -run '^$' -bench TopK ./retrieval/internal/lexical/
+func BenchmarkTopK(b *testing.B) {
+	shared := os.Getenv("RAGKV_SHARED")
+	if shared == "" {
+		shared = filepath.Join("..", "..", "..", "..", "shared")
+	}
+	wv, err := embed.LoadGloVe(filepath.Join(shared, "embeddings", "glove.6B.100d.top50k.txt.gz"), 0)
+	if err != nil {
+		b.Skipf("no shared GloVe vectors: %v", err)
+	}
+	vocab := make([]string, wv.Len())
+	for i := range vocab {
+		vocab[i] = wv.Word(i)
+	}
+	n := 100_000
+	if v := os.Getenv("RAGKV_BENCH_DOCS"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil || n < 1000 {
+			b.Fatalf("RAGKV_BENCH_DOCS=%q", v)
+		}
+	}
+	corpus, err := synth.New(synth.Options{Vocab: vocab, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bl, err := NewBuilder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		_, title, text, _ := corpus.Doc(i)
+		if err := bl.Add(title + "\n" + text); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dir := b.TempDir()
+	st, err := bl.Write(context.Background(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	type prepared struct {
+		r *Resolved
+		p Params
+	}
+	var qs []prepared
+	for i := 0; i < 200; i++ {
+		text, _ := corpus.Query(i, n)
+		q, err := Analyze(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := s.Resolve(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		df := make([]int64, len(q.Terms))
+		r.AddDocFreqs(df)
+		qs = append(qs, prepared{r, GlobalParams(q, st, df)})
+	}
+	ctx := context.Background()
+	var work topKStats
+	runtime.LockOSThread() // threadCPU measures this goroutine's thread
+	defer runtime.UnlockOSThread()
+	c0 := threadCPU()
+	ops := 0
+	for i := 0; b.Loop(); i++ {
+		q := qs[i%len(qs)]
+		if _, _, err := q.r.topK(ctx, q.p, 10, nil, &work); err != nil {
+			b.Fatal(err)
+		}
+		ops++
+	}
+	// Work per query, independent of the machine's load: documents visited, blocks
+	// decoded, and the CPU time of the searching thread.
+	b.ReportMetric(float64(work.visits)/float64(ops), "docs/op")
+	b.ReportMetric(float64(work.blocks)/float64(ops), "blocks/op")
+	if c := threadCPU() - c0; c > 0 {
+		b.ReportMetric(float64(c.Nanoseconds())/float64(ops), "cpu-ns/op")
+	}
+}
