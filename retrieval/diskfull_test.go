@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/ragkv/ragkv/internal/tmpfstest"
 )
 
 // TestIngestRefusedOnFullDisk: on a 24 MiB tmpfs, an ingest whose passages would leave
@@ -15,15 +16,7 @@ import (
 // written: the collection keeps its committed documents), and BeginIngest is refused
 // when the reserve is not free at all; searches go on working.
 func TestIngestRefusedOnFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
+	dir := tmpfstest.Mount(t, "24m")
 	ctx := context.Background()
 	open := func(minFree int64) *Store {
 		st, err := Open(ctx, Options{Dir: dir, BuildParallelism: 1, MinFreeBytes: minFree, Logger: slog.New(slog.DiscardHandler)})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os/exec"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/internal/tmpfstest"
 	ragkvv1 "github.com/ragkv/ragkv/proto/ragkv/v1"
 	"github.com/ragkv/ragkv/store"
 )
@@ -23,11 +23,7 @@ import (
 // refused chunk is not visible (not even from RAM), the server stays SERVING, and
 // every chunk acknowledged before reads back bit-exact.
 func TestPutChunkOnFullDiskIsResourceExhausted(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	dir := tmpfstest.Mount(t, "32m")
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
 	disk, err := store.OpenBadger(ctx, store.BadgerOptions{Dir: dir, ValueLogFileSize: 1 << 20, SegmentBytes: 256 << 10,

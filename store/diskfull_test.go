@@ -5,25 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"testing"
-)
 
-// mountTmpfs mounts a tmpfs of size bytes on a new directory (needs root; the test is
-// skipped when mount fails) and unmounts it at cleanup.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
+	"github.com/ragkv/ragkv/internal/tmpfstest"
+)
 
 // TestBadgerRefusesPutsOnFullDisk fills a 32 MiB tmpfs through the disk tier: puts
 // succeed until one would leave less than MinFreeBytes, which fails with ErrNoSpace
@@ -31,7 +16,7 @@ func mountTmpfs(t *testing.T, size string) string {
 // stored before reads back intact, the tier still answers, and it keeps its objects
 // across a reopen.
 func TestBadgerRefusesPutsOnFullDisk(t *testing.T) {
-	dir := mountTmpfs(t, "32m")
+	dir := tmpfstest.Mount(t, "32m")
 	ctx := context.Background()
 	opts := BadgerOptions{Dir: dir, ValueLogFileSize: 1 << 20, SegmentBytes: 256 << 10, MemTableSize: 1 << 20, MinFreeBytes: 6 << 20,
 		GCInterval: -1, Logger: slog.New(slog.DiscardHandler)}

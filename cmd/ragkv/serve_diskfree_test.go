@@ -4,31 +4,15 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ragkv/ragkv/internal/tmpfstest"
 	"github.com/ragkv/ragkv/server"
 )
-
-// mountSmallTmpfs mounts a tmpfs of size on a new directory (needs root; skips when
-// mount fails) and unmounts it at cleanup.
-func mountSmallTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // TestServeDiskMinFree: --disk-min-free (YAML cache.disk_min_free) is the disk tier's
 // free-space reserve. On a 48 MiB tmpfs a chunk put succeeds with a 16 MiB reserve and
@@ -75,7 +59,7 @@ func TestServeDiskMinFree(t *testing.T) {
 		reserve cacheBytes
 		refused bool
 	}{{16 << 20, false}, {48 << 20, true}} {
-		addr, stop, err := build(mountSmallTmpfs(t, "48m"), tc.reserve)
+		addr, stop, err := build(tmpfstest.Mount(t, "48m"), tc.reserve)
 		if err != nil {
 			t.Fatal(err)
 		}
