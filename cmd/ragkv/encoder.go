@@ -9,7 +9,7 @@ import (
 )
 
 // openEncoderEmbedder opens an in-engine sentence encoder named by an --embeddings value
-// of the form gguf:FILE[,pool=mean|cls|last][,max=N][,prefix=TEXT][,eos=true] (or
+// of the form gguf:FILE[,pool=mean|cls|last][,max=N][,prefix=TEXT][,query-prefix=TEXT][,eos=true] (or
 // hf:DIR...). ok is false for any other value (a GloVe file), which the caller handles.
 // Errors name flag.
 func openEncoderEmbedder(spec, flag string) (e *encoder.Embedder, ok bool, err error) {

@@ -176,7 +176,7 @@ and reports the nDCG@10 retained relative to full vectors, with and without resc
 	f.StringVar(&qrels, "qrels", "", "BEIR qrels TSV (with a header line)")
 	f.StringVar(&mode, "mode", "bm25", "bm25, dense or hybrid")
 	f.StringVar(&fusion, "fusion", "weighted", "hybrid fusion reported at the top level: weighted or rrf")
-	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip) for the GloVe-SIF embedder, or gguf:FILE / hf:DIR[,pool=mean|cls|last,max=N,prefix=TEXT,eos=true]: an in-engine sentence encoder (BERT-family GGUF or safetensors, or a Llama-family decoder)")
+	f.StringVar(&embeddings, "embeddings", "", "GloVe word vectors (text, optionally gzip) for the GloVe-SIF embedder, or gguf:FILE / hf:DIR[,pool=mean|cls|last,max=N,prefix=TEXT,query-prefix=TEXT,eos=true]: an in-engine sentence encoder (BERT-family GGUF or safetensors, or a Llama-family decoder)")
 	f.StringVar(&sifWeights, "sif-weights", "rank", "SIF word probabilities: rank (Zipf over the GloVe frequency rank) or corpus")
 	f.IntVar(&pcaDims, "pca-dims", 0, "PCA dimension of the dense codes (0: the collection default; -1: full vectors)")
 	f.StringVar(&pcaSweep, "pca-sweep", "", "comma-separated PCA dimensions to sweep (dense mode), e.g. 16,32,50,64,100")

@@ -26,7 +26,7 @@ func newModelEmbedCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if spec == "" {
-				return flagErr("model", "required (a GGUF or HF encoder, optionally gguf:FILE,pool=mean|cls|last,max=N,prefix=TEXT,eos=true)")
+				return flagErr("model", "required (a GGUF or HF encoder, optionally gguf:FILE,pool=mean|cls|last,max=N,prefix=TEXT,query-prefix=TEXT,eos=true)")
 			}
 			if len(texts) == 0 {
 				return flagErr("text", "at least one --text is required")
@@ -65,7 +65,7 @@ func newModelEmbedCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&spec, "model", "", "encoder: a GGUF (bert or a Llama-family decoder) or HF directory, optionally as gguf:FILE,pool=...,max=N,prefix=TEXT,eos=true")
+	f.StringVar(&spec, "model", "", "encoder: a GGUF (bert or a Llama-family decoder) or HF directory, optionally as gguf:FILE,pool=...,max=N,prefix=TEXT,query-prefix=TEXT,eos=true")
 	f.StringArrayVar(&texts, "text", nil, "text to embed (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
