@@ -13,12 +13,18 @@ import (
 
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/chunkcache/eviction"
+	"github.com/ragkv/ragkv/model"
 	"github.com/ragkv/ragkv/store"
 )
 
 func testEngine(t *testing.T, o EngineOptions) *Engine {
 	t.Helper()
-	m := openStories(t)
+	return engineOver(t, openStories(t), o)
+}
+
+// engineOver is an engine over m with a 256 MiB memory tier, closed at the end of t.
+func engineOver(t *testing.T, m *model.Model, o EngineOptions) *Engine {
+	t.Helper()
 	cache, err := chunkcache.New(context.Background(), chunkcache.Options{
 		Tiers:  []chunkcache.TierConfig{{Tier: store.NewMemory(), Eviction: eviction.Config{Capacity: 256 << 20}}},
 		Logger: slog.New(slog.DiscardHandler)})

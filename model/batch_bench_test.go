@@ -3,7 +3,6 @@ package model
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 )
 
@@ -13,16 +12,7 @@ import (
 // or stories260K). tok/s counts every session's token: the weights are read once per
 // step for all rows, so it grows with the batch while the step is bound by memory.
 func BenchmarkBatchDecode(b *testing.B) {
-	var m *Model
-	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
-		var err error
-		if m, err = Open(p, Options{}); err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-	} else {
-		m = openStories(b, "stories260K-f32.gguf")
-	}
+	m := openBenchModel(b)
 	ctx := context.Background()
 	n := min(128, m.Config.Ctx/4)
 	for _, rows := range []int{1, 4, 16} {

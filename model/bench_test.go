@@ -13,16 +13,7 @@ import (
 // BenchmarkPrefill prefills 512 tokens of the model in $RAGKV_BENCH_MODEL (e.g. a
 // `ragkv model synth --shape smollm-135m` file), or of stories260K.
 func BenchmarkPrefill(b *testing.B) {
-	var m *Model
-	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
-		var err error
-		if m, err = Open(p, Options{}); err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-	} else {
-		m = openStories(b, "stories260K-f32.gguf")
-	}
+	m := openBenchModel(b)
 	n := min(512, m.Config.Ctx)
 	toks := make([]int, n)
 	for i := range toks {
@@ -40,16 +31,7 @@ func BenchmarkPrefill(b *testing.B) {
 // BenchmarkDecode decodes one token after a 256-token prompt ($RAGKV_BENCH_MODEL or
 // stories260K).
 func BenchmarkDecode(b *testing.B) {
-	var m *Model
-	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
-		var err error
-		if m, err = Open(p, Options{}); err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-	} else {
-		m = openStories(b, "stories260K-f32.gguf")
-	}
+	m := openBenchModel(b)
 	n := min(256, m.Config.Ctx/2)
 	toks := make([]int, n)
 	for i := range toks {
@@ -108,4 +90,20 @@ func BenchmarkPrefillWindow(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
+}
+
+// openBenchModel opens the model in $RAGKV_BENCH_MODEL (e.g. a `ragkv model synth --shape
+// smollm-135m` file), or stories260K, for a benchmark; it is closed at the end of b.
+func openBenchModel(b *testing.B) *Model {
+	b.Helper()
+	p := os.Getenv("RAGKV_BENCH_MODEL")
+	if p == "" {
+		return openStories(b, "stories260K-f32.gguf")
+	}
+	m, err := Open(p, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
 }

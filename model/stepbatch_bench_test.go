@@ -3,7 +3,6 @@ package model
 import (
 	"context"
 	"fmt"
-	"os"
 	"syscall"
 	"testing"
 )
@@ -13,16 +12,7 @@ import (
 // set (200) to 16 of them together (3,200): rows/s per call size is the GEMM batching
 // gain a combined prefill could get ($RAGKV_BENCH_MODEL, default stories260K).
 func BenchmarkLayerStepRows(b *testing.B) {
-	var m *Model
-	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
-		var err error
-		if m, err = Open(p, Options{}); err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-	} else {
-		m = openStories(b, "stories260K-f32.gguf")
-	}
+	m := openBenchModel(b)
 	ctx := context.Background()
 	T := min(1221, m.Config.Ctx)
 	for _, n := range []int{50, 200, 800, 3200} {
@@ -58,16 +48,7 @@ func BenchmarkLayerStepRows(b *testing.B) {
 // batching gain of a combined prefill's recompute layers ($RAGKV_BENCH_MODEL, default
 // stories260K). cpu_s/op is the process's CPU time per op.
 func BenchmarkLayerStepMulti(b *testing.B) {
-	var m *Model
-	if p := os.Getenv("RAGKV_BENCH_MODEL"); p != "" {
-		var err error
-		if m, err = Open(p, Options{}); err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-	} else {
-		m = openStories(b, "stories260K-f32.gguf")
-	}
+	m := openBenchModel(b)
 	ctx := context.Background()
 	T := min(1221, m.Config.Ctx)
 	const n = 200
