@@ -97,10 +97,16 @@ ragkv model synth --shape smollm-135m --dtype f32 --ctx 4096 --out smol.gguf.`,
 				if dir != "" {
 					return flagErr("dir", "--compare uses one temporary directory per format")
 				}
-				crep, err := runPrefillCompare(cmd.Context(), cmd.OutOrStdout(), m, o, compare, noFull)
+				for _, f := range compare {
+					if _, err := chunkcache.ParseFormat(f); err != nil {
+						return flagErr("compare", "%v", err)
+					}
+				}
+				crep, err := blendbench.Compare(cmd.Context(), m, o, compare, noFull)
 				if err != nil {
 					return err
 				}
+				crep.Print(cmd.OutOrStdout())
 				if asJSON {
 					return cliutil.PrintJSON(cmd.OutOrStdout(), crep)
 				}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ragkv/ragkv/blend/blendbench"
 	"github.com/ragkv/ragkv/internal/shared"
 )
 
@@ -21,7 +22,7 @@ func TestBenchPrefillCompare(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var rep prefillCompareReport
+	var rep blendbench.CompareReport
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
 		t.Fatalf("last line is not the JSON object: %v\n%s", err, out)
 	}
@@ -49,7 +50,7 @@ func TestBenchPrefillCompare(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines = strings.Split(strings.TrimSpace(out), "\n")
-	rep = prefillCompareReport{}
+	rep = blendbench.CompareReport{}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
 		t.Fatal(err)
 	}

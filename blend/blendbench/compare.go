@@ -1,4 +1,4 @@
-package main
+package blendbench
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ragkv/ragkv/blend"
-	"github.com/ragkv/ragkv/blend/blendbench"
 	"github.com/ragkv/ragkv/chunkcache"
 	"github.com/ragkv/ragkv/internal/cpu"
 	"github.com/ragkv/ragkv/model"
@@ -24,8 +23,8 @@ import (
 // every round's TTFT, min, median, and the median over rounds of the TTFT ratio to the
 // first format in the same round (paired), plus the load-hidden fractions.
 
-// prefillCompareReport is the JSON report of --compare.
-type prefillCompareReport struct {
+// CompareReport is the report of Compare (bench prefill --compare).
+type CompareReport struct {
 	Model       string  `json:"model"`
 	Threads     int     `json:"threads"`
 	KernelPath  string  `json:"kernel_path"`
@@ -41,15 +40,15 @@ type prefillCompareReport struct {
 	LoadAvgStart string `json:"loadavg_start,omitempty"`
 	LoadAvgEnd   string `json:"loadavg_end,omitempty"`
 	// Full is full prefill's TTFT per round (absent with --no-full).
-	Full    *prefillMethodRounds   `json:"full,omitempty"`
-	Formats []*prefillFormatRounds `json:"formats"`
+	Full    *CompareMethod   `json:"full,omitempty"`
+	Formats []*CompareFormat `json:"formats"`
 }
 
-type prefillFormatRounds struct {
-	Format      string                          `json:"format"`
-	StoredBytes int64                           `json:"stored_bytes"`
-	PrecomputeS float64                         `json:"precompute_s"`
-	Methods     map[string]*prefillMethodRounds `json:"methods"`
+type CompareFormat struct {
+	Format      string                    `json:"format"`
+	StoredBytes int64                     `json:"stored_bytes"`
+	PrecomputeS float64                   `json:"precompute_s"`
+	Methods     map[string]*CompareMethod `json:"methods"`
 	// LoadHiddenMin is the smallest load-hidden fraction of any fused prefill of
 	// this format; LoadHidden is 1 − Σwait/Σ(load+rotate) over all of them.
 	LoadHiddenMin float64 `json:"load_hidden_min"`
@@ -58,7 +57,7 @@ type prefillFormatRounds struct {
 	waitSum       float64
 }
 
-type prefillMethodRounds struct {
+type CompareMethod struct {
 	TTFT       []float64 `json:"ttft_s"`
 	TTFTMin    float64   `json:"ttft_min_s"`
 	TTFTMedian float64   `json:"ttft_median_s"`
@@ -70,7 +69,7 @@ type prefillMethodRounds struct {
 	LoadHidden    []float64 `json:"load_hidden,omitempty"`
 }
 
-func median(x []float64) float64 {
+func medianOf(x []float64) float64 {
 	if len(x) == 0 {
 		return 0
 	}
@@ -92,11 +91,14 @@ func loadAvg() string {
 
 // runPrefillCompare sets up one bench per format (base options o, Format replaced)
 // and times the rounds.
-func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o blendbench.Options, formats []string, noFull bool) (*prefillCompareReport, error) {
+// Compare stores the same chunks in each format (one tier each) and times every fused
+// method from each format per round, alternating the formats' order (ABBA); full prefill
+// runs once per round unless noFull. Log gets per-round progress.
+func Compare(ctx context.Context, m *model.Model, o Options, formats []string, noFull bool) (*CompareReport, error) {
 	o.EnsureDefaults()
-	rep := &prefillCompareReport{Model: m.Path, Threads: m.Pool().Threads(), KernelPath: cpu.Describe(), Tier: o.Tier, Chunks: o.Chunks,
+	rep := &CompareReport{Model: m.Path, Threads: m.Pool().Threads(), KernelPath: cpu.Describe(), Tier: o.Tier, Chunks: o.Chunks,
 		ChunkTokens: o.ChunkTokens, QueryTokens: o.QueryTokens, Ratio: o.Ratio, Rounds: o.Iters, PreRoPE: o.PreRoPE, NoFull: noFull}
-	var benches []*blendbench.Bench
+	var benches []*Bench
 	defer func() {
 		for _, b := range benches {
 			b.Close()
@@ -105,20 +107,20 @@ func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o ble
 	for _, f := range formats {
 		lf, err := chunkcache.ParseFormat(f)
 		if err != nil {
-			return nil, flagErr("compare", "%v", err)
+			return nil, fmt.Errorf("%w: format %q: %v", ErrInvalid, f, err)
 		}
 		fo := o
 		fo.Format, fo.DType, fo.Iters, fo.Dir = lf, lf.DType, 1, ""
 		if o.Log != nil {
 			o.Log.Info("precomputing chunks", "format", f, "chunks", o.Chunks, "tokens", o.ChunkTokens, "tier", o.Tier)
 		}
-		bn, err := blendbench.Setup(ctx, m, fo)
+		bn, err := Setup(ctx, m, fo)
 		if err != nil {
 			return nil, fmt.Errorf("format %s: %w", f, err)
 		}
 		benches = append(benches, bn)
-		rep.Formats = append(rep.Formats, &prefillFormatRounds{Format: f, StoredBytes: bn.StoredBytes(), PrecomputeS: bn.PrecomputeTime.Seconds(),
-			Methods: map[string]*prefillMethodRounds{}, LoadHiddenMin: 1})
+		rep.Formats = append(rep.Formats, &CompareFormat{Format: f, StoredBytes: bn.StoredBytes(), PrecomputeS: bn.PrecomputeTime.Seconds(),
+			Methods: map[string]*CompareMethod{}, LoadHiddenMin: 1})
 	}
 	// Warm up the weights and pools, and each format's read path once (untimed).
 	for _, bn := range benches {
@@ -128,7 +130,7 @@ func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o ble
 	}
 	methods := []blend.Method{blend.CacheBlend, blend.CacheCraft}
 	if !noFull {
-		rep.Full = &prefillMethodRounds{}
+		rep.Full = &CompareMethod{}
 	}
 	rep.LoadAvgStart = loadAvg()
 	for it := 0; it < o.Iters; it++ {
@@ -159,7 +161,7 @@ func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o ble
 				ttft := time.Since(t).Seconds()
 				mr := fr.Methods[string(meth)]
 				if mr == nil {
-					mr = &prefillMethodRounds{}
+					mr = &CompareMethod{}
 					fr.Methods[string(meth)] = mr
 				}
 				s := res.Stats
@@ -176,14 +178,14 @@ func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o ble
 	}
 	rep.LoadAvgEnd = loadAvg()
 	if rep.Full != nil {
-		rep.Full.TTFTMin, rep.Full.TTFTMedian = slices.Min(rep.Full.TTFT), median(rep.Full.TTFT)
+		rep.Full.TTFTMin, rep.Full.TTFTMedian = slices.Min(rep.Full.TTFT), medianOf(rep.Full.TTFT)
 	}
 	for fi, fr := range rep.Formats {
 		if fr.loadSum > 0 {
 			fr.LoadHidden = max(0, 1-fr.waitSum/fr.loadSum)
 		}
 		for name, mr := range fr.Methods {
-			mr.TTFTMin, mr.TTFTMedian = slices.Min(mr.TTFT), median(mr.TTFT)
+			mr.TTFTMin, mr.TTFTMedian = slices.Min(mr.TTFT), medianOf(mr.TTFT)
 			first := rep.Formats[0].Methods[name]
 			var ratios, speedups []float64
 			for r := range mr.TTFT {
@@ -193,15 +195,21 @@ func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o ble
 				}
 			}
 			if fi > 0 {
-				mr.RatioToFirst = median(ratios)
+				mr.RatioToFirst = medianOf(ratios)
 			} else {
 				mr.RatioToFirst = 1
 			}
-			mr.SpeedupMedian = median(speedups)
+			mr.SpeedupMedian = medianOf(speedups)
 		}
 	}
+	return rep, nil
+}
+
+// Print writes the report as text.
+func (rep *CompareReport) Print(out io.Writer) {
+	methods := []blend.Method{blend.CacheBlend, blend.CacheCraft}
 	fmt.Fprintf(out, "%s (%d threads, kernels %s), %d×%d chunk tokens + %d query tokens, tier %s, ratio %g, %d rounds; loadavg %s → %s\n",
-		rep.Model, rep.Threads, cpu.Active(), rep.Chunks, rep.ChunkTokens, rep.QueryTokens, rep.Tier, rep.Ratio, rep.Rounds, rep.LoadAvgStart, rep.LoadAvgEnd)
+		rep.Model, rep.Threads, rep.KernelPath, rep.Chunks, rep.ChunkTokens, rep.QueryTokens, rep.Tier, rep.Ratio, rep.Rounds, rep.LoadAvgStart, rep.LoadAvgEnd)
 	if rep.Full != nil {
 		fmt.Fprintf(out, "%-22s ttft min %8.3fs median %8.3fs\n", "full", rep.Full.TTFTMin, rep.Full.TTFTMedian)
 	}
@@ -213,5 +221,4 @@ func runPrefillCompare(ctx context.Context, out io.Writer, m *model.Model, o ble
 		}
 		fmt.Fprintf(out, "%-10s stored %d bytes, load hidden %.3f (min %.3f)\n", fr.Format, fr.StoredBytes, fr.LoadHidden, fr.LoadHiddenMin)
 	}
-	return rep, nil
 }
