@@ -44,11 +44,10 @@ type cachedTerm struct {
 // but runs the filters (the Porter stemmer is most of the analysis time) once per
 // distinct raw token. Not safe for concurrent use.
 type termCache struct {
-	a     *analysis.DefaultAnalyzer
-	cache map[string]cachedTerm
-	idOf  map[string]uint32 // raw token → interned term id (ids)
-	one   analysis.TokenStream
-	tok   analysis.Token
+	a    *analysis.DefaultAnalyzer
+	idOf map[string]uint32 // raw token → interned term id (ids)
+	one  analysis.TokenStream
+	tok  analysis.Token
 }
 
 func newTermCache() (*termCache, error) {
@@ -56,7 +55,7 @@ func newTermCache() (*termCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &termCache{a: a, cache: map[string]cachedTerm{}, idOf: map[string]uint32{}, one: make(analysis.TokenStream, 1)}, nil
+	return &termCache{a: a, idOf: map[string]uint32{}, one: make(analysis.TokenStream, 1)}, nil
 }
 
 // filter runs the analyzer's token filters on one token.
@@ -78,44 +77,49 @@ func (c *termCache) filter(t *analysis.Token) cachedTerm {
 // ids appends, for every analyzed term of text, the id intern gives it (intern is
 // called once per distinct raw token; a stop word gets no id).
 func (c *termCache) ids(text string, intern func(term string) uint32, dst []uint32) []uint32 {
-	for _, t := range c.a.Tokenizer.Tokenize([]byte(text)) {
-		id, ok := c.idOf[string(t.Term)]
+	if !isASCII(text) {
+		for _, t := range c.a.Tokenizer.Tokenize([]byte(text)) {
+			if id := c.idOfToken(t, intern); id != noTerm {
+				dst = append(dst, id)
+			}
+		}
+		return dst
+	}
+	for i := 0; ; {
+		start, end := nextASCIIWord(text, i)
+		if start < 0 {
+			return dst
+		}
+		i = end
+		id, ok := c.idOf[text[start:end]]
 		if !ok {
-			ct := c.filter(t)
-			id = noTerm
-			if ct.keep {
-				id = intern(ct.term)
-			}
-			if len(c.idOf) < maxCachedTokens {
-				c.idOf[string(t.Term)] = id
-			}
+			id = c.idOfToken(&analysis.Token{Term: []byte(text[start:end]), Start: start, End: end}, intern)
 		}
 		if id != noTerm {
 			dst = append(dst, id)
 		}
 	}
-	return dst
+}
+
+// idOfToken returns the interned id of the raw token t (noTerm for a stop word),
+// filtering and caching it on first sight.
+func (c *termCache) idOfToken(t *analysis.Token, intern func(term string) uint32) uint32 {
+	if id, ok := c.idOf[string(t.Term)]; ok {
+		return id
+	}
+	ct := c.filter(t)
+	id := noTerm
+	if ct.keep {
+		id = intern(ct.term)
+	}
+	if len(c.idOf) < maxCachedTokens {
+		c.idOf[string(t.Term)] = id
+	}
+	return id
 }
 
 // noTerm is the id of a dropped (stop-word) token.
 const noTerm = ^uint32(0)
-
-// terms appends the analyzed terms of text to dst.
-func (c *termCache) terms(text string, dst []string) []string {
-	for _, t := range c.a.Tokenizer.Tokenize([]byte(text)) {
-		ct, ok := c.cache[string(t.Term)]
-		if !ok {
-			ct = c.filter(t)
-			if len(c.cache) < maxCachedTokens {
-				c.cache[string(t.Term)] = ct
-			}
-		}
-		if ct.keep {
-			dst = append(dst, ct.term)
-		}
-	}
-	return dst
-}
 
 // Tokens returns the analyzed terms of text, in order (what the index holds).
 func Tokens(text string) ([]string, error) {
