@@ -70,10 +70,13 @@ type shard struct {
 	ptab, poff *mmapfile.File
 
 	vecFile *mmapfile.File // full vectors, memory-mapped for rescoring when compressed or ANN
-	full    []float32      // full vectors in RAM when not compressed (and not ANN)
-	codesF  []float32      // compressed float codes (n × CodeDim)
-	codesI8 []int8         // compressed int8 codes (n × CodeDim)
-	ann     *ann.Index
+	// The scanned vectors, used in place in codesFile (loadCodes): the full vectors when
+	// not compressed (and not ANN), else the compressed float or int8 codes (n × CodeDim).
+	codesFile *mmapfile.File
+	full      []float32
+	codesF    []float32
+	codesI8   []int8
+	ann       *ann.Index
 	// codesOnce loads the codes of an ANN shard when a search asks for an exact scan.
 	codesOnce sync.Once
 	codesErr  error
@@ -519,31 +522,53 @@ func (sh *shard) openVecFile() error {
 	return nil
 }
 
-// loadCodes reads the compressed codes (full vectors when uncompressed) into RAM.
+// loadCodes maps the compressed codes (full vectors when uncompressed) of the shard's
+// dense scan. They are used in place from the page cache (file-backed memory the kernel
+// can reclaim, not the process's heap); only a big-endian machine, or one that cannot
+// map files, decodes a float copy into RAM.
 func (sh *shard) loadCodes() error {
-	if !sh.meta.Compressed {
-		full, err := readF32File(filepath.Join(sh.dir, shardVectorsFile), sh.n*sh.meta.Dim)
+	name, want := shardCodesFile, sh.n*sh.meta.CodeDim
+	switch {
+	case !sh.meta.Compressed:
+		name, want = shardVectorsFile, 4*sh.n*sh.meta.Dim
+	case !sh.meta.Int8:
+		want *= 4
+	}
+	path := filepath.Join(sh.dir, name)
+	if sh.meta.Int8 || nativeLE {
+		f, err := mmapfile.Open(path)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
-		sh.full = full
+		b := f.Bytes()
+		if len(b) != want {
+			_ = f.Close()
+			return fmt.Errorf("%w: shard %s: %s holds %d bytes, want %d", ErrCorrupt, sh.ref.Dir, name, len(b), want)
+		}
+		sh.codesFile = f
+		if len(b) == 0 {
+			return nil
+		}
+		switch {
+		case !sh.meta.Compressed:
+			sh.full = unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
+		case sh.meta.Int8:
+			sh.codesI8 = unsafe.Slice((*int8)(unsafe.Pointer(&b[0])), len(b))
+		default:
+			sh.codesF = unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
+		}
 		return nil
 	}
-	cpath := filepath.Join(sh.dir, shardCodesFile)
-	if sh.meta.Int8 {
-		b, err := os.ReadFile(cpath)
-		if err != nil || len(b) != sh.n*sh.meta.CodeDim {
-			return fmt.Errorf("%w: shard %s: %s has the wrong size", ErrCorrupt, sh.ref.Dir, shardCodesFile)
-		}
-		sh.codesI8 = make([]int8, len(b))
-		for i, x := range b {
-			sh.codesI8[i] = int8(x)
-		}
-		return nil
+	v, err := readF32File(path, want/4)
+	if err != nil {
+		return err
 	}
-	var err error
-	sh.codesF, err = readF32File(cpath, sh.n*sh.meta.CodeDim)
-	return err
+	if sh.meta.Compressed {
+		sh.codesF = v
+	} else {
+		sh.full = v
+	}
+	return nil
 }
 
 func readF32File(path string, n int) ([]float32, error) {
@@ -562,7 +587,7 @@ func readF32File(path string, n int) ([]float32, error) {
 }
 
 // denseRAMBytes is what the dense search keeps in memory (the ANN index of an ANN
-// shard, else the scanned codes).
+// shard, else the scanned codes, mapped or in RAM).
 func (sh *shard) denseRAMBytes() float64 {
 	if sh.ann != nil {
 		return sh.ann.BytesPerVector() * float64(sh.n)
@@ -642,6 +667,9 @@ func (sh *shard) close() {
 	_ = sh.poff.Close()
 	if sh.vecFile != nil {
 		_ = sh.vecFile.Close()
+	}
+	if sh.codesFile != nil {
+		_ = sh.codesFile.Close()
 	}
 }
 
