@@ -355,18 +355,20 @@ func better(a, b *scored) int {
 	return cmpString(a.pid, b.pid)
 }
 
-// lexTop merges the per-shard BM25 top-n lists (exact MaxScore top-k of each shard)
-// into the global top n. exhausted: the list holds every matching live passage.
+// lexTop merges the per-shard BM25 top-n lists (exact MaxScore top-k of each shard,
+// pruned with the scores the other shards have found: lexical.TopKShared) into the
+// global top n. exhausted: the list holds every matching live passage.
 func (q *query) lexTop(ctx context.Context, n int) ([]scored, bool, error) {
 	lists := make([][]lexical.Hit, len(q.sn.shards))
 	exh := make([]bool, len(q.sn.shards))
+	floor := lexical.NewFloor(n) // the shards prune with the n best scores any has found
 	err := q.eachShard(func(i int, sh *shard) error {
 		var dead func(uint32) bool
 		if ds := q.sn.dead[i]; ds != nil {
 			dead = ds.has
 		}
 		var err error
-		lists[i], exh[i], err = q.lres[i].TopK(ctx, q.lp, n, dead)
+		lists[i], exh[i], err = q.lres[i].TopKShared(ctx, q.lp, n, dead, floor)
 		if err != nil {
 			return lexErr(sh, err)
 		}

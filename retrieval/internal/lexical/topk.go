@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 )
 
 // Hit is a document of a shard and its BM25 score.
@@ -36,15 +38,89 @@ const boundSlack = 1 + 1e-9
 // visited in ordinal order, so a later document that ties θ is worse than every kept
 // one and pruning with ≤ θ is exact.
 func (r *Resolved) TopK(ctx context.Context, p Params, n int, dead func(ord uint32) bool) ([]Hit, bool, error) {
-	return r.topK(ctx, p, n, dead, nil)
+	return r.topK(ctx, p, n, dead, nil, nil)
+}
+
+// TopKShared is TopK for one shard of a query whose per-shard lists are merged into a
+// global top n: the shards' searches share f, the n best scores any of them has found
+// so far. A document scoring below f's n-th best cannot be in the merged top n (n
+// documents of some shards beat it), so each shard prunes with the better of its own
+// threshold and f's: on many shards that is the threshold of one large index, not of a
+// shard n times smaller, and most of the work of the weaker shards is skipped. The
+// returned list holds every document of the shard that can be in the merged top n
+// (documents tying f's n-th best are kept: ties are decided by the merge), so the
+// merge is unchanged; exhausted is false once f is full.
+func (r *Resolved) TopKShared(ctx context.Context, p Params, n int, dead func(ord uint32) bool, f *Floor) ([]Hit, bool, error) {
+	return r.topK(ctx, p, n, dead, f, nil)
+}
+
+// Floor is the n best scores found so far by the shards of one query (TopKShared).
+// Safe for concurrent use; one per query and depth.
+type Floor struct {
+	n    int
+	mu   sync.Mutex
+	h    []float64     // min-heap of at most n scores (each of a distinct document)
+	bits atomic.Uint64 // the n-th best score once h is full, else −Inf
+}
+
+// NewFloor returns an empty Floor for a merged top n.
+func NewFloor(n int) *Floor {
+	f := &Floor{n: n}
+	f.bits.Store(math.Float64bits(math.Inf(-1)))
+	return f
+}
+
+// Load returns the n-th best score offered so far (−Inf while fewer than n).
+func (f *Floor) Load() float64 { return math.Float64frombits(f.bits.Load()) }
+
+// offer records the score of one document (each document is offered at most once).
+func (f *Floor) offer(score float64) {
+	if f.n <= 0 || score <= f.Load() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case len(f.h) < f.n:
+		f.h = append(f.h, score)
+		for i := len(f.h) - 1; i > 0; {
+			p := (i - 1) / 2
+			if f.h[p] <= f.h[i] {
+				break
+			}
+			f.h[p], f.h[i] = f.h[i], f.h[p]
+			i = p
+		}
+	case score > f.h[0]:
+		f.h[0] = score
+		for i := 0; ; {
+			l, m := 2*i+1, i
+			if l < len(f.h) && f.h[l] < f.h[m] {
+				m = l
+			}
+			if r := l + 1; r < len(f.h) && f.h[r] < f.h[m] {
+				m = r
+			}
+			if m == i {
+				break
+			}
+			f.h[i], f.h[m] = f.h[m], f.h[i]
+			i = m
+		}
+	default:
+		return
+	}
+	if len(f.h) == f.n {
+		f.bits.Store(math.Float64bits(f.h[0]))
+	}
 }
 
 // topKStats count a topK's work: documents visited (scored at least in part) and
 // posting blocks decoded.
 type topKStats struct{ visits, blocks int }
 
-// topK is TopK; st, when set, receives the work done.
-func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint32) bool, st *topKStats) ([]Hit, bool, error) {
+// topK is TopK (TopKShared with f); st, when set, receives the work done.
+func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint32) bool, f *Floor, st *topKStats) ([]Hit, bool, error) {
 	if n <= 0 {
 		return nil, false, nil
 	}
@@ -95,10 +171,30 @@ func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint
 	slices.Sort(qorder)
 
 	h := make([]Hit, 0, min(n, 1024))
+	// θ prunes: a document whose score bound is ≤ θ is dropped. It is the k-th best
+	// score of this shard once n are kept (a later document tying it is worse: exact),
+	// or just below f's n-th best when that is higher (a document tying f's n-th best
+	// may win the merge on its passage id: only those strictly below it are dropped).
 	theta := math.Inf(-1)
+	local := math.Inf(-1)
+	floorUsed := false
+	raise := func() {
+		theta = local
+		if f != nil {
+			if g := math.Nextafter(f.Load(), math.Inf(-1)); g > theta {
+				theta, floorUsed = g, true
+			}
+		}
+	}
 	ess := 0 // ts[ess:] are essential: a document beating θ contains one of them
 	visits := 0
 	for {
+		if f != nil && visits%64 == 0 {
+			raise()
+			for ess < len(ts) && prefix[ess+1] <= theta {
+				ess++
+			}
+		}
 		d := uint32(noMore)
 		for _, t := range ts[ess:] {
 			d = min(d, t.c.doc)
@@ -129,7 +225,7 @@ func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint
 				t.c.next()
 			}
 		}
-		full := len(h) == n
+		full := theta > math.Inf(-1) // something prunes
 		ok := true
 		for j := ess - 1; j >= 0 && full; j-- {
 			if partial*boundSlack+prefix[j+1] <= theta {
@@ -163,16 +259,25 @@ func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint
 				}
 			}
 			c := Hit{Ord: d, Score: score}
+			kept := true
 			switch {
-			case !full:
+			case len(h) < n:
 				h = append(h, c)
 				up(h, len(h)-1)
 			case worse(h[0], c):
 				h[0] = c
 				down(h, 0)
+			default:
+				kept = false
+			}
+			if kept && f != nil {
+				f.offer(score)
 			}
 			if len(h) == n {
-				theta = h[0].Score
+				local = h[0].Score
+			}
+			if kept {
+				raise()
 				for ess < len(ts) && prefix[ess+1] <= theta {
 					ess++
 				}
@@ -193,7 +298,7 @@ func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint
 			st.blocks += t.c.loads
 		}
 	}
-	exhausted := len(h) < n
+	exhausted := len(h) < n && !floorUsed
 	slices.SortFunc(h, func(a, b Hit) int {
 		if worse(b, a) {
 			return -1

@@ -87,7 +87,7 @@ func BenchmarkTopK(b *testing.B) {
 	ops := 0
 	for i := 0; b.Loop(); i++ {
 		q := qs[i%len(qs)]
-		if _, _, err := q.r.topK(ctx, q.p, 10, nil, &work); err != nil {
+		if _, _, err := q.r.topK(ctx, q.p, 10, nil, nil, &work); err != nil {
 			b.Fatal(err)
 		}
 		ops++

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -165,4 +166,106 @@ func TestTopKSkipsMostDocuments(t *testing.T) {
 		t.Fatalf("TopK visited %d documents of %d postings", visited, matched)
 	}
 	t.Logf("visited %d of %d postings", visited, matched)
+}
+
+// TestTopKSharedEqualsMerged: shards searched concurrently with one shared Floor give,
+// after the merge, exactly the global top n of the unshared per-shard lists (ties
+// decided by shard then ordinal, as the store decides them by passage id), and they
+// visit fewer documents.
+func TestTopKSharedEqualsMerged(t *testing.T) {
+	const nShards = 6
+	shards := make([]*Shard, nShards)
+	var vocab []string
+	for i := range shards {
+		var docs []string
+		docs, vocab = zipfCorpus(3000, uint64(20+i))
+		shards[i] = build(t, docs)
+	}
+	type sh struct {
+		shard int
+		Hit
+	}
+	merge := func(lists [][]Hit, n int) []sh {
+		var all []sh
+		for i, l := range lists {
+			for _, h := range l {
+				all = append(all, sh{i, h})
+			}
+		}
+		slices.SortFunc(all, func(a, b sh) int {
+			switch {
+			case a.Score > b.Score:
+				return -1
+			case a.Score < b.Score:
+				return 1
+			case a.shard != b.shard:
+				return a.shard - b.shard
+			}
+			return int(a.Ord) - int(b.Ord)
+		})
+		return all[:min(n, len(all))]
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	ctx := context.Background()
+	var visitsPlain, visitsShared int
+	for qi := 0; qi < 150; qi++ {
+		var ws []string
+		for j := 0; j < 1+r.IntN(6); j++ {
+			if r.IntN(2) == 0 {
+				ws = append(ws, vocab[r.IntN(30)])
+			} else {
+				ws = append(ws, vocab[r.IntN(len(vocab))])
+			}
+		}
+		q, err := Analyze(strings.Join(ws, " "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := make([]*Resolved, nShards)
+		df := make([]int64, len(q.Terms))
+		var st Stats
+		for i, s := range shards {
+			if rs[i], err = s.Resolve(q); err != nil {
+				t.Fatal(err)
+			}
+			rs[i].AddDocFreqs(df)
+			st.Docs += s.Stats().Docs
+			st.TotalLength += s.Stats().TotalLength
+		}
+		p := GlobalParams(q, st, df)
+		for _, n := range []int{1, 10, 100} {
+			plain := make([][]Hit, nShards)
+			shared := make([][]Hit, nShards)
+			var wp, wsh [nShards]topKStats
+			f := NewFloor(n)
+			var wg sync.WaitGroup
+			errs := make([]error, nShards)
+			for i := range rs {
+				if _, _, err := rs[i].topK(ctx, p, n, nil, nil, &wp[i]); err != nil {
+					t.Fatal(err)
+				}
+				plain[i], _, _ = rs[i].TopK(ctx, p, n, nil)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					shared[i], _, errs[i] = rs[i].topK(ctx, p, n, nil, f, &wsh[i])
+				}()
+			}
+			wg.Wait()
+			for i := range errs {
+				if errs[i] != nil {
+					t.Fatal(errs[i])
+				}
+				visitsPlain += wp[i].visits
+				visitsShared += wsh[i].visits
+			}
+			if got, want := merge(shared, n), merge(plain, n); !slices.Equal(got, want) {
+				t.Fatalf("query %q n=%d: shared-floor merge %v…, plain %v…", ws, n, got[:min(4, len(got))], want[:min(4, len(want))])
+			}
+		}
+	}
+	if visitsShared >= visitsPlain {
+		t.Fatalf("the shared floor visited %d documents, the plain search %d", visitsShared, visitsPlain)
+	}
+	t.Logf("visits: plain %d, shared floor %d", visitsPlain, visitsShared)
 }
