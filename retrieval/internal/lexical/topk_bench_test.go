@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/ragkv/ragkv/retrieval/embed"
@@ -18,28 +19,7 @@ import (
 //
 //	RAGKV_SHARED=/work/shared RAGKV_BENCH_DOCS=200000 go test -run '^$' -bench TopK ./retrieval/internal/lexical/
 func BenchmarkTopK(b *testing.B) {
-	shared := os.Getenv("RAGKV_SHARED")
-	if shared == "" {
-		shared = filepath.Join("..", "..", "..", "..", "shared")
-	}
-	wv, err := embed.LoadGloVe(filepath.Join(shared, "embeddings", "glove.6B.100d.top50k.txt.gz"), 0)
-	if err != nil {
-		b.Skipf("no shared GloVe vectors: %v", err)
-	}
-	vocab := make([]string, wv.Len())
-	for i := range vocab {
-		vocab[i] = wv.Word(i)
-	}
-	n := 100_000
-	if v := os.Getenv("RAGKV_BENCH_DOCS"); v != "" {
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 1000 {
-			b.Fatalf("RAGKV_BENCH_DOCS=%q", v)
-		}
-	}
-	corpus, err := synth.New(synth.Options{Vocab: vocab, Seed: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	corpus, n := benchCorpus(b)
 	bl, err := NewBuilder()
 	if err != nil {
 		b.Fatal(err)
@@ -98,5 +78,122 @@ func BenchmarkTopK(b *testing.B) {
 	b.ReportMetric(float64(work.blocks)/float64(ops), "blocks/op")
 	if c := threadCPU() - c0; c > 0 {
 		b.ReportMetric(float64(c.Nanoseconds())/float64(ops), "cpu-ns/op")
+	}
+}
+
+// benchCorpus is the synthetic corpus of `ragkv bench datastore` over the shared GloVe
+// vocabulary and its size (RAGKV_BENCH_DOCS, default 100,000).
+func benchCorpus(b *testing.B) (*synth.Corpus, int) {
+	shared := os.Getenv("RAGKV_SHARED")
+	if shared == "" {
+		shared = filepath.Join("..", "..", "..", "..", "shared")
+	}
+	wv, err := embed.LoadGloVe(filepath.Join(shared, "embeddings", "glove.6B.100d.top50k.txt.gz"), 0)
+	if err != nil {
+		b.Skipf("no shared GloVe vectors: %v", err)
+	}
+	vocab := make([]string, wv.Len())
+	for i := range vocab {
+		vocab[i] = wv.Word(i)
+	}
+	n := 100_000
+	if v := os.Getenv("RAGKV_BENCH_DOCS"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil || n < 1000 {
+			b.Fatalf("RAGKV_BENCH_DOCS=%q", v)
+		}
+	}
+	corpus, err := synth.New(synth.Options{Vocab: vocab, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return corpus, n
+}
+
+// BenchmarkTopKShards measures one query over 10 shards of the bench corpus, the
+// shards searched concurrently as Search does, merged at depth 10 (bm25) and 100 (the
+// lexical half of hybrid), with and without the shared Floor:
+//
+//	RAGKV_SHARED=/work/shared RAGKV_BENCH_DOCS=1000000 go test -run '^$' -bench TopKShards ./retrieval/internal/lexical/
+func BenchmarkTopKShards(b *testing.B) {
+	corpus, n := benchCorpus(b)
+	const nShards = 10
+	shards := make([]*Shard, nShards)
+	var st Stats
+	for si := range shards {
+		bl, err := NewBuilder()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := si; i < n; i += nShards {
+			_, title, text, _ := corpus.Doc(i)
+			if err := bl.Add(title + "\n" + text); err != nil {
+				b.Fatal(err)
+			}
+		}
+		dir := b.TempDir()
+		sst, err := bl.Write(context.Background(), dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st.Docs += sst.Docs
+		st.TotalLength += sst.TotalLength
+		if shards[si], err = Open(dir); err != nil {
+			b.Fatal(err)
+		}
+		defer shards[si].Close()
+	}
+	type prepared struct {
+		rs []*Resolved
+		p  Params
+	}
+	var qs []prepared
+	for i := 0; i < 200; i++ {
+		text, _ := corpus.Query(i, n)
+		q, err := Analyze(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		df := make([]int64, len(q.Terms))
+		rs := make([]*Resolved, nShards)
+		for si, s := range shards {
+			if rs[si], err = s.Resolve(q); err != nil {
+				b.Fatal(err)
+			}
+			rs[si].AddDocFreqs(df)
+		}
+		qs = append(qs, prepared{rs, GlobalParams(q, st, df)})
+	}
+	ctx := context.Background()
+	for _, depth := range []int{10, 100} {
+		for _, shared := range []bool{false, true} {
+			b.Run(fmt.Sprintf("depth=%d/shared=%v", depth, shared), func(b *testing.B) {
+				var work [nShards]topKStats
+				ops := 0
+				for i := 0; b.Loop(); i++ {
+					q := qs[i%len(qs)]
+					var f *Floor
+					if shared {
+						f = NewFloor(depth)
+					}
+					var wg sync.WaitGroup
+					for si := range q.rs {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							if _, _, err := q.rs[si].topK(ctx, q.p, depth, nil, f, &work[si]); err != nil {
+								b.Error(err)
+							}
+						}()
+					}
+					wg.Wait()
+					ops++
+				}
+				visits := 0
+				for _, w := range work {
+					visits += w.visits
+				}
+				b.ReportMetric(float64(visits)/float64(ops), "docs/op")
+			})
+		}
 	}
 }
