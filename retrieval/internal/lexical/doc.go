@@ -8,7 +8,11 @@
 // tokenizer, possessive filter, lower case, English stop words, Porter stemmer): its
 // tokenizer and token filters are used as they are, but each distinct raw token is
 // filtered once per shard build and cached (the stemmer was a third of the analysis
-// time).
+// time). On ASCII text the tokenizer itself is replaced by an exact fast path
+// (ascii.go): bleve's unicode tokenizer allocates a token and several slices per word
+// and was about 40 % of ingest CPU; restricted to ASCII, UAX #29's word rules are a
+// dozen lines, checked against bleve by a fuzz target and random adversarial strings.
+// Text with any non-ASCII byte goes through bleve's tokenizer.
 //
 // # Why not bleve's index
 //
@@ -39,6 +43,9 @@
 // document lengths and per-term document frequencies; the caller sums N, total length and
 // df over all shards and passes the collection-global idf and average length back, so a
 // document gets the same score whichever shard holds it and per-shard top-k lists merge
-// exactly. TopK is exact: it returns the same documents and float64 scores as sorting
+// exactly. The shards of one query can share a Floor (TopKShared): the n best scores
+// found so far by any shard; a document strictly below it cannot reach the merged top
+// n, so every shard prunes with the threshold of the whole collection rather than its
+// own (BenchmarkTopKShards). TopK is exact: it returns the same documents and float64 scores as sorting
 // Accumulate's exhaustive scores (terms are summed in query order in both).
 package lexical
