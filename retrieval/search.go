@@ -409,13 +409,18 @@ func lexErr(sh *shard, err error) error {
 // bm25Scores sets bm25 on every candidate that lacks it (the same float64 the shard's
 // top-k computes).
 func (q *query) bm25Scores(cs []scored) error {
-	byShard := map[int32][]int{}
+	byShard := make([][]int, len(q.sn.shards))
 	for i := range cs {
 		if !cs[i].hasB {
 			byShard[cs[i].shard] = append(byShard[cs[i].shard], i)
 		}
 	}
-	for si, idx := range byShard {
+	// The shards score concurrently; each writes only its own candidates.
+	return q.eachShard(func(si int, sh *shard) error {
+		idx := byShard[si]
+		if len(idx) == 0 {
+			return nil
+		}
 		slices.SortFunc(idx, func(a, b int) int { return int(cs[a].ord) - int(cs[b].ord) })
 		ords := make([]uint32, len(idx))
 		for j, i := range idx {
@@ -423,13 +428,13 @@ func (q *query) bm25Scores(cs []scored) error {
 		}
 		out := make([]float64, len(idx))
 		if err := q.lres[si].Scores(q.lp, ords, out); err != nil {
-			return lexErr(q.sn.shards[si], err)
+			return lexErr(sh, err)
 		}
 		for j, i := range idx {
 			cs[i].bm25, cs[i].hasB = out[j], true
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // denseTop returns the global top n by full-vector score: the compressed codes of every
@@ -600,7 +605,7 @@ func (q *query) denseTopApprox(ctx context.Context, n, total int) ([]scored, boo
 
 // fullScores sets dense (full-vector inner product) on every candidate.
 func (q *query) fullScores(cs []scored) error {
-	byShard := map[int32][]int{}
+	byShard := make([][]int, len(q.sn.shards))
 	for i := range cs {
 		key := uint64(cs[i].shard)<<32 | uint64(cs[i].ord)
 		if v, ok := q.denseCache[key]; ok {
@@ -609,8 +614,13 @@ func (q *query) fullScores(cs []scored) error {
 		}
 		byShard[cs[i].shard] = append(byShard[cs[i].shard], i)
 	}
-	for si, idx := range byShard {
-		sh := q.sn.shards[si]
+	// The shards read their vectors concurrently (a read may fault a page in from
+	// disk); each writes only its own candidates, the cache is filled afterwards.
+	err := q.eachShard(func(si int, sh *shard) error {
+		idx := byShard[si]
+		if len(idx) == 0 {
+			return nil
+		}
 		ords := make([]uint32, len(idx))
 		for j, i := range idx {
 			ords[j] = cs[i].ord
@@ -621,7 +631,15 @@ func (q *query) fullScores(cs []scored) error {
 		}
 		for j, i := range idx {
 			cs[i].dense, cs[i].hasD = out[j], true
-			q.denseCache[uint64(si)<<32|uint64(cs[i].ord)] = out[j]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for si, idx := range byShard {
+		for _, i := range idx {
+			q.denseCache[uint64(si)<<32|uint64(cs[i].ord)] = cs[i].dense
 		}
 	}
 	return nil
