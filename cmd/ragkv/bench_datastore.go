@@ -146,6 +146,7 @@ passage, hybrid p99 ≤ 50 ms.`,
 			fmt.Fprintf(out, "k=%d over %d queries: bm25 p50 %.2f p99 %.2f ms; dense p50 %.2f p99 %.2f ms; hybrid p50 %.2f p99 %.2f ms; hybrid %.1f q/s on %d threads; dense recall@%d vs brute-force full vectors (%d queries): %.4f (%d ANN shards), exact code scan %.4f\n",
 				res.K, res.Queries, res.BM25P50ms, res.BM25P99ms, res.DenseP50ms, res.DenseP99ms, res.HybridP50ms, res.HybridP99ms,
 				res.QPS, res.Threads, res.K, res.RecallQueries, res.ANNRecall10, res.ANNShards, res.ExactScanRecall10)
+			fmt.Fprintf(out, "hypervisor steal: %.1f CPU s during the ingest, %.1f during the timed queries\n", res.StealSecondsIngest, res.StealSecondsQueries)
 			if !asJSON {
 				return nil
 			}
