@@ -20,25 +20,7 @@ import (
 //	RAGKV_SHARED=/work/shared RAGKV_BENCH_DOCS=200000 go test -run '^$' -bench TopK ./retrieval/internal/lexical/
 func BenchmarkTopK(b *testing.B) {
 	corpus, n := benchCorpus(b)
-	bl, err := NewBuilder()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		_, title, text, _ := corpus.Doc(i)
-		if err := bl.Add(title + "\n" + text); err != nil {
-			b.Fatal(err)
-		}
-	}
-	dir := b.TempDir()
-	st, err := bl.Write(context.Background(), dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, st := benchShard(b, corpus, n, 0, 1)
 	defer s.Close()
 	type prepared struct {
 		r *Resolved
@@ -120,27 +102,11 @@ func BenchmarkTopKShards(b *testing.B) {
 	shards := make([]*Shard, nShards)
 	var st Stats
 	for si := range shards {
-		bl, err := NewBuilder()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for i := si; i < n; i += nShards {
-			_, title, text, _ := corpus.Doc(i)
-			if err := bl.Add(title + "\n" + text); err != nil {
-				b.Fatal(err)
-			}
-		}
-		dir := b.TempDir()
-		sst, err := bl.Write(context.Background(), dir)
-		if err != nil {
-			b.Fatal(err)
-		}
+		var sst Stats
+		shards[si], sst = benchShard(b, corpus, n, si, nShards)
+		defer shards[si].Close()
 		st.Docs += sst.Docs
 		st.TotalLength += sst.TotalLength
-		if shards[si], err = Open(dir); err != nil {
-			b.Fatal(err)
-		}
-		defer shards[si].Close()
 	}
 	type prepared struct {
 		rs []*Resolved
@@ -196,4 +162,29 @@ func BenchmarkTopKShards(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchShard builds and opens a shard of the corpus documents first, first+step, ...
+// below n.
+func benchShard(b *testing.B, corpus *synth.Corpus, n, first, step int) (*Shard, Stats) {
+	bl, err := NewBuilder()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := first; i < n; i += step {
+		_, title, text, _ := corpus.Doc(i)
+		if err := bl.Add(title + "\n" + text); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dir := b.TempDir()
+	st, err := bl.Write(context.Background(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, st
 }
