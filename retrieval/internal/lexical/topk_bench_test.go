@@ -22,25 +22,7 @@ func BenchmarkTopK(b *testing.B) {
 	corpus, n := benchCorpus(b)
 	s, st := benchShard(b, corpus, n, 0, 1)
 	defer s.Close()
-	type prepared struct {
-		r *Resolved
-		p Params
-	}
-	var qs []prepared
-	for i := 0; i < 200; i++ {
-		text, _ := corpus.Query(i, n)
-		q, err := Analyze(text)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r, err := s.Resolve(q)
-		if err != nil {
-			b.Fatal(err)
-		}
-		df := make([]int64, len(q.Terms))
-		r.AddDocFreqs(df)
-		qs = append(qs, prepared{r, GlobalParams(q, st, df)})
-	}
+	qs := benchQueries(b, corpus, n, []*Shard{s}, st)
 	ctx := context.Background()
 	var work topKStats
 	runtime.LockOSThread() // threadCPU measures this goroutine's thread
@@ -49,7 +31,7 @@ func BenchmarkTopK(b *testing.B) {
 	ops := 0
 	for i := 0; b.Loop(); i++ {
 		q := qs[i%len(qs)]
-		if _, _, err := q.r.topK(ctx, q.p, 10, nil, nil, &work); err != nil {
+		if _, _, err := q.rs[0].topK(ctx, q.p, 10, nil, nil, &work); err != nil {
 			b.Fatal(err)
 		}
 		ops++
@@ -108,27 +90,7 @@ func BenchmarkTopKShards(b *testing.B) {
 		st.Docs += sst.Docs
 		st.TotalLength += sst.TotalLength
 	}
-	type prepared struct {
-		rs []*Resolved
-		p  Params
-	}
-	var qs []prepared
-	for i := 0; i < 200; i++ {
-		text, _ := corpus.Query(i, n)
-		q, err := Analyze(text)
-		if err != nil {
-			b.Fatal(err)
-		}
-		df := make([]int64, len(q.Terms))
-		rs := make([]*Resolved, nShards)
-		for si, s := range shards {
-			if rs[si], err = s.Resolve(q); err != nil {
-				b.Fatal(err)
-			}
-			rs[si].AddDocFreqs(df)
-		}
-		qs = append(qs, prepared{rs, GlobalParams(q, st, df)})
-	}
+	qs := benchQueries(b, corpus, n, shards, st)
 	ctx := context.Background()
 	for _, depth := range []int{10, 100} {
 		for _, shared := range []bool{false, true} {
@@ -187,4 +149,32 @@ func benchShard(b *testing.B, corpus *synth.Corpus, n, first, step int) (*Shard,
 		b.Fatal(err)
 	}
 	return s, st
+}
+
+// benchQuery is a bench query resolved on every shard, with collection-global params.
+type benchQuery struct {
+	rs []*Resolved
+	p  Params
+}
+
+// benchQueries prepares the corpus's first 200 queries on shards (st: their summed stats).
+func benchQueries(b *testing.B, corpus *synth.Corpus, n int, shards []*Shard, st Stats) []benchQuery {
+	var qs []benchQuery
+	for i := 0; i < 200; i++ {
+		text, _ := corpus.Query(i, n)
+		q, err := Analyze(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		df := make([]int64, len(q.Terms))
+		rs := make([]*Resolved, len(shards))
+		for si, s := range shards {
+			if rs[si], err = s.Resolve(q); err != nil {
+				b.Fatal(err)
+			}
+			rs[si].AddDocFreqs(df)
+		}
+		qs = append(qs, benchQuery{rs, GlobalParams(q, st, df)})
+	}
+	return qs
 }
