@@ -536,16 +536,20 @@ func (sh *shard) loadCodes() error {
 	}
 	path := filepath.Join(sh.dir, name)
 	if sh.meta.Int8 || nativeLE {
-		f, err := mmapfile.Open(path)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		var b []byte
+		if !sh.meta.Compressed && sh.vecFile != nil {
+			b = sh.vecFile.Bytes() // an ANN shard has its full vectors mapped (and checked) already
+		} else {
+			f, err := mmapfile.Open(path)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			if b = f.Bytes(); len(b) != want {
+				_ = f.Close()
+				return fmt.Errorf("%w: shard %s: %s holds %d bytes, want %d", ErrCorrupt, sh.ref.Dir, name, len(b), want)
+			}
+			sh.codesFile = f
 		}
-		b := f.Bytes()
-		if len(b) != want {
-			_ = f.Close()
-			return fmt.Errorf("%w: shard %s: %s holds %d bytes, want %d", ErrCorrupt, sh.ref.Dir, name, len(b), want)
-		}
-		sh.codesFile = f
 		if len(b) == 0 {
 			return nil
 		}

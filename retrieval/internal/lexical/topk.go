@@ -49,7 +49,7 @@ func (r *Resolved) TopK(ctx context.Context, p Params, n int, dead func(ord uint
 // shard n times smaller, and most of the work of the weaker shards is skipped. The
 // returned list holds every document of the shard that can be in the merged top n
 // (documents tying f's n-th best are kept: ties are decided by the merge), so the
-// merge is unchanged; exhausted is false once f is full.
+// merge is unchanged; exhausted is false once f's threshold has pruned.
 func (r *Resolved) TopKShared(ctx context.Context, p Params, n int, dead func(ord uint32) bool, f *Floor) ([]Hit, bool, error) {
 	return r.topK(ctx, p, n, dead, f, nil)
 }
@@ -59,7 +59,7 @@ func (r *Resolved) TopKShared(ctx context.Context, p Params, n int, dead func(or
 type Floor struct {
 	n    int
 	mu   sync.Mutex
-	h    []float64     // min-heap of at most n scores (each of a distinct document)
+	h    []Hit         // min-heap (up, down) of at most n scores, each of a distinct document
 	bits atomic.Uint64 // the n-th best score once h is full, else −Inf
 }
 
@@ -80,38 +80,19 @@ func (f *Floor) offer(score float64) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	c := Hit{Score: score} // the heap of topK, on scores alone
 	switch {
 	case len(f.h) < f.n:
-		f.h = append(f.h, score)
-		for i := len(f.h) - 1; i > 0; {
-			p := (i - 1) / 2
-			if f.h[p] <= f.h[i] {
-				break
-			}
-			f.h[p], f.h[i] = f.h[i], f.h[p]
-			i = p
-		}
-	case score > f.h[0]:
-		f.h[0] = score
-		for i := 0; ; {
-			l, m := 2*i+1, i
-			if l < len(f.h) && f.h[l] < f.h[m] {
-				m = l
-			}
-			if r := l + 1; r < len(f.h) && f.h[r] < f.h[m] {
-				m = r
-			}
-			if m == i {
-				break
-			}
-			f.h[i], f.h[m] = f.h[m], f.h[i]
-			i = m
-		}
+		f.h = append(f.h, c)
+		up(f.h, len(f.h)-1)
+	case worse(f.h[0], c):
+		f.h[0] = c
+		down(f.h, 0)
 	default:
 		return
 	}
 	if len(f.h) == f.n {
-		f.bits.Store(math.Float64bits(f.h[0]))
+		f.bits.Store(math.Float64bits(f.h[0].Score))
 	}
 }
 
@@ -225,9 +206,9 @@ func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint
 				t.c.next()
 			}
 		}
-		full := theta > math.Inf(-1) // something prunes
+		pruning := theta > math.Inf(-1)
 		ok := true
-		for j := ess - 1; j >= 0 && full; j-- {
+		for j := ess - 1; j >= 0 && pruning; j-- {
 			if partial*boundSlack+prefix[j+1] <= theta {
 				ok = false
 				break
@@ -248,7 +229,7 @@ func (r *Resolved) topK(ctx context.Context, p Params, n int, dead func(ord uint
 				partial += v
 			}
 		}
-		if ok && full && partial*boundSlack <= theta {
+		if ok && pruning && partial*boundSlack <= theta {
 			ok = false
 		}
 		if ok {
