@@ -23,8 +23,12 @@ import (
 // (package retrieval/synth) streamed into a fresh store in commits of Batch passages
 // (the ingest holds one batch in memory at a time), then query latency and throughput.
 type DatastoreBenchConfig struct {
-	// Dir is the store directory (must not hold a store).
+	// Dir is the store directory (must not hold a store, unless Reuse).
 	Dir string
+	// Reuse skips the ingest: Dir holds the store of an earlier run with the same
+	// Passages and Seed (kept with --keep), and only the opened store is measured (RAM,
+	// disk, queries, recall). The ingest figures stay zero.
+	Reuse bool
 	// Passages is the corpus size (one passage per synthetic document).
 	Passages int
 	// Batch is the passages per commit (bounds ingest memory; default 100,000) and
@@ -52,8 +56,10 @@ type DatastoreBenchConfig struct {
 
 // DatastoreBenchResult is the report (JSON keys as issue 15 lists them).
 type DatastoreBenchResult struct {
-	Passages           int     `json:"passages"`
-	Shards             int     `json:"shards"`
+	Passages int `json:"passages"`
+	Shards   int `json:"shards"`
+	// Reused: the store of an earlier run was queried (no ingest figures).
+	Reused             bool    `json:"reused,omitempty"`
 	IngestSeconds      float64 `json:"ingest_seconds"`
 	IngestPassagesPerS float64 `json:"ingest_passages_per_s"`
 	// IngestCPUSeconds is the process CPU time (user + system, getrusage) the ingest
@@ -150,13 +156,24 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	opts := Options{Dir: cfg.Dir, Embedders: []embed.Embedder{cfg.Embedder}, Logger: cfg.Logger, BuildMemory: cfg.BuildMemory}
-	st, err := Open(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	copts := &CollectionOptions{PCADims: cfg.PCADims, Int8: cfg.Int8, DenseIndex: cfg.DenseIndex, ANNThreshold: cfg.ANNThreshold, Dedup: DedupNone}
 	res := &DatastoreBenchResult{Passages: cfg.Passages, K: cfg.K, Queries: cfg.Queries, Threads: cfg.Threads, CPUms: map[Mode]float64{},
-		ColdCPUms: map[Mode]float64{}, ColdP50ms: map[Mode]float64{}, ColdP99ms: map[Mode]float64{}}
+		ColdCPUms: map[Mode]float64{}, ColdP50ms: map[Mode]float64{}, ColdP99ms: map[Mode]float64{}, Reused: cfg.Reuse}
+	if !cfg.Reuse {
+		st, err := Open(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		copts := &CollectionOptions{PCADims: cfg.PCADims, Int8: cfg.Int8, DenseIndex: cfg.DenseIndex, ANNThreshold: cfg.ANNThreshold, Dedup: DedupNone}
+		if err := ingestBench(ctx, cfg, st, corpus, copts, res); err != nil {
+			return nil, err
+		}
+	}
+	return measureBench(ctx, cfg, opts, corpus, res)
+}
+
+// ingestBench streams the synthetic corpus into st (which it closes) and records the
+// ingest figures.
+func ingestBench(ctx context.Context, cfg DatastoreBenchConfig, st *Store, corpus *synth.Corpus, copts *CollectionOptions, res *DatastoreBenchResult) error {
 	start := time.Now()
 	cpu0 := cpuSeconds()
 	steal0 := stealSeconds()
@@ -180,16 +197,16 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		in, err := st.BeginIngest(ctx, "bench", IngestOptions{Create: copts, Shards: cfg.ShardsPerCommit})
 		if err != nil {
 			st.Close()
-			return nil, err
+			return err
 		}
 		if err := in.Add(ctx, docs...); err != nil {
 			in.Abort()
 			st.Close()
-			return nil, err
+			return err
 		}
 		if _, err := in.Commit(ctx); err != nil {
 			st.Close()
-			return nil, err
+			return err
 		}
 		if cfg.Progress != nil {
 			cfg.Progress(hi, cfg.Passages)
@@ -204,10 +221,12 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	if res.IngestCPUSeconds > 0 {
 		res.IngestCPUBoundPassagesPerS = float64(cfg.Passages) / (res.IngestCPUSeconds / float64(res.CPUCores))
 	}
-	docs = nil
-	if err := st.Close(); err != nil {
-		return nil, err
-	}
+	return st.Close()
+}
+
+// measureBench opens the bench store and measures it: RAM and disk per passage, query
+// latency and throughput, recall.
+func measureBench(ctx context.Context, cfg DatastoreBenchConfig, opts Options, corpus *synth.Corpus, res *DatastoreBenchResult) (*DatastoreBenchResult, error) {
 	// RAM: anonymous resident memory added by opening the store (codes, passage tables,
 	// ANN indexes, dictionaries), measured after a GC with the OS given back what Go
 	// freed.
@@ -215,11 +234,20 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 	debug.FreeOSMemory()
 	anon0, file0 := memRollup()
 	heap0 := heapInUse()
-	st, err = Open(ctx, opts)
+	st, err := Open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
+	if cfg.Reuse {
+		info, err := st.Collection("bench")
+		if err != nil {
+			return nil, fmt.Errorf("%w: reused store %s: %w", ErrInvalidArgument, cfg.Dir, err)
+		}
+		if info.Passages != int64(cfg.Passages) {
+			return nil, fmt.Errorf("%w: reused store %s holds %d passages, not %d", ErrInvalidArgument, cfg.Dir, info.Passages, cfg.Passages)
+		}
+	}
 	queries := make([]string, cfg.Queries)
 	for i := range queries {
 		queries[i], _ = corpus.Query(i, cfg.Passages)
@@ -287,7 +315,7 @@ func BenchDatastore(ctx context.Context, cfg DatastoreBenchConfig) (*DatastoreBe
 		defer func() { res.CPUms[m] = (cpuSeconds() - c0) * 1000 / float64(len(queries)) }()
 		return pass()
 	}
-	steal0 = stealSeconds()
+	steal0 := stealSeconds()
 	if res.BM25P50ms, res.BM25P99ms, err = lat(ModeBM25); err != nil {
 		return nil, err
 	}

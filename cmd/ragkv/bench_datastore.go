@@ -29,6 +29,7 @@ func init() {
 		embeddings, dir string
 		denseIndex      string
 		asJSON, keep    bool
+		reuse           bool
 		cpuProfile      string
 		memProfile      string
 		seed            int64
@@ -92,15 +93,25 @@ passage, hybrid p99 ≤ 50 ms.`,
 			for i := range cfg.Vocab {
 				cfg.Vocab[i] = wv.Word(i)
 			}
+			if dir == "" && reuse {
+				return flagErr("reuse", "needs --dir (the store of an earlier run with --keep)")
+			}
 			if dir == "" {
 				tmp, err := os.MkdirTemp("", "ragkv-bench-datastore-")
 				if err != nil {
 					return err
 				}
 				dir = tmp
-			} else if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+			} else if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 && !reuse {
 				return flagErr("dir", "%s is not empty", dir)
 			}
+			if reuse {
+				if _, err := os.Stat(dir); err != nil {
+					return flagErr("reuse", "needs --dir holding a kept bench store: %v", err)
+				}
+				keep = true // never remove a store this run did not make
+			}
+			cfg.Reuse = reuse
 			if !keep {
 				defer os.RemoveAll(dir)
 			}
@@ -139,9 +150,12 @@ passage, hybrid p99 ≤ 50 ms.`,
 			}
 			res.CPU = cpu.Active().String()
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "passages %d in %d shards: ingest %.0f passages/s (%.1f s; CPU %.1f s = %.0f passages/s on %d dedicated cores), RAM %.1f B/passage anonymous (%.1f after the queries; dense index %.1f; Go heap %.1f; mapped file pages %.1f), disk %.0f B/passage, peak RSS %.2f GiB\n",
-				res.Passages, res.Shards, res.IngestPassagesPerS, res.IngestSeconds, res.IngestCPUSeconds, res.IngestCPUBoundPassagesPerS, res.CPUCores,
-				res.RAMBytesPerPassage, res.RAMBytesPerPassageEnd, res.DenseIndexBytesPerPassage, res.HeapBytesPerPassage, res.MappedFileBytesPerPassage,
+			ingest := fmt.Sprintf("ingest %.0f passages/s (%.1f s; CPU %.1f s = %.0f passages/s on %d dedicated cores)", res.IngestPassagesPerS, res.IngestSeconds, res.IngestCPUSeconds, res.IngestCPUBoundPassagesPerS, res.CPUCores)
+			if res.Reused {
+				ingest = "reused store (no ingest)"
+			}
+			fmt.Fprintf(out, "passages %d in %d shards: %s, RAM %.1f B/passage anonymous (%.1f after the queries; dense index %.1f; Go heap %.1f; mapped file pages %.1f), disk %.0f B/passage, peak RSS %.2f GiB\n",
+				res.Passages, res.Shards, ingest, res.RAMBytesPerPassage, res.RAMBytesPerPassageEnd, res.DenseIndexBytesPerPassage, res.HeapBytesPerPassage, res.MappedFileBytesPerPassage,
 				res.DiskBytesPerPassage, float64(res.PeakRSSBytes)/(1<<30))
 			fmt.Fprintf(out, "k=%d over %d queries: bm25 p50 %.2f p99 %.2f ms; dense p50 %.2f p99 %.2f ms; hybrid p50 %.2f p99 %.2f ms; hybrid %.1f q/s on %d threads; dense recall@%d vs brute-force full vectors (%d queries): %.4f (%d ANN shards), exact code scan %.4f\n",
 				res.K, res.Queries, res.BM25P50ms, res.BM25P99ms, res.DenseP50ms, res.DenseP99ms, res.HybridP50ms, res.HybridP99ms,
@@ -156,7 +170,7 @@ passage, hybrid p99 ≤ 50 ms.`,
 				IngestTargetMet bool `json:"ingest_target_met"`
 				RAMTargetMet    bool `json:"ram_target_met"`
 				P99TargetMet    bool `json:"hybrid_p99_target_met"`
-			}{"datastore", res, res.IngestPassagesPerS >= dsTargetIngest, max(res.RAMBytesPerPassage, res.RAMBytesPerPassageEnd) <= dsTargetRAM, res.HybridP99ms <= dsTargetHybridP99})
+			}{"datastore", res, !res.Reused && res.IngestPassagesPerS >= dsTargetIngest, max(res.RAMBytesPerPassage, res.RAMBytesPerPassageEnd) <= dsTargetRAM, res.HybridP99ms <= dsTargetHybridP99})
 		},
 	}
 	f := cmd.Flags()
@@ -175,6 +189,7 @@ passage, hybrid p99 ≤ 50 ms.`,
 	f.Int64Var(&seed, "seed", 1, "corpus seed")
 	f.StringVar(&dir, "dir", "", "store directory (default: a temporary one, removed)")
 	f.BoolVar(&keep, "keep", false, "keep the store directory")
+	f.BoolVar(&reuse, "reuse", false, "skip the ingest and measure the store --dir kept by an earlier run with the same --passages and --seed (no ingest figures)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (ingest and queries) to this file")
 	f.StringVar(&memProfile, "memprofile", "", "write a heap profile (allocations of the whole run, and what is in use at its end) to this file")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last stdout line")
